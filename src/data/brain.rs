@@ -1,0 +1,333 @@
+//! The brain file (DESIGN §2): one subject's responses to the probe images, voxel positions and
+//! ROI membership.
+
+use crate::data::array::Array;
+
+#[derive(Debug, Clone)]
+pub struct Brain {
+    /// `[N, V]` responses (z-scored per voxel after `zscore()`; loaders do this by default).
+    pub responses: Array,
+    /// `[V, 3]` voxel positions.
+    pub coords: Array,
+    /// `[V]` index into `roi_names`, -1 outside every ROI.
+    pub roi: Vec<i32>,
+    /// `[V]` noise ceiling in R² units, when known.
+    pub noise_ceiling: Option<Vec<f32>>,
+    /// `[V, 2]` flatmap positions for pictures, when known.
+    pub flat: Option<Array>,
+    pub roi_names: Vec<String>,
+    /// Position of each ROI on the visual hierarchy (same length as `roi_names`).
+    pub roi_levels: Vec<i32>,
+    pub stimulus_ids: Option<Vec<String>>,
+    pub subject: Option<String>,
+}
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::data::features::{json_string_list, non_finite_msg, one_line};
+use crate::data::safetensors_io::{write_tensors, OutTensor, TensorFile};
+use crate::error::{Error, Result};
+
+impl Brain {
+    pub fn n_images(&self) -> usize {
+        self.responses.shape.first().copied().unwrap_or(0)
+    }
+
+    pub fn n_voxels(&self) -> usize {
+        self.responses.shape.get(1).copied().unwrap_or(0)
+    }
+
+    /// Hierarchy level of an ROI name (DESIGN §2): V1 0, V2 1, V3 2, hV4/V4 3, anything else 4.
+    /// Case-insensitive; a hemisphere prefix (`lh_`, `rh.`, ...) and a ventral/dorsal suffix
+    /// (`V1v`, `V3d`) are ignored, since NSD and Algonauts split early areas that way.
+    pub fn default_level(name: &str) -> i32 {
+        let mut n = name.trim().to_ascii_lowercase();
+        for p in ["lh_", "rh_", "lh.", "rh.", "lh-", "rh-"] {
+            if let Some(rest) = n.strip_prefix(p) {
+                n = rest.to_string();
+                break;
+            }
+        }
+        let level = |s: &str| match s {
+            "v1" => Some(0),
+            "v2" => Some(1),
+            "v3" => Some(2),
+            "hv4" | "v4" => Some(3),
+            _ => None,
+        };
+        if let Some(l) = level(&n) {
+            return l;
+        }
+        n.strip_suffix('v').or_else(|| n.strip_suffix('d')).and_then(level).unwrap_or(4)
+    }
+
+    /// Checks the contract of DESIGN §2; `origin` names the source in error messages.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        let err = |msg: String| Error::data(origin, msg);
+        let r = &self.responses;
+        if r.shape.len() != 2 || r.shape.contains(&0) || r.data.len() != r.shape.iter().product()
+        {
+            return Err(err(format!(
+                "tensor `responses` has shape {:?}; expected [N images, V voxels] with N, V > 0",
+                r.shape
+            )));
+        }
+        let (n, v) = (r.shape[0], r.shape[1]);
+        if let Some(i) = r.first_non_finite() {
+            return Err(err(format!(
+                "tensor `responses` has a non-finite value ({}) at [image {}, voxel {}]",
+                r.data[i],
+                i / v,
+                i % v
+            )));
+        }
+        let c = &self.coords;
+        if c.shape != [v, 3] || c.data.len() != 3 * v {
+            return Err(err(format!(
+                "tensor `coords` has shape {:?}; expected [{v}, 3] (one position per voxel of \
+                 `responses`)",
+                c.shape
+            )));
+        }
+        if let Some(m) = non_finite_msg(c, "coords") {
+            return Err(err(m));
+        }
+        if self.roi.len() != v {
+            return Err(err(format!(
+                "tensor `roi` has {} entries; expected {v} (one per voxel)",
+                self.roi.len()
+            )));
+        }
+        let n_rois = self.roi_names.len();
+        if let Some((i, &x)) =
+            self.roi.iter().enumerate().find(|(_, &x)| x < -1 || x >= n_rois as i32)
+        {
+            return Err(err(format!(
+                "tensor `roi` has value {x} at voxel {i}; expected -1 (no ROI) or an index below \
+                 {n_rois} (the number of `roi_names`)"
+            )));
+        }
+        if self.roi.iter().all(|&x| x < 0) {
+            return Err(err(
+                "no voxel belongs to an ROI (`roi` is -1 everywhere); hierarchy scores need ROI \
+                 labels"
+                    .into(),
+            ));
+        }
+        if self.roi_levels.len() != n_rois {
+            return Err(err(format!(
+                "`roi_levels` has {} entries but `roi_names` has {n_rois}",
+                self.roi_levels.len()
+            )));
+        }
+        if let Some((i, &l)) = self.roi_levels.iter().enumerate().find(|(_, &l)| l < 0) {
+            return Err(err(format!(
+                "`roi_levels` has negative level {l} for ROI `{}`",
+                self.roi_names[i]
+            )));
+        }
+        if let Some(nc) = &self.noise_ceiling {
+            if nc.len() != v {
+                return Err(err(format!(
+                    "tensor `noise_ceiling` has {} entries; expected {v} (one per voxel)",
+                    nc.len()
+                )));
+            }
+            if let Some((i, &x)) =
+                nc.iter().enumerate().find(|(_, &x)| !(x.is_finite() && (0.0..=1.0).contains(&x)))
+            {
+                return Err(err(format!(
+                    "tensor `noise_ceiling` has value {x} at voxel {i}; expected a finite \
+                     fraction of explainable variance in [0, 1]"
+                )));
+            }
+        }
+        if let Some(f) = &self.flat {
+            if f.shape != [v, 2] || f.data.len() != 2 * v {
+                return Err(err(format!(
+                    "tensor `flat` has shape {:?}; expected [{v}, 2]",
+                    f.shape
+                )));
+            }
+            if let Some(m) = non_finite_msg(f, "flat") {
+                return Err(err(m));
+            }
+        }
+        if let Some(ids) = &self.stimulus_ids {
+            if ids.len() != n {
+                return Err(err(format!(
+                    "`stimulus_ids` has {} entries but `responses` has {n} images",
+                    ids.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads, validates and z-scores a brain file (DESIGN §2).
+    pub fn load(path: &Path) -> Result<Brain> {
+        Self::load_with(path, true)
+    }
+
+    /// Loads and validates a brain file; z-scores each voxel when `zscore` is true.
+    pub fn load_with(path: &Path, zscore: bool) -> Result<Brain> {
+        let file = TensorFile::open(path)?;
+        let err = |msg: String| Error::data(path, msg);
+        let responses = file.f32("responses")?;
+        let coords = file.f32("coords")?;
+        let (roi_shape, roi) = file.i32("roi")?;
+        if roi_shape.len() != 1 {
+            return Err(err(format!("tensor `roi` has shape {roi_shape:?}; expected [V]")));
+        }
+        let noise_ceiling = if file.has("noise_ceiling") {
+            let a = file.f32("noise_ceiling")?;
+            if a.shape.len() != 1 {
+                return Err(err(format!(
+                    "tensor `noise_ceiling` has shape {:?}; expected [V]",
+                    a.shape
+                )));
+            }
+            Some(a.data)
+        } else {
+            None
+        };
+        let flat = if file.has("flat") { Some(file.f32("flat")?) } else { None };
+        let roi_names = match json_string_list(&file, "roi_names")? {
+            Some(names) => names,
+            None => {
+                let labelled = roi.iter().filter(|&&x| x >= 0).count();
+                if labelled > 0 {
+                    return Err(err(format!(
+                        "metadata `roi_names` is missing but `roi` assigns {labelled} voxels to \
+                         ROIs; add a JSON list of ROI names"
+                    )));
+                }
+                Vec::new()
+            }
+        };
+        let roi_levels = match file.metadata().get("roi_levels") {
+            Some(s) => serde_json::from_str::<Vec<i32>>(s).map_err(|e| {
+                err(format!(
+                    "metadata `roi_levels` is not a JSON list of integers: {}",
+                    one_line(&e)
+                ))
+            })?,
+            None => roi_names.iter().map(|n| Self::default_level(n)).collect(),
+        };
+        let stimulus_ids = json_string_list(&file, "stimulus_ids")?;
+        let subject = file.metadata().get("subject").cloned();
+        let mut b = Brain {
+            responses,
+            coords,
+            roi,
+            noise_ceiling,
+            flat,
+            roi_names,
+            roi_levels,
+            stimulus_ids,
+            subject,
+        };
+        let origin = path.display().to_string();
+        b.validate(&origin)?;
+        if zscore {
+            b.zscore(&origin)?;
+        }
+        Ok(b)
+    }
+
+    /// Standardises each voxel over images: mean 0, population standard deviation 1, computed in
+    /// f64. A voxel whose responses are all equal cannot be standardised and is an error (it
+    /// carries no signal and would otherwise become NaN or huge rounding noise).
+    pub fn zscore(&mut self, origin: &str) -> Result<()> {
+        let r = &mut self.responses;
+        if r.shape.len() != 2 || r.data.len() != r.shape.iter().product() {
+            return Err(Error::data(
+                origin,
+                format!("tensor `responses` has shape {:?}; expected [N, V]", r.shape),
+            ));
+        }
+        let (n, v) = (r.shape[0], r.shape[1]);
+        if n == 0 || v == 0 {
+            return Ok(());
+        }
+        let mut mean = vec![0f64; v];
+        let (mut lo, mut hi) = (vec![f32::INFINITY; v], vec![f32::NEG_INFINITY; v]);
+        for row in r.data.chunks_exact(v) {
+            for (j, &x) in row.iter().enumerate() {
+                mean[j] += x as f64;
+                lo[j] = lo[j].min(x);
+                hi[j] = hi[j].max(x);
+            }
+        }
+        // Exact equality, not a variance threshold: in f64 the mean of identical f32 values can
+        // differ from them by rounding, so a threshold would be arbitrary.
+        let constant: Vec<usize> = (0..v).filter(|&j| !(lo[j] < hi[j])).collect();
+        if let Some(&first) = constant.first() {
+            return Err(Error::data(
+                origin,
+                format!(
+                    "voxel {first} has zero variance in `responses` ({} voxels in all); remove \
+                     these voxels or load without z-scoring",
+                    constant.len()
+                ),
+            ));
+        }
+        for m in &mut mean {
+            *m /= n as f64;
+        }
+        let mut var = vec![0f64; v];
+        for row in r.data.chunks_exact(v) {
+            for (j, &x) in row.iter().enumerate() {
+                let d = x as f64 - mean[j];
+                var[j] += d * d;
+            }
+        }
+        let inv: Vec<f64> = var.iter().map(|s| 1.0 / (s / n as f64).sqrt()).collect();
+        for row in r.data.chunks_exact_mut(v) {
+            for (j, x) in row.iter_mut().enumerate() {
+                *x = ((*x as f64 - mean[j]) * inv[j]) as f32;
+            }
+        }
+        if let Some(i) = r.first_non_finite() {
+            return Err(Error::data(
+                origin,
+                format!(
+                    "z-scoring `responses` overflowed at [image {}, voxel {}]; rescale the data",
+                    i / v,
+                    i % v
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes the brain file (atomic): `responses`, `coords`, `roi` as I32, `noise_ceiling` and
+    /// `flat` only when present, metadata as JSON. Refuses data that [`Brain::load_with`] would
+    /// reject, so a saved file always loads.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        self.validate(&format!("{} (not written)", path.display()))?;
+        let v = self.n_voxels();
+        let mut tensors = vec![
+            ("responses".to_string(), OutTensor::from_array(&self.responses)),
+            ("coords".to_string(), OutTensor::from_array(&self.coords)),
+            ("roi".to_string(), OutTensor::I32 { shape: vec![v], data: &self.roi }),
+        ];
+        if let Some(nc) = &self.noise_ceiling {
+            tensors.push(("noise_ceiling".to_string(), OutTensor::F32 { shape: vec![v], data: nc }));
+        }
+        if let Some(f) = &self.flat {
+            tensors.push(("flat".to_string(), OutTensor::from_array(f)));
+        }
+        let mut meta = BTreeMap::new();
+        meta.insert("roi_names".to_string(), serde_json::to_string(&self.roi_names).unwrap());
+        meta.insert("roi_levels".to_string(), serde_json::to_string(&self.roi_levels).unwrap());
+        if let Some(ids) = &self.stimulus_ids {
+            meta.insert("stimulus_ids".to_string(), serde_json::to_string(ids).unwrap());
+        }
+        if let Some(s) = &self.subject {
+            meta.insert("subject".to_string(), s.clone());
+        }
+        write_tensors(path, &tensors, &meta)
+    }
+}

@@ -1,0 +1,172 @@
+//! File output that never leaves a half-written file behind.
+//!
+//! Every writer in the library goes through [`atomic_write`]: a crash, a full disk or a killed
+//! training job must leave either the old file or the complete new one, because users resume
+//! from these files (monitor state, fitted encoders) and a torn file would be read as corrupt.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+
+/// Distinguishes temp files of concurrent writers in one process (threads writing the same
+/// target); the pid alone only separates processes.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn temp_path_for(path: &Path) -> io::Result<PathBuf> {
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "not a file path (no file name)")
+    })?;
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    Ok(parent_dir(path).join(format!(
+        ".{}.{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id(),
+        n
+    )))
+}
+
+fn write_synced(tmp: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new().write(true).create_new(true).open(tmp)?;
+    f.write_all(bytes)?;
+    // Without the fsync the rename can reach the disk before the data, so a power loss would
+    // leave a complete-looking but empty file.
+    f.sync_all()
+}
+
+/// Writes `bytes` to `path` atomically: a hidden temp file in the same directory (so the rename
+/// stays on one filesystem), fsync, then rename over the target. On failure the temp file is
+/// removed and the error names `path`.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path_for(path).map_err(|e| Error::io(path, e))?;
+    let result = write_synced(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    // Persist the directory entry too; some filesystems cannot sync a directory, and the data
+    // itself is already safe, so a failure here is not worth failing the write for.
+    if let Ok(d) = File::open(parent_dir(path)) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) if needed and checks that files can be created in it, so a
+/// long computation fails before it starts rather than when it tries to save its result.
+pub fn ensure_output_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::io(
+            dir,
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "output directory path exists but is not a directory",
+            ),
+        ));
+    }
+    fs::create_dir_all(dir).map_err(|e| {
+        Error::io(dir, io::Error::new(e.kind(), format!("cannot create output directory: {e}")))
+    })?;
+    let probe = dir.join(format!(
+        ".factortopy-write-probe.{}.{}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let created = OpenOptions::new().write(true).create_new(true).open(&probe);
+    match created {
+        Ok(f) => {
+            drop(f);
+            fs::remove_file(&probe).map_err(|e| {
+                Error::io(
+                    dir,
+                    io::Error::new(
+                        e.kind(),
+                        format!("output directory is not writable (cannot remove a probe file): {e}"),
+                    ),
+                )
+            })
+        }
+        Err(e) => Err(Error::io(
+            dir,
+            io::Error::new(e.kind(), format!("output directory is not writable: {e}")),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp") || n.contains("probe"))
+            .collect()
+    }
+
+    #[test]
+    fn atomic_write_creates_and_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.bin");
+        atomic_write(&p, b"first").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        atomic_write(&p, b"second, longer").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"second, longer");
+        assert!(leftovers(d.path()).is_empty());
+    }
+
+    #[test]
+    fn atomic_write_failure_names_target_and_leaves_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        // The target is a non-empty directory: the rename must fail after the temp file exists.
+        let p = d.path().join("target");
+        fs::create_dir(&p).unwrap();
+        fs::write(p.join("keep"), b"x").unwrap();
+        let err = atomic_write(&p, b"data").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(&p.display().to_string()), "{msg}");
+        assert!(!msg.contains('\n'));
+        assert!(leftovers(d.path()).is_empty(), "{:?}", leftovers(d.path()));
+        assert_eq!(fs::read(p.join("keep")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn atomic_write_missing_dir_is_io_error() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("no/such/dir/file.bin");
+        let err = atomic_write(&p, b"data").unwrap_err();
+        assert!(matches!(err, Error::Io { .. }));
+        assert!(err.to_string().contains("file.bin"));
+    }
+
+    #[test]
+    fn ensure_output_dir_creates_nested_and_cleans_probe() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("x/y/z");
+        ensure_output_dir(&out).unwrap();
+        assert!(out.is_dir());
+        assert!(leftovers(&out).is_empty());
+        // Idempotent.
+        ensure_output_dir(&out).unwrap();
+    }
+
+    #[test]
+    fn ensure_output_dir_rejects_a_file() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("file");
+        fs::write(&f, b"x").unwrap();
+        let err = ensure_output_dir(&f).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("not a directory") && msg.contains("file"), "{msg}");
+    }
+}

@@ -1,0 +1,14 @@
+//! factortopy: how brain-like is a vision network's hierarchy, and how much of it does
+//! fine-tuning destroy? See README.md and DESIGN §1.
+
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod model;
+pub mod pipeline;
+pub mod plot;
+pub mod rng;
+pub mod scores;
+pub mod synth;
+
+pub use error::{Error, Result};

@@ -1,0 +1,230 @@
+//! The FactorTopy encoder's parameters (DESIGN §3.2–§3.4, §3.7): channel alignment per layer,
+//! three selector MLPs over the positional encoding, and the per-voxel linear readout.
+
+use crate::data::Array;
+use crate::error::{Error, Result};
+use crate::model::posenc::{CoordNorm, ENC_DIM};
+use crate::model::readout::fused_readout;
+use crate::model::selections::Selections;
+use crate::rng::Rng;
+use candle_core::{DType, Device, Tensor, Var, D};
+
+/// Hidden width of the selector MLPs.
+pub const HIDDEN: usize = 128;
+
+/// Everything about an encoder that is not a learned parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncoderSpec {
+    /// Channel width `C_l` of every layer.
+    pub widths: Vec<usize>,
+    /// Bottleneck width D.
+    pub d: usize,
+    /// Local grid size G.
+    pub grid: usize,
+    pub n_voxels: usize,
+    pub coord_norm: CoordNorm,
+    pub layer_names: Vec<String>,
+    /// Name of the network the encoder was fitted on.
+    pub model: String,
+}
+
+impl EncoderSpec {
+    pub fn n_layers(&self) -> usize {
+        self.widths.len()
+    }
+}
+
+/// One selector MLP: 192 → 128 → GELU → 128 → GELU → K (last layer bias-free).
+#[derive(Debug, Clone)]
+pub struct SelectorMlp {
+    pub w1: Var,
+    pub b1: Var,
+    pub w3: Var,
+    pub b3: Var,
+    pub w5: Var,
+}
+
+impl SelectorMlp {
+    fn new(k: usize, rng: &mut Rng, dev: &Device) -> Result<Self> {
+        Ok(Self {
+            w1: uniform_var(&[HIDDEN, ENC_DIM], ENC_DIM, rng, dev)?,
+            b1: uniform_var(&[HIDDEN], ENC_DIM, rng, dev)?,
+            w3: uniform_var(&[HIDDEN, HIDDEN], HIDDEN, rng, dev)?,
+            b3: uniform_var(&[HIDDEN], HIDDEN, rng, dev)?,
+            // Zero so that every voxel starts at the image centre, uniform over layers, scale 0.5.
+            w5: Var::from_tensor(&Tensor::zeros((k, HIDDEN), DType::F32, dev)?)?,
+        })
+    }
+
+    fn forward(&self, pe: &Tensor) -> candle_core::Result<Tensor> {
+        let h = pe.matmul(&self.w1.t()?)?.broadcast_add(&self.b1)?.gelu_erf()?;
+        let h = h.matmul(&self.w3.t()?)?.broadcast_add(&self.b3)?.gelu_erf()?;
+        h.matmul(&self.w5.t()?)
+    }
+}
+
+/// PyTorch's default Linear/Conv initialisation: U(±1/√fan_in).
+fn uniform_var(shape: &[usize], fan_in: usize, rng: &mut Rng, dev: &Device) -> Result<Var> {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n).map(|_| rng.uniform_range(-bound, bound) as f32).collect();
+    Ok(Var::from_tensor(&Tensor::from_vec(data, shape, dev)?)?)
+}
+
+/// The selector heads' outputs for every voxel.
+pub struct SelectorOutputs {
+    /// `[V, 2]` tanh outputs.
+    pub space: Tensor,
+    /// `[V, L]` softmax outputs.
+    pub probs: Tensor,
+    /// `[V]` sigmoid outputs.
+    pub scale: Tensor,
+}
+
+impl SelectorOutputs {
+    /// `[V, L + 3]`: the packed operand of the fused readout.
+    pub fn packed(&self) -> candle_core::Result<Tensor> {
+        Tensor::cat(&[&self.space, &self.probs, &self.scale.unsqueeze(1)?], 1)
+    }
+
+    pub fn to_host(&self) -> Result<Selections> {
+        let (v, l) = self.probs.dims2()?;
+        Ok(Selections {
+            layer_probs: Array::new(vec![v, l], self.probs.flatten_all()?.to_vec1()?)?,
+            space: Array::new(vec![v, 2], self.space.flatten_all()?.to_vec1()?)?,
+            scale: self.scale.to_vec1()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    pub spec: EncoderSpec,
+    /// `P_l` as `[D, C_l]` (saved as `[D, C_l, 1, 1]`).
+    pub local_bottleneck: Vec<Var>,
+    /// `Q_l` `[D, C_l]`.
+    pub global_bottleneck: Vec<Var>,
+    pub space_mlp: SelectorMlp,
+    pub layer_mlp: SelectorMlp,
+    pub scale_mlp: SelectorMlp,
+    /// `W` `[V, D]`.
+    pub weight: Var,
+    /// `c` `[V]`.
+    pub bias: Var,
+}
+
+impl Encoder {
+    /// A freshly initialised encoder (DESIGN §3.2–§3.4 initialisation), seeded.
+    pub fn new(spec: EncoderSpec, seed: u64) -> Result<Self> {
+        if spec.widths.is_empty() || spec.d == 0 || spec.grid == 0 || spec.n_voxels == 0 {
+            return Err(Error::invalid(format!(
+                "encoder needs at least one layer, D > 0, G > 0 and V > 0 (got L={}, D={}, G={}, V={})",
+                spec.widths.len(),
+                spec.d,
+                spec.grid,
+                spec.n_voxels
+            )));
+        }
+        let dev = Device::Cpu;
+        let mut rng = Rng::derive(seed, "encoder-init");
+        let d = spec.d;
+        let mut local_bottleneck = Vec::new();
+        let mut global_bottleneck = Vec::new();
+        for &c in &spec.widths {
+            local_bottleneck.push(uniform_var(&[d, c], c, &mut rng, &dev)?);
+            global_bottleneck.push(uniform_var(&[d, c], c, &mut rng, &dev)?);
+        }
+        let space_mlp = SelectorMlp::new(2, &mut rng, &dev)?;
+        let layer_mlp = SelectorMlp::new(spec.n_layers(), &mut rng, &dev)?;
+        let scale_mlp = SelectorMlp::new(1, &mut rng, &dev)?;
+        let weight = uniform_var(&[spec.n_voxels, d], d, &mut rng, &dev)?;
+        let bias = uniform_var(&[spec.n_voxels], d, &mut rng, &dev)?;
+        Ok(Self { spec, local_bottleneck, global_bottleneck, space_mlp, layer_mlp, scale_mlp, weight, bias })
+    }
+
+    /// Parameters with their DESIGN §3.7 names, in a fixed order (the order matters for
+    /// reproducible gradient norms and for saving).
+    pub fn named_vars(&self) -> Vec<(String, &Var)> {
+        let mut out = Vec::new();
+        for (l, v) in self.local_bottleneck.iter().enumerate() {
+            out.push((format!("local_token_bottleneck.{l}.weight"), v));
+        }
+        for (l, v) in self.global_bottleneck.iter().enumerate() {
+            out.push((format!("global_token_bottleneck.{l}.weight"), v));
+        }
+        for (name, mlp) in [("space", &self.space_mlp), ("layer", &self.layer_mlp), ("scale", &self.scale_mlp)] {
+            out.push((format!("{name}_selector_mlp.1.weight"), &mlp.w1));
+            out.push((format!("{name}_selector_mlp.1.bias"), &mlp.b1));
+            out.push((format!("{name}_selector_mlp.3.weight"), &mlp.w3));
+            out.push((format!("{name}_selector_mlp.3.bias"), &mlp.b3));
+            out.push((format!("{name}_selector_mlp.5.weight"), &mlp.w5));
+        }
+        out.push(("weight".to_string(), &self.weight));
+        out.push(("bias".to_string(), &self.bias));
+        out
+    }
+
+    pub fn vars(&self) -> Vec<Var> {
+        self.named_vars().into_iter().map(|(_, v)| v.clone()).collect()
+    }
+
+    /// A deep copy (the `Var`s of a clone share storage with the original).
+    pub fn deep_copy(&self) -> Result<Self> {
+        let copy = |v: &Var| -> Result<Var> { Ok(Var::from_tensor(&v.as_tensor().copy()?)?) };
+        let mlp = |m: &SelectorMlp| -> Result<SelectorMlp> {
+            Ok(SelectorMlp { w1: copy(&m.w1)?, b1: copy(&m.b1)?, w3: copy(&m.w3)?, b3: copy(&m.b3)?, w5: copy(&m.w5)? })
+        };
+        Ok(Self {
+            spec: self.spec.clone(),
+            local_bottleneck: self.local_bottleneck.iter().map(copy).collect::<Result<_>>()?,
+            global_bottleneck: self.global_bottleneck.iter().map(copy).collect::<Result<_>>()?,
+            space_mlp: mlp(&self.space_mlp)?,
+            layer_mlp: mlp(&self.layer_mlp)?,
+            scale_mlp: mlp(&self.scale_mlp)?,
+            weight: copy(&self.weight)?,
+            bias: copy(&self.bias)?,
+        })
+    }
+
+    /// Overwrites this encoder's parameter values with `other`'s (same spec).
+    pub fn assign_from(&self, other: &Encoder) -> Result<()> {
+        for ((_, dst), (_, src)) in self.named_vars().into_iter().zip(other.named_vars()) {
+            dst.set(&src.as_tensor().copy()?)?;
+        }
+        Ok(())
+    }
+
+    /// Selector heads on a positional encoding `[V, 192]`.
+    pub fn selectors(&self, pe: &Tensor) -> Result<SelectorOutputs> {
+        let space = self.space_mlp.forward(pe)?.tanh()?;
+        let probs = candle_nn::ops::softmax(&self.layer_mlp.forward(pe)?, D::Minus1)?;
+        let scale = candle_nn::ops::sigmoid(&self.scale_mlp.forward(pe)?.squeeze(1)?)?;
+        Ok(SelectorOutputs { space, probs, scale })
+    }
+
+    /// Channel alignment (§3.2) of one batch: `locals[l]` `[B, G·G, C_l]`, `globals[l]`
+    /// `[B, C_l]` → packed maps `[B, L, G·G + 1, D]`.
+    pub fn align(&self, locals: &[Tensor], globals: &[Tensor]) -> Result<Tensor> {
+        let mut per_layer = Vec::with_capacity(locals.len());
+        for l in 0..self.spec.n_layers() {
+            let (b, cells, c) = locals[l].dims3()?;
+            let m = locals[l]
+                .reshape((b * cells, c))?
+                .matmul(&self.local_bottleneck[l].t()?)?
+                .reshape((b, cells, self.spec.d))?;
+            let g = globals[l].matmul(&self.global_bottleneck[l].t()?)?.unsqueeze(1)?;
+            per_layer.push(Tensor::cat(&[&m, &g], 1)?);
+        }
+        Ok(Tensor::stack(&per_layer, 1)?)
+    }
+
+    /// `[V, D + 1]`: the packed readout operand.
+    pub fn readout_params(&self) -> Result<Tensor> {
+        Ok(Tensor::cat(&[self.weight.as_tensor(), &self.bias.unsqueeze(1)?], 1)?)
+    }
+
+    /// Predictions `[B, V]` for one batch, given selector outputs computed once per step.
+    pub fn predict(&self, maps: &Tensor, sel: &SelectorOutputs) -> Result<Tensor> {
+        Ok(fused_readout(maps, &sel.packed()?, &self.readout_params()?, self.spec.grid)?)
+    }
+}

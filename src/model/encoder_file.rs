@@ -1,0 +1,115 @@
+//! Saving and loading encoders with the DESIGN §3.7 tensor names, so checkpoints of the original
+//! PyTorch implementation load by renaming nothing. Everything that is not a parameter (widths,
+//! grid, coordinate normalisation, the split that produced it) travels in the metadata.
+
+use crate::data::safetensors_io::{write_tensors, OutTensor, TensorFile};
+use crate::error::{Error, Result};
+use crate::model::encoder::{Encoder, EncoderSpec};
+use crate::model::posenc::CoordNorm;
+use crate::scores::FitSummary;
+use candle_core::{Device, Tensor};
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const FORMAT: &str = "factortopy-encoder/1";
+
+/// Metadata about how a saved encoder was fitted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitRecord {
+    pub val_fraction: f64,
+    pub summary: Option<FitSummary>,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("plain data serialises")
+}
+
+pub fn save_encoder(path: &Path, enc: &Encoder, record: &FitRecord) -> Result<()> {
+    let spec = &enc.spec;
+    let mut host: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    for (name, var) in enc.named_vars() {
+        let t = var.as_tensor();
+        let mut shape = t.dims().to_vec();
+        if name.starts_with("local_token_bottleneck.") {
+            // Stored as the 1×1 convolution weight the PyTorch model has.
+            shape.extend([1, 1]);
+        }
+        host.push((name, shape, t.flatten_all()?.to_vec1::<f32>()?));
+    }
+    let tensors: Vec<(String, OutTensor)> = host
+        .iter()
+        .map(|(n, s, d)| (n.clone(), OutTensor::F32 { shape: s.clone(), data: d }))
+        .collect();
+    let mut meta = BTreeMap::new();
+    meta.insert("format".into(), FORMAT.into());
+    meta.insert("d".into(), spec.d.to_string());
+    meta.insert("grid".into(), spec.grid.to_string());
+    meta.insert("n_voxels".into(), spec.n_voxels.to_string());
+    meta.insert("widths".into(), json(&spec.widths));
+    meta.insert("coord_min".into(), json(&spec.coord_norm.min));
+    meta.insert("coord_scale".into(), json(&spec.coord_norm.scale));
+    meta.insert("layer_names".into(), json(&spec.layer_names));
+    meta.insert("model".into(), spec.model.clone());
+    meta.insert("val_fraction".into(), json(&record.val_fraction));
+    if let Some(s) = &record.summary {
+        meta.insert("fit".into(), json(s));
+    }
+    write_tensors(path, &tensors, &meta)
+}
+
+pub fn load_encoder(path: &Path) -> Result<(Encoder, FitRecord)> {
+    let file = TensorFile::open(path)?;
+    let meta = file.metadata();
+    let get = |k: &str| -> Result<&String> {
+        meta.get(k).ok_or_else(|| Error::data(path, format!("metadata `{k}` is missing; is this a factortopy encoder?")))
+    };
+    let parse = |k: &str| -> Result<serde_json::Value> {
+        serde_json::from_str(get(k)?).map_err(|e| Error::data(path, format!("metadata `{k}` is not valid JSON: {e}")))
+    };
+    fn typed<T: DeserializeOwned>(path: &Path, k: &str, v: serde_json::Value) -> Result<T> {
+        serde_json::from_value(v).map_err(|e| Error::data(path, format!("metadata `{k}`: {e}")))
+    }
+    if get("format")? != FORMAT {
+        return Err(Error::data(path, format!("unsupported encoder format `{}` (expected {FORMAT})", get("format")?)));
+    }
+    let spec = EncoderSpec {
+        widths: typed(path, "widths", parse("widths")?)?,
+        d: typed(path, "d", parse("d")?)?,
+        grid: typed(path, "grid", parse("grid")?)?,
+        n_voxels: typed(path, "n_voxels", parse("n_voxels")?)?,
+        coord_norm: CoordNorm {
+            min: typed(path, "coord_min", parse("coord_min")?)?,
+            scale: typed(path, "coord_scale", parse("coord_scale")?)?,
+        },
+        layer_names: typed(path, "layer_names", parse("layer_names")?)?,
+        model: get("model")?.clone(),
+    };
+    let record = FitRecord {
+        val_fraction: typed(path, "val_fraction", parse("val_fraction")?)?,
+        summary: match meta.get("fit") {
+            Some(_) => Some(typed(path, "fit", parse("fit")?)?),
+            None => None,
+        },
+    };
+    // Build a template with the right shapes, then fill it from the file, checking each shape.
+    let enc = Encoder::new(spec.clone(), 0).map_err(|e| Error::data(path, e.to_string()))?;
+    for (name, var) in enc.named_vars() {
+        let arr = file.f32(&name)?;
+        let want: Vec<usize> = if name.starts_with("local_token_bottleneck.") {
+            let mut s = var.as_tensor().dims().to_vec();
+            s.extend([1, 1]);
+            s
+        } else {
+            var.as_tensor().dims().to_vec()
+        };
+        if arr.shape != want {
+            return Err(Error::data(path, format!("tensor `{name}` has shape {:?}, expected {want:?}", arr.shape)));
+        }
+        if let Some(i) = arr.first_non_finite() {
+            return Err(Error::data(path, format!("tensor `{name}` has a non-finite value at {:?}", arr.unravel(i))));
+        }
+        var.set(&Tensor::from_vec(arr.data, var.as_tensor().dims(), &Device::Cpu)?)?;
+    }
+    Ok((enc, record))
+}

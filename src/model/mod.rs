@@ -1,0 +1,16 @@
+//! The FactorTopy encoding model of DESIGN §3.
+
+pub mod encoder;
+pub mod encoder_file;
+pub mod fit;
+pub mod loss;
+pub mod posenc;
+pub mod prepared;
+pub mod readout;
+pub mod resample;
+pub mod selections;
+
+pub use encoder::{Encoder, EncoderSpec};
+pub use fit::{fit, FitConfig, FitOutcome, Progress, Split};
+pub use prepared::PreparedFeatures;
+pub use selections::Selections;

@@ -1,0 +1,59 @@
+//! A feature set made ready for fitting: every layer resampled to the shared grid (§3.1) once,
+//! stored cell-major for the channel alignment, with the global tokens beside it.
+
+use crate::data::Features;
+use crate::error::{Error, Result};
+use crate::model::resample::{resample, to_cells};
+use candle_core::{Device, Tensor};
+
+#[derive(Debug, Clone)]
+pub struct PreparedFeatures {
+    pub n_images: usize,
+    pub grid: usize,
+    pub widths: Vec<usize>,
+    /// Per layer `[N, G·G, C_l]`.
+    pub locals: Vec<Tensor>,
+    /// Per layer `[N, C_l]`.
+    pub globals: Vec<Tensor>,
+}
+
+impl PreparedFeatures {
+    pub fn new(features: &Features, grid: usize) -> Result<Self> {
+        if features.layers.is_empty() {
+            return Err(Error::invalid("the feature set has no layers"));
+        }
+        let dev = Device::Cpu;
+        let n = features.layers[0].local.shape[0];
+        let mut locals = Vec::new();
+        let mut globals = Vec::new();
+        let mut widths = Vec::new();
+        for (l, layer) in features.layers.iter().enumerate() {
+            let local = &layer.local;
+            if local.ndim() != 4 || local.shape[0] != n {
+                return Err(Error::invalid(format!(
+                    "layer {l}: local map must be [N={n}, C, H, W], got {:?}",
+                    local.shape
+                )));
+            }
+            let c = local.shape[1];
+            let cells = to_cells(&resample(local, grid)?);
+            locals.push(Tensor::from_vec(cells.data, (n, grid * grid, c), &dev)?);
+            let g = features.global(l);
+            if g.shape != [n, c] {
+                return Err(Error::invalid(format!("layer {l}: global token must be [{n}, {c}], got {:?}", g.shape)));
+            }
+            globals.push(Tensor::from_vec(g.data, (n, c), &dev)?);
+            widths.push(c);
+        }
+        Ok(Self { n_images: n, grid, widths, locals, globals })
+    }
+
+    /// The layers' tensors for the images `idx`.
+    pub fn batch(&self, idx: &[usize]) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+        let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
+        let ids = Tensor::from_vec(ids, idx.len(), &Device::Cpu)?;
+        let locals = self.locals.iter().map(|t| t.index_select(&ids, 0)).collect::<candle_core::Result<_>>()?;
+        let globals = self.globals.iter().map(|t| t.index_select(&ids, 0)).collect::<candle_core::Result<_>>()?;
+        Ok((locals, globals))
+    }
+}

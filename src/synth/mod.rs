@@ -1,0 +1,226 @@
+//! Synthetic data with a planted hierarchy (DESIGN §8).
+//!
+//! A fixed random multi-layer network ([`network`]) provides features; voxels on a 2-D cortical
+//! sheet ([`cortex`]) are grouped into ROIs, and each ROI reads from a layer chosen by the
+//! [`Scenario`], at a retinotopic image location and a level-dependent scale ([`plant`]). The
+//! planted responses are built with exactly the model's sampling rules ([`sample`]), so the
+//! FactorTopy model of DESIGN §3 can represent them exactly and a good fit must recover the
+//! truth, which is written alongside the data.
+//!
+//! ```no_run
+//! use factortopy::synth::{generate, write, Scenario, SynthConfig};
+//! let cfg = SynthConfig { scenario: Scenario::Reversed, n_images: 500, ..SynthConfig::default() };
+//! let data = generate(&cfg)?;
+//! write(std::path::Path::new("out"), &data)?;
+//! # Ok::<(), factortopy::Error>(())
+//! ```
+
+pub mod cortex;
+pub mod network;
+pub mod plant;
+pub mod sample;
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use crate::data::{Brain, Features};
+use crate::error::{Error, Result};
+
+pub use cortex::{ROI_LEVELS, ROI_NAMES};
+pub use plant::{plant, plant_detailed, planted_layers, planted_scale, Planted, Truth};
+
+/// Which layer each ROI reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Scenario {
+    /// ROI level k reads from layer `round(k·(L−1)/4)`: a brain-like hierarchy.
+    #[default]
+    Hierarchical,
+    /// The hierarchy upside down: level k reads from `L−1−round(k·(L−1)/4)`.
+    Reversed,
+    /// Every ROI reads from a random layer in the first third of the network.
+    FlatEarly,
+    /// Every ROI reads from a random layer in the last third of the network.
+    FlatLate,
+    /// Every ROI reads from a uniformly random layer.
+    Shuffled,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 5] =
+        [Scenario::Hierarchical, Scenario::Reversed, Scenario::FlatEarly, Scenario::FlatLate, Scenario::Shuffled];
+
+    /// The kebab-case name used on the command line and in file metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Hierarchical => "hierarchical",
+            Scenario::Reversed => "reversed",
+            Scenario::FlatEarly => "flat-early",
+            Scenario::FlatLate => "flat-late",
+            Scenario::Shuffled => "shuffled",
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Scenario::ALL.iter().copied().find(|sc| sc.name() == s).ok_or_else(|| {
+            let valid: Vec<&str> = Scenario::ALL.iter().map(|sc| sc.name()).collect();
+            Error::invalid(format!("unknown scenario `{s}`; valid scenarios: {}", valid.join(", ")))
+        })
+    }
+}
+
+/// Settings of the generator. `n_layers`, `width` and `n_images` only shape the built-in
+/// network; when planting on given features they come from those features instead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SynthConfig {
+    pub scenario: Scenario,
+    /// Number of probe images N.
+    pub n_images: usize,
+    /// Number of voxels V (at least one per ROI).
+    pub n_voxels: usize,
+    /// Number of network layers L.
+    pub n_layers: usize,
+    /// Channels per layer C.
+    pub width: usize,
+    /// Planting grid G: late layers are G×G, early ones 2G×2G, and responses are planted on the
+    /// maps resampled to G×G, as the model sees them (DESIGN §3.1).
+    pub grid: usize,
+    /// Fraction of a signal voxel's variance that the planted signal explains (R² units).
+    pub noise_ceiling: f64,
+    pub seed: u64,
+    /// Fraction of voxels that carry planted signal; the rest are pure noise.
+    pub signal_fraction: f64,
+}
+
+impl Default for SynthConfig {
+    fn default() -> Self {
+        Self {
+            scenario: Scenario::Hierarchical,
+            n_images: 1500,
+            n_voxels: 2000,
+            n_layers: 6,
+            width: 64,
+            grid: 8,
+            noise_ceiling: 0.6,
+            seed: 0,
+            signal_fraction: 0.85,
+        }
+    }
+}
+
+impl SynthConfig {
+    /// Checks the settings that planting uses (everything but the network's shape).
+    pub fn validate_planting(&self) -> Result<()> {
+        if self.grid < 1 {
+            return Err(Error::invalid("grid must be at least 1"));
+        }
+        if !(self.noise_ceiling > 0.0 && self.noise_ceiling <= 1.0) {
+            return Err(Error::invalid(format!("noise ceiling must be in (0, 1], got {}", self.noise_ceiling)));
+        }
+        if !(0.0..=1.0).contains(&self.signal_fraction) {
+            return Err(Error::invalid(format!("signal fraction must be in [0, 1], got {}", self.signal_fraction)));
+        }
+        if self.n_voxels < ROI_NAMES.len() {
+            return Err(Error::invalid(format!(
+                "need at least {} voxels (one per ROI), got {}",
+                ROI_NAMES.len(),
+                self.n_voxels
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<()> {
+        if self.n_layers < 1 {
+            return Err(Error::invalid("need at least 1 layer"));
+        }
+        if self.width < 1 {
+            return Err(Error::invalid("width must be at least 1 channel"));
+        }
+        if self.n_images < 2 {
+            return Err(Error::invalid(format!("need at least 2 images, got {}", self.n_images)));
+        }
+        self.validate_planting()
+    }
+}
+
+/// A generated data set: the network's features, the brain planted on them, and the truth.
+#[derive(Debug, Clone)]
+pub struct Synthetic {
+    pub features: Features,
+    pub brain: Brain,
+    pub truth: Truth,
+}
+
+/// File names inside an output directory.
+pub const FEATURES_FILE: &str = "features.safetensors";
+pub const BRAIN_FILE: &str = "brain.safetensors";
+pub const TRUTH_FILE: &str = "truth.safetensors";
+
+/// Generates features from the built-in random network and plants a brain on them.
+pub fn generate(cfg: &SynthConfig) -> Result<Synthetic> {
+    cfg.validate()?;
+    let mut features = network::random_network(cfg.n_images, cfg.n_layers, cfg.width, cfg.grid, cfg.seed)?;
+    features.model = format!("synthetic-{}", cfg.scenario);
+    let (brain, truth) = plant(&features, cfg)?;
+    Ok(Synthetic { features, brain, truth })
+}
+
+/// Writes `features.safetensors`, `brain.safetensors` and `truth.safetensors` into `dir`
+/// (created if needed), each atomically.
+pub fn write(dir: &Path, data: &Synthetic) -> Result<()> {
+    crate::data::io::ensure_output_dir(dir)?;
+    data.features.save(&dir.join(FEATURES_FILE))?;
+    write_planted(dir, &data.brain, &data.truth)
+}
+
+/// Writes only the brain and the truth, for data planted on a network the user already has
+/// features of (`--from-features`).
+pub fn write_planted(dir: &Path, brain: &Brain, truth: &Truth) -> Result<()> {
+    crate::data::io::ensure_output_dir(dir)?;
+    brain.save(&dir.join(BRAIN_FILE))?;
+    truth.save(&dir.join(TRUTH_FILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_names_round_trip() {
+        for sc in Scenario::ALL {
+            assert_eq!(sc.to_string().parse::<Scenario>().unwrap(), sc);
+        }
+        let err = "diagonal".parse::<Scenario>().unwrap_err().to_string();
+        assert!(err.contains("diagonal") && err.contains("flat-early") && err.contains("shuffled"), "{err}");
+    }
+
+    #[test]
+    fn validation_rejects_bad_settings() {
+        let ok = SynthConfig::default();
+        assert!(ok.validate().is_ok());
+        for bad in [
+            SynthConfig { n_layers: 0, ..ok.clone() },
+            SynthConfig { grid: 0, ..ok.clone() },
+            SynthConfig { width: 0, ..ok.clone() },
+            SynthConfig { n_images: 1, ..ok.clone() },
+            SynthConfig { n_voxels: 6, ..ok.clone() },
+            SynthConfig { noise_ceiling: 0.0, ..ok.clone() },
+            SynthConfig { noise_ceiling: 1.5, ..ok.clone() },
+            SynthConfig { noise_ceiling: f64::NAN, ..ok.clone() },
+            SynthConfig { signal_fraction: -0.1, ..ok.clone() },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+}
