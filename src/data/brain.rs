@@ -66,7 +66,7 @@ impl Brain {
     pub fn validate(&self, origin: &str) -> Result<()> {
         let err = |msg: String| Error::data(origin, msg);
         let r = &self.responses;
-        if r.shape.len() != 2 || r.shape.contains(&0) || r.data.len() != r.shape.iter().product()
+        if r.shape.len() != 2 || r.shape.contains(&0) || r.data.len() != r.shape.iter().product::<usize>()
         {
             return Err(err(format!(
                 "tensor `responses` has shape {:?}; expected [N images, V voxels] with N, V > 0",
@@ -241,7 +241,7 @@ impl Brain {
     /// carries no signal and would otherwise become NaN or huge rounding noise).
     pub fn zscore(&mut self, origin: &str) -> Result<()> {
         let r = &mut self.responses;
-        if r.shape.len() != 2 || r.data.len() != r.shape.iter().product() {
+        if r.shape.len() != 2 || r.data.len() != r.shape.iter().product::<usize>() {
             return Err(Error::data(
                 origin,
                 format!("tensor `responses` has shape {:?}; expected [N, V]", r.shape),
@@ -329,5 +329,289 @@ impl Brain {
             meta.insert("subject".to_string(), s.clone());
         }
         write_tensors(path, &tensors, &meta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::safetensors_io::tests::{bf16_bytes, f16_bytes, write_raw};
+    use safetensors::Dtype;
+
+    fn sample() -> Brain {
+        let (n, v) = (5, 4);
+        let responses = Array {
+            shape: vec![n, v],
+            data: (0..n * v).map(|i| ((i * 7 % 11) as f32) * 0.5 + (i % v) as f32).collect(),
+        };
+        Brain {
+            responses,
+            coords: Array { shape: vec![v, 3], data: (0..3 * v).map(|i| i as f32).collect() },
+            roi: vec![0, 1, -1, 1],
+            noise_ceiling: Some(vec![0.1, 0.5, 0.0, 1.0]),
+            flat: Some(Array { shape: vec![v, 2], data: (0..2 * v).map(|i| i as f32).collect() }),
+            roi_names: vec!["V1v".into(), "FFA-1".into()],
+            roi_levels: vec![0, 4],
+            stimulus_ids: Some((0..n).map(|i| format!("img{i}")).collect()),
+            subject: Some("subj01".into()),
+        }
+    }
+
+    fn data_err(r: Result<impl std::fmt::Debug>) -> String {
+        let e = r.unwrap_err();
+        assert!(matches!(e, Error::Data { .. }), "{e}");
+        let s = e.to_string();
+        assert!(!s.contains('\n'), "{s}");
+        s
+    }
+
+    #[test]
+    fn default_levels() {
+        let cases = [
+            ("V1", 0),
+            ("v1", 0),
+            ("V1v", 0),
+            ("V1d", 0),
+            ("lh_V1v", 0),
+            ("rh.V2d", 1),
+            ("V2", 1),
+            ("V3v", 2),
+            ("V3d", 2),
+            ("hV4", 3),
+            ("V4", 3),
+            ("RH_HV4", 3),
+            ("V3A", 4),
+            ("V3ab", 4),
+            ("FFA-1", 4),
+            ("EBA", 4),
+            ("v", 4),
+            ("", 4),
+        ];
+        for (name, want) in cases {
+            assert_eq!(Brain::default_level(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn validate_paths() {
+        let e = |b: Brain| data_err(b.validate("brain.safetensors").map(|_| ()));
+        let b = sample();
+        b.validate("x").unwrap();
+        assert_eq!((b.n_images(), b.n_voxels()), (5, 4));
+
+        let mut b = sample();
+        b.responses = Array { shape: vec![5, 0], data: vec![] };
+        let s = e(b);
+        assert!(s.contains("brain.safetensors") && s.contains("`responses`") && s.contains("[5, 0]"), "{s}");
+
+        let mut b = sample();
+        b.responses.data[2 * 4 + 3] = f32::NAN;
+        let s = e(b);
+        assert!(s.contains("`responses`") && s.contains("NaN") && s.contains("[image 2, voxel 3]"), "{s}");
+
+        let mut b = sample();
+        b.coords = Array { shape: vec![4, 2], data: vec![0.0; 8] };
+        assert!(e(b).contains("`coords` has shape [4, 2]; expected [4, 3]"));
+
+        let mut b = sample();
+        b.coords.data[5] = f32::NEG_INFINITY;
+        let s = e(b);
+        assert!(s.contains("`coords`") && s.contains("[1, 2]"), "{s}");
+
+        let mut b = sample();
+        b.roi.pop();
+        assert!(e(b).contains("`roi` has 3 entries; expected 4"));
+
+        let mut b = sample();
+        b.roi[3] = 2;
+        let s = e(b);
+        assert!(s.contains("`roi` has value 2 at voxel 3") && s.contains("below 2"), "{s}");
+
+        let mut b = sample();
+        b.roi[1] = -5;
+        assert!(e(b).contains("value -5 at voxel 1"));
+
+        let mut b = sample();
+        b.roi = vec![-1; 4];
+        assert!(e(b).contains("no voxel belongs to an ROI"));
+
+        let mut b = sample();
+        b.roi_levels.push(3);
+        assert!(e(b).contains("`roi_levels` has 3 entries but `roi_names` has 2"));
+
+        let mut b = sample();
+        b.roi_levels[1] = -1;
+        assert!(e(b).contains("negative level -1 for ROI `FFA-1`"));
+
+        let mut b = sample();
+        b.noise_ceiling = Some(vec![0.1; 3]);
+        assert!(e(b).contains("`noise_ceiling` has 3 entries"));
+
+        let mut b = sample();
+        b.noise_ceiling.as_mut().unwrap()[2] = 1.5;
+        assert!(e(b).contains("`noise_ceiling` has value 1.5 at voxel 2"));
+
+        let mut b = sample();
+        b.noise_ceiling.as_mut().unwrap()[0] = f32::NAN;
+        assert!(e(b).contains("`noise_ceiling` has value NaN at voxel 0"));
+
+        let mut b = sample();
+        b.flat = Some(Array { shape: vec![4, 3], data: vec![0.0; 12] });
+        assert!(e(b).contains("`flat` has shape [4, 3]"));
+
+        let mut b = sample();
+        b.flat.as_mut().unwrap().data[7] = f32::NAN;
+        assert!(e(b).contains("`flat`"));
+
+        let mut b = sample();
+        b.stimulus_ids.as_mut().unwrap().push("x".into());
+        assert!(e(b).contains("`stimulus_ids` has 6 entries but `responses` has 5 images"));
+    }
+
+    #[test]
+    fn zscore_stats_and_zero_variance() {
+        let mut b = sample();
+        b.zscore("b").unwrap();
+        let (n, v) = (5, 4);
+        for j in 0..v {
+            let col: Vec<f64> = (0..n).map(|i| b.responses.data[i * v + j] as f64).collect();
+            let m = col.iter().sum::<f64>() / n as f64;
+            let s = (col.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n as f64).sqrt();
+            assert!(m.abs() < 1e-6 && (s - 1.0).abs() < 1e-5, "voxel {j}: mean {m}, std {s}");
+        }
+        let mut b = sample();
+        for i in 0..5 {
+            b.responses.data[i * 4 + 1] = 0.1;
+            b.responses.data[i * 4 + 3] = -2.0;
+        }
+        let s = data_err(b.zscore("brain.safetensors").map(|_| ()));
+        assert!(
+            s.contains("brain.safetensors")
+                && s.contains("voxel 1 has zero variance in `responses` (2 voxels in all)"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn save_load_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("b.safetensors");
+        let b = sample();
+        b.save(&p).unwrap();
+        let raw = Brain::load_with(&p, false).unwrap();
+        assert_eq!(raw.responses, b.responses);
+        assert_eq!(raw.coords, b.coords);
+        assert_eq!(raw.roi, b.roi);
+        assert_eq!(raw.noise_ceiling, b.noise_ceiling);
+        assert_eq!(raw.flat, b.flat);
+        assert_eq!(raw.roi_names, b.roi_names);
+        assert_eq!(raw.roi_levels, b.roi_levels);
+        assert_eq!(raw.stimulus_ids, b.stimulus_ids);
+        assert_eq!(raw.subject, b.subject);
+        let t = TensorFile::open(&p).unwrap();
+        assert_eq!(t.dtype_name("roi").unwrap(), "I32");
+        let mut z = b.clone();
+        z.zscore("x").unwrap();
+        assert_eq!(Brain::load(&p).unwrap().responses, z.responses);
+        // Optional tensors absent stay absent.
+        let mut m = b.clone();
+        m.noise_ceiling = None;
+        m.flat = None;
+        m.stimulus_ids = None;
+        m.subject = None;
+        m.save(&p).unwrap();
+        let t = TensorFile::open(&p).unwrap();
+        assert_eq!(t.names(), vec!["coords", "responses", "roi"]);
+        let r = Brain::load(&p).unwrap();
+        assert!(r.noise_ceiling.is_none() && r.flat.is_none() && r.subject.is_none());
+    }
+
+    #[test]
+    fn load_f16_bf16_i64_and_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("b.safetensors");
+        let resp: Vec<f32> = vec![1.0, 2.0, 3.0, 0.5, 4.0, -1.0]; // [3, 2]
+        let coords: Vec<f32> = vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
+        let roi: Vec<u8> = [1i64, -1].iter().flat_map(|v| v.to_le_bytes()).collect();
+        write_raw(
+            &p,
+            &[
+                ("responses", Dtype::F16, vec![3, 2], f16_bytes(&resp)),
+                ("coords", Dtype::BF16, vec![2, 3], bf16_bytes(&coords)),
+                ("roi", Dtype::I64, vec![2], roi),
+            ],
+            &[("roi_names", "[\"lh_V1v\", \"hV4\"]")],
+        );
+        let b = Brain::load_with(&p, false).unwrap();
+        assert_eq!(b.responses.data, resp);
+        assert_eq!(b.coords.data, coords);
+        assert_eq!(b.roi, vec![1, -1]);
+        assert_eq!(b.roi_levels, vec![0, 3]);
+        assert!(b.subject.is_none() && b.stimulus_ids.is_none());
+        // Saved (f32, I32) and reloaded.
+        let q = d.path().join("c.safetensors");
+        b.save(&q).unwrap();
+        let c = Brain::load_with(&q, false).unwrap();
+        assert_eq!(c.responses, b.responses);
+        assert_eq!(c.roi_levels, vec![0, 3]);
+    }
+
+    #[test]
+    fn load_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("b.safetensors");
+        let f32b = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let i32b = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let resp = ("responses", Dtype::F32, vec![2, 2], f32b(&[1.0, 2.0, 3.0, 5.0]));
+        let coords = ("coords", Dtype::F32, vec![2, 3], f32b(&[0.0; 6]));
+        let roi = ("roi", Dtype::I32, vec![2], i32b(&[0, -1]));
+        let load = |t: &[(&str, Dtype, Vec<usize>, Vec<u8>)], m: &[(&str, &str)]| {
+            write_raw(&p, t, m);
+            data_err(Brain::load(&p).map(|_| ()))
+        };
+        let names = [("roi_names", "[\"V1\"]")];
+        let s = load(&[resp.clone(), coords.clone()], &names);
+        assert!(s.contains("tensor `roi` is missing") && s.contains("b.safetensors"), "{s}");
+        let s = load(&[resp.clone(), coords.clone(), roi.clone()], &[]);
+        assert!(s.contains("metadata `roi_names` is missing"), "{s}");
+        let s = load(&[resp.clone(), coords.clone(), roi.clone()], &[("roi_names", "V1")]);
+        assert!(s.contains("metadata `roi_names` is not a JSON list"), "{s}");
+        let s = load(
+            &[resp.clone(), coords.clone(), roi.clone()],
+            &[names[0], ("roi_levels", "[\"a\"]")],
+        );
+        assert!(s.contains("metadata `roi_levels` is not a JSON list of integers"), "{s}");
+        let s = load(
+            &[resp.clone(), coords.clone(), ("roi", Dtype::I32, vec![2], i32b(&[0, 3]))],
+            &names,
+        );
+        assert!(s.contains("`roi` has value 3 at voxel 1"), "{s}");
+        let s = load(
+            &[resp.clone(), coords.clone(), ("roi", Dtype::F32, vec![2], f32b(&[0.0, 1.0]))],
+            &names,
+        );
+        assert!(s.contains("`roi` has dtype F32"), "{s}");
+        let s = load(
+            &[resp.clone(), coords.clone(), ("roi", Dtype::I32, vec![1, 2], i32b(&[0, -1]))],
+            &names,
+        );
+        assert!(s.contains("`roi` has shape [1, 2]"), "{s}");
+        let s = load(
+            &[
+                ("responses", Dtype::F32, vec![2, 2], f32b(&[1.0, 2.0, 1.0, 5.0])),
+                coords.clone(),
+                roi.clone(),
+            ],
+            &names,
+        );
+        assert!(s.contains("voxel 0 has zero variance in `responses` (1 voxels in all)"), "{s}");
+        // Without z-scoring the same file loads.
+        assert!(Brain::load_with(&p, false).is_ok());
+        // Truncated brain file.
+        write_raw(&p, &[resp, coords, roi], &names);
+        let b = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &b[..b.len() / 2]).unwrap();
+        let s = data_err(Brain::load(&p).map(|_| ()));
+        assert!(s.contains("truncated or corrupt safetensors file"), "{s}");
     }
 }

@@ -246,3 +246,219 @@ impl Features {
         write_tensors(path, &tensors, &meta)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::safetensors_io::tests::{bf16_bytes, f16_bytes, write_raw};
+    use safetensors::Dtype;
+
+    fn arr(shape: Vec<usize>, seed: f32) -> Array {
+        let n = shape.iter().product();
+        Array { shape, data: (0..n).map(|i| ((i as f32) * 0.37 + seed).sin()).collect() }
+    }
+
+    fn sample() -> Features {
+        Features {
+            model: "toy".into(),
+            layer_names: vec!["a".into(), "b".into()],
+            stimulus_ids: Some(vec!["s0".into(), "s1".into(), "s2".into()]),
+            layers: vec![
+                LayerFeatures { local: arr(vec![3, 4, 2, 2], 0.0), global: None },
+                LayerFeatures {
+                    local: arr(vec![3, 5, 3, 1], 1.0),
+                    global: Some(arr(vec![3, 5], 2.0)),
+                },
+            ],
+        }
+    }
+
+    fn data_err(r: Result<impl std::fmt::Debug>) -> String {
+        let e = r.unwrap_err();
+        assert!(matches!(e, Error::Data { .. }), "{e}");
+        let s = e.to_string();
+        assert!(!s.contains('\n'), "{s}");
+        s
+    }
+
+    #[test]
+    fn counts_and_global_mean() {
+        let f = sample();
+        assert_eq!(f.n_images(), 3);
+        assert_eq!(f.n_layers(), 2);
+        let g = f.global(0);
+        assert_eq!(g.shape, vec![3, 4]);
+        let l = &f.layers[0].local.data;
+        // [n=1, c=2] is the mean of the 4 cells of that plane.
+        let plane = &l[(4 + 2) * 4..(4 + 2) * 4 + 4];
+        let want = plane.iter().sum::<f32>() / 4.0;
+        assert!((g.data[4 + 2] - want).abs() < 1e-6);
+        assert_eq!(f.global(1), f.layers[1].global.clone().unwrap());
+        f.validate("x").unwrap();
+    }
+
+    #[test]
+    fn validate_paths() {
+        let e = |f: Features| data_err(f.validate("feat.safetensors").map(|_| ()));
+        let mut f = sample();
+        f.layers.clear();
+        f.layer_names.clear();
+        assert!(e(f).contains("no layers"));
+
+        let mut f = sample();
+        f.layers[1].local = arr(vec![3, 5, 3], 0.0);
+        let s = e(f);
+        assert!(s.contains("feat.safetensors") && s.contains("`layers.1.local`") && s.contains("[3, 5, 3]"), "{s}");
+
+        let mut f = sample();
+        f.layers[0].local = arr(vec![3, 4, 0, 2], 0.0);
+        assert!(e(f).contains("every dimension > 0"));
+
+        let mut f = sample();
+        f.layers[1].local = arr(vec![2, 5, 3, 1], 0.0);
+        assert!(e(f).contains("`layers.1.local` has 2 images but `layers.0.local` has 3"));
+
+        let mut f = sample();
+        f.layers[1].global = Some(arr(vec![3, 4], 0.0));
+        let s = e(f);
+        assert!(s.contains("`layers.1.global`") && s.contains("[3, 5]"), "{s}");
+
+        let mut f = sample();
+        f.layers[0].local.data[4 * 4 * 2 + 3] = f32::NAN;
+        let s = e(f);
+        assert!(s.contains("`layers.0.local`") && s.contains("NaN") && s.contains("[2, 0, 1, 1]"), "{s}");
+
+        let mut f = sample();
+        f.layers[1].global.as_mut().unwrap().data[7] = f32::INFINITY;
+        let s = e(f);
+        assert!(s.contains("`layers.1.global`") && s.contains("inf") && s.contains("[1, 2]"), "{s}");
+
+        let mut f = sample();
+        f.layer_names.pop();
+        assert!(e(f).contains("`layer_names` has 1 names but there are 2 layers"));
+
+        let mut f = sample();
+        f.stimulus_ids.as_mut().unwrap().pop();
+        assert!(e(f).contains("`stimulus_ids` has 2 entries but there are 3 images"));
+    }
+
+    #[test]
+    fn save_load_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.safetensors");
+        let f = sample();
+        f.save(&p).unwrap();
+        let g = Features::load(&p).unwrap();
+        assert_eq!(g.model, "toy");
+        assert_eq!(g.layer_names, f.layer_names);
+        assert_eq!(g.stimulus_ids, f.stimulus_ids);
+        assert_eq!(g.layers.len(), 2);
+        for (a, b) in f.layers.iter().zip(&g.layers) {
+            assert_eq!(a.local, b.local);
+            assert_eq!(a.global, b.global);
+        }
+        // Deterministic bytes.
+        let q = d.path().join("g.safetensors");
+        g.save(&q).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(&q).unwrap());
+    }
+
+    #[test]
+    fn save_refuses_invalid() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.safetensors");
+        let mut f = sample();
+        f.layer_names.push("extra".into());
+        let s = data_err(f.save(&p));
+        assert!(s.contains("not written"), "{s}");
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn load_f16_bf16_and_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("vit_small.safetensors");
+        let v0: Vec<f32> = (0..2 * 3 * 2 * 2).map(|i| i as f32 * 0.25).collect();
+        let v1: Vec<f32> = (0..2 * 2 * 1 * 1).map(|i| i as f32 - 1.0).collect();
+        let g1: Vec<f32> = vec![0.5, 1.5, -2.0, 4.0];
+        write_raw(
+            &p,
+            &[
+                ("layers.0.local", Dtype::F16, vec![2, 3, 2, 2], f16_bytes(&v0)),
+                ("layers.1.local", Dtype::BF16, vec![2, 2, 1, 1], bf16_bytes(&v1)),
+                ("layers.1.global", Dtype::BF16, vec![2, 2], bf16_bytes(&g1)),
+                ("logits", Dtype::F32, vec![1], 1f32.to_le_bytes().to_vec()),
+            ],
+            &[],
+        );
+        let f = Features::load(&p).unwrap();
+        assert_eq!(f.model, "vit_small");
+        assert_eq!(f.layer_names, vec!["layer0", "layer1"]);
+        assert_eq!(f.stimulus_ids, None);
+        assert_eq!(f.layers[0].local.data, v0);
+        assert_eq!(f.layers[1].local.data, v1);
+        assert_eq!(f.layers[1].global.as_ref().unwrap().data, g1);
+        assert!(f.layers[0].global.is_none());
+        // Re-saved as f32 and reloaded: identical values.
+        let q = d.path().join("out.safetensors");
+        f.save(&q).unwrap();
+        let g = Features::load(&q).unwrap();
+        assert_eq!(g.layers[0].local, f.layers[0].local);
+        assert_eq!(g.model, "vit_small");
+    }
+
+    fn f32b(n: usize) -> Vec<u8> {
+        (0..n).flat_map(|i| (i as f32).to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn load_structure_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.safetensors");
+        let load = |t: &[(&str, Dtype, Vec<usize>, Vec<u8>)], m: &[(&str, &str)]| {
+            write_raw(&p, t, m);
+            data_err(Features::load(&p).map(|_| ()))
+        };
+        let l0 = ("layers.0.local", Dtype::F32, vec![2, 1, 2, 2], f32b(8));
+        let s = load(
+            &[l0.clone(), ("layers.1.global", Dtype::F32, vec![2, 1], f32b(2))],
+            &[],
+        );
+        assert!(s.contains("layer 1 has no local map `layers.1.local`") && s.contains("f.safetensors"), "{s}");
+        let s = load(&[l0.clone(), ("layers.2.local", Dtype::F32, vec![2, 1, 2, 2], f32b(8))], &[]);
+        assert!(s.contains("`layers.1.local` is missing"), "{s}");
+        let s = load(&[("layers.1.local", Dtype::F32, vec![2, 1, 2, 2], f32b(8))], &[]);
+        assert!(s.contains("`layers.0.local` is missing"), "{s}");
+        let s = load(&[l0.clone(), ("layers.01.local", Dtype::F32, vec![1], f32b(1))], &[]);
+        assert!(s.contains("unexpected tensor `layers.01.local`"), "{s}");
+        let s = load(&[("other", Dtype::F32, vec![1], f32b(1))], &[]);
+        assert!(s.contains("no layers"), "{s}");
+        let s = load(&[l0.clone()], &[("layer_names", "[\"a\", ")]);
+        assert!(s.contains("metadata `layer_names` is not a JSON list of strings"), "{s}");
+        let s = load(&[l0.clone()], &[("stimulus_ids", "{\"a\": 1}")]);
+        assert!(s.contains("metadata `stimulus_ids`"), "{s}");
+        let s = load(&[l0.clone()], &[("stimulus_ids", "[\"a\"]")]);
+        assert!(s.contains("`stimulus_ids` has 1 entries but there are 2 images"), "{s}");
+        let s = load(&[("layers.0.local", Dtype::I32, vec![2, 1, 2, 2], f32b(8))], &[]);
+        assert!(s.contains("`layers.0.local` has dtype I32"), "{s}");
+        let mut nan = f32b(8);
+        nan[20..24].copy_from_slice(&f32::NAN.to_le_bytes());
+        let s = load(&[("layers.0.local", Dtype::F32, vec![2, 1, 2, 2], nan)], &[]);
+        assert!(s.contains("`layers.0.local`") && s.contains("[1, 0, 0, 1]"), "{s}");
+        // Metadata model and names are honoured.
+        write_raw(&p, &[l0], &[("model", "resnet"), ("layer_names", "[\"conv1\"]")]);
+        let f = Features::load(&p).unwrap();
+        assert_eq!((f.model.as_str(), f.layer_names[0].as_str()), ("resnet", "conv1"));
+    }
+
+    #[test]
+    fn truncated_features_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.safetensors");
+        sample().save(&p).unwrap();
+        let b = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &b[..b.len() - 7]).unwrap();
+        let s = data_err(Features::load(&p).map(|_| ()));
+        assert!(s.contains("truncated or corrupt safetensors file"), "{s}");
+    }
+}

@@ -49,3 +49,64 @@ pub fn check_pair(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn features(n: usize, ids: Option<Vec<&str>>) -> Features {
+        Features {
+            model: "m".into(),
+            layer_names: vec!["l0".into()],
+            stimulus_ids: ids.map(|v| v.into_iter().map(String::from).collect()),
+            layers: vec![LayerFeatures { local: Array::zeros(vec![n, 1, 1, 1]), global: None }],
+        }
+    }
+
+    fn brain(n: usize, ids: Option<Vec<&str>>) -> Brain {
+        Brain {
+            responses: Array::zeros(vec![n, 1]),
+            coords: Array::zeros(vec![1, 3]),
+            roi: vec![0],
+            noise_ceiling: None,
+            flat: None,
+            roi_names: vec!["V1".into()],
+            roi_levels: vec![0],
+            stimulus_ids: ids.map(|v| v.into_iter().map(String::from).collect()),
+            subject: None,
+        }
+    }
+
+    #[test]
+    fn pair_counts_and_ids() {
+        check_pair(&features(3, None), "f", &brain(3, Some(vec!["a", "b", "c"])), "b").unwrap();
+        check_pair(
+            &features(3, Some(vec!["a", "b", "c"])),
+            "f",
+            &brain(3, Some(vec!["a", "b", "c"])),
+            "b",
+        )
+        .unwrap();
+        let e = check_pair(
+            &features(1500, None),
+            "features.safetensors",
+            &brain(1400, None),
+            "brain.safetensors",
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::Mismatch(_)));
+        assert!(e
+            .to_string()
+            .contains("features.safetensors has 1500 images but brain.safetensors has 1400"));
+        let e = check_pair(
+            &features(3, Some(vec!["a", "b", "c"])),
+            "f.st",
+            &brain(3, Some(vec!["a", "c", "b"])),
+            "b.st",
+        )
+        .unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("differ at position 1") && s.contains("\"b\"") && s.contains("b.st"), "{s}");
+        assert!(!s.contains('\n'));
+    }
+}

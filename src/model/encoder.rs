@@ -4,10 +4,19 @@
 use crate::data::Array;
 use crate::error::{Error, Result};
 use crate::model::posenc::{CoordNorm, ENC_DIM};
-use crate::model::readout::fused_readout;
+use crate::model::readout::{fused_readout, reference_readout};
 use crate::model::selections::Selections;
 use crate::rng::Rng;
 use candle_core::{DType, Device, Tensor, Var, D};
+
+/// Which implementation of the §3.4 readout a fit uses. Both give the same numbers; the
+/// unfused one materialises `[B, L, V, D]` and exists as the benchmark baseline and test oracle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Readout {
+    #[default]
+    Fused,
+    Unfused,
+}
 
 /// Hidden width of the selector MLPs.
 pub const HIDDEN: usize = 128;
@@ -224,7 +233,11 @@ impl Encoder {
     }
 
     /// Predictions `[B, V]` for one batch, given selector outputs computed once per step.
-    pub fn predict(&self, maps: &Tensor, sel: &SelectorOutputs) -> Result<Tensor> {
-        Ok(fused_readout(maps, &sel.packed()?, &self.readout_params()?, self.spec.grid)?)
+    pub fn predict(&self, maps: &Tensor, sel: &SelectorOutputs, readout: Readout) -> Result<Tensor> {
+        let (packed, wc) = (sel.packed()?, self.readout_params()?);
+        Ok(match readout {
+            Readout::Fused => fused_readout(maps, &packed, &wc, self.spec.grid)?,
+            Readout::Unfused => reference_readout(maps, &packed, &wc, self.spec.grid)?,
+        })
     }
 }

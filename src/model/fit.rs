@@ -3,7 +3,7 @@
 
 use crate::data::{Brain, Features};
 use crate::error::{Error, Result};
-use crate::model::encoder::{Encoder, EncoderSpec};
+use crate::model::encoder::{Encoder, EncoderSpec, Readout};
 use crate::model::loss::{regulariser, regulariser_weight, smooth_l1};
 use crate::model::posenc::CoordNorm;
 use crate::model::prepared::PreparedFeatures;
@@ -44,6 +44,7 @@ pub struct FitConfig {
     /// Hard limits, used by warm-started refits in the monitor.
     pub max_steps: Option<usize>,
     pub max_seconds: Option<f64>,
+    pub readout: Readout,
 }
 
 impl Default for FitConfig {
@@ -65,6 +66,7 @@ impl Default for FitConfig {
             grid: 8,
             max_steps: None,
             max_seconds: None,
+            readout: Readout::Fused,
         }
     }
 }
@@ -198,11 +200,7 @@ pub fn train(
 ) -> Result<FitOutcome> {
     cfg.validate()?;
     let t0 = Instant::now();
-    let vars = encoder.vars();
-    let mut opt = AdamW::new(
-        vars.clone(),
-        ParamsAdamW { lr: cfg.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: cfg.weight_decay },
-    )?;
+    let mut state = TrainState::new(&encoder, cfg)?;
     let mut order_rng = Rng::derive(cfg.seed, "batches");
     let (mut best_r2, mut best_epoch) = (f64::NEG_INFINITY, 0usize);
     let mut best = encoder.deep_copy()?;
@@ -217,7 +215,7 @@ pub fn train(
         let mut loss_sum = 0.0;
         let mut n_batches = 0usize;
         for batch in order.chunks(cfg.batch_size) {
-            let loss = train_step(&encoder, prepared, bt, batch, cfg, step, &mut opt, &vars)?;
+            let loss = train_step(&encoder, prepared, bt, batch, cfg, step, &mut state)?;
             loss_sum += loss;
             n_batches += 1;
             step += 1;
@@ -281,7 +279,36 @@ pub fn train(
     Ok(FitOutcome { encoder, summary, split, val_r2: best_scores.0, val_pearson: best_scores.1 })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The optimiser and the parameters it updates.
+pub struct TrainState {
+    opt: AdamW,
+    vars: Vec<candle_core::Var>,
+}
+
+impl TrainState {
+    pub fn new(encoder: &Encoder, cfg: &FitConfig) -> Result<Self> {
+        let vars = encoder.vars();
+        let opt = AdamW::new(
+            vars.clone(),
+            ParamsAdamW { lr: cfg.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: cfg.weight_decay },
+        )?;
+        Ok(Self { opt, vars })
+    }
+}
+
+/// One optimiser step, exposed for the benchmarks.
+pub fn train_step_for_bench(
+    encoder: &Encoder,
+    prepared: &PreparedFeatures,
+    bt: &BrainTensors,
+    batch: &[usize],
+    cfg: &FitConfig,
+    step: usize,
+    state: &mut TrainState,
+) -> Result<f64> {
+    train_step(encoder, prepared, bt, batch, cfg, step, state)
+}
+
 fn train_step(
     encoder: &Encoder,
     prepared: &PreparedFeatures,
@@ -289,8 +316,7 @@ fn train_step(
     batch: &[usize],
     cfg: &FitConfig,
     step: usize,
-    opt: &mut AdamW,
-    vars: &[candle_core::Var],
+    state: &mut TrainState,
 ) -> Result<f64> {
     let loss = objective(encoder, prepared, bt, batch, cfg, step)?;
     let value = loss.to_scalar::<f32>()? as f64;
@@ -298,8 +324,8 @@ fn train_step(
         return Err(Error::Numeric(format!("the training loss became {value} at step {step}")));
     }
     let mut grads = loss.backward()?;
-    clip_gradients(&mut grads, vars, cfg.clip_norm)?;
-    opt.step(&grads)?;
+    clip_gradients(&mut grads, &state.vars, cfg.clip_norm)?;
+    state.opt.step(&grads)?;
     Ok(value)
 }
 
@@ -317,7 +343,7 @@ pub fn objective(
     let target = bt.responses.index_select(&ids, 0)?;
     let sel = encoder.selectors(&bt.pe)?;
     let maps = encoder.align(&locals, &globals)?;
-    let pred = encoder.predict(&maps, &sel)?;
+    let pred = encoder.predict(&maps, &sel, cfg.readout)?;
     let mut loss = smooth_l1(&(pred - target)?, cfg.beta)?.mean_all()?;
     let w = regulariser_weight(cfg.reg_lambda, step, cfg.reg_steps);
     if w > 0.0 {

@@ -10,7 +10,7 @@ pub mod readout;
 pub mod resample;
 pub mod selections;
 
-pub use encoder::{Encoder, EncoderSpec};
+pub use encoder::{Encoder, EncoderSpec, Readout};
 pub use fit::{fit, FitConfig, FitOutcome, Progress, Split};
 pub use prepared::PreparedFeatures;
 pub use selections::Selections;

@@ -26,7 +26,11 @@ pub struct Canvas {
 fn mix(under: Rgb, over: Rgb, alpha: f64) -> Rgb {
     let a = alpha.clamp(0.0, 1.0);
     let m = |u: u8, o: u8| (u as f64 + (o as f64 - u as f64) * a).round() as u8;
-    [m(under[0], over[0]), m(under[1], over[1]), m(under[2], over[2])]
+    [
+        m(under[0], over[0]),
+        m(under[1], over[1]),
+        m(under[2], over[2]),
+    ]
 }
 
 fn glyph(c: char) -> [u8; 8] {
@@ -43,7 +47,11 @@ impl Canvas {
         for _ in 0..width * height {
             pixels.extend_from_slice(&background);
         }
-        Self { width, height, pixels }
+        Self {
+            width,
+            height,
+            pixels,
+        }
     }
 
     pub fn width(&self) -> usize {
@@ -56,7 +64,8 @@ impl Canvas {
 
     /// The pixel at (x, y), or `None` outside the canvas.
     pub fn get(&self, x: i64, y: i64) -> Option<Rgb> {
-        self.index(x, y).map(|i| [self.pixels[i], self.pixels[i + 1], self.pixels[i + 2]])
+        self.index(x, y)
+            .map(|i| [self.pixels[i], self.pixels[i + 1], self.pixels[i + 2]])
     }
 
     fn index(&self, x: i64, y: i64) -> Option<usize> {
@@ -119,12 +128,22 @@ impl Canvas {
         let half = (thickness / 2.0).max(0.5);
         let (dx, dy) = (x1 - x0, y1 - y0);
         let len2 = dx * dx + dy * dy;
-        let (bx0, bx1) = ((x0.min(x1) - half - 1.0).floor() as i64, (x0.max(x1) + half + 1.0).ceil() as i64);
-        let (by0, by1) = ((y0.min(y1) - half - 1.0).floor() as i64, (y0.max(y1) + half + 1.0).ceil() as i64);
+        let (bx0, bx1) = (
+            (x0.min(x1) - half - 1.0).floor() as i64,
+            (x0.max(x1) + half + 1.0).ceil() as i64,
+        );
+        let (by0, by1) = (
+            (y0.min(y1) - half - 1.0).floor() as i64,
+            (y0.max(y1) + half + 1.0).ceil() as i64,
+        );
         for y in by0..=by1 {
             for x in bx0..=bx1 {
                 let (px, py) = (x as f64 + 0.5, y as f64 + 0.5);
-                let t = if len2 > 0.0 { (((px - x0) * dx + (py - y0) * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+                let t = if len2 > 0.0 {
+                    (((px - x0) * dx + (py - y0) * dy) / len2).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
                 let d = ((px - x0 - t * dx).powi(2) + (py - y0 - t * dy).powi(2)).sqrt();
                 self.blend(x, y, c, half + 0.5 - d);
             }
@@ -160,7 +179,16 @@ impl Canvas {
 
     /// Text with a one-pixel halo, readable on top of a busy map.
     pub fn text_halo(&mut self, x: i64, y: i64, s: &str, scale: i64, c: Rgb, halo: Rgb) {
-        for (ox, oy) in [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)] {
+        for (ox, oy) in [
+            (-1, -1),
+            (0, -1),
+            (1, -1),
+            (-1, 0),
+            (1, 0),
+            (-1, 1),
+            (0, 1),
+            (1, 1),
+        ] {
             self.text(x + ox, y + oy, s, scale, halo);
         }
         self.text(x, y, s, scale, c);
@@ -204,7 +232,7 @@ impl Canvas {
 
     /// Encodes and writes the PNG atomically.
     pub fn save_png(&self, path: &Path) -> Result<()> {
-        super::atomic_write(path, &self.to_png_bytes()?)
+        crate::data::io::atomic_write(path, &self.to_png_bytes()?)
     }
 }
 
@@ -221,8 +249,10 @@ mod tests {
         c.disc(20.0, 15.0, 4.0, [255, 0, 0]);
         assert_eq!(c.get(20, 15), Some([255, 0, 0]));
         assert_eq!(c.get(20, 25), Some(WHITE));
-        c.line(0.0, 29.0, 39.0, 29.0, 1.0, BLACK);
+        // Pixel centres sit at +0.5: a 1-pixel line through them covers exactly one row.
+        c.line(0.0, 28.5, 39.0, 28.5, 1.0, BLACK);
         assert_eq!(c.get(10, 28), Some(BLACK));
+        assert_eq!(c.get(10, 27), Some(WHITE));
         c.text(0, 10, "A", 1, BLACK);
         assert!((10..18).any(|y| (0..8).any(|x| c.get(x, y) == Some(BLACK))));
         c.set(-1, 100, BLACK); // clipped, no panic
@@ -237,8 +267,10 @@ mod tests {
         // "I" drawn vertically is a horizontal bar: wider than tall.
         let mut c = Canvas::new(20, 20, WHITE);
         c.text_vertical(2, 2, "I", 1, BLACK);
-        let ink: Vec<(i64, i64)> =
-            (0..20).flat_map(|y| (0..20).map(move |x| (x, y))).filter(|&(x, y)| c.get(x, y) == Some(BLACK)).collect();
+        let ink: Vec<(i64, i64)> = (0..20)
+            .flat_map(|y| (0..20).map(move |x| (x, y)))
+            .filter(|&(x, y)| c.get(x, y) == Some(BLACK))
+            .collect();
         let w = ink.iter().map(|p| p.0).max().unwrap() - ink.iter().map(|p| p.0).min().unwrap();
         let h = ink.iter().map(|p| p.1).max().unwrap() - ink.iter().map(|p| p.1).min().unwrap();
         assert!(w > h, "{w} {h}");

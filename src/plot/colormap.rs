@@ -19,7 +19,13 @@ fn through(anchors: &[Rgb], t: f64) -> Rgb {
 /// Blue (0) → white (0.5) → red (1), the anchors of ColorBrewer's RdBu: a diverging map, so the
 /// middle of the network reads as neutral and early/late layers as opposite hues.
 pub fn diverging(t: f64) -> Rgb {
-    const A: [Rgb; 5] = [[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130], [178, 24, 43]];
+    const A: [Rgb; 5] = [
+        [33, 102, 172],
+        [146, 197, 222],
+        [247, 247, 247],
+        [244, 165, 130],
+        [178, 24, 43],
+    ];
     through(&A, t)
 }
 
@@ -43,7 +49,11 @@ pub fn sequential(t: f64) -> Rgb {
 /// Scales the colour toward black by `amount` in [0, 1] (0 = unchanged, 1 = black).
 pub fn darken(c: Rgb, amount: f64) -> Rgb {
     let k = 1.0 - amount.clamp(0.0, 1.0);
-    [(c[0] as f64 * k).round() as u8, (c[1] as f64 * k).round() as u8, (c[2] as f64 * k).round() as u8]
+    [
+        (c[0] as f64 * k).round() as u8,
+        (c[1] as f64 * k).round() as u8,
+        (c[2] as f64 * k).round() as u8,
+    ]
 }
 
 /// HSV (h in degrees, s and v in [0, 1]) to RGB.
@@ -68,7 +78,10 @@ fn hsv(h: f64, s: f64, v: f64) -> Rgb {
 /// saturation = distance from it (white at the centre, full colour at radius ≥ 1).
 /// `y` grows downward (image rows), so "up" in the image is hue 90° (yellow-green).
 pub fn wheel(x: f64, y: f64) -> Rgb {
-    let (x, y) = (if x.is_finite() { x } else { 0.0 }, if y.is_finite() { y } else { 0.0 });
+    let (x, y) = (
+        if x.is_finite() { x } else { 0.0 },
+        if y.is_finite() { y } else { 0.0 },
+    );
     let r = (x * x + y * y).sqrt().min(1.0);
     let angle = (-y).atan2(x).to_degrees();
     hsv(angle, r, 1.0)

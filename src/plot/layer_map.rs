@@ -15,24 +15,32 @@ use super::colormap;
 const WIDTH: usize = 800;
 const HEIGHT: usize = 600;
 /// Map panel (x, y, w, h); the legend column sits to its right.
-const PANEL: (i64, i64, i64, i64) = (16, 52, 620, 532);
-const LEGEND_X: i64 = 652;
-/// Neutral grey behind the voxels: the diverging map's midpoint is near-white and uncertain
-/// voxels are darkened toward black, so both must stand out from the background.
-const PANEL_BG: Rgb = [168, 168, 168];
+const PANEL: (i64, i64, i64, i64) = (16, 52, 590, 532);
+const LEGEND_X: i64 = 622;
+/// Near-black behind the voxels. Any mid grey would equal some darkened mid-depth voxel and
+/// hide it; against black, certain voxels stand out and uncertain ones recede, which is what the
+/// darkening is meant to say.
+const PANEL_BG: Rgb = [24, 24, 28];
 const TEXT: Rgb = [20, 20, 20];
 /// How far a voxel with uniform layer probabilities (entropy 1) is darkened. Less than 1 so that
 /// even the least certain voxels keep a trace of their hue.
-const UNCERTAIN_DARKEN: f64 = 0.75;
+const UNCERTAIN_DARKEN: f64 = 0.7;
 
 /// 2-D positions of the voxels (y up) and how they were obtained, for the subtitle.
 fn positions(brain: &Brain) -> Result<(Vec<[f64; 2]>, &'static str)> {
     let v = brain.roi.len();
     if let Some(flat) = &brain.flat {
         if flat.shape != [v, 2] {
-            return Err(Error::mismatch(format!("flatmap has shape {:?}, expected [{v}, 2]", flat.shape)));
+            return Err(Error::mismatch(format!(
+                "flatmap has shape {:?}, expected [{v}, 2]",
+                flat.shape
+            )));
         }
-        let pts = flat.data.chunks(2).map(|p| [p[0] as f64, p[1] as f64]).collect();
+        let pts = flat
+            .data
+            .chunks(2)
+            .map(|p| [p[0] as f64, p[1] as f64])
+            .collect();
         return Ok((pts, "flatmap"));
     }
     if brain.coords.shape != [v, 3] {
@@ -47,7 +55,10 @@ fn positions(brain: &Brain) -> Result<(Vec<[f64; 2]>, &'static str)> {
 /// Projects 3-D points onto their two axes of largest variance, so a volume or a sphere is seen
 /// from the side that shows most of it.
 fn pca_2d(xyz: &[f32]) -> Vec<[f64; 2]> {
-    let pts: Vec<[f64; 3]> = xyz.chunks(3).map(|p| [p[0] as f64, p[1] as f64, p[2] as f64]).collect();
+    let pts: Vec<[f64; 3]> = xyz
+        .chunks(3)
+        .map(|p| [p[0] as f64, p[1] as f64, p[2] as f64])
+        .collect();
     let n = pts.len().max(1) as f64;
     let mut m = [0.0; 3];
     for p in &pts {
@@ -93,16 +104,14 @@ fn top_two_eigenvectors(mut a: [[f64; 3]; 3]) -> [[f64; 3]; 2] {
             let c = 1.0 / (t * t + 1.0).sqrt();
             let s = t * c;
             // A ← Jᵀ A J with J the rotation in the (p, q) plane; V ← V J.
-            for k in 0..3 {
-                let (akp, akq) = (a[k][p], a[k][q]);
-                a[k][p] = c * akp - s * akq;
-                a[k][q] = s * akp + c * akq;
+            for row in a.iter_mut() {
+                let (akp, akq) = (row[p], row[q]);
+                row[p] = c * akp - s * akq;
+                row[q] = s * akp + c * akq;
             }
-            for k in 0..3 {
-                let (apk, aqk) = (a[p][k], a[q][k]);
-                a[p][k] = c * apk - s * aqk;
-                a[q][k] = s * apk + c * aqk;
-            }
+            let (rp, rq) = (a[p], a[q]);
+            a[p] = std::array::from_fn(|k| c * rp[k] - s * rq[k]);
+            a[q] = std::array::from_fn(|k| s * rp[k] + c * rq[k]);
             for row in v.iter_mut() {
                 let (vp, vq) = (row[p], row[q]);
                 row[p] = c * vp - s * vq;
@@ -114,7 +123,9 @@ fn top_two_eigenvectors(mut a: [[f64; 3]; 3]) -> [[f64; 3]; 2] {
     order.sort_by(|&i, &j| a[j][j].total_cmp(&a[i][i]));
     let col = |j: usize| {
         let mut e = [v[0][j], v[1][j], v[2][j]];
-        let big = (0..3).max_by(|&x, &y| e[x].abs().total_cmp(&e[y].abs())).unwrap_or(0);
+        let big = (0..3)
+            .max_by(|&x, &y| e[x].abs().total_cmp(&e[y].abs()))
+            .unwrap_or(0);
         if e[big] < 0.0 {
             e.iter_mut().for_each(|x| *x = -*x);
         }
@@ -126,7 +137,12 @@ fn top_two_eigenvectors(mut a: [[f64; 3]; 3]) -> [[f64; 3]; 2] {
 /// What the legend column shows.
 enum Legend {
     /// A vertical colour bar with labelled ticks at positions in [0, 1] (0 at the bottom).
-    Bar { title: &'static str, map: fn(f64) -> Rgb, ticks: Vec<(f64, String)>, entropy_key: bool },
+    Bar {
+        title: &'static str,
+        map: fn(f64) -> Rgb,
+        ticks: Vec<(f64, String)>,
+        entropy_key: bool,
+    },
     /// The 2-D colour wheel of image locations.
     Wheel,
 }
@@ -161,7 +177,11 @@ fn draw_brain_map(path: &Path, m: BrainMap) -> Result<()> {
     c.text_centered(WIDTH as i64 / 2, 12, m.title, 2, TEXT);
     let subtitle = format!(
         "{}{} voxels, positions from {}",
-        brain.subject.as_ref().map(|s| format!("{s}: ")).unwrap_or_default(),
+        brain
+            .subject
+            .as_ref()
+            .map(|s| format!("{s}: "))
+            .unwrap_or_default(),
         pts.len(),
         source
     );
@@ -170,7 +190,9 @@ fn draw_brain_map(path: &Path, m: BrainMap) -> Result<()> {
     let (px, py, pw, ph) = PANEL;
     c.fill_rect(px, py, pw, ph, PANEL_BG);
 
-    let finite: Vec<usize> = (0..pts.len()).filter(|&i| pts[i][0].is_finite() && pts[i][1].is_finite()).collect();
+    let finite: Vec<usize> = (0..pts.len())
+        .filter(|&i| pts[i][0].is_finite() && pts[i][1].is_finite())
+        .collect();
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &i in &finite {
         x0 = x0.min(pts[i][0]);
@@ -182,7 +204,11 @@ fn draw_brain_map(path: &Path, m: BrainMap) -> Result<()> {
     let (aw, ah) = (pw as f64 - 2.0 * margin, ph as f64 - 2.0 * margin);
     // One scale for both axes, so the cortex keeps its shape.
     let span = ((x1 - x0) / aw).max((y1 - y0) / ah);
-    let s = if span > 0.0 && span.is_finite() { 1.0 / span } else { 1.0 };
+    let s = if span > 0.0 && span.is_finite() {
+        1.0 / span
+    } else {
+        1.0
+    };
     let (cx, cy) = (px as f64 + pw as f64 / 2.0, py as f64 + ph as f64 / 2.0);
     let (mx, my) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
     let to_px = |p: [f64; 2]| [cx + (p[0] - mx) * s, cy - (p[1] - my) * s];
@@ -199,7 +225,11 @@ fn draw_brain_map(path: &Path, m: BrainMap) -> Result<()> {
 
     // ROI names at the centroids of their voxels.
     for (k, name) in brain.roi_names.iter().enumerate() {
-        let idx: Vec<usize> = finite.iter().copied().filter(|&i| brain.roi[i] == k as i32).collect();
+        let idx: Vec<usize> = finite
+            .iter()
+            .copied()
+            .filter(|&i| brain.roi[i] == k as i32)
+            .collect();
         if idx.is_empty() {
             continue;
         }
@@ -208,8 +238,17 @@ fn draw_brain_map(path: &Path, m: BrainMap) -> Result<()> {
             (a + q[0], b + q[1])
         });
         let (lx, ly) = (sx / idx.len() as f64, sy / idx.len() as f64);
-        let w = Canvas::text_width(name, 1);
-        c.text_halo(lx as i64 - w / 2, ly as i64 - 4, name, 1, BLACK, WHITE);
+        // Large labels while there are few enough of them not to collide.
+        let scale = if brain.roi_names.len() <= 12 { 2 } else { 1 };
+        let w = Canvas::text_width(name, scale);
+        c.text_halo(
+            lx as i64 - w / 2,
+            ly as i64 - 4 * scale,
+            name,
+            scale,
+            WHITE,
+            BLACK,
+        );
     }
     c.rect_outline(px, py, pw, ph, [120, 120, 120]);
 
@@ -220,7 +259,12 @@ fn draw_brain_map(path: &Path, m: BrainMap) -> Result<()> {
 fn draw_legend(c: &mut Canvas, legend: &Legend) {
     let x = LEGEND_X;
     match legend {
-        Legend::Bar { title, map, ticks, entropy_key } => {
+        Legend::Bar {
+            title,
+            map,
+            ticks,
+            entropy_key,
+        } => {
             let (bar_y, bar_h, bar_w) = (96, 280, 22);
             c.text(x, 70, title, 1, TEXT);
             for k in 0..bar_h {
@@ -251,13 +295,18 @@ fn draw_legend(c: &mut Canvas, legend: &Legend) {
         }
         Legend::Wheel => {
             c.text(x, 70, "image location", 1, TEXT);
-            let (r, wx, wy) = (56.0, (x + 64) as f64, 180.0);
+            let (r, wx, wy) = (46.0, (x + 84) as f64, 170.0);
             for py in (wy - r) as i64..=(wy + r) as i64 {
                 for px in (wx - r) as i64..=(wx + r) as i64 {
                     let (dx, dy) = ((px as f64 + 0.5 - wx) / r, (py as f64 + 0.5 - wy) / r);
                     let d = (dx * dx + dy * dy).sqrt();
                     if d <= 1.0 + 1.0 / r {
-                        c.blend(px, py, colormap::wheel(dx, dy), ((1.0 - d) * r + 0.5).min(1.0));
+                        c.blend(
+                            px,
+                            py,
+                            colormap::wheel(dx, dy),
+                            ((1.0 - d) * r + 0.5).min(1.0),
+                        );
                     }
                 }
             }
@@ -299,7 +348,12 @@ pub fn layer_map(path: &Path, brain: &Brain, sel: &Selections, title: &str) -> R
             title,
             colors,
             order,
-            legend: Legend::Bar { title: "layer depth", map: colormap::diverging, ticks, entropy_key: true },
+            legend: Legend::Bar {
+                title: "layer depth",
+                map: colormap::diverging,
+                ticks,
+                entropy_key: true,
+            },
         },
     )
 }
@@ -314,15 +368,6 @@ pub fn space_map(path: &Path, brain: &Brain, sel: &Selections, title: &str) -> R
         .map(|p| colormap::wheel(p[0] as f64, p[1] as f64))
         .collect();
     let order = (0..brain.roi.len()).collect();
-    draw_brain_map(path, BrainMap { brain, title, colors, order, legend: Legend::Wheel })
-}
-
-/// Scale map: each voxel coloured by its scale `s_v` (0 = local patch token, 1 = global token).
-pub fn scale_map(path: &Path, brain: &Brain, sel: &Selections, title: &str) -> Result<()> {
-    check_selections(brain, sel)?;
-    let colors = sel.scale.iter().map(|&s| colormap::sequential(s as f64)).collect();
-    let order = (0..brain.roi.len()).collect();
-    let ticks = vec![(0.0, "0  local".to_string()), (0.5, "0.5".to_string()), (1.0, "1  global".to_string())];
     draw_brain_map(
         path,
         BrainMap {
@@ -330,7 +375,38 @@ pub fn scale_map(path: &Path, brain: &Brain, sel: &Selections, title: &str) -> R
             title,
             colors,
             order,
-            legend: Legend::Bar { title: "scale", map: colormap::sequential, ticks, entropy_key: false },
+            legend: Legend::Wheel,
+        },
+    )
+}
+
+/// Scale map: each voxel coloured by its scale `s_v` (0 = local patch token, 1 = global token).
+pub fn scale_map(path: &Path, brain: &Brain, sel: &Selections, title: &str) -> Result<()> {
+    check_selections(brain, sel)?;
+    let colors = sel
+        .scale
+        .iter()
+        .map(|&s| colormap::sequential(s as f64))
+        .collect();
+    let order = (0..brain.roi.len()).collect();
+    let ticks = vec![
+        (0.0, "0  local".to_string()),
+        (0.5, "0.5".to_string()),
+        (1.0, "1  global".to_string()),
+    ];
+    draw_brain_map(
+        path,
+        BrainMap {
+            brain,
+            title,
+            colors,
+            order,
+            legend: Legend::Bar {
+                title: "scale",
+                map: colormap::sequential,
+                ticks,
+                entropy_key: false,
+            },
         },
     )
 }
@@ -352,8 +428,16 @@ mod tests {
         let p = pca_2d(&xyz);
         let var = |k: usize| p.iter().map(|q| q[k] * q[k]).sum::<f64>() / p.len() as f64;
         assert!(var(0) > var(1));
-        assert!((var(0).sqrt() - 10.0 * 0.2946).abs() < 0.2, "{}", var(0).sqrt());
-        assert!((var(1).sqrt() - 3.0 * 0.2946).abs() < 0.2, "{}", var(1).sqrt());
+        assert!(
+            (var(0).sqrt() - 10.0 * 0.2946).abs() < 0.2,
+            "{}",
+            var(0).sqrt()
+        );
+        assert!(
+            (var(1).sqrt() - 3.0 * 0.2946).abs() < 0.2,
+            "{}",
+            var(1).sqrt()
+        );
     }
 
     #[test]

@@ -14,7 +14,11 @@ pub fn depth_of(p: &[f32]) -> f64 {
     if l <= 1 {
         return 0.0;
     }
-    let s: f64 = p.iter().enumerate().map(|(i, &pi)| pi as f64 * i as f64).sum();
+    let s: f64 = p
+        .iter()
+        .enumerate()
+        .map(|(i, &pi)| pi as f64 * i as f64)
+        .sum();
     s / (l - 1) as f64
 }
 
@@ -166,7 +170,9 @@ impl HierarchyScores {
         }
         let any_roi = roi.iter().any(|&r| r >= 0);
         if !any_roi {
-            return Err(Error::invalid("no voxel belongs to an ROI: hierarchy scores need ROI labels"));
+            return Err(Error::invalid(
+                "no voxel belongs to an ROI: hierarchy scores need ROI labels",
+            ));
         }
         if h.is_empty() {
             return Err(Error::invalid(

@@ -72,7 +72,11 @@ pub fn std<T: Copy + Into<f64>>(xs: &[T]) -> f64 {
 /// # Panics
 /// If the slices differ in length.
 pub fn r2_score<T: Copy + Into<f64>>(pred: &[T], target: &[T]) -> f64 {
-    assert_eq!(pred.len(), target.len(), "r2_score: prediction and target lengths differ");
+    assert_eq!(
+        pred.len(),
+        target.len(),
+        "r2_score: prediction and target lengths differ"
+    );
     if is_constant(target) {
         return 0.0;
     }
@@ -155,7 +159,11 @@ pub fn spearman<T: Copy + Into<f64>>(a: &[T], b: &[T]) -> f64 {
 pub fn linear_fit<T: Copy + Into<f64>>(x: &[T], y: &[T], weights: Option<&[f64]>) -> (f64, f64) {
     assert_eq!(x.len(), y.len(), "linear_fit: x and y lengths differ");
     if let Some(w) = weights {
-        assert_eq!(w.len(), x.len(), "linear_fit: weights length differs from x");
+        assert_eq!(
+            w.len(),
+            x.len(),
+            "linear_fit: weights length differs from x"
+        );
     }
     let w = |i: usize| weights.map_or(1.0, |w| w[i]);
     let xs: Vec<f64> = to_f64(x).collect();
@@ -174,7 +182,10 @@ pub fn linear_fit<T: Copy + Into<f64>>(x: &[T], y: &[T], weights: Option<&[f64]>
     }
     // x constant among the weighted points: exact test on those points, for the reason given at
     // `is_constant`.
-    let weighted_x: Vec<f64> = (0..xs.len()).filter(|&i| w(i) > 0.0).map(|i| xs[i]).collect();
+    let weighted_x: Vec<f64> = (0..xs.len())
+        .filter(|&i| w(i) > 0.0)
+        .map(|i| xs[i])
+        .collect();
     if is_constant(&weighted_x) || sxx == 0.0 {
         return (my, 0.0);
     }
@@ -228,30 +239,32 @@ fn block_means(a: &[f32], b: &[f32], n: usize, v: usize, v0: usize, w: usize) ->
 pub fn r2_per_voxel(pred: &[f32], target: &[f32], n: usize, v: usize) -> Vec<f32> {
     check_nv(pred, target, n, v, "r2_per_voxel");
     let mut out = vec![0.0f32; v];
-    out.par_chunks_mut(VOXEL_BLOCK).enumerate().for_each(|(bi, chunk)| {
-        let (v0, w) = (bi * VOXEL_BLOCK, chunk.len());
-        let m = block_means(target, pred, n, v, v0, w);
-        let mut ss_res = vec![0.0f64; w];
-        let mut ss_tot = vec![0.0f64; w];
-        for i in 0..n {
-            let rp = &pred[i * v + v0..i * v + v0 + w];
-            let rt = &target[i * v + v0..i * v + v0 + w];
-            for j in 0..w {
-                let t = rt[j] as f64;
-                let e = t - rp[j] as f64;
-                let d = t - m.ma[j];
-                ss_res[j] += e * e;
-                ss_tot[j] += d * d;
+    out.par_chunks_mut(VOXEL_BLOCK)
+        .enumerate()
+        .for_each(|(bi, chunk)| {
+            let (v0, w) = (bi * VOXEL_BLOCK, chunk.len());
+            let m = block_means(target, pred, n, v, v0, w);
+            let mut ss_res = vec![0.0f64; w];
+            let mut ss_tot = vec![0.0f64; w];
+            for i in 0..n {
+                let rp = &pred[i * v + v0..i * v + v0 + w];
+                let rt = &target[i * v + v0..i * v + v0 + w];
+                for j in 0..w {
+                    let t = rt[j] as f64;
+                    let e = t - rp[j] as f64;
+                    let d = t - m.ma[j];
+                    ss_res[j] += e * e;
+                    ss_tot[j] += d * d;
+                }
             }
-        }
-        for j in 0..w {
-            chunk[j] = if m.a_varies[j] && ss_tot[j] > 0.0 {
-                (1.0 - ss_res[j] / ss_tot[j]) as f32
-            } else {
-                0.0
-            };
-        }
-    });
+            for j in 0..w {
+                chunk[j] = if m.a_varies[j] && ss_tot[j] > 0.0 {
+                    (1.0 - ss_res[j] / ss_tot[j]) as f32
+                } else {
+                    0.0
+                };
+            }
+        });
     out
 }
 
@@ -263,31 +276,33 @@ pub fn r2_per_voxel(pred: &[f32], target: &[f32], n: usize, v: usize) -> Vec<f32
 pub fn pearson_per_voxel(a: &[f32], b: &[f32], n: usize, v: usize) -> Vec<f32> {
     check_nv(a, b, n, v, "pearson_per_voxel");
     let mut out = vec![0.0f32; v];
-    out.par_chunks_mut(VOXEL_BLOCK).enumerate().for_each(|(bi, chunk)| {
-        let (v0, w) = (bi * VOXEL_BLOCK, chunk.len());
-        let m = block_means(a, b, n, v, v0, w);
-        let mut sab = vec![0.0f64; w];
-        let mut saa = vec![0.0f64; w];
-        let mut sbb = vec![0.0f64; w];
-        for i in 0..n {
-            let ra = &a[i * v + v0..i * v + v0 + w];
-            let rb = &b[i * v + v0..i * v + v0 + w];
-            for j in 0..w {
-                let dx = ra[j] as f64 - m.ma[j];
-                let dy = rb[j] as f64 - m.mb[j];
-                sab[j] += dx * dy;
-                saa[j] += dx * dx;
-                sbb[j] += dy * dy;
+    out.par_chunks_mut(VOXEL_BLOCK)
+        .enumerate()
+        .for_each(|(bi, chunk)| {
+            let (v0, w) = (bi * VOXEL_BLOCK, chunk.len());
+            let m = block_means(a, b, n, v, v0, w);
+            let mut sab = vec![0.0f64; w];
+            let mut saa = vec![0.0f64; w];
+            let mut sbb = vec![0.0f64; w];
+            for i in 0..n {
+                let ra = &a[i * v + v0..i * v + v0 + w];
+                let rb = &b[i * v + v0..i * v + v0 + w];
+                for j in 0..w {
+                    let dx = ra[j] as f64 - m.ma[j];
+                    let dy = rb[j] as f64 - m.mb[j];
+                    sab[j] += dx * dy;
+                    saa[j] += dx * dx;
+                    sbb[j] += dy * dy;
+                }
             }
-        }
-        for j in 0..w {
-            chunk[j] = if m.a_varies[j] && m.b_varies[j] && saa[j] > 0.0 && sbb[j] > 0.0 {
-                (sab[j] / (saa[j] * sbb[j]).sqrt()).clamp(-1.0, 1.0) as f32
-            } else {
-                0.0
-            };
-        }
-    });
+            for j in 0..w {
+                chunk[j] = if m.a_varies[j] && m.b_varies[j] && saa[j] > 0.0 && sbb[j] > 0.0 {
+                    (sab[j] / (saa[j] * sbb[j]).sqrt()).clamp(-1.0, 1.0) as f32
+                } else {
+                    0.0
+                };
+            }
+        });
     out
 }
 
@@ -305,10 +320,18 @@ mod tests {
         let r = r2_score(&[1.0f32, 2.0, 3.0], &[1.0f32, 2.0, 4.0]);
         assert!(close(r, 11.0 / 14.0, 1e-12), "{r}");
         // Predicting the mean exactly gives 0; a perfect prediction gives 1.
-        assert!(close(r2_score(&[2.0f32, 2.0, 2.0], &[1.0f32, 2.0, 3.0]), 0.0, 1e-12));
+        assert!(close(
+            r2_score(&[2.0f32, 2.0, 2.0], &[1.0f32, 2.0, 3.0]),
+            0.0,
+            1e-12
+        ));
         assert_eq!(r2_score(&[1.0f32, 2.0, 3.0], &[1.0f32, 2.0, 3.0]), 1.0);
         // Anti-prediction is worse than the mean: SS_res = 4 + 0 + 4 = 8, SS_tot = 2 → −3.
-        assert!(close(r2_score(&[3.0f32, 2.0, 1.0], &[1.0f32, 2.0, 3.0]), -3.0, 1e-12));
+        assert!(close(
+            r2_score(&[3.0f32, 2.0, 1.0], &[1.0f32, 2.0, 3.0]),
+            -3.0,
+            1e-12
+        ));
     }
 
     #[test]
@@ -321,7 +344,11 @@ mod tests {
         // a dev [−1, 0, 1]; b dev [−4/3, −1/3, 5/3]; Sab = 3, Saa = 2, Sbb = 42/9 → 9/√84.
         let r = pearson(&[1.0f32, 2.0, 3.0], &[1.0f32, 2.0, 4.0]);
         assert!(close(r, 9.0 / 84f64.sqrt(), 1e-12), "{r}");
-        assert!(close(pearson(&[1.0, 2.0, 3.0], &[-2.0, -4.0, -6.0]), -1.0, 1e-12));
+        assert!(close(
+            pearson(&[1.0, 2.0, 3.0], &[-2.0, -4.0, -6.0]),
+            -1.0,
+            1e-12
+        ));
         assert_eq!(pearson(&[1.0, 2.0, 3.0], &[0.1, 0.1, 0.1]), 0.0);
         assert_eq!(pearson(&[0.1f64, 0.1, 0.1], &[1.0, 2.0, 3.0]), 0.0);
     }
@@ -329,7 +356,10 @@ mod tests {
     #[test]
     fn rankdata_average_ties() {
         assert_eq!(rankdata(&[1.0, 2.0, 2.0, 3.0]), vec![1.0, 2.5, 2.5, 4.0]);
-        assert_eq!(rankdata(&[3.0f32, 1.0, 3.0, 3.0, 0.0]), vec![4.0, 2.0, 4.0, 4.0, 1.0]);
+        assert_eq!(
+            rankdata(&[3.0f32, 1.0, 3.0, 3.0, 0.0]),
+            vec![4.0, 2.0, 4.0, 4.0, 1.0]
+        );
         assert!(rankdata::<f64>(&[]).is_empty());
     }
 
@@ -341,7 +371,11 @@ mod tests {
         let rho = spearman(&[1.0, 2.0, 2.0, 3.0], &[1.0, 3.0, 2.0, 4.0]);
         assert!(close(rho, 0.9f64.sqrt(), 1e-12), "{rho}");
         // Monotone but nonlinear: ρ = 1 where Pearson is not.
-        assert!(close(spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 8.0, 27.0, 64.0]), 1.0, 1e-12));
+        assert!(close(
+            spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 8.0, 27.0, 64.0]),
+            1.0,
+            1e-12
+        ));
     }
 
     #[test]
@@ -367,7 +401,10 @@ mod tests {
         //   Σw xy = b0 Σw x + s Σw x² →  6 = 5 b0 + 9 s
         // → s = 4/11, b0 = 6/11.
         let (b0, s) = linear_fit(&x, &y, Some(&[1.0, 1.0, 2.0]));
-        assert!(close(b0, 6.0 / 11.0, 1e-12) && close(s, 4.0 / 11.0, 1e-12), "{b0} {s}");
+        assert!(
+            close(b0, 6.0 / 11.0, 1e-12) && close(s, 4.0 / 11.0, 1e-12),
+            "{b0} {s}"
+        );
     }
 
     #[test]
@@ -388,8 +425,14 @@ mod tests {
         assert_eq!(median(&[5.0, 1.0, 3.0]), 3.0);
         assert_eq!(median(&[4.0, 1.0, 3.0, 10.0]), 3.5);
         // population: deviations [−2, −1, 3], variance 14/3.
-        assert!(close(std(&[1.0f32, 2.0, 6.0]), (14.0f64 / 3.0).sqrt(), 1e-12));
-        assert!(mean::<f64>(&[]).is_nan() && median::<f64>(&[]).is_nan() && std::<f64>(&[]).is_nan());
+        assert!(close(
+            std(&[1.0f32, 2.0, 6.0]),
+            (14.0f64 / 3.0).sqrt(),
+            1e-12
+        ));
+        assert!(
+            mean::<f64>(&[]).is_nan() && median::<f64>(&[]).is_nan() && std::<f64>(&[]).is_nan()
+        );
     }
 
     #[test]

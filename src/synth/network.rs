@@ -195,7 +195,7 @@ pub fn random_network(n_images: usize, n_layers: usize, width: usize, grid: usiz
     let mut side = layer_side(0, n_layers, grid);
     let mut input = smooth_noise(n, c, side, seed, "synth.network.input");
     normalise_channels(&mut input, c, side * side);
-    let mut layers = Vec::with_capacity(n_layers);
+    let mut layers: Vec<LayerFeatures> = Vec::with_capacity(n_layers);
     for i in 0..n_layers {
         let out_side = layer_side(i, n_layers, grid);
         let p = out_side * out_side;

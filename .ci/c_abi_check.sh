@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# C ABI check (DESIGN §6, issue 3). Called from .ci/run.
+#
+# 1. The committed include/factortopy.h is exactly what the pinned cbindgen generates from
+#    src/ffi/ with cbindgen.toml (any difference fails: regenerate and commit).
+# 2. The header compiles as strict C99 and as C++11.
+# 3. Every tests/c/*.c builds against the header and both library kinds (libfactortopy.so and
+#    libfactortopy.a) and passes.
+# 4. The shared-library build runs clean under valgrind (--error-exitcode=1 --leak-check=full).
+#
+# cbindgen is installed once into target/ci-tools (reruns reuse it). valgrind is installed with
+# apt-get when missing and possible.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+CBINDGEN_VERSION=0.29.4
+TOOLS="$PWD/target/ci-tools"
+CBINDGEN="$TOOLS/bin/cbindgen"
+CC="${CC:-gcc}"
+CXX="${CXX:-g++}"
+
+if ! [ -x "$CBINDGEN" ] || [ "$("$CBINDGEN" --version)" != "cbindgen $CBINDGEN_VERSION" ]; then
+  echo "== installing cbindgen $CBINDGEN_VERSION into $TOOLS"
+  cargo install cbindgen --version "$CBINDGEN_VERSION" --locked --root "$TOOLS"
+fi
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+echo "== header is up to date ($("$CBINDGEN" --version))"
+# Single-file mode: cbindgen reads src/ffi/ and its submodules only, so public items elsewhere in
+# the crate never leak into the C header.
+"$CBINDGEN" --quiet --config cbindgen.toml --output "$tmp/factortopy.h" src/ffi/mod.rs
+if ! diff -u include/factortopy.h "$tmp/factortopy.h"; then
+  echo "include/factortopy.h differs from the generated header; regenerate it with" >&2
+  echo "  $CBINDGEN --config cbindgen.toml --output include/factortopy.h src/ffi/mod.rs" >&2
+  exit 1
+fi
+
+echo "== header compiles as C99 and C++11"
+printf '#include "factortopy.h"\nint main(void) { return ft_version() == 0; }\n' > "$tmp/h.c"
+"$CC" -std=c99 -Wall -Wextra -Werror -pedantic -Iinclude -fsyntax-only "$tmp/h.c"
+cp "$tmp/h.c" "$tmp/h.cpp"
+"$CXX" -std=c++11 -Wall -Wextra -Werror -pedantic -Iinclude -fsyntax-only "$tmp/h.cpp"
+
+echo "== building the library"
+cargo build --release
+LIB="$PWD/target/release"
+CFLAGS=(-std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude)
+
+shopt -s nullglob
+programs=(tests/c/*.c)
+if [ ${#programs[@]} -eq 0 ]; then
+  echo "no C programs in tests/c" >&2
+  exit 1
+fi
+
+for src in "${programs[@]}"; do
+  name="$(basename "$src" .c)"
+  echo "== $name: shared and static builds"
+  "$CC" "${CFLAGS[@]}" "$src" -o "$tmp/${name}_shared" -L"$LIB" -Wl,-rpath,"$LIB" -lfactortopy -lm
+  "$CC" "${CFLAGS[@]}" "$src" -o "$tmp/${name}_static" "$LIB/libfactortopy.a" -lpthread -ldl -lm
+  for kind in shared static; do
+    mkdir -p "$tmp/work_${name}_$kind"
+    "$tmp/${name}_$kind" "$tmp/work_${name}_$kind"
+  done
+done
+
+if ! command -v valgrind >/dev/null 2>&1; then
+  echo "== installing valgrind"
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq valgrind
+  else
+    echo "valgrind is missing and apt-get is not available" >&2
+    exit 1
+  fi
+fi
+
+for src in "${programs[@]}"; do
+  name="$(basename "$src" .c)"
+  echo "== $name under valgrind"
+  mkdir -p "$tmp/vg_$name"
+  valgrind --error-exitcode=1 --leak-check=full \
+    "$tmp/${name}_shared" "$tmp/vg_$name"
+done
+echo "== C ABI check passed"

@@ -1,0 +1,161 @@
+//! `factortopy fit --method ridge`: the layer-wise ridge baseline (src/baseline), with the same
+//! inputs, split and output directory layout as a FactorTopy fit, plus `ridge.json` and an
+//! optional comparison with a FactorTopy fit of the same brain (`--compare DIR`).
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+
+use crate::baseline::{agreement, fit_ridge_baseline, write_ridge_outputs, LayerSummary, RidgeBaselineConfig};
+use crate::cli::fit::TrainArgs;
+use crate::cli::load_inputs;
+use crate::error::{Error, Result};
+use crate::scores::Report;
+
+/// How `factortopy fit` fits.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Method {
+    /// The FactorTopy encoder (DESIGN §3).
+    #[default]
+    Factortopy,
+    /// One cross-validated ridge per layer from its global token; best layer per voxel.
+    Ridge,
+}
+
+/// Settings that only `--method ridge` uses.
+#[derive(Args, Debug, Clone)]
+pub struct RidgeArgs {
+    /// Ridge penalty grid: `LO:HI:N` (N values from 10^LO to 10^HI) or a comma-separated list.
+    #[arg(long, value_name = "GRID", default_value = "-1:8:19")]
+    pub alphas: String,
+    /// Cross-validation folds (inside the training images) for choosing each voxel's penalty.
+    #[arg(long, value_name = "K", default_value_t = 5)]
+    pub folds: usize,
+    /// A FactorTopy output directory of the same brain (report.json, and selectors.safetensors
+    /// if present) to compare the ridge layer map with, ROI by ROI.
+    #[arg(long, value_name = "DIR")]
+    pub compare: Option<PathBuf>,
+}
+
+/// Parses `LO:HI:N` or `a,b,c`.
+pub fn parse_alphas(s: &str) -> Result<Vec<f64>> {
+    let bad = || Error::invalid(format!("--alphas `{s}`: expected LO:HI:N (log10 range) or a comma-separated list"));
+    let alphas: Vec<f64> = if s.contains(':') {
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() != 3 {
+            return Err(bad());
+        }
+        let lo: f64 = parts[0].trim().parse().map_err(|_| bad())?;
+        let hi: f64 = parts[1].trim().parse().map_err(|_| bad())?;
+        let n: usize = parts[2].trim().parse().map_err(|_| bad())?;
+        crate::baseline::logspace(lo, hi, n)
+    } else {
+        s.split(',').map(|x| x.trim().parse::<f64>().map_err(|_| bad())).collect::<Result<_>>()?
+    };
+    if alphas.is_empty() || alphas.iter().any(|a| !(a.is_finite() && *a > 0.0)) {
+        return Err(Error::invalid(format!("--alphas `{s}`: penalties must be positive and finite")));
+    }
+    Ok(alphas)
+}
+
+fn print_layer(s: &LayerSummary) {
+    eprintln!(
+        "layer {:>2} ({}, {} features): mean CV score {:.4}  mean held-out R² {:.4}  {:.1} s",
+        s.layer, s.name, s.width, s.mean_cv_score, s.mean_val_r2, s.seconds
+    );
+}
+
+/// Runs the ridge baseline for `factortopy fit --method ridge`.
+pub fn run(
+    features: &Path,
+    brain: &Path,
+    out: &Path,
+    train: &TrainArgs,
+    weighted: bool,
+    quiet: bool,
+    ridge: &RidgeArgs,
+) -> Result<i32> {
+    crate::data::io::ensure_output_dir(out)?;
+    let cfg = RidgeBaselineConfig {
+        alphas: parse_alphas(&ridge.alphas)?,
+        n_folds: ridge.folds,
+        seed: train.seed,
+        val_fraction: train.val_fraction,
+        ..RidgeBaselineConfig::default()
+    };
+    // Read the comparison first so a bad path fails before the fit.
+    let reference = match &ridge.compare {
+        None => None,
+        Some(dir) => {
+            let report = Report::read_json(&dir.join("report.json"))?;
+            let sel_path = dir.join("selectors.safetensors");
+            let sel = if sel_path.is_file() { Some(read_selections(&sel_path)?) } else { None };
+            Some((report, sel))
+        }
+    };
+    let (features, brain) = load_inputs(features, brain)?;
+    eprintln!(
+        "ridge baseline: {} ({} layers) to {} voxels on {} images, {} penalties, {} folds",
+        features.model,
+        features.n_layers(),
+        brain.n_voxels(),
+        brain.n_images(),
+        cfg.alphas.len(),
+        cfg.n_folds
+    );
+    let mut cb = print_layer;
+    let fit = fit_ridge_baseline(&features, &brain, &cfg, weighted, if quiet { None } else { Some(&mut cb) })?;
+    let ag = match &reference {
+        None => None,
+        Some((rep, sel)) => {
+            let voxels = sel.as_ref().map(|s| (&fit.selections, s, &brain));
+            Some(agreement(&fit.report, rep, voxels)?)
+        }
+    };
+    let outputs = write_ridge_outputs(out, &fit, &brain, reference.as_ref().map(|(r, _)| r).zip(ag.as_ref()))?;
+    println!("{}", fit.report.headline());
+    if let Some(a) = &ag {
+        println!("{}", a.table());
+    }
+    println!("report:    {}", outputs.report.display());
+    println!("ridge:     {}", outputs.summary.display());
+    println!("layer map: {}", outputs.layer_map.display());
+    println!("ROI depth: {}", outputs.roi_depth.display());
+    println!("selectors: {}", outputs.selectors.display());
+    Ok(0)
+}
+
+/// `layer_probs`, `space`, `scale` of a saved selectors file.
+fn read_selections(path: &Path) -> Result<crate::model::Selections> {
+    let f = crate::data::TensorFile::open(path)?;
+    let layer_probs = f.f32("layer_probs")?;
+    let space = f.f32("space")?;
+    let scale = f.f32("scale")?.data;
+    let v = scale.len();
+    if layer_probs.shape.len() != 2 || layer_probs.shape[0] != v || space.shape != [v, 2] {
+        return Err(Error::data(
+            path,
+            format!(
+                "inconsistent selectors: layer_probs {:?}, space {:?}, scale [{v}]",
+                layer_probs.shape, space.shape
+            ),
+        ));
+    }
+    Ok(crate::model::Selections { layer_probs, space, scale })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alpha_grids() {
+        let a = parse_alphas("-1:8:19").unwrap();
+        assert_eq!(a.len(), 19);
+        assert!((a[0] - 0.1).abs() < 1e-12 && (a[18] - 1e8).abs() < 1e-3);
+        assert_eq!(parse_alphas("1, 10,100").unwrap(), vec![1.0, 10.0, 100.0]);
+        assert!(parse_alphas("1:2").is_err());
+        assert!(parse_alphas("0,1").is_err());
+        assert!(parse_alphas("x").is_err());
+    }
+}

@@ -1,0 +1,176 @@
+//! `factortopy monitor`: replay the saved features of successive checkpoints against the
+//! reference network and write the forgetting history and curves (DESIGN §5).
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::cli::fit::{print_progress, TrainArgs};
+use crate::data::{Brain, Features};
+use crate::error::{Error, Result};
+use crate::monitor::{Monitor, MonitorConfig};
+
+/// Replay checkpoints' probe-set features against the network before fine-tuning.
+///
+/// Fits the reference encoder on --reference (or loads --encoder), observes the reference itself
+/// as step 0 and then each checkpoint in order, and writes DIR/history.jsonl (one JSON object
+/// per observation), DIR/forgetting.png (forgetting over steps, overall and per ROI),
+/// DIR/cka.png (per-layer CKA against the reference) and DIR/monitor.safetensors (the monitor
+/// state, loadable to continue).
+#[derive(Args, Debug)]
+pub struct MonitorArgs {
+    /// Brain file (safetensors, DESIGN §2).
+    #[arg(long)]
+    pub brain: PathBuf,
+    /// Features of the network before fine-tuning (step 0).
+    #[arg(long)]
+    pub reference: PathBuf,
+    /// Output directory (created if needed).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Features files of successive checkpoints, in training order.
+    #[arg(required = true, value_name = "FEATURES")]
+    pub checkpoints: Vec<PathBuf>,
+    /// Use this saved reference encoder (from `factortopy fit`) instead of fitting one.
+    #[arg(long)]
+    pub encoder: Option<PathBuf>,
+    /// Training steps of the checkpoints, comma-separated (default 1, 2, 3, ...).
+    #[arg(long, value_delimiter = ',', value_name = "STEPS")]
+    pub steps: Vec<u64>,
+    /// Refit the encoder every this many observations (0 = never).
+    #[arg(long, default_value_t = 0)]
+    pub refit_every: usize,
+    /// Optimiser steps of one refit.
+    #[arg(long, default_value_t = MonitorConfig::default().refit_max_steps)]
+    pub refit_steps: usize,
+    /// Time limit of one refit in seconds.
+    #[arg(long)]
+    pub refit_seconds: Option<f64>,
+    /// Forgetting above which `should_stop` is raised.
+    #[arg(long, default_value_t = MonitorConfig::default().forgetting_threshold)]
+    pub threshold: f64,
+    /// Reference fit settings; --val-fraction is the held-out fraction retention is measured on.
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Weight the hierarchy line of refits by max(R², 0).
+    #[arg(long)]
+    pub weighted: bool,
+    /// Exit with status 3 if any checkpoint raises `should_stop`.
+    #[arg(long)]
+    pub fail_on_stop: bool,
+    /// No per-epoch progress lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(a: MonitorArgs) -> Result<i32> {
+    if !a.steps.is_empty() && a.steps.len() != a.checkpoints.len() {
+        return Err(Error::invalid(format!(
+            "--steps lists {} steps for {} checkpoint files",
+            a.steps.len(),
+            a.checkpoints.len()
+        )));
+    }
+    crate::data::io::ensure_output_dir(&a.out)?;
+    let brain = Brain::load(&a.brain)?;
+    let reference = Features::load(&a.reference)?;
+    crate::data::check_pair(&reference, &a.reference.display().to_string(), &brain, &a.brain.display().to_string())?;
+    let fit = a.train.config();
+    let config = MonitorConfig {
+        held_out_fraction: fit.val_fraction,
+        fit,
+        refit_every: a.refit_every,
+        refit_max_steps: a.refit_steps,
+        refit_max_seconds: a.refit_seconds,
+        forgetting_threshold: a.threshold,
+        weighted: a.weighted,
+    };
+    let mut monitor = match &a.encoder {
+        Some(p) => Monitor::from_encoder_file(&brain, &reference, p, config)?,
+        None => {
+            eprintln!(
+                "fitting the reference encoder: {} ({} layers), {} voxels, {} images",
+                reference.model,
+                reference.n_layers(),
+                brain.n_voxels(),
+                brain.n_images()
+            );
+            let mut cb = print_progress;
+            Monitor::new(&brain, &reference, config, if a.quiet { None } else { Some(&mut cb) })?
+        }
+    };
+    eprintln!(
+        "reference encoder: held-out R² {:.4} on {} images",
+        monitor.reference_r2(),
+        monitor.held_out().len()
+    );
+    let history = a.out.join("history.jsonl");
+    if history.exists() {
+        std::fs::remove_file(&history).map_err(|e| Error::io(&history, e))?;
+    }
+    monitor.set_history_file(Some(history.clone()));
+    let print = |r: &crate::monitor::StepReport, name: &str| {
+        let refit = match &r.refit {
+            Some(f) => format!("  refit: shift {:.3}, moved {:.1}%, slope {:.3}", f.layer_shift, 100.0 * f.argmax_moved, f.hierarchy.slope),
+            None => String::new(),
+        };
+        println!(
+            "step {:>8}  retention {:.4}  forgetting {:.4}  min CKA {:.4}{}{}  ({name})",
+            r.step,
+            r.retention,
+            r.forgetting,
+            r.min_cka(),
+            if r.should_stop { "  STOP" } else { "" },
+            refit
+        );
+    };
+    let r0 = monitor.observe(0, &reference)?;
+    print(&r0, &a.reference.display().to_string());
+    drop(reference);
+    for (k, path) in a.checkpoints.iter().enumerate() {
+        let step = a.steps.get(k).copied().unwrap_or(k as u64 + 1);
+        let f = Features::load(path)?;
+        let r = monitor.observe(step, &f)?;
+        print(&r, &path.display().to_string());
+    }
+    write_curves(&a.out, &monitor)?;
+    monitor.save(&a.out.join("monitor.safetensors"))?;
+    println!("history:    {}", history.display());
+    println!("forgetting: {}", a.out.join("forgetting.png").display());
+    println!("state:      {}", a.out.join("monitor.safetensors").display());
+    let stop = monitor.history().iter().any(|r| r.should_stop);
+    Ok(if stop && a.fail_on_stop { 3 } else { 0 })
+}
+
+/// `forgetting.png` (overall and per ROI) and `cka.png` (per layer) over steps.
+pub fn write_curves(dir: &std::path::Path, m: &Monitor) -> Result<()> {
+    let h = m.history();
+    let mut series = vec![("all voxels".to_string(), h.iter().map(|r| (r.step as f64, r.forgetting)).collect())];
+    for (k, name) in m.brain().roi_names.iter().enumerate() {
+        let pts: Vec<(f64, f64)> =
+            h.iter().map(|r| (r.step as f64, r.rois[k].forgetting.unwrap_or(f64::NAN))).collect();
+        if pts.iter().any(|p| p.1.is_finite()) {
+            series.push((name.clone(), pts));
+        }
+    }
+    crate::plot::line_chart(
+        &dir.join("forgetting.png"),
+        &format!("{}: forgetting during fine-tuning", m.model()),
+        "training step",
+        "forgetting (1 - retention)",
+        &series,
+    )?;
+    let cka: Vec<(String, Vec<(f64, f64)>)> = m
+        .layer_names()
+        .iter()
+        .enumerate()
+        .map(|(l, name)| (name.clone(), h.iter().map(|r| (r.step as f64, r.cka[l])).collect()))
+        .collect();
+    crate::plot::line_chart(
+        &dir.join("cka.png"),
+        &format!("{}: CKA of each layer with the reference", m.model()),
+        "training step",
+        "linear CKA",
+        &cka,
+    )
+}

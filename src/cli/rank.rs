@@ -1,0 +1,118 @@
+//! `factortopy rank`: fit several networks against one brain (same split and seed), print one
+//! row per network sorted by the alignment slope, and exit with status 3 when the best network
+//! is below `--min-slope` (a CI gate).
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::cli::fit::TrainArgs;
+use crate::data::{Brain, Features};
+use crate::error::{Error, Result};
+use crate::rank::{rank_with_progress, RankConfig, RankFormat, RankMethod};
+
+/// Exit status when the best network is below `--min-slope`.
+pub const GATE_FAILED: i32 = 3;
+
+fn parse_format(s: &str) -> std::result::Result<RankFormat, String> {
+    s.parse::<RankFormat>().map_err(|e| match e {
+        Error::InvalidArgument(m) => m,
+        other => other.to_string(),
+    })
+}
+
+fn parse_method(s: &str) -> std::result::Result<RankMethod, String> {
+    match s {
+        "factortopy" => Ok(RankMethod::Factortopy),
+        "ridge" => Ok(RankMethod::Ridge),
+        _ => Err(format!("unknown method `{s}`; valid methods: factortopy, ridge")),
+    }
+}
+
+/// Rank networks by how brain-like their hierarchy is.
+///
+/// Every features file is fitted against the same brain with the same split and seed. The rows
+/// (name from the file's `model` metadata, slope, b0, b1, Spearman, mean and median held-out R²,
+/// noise-normalised accuracy where the brain has a noise ceiling, fit time) are sorted by slope,
+/// best first. Exit status 3 when the best slope is below --min-slope.
+#[derive(Args, Debug)]
+pub struct RankArgs {
+    /// Brain file (safetensors, DESIGN §2).
+    #[arg(long)]
+    pub brain: PathBuf,
+    /// Features files, one per network.
+    #[arg(required = true, value_name = "FEATURES")]
+    pub features: Vec<PathBuf>,
+    /// Fail (exit status 3) when the best network's slope is below this.
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub min_slope: Option<f64>,
+    /// Output format: table, json or markdown.
+    #[arg(long, value_name = "FORMAT", default_value = "table", value_parser = parse_format)]
+    pub format: RankFormat,
+    /// How each network is fitted: factortopy (the encoder) or ridge (layer-wise ridge baseline).
+    #[arg(long, value_name = "METHOD", default_value = "factortopy", value_parser = parse_method)]
+    pub method: RankMethod,
+    /// Also write rank.json, one report per network and roi_depth.png (mean depth per ROI, one
+    /// line per network) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Weight the hierarchy line by max(R², 0).
+    #[arg(long)]
+    pub weighted: bool,
+    /// No progress lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(a: RankArgs) -> Result<i32> {
+    if let Some(m) = a.min_slope {
+        if !m.is_finite() {
+            return Err(Error::invalid(format!("--min-slope must be finite, got {m}")));
+        }
+    }
+    if let Some(dir) = &a.out {
+        crate::data::io::ensure_output_dir(dir)?;
+    }
+    let brain = Brain::load(&a.brain)?;
+    let mut networks = Vec::with_capacity(a.features.len());
+    for path in &a.features {
+        let f = Features::load(path)?;
+        crate::data::check_pair(&f, &path.display().to_string(), &brain, &a.brain.display().to_string())?;
+        networks.push(f);
+    }
+    let cfg = RankConfig { fit: a.train.config(), method: a.method, weighted: a.weighted, ..RankConfig::default() };
+    cfg.fit.validate()?;
+    let refs: Vec<&Features> = networks.iter().collect();
+    let total = refs.len();
+    let quiet = a.quiet;
+    let mut cb = |i: usize, name: &str| {
+        if !quiet {
+            eprintln!("[{}/{total}] fitting {name} ({})", i + 1, a.features[i].display());
+        }
+    };
+    let ranking = rank_with_progress(&brain, &refs, &cfg, Some(&mut cb))?;
+    print!("{}", ranking.render(a.format));
+    if let Some(dir) = &a.out {
+        for (row, rep) in ranking.rows.iter().zip(&ranking.reports) {
+            rep.write_json(&dir.join(format!("report.{}.json", row.index)))?;
+        }
+        let chart = dir.join("roi_depth.png");
+        ranking.roi_chart(&chart)?;
+        let mut json = ranking.to_json();
+        json.push('\n');
+        crate::data::io::atomic_write(&dir.join("rank.json"), json.as_bytes())?;
+        if !quiet {
+            eprintln!("wrote {} and {}", dir.join("rank.json").display(), chart.display());
+        }
+    }
+    if !ranking.passes(a.min_slope) {
+        let best = ranking.best().map(|b| (b.name.clone(), b.slope));
+        if let (Some((name, slope)), Some(m)) = (best, a.min_slope) {
+            eprintln!("gate failed: the best network ({name}) has slope {slope:.3}, below --min-slope {m}");
+        }
+        return Ok(GATE_FAILED);
+    }
+    Ok(0)
+}

@@ -1,0 +1,1054 @@
+//! The entry points of the C ABI: brains, feature sets, synthetic data, fits, monitors and step
+//! reports. Each `extern "C"` function runs its body under `guard` (errors become statuses and
+//! the thread's last error, panics become `FT_ERR_PANIC`) and checks every pointer it receives.
+
+use std::ffi::c_char;
+use std::path::{Path, PathBuf};
+
+use crate::data::{Array, Brain, Features, LayerFeatures};
+use crate::ffi::dlpack::{DLManagedTensor, DLTensor};
+use crate::ffi::tensor::{ft_tensor, RawView};
+use crate::ffi::{
+    c_string, ft_status, guard, guard_value, handle, handle_mut, out_arg, str_arg, FfiError, FfiResult,
+};
+use crate::model::encoder_file::{load_encoder, save_encoder, FitRecord};
+use crate::model::{Encoder, FitConfig};
+use crate::monitor::{Monitor, MonitorConfig, StepReport};
+use crate::pipeline::{fit_report, score_encoder};
+use crate::scores::Report;
+use crate::synth::{Scenario, SynthConfig};
+
+// ---------------------------------------------------------------------------------------------
+// Handles
+
+/// A subject's brain data (responses z-scored per voxel on load). Immutable once loaded: every
+/// function taking `const ft_brain *` may be called from several threads at once.
+pub struct ft_brain {
+    pub(crate) inner: Brain,
+}
+
+/// A network's features on the probe images, built layer by layer (or loaded). Functions taking
+/// `const ft_features *` may run concurrently with each other; `ft_features_add_layer*` needs
+/// exclusive access (no other call on the same handle meanwhile).
+pub struct ft_features {
+    pub(crate) inner: Features,
+}
+
+/// A fitted and scored encoder. Immutable: safe to share between threads.
+pub struct ft_fit {
+    report: Report,
+    encoder: Encoder,
+    record: FitRecord,
+}
+
+/// The forgetting monitor. Not thread-safe: calls on one monitor must not overlap (serialise
+/// them, e.g. call from the training loop's thread); it may move between threads.
+pub struct ft_monitor {
+    inner: Monitor,
+}
+
+/// One observation's report. Immutable: safe to share between threads.
+pub struct ft_step_report {
+    inner: StepReport,
+}
+
+fn boxed<T>(value: T) -> *mut T {
+    Box::into_raw(Box::new(value))
+}
+
+/// Frees a boxed handle (NULL is a no-op).
+///
+/// # Safety
+/// `p` is NULL or came from `boxed` and is freed once.
+unsafe fn free_box<T>(p: *mut T) {
+    guard_value((), || {
+        if !p.is_null() {
+            // SAFETY: by the caller's contract, `p` came from `Box::into_raw` and is freed once.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Brains
+
+/// Loads and validates a brain file (DESIGN §2) and z-scores each voxel. On success `*out` is a
+/// new handle to free with `ft_brain_free`.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_brain_load(path: *const c_char, out: *mut *mut ft_brain) -> ft_status {
+    guard(|| {
+        let out = out_arg(out, "out")?;
+        // SAFETY: caller's contract.
+        let path = unsafe { str_arg(path, "path") }?;
+        let brain = Brain::load(Path::new(path))?;
+        *out = boxed(ft_brain { inner: brain });
+        Ok(())
+    })
+}
+
+/// Frees a brain (NULL is a no-op).
+///
+/// # Safety
+/// `brain` is NULL or a live handle; it is not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn ft_brain_free(brain: *mut ft_brain) {
+    // SAFETY: caller's contract.
+    unsafe { free_box(brain) }
+}
+
+/// Number of probe images and voxels of a brain.
+///
+/// # Safety
+/// `brain` is a live handle; the out-pointers are valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_brain_shape(brain: *const ft_brain, n_images: *mut usize, n_voxels: *mut usize) -> ft_status {
+    guard(|| {
+        let b = handle(brain, "brain")?;
+        let n = out_arg(n_images, "n_images")?;
+        let v = out_arg(n_voxels, "n_voxels")?;
+        *n = b.inner.n_images();
+        *v = b.inner.n_voxels();
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Feature sets
+
+/// A borrowed view of one layer of a feature set, as f32 row-major arrays owned by the library.
+/// The pointers stay valid until the feature set is modified or freed.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ft_layer_view {
+    /// `[N, C, H, W]` local map.
+    pub local: *const f32,
+    pub local_shape: [i64; 4],
+    /// `[N, C]` global token, or NULL when the layer has none (the spatial mean of the local map
+    /// is used then).
+    pub global: *const f32,
+    pub global_shape: [i64; 2],
+}
+
+/// A new, empty feature set; add layers in depth order with `ft_features_add_layer*`.
+///
+/// # Safety
+/// `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_features_new(out: *mut *mut ft_features) -> ft_status {
+    guard(|| {
+        let out = out_arg(out, "out")?;
+        *out = boxed(ft_features {
+            inner: Features { model: "network".to_string(), layer_names: Vec::new(), stimulus_ids: None, layers: Vec::new() },
+        });
+        Ok(())
+    })
+}
+
+/// Loads and validates a features file (DESIGN §2).
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_features_load(path: *const c_char, out: *mut *mut ft_features) -> ft_status {
+    guard(|| {
+        let out = out_arg(out, "out")?;
+        // SAFETY: caller's contract.
+        let path = unsafe { str_arg(path, "path") }?;
+        let f = Features::load(Path::new(path))?;
+        *out = boxed(ft_features { inner: f });
+        Ok(())
+    })
+}
+
+/// Frees a feature set (NULL is a no-op).
+///
+/// # Safety
+/// `features` is NULL or a live handle; it is not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn ft_features_free(features: *mut ft_features) {
+    // SAFETY: caller's contract.
+    unsafe { free_box(features) }
+}
+
+/// Number of probe images (0 while empty) and layers of a feature set.
+///
+/// # Safety
+/// `features` is a live handle; the out-pointers are valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_features_shape(
+    features: *const ft_features,
+    n_images: *mut usize,
+    n_layers: *mut usize,
+) -> ft_status {
+    guard(|| {
+        let f = handle(features, "features")?;
+        let n = out_arg(n_images, "n_images")?;
+        let l = out_arg(n_layers, "n_layers")?;
+        *n = f.inner.n_images();
+        *l = f.inner.n_layers();
+        Ok(())
+    })
+}
+
+/// Checks a converted layer against the feature set and appends it; the set is unchanged on
+/// error.
+fn push_layer(f: &mut Features, local: Array, global: Option<Array>) -> FfiResult<()> {
+    let l = f.layers.len();
+    let shape_err = |m: String| FfiError::new(ft_status::FT_ERR_SHAPE, m);
+    if local.shape.len() != 4 || local.shape.contains(&0) {
+        return Err(shape_err(format!(
+            "layer {l}: the local map has shape {:?}; expected 4 dimensions [N, C, H, W], all > 0",
+            local.shape
+        )));
+    }
+    let (n, c) = (local.shape[0], local.shape[1]);
+    if let Some(first) = f.layers.first() {
+        let n0 = first.local.shape[0];
+        if n != n0 {
+            return Err(shape_err(format!("layer {l}: the local map has {n} images but layer 0 has {n0}")));
+        }
+    }
+    if let Some(g) = &global {
+        if g.shape != [n, c] {
+            return Err(shape_err(format!(
+                "layer {l}: the global token has shape {:?}; expected [{n}, {c}] (images × channels of the local map)",
+                g.shape
+            )));
+        }
+    }
+    for (a, what) in [(Some(&local), "local map"), (global.as_ref(), "global token")] {
+        if let Some(a) = a {
+            if let Some(i) = a.first_non_finite() {
+                return Err(FfiError::new(
+                    ft_status::FT_ERR_DATA,
+                    format!("layer {l}: the {what} has a non-finite value ({}) at index {:?}", a.data[i], a.unravel(i)),
+                ));
+            }
+        }
+    }
+    f.layers.push(LayerFeatures { local, global });
+    f.layer_names.push(format!("layer{l}"));
+    Ok(())
+}
+
+/// Appends a layer from plain tensor views: `local` `[N, C, H, W]` and optionally `global`
+/// `[N, C]` (NULL: the spatial mean of `local` is used). f32, f16 or bf16 host memory; the data
+/// is copied (converted to f32), nothing is kept. Non-finite values are `FT_ERR_DATA`, wrong
+/// shapes `FT_ERR_SHAPE`; on error the feature set is unchanged.
+///
+/// # Safety
+/// `features` is a live handle; `local` (and `global` when non-NULL) satisfy the `ft_tensor`
+/// contract.
+#[no_mangle]
+pub unsafe extern "C" fn ft_features_add_layer(
+    features: *mut ft_features,
+    local: *const ft_tensor,
+    global: *const ft_tensor,
+) -> ft_status {
+    guard(|| {
+        let f = handle_mut(features, "features")?;
+        let local = handle(local, "local")?;
+        // SAFETY: caller's contract for the view.
+        let local = unsafe { RawView::from_ft(local, "local")?.to_array() };
+        let global = match global.is_null() {
+            true => None,
+            // SAFETY: non-NULL, caller's contract for the view.
+            false => Some(unsafe { RawView::from_ft(&*global, "global")?.to_array() }),
+        };
+        push_layer(&mut f.inner, local, global)
+    })
+}
+
+/// Appends a layer from DLPack tensors (`local` `[N, C, H, W]`, optional `global` `[N, C]`), as
+/// `ft_features_add_layer`. Borrows: the data is copied during the call and the tensors' owners
+/// keep them (this function never calls a deleter). Strides and `byte_offset` are honoured.
+/// Host memory only (kDLCPU, kDLCUDAHost); device memory is `FT_ERR_DEVICE`.
+///
+/// # Safety
+/// `features` is a live handle; `local` (and `global` when non-NULL) are valid `DLTensor`s whose
+/// memory is valid for reads.
+#[no_mangle]
+pub unsafe extern "C" fn ft_features_add_layer_dlpack(
+    features: *mut ft_features,
+    local: *const DLTensor,
+    global: *const DLTensor,
+) -> ft_status {
+    guard(|| {
+        let f = handle_mut(features, "features")?;
+        let local = handle(local, "local")?;
+        // SAFETY: caller's contract for the tensor.
+        let local = unsafe { RawView::from_dl(local, "local")?.to_array() };
+        let global = match global.is_null() {
+            true => None,
+            // SAFETY: non-NULL, caller's contract for the tensor.
+            false => Some(unsafe { RawView::from_dl(&*global, "global")?.to_array() }),
+        };
+        push_layer(&mut f.inner, local, global)
+    })
+}
+
+/// Appends a layer from DLPack managed tensors, taking ownership: whatever the outcome (success,
+/// error, even a NULL `features`), the deleter of each non-NULL tensor is called exactly once
+/// before this function returns (NULL deleters are skipped). Otherwise as
+/// `ft_features_add_layer_dlpack`.
+///
+/// # Safety
+/// `features` is NULL or a live handle; `local` and `global` are NULL or valid managed tensors
+/// not used by the caller afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn ft_features_add_layer_dlpack_managed(
+    features: *mut ft_features,
+    local: *mut DLManagedTensor,
+    global: *mut DLManagedTensor,
+) -> ft_status {
+    let status = guard(|| {
+        let f = handle_mut(features, "features")?;
+        // SAFETY: caller's contract: non-NULL managed tensors are valid until we delete them.
+        let local = unsafe { local.as_ref() }.ok_or_else(|| FfiError::null("local"))?;
+        // SAFETY: as above.
+        let local = unsafe { RawView::from_dl(&local.dl_tensor, "local")?.to_array() };
+        // SAFETY: as above.
+        let global = match unsafe { global.as_ref() } {
+            None => None,
+            // SAFETY: as above.
+            Some(g) => Some(unsafe { RawView::from_dl(&g.dl_tensor, "global")?.to_array() }),
+        };
+        push_layer(&mut f.inner, local, global)
+    });
+    // SAFETY: ownership of both tensors passed to us; each is deleted once (the same pointer
+    // given twice is deleted once).
+    unsafe {
+        delete_managed(local);
+        if global != local {
+            delete_managed(global);
+        }
+    }
+    status
+}
+
+/// Calls a managed tensor's deleter (NULL tensor or deleter: nothing to do).
+///
+/// # Safety
+/// `t` is NULL or a valid managed tensor owned by the caller of this function.
+unsafe fn delete_managed(t: *mut DLManagedTensor) {
+    if t.is_null() {
+        return;
+    }
+    // SAFETY: non-NULL and valid by the contract; the deleter is the owner's and takes `t`.
+    unsafe {
+        if let Some(del) = (*t).deleter {
+            del(t);
+        }
+    }
+}
+
+/// A borrowed view of layer `layer` (0-based). The pointers stay valid until `features` is
+/// modified or freed.
+///
+/// # Safety
+/// `features` is a live handle; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_features_layer(
+    features: *const ft_features,
+    layer: usize,
+    out: *mut ft_layer_view,
+) -> ft_status {
+    guard(|| {
+        let f = handle(features, "features")?;
+        let out = out_arg(out, "out")?;
+        let l = f.inner.layers.get(layer).ok_or_else(|| {
+            FfiError::invalid(format!("layer {layer} does not exist (the feature set has {} layers)", f.inner.n_layers()))
+        })?;
+        let s = &l.local.shape;
+        let mut view = ft_layer_view {
+            local: l.local.data.as_ptr(),
+            local_shape: [s[0] as i64, s[1] as i64, s[2] as i64, s[3] as i64],
+            global: std::ptr::null(),
+            global_shape: [s[0] as i64, s[1] as i64],
+        };
+        if let Some(g) = &l.global {
+            view.global = g.data.as_ptr();
+        }
+        *out = view;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Synthetic data
+
+/// Planted patterns of the synthetic generator (DESIGN §8).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ft_scenario {
+    FT_SCENARIO_HIERARCHICAL = 0,
+    FT_SCENARIO_REVERSED = 1,
+    FT_SCENARIO_FLAT_EARLY = 2,
+    FT_SCENARIO_FLAT_LATE = 3,
+    FT_SCENARIO_SHUFFLED = 4,
+}
+
+/// Settings of the synthetic data generator (fill with `ft_synth_options_default`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ft_synth_options {
+    /// An `ft_scenario` value.
+    pub scenario: i32,
+    pub n_images: usize,
+    pub n_voxels: usize,
+    pub n_layers: usize,
+    /// Channels per layer.
+    pub width: usize,
+    /// Planting grid G (early layers 2G×2G, the rest G×G).
+    pub grid: usize,
+    /// Explainable fraction of a signal voxel's variance, in (0, 1].
+    pub noise_ceiling: f64,
+    /// Fraction of voxels carrying signal, in [0, 1].
+    pub signal_fraction: f64,
+    pub seed: u64,
+}
+
+/// Writes the generator's defaults into `*out`.
+///
+/// # Safety
+/// `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_synth_options_default(out: *mut ft_synth_options) -> ft_status {
+    guard(|| {
+        let out = out_arg(out, "out")?;
+        let d = SynthConfig::default();
+        *out = ft_synth_options {
+            scenario: ft_scenario::FT_SCENARIO_HIERARCHICAL as i32,
+            n_images: d.n_images,
+            n_voxels: d.n_voxels,
+            n_layers: d.n_layers,
+            width: d.width,
+            grid: d.grid,
+            noise_ceiling: d.noise_ceiling,
+            signal_fraction: d.signal_fraction,
+            seed: d.seed,
+        };
+        Ok(())
+    })
+}
+
+/// Generates planted-hierarchy data and writes `features.safetensors`, `brain.safetensors` and
+/// `truth.safetensors` into `dir` (created if needed). `options` NULL: defaults.
+///
+/// # Safety
+/// `dir` is a NUL-terminated string; `options` is NULL or valid for reads.
+#[no_mangle]
+pub unsafe extern "C" fn ft_synth_write(dir: *const c_char, options: *const ft_synth_options) -> ft_status {
+    guard(|| {
+        // SAFETY: caller's contract.
+        let dir = unsafe { str_arg(dir, "dir") }?;
+        let cfg = match options.is_null() {
+            true => SynthConfig::default(),
+            false => {
+                // SAFETY: non-NULL, valid for reads by the caller's contract.
+                let o = unsafe { *options };
+                let scenario = match o.scenario {
+                    0 => Scenario::Hierarchical,
+                    1 => Scenario::Reversed,
+                    2 => Scenario::FlatEarly,
+                    3 => Scenario::FlatLate,
+                    4 => Scenario::Shuffled,
+                    s => return Err(FfiError::invalid(format!("unknown scenario {s} (expected 0..4)"))),
+                };
+                SynthConfig {
+                    scenario,
+                    n_images: o.n_images,
+                    n_voxels: o.n_voxels,
+                    n_layers: o.n_layers,
+                    width: o.width,
+                    grid: o.grid,
+                    noise_ceiling: o.noise_ceiling,
+                    seed: o.seed,
+                    signal_fraction: o.signal_fraction,
+                }
+            }
+        };
+        let data = crate::synth::generate(&cfg)?;
+        crate::synth::write(Path::new(dir), &data)?;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fitting and scoring
+
+/// Settings of a fit (DESIGN §3); fill with `ft_fit_options_default` and change what you need.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ft_fit_options {
+    pub seed: u64,
+    /// Fraction of images held out for validation, in (0, 1).
+    pub val_fraction: f64,
+    pub max_epochs: u32,
+    pub batch_size: u32,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Bottleneck width D.
+    pub d: u32,
+    /// Local grid G.
+    pub grid: u32,
+    /// Epochs without improvement before stopping.
+    pub patience: u32,
+    /// Optimiser steps over which the warm-up regulariser fades.
+    pub reg_steps: u32,
+    /// Hard limit on optimiser steps (0: none).
+    pub max_steps: u64,
+    /// Hard limit on seconds (<= 0: none).
+    pub max_seconds: f64,
+    /// Non-zero: weight the hierarchy line by max(R², 0).
+    pub weighted: i32,
+}
+
+fn fit_options_default() -> ft_fit_options {
+    let d = FitConfig::default();
+    ft_fit_options {
+        seed: d.seed,
+        val_fraction: d.val_fraction,
+        max_epochs: d.max_epochs as u32,
+        batch_size: d.batch_size as u32,
+        lr: d.lr,
+        weight_decay: d.weight_decay,
+        d: d.d as u32,
+        grid: d.grid as u32,
+        patience: d.patience as u32,
+        reg_steps: d.reg_steps as u32,
+        max_steps: 0,
+        max_seconds: 0.0,
+        weighted: 0,
+    }
+}
+
+fn fit_config(o: &ft_fit_options) -> FfiResult<FitConfig> {
+    let cfg = FitConfig {
+        seed: o.seed,
+        val_fraction: o.val_fraction,
+        max_epochs: o.max_epochs as usize,
+        batch_size: o.batch_size as usize,
+        lr: o.lr,
+        weight_decay: o.weight_decay,
+        d: o.d as usize,
+        grid: o.grid as usize,
+        patience: o.patience as usize,
+        reg_steps: o.reg_steps as usize,
+        max_steps: (o.max_steps > 0).then_some(o.max_steps as usize),
+        max_seconds: (o.max_seconds > 0.0).then_some(o.max_seconds),
+        ..FitConfig::default()
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Writes the default fit settings into `*out`.
+///
+/// # Safety
+/// `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_fit_options_default(out: *mut ft_fit_options) -> ft_status {
+    guard(|| {
+        *out_arg(out, "out")? = fit_options_default();
+        Ok(())
+    })
+}
+
+/// Headline numbers of a fit's report (DESIGN §4).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ft_fit_summary {
+    pub n_images: usize,
+    pub n_voxels: usize,
+    pub n_layers: usize,
+    /// Slope of the depth-vs-hierarchy line.
+    pub slope: f64,
+    /// Depth early cortex reads from (smaller is better).
+    pub b0: f64,
+    /// Depth the top of the hierarchy reads from (larger is better).
+    pub b1: f64,
+    /// Spearman rank correlation of ROI position and voxel depth.
+    pub spearman: f64,
+    /// Held-out R² over voxels.
+    pub r2_mean: f64,
+    pub r2_median: f64,
+    /// Held-out Pearson r over voxels.
+    pub pearson_mean: f64,
+}
+
+/// Fits an encoder of `features` to `brain` and scores it. `options` NULL: defaults. Long: runs
+/// the whole fit on the calling thread (using the library's worker threads).
+///
+/// # Safety
+/// Handles are live; `options` is NULL or valid for reads; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_fit_new(
+    features: *const ft_features,
+    brain: *const ft_brain,
+    options: *const ft_fit_options,
+    out: *mut *mut ft_fit,
+) -> ft_status {
+    guard(|| {
+        let f = handle(features, "features")?;
+        let b = handle(brain, "brain")?;
+        let out = out_arg(out, "out")?;
+        // SAFETY: NULL or valid for reads by the caller's contract.
+        let o = unsafe { options.as_ref() }.copied().unwrap_or_else(fit_options_default);
+        let cfg = fit_config(&o)?;
+        f.inner.validate("features")?;
+        let job = fit_report(&f.inner, &b.inner, &cfg, o.weighted != 0, None)?;
+        let record = FitRecord { val_fraction: job.val_fraction, summary: Some(job.outcome.summary.clone()) };
+        *out = boxed(ft_fit { report: job.report, encoder: job.outcome.encoder, record });
+        Ok(())
+    })
+}
+
+/// Scores a saved encoder (`factortopy fit`'s encoder.safetensors) on `features` and `brain`,
+/// on the held-out images it was validated on.
+///
+/// # Safety
+/// `encoder_path` is a NUL-terminated string; handles are live; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_fit_load(
+    encoder_path: *const c_char,
+    features: *const ft_features,
+    brain: *const ft_brain,
+    weighted: i32,
+    out: *mut *mut ft_fit,
+) -> ft_status {
+    guard(|| {
+        // SAFETY: caller's contract.
+        let path = unsafe { str_arg(encoder_path, "encoder_path") }?;
+        let f = handle(features, "features")?;
+        let b = handle(brain, "brain")?;
+        let out = out_arg(out, "out")?;
+        f.inner.validate("features")?;
+        let (encoder, record) = load_encoder(Path::new(path))?;
+        let (_, _, report) = score_encoder(&encoder, &record, &f.inner, &b.inner, weighted != 0)?;
+        *out = boxed(ft_fit { report, encoder, record });
+        Ok(())
+    })
+}
+
+/// Frees a fit (NULL is a no-op).
+///
+/// # Safety
+/// `fit` is NULL or a live handle; it is not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn ft_fit_free(fit: *mut ft_fit) {
+    // SAFETY: caller's contract.
+    unsafe { free_box(fit) }
+}
+
+/// The headline numbers of a fit.
+///
+/// # Safety
+/// `fit` is a live handle; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_fit_report_summary(fit: *const ft_fit, out: *mut ft_fit_summary) -> ft_status {
+    guard(|| {
+        let r = &handle(fit, "fit")?.report;
+        let out = out_arg(out, "out")?;
+        *out = ft_fit_summary {
+            n_images: r.n_images,
+            n_voxels: r.n_voxels,
+            n_layers: r.n_layers,
+            slope: r.hierarchy.slope,
+            b0: r.hierarchy.b0,
+            b1: r.hierarchy.b1,
+            spearman: r.hierarchy.spearman,
+            r2_mean: r.r2.mean,
+            r2_median: r.r2.median,
+            pearson_mean: r.pearson.mean,
+        };
+        Ok(())
+    })
+}
+
+/// The full report of a fit as JSON (the `report.json` of `factortopy fit`). Free `*out` with
+/// `ft_string_free`.
+///
+/// # Safety
+/// `fit` is a live handle; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_fit_report_json(fit: *const ft_fit, out: *mut *mut c_char) -> ft_status {
+    guard(|| {
+        let f = handle(fit, "fit")?;
+        let out = out_arg(out, "out")?;
+        *out = c_string(f.report.to_json());
+        Ok(())
+    })
+}
+
+/// Saves the fitted encoder (DESIGN §3.7 tensor names), e.g. to create a monitor from later.
+///
+/// # Safety
+/// `fit` is a live handle; `path` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ft_fit_save_encoder(fit: *const ft_fit, path: *const c_char) -> ft_status {
+    guard(|| {
+        let f = handle(fit, "fit")?;
+        // SAFETY: caller's contract.
+        let path = unsafe { str_arg(path, "path") }?;
+        save_encoder(Path::new(path), &f.encoder, &f.record)?;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Monitor
+
+/// Settings of a monitor (DESIGN §5); fill with `ft_monitor_options_default`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ft_monitor_options {
+    /// Settings of the reference fit and of refits. `fit.val_fraction` is ignored:
+    /// `held_out_fraction` sets the held-out images.
+    pub fit: ft_fit_options,
+    /// Fraction of probe images held out of the reference fit; retention is measured on them.
+    pub held_out_fraction: f64,
+    /// Refit every this many observations (0: never).
+    pub refit_every: u32,
+    /// Optimiser steps of one refit.
+    pub refit_max_steps: u32,
+    /// Seconds of one refit (<= 0: no time limit).
+    pub refit_max_seconds: f64,
+    /// `should_stop` is set when forgetting exceeds this (INFINITY: never).
+    pub forgetting_threshold: f64,
+}
+
+fn monitor_options_default() -> ft_monitor_options {
+    let d = MonitorConfig::default();
+    ft_monitor_options {
+        fit: fit_options_default(),
+        held_out_fraction: d.held_out_fraction,
+        refit_every: d.refit_every as u32,
+        refit_max_steps: d.refit_max_steps as u32,
+        refit_max_seconds: d.refit_max_seconds.unwrap_or(0.0),
+        forgetting_threshold: d.forgetting_threshold,
+    }
+}
+
+fn monitor_config(o: &ft_monitor_options) -> FfiResult<MonitorConfig> {
+    let fit = fit_config(&ft_fit_options { val_fraction: o.held_out_fraction, ..o.fit })?;
+    let cfg = MonitorConfig {
+        fit,
+        held_out_fraction: o.held_out_fraction,
+        refit_every: o.refit_every as usize,
+        refit_max_steps: o.refit_max_steps as usize,
+        refit_max_seconds: (o.refit_max_seconds > 0.0).then_some(o.refit_max_seconds),
+        forgetting_threshold: o.forgetting_threshold,
+        weighted: o.fit.weighted != 0,
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Writes the default monitor settings into `*out`.
+///
+/// # Safety
+/// `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_monitor_options_default(out: *mut ft_monitor_options) -> ft_status {
+    guard(|| {
+        *out_arg(out, "out")? = monitor_options_default();
+        Ok(())
+    })
+}
+
+/// Creates a monitor: fits the reference encoder on `reference` (the network before
+/// fine-tuning) and caches the reference statistics. `options` NULL: defaults. The brain and
+/// features are copied; the handles can be freed afterwards.
+///
+/// # Safety
+/// Handles are live; `options` is NULL or valid for reads; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_monitor_new(
+    brain: *const ft_brain,
+    reference: *const ft_features,
+    options: *const ft_monitor_options,
+    out: *mut *mut ft_monitor,
+) -> ft_status {
+    guard(|| {
+        let b = handle(brain, "brain")?;
+        let f = handle(reference, "reference")?;
+        let out = out_arg(out, "out")?;
+        // SAFETY: NULL or valid for reads by the caller's contract.
+        let o = unsafe { options.as_ref() }.copied().unwrap_or_else(monitor_options_default);
+        let cfg = monitor_config(&o)?;
+        let m = Monitor::new(&b.inner, &f.inner, cfg, None)?;
+        *out = boxed(ft_monitor { inner: m });
+        Ok(())
+    })
+}
+
+/// Creates a monitor around a saved reference encoder instead of fitting one. Retention is
+/// measured on the images the encoder was validated on.
+///
+/// # Safety
+/// As `ft_monitor_new`; `encoder_path` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ft_monitor_new_from_encoder(
+    brain: *const ft_brain,
+    reference: *const ft_features,
+    encoder_path: *const c_char,
+    options: *const ft_monitor_options,
+    out: *mut *mut ft_monitor,
+) -> ft_status {
+    guard(|| {
+        let b = handle(brain, "brain")?;
+        let f = handle(reference, "reference")?;
+        // SAFETY: caller's contract.
+        let path = unsafe { str_arg(encoder_path, "encoder_path") }?;
+        let out = out_arg(out, "out")?;
+        // SAFETY: NULL or valid for reads by the caller's contract.
+        let o = unsafe { options.as_ref() }.copied().unwrap_or_else(monitor_options_default);
+        let cfg = monitor_config(&o)?;
+        let m = Monitor::from_encoder_file(&b.inner, &f.inner, Path::new(path), cfg)?;
+        *out = boxed(ft_monitor { inner: m });
+        Ok(())
+    })
+}
+
+/// Observes the network at training step `step` through its probe-set features. On success
+/// `*out` is a new report (free with `ft_step_report_free`); it is also appended to the
+/// monitor's history (and history file). On error the history is unchanged.
+///
+/// # Safety
+/// Handles are live; no other call uses `monitor` meanwhile; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_monitor_observe(
+    monitor: *mut ft_monitor,
+    step: u64,
+    features: *const ft_features,
+    out: *mut *mut ft_step_report,
+) -> ft_status {
+    guard(|| {
+        let m = handle_mut(monitor, "monitor")?;
+        let f = handle(features, "features")?;
+        let out = out_arg(out, "out")?;
+        let r = m.inner.observe(step, &f.inner)?;
+        *out = boxed(ft_step_report { inner: r });
+        Ok(())
+    })
+}
+
+/// Saves the monitor's state (reference encoder and statistics, history, settings) to one
+/// safetensors file, atomically.
+///
+/// # Safety
+/// `monitor` is a live handle; `path` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ft_monitor_save(monitor: *const ft_monitor, path: *const c_char) -> ft_status {
+    guard(|| {
+        let m = handle(monitor, "monitor")?;
+        // SAFETY: caller's contract.
+        let path = unsafe { str_arg(path, "path") }?;
+        m.inner.save(Path::new(path))?;
+        Ok(())
+    })
+}
+
+/// Restores a monitor saved by `ft_monitor_save`, for the brain it was created with (checked).
+/// The history continues; the history file is not part of the state (set it again).
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `brain` is a live handle; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_monitor_load(
+    path: *const c_char,
+    brain: *const ft_brain,
+    out: *mut *mut ft_monitor,
+) -> ft_status {
+    guard(|| {
+        // SAFETY: caller's contract.
+        let path = unsafe { str_arg(path, "path") }?;
+        let b = handle(brain, "brain")?;
+        let out = out_arg(out, "out")?;
+        let m = Monitor::load(Path::new(path), &b.inner)?;
+        *out = boxed(ft_monitor { inner: m });
+        Ok(())
+    })
+}
+
+/// Appends every later observation to `path` as one JSON line (created if missing, existing
+/// lines kept). `path` NULL: stop appending.
+///
+/// # Safety
+/// `monitor` is a live handle not used by another call meanwhile; `path` is NULL or a
+/// NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ft_monitor_set_history_file(monitor: *mut ft_monitor, path: *const c_char) -> ft_status {
+    guard(|| {
+        let m = handle_mut(monitor, "monitor")?;
+        let p = match path.is_null() {
+            true => None,
+            // SAFETY: non-NULL, caller's contract.
+            false => Some(PathBuf::from(unsafe { str_arg(path, "path") }?)),
+        };
+        m.inner.set_history_file(p);
+        Ok(())
+    })
+}
+
+/// The whole history as a JSON list of step reports. Free `*out` with `ft_string_free`.
+///
+/// # Safety
+/// `monitor` is a live handle; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_monitor_history_json(monitor: *const ft_monitor, out: *mut *mut c_char) -> ft_status {
+    guard(|| {
+        let m = handle(monitor, "monitor")?;
+        let out = out_arg(out, "out")?;
+        let s = serde_json::to_string(m.inner.history()).expect("step reports serialise");
+        *out = c_string(s);
+        Ok(())
+    })
+}
+
+/// Frees a monitor (NULL is a no-op).
+///
+/// # Safety
+/// `monitor` is NULL or a live handle; it is not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn ft_monitor_free(monitor: *mut ft_monitor) {
+    // SAFETY: caller's contract.
+    unsafe { free_box(monitor) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step reports
+
+/// Headline numbers of one observation. Refit fields are NaN unless `refitted`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ft_step_summary {
+    pub step: u64,
+    /// Index of the observation since the monitor was created (0 for the first).
+    pub observation: u64,
+    /// Held-out R² of the reference encoder on these features / on the reference features.
+    pub retention: f64,
+    /// 1 - retention.
+    pub forgetting: f64,
+    /// Mean held-out R² of the reference encoder on these features.
+    pub r2: f64,
+    /// The same on the reference features.
+    pub reference_r2: f64,
+    /// Number of layers (the length of the CKA list).
+    pub n_layers: usize,
+    /// Smallest and mean linear CKA over layers.
+    pub min_cka: f64,
+    pub mean_cka: f64,
+    /// Forgetting is above the configured threshold.
+    pub should_stop: bool,
+    /// This observation refitted the encoder.
+    pub refitted: bool,
+    /// mean_v |d_v(t) - d_v(0)| of the refit.
+    pub layer_shift: f64,
+    /// Fraction of voxels whose argmax layer moved.
+    pub argmax_moved: f64,
+    /// Hierarchy scores of the refit.
+    pub slope: f64,
+    pub b0: f64,
+    pub b1: f64,
+    pub spearman: f64,
+    /// Held-out R² of the refitted encoder.
+    pub refit_r2: f64,
+}
+
+/// The headline numbers of a report.
+///
+/// # Safety
+/// `report` is a live handle; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_step_report_summary(report: *const ft_step_report, out: *mut ft_step_summary) -> ft_status {
+    guard(|| {
+        let r = &handle(report, "report")?.inner;
+        let out = out_arg(out, "out")?;
+        let nan = f64::NAN;
+        let n = r.cka.len();
+        let mut s = ft_step_summary {
+            step: r.step,
+            observation: r.observation as u64,
+            retention: r.retention,
+            forgetting: r.forgetting,
+            r2: r.r2,
+            reference_r2: r.reference_r2,
+            n_layers: n,
+            min_cka: r.min_cka(),
+            mean_cka: if n == 0 { nan } else { r.cka.iter().sum::<f64>() / n as f64 },
+            should_stop: r.should_stop,
+            refitted: r.refit.is_some(),
+            layer_shift: nan,
+            argmax_moved: nan,
+            slope: nan,
+            b0: nan,
+            b1: nan,
+            spearman: nan,
+            refit_r2: nan,
+        };
+        if let Some(f) = &r.refit {
+            s.layer_shift = f.layer_shift;
+            s.argmax_moved = f.argmax_moved;
+            s.slope = f.hierarchy.slope;
+            s.b0 = f.hierarchy.b0;
+            s.b1 = f.hierarchy.b1;
+            s.spearman = f.hierarchy.spearman;
+            s.refit_r2 = f.r2;
+        }
+        *out = s;
+        Ok(())
+    })
+}
+
+/// Copies the per-layer CKA values into `out[0 .. n_layers)`; `capacity` is the length of
+/// `out` and must be at least `n_layers` (see `ft_step_summary`).
+///
+/// # Safety
+/// `report` is a live handle; `out` is valid for writes of `capacity` doubles.
+#[no_mangle]
+pub unsafe extern "C" fn ft_step_report_cka(report: *const ft_step_report, out: *mut f64, capacity: usize) -> ft_status {
+    guard(|| {
+        let r = &handle(report, "report")?.inner;
+        if out.is_null() {
+            return Err(FfiError::null("out"));
+        }
+        let n = r.cka.len();
+        if capacity < n {
+            return Err(FfiError::invalid(format!("`out` holds {capacity} values; the report has {n} layers")));
+        }
+        // SAFETY: non-NULL and valid for `capacity >= n` writes by the caller's contract.
+        let dst = unsafe { std::slice::from_raw_parts_mut(out, n) };
+        dst.copy_from_slice(&r.cka);
+        Ok(())
+    })
+}
+
+/// The full report as JSON (the same object as a line of the history file, pretty-printed).
+/// Free `*out` with `ft_string_free`.
+///
+/// # Safety
+/// `report` is a live handle; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_step_report_json(report: *const ft_step_report, out: *mut *mut c_char) -> ft_status {
+    guard(|| {
+        let r = &handle(report, "report")?.inner;
+        let out = out_arg(out, "out")?;
+        *out = c_string(r.to_json());
+        Ok(())
+    })
+}
+
+/// Frees a report (NULL is a no-op).
+///
+/// # Safety
+/// `report` is NULL or a live handle; it is not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn ft_step_report_free(report: *mut ft_step_report) {
+    // SAFETY: caller's contract.
+    unsafe { free_box(report) }
+}

@@ -1,0 +1,307 @@
+//! Tensors coming in through the C ABI: the plain `ft_tensor` view and DLPack's `DLTensor`,
+//! both reduced to one checked description (`RawView`) and copied into the library's own f32
+//! arrays. The library never keeps a pointer into caller memory after a call returns.
+
+use std::ffi::c_void;
+
+use crate::data::Array;
+use crate::ffi::dlpack::{kdl, DLTensor};
+use crate::ffi::{ft_status, FfiError, FfiResult};
+
+/// Element types accepted for features (the `dtype` field of `ft_tensor`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ft_dtype {
+    /// IEEE 754 binary32.
+    FT_F32 = 0,
+    /// IEEE 754 binary16.
+    FT_F16 = 1,
+    /// bfloat16 (the upper half of a binary32).
+    FT_BF16 = 2,
+}
+
+/// A plain tensor view: `data` points at the element with index (0, ..., 0); element
+/// (i_0, ..., i_{n-1}) is at `data + Σ i_k·strides[k]` elements (not bytes). `strides` may be
+/// NULL for a compact row-major tensor. `dtype` is an `ft_dtype` value. The memory must be
+/// host (CPU) memory, valid for reads of every element the shape and strides describe, for the
+/// duration of the call; the library copies it and keeps no pointer to it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ft_tensor {
+    pub data: *const c_void,
+    /// An `ft_dtype` value.
+    pub dtype: i32,
+    pub ndim: usize,
+    pub shape: *const i64,
+    /// Strides in elements, or NULL for compact row-major.
+    pub strides: *const i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Elem {
+    F32,
+    F16,
+    BF16,
+}
+
+impl Elem {
+    fn size(self) -> usize {
+        match self {
+            Elem::F32 => 4,
+            Elem::F16 | Elem::BF16 => 2,
+        }
+    }
+}
+
+/// A checked description of caller memory.
+#[derive(Debug)]
+pub(crate) struct RawView {
+    /// Address of element (0, ..., 0) (byte offset applied).
+    base: *const u8,
+    elem: Elem,
+    pub shape: Vec<usize>,
+    /// Strides in elements; row-major compact when `None`.
+    strides: Option<Vec<isize>>,
+}
+
+fn shape_err(msg: String) -> FfiError {
+    FfiError::new(ft_status::FT_ERR_SHAPE, msg)
+}
+
+/// Reads `ndim` i64 values from `p` as a shape, rejecting negative extents.
+///
+/// # Safety
+/// `p` is valid for reads of `ndim` i64 values when `ndim > 0`.
+unsafe fn read_dims(p: *const i64, ndim: usize, what: &str, field: &str) -> FfiResult<Vec<i64>> {
+    if ndim == 0 {
+        return Ok(Vec::new());
+    }
+    if p.is_null() {
+        return Err(FfiError::null(&format!("{what}.{field}")));
+    }
+    // SAFETY: non-NULL, and by the caller's contract valid for `ndim` reads; `read_unaligned`
+    // copes with a misaligned array.
+    Ok((0..ndim).map(|k| unsafe { p.add(k).read_unaligned() }).collect())
+}
+
+impl RawView {
+    /// Checks shape, strides and pointer arithmetic (no overflow, no NULL data for a non-empty
+    /// tensor).
+    ///
+    /// # Safety
+    /// `shape` and (when non-NULL) `strides` are valid for `ndim` reads.
+    unsafe fn checked(
+        data: *const u8,
+        byte_offset: u64,
+        elem: Elem,
+        ndim: usize,
+        shape: *const i64,
+        strides: *const i64,
+        what: &str,
+    ) -> FfiResult<RawView> {
+        if ndim > 16 {
+            return Err(shape_err(format!("{what} has {ndim} dimensions; at most 16 are supported")));
+        }
+        // SAFETY: forwarded contract.
+        let dims = unsafe { read_dims(shape, ndim, what, "shape") }?;
+        let mut shape_u = Vec::with_capacity(ndim);
+        for (k, &d) in dims.iter().enumerate() {
+            let d = usize::try_from(d)
+                .map_err(|_| shape_err(format!("{what} has negative extent {d} in dimension {k}")))?;
+            shape_u.push(d);
+        }
+        let numel = shape_u
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| shape_err(format!("{what} has shape {dims:?}, too many elements")))?;
+        let strides = if strides.is_null() {
+            None
+        } else {
+            // SAFETY: forwarded contract.
+            let s = unsafe { read_dims(strides, ndim, what, "strides") }?;
+            let s: Vec<isize> = s
+                .iter()
+                .map(|&x| isize::try_from(x).map_err(|_| shape_err(format!("{what} has stride {x} out of range"))))
+                .collect::<FfiResult<_>>()?;
+            Some(s)
+        };
+        // The farthest element in either direction, in bytes, must be addressable.
+        let esz = elem.size() as isize;
+        let overflow = || shape_err(format!("{what}: shape {dims:?} with these strides overflows the address space"));
+        let mut hi = 0isize;
+        if numel > 0 {
+            let row_major = row_major_strides(&shape_u);
+            for k in 0..ndim {
+                let st = match &strides {
+                    Some(s) => s[k],
+                    None => isize::try_from(row_major[k]).map_err(|_| overflow())?,
+                };
+                let ext = isize::try_from(shape_u[k] - 1).map_err(|_| overflow())?;
+                let reach = st.checked_mul(ext).and_then(|x| x.checked_mul(esz)).ok_or_else(overflow)?;
+                if reach > 0 {
+                    hi = hi.checked_add(reach).ok_or_else(overflow)?;
+                }
+            }
+            hi.checked_add(esz).ok_or_else(overflow)?;
+        }
+        let offset = usize::try_from(byte_offset).map_err(|_| overflow())?;
+        if numel > 0 && data.is_null() {
+            return Err(FfiError::null(&format!("{what}.data")));
+        }
+        let base = (data as usize).checked_add(offset).ok_or_else(overflow)? as *const u8;
+        Ok(RawView { base, elem, shape: shape_u, strides })
+    }
+
+    /// A plain `ft_tensor` view.
+    ///
+    /// # Safety
+    /// The view's pointers satisfy the contract documented on `ft_tensor`.
+    pub unsafe fn from_ft(t: &ft_tensor, what: &str) -> FfiResult<RawView> {
+        let elem = match t.dtype {
+            0 => Elem::F32,
+            1 => Elem::F16,
+            2 => Elem::BF16,
+            other => {
+                return Err(FfiError::new(
+                    ft_status::FT_ERR_DTYPE,
+                    format!("{what} has dtype {other}; expected FT_F32 (0), FT_F16 (1) or FT_BF16 (2)"),
+                ))
+            }
+        };
+        // SAFETY: forwarded contract.
+        unsafe { Self::checked(t.data.cast(), 0, elem, t.ndim, t.shape, t.strides, what) }
+    }
+
+    /// A DLPack tensor in host memory.
+    ///
+    /// # Safety
+    /// `t` is a valid `DLTensor` whose data, shape and strides are valid for reads.
+    pub unsafe fn from_dl(t: &DLTensor, what: &str) -> FfiResult<RawView> {
+        check_device(t.device.device_type, t.device.device_id, what)?;
+        let dt = t.dtype;
+        let elem = match (dt.code, dt.bits, dt.lanes) {
+            (kdl::FLOAT, 32, 1) => Elem::F32,
+            (kdl::FLOAT, 16, 1) => Elem::F16,
+            (kdl::BFLOAT, 16, 1) => Elem::BF16,
+            (code, bits, lanes) => {
+                let name = match code {
+                    kdl::INT => format!("int{bits}"),
+                    kdl::UINT => format!("uint{bits}"),
+                    kdl::FLOAT => format!("float{bits}"),
+                    kdl::BFLOAT => format!("bfloat{bits}"),
+                    c => format!("type code {c} with {bits} bits"),
+                };
+                let lanes = if lanes != 1 { format!(" x{lanes} lanes") } else { String::new() };
+                return Err(FfiError::new(
+                    ft_status::FT_ERR_DTYPE,
+                    format!("{what} has dtype {name}{lanes}; expected float32, float16 or bfloat16"),
+                ));
+            }
+        };
+        let ndim = usize::try_from(t.ndim)
+            .map_err(|_| shape_err(format!("{what} has a negative number of dimensions ({})", t.ndim)))?;
+        // SAFETY: forwarded contract.
+        unsafe { Self::checked(t.data as *const u8, t.byte_offset, elem, ndim, t.shape, t.strides, what) }
+    }
+
+    /// Copies the elements, in row-major order, into an owned f32 array.
+    ///
+    /// # Safety
+    /// The memory described is valid for reads (the constructors' contracts).
+    pub unsafe fn to_array(&self) -> Array {
+        let numel: usize = self.shape.iter().product();
+        let mut out = Vec::with_capacity(numel);
+        let esz = self.elem.size();
+        let read = |p: *const u8| -> f32 {
+            // SAFETY: `p` is one of the elements the view describes (checked in-bounds by the
+            // index arithmetic below); unaligned reads are allowed.
+            unsafe {
+                match self.elem {
+                    Elem::F32 => p.cast::<f32>().read_unaligned(),
+                    Elem::F16 => half::f16::from_bits(p.cast::<u16>().read_unaligned()).to_f32(),
+                    Elem::BF16 => half::bf16::from_bits(p.cast::<u16>().read_unaligned()).to_f32(),
+                }
+            }
+        };
+        let compact = match &self.strides {
+            None => true,
+            Some(s) => {
+                let rm = row_major_strides(&self.shape);
+                s.iter().zip(&rm).zip(&self.shape).all(|((&a, &b), &d)| d <= 1 || a == b as isize)
+            }
+        };
+        if numel == 0 {
+            return Array { shape: self.shape.clone(), data: out };
+        }
+        if compact {
+            for i in 0..numel {
+                // SAFETY: i < numel elements of a compact tensor starting at `base`.
+                out.push(read(unsafe { self.base.add(i * esz) }));
+            }
+        } else {
+            let strides = self.strides.as_ref().expect("non-compact implies strides");
+            let nd = self.shape.len();
+            let mut idx = vec![0usize; nd];
+            let mut off: isize = 0;
+            for _ in 0..numel {
+                // SAFETY: `off` is Σ idx_k·stride_k for an in-range index, whose byte offset was
+                // proven representable in `checked`.
+                out.push(read(unsafe { self.base.offset(off * esz as isize) }));
+                let mut k = nd;
+                while k > 0 {
+                    k -= 1;
+                    idx[k] += 1;
+                    off += strides[k];
+                    if idx[k] < self.shape[k] {
+                        break;
+                    }
+                    off -= strides[k] * self.shape[k] as isize;
+                    idx[k] = 0;
+                }
+            }
+        }
+        Array { shape: self.shape.clone(), data: out }
+    }
+}
+
+fn row_major_strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1usize; shape.len()];
+    for k in (0..shape.len().saturating_sub(1)).rev() {
+        s[k] = s[k + 1].saturating_mul(shape[k + 1]);
+    }
+    s
+}
+
+fn device_name(t: i32) -> String {
+    match t {
+        kdl::CUDA => "CUDA device".into(),
+        kdl::CUDA_MANAGED => "CUDA managed".into(),
+        kdl::ROCM => "ROCm device".into(),
+        4 => "OpenCL".into(),
+        7 => "Vulkan".into(),
+        8 => "Metal".into(),
+        14 => "oneAPI".into(),
+        other => format!("DLPack device type {other}"),
+    }
+}
+
+/// Host memory (`kDLCPU`, and CUDA pinned host memory `kDLCUDAHost`) is readable; anything else
+/// is an `FT_ERR_DEVICE` that says what to do.
+pub(crate) fn check_device(device_type: i32, device_id: i32, what: &str) -> FfiResult<()> {
+    if device_type == kdl::CPU || device_type == kdl::CUDA_HOST {
+        return Ok(());
+    }
+    let why = if cfg!(feature = "cuda") {
+        "the C ABI does not read device memory yet"
+    } else {
+        "this build reads host memory only (it was built without the `cuda` feature)"
+    };
+    Err(FfiError::new(
+        ft_status::FT_ERR_DEVICE,
+        format!(
+            "{what} is in {} memory (device {device_id}); {why}: copy the tensor to the CPU \
+             first (e.g. `tensor.cpu()` in PyTorch)",
+            device_name(device_type)
+        ),
+    ))
+}

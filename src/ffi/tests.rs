@@ -1,0 +1,83 @@
+//! Unit tests of the boundary machinery; the end-to-end C ABI tests are in tests/ffi_*.rs and
+//! tests/c/.
+
+use super::*;
+use std::ffi::CStr;
+
+fn last_error() -> String {
+    // SAFETY: ft_last_error returns a valid NUL-terminated string.
+    unsafe { CStr::from_ptr(ft_last_error()) }.to_string_lossy().into_owned()
+}
+
+#[test]
+fn version_constants_match_cargo_toml() {
+    assert_eq!(FT_VERSION_MAJOR.to_string(), env!("CARGO_PKG_VERSION_MAJOR"));
+    assert_eq!(FT_VERSION_MINOR.to_string(), env!("CARGO_PKG_VERSION_MINOR"));
+    assert_eq!(FT_VERSION_PATCH.to_string(), env!("CARGO_PKG_VERSION_PATCH"));
+    assert_eq!(FT_VERSION_STRING, env!("CARGO_PKG_VERSION"));
+    // SAFETY: static NUL-terminated string.
+    let v = unsafe { CStr::from_ptr(ft_version()) };
+    assert_eq!(v.to_str().unwrap(), FT_VERSION_STRING);
+}
+
+#[test]
+fn panics_become_a_status_and_a_message() {
+    let s = guard(|| panic!("boom {}", 42));
+    assert_eq!(s, ft_status::FT_ERR_PANIC);
+    let e = last_error();
+    assert!(e.contains("boom 42") && e.contains("panic"), "{e}");
+    let s = guard(|| Err(FfiError::invalid("bad thing")));
+    assert_eq!(s, ft_status::FT_ERR_INVALID_ARGUMENT);
+    assert_eq!(last_error(), "bad thing");
+    assert_eq!(guard(|| Ok(())), ft_status::FT_OK);
+    assert_eq!(last_error(), "");
+    assert_eq!(guard_value(7, || panic!("x")), 7);
+}
+
+#[test]
+fn last_error_is_per_thread() {
+    let _ = guard(|| Err(FfiError::invalid("main thread error")));
+    let other = std::thread::spawn(|| {
+        let _ = guard(|| Err(FfiError::invalid("other thread error")));
+        last_error()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(other, "other thread error");
+    assert_eq!(last_error(), "main thread error");
+}
+
+#[test]
+fn error_kinds_map_to_statuses() {
+    use crate::error::Error;
+    let cases = [
+        (Error::data("f", "x"), ft_status::FT_ERR_DATA),
+        (Error::io("f", std::io::Error::other("x")), ft_status::FT_ERR_IO),
+        (Error::mismatch("x"), ft_status::FT_ERR_MISMATCH),
+        (Error::invalid("x"), ft_status::FT_ERR_INVALID_ARGUMENT),
+        (Error::Numeric("x".into()), ft_status::FT_ERR_NUMERIC),
+        (Error::Cuda("x".into()), ft_status::FT_ERR_BACKEND),
+    ];
+    for (e, s) in cases {
+        assert_eq!(FfiError::from(e).status, s);
+    }
+    for k in 0..12 {
+        // SAFETY: static NUL-terminated strings.
+        let name = unsafe { CStr::from_ptr(ft_status_name(k)) }.to_str().unwrap();
+        assert!(name.starts_with("FT_"), "{name}");
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { CStr::from_ptr(ft_status_name(99)) }.to_str().unwrap(), "FT_UNKNOWN_STATUS");
+}
+
+#[test]
+fn strings_round_trip_and_free_accepts_null() {
+    let p = c_string("a\0b".to_string());
+    // SAFETY: `p` is a live library string.
+    assert_eq!(unsafe { CStr::from_ptr(p) }.to_str().unwrap(), "a b");
+    // SAFETY: freed once; NULL accepted.
+    unsafe {
+        ft_string_free(p);
+        ft_string_free(std::ptr::null_mut());
+    }
+}

@@ -1,0 +1,605 @@
+//! Forgetting during fine-tuning (DESIGN §5).
+//!
+//! A [`Monitor`] is created once, before fine-tuning, from the brain and the probe-set features
+//! `Φ_0` of the network as it was. It fits the reference encoder `E_0` (or takes a saved one),
+//! keeps the reference global tokens and caches everything that does not change: the reference
+//! encoder's selections and readout, the held-out responses, the retention denominators (overall
+//! and per ROI) and the per-layer Gram statistics of `Φ_0` for CKA. Each
+//! [`Monitor::observe`]`(step, Φ_t)` then reports:
+//!
+//! - `retention` = mean held-out R² of `E_0` on `Φ_t` / the same on `Φ_0` (overall, all voxels,
+//!   and per ROI); `forgetting = 1 − retention`;
+//! - `cka[l]`, linear CKA with the unbiased HSIC estimator between the global tokens of `Φ_0` and
+//!   `Φ_t` over all probe images ([`cka`]), and `drift[l] = 1 − cka[l]`;
+//! - every `refit_every` observations, a refit of the encoder on `Φ_t`, warm-started from `E_0`
+//!   and bounded by a step and time budget: hierarchy scores (DESIGN §4) at step t, the layer-map
+//!   shift `mean_v |d_v(t) − d_v(0)|` and the fraction of voxels whose argmax layer moved;
+//! - `should_stop` = `forgetting > forgetting_threshold`.
+//!
+//! Decisions (documented here because DESIGN leaves them open):
+//! - Held-out images are the reference fit's validation split (`held_out_fraction`, seeded): the
+//!   reference encoder never trained on them. With a saved encoder, its own recorded split is
+//!   used, for the same reason.
+//! - Every refit starts from `E_0` (not from the previous refit), so a refit's result depends only
+//!   on the features of its step and the budget: resumed runs and different refit cadences give
+//!   the same numbers. The regulariser's clock continues from the reference fit's step count, so
+//!   the warm-up regulariser of DESIGN §3.5 does not restart.
+//! - The reference encoder's mean held-out R² must be positive, or retention is undefined and
+//!   creation fails. A per-ROI retention whose denominator is not positive is `null`.
+//! - A layer of `Φ_t` that is constant over the probe images has CKA 0 (drift 1).
+//! - The saved state holds the reference global tokens (CKA), not the local maps: retention
+//!   needs only the cached per-voxel reference R², and refits use `Φ_t`.
+
+pub mod cka;
+pub mod report;
+mod state;
+
+pub use cka::{linear_cka, GramStats};
+pub use report::{RefitReport, RoiForgetting, StepReport};
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Tensor;
+
+use crate::data::{Array, Brain, Features, LayerFeatures};
+use crate::error::{Error, Result};
+use crate::model::encoder_file::{load_encoder, FitRecord};
+use crate::model::fit::{fit, train, BrainTensors, Split};
+use crate::model::readout::fused_readout;
+use crate::model::{Encoder, FitConfig, PreparedFeatures, Progress};
+use crate::scores::hierarchy::{argmax_layer, voxel_depth};
+use crate::scores::stats::r2_per_voxel;
+use crate::scores::HierarchyScores;
+
+/// Settings of a monitor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorConfig {
+    /// Settings of the reference fit and of the refits (seed, learning rate, batch size, D, G,
+    /// ...). Its `val_fraction` is ignored in favour of `held_out_fraction`.
+    pub fit: FitConfig,
+    /// Fraction of probe images held out of the reference fit; retention is measured on them.
+    pub held_out_fraction: f64,
+    /// Refit every this many observations (0 = never).
+    pub refit_every: usize,
+    /// Optimiser steps of one refit.
+    pub refit_max_steps: usize,
+    /// Wall-clock limit of one refit in seconds (`None` = only the step budget). A time limit
+    /// makes refits depend on the machine's speed.
+    pub refit_max_seconds: Option<f64>,
+    /// `should_stop` is raised when forgetting exceeds this (`f64::INFINITY` = never).
+    pub forgetting_threshold: f64,
+    /// Weight the hierarchy line of refits by `max(R²_v, 0)`.
+    pub weighted: bool,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        Self {
+            fit: FitConfig::default(),
+            held_out_fraction: 0.1,
+            refit_every: 0,
+            refit_max_steps: 200,
+            refit_max_seconds: None,
+            forgetting_threshold: 0.2,
+            weighted: false,
+        }
+    }
+}
+
+impl MonitorConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.held_out_fraction > 0.0 && self.held_out_fraction < 1.0) {
+            return Err(Error::invalid(format!(
+                "held-out fraction must be in (0, 1), got {}",
+                self.held_out_fraction
+            )));
+        }
+        if self.refit_every > 0 && self.refit_max_steps == 0 {
+            return Err(Error::invalid("refits need a step budget of at least 1 (refit_max_steps)"));
+        }
+        if let Some(s) = self.refit_max_seconds {
+            if !(s > 0.0) {
+                return Err(Error::invalid(format!("refit time budget must be positive, got {s} s")));
+            }
+        }
+        if self.forgetting_threshold.is_nan() {
+            return Err(Error::invalid("forgetting threshold is NaN"));
+        }
+        FitConfig { val_fraction: self.held_out_fraction, ..self.fit.clone() }.validate()
+    }
+}
+
+/// The forgetting monitor of DESIGN §5. Not `Sync`-shared by design: `observe` takes `&mut self`.
+pub struct Monitor {
+    config: MonitorConfig,
+    brain: Brain,
+    encoder: Encoder,
+    record: FitRecord,
+    split: Split,
+    model: String,
+    layer_names: Vec<String>,
+    widths: Vec<usize>,
+    n_images: usize,
+    stimulus_ids: Option<Vec<String>>,
+    /// Reference global tokens `[N, C_l]` (saved with the state).
+    reference_globals: Vec<Array>,
+    /// Per-layer Gram statistics of the reference global tokens.
+    reference_stats: Vec<GramStats>,
+    /// Per-voxel held-out R² of `E_0` on `Φ_0` (saved with the state).
+    reference_r2: Vec<f32>,
+    reference_mean_r2: f64,
+    reference_roi_r2: Vec<Option<f64>>,
+    roi_members: Vec<Vec<usize>>,
+    reference_depth: Vec<f64>,
+    reference_argmax: Vec<usize>,
+    reference_hierarchy: HierarchyScores,
+    bt: BrainTensors,
+    /// Cached readout operands of `E_0`: selector heads `[V, L+3]` and `[W | c]` `[V, D+1]`.
+    packed_sel: Tensor,
+    readout: Tensor,
+    /// Responses of the held-out images `[n_val, V]`.
+    val_target: Vec<f32>,
+    history: Vec<StepReport>,
+    history_file: Option<PathBuf>,
+}
+
+/// The images `idx` of a feature set (local maps and global tokens).
+fn select_images(f: &Features, idx: &[usize]) -> Features {
+    let rows = |a: &Array| -> Array {
+        let n = a.shape[0];
+        let row = if n == 0 { 0 } else { a.data.len() / n };
+        let mut data = Vec::with_capacity(idx.len() * row);
+        for &i in idx {
+            data.extend_from_slice(&a.data[i * row..(i + 1) * row]);
+        }
+        let mut shape = a.shape.clone();
+        shape[0] = idx.len();
+        Array { shape, data }
+    };
+    Features {
+        model: f.model.clone(),
+        layer_names: f.layer_names.clone(),
+        stimulus_ids: f.stimulus_ids.as_ref().map(|ids| idx.iter().map(|&i| ids[i].clone()).collect()),
+        layers: f
+            .layers
+            .iter()
+            .map(|l| LayerFeatures { local: rows(&l.local), global: l.global.as_ref().map(rows) })
+            .collect(),
+    }
+}
+
+fn mean_f32(xs: &[f32], idx: Option<&[usize]>) -> Option<f64> {
+    match idx {
+        None if xs.is_empty() => None,
+        None => Some(xs.iter().map(|&x| x as f64).sum::<f64>() / xs.len() as f64),
+        Some([]) => None,
+        Some(idx) => Some(idx.iter().map(|&i| xs[i] as f64).sum::<f64>() / idx.len() as f64),
+    }
+}
+
+/// Everything a monitor is built from, whether freshly fitted or loaded.
+struct Parts {
+    config: MonitorConfig,
+    brain: Brain,
+    encoder: Encoder,
+    record: FitRecord,
+    split: Split,
+    model: String,
+    layer_names: Vec<String>,
+    n_images: usize,
+    stimulus_ids: Option<Vec<String>>,
+    reference_globals: Vec<Array>,
+    history: Vec<StepReport>,
+}
+
+impl Monitor {
+    /// Fits the reference encoder `E_0` on the reference features and builds the monitor.
+    pub fn new(
+        brain: &Brain,
+        reference: &Features,
+        config: MonitorConfig,
+        progress: Option<&mut dyn FnMut(&Progress)>,
+    ) -> Result<Monitor> {
+        config.validate()?;
+        reference.validate("reference features")?;
+        crate::data::check_pair(reference, "reference features", brain, "brain")?;
+        let cfg = FitConfig { val_fraction: config.held_out_fraction, ..config.fit.clone() };
+        let outcome = fit(reference, brain, &cfg, progress)?;
+        let record = FitRecord { val_fraction: cfg.val_fraction, summary: Some(outcome.summary.clone()) };
+        Self::from_parts_fresh(brain, reference, outcome.encoder, record, outcome.split, config)
+    }
+
+    /// Builds the monitor around an already fitted reference encoder (e.g. from
+    /// [`load_encoder`]). The held-out images are the encoder's own validation split, recreated
+    /// from its record (validation fraction and seed).
+    pub fn with_encoder(
+        brain: &Brain,
+        reference: &Features,
+        encoder: Encoder,
+        record: FitRecord,
+        config: MonitorConfig,
+    ) -> Result<Monitor> {
+        config.validate()?;
+        reference.validate("reference features")?;
+        crate::data::check_pair(reference, "reference features", brain, "brain")?;
+        crate::pipeline::check_encoder_inputs(&encoder, reference, brain)?;
+        let seed = record.summary.as_ref().map(|s| s.seed).unwrap_or(0);
+        let split = Split::new(reference.n_images(), record.val_fraction, seed)?;
+        Self::from_parts_fresh(brain, reference, encoder, record, split, config)
+    }
+
+    /// [`Monitor::with_encoder`] with an encoder file written by `factortopy fit`.
+    pub fn from_encoder_file(
+        brain: &Brain,
+        reference: &Features,
+        encoder_path: &Path,
+        config: MonitorConfig,
+    ) -> Result<Monitor> {
+        let (encoder, record) = load_encoder(encoder_path)?;
+        Self::with_encoder(brain, reference, encoder, record, config)
+    }
+
+    fn from_parts_fresh(
+        brain: &Brain,
+        reference: &Features,
+        encoder: Encoder,
+        record: FitRecord,
+        split: Split,
+        config: MonitorConfig,
+    ) -> Result<Monitor> {
+        let parts = Parts {
+            config,
+            brain: brain.clone(),
+            encoder,
+            record,
+            split,
+            model: reference.model.clone(),
+            layer_names: reference.layer_names.clone(),
+            n_images: reference.n_images(),
+            stimulus_ids: reference.stimulus_ids.clone(),
+            reference_globals: (0..reference.n_layers()).map(|l| reference.global(l)).collect(),
+            history: Vec::new(),
+        };
+        Self::assemble(parts, |m| m.held_out_r2(reference))
+    }
+
+    /// Builds the caches. `reference_r2` computes (fresh) or supplies (loaded) the per-voxel
+    /// retention denominators, given the half-built monitor.
+    fn assemble(p: Parts, reference_r2: impl FnOnce(&Monitor) -> Result<Vec<f32>>) -> Result<Monitor> {
+        let v = p.brain.n_voxels();
+        let bt = BrainTensors::new(&p.brain, Some(p.encoder.spec.coord_norm))?;
+        let sel = p.encoder.selectors(&bt.pe)?;
+        let packed_sel = sel.packed()?;
+        let readout = p.encoder.readout_params()?;
+        let host_sel = sel.to_host()?;
+        let reference_depth = voxel_depth(&host_sel);
+        let reference_argmax = argmax_layer(&host_sel);
+        let mut val_target = Vec::with_capacity(p.split.val.len() * v);
+        for &i in &p.split.val {
+            val_target.extend_from_slice(&p.brain.responses.data[i * v..(i + 1) * v]);
+        }
+        let mut roi_members = vec![Vec::new(); p.brain.roi_names.len()];
+        for (i, &r) in p.brain.roi.iter().enumerate() {
+            if r >= 0 && (r as usize) < roi_members.len() {
+                roi_members[r as usize].push(i);
+            }
+        }
+        let reference_stats = p
+            .reference_globals
+            .iter()
+            .enumerate()
+            .map(|(l, g)| {
+                let s = GramStats::new(g)?;
+                if !(s.hsic_self > 0.0) {
+                    return Err(Error::invalid(format!(
+                        "layer {l} ({}) of the reference features has no variance over the probe \
+                         images that CKA can measure (constant global token?)",
+                        p.layer_names.get(l).map(String::as_str).unwrap_or("?")
+                    )));
+                }
+                Ok(s)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let widths = p.reference_globals.iter().map(|g| g.shape[1]).collect();
+        let placeholder = HierarchyScores::from_depth(&reference_depth, &p.brain.roi, &p.brain.roi_levels, None)?;
+        let mut m = Monitor {
+            config: p.config,
+            brain: p.brain,
+            encoder: p.encoder,
+            record: p.record,
+            split: p.split,
+            model: p.model,
+            layer_names: p.layer_names,
+            widths,
+            n_images: p.n_images,
+            stimulus_ids: p.stimulus_ids,
+            reference_globals: p.reference_globals,
+            reference_stats,
+            reference_r2: Vec::new(),
+            reference_mean_r2: 0.0,
+            reference_roi_r2: Vec::new(),
+            roi_members,
+            reference_depth,
+            reference_argmax,
+            reference_hierarchy: placeholder,
+            bt,
+            packed_sel,
+            readout,
+            val_target,
+            history: p.history,
+            history_file: None,
+        };
+        let r2 = reference_r2(&m)?;
+        if r2.len() != v || r2.iter().any(|x| !x.is_finite()) {
+            return Err(Error::invalid(format!(
+                "reference R² must be {v} finite values (one per voxel), got {}",
+                r2.len()
+            )));
+        }
+        let mean = mean_f32(&r2, None).unwrap_or(0.0);
+        if !(mean > 0.0) {
+            return Err(Error::Numeric(format!(
+                "the reference encoder does not predict the held-out images (mean R² {mean:.4} over \
+                 {v} voxels), so retention is undefined; fit longer or check that the features and \
+                 the brain belong together"
+            )));
+        }
+        m.reference_roi_r2 = m.roi_members.iter().map(|idx| mean_f32(&r2, Some(idx))).collect();
+        m.reference_hierarchy = HierarchyScores::from_depth(
+            &m.reference_depth,
+            &m.brain.roi,
+            &m.brain.roi_levels,
+            m.config.weighted.then_some(&r2[..]),
+        )?;
+        m.reference_mean_r2 = mean;
+        m.reference_r2 = r2;
+        Ok(m)
+    }
+
+    /// Checks that `f` is a feature set of the same network shape on the same probe images.
+    fn check_features(&self, f: &Features, origin: &str) -> Result<()> {
+        f.validate(origin)?;
+        if f.n_layers() != self.widths.len() {
+            return Err(Error::mismatch(format!(
+                "{origin} has {} layers, the reference features have {}",
+                f.n_layers(),
+                self.widths.len()
+            )));
+        }
+        let widths: Vec<usize> = f.layers.iter().map(|l| l.local.shape[1]).collect();
+        if widths != self.widths {
+            return Err(Error::mismatch(format!(
+                "{origin} has layer widths {widths:?}, the reference features have {:?}",
+                self.widths
+            )));
+        }
+        if f.n_images() != self.n_images {
+            return Err(Error::mismatch(format!(
+                "{origin} has {} probe images, the reference features have {}",
+                f.n_images(),
+                self.n_images
+            )));
+        }
+        if let (Some(a), Some(b)) = (&f.stimulus_ids, &self.stimulus_ids) {
+            if a != b {
+                return Err(Error::mismatch(format!(
+                    "{origin} lists different `stimulus_ids` from the reference features; the \
+                     monitor needs the same probe images in the same order"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Per-voxel R² of the reference encoder on the held-out images of `f`.
+    fn held_out_r2(&self, f: &Features) -> Result<Vec<f32>> {
+        let sub = select_images(f, &self.split.val);
+        let prepared = PreparedFeatures::new(&sub, self.encoder.spec.grid)?;
+        let n = self.split.val.len();
+        let v = self.brain.n_voxels();
+        let all: Vec<usize> = (0..n).collect();
+        let mut pred = Vec::with_capacity(n * v);
+        for chunk in all.chunks(64) {
+            let (locals, globals) = prepared.batch(chunk)?;
+            let maps = self.encoder.align(&locals, &globals)?;
+            let p = fused_readout(&maps, &self.packed_sel, &self.readout, self.encoder.spec.grid)?;
+            pred.extend(p.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(r2_per_voxel(&pred, &self.val_target, n, v))
+    }
+
+    /// Per-layer CKA of `f`'s global tokens against the reference's.
+    fn layer_cka(&self, f: &Features) -> Result<Vec<f64>> {
+        self.reference_stats
+            .iter()
+            .enumerate()
+            .map(|(l, r)| r.cka(&GramStats::new(&f.global(l))?))
+            .collect()
+    }
+
+    fn refit(&self, f: &Features) -> Result<RefitReport> {
+        let prepared = PreparedFeatures::new(f, self.encoder.spec.grid)?;
+        let cfg = FitConfig {
+            val_fraction: self.record.val_fraction,
+            max_steps: Some(self.config.refit_max_steps),
+            max_seconds: self.config.refit_max_seconds,
+            d: self.encoder.spec.d,
+            grid: self.encoder.spec.grid,
+            ..self.config.fit.clone()
+        };
+        let start = self.record.summary.as_ref().map(|s| s.steps).unwrap_or(cfg.reg_steps);
+        let outcome = train(self.encoder.deep_copy()?, &prepared, &self.bt, self.split.clone(), &cfg, start, None)?;
+        let sel = outcome.encoder.selectors(&self.bt.pe)?.to_host()?;
+        let depth = voxel_depth(&sel);
+        let argmax = argmax_layer(&sel);
+        let v = depth.len().max(1) as f64;
+        let layer_shift = depth.iter().zip(&self.reference_depth).map(|(a, b)| (a - b).abs()).sum::<f64>() / v;
+        let moved = argmax.iter().zip(&self.reference_argmax).filter(|(a, b)| a != b).count() as f64 / v;
+        let hierarchy = HierarchyScores::from_depth(
+            &depth,
+            &self.brain.roi,
+            &self.brain.roi_levels,
+            self.config.weighted.then_some(&outcome.val_r2[..]),
+        )?;
+        Ok(RefitReport {
+            hierarchy,
+            layer_shift,
+            argmax_moved: moved,
+            r2: mean_f32(&outcome.val_r2, None).unwrap_or(0.0),
+            steps: outcome.summary.steps,
+        })
+    }
+
+    /// Whether the next observation will refit.
+    pub fn next_is_refit(&self) -> bool {
+        self.config.refit_every > 0 && (self.history.len() + 1) % self.config.refit_every == 0
+    }
+
+    /// Compares the network at training step `step` (its probe-set features) with the reference.
+    /// The report is appended to the history (and to the history file, when one is set).
+    pub fn observe(&mut self, step: u64, features: &Features) -> Result<StepReport> {
+        let origin = format!("features at step {step}");
+        self.check_features(features, &origin)?;
+        let r2 = self.held_out_r2(features)?;
+        let mean = mean_f32(&r2, None).unwrap_or(0.0);
+        let retention = mean / self.reference_mean_r2;
+        let rois = self
+            .brain
+            .roi_names
+            .iter()
+            .zip(&self.roi_members)
+            .zip(&self.reference_roi_r2)
+            .map(|((name, idx), &reference)| {
+                let r = mean_f32(&r2, Some(idx));
+                let ret = match (r, reference) {
+                    (Some(r), Some(d)) if d > 0.0 => Some(r / d),
+                    _ => None,
+                };
+                RoiForgetting {
+                    name: name.clone(),
+                    retention: ret,
+                    forgetting: ret.map(|x| 1.0 - x),
+                    r2: r,
+                    reference_r2: reference,
+                }
+            })
+            .collect();
+        let cka = self.layer_cka(features)?;
+        let drift = cka.iter().map(|c| 1.0 - c).collect();
+        let refit = if self.next_is_refit() { Some(self.refit(features)?) } else { None };
+        let forgetting = 1.0 - retention;
+        let report = StepReport {
+            step,
+            observation: self.history.len(),
+            retention,
+            forgetting,
+            r2: mean,
+            reference_r2: self.reference_mean_r2,
+            rois,
+            cka,
+            drift,
+            should_stop: forgetting > self.config.forgetting_threshold,
+            refit,
+        };
+        if !report.retention.is_finite() {
+            return Err(Error::Numeric(format!("retention at step {step} is not finite")));
+        }
+        if let Some(path) = &self.history_file {
+            append_line(path, &report.to_json_line())?;
+        }
+        self.history.push(report.clone());
+        Ok(report)
+    }
+
+    /// [`Monitor::observe`] that also returns the seconds it took.
+    pub fn observe_timed(&mut self, step: u64, features: &Features) -> Result<(StepReport, f64)> {
+        let t0 = Instant::now();
+        let r = self.observe(step, features)?;
+        Ok((r, t0.elapsed().as_secs_f64()))
+    }
+
+    /// Appends every future observation to `path` as one JSON line (created if missing; existing
+    /// lines are kept, so a resumed run continues the same file). `None` stops appending.
+    pub fn set_history_file(&mut self, path: Option<PathBuf>) {
+        self.history_file = path;
+    }
+
+    pub fn history_file(&self) -> Option<&Path> {
+        self.history_file.as_deref()
+    }
+
+    /// Writes the whole history as JSON lines (atomically, replacing `path`).
+    pub fn write_history_jsonl(&self, path: &Path) -> Result<()> {
+        let mut s = String::new();
+        for r in &self.history {
+            s.push_str(&r.to_json_line());
+            s.push('\n');
+        }
+        crate::data::io::atomic_write(path, s.as_bytes())
+    }
+
+    pub fn history(&self) -> &[StepReport] {
+        &self.history
+    }
+    pub fn config(&self) -> &MonitorConfig {
+        &self.config
+    }
+    /// Settings that may change during a run: refit cadence and budget, threshold, weighting.
+    /// (The encoder's D and G and the held-out split are fixed at creation.)
+    pub fn config_mut(&mut self) -> &mut MonitorConfig {
+        &mut self.config
+    }
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+    pub fn fit_record(&self) -> &FitRecord {
+        &self.record
+    }
+    pub fn layer_names(&self) -> &[String] {
+        &self.layer_names
+    }
+    pub fn n_layers(&self) -> usize {
+        self.widths.len()
+    }
+    pub fn n_images(&self) -> usize {
+        self.n_images
+    }
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+    /// Indices of the held-out probe images retention is measured on.
+    pub fn held_out(&self) -> &[usize] {
+        &self.split.val
+    }
+    /// Mean held-out R² of the reference encoder on the reference features.
+    pub fn reference_r2(&self) -> f64 {
+        self.reference_mean_r2
+    }
+    /// Per-voxel held-out R² of the reference encoder on the reference features.
+    pub fn reference_r2_per_voxel(&self) -> &[f32] {
+        &self.reference_r2
+    }
+    /// Hierarchy scores of the reference encoder (step 0).
+    pub fn reference_hierarchy(&self) -> &HierarchyScores {
+        &self.reference_hierarchy
+    }
+    pub fn brain(&self) -> &Brain {
+        &self.brain
+    }
+}
+
+fn append_line(path: &Path, line: &str) -> Result<()> {
+    let mut buf = String::with_capacity(line.len() + 1);
+    buf.push_str(line);
+    buf.push('\n');
+    let mut f = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+    // One write of the whole line: with O_APPEND, concurrent appenders do not interleave it.
+    f.write_all(buf.as_bytes()).map_err(|e| Error::io(path, e))?;
+    f.flush().map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,393 @@
+//! Ranking candidate networks by how brain-like their hierarchy is (DESIGN §1.3, §6 `rank`):
+//! every network is fitted against the same brain with the same split and seed, scored with
+//! DESIGN §4, and sorted by the alignment slope. The CLI (`factortopy rank`) gates on the best
+//! slope; the C ABI wraps [`rank`] and [`Ranking::to_json`].
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::baseline::{fit_ridge_baseline, RidgeBaselineConfig};
+use crate::data::{Brain, Features};
+use crate::error::{Error, Result};
+use crate::model::FitConfig;
+use crate::pipeline::fit_report;
+use crate::scores::Report;
+
+/// How each network is fitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RankMethod {
+    /// The FactorTopy encoder (DESIGN §3).
+    #[default]
+    Factortopy,
+    /// The layer-wise ridge baseline (fast estimate; one-hot layer choice).
+    Ridge,
+}
+
+impl RankMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            RankMethod::Factortopy => "factortopy",
+            RankMethod::Ridge => "ridge",
+        }
+    }
+}
+
+/// Settings of a ranking. The split and seed come from `fit` for both methods.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankConfig {
+    pub fit: FitConfig,
+    pub method: RankMethod,
+    /// Weight the hierarchy line by max(R², 0).
+    pub weighted: bool,
+    /// Ridge settings when `method` is `Ridge` (its seed and validation fraction are taken
+    /// from `fit`).
+    pub ridge: RidgeBaselineConfig,
+}
+
+impl Default for RankConfig {
+    fn default() -> Self {
+        Self {
+            fit: FitConfig::default(),
+            method: RankMethod::Factortopy,
+            weighted: false,
+            ridge: RidgeBaselineConfig::default(),
+        }
+    }
+}
+
+/// One network's row of the ranking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankRow {
+    /// 1 = best (largest slope).
+    pub rank: usize,
+    /// Position of the network in the input list.
+    pub index: usize,
+    /// The features file's `model` metadata (made unique with `#k` when repeated).
+    pub name: String,
+    pub slope: f64,
+    pub b0: f64,
+    pub b1: f64,
+    pub spearman: f64,
+    pub r2_mean: f64,
+    pub r2_median: f64,
+    /// Noise-normalised accuracy (mean, median) where the brain has a noise ceiling.
+    pub noise_normalized_mean: Option<f64>,
+    pub noise_normalized_median: Option<f64>,
+    pub fit_seconds: f64,
+    /// Mean voxel depth per ROI, in the brain's ROI order (`None` for an empty ROI).
+    pub roi_depth: Vec<Option<f64>>,
+}
+
+/// A finished ranking: rows sorted best first, plus what is needed to print and plot it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ranking {
+    pub method: RankMethod,
+    pub subject: Option<String>,
+    pub roi_names: Vec<String>,
+    pub rows: Vec<RankRow>,
+    /// The full report of every network, in row order.
+    #[serde(skip)]
+    pub reports: Vec<Report>,
+}
+
+fn row_of(index: usize, name: String, report: &Report, seconds: f64) -> RankRow {
+    let h = &report.hierarchy;
+    RankRow {
+        rank: 0,
+        index,
+        name,
+        slope: h.slope,
+        b0: h.b0,
+        b1: h.b1,
+        spearman: h.spearman,
+        r2_mean: report.r2.mean,
+        r2_median: report.r2.median,
+        noise_normalized_mean: report.noise_normalized.map(|s| s.mean),
+        noise_normalized_median: report.noise_normalized.map(|s| s.median),
+        fit_seconds: seconds,
+        roi_depth: report.rois.iter().map(|r| r.mean_depth).collect(),
+    }
+}
+
+/// Unique display names: the model name, with ` #k` appended to repeats.
+fn unique_names(networks: &[&Features]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(networks.len());
+    for f in networks {
+        let base = if f.model.trim().is_empty() { "unnamed".to_string() } else { f.model.clone() };
+        let mut name = base.clone();
+        let mut k = 2;
+        while out.contains(&name) {
+            name = format!("{base} #{k}");
+            k += 1;
+        }
+        out.push(name);
+    }
+    out
+}
+
+/// Fits every network against `brain` (same split and seed) and returns the rows sorted by
+/// slope, best first (ties: larger Spearman ρ, then input order). `progress` is called with
+/// (index, name) before each fit.
+pub fn rank_with_progress(
+    brain: &Brain,
+    networks: &[&Features],
+    cfg: &RankConfig,
+    mut progress: Option<&mut dyn FnMut(usize, &str)>,
+) -> Result<Ranking> {
+    if networks.is_empty() {
+        return Err(Error::invalid("rank needs at least one network"));
+    }
+    for (i, f) in networks.iter().enumerate() {
+        crate::data::check_pair(f, &format!("network {i} ({})", f.model), brain, "brain")?;
+    }
+    let names = unique_names(networks);
+    let mut rows = Vec::with_capacity(networks.len());
+    let mut reports = Vec::with_capacity(networks.len());
+    for (i, f) in networks.iter().enumerate() {
+        if let Some(cb) = progress.as_mut() {
+            cb(i, &names[i]);
+        }
+        let t0 = Instant::now();
+        let report = match cfg.method {
+            RankMethod::Factortopy => fit_report(f, brain, &cfg.fit, cfg.weighted, None)?.report,
+            RankMethod::Ridge => {
+                let rc = RidgeBaselineConfig {
+                    seed: cfg.fit.seed,
+                    val_fraction: cfg.fit.val_fraction,
+                    ..cfg.ridge.clone()
+                };
+                fit_ridge_baseline(f, brain, &rc, cfg.weighted, None)?.report
+            }
+        };
+        rows.push(row_of(i, names[i].clone(), &report, t0.elapsed().as_secs_f64()));
+        reports.push(report);
+    }
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&rows[a], &rows[b]);
+        y.slope
+            .total_cmp(&x.slope)
+            .then(y.spearman.total_cmp(&x.spearman))
+            .then(x.index.cmp(&y.index))
+    });
+    let mut sorted_rows = Vec::with_capacity(rows.len());
+    let mut sorted_reports = Vec::with_capacity(rows.len());
+    for (k, &i) in order.iter().enumerate() {
+        let mut r = rows[i].clone();
+        r.rank = k + 1;
+        sorted_rows.push(r);
+        sorted_reports.push(reports[i].clone());
+    }
+    Ok(Ranking {
+        method: cfg.method,
+        subject: brain.subject.clone(),
+        roi_names: brain.roi_names.clone(),
+        rows: sorted_rows,
+        reports: sorted_reports,
+    })
+}
+
+/// [`rank_with_progress`] without progress, returning only the rows (best first).
+pub fn rank(brain: &Brain, networks: &[Features], cfg: &RankConfig) -> Result<Vec<RankRow>> {
+    let refs: Vec<&Features> = networks.iter().collect();
+    Ok(rank_with_progress(brain, &refs, cfg, None)?.rows)
+}
+
+/// Output formats of a ranking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RankFormat {
+    #[default]
+    Table,
+    Json,
+    Markdown,
+}
+
+impl std::str::FromStr for RankFormat {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "table" => Ok(RankFormat::Table),
+            "json" => Ok(RankFormat::Json),
+            "markdown" | "md" => Ok(RankFormat::Markdown),
+            _ => Err(Error::invalid(format!("unknown format `{s}`; valid formats: table, json, markdown"))),
+        }
+    }
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".to_string())
+}
+
+impl Ranking {
+    /// The best row (largest slope).
+    pub fn best(&self) -> Option<&RankRow> {
+        self.rows.first()
+    }
+
+    /// True when there is no threshold or the best slope reaches it.
+    pub fn passes(&self, min_slope: Option<f64>) -> bool {
+        match (min_slope, self.best()) {
+            (None, _) => true,
+            (Some(m), Some(b)) => b.slope >= m,
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Stable, pretty JSON (no NaN: undefined values are `null`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a Ranking always serialises")
+    }
+
+    fn has_nc(&self) -> bool {
+        self.rows.iter().any(|r| r.noise_normalized_mean.is_some())
+    }
+
+    /// A fixed-width table for a terminal.
+    pub fn table(&self) -> String {
+        let w = self.rows.iter().map(|r| r.name.chars().count()).max().unwrap_or(7).max(7);
+        let nc = self.has_nc();
+        let mut s = format!(
+            "{:>4}  {:<w$}  {:>7} {:>7} {:>7} {:>8} {:>8} {:>8}{} {:>8}\n",
+            "rank",
+            "network",
+            "slope",
+            "b0",
+            "b1",
+            "spearman",
+            "R² mean",
+            "R² med",
+            if nc { format!(" {:>8}", "NC-norm") } else { String::new() },
+            "fit s",
+        );
+        for r in &self.rows {
+            s += &format!(
+                "{:>4}  {:<w$}  {:>7.3} {:>7.3} {:>7.3} {:>8.3} {:>8.4} {:>8.4}{} {:>8.1}\n",
+                r.rank,
+                r.name,
+                r.slope,
+                r.b0,
+                r.b1,
+                r.spearman,
+                r.r2_mean,
+                r.r2_median,
+                if nc { format!(" {:>8}", opt(r.noise_normalized_mean)) } else { String::new() },
+                r.fit_seconds,
+            );
+        }
+        s
+    }
+
+    /// A GitHub-flavoured Markdown table (for CI summaries).
+    pub fn markdown(&self) -> String {
+        let nc = self.has_nc();
+        let esc = |x: &str| x.replace('|', "\\|");
+        let mut s = String::from("| rank | network | slope | b0 | b1 | Spearman | R² mean | R² median |");
+        if nc {
+            s += " noise-normalised |";
+        }
+        s += " fit (s) |\n|---:|:---|---:|---:|---:|---:|---:|---:|";
+        if nc {
+            s += "---:|";
+        }
+        s += "---:|\n";
+        for r in &self.rows {
+            s += &format!(
+                "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} | {:.4} |",
+                r.rank,
+                esc(&r.name),
+                r.slope,
+                r.b0,
+                r.b1,
+                r.spearman,
+                r.r2_mean,
+                r.r2_median
+            );
+            if nc {
+                s += &format!(" {} |", opt(r.noise_normalized_mean));
+            }
+            s += &format!(" {:.1} |\n", r.fit_seconds);
+        }
+        s
+    }
+
+    /// Renders in `format` (JSON with a trailing newline).
+    pub fn render(&self, format: RankFormat) -> String {
+        match format {
+            RankFormat::Table => self.table(),
+            RankFormat::Json => self.to_json() + "\n",
+            RankFormat::Markdown => self.markdown(),
+        }
+    }
+
+    /// The per-ROI comparison picture: mean depth per ROI, one line per network.
+    pub fn roi_chart(&self, path: &Path) -> Result<()> {
+        let charts: Vec<(String, &Report)> =
+            self.rows.iter().zip(&self.reports).map(|(r, rep)| (r.name.clone(), rep)).collect();
+        if charts.is_empty() {
+            return Err(Error::invalid("nothing to plot: the ranking is empty"));
+        }
+        let title = format!("mean depth per ROI ({} fits)", self.method.name());
+        crate::baseline::layerwise::roi_depth_chart(path, &title, &charts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scores::{HierarchyScores, Summary};
+
+    fn fake(slope: f64, spearman: f64) -> Report {
+        Report {
+            model: "m".into(),
+            method: "factortopy".into(),
+            subject: None,
+            n_images: 10,
+            n_voxels: 2,
+            n_layers: 2,
+            layer_names: vec!["a".into(), "b".into()],
+            hierarchy: HierarchyScores {
+                slope,
+                b0: 0.1,
+                b1: 0.1 + slope,
+                spearman,
+                n_voxels: 2,
+                weighted: false,
+            },
+            r2: Summary { mean: 0.1, median: 0.1 },
+            pearson: Summary { mean: 0.3, median: 0.3 },
+            noise_normalized: None,
+            rois: vec![],
+            fit: None,
+        }
+    }
+
+    #[test]
+    fn formats_and_gate() {
+        let reps = [fake(0.5, 0.4), fake(-0.2, -0.1)];
+        let rows: Vec<RankRow> =
+            reps.iter().enumerate().map(|(i, r)| RankRow { rank: i + 1, ..row_of(i, format!("net|{i}"), r, 1.5) }).collect();
+        let rk = Ranking { method: RankMethod::Factortopy, subject: None, roi_names: vec![], rows, reports: reps.to_vec() };
+        assert!(rk.passes(Some(0.4)) && !rk.passes(Some(0.6)) && rk.passes(None));
+        let t = rk.table();
+        assert!(t.contains("slope") && t.lines().count() == 3, "{t}");
+        assert!(!t.contains("NC-norm"));
+        let md = rk.markdown();
+        assert!(md.contains("net\\|0") && md.lines().count() == 4, "{md}");
+        let v: serde_json::Value = serde_json::from_str(&rk.to_json()).unwrap();
+        assert_eq!(v["rows"][0]["rank"], 1);
+        assert_eq!(v["method"], "factortopy");
+        assert!(v["rows"][0]["noise_normalized_mean"].is_null());
+        assert_eq!("md".parse::<RankFormat>().unwrap(), RankFormat::Markdown);
+        assert!("xml".parse::<RankFormat>().is_err());
+    }
+
+    #[test]
+    fn unique_display_names() {
+        let f = Features { model: "net".into(), layer_names: vec![], stimulus_ids: None, layers: vec![] };
+        let g = Features { model: "".into(), ..f.clone() };
+        assert_eq!(unique_names(&[&f, &f, &g, &f]), vec!["net", "net #2", "unnamed", "net #3"]);
+    }
+}
