@@ -37,7 +37,8 @@ fn main() {
     let l = arg(&args, "--layers", 12);
     let c = arg(&args, "--width", 256);
     let max_steps = arg(&args, "--steps", usize::MAX);
-    let cfg = FitConfig { readout, ..FitConfig::default() };
+    let batch_size = arg(&args, "--batch", 8);
+    let cfg = FitConfig { readout, batch_size, ..FitConfig::default() };
     let t = Instant::now();
     let syn = generate(&SynthConfig {
         scenario: Scenario::Hierarchical,

@@ -21,7 +21,7 @@ fn main() {
 
 #[cfg(feature = "cuda")]
 mod bench {
-    use candle_core::{Device as Cpu, Tensor};
+    use candle_core::{Device, Tensor};
     use factortopy::data::{Array, Features, LayerFeatures};
     use factortopy::kernels::fit::{FeatureDtype, GpuFitOptions, GpuTrainer};
     use factortopy::kernels::gpu;
@@ -88,8 +88,8 @@ mod bench {
         let norm = CoordNorm::from_coords(&coords)?;
         let pe = norm.encode(&coords)?;
         let bt = BrainTensors {
-            responses: Tensor::from_vec(responses.data, (n, v), &Cpu)?,
-            pe: Tensor::from_vec(pe.data, pe.shape.as_slice(), &Cpu)?,
+            responses: Tensor::from_vec(responses.data, (n, v), &Device::Cpu)?,
+            pe: Tensor::from_vec(pe.data, pe.shape.as_slice(), &Device::Cpu)?,
             coord_norm: norm,
         };
         let spec = EncoderSpec {

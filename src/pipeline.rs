@@ -133,7 +133,7 @@ pub fn write_fit_outputs(dir: &Path, job: &FitJob, brain: &Brain) -> Result<FitO
     let record = FitRecord { val_fraction: job.val_fraction, summary: Some(job.outcome.summary.clone()) };
     save_encoder(&out.encoder, &job.outcome.encoder, &record)?;
     save_selections(&out.selectors, &job.selections, &job.outcome.val_r2)?;
-    let title = format!("{}: layer each voxel reads from", job.report.model);
+    let title = format!("{}: layer map", job.report.model);
     crate::plot::layer_map(&out.layer_map, brain, &job.selections, &title)?;
     job.report.write_json(&out.report)?;
     Ok(out)

@@ -172,8 +172,8 @@ fn readout_rejects_wrong_lengths_without_launching() {
     let g = gpu_or_skip!("readout_rejects_wrong_lengths_without_launching");
     let d = Dims { b: 2, l: 2, g: 2, d: 3, v: 4 };
     let maps = up(&g, &vec![0.0; 2 * 2 * 5 * 3 - 1]);
-    let sel = up(&g, &vec![0.0; 4 * 5]);
-    let wc = up(&g, &vec![0.0; 4 * 4]);
+    let sel = up(&g, &[0.0; 4 * 5]);
+    let wc = up(&g, &[0.0; 4 * 4]);
     let e = gro::forward(&g, &d, &maps, &sel, &wc).unwrap_err().to_string();
     assert!(e.contains("maps"), "{e}");
 }
@@ -334,7 +334,7 @@ fn adamw_with_clipping_matches_candle_nn() {
             // loss = Σ g·p has gradient g.
             let gt = Tensor::from_vec(gs.clone(), n, &CPU).unwrap();
             let mut store = (var.as_tensor() * &gt).unwrap().sum_all().unwrap().backward().unwrap();
-            factortopy::model::fit::clip_gradients(&mut store, &[var.clone()], 0.5).unwrap();
+            factortopy::model::fit::clip_gradients(&mut store, std::slice::from_ref(&var), 0.5).unwrap();
             opt.step(&store).unwrap();
         }
         let want = var.as_tensor().to_vec1::<f32>().unwrap();

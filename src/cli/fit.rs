@@ -28,50 +28,67 @@ pub struct FitArgs {
     pub quiet: bool,
 }
 
-/// Training settings shared by every subcommand that fits.
+/// Named starting points for the training settings.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// DESIGN §3.5: lr 1e-3, batch 8, regulariser over 2000 steps (large probe sets).
+    Design,
+    /// lr 1e-2, batch 32, regulariser over 300 steps (probe sets of a few thousand images).
+    Fast,
+}
+
+/// Training settings shared by every subcommand that fits. Flags override the preset.
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
+    /// Starting point for the settings below.
+    #[arg(long, value_enum, default_value_t = Preset::Design)]
+    pub preset: Preset,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Maximum number of epochs.
-    #[arg(long, default_value_t = FitConfig::default().max_epochs)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = FitConfig::default().batch_size)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = FitConfig::default().lr)]
-    pub lr: f64,
-    #[arg(long, default_value_t = FitConfig::default().weight_decay)]
-    pub weight_decay: f64,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
     /// Bottleneck width D.
-    #[arg(long = "dim", default_value_t = FitConfig::default().d)]
-    pub d: usize,
+    #[arg(long = "dim")]
+    pub d: Option<usize>,
     /// Local grid G.
-    #[arg(long, default_value_t = FitConfig::default().grid)]
-    pub grid: usize,
-    #[arg(long, default_value_t = FitConfig::default().val_fraction)]
-    pub val_fraction: f64,
-    /// Epochs without improvement before stopping.
-    #[arg(long, default_value_t = FitConfig::default().patience)]
-    pub patience: usize,
+    #[arg(long)]
+    pub grid: Option<usize>,
+    /// Fraction of images held out for validation and scoring.
+    #[arg(long)]
+    pub val_fraction: Option<f64>,
+    /// Epochs without improvement (after the regulariser has faded) before stopping.
+    #[arg(long)]
+    pub patience: Option<usize>,
     /// Optimiser steps over which the warm-up regulariser fades.
-    #[arg(long, default_value_t = FitConfig::default().reg_steps)]
-    pub reg_steps: usize,
+    #[arg(long)]
+    pub reg_steps: Option<usize>,
 }
 
 impl TrainArgs {
     pub fn config(&self) -> FitConfig {
+        let base = match self.preset {
+            Preset::Design => FitConfig::default(),
+            Preset::Fast => FitConfig::fast(),
+        };
         FitConfig {
             seed: self.seed,
-            max_epochs: self.epochs,
-            batch_size: self.batch_size,
-            lr: self.lr,
-            weight_decay: self.weight_decay,
-            d: self.d,
-            grid: self.grid,
-            val_fraction: self.val_fraction,
-            patience: self.patience,
-            reg_steps: self.reg_steps,
-            ..FitConfig::default()
+            max_epochs: self.epochs.unwrap_or(base.max_epochs),
+            batch_size: self.batch_size.unwrap_or(base.batch_size),
+            lr: self.lr.unwrap_or(base.lr),
+            weight_decay: self.weight_decay.unwrap_or(base.weight_decay),
+            d: self.d.unwrap_or(base.d),
+            grid: self.grid.unwrap_or(base.grid),
+            val_fraction: self.val_fraction.unwrap_or(base.val_fraction),
+            patience: self.patience.unwrap_or(base.patience),
+            reg_steps: self.reg_steps.unwrap_or(base.reg_steps),
+            ..base
         }
     }
 }

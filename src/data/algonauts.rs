@@ -50,7 +50,7 @@ pub struct AlgonautsOptions {
 }
 
 /// What the importer found, for the user.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct AlgonautsImport {
     pub brain: Brain,
     pub n_lh: usize,

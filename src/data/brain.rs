@@ -1,7 +1,13 @@
 //! The brain file (DESIGN §2): one subject's responses to the probe images, voxel positions and
 //! ROI membership.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
 use crate::data::array::Array;
+use crate::data::features::{json_string_list, non_finite_msg, one_line};
+use crate::data::safetensors_io::{write_tensors, OutTensor, TensorFile};
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct Brain {
@@ -21,13 +27,6 @@ pub struct Brain {
     pub stimulus_ids: Option<Vec<String>>,
     pub subject: Option<String>,
 }
-
-use std::collections::BTreeMap;
-use std::path::Path;
-
-use crate::data::features::{json_string_list, non_finite_msg, one_line};
-use crate::data::safetensors_io::{write_tensors, OutTensor, TensorFile};
-use crate::error::{Error, Result};
 
 impl Brain {
     pub fn n_images(&self) -> usize {
@@ -66,7 +65,9 @@ impl Brain {
     pub fn validate(&self, origin: &str) -> Result<()> {
         let err = |msg: String| Error::data(origin, msg);
         let r = &self.responses;
-        if r.shape.len() != 2 || r.shape.contains(&0) || r.data.len() != r.shape.iter().product::<usize>()
+        if r.shape.len() != 2
+            || r.shape.contains(&0)
+            || r.data.len() != r.shape.iter().product::<usize>()
         {
             return Err(err(format!(
                 "tensor `responses` has shape {:?}; expected [N images, V voxels] with N, V > 0",
@@ -251,6 +252,17 @@ impl Brain {
         if n == 0 || v == 0 {
             return Ok(());
         }
+        if let Some(i) = r.first_non_finite() {
+            return Err(Error::data(
+                origin,
+                format!(
+                    "tensor `responses` has a non-finite value ({}) at [image {}, voxel {}]",
+                    r.data[i],
+                    i / v,
+                    i % v
+                ),
+            ));
+        }
         let mut mean = vec![0f64; v];
         let (mut lo, mut hi) = (vec![f32::INFINITY; v], vec![f32::NEG_INFINITY; v]);
         for row in r.data.chunks_exact(v) {
@@ -262,7 +274,7 @@ impl Brain {
         }
         // Exact equality, not a variance threshold: in f64 the mean of identical f32 values can
         // differ from them by rounding, so a threshold would be arbitrary.
-        let constant: Vec<usize> = (0..v).filter(|&j| !(lo[j] < hi[j])).collect();
+        let constant: Vec<usize> = (0..v).filter(|&j| lo[j] >= hi[j]).collect();
         if let Some(&first) = constant.first() {
             return Err(Error::data(
                 origin,
@@ -314,7 +326,8 @@ impl Brain {
             ("roi".to_string(), OutTensor::I32 { shape: vec![v], data: &self.roi }),
         ];
         if let Some(nc) = &self.noise_ceiling {
-            tensors.push(("noise_ceiling".to_string(), OutTensor::F32 { shape: vec![v], data: nc }));
+            tensors
+                .push(("noise_ceiling".to_string(), OutTensor::F32 { shape: vec![v], data: nc }));
         }
         if let Some(f) = &self.flat {
             tensors.push(("flat".to_string(), OutTensor::from_array(f)));
@@ -402,12 +415,18 @@ mod tests {
         let mut b = sample();
         b.responses = Array { shape: vec![5, 0], data: vec![] };
         let s = e(b);
-        assert!(s.contains("brain.safetensors") && s.contains("`responses`") && s.contains("[5, 0]"), "{s}");
+        assert!(
+            s.contains("brain.safetensors") && s.contains("`responses`") && s.contains("[5, 0]"),
+            "{s}"
+        );
 
         let mut b = sample();
         b.responses.data[2 * 4 + 3] = f32::NAN;
         let s = e(b);
-        assert!(s.contains("`responses`") && s.contains("NaN") && s.contains("[image 2, voxel 3]"), "{s}");
+        assert!(
+            s.contains("`responses`") && s.contains("NaN") && s.contains("[image 2, voxel 3]"),
+            "{s}"
+        );
 
         let mut b = sample();
         b.coords = Array { shape: vec![4, 2], data: vec![0.0; 8] };
@@ -484,6 +503,9 @@ mod tests {
             b.responses.data[i * 4 + 1] = 0.1;
             b.responses.data[i * 4 + 3] = -2.0;
         }
+        let mut nan = b.clone();
+        nan.responses.data[6] = f32::NAN;
+        assert!(data_err(nan.zscore("z").map(|_| ())).contains("[image 1, voxel 2]"));
         let s = data_err(b.zscore("brain.safetensors").map(|_| ()));
         assert!(
             s.contains("brain.safetensors")

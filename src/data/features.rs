@@ -1,7 +1,12 @@
 //! The features file (DESIGN §2): one network's per-layer patch-token maps and global tokens on
 //! a probe set of N images.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
 use crate::data::array::Array;
+use crate::data::safetensors_io::{write_tensors, OutTensor, TensorFile};
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct LayerFeatures {
@@ -23,17 +28,8 @@ pub struct Features {
     pub layers: Vec<LayerFeatures>,
 }
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
-use crate::data::safetensors_io::{write_tensors, OutTensor, TensorFile};
-use crate::error::{Error, Result};
-
 /// Reads an optional metadata key holding a JSON list of strings.
-pub(crate) fn json_string_list(
-    file: &TensorFile,
-    key: &str,
-) -> Result<Option<Vec<String>>> {
+pub(crate) fn json_string_list(file: &TensorFile, key: &str) -> Result<Option<Vec<String>>> {
     match file.metadata().get(key) {
         None => Ok(None),
         Some(s) => serde_json::from_str::<Vec<String>>(s).map(Some).map_err(|e| {
@@ -108,14 +104,14 @@ impl Features {
         let err = |msg: String| Error::data(origin, msg);
         if self.layers.is_empty() {
             return Err(err(
-                "no layers: expected tensors `layers.0.local`, `layers.1.local`, ...".into(),
+                "no layers: expected tensors `layers.0.local`, `layers.1.local`, ...".into()
             ));
         }
         let mut n0 = None;
         for (i, layer) in self.layers.iter().enumerate() {
             let name = format!("layers.{i}.local");
             let s = &layer.local.shape;
-            if s.len() != 4 || s.iter().any(|&d| d == 0) {
+            if s.len() != 4 || s.contains(&0) {
                 return Err(err(format!(
                     "tensor `{name}` has shape {s:?}; expected [N, C, H, W] with every dimension > 0"
                 )));
@@ -308,7 +304,12 @@ mod tests {
         let mut f = sample();
         f.layers[1].local = arr(vec![3, 5, 3], 0.0);
         let s = e(f);
-        assert!(s.contains("feat.safetensors") && s.contains("`layers.1.local`") && s.contains("[3, 5, 3]"), "{s}");
+        assert!(
+            s.contains("feat.safetensors")
+                && s.contains("`layers.1.local`")
+                && s.contains("[3, 5, 3]"),
+            "{s}"
+        );
 
         let mut f = sample();
         f.layers[0].local = arr(vec![3, 4, 0, 2], 0.0);
@@ -326,12 +327,18 @@ mod tests {
         let mut f = sample();
         f.layers[0].local.data[4 * 4 * 2 + 3] = f32::NAN;
         let s = e(f);
-        assert!(s.contains("`layers.0.local`") && s.contains("NaN") && s.contains("[2, 0, 1, 1]"), "{s}");
+        assert!(
+            s.contains("`layers.0.local`") && s.contains("NaN") && s.contains("[2, 0, 1, 1]"),
+            "{s}"
+        );
 
         let mut f = sample();
         f.layers[1].global.as_mut().unwrap().data[7] = f32::INFINITY;
         let s = e(f);
-        assert!(s.contains("`layers.1.global`") && s.contains("inf") && s.contains("[1, 2]"), "{s}");
+        assert!(
+            s.contains("`layers.1.global`") && s.contains("inf") && s.contains("[1, 2]"),
+            "{s}"
+        );
 
         let mut f = sample();
         f.layer_names.pop();
@@ -379,7 +386,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("vit_small.safetensors");
         let v0: Vec<f32> = (0..2 * 3 * 2 * 2).map(|i| i as f32 * 0.25).collect();
-        let v1: Vec<f32> = (0..2 * 2 * 1 * 1).map(|i| i as f32 - 1.0).collect();
+        let v1: Vec<f32> = (0..4).map(|i| i as f32 - 1.0).collect();
         let g1: Vec<f32> = vec![0.5, 1.5, -2.0, 4.0];
         write_raw(
             &p,
@@ -420,11 +427,11 @@ mod tests {
             data_err(Features::load(&p).map(|_| ()))
         };
         let l0 = ("layers.0.local", Dtype::F32, vec![2, 1, 2, 2], f32b(8));
-        let s = load(
-            &[l0.clone(), ("layers.1.global", Dtype::F32, vec![2, 1], f32b(2))],
-            &[],
+        let s = load(&[l0.clone(), ("layers.1.global", Dtype::F32, vec![2, 1], f32b(2))], &[]);
+        assert!(
+            s.contains("layer 1 has no local map `layers.1.local`") && s.contains("f.safetensors"),
+            "{s}"
         );
-        assert!(s.contains("layer 1 has no local map `layers.1.local`") && s.contains("f.safetensors"), "{s}");
         let s = load(&[l0.clone(), ("layers.2.local", Dtype::F32, vec![2, 1, 2, 2], f32b(8))], &[]);
         assert!(s.contains("`layers.1.local` is missing"), "{s}");
         let s = load(&[("layers.1.local", Dtype::F32, vec![2, 1, 2, 2], f32b(8))], &[]);
@@ -433,11 +440,11 @@ mod tests {
         assert!(s.contains("unexpected tensor `layers.01.local`"), "{s}");
         let s = load(&[("other", Dtype::F32, vec![1], f32b(1))], &[]);
         assert!(s.contains("no layers"), "{s}");
-        let s = load(&[l0.clone()], &[("layer_names", "[\"a\", ")]);
+        let s = load(std::slice::from_ref(&l0), &[("layer_names", "[\"a\", ")]);
         assert!(s.contains("metadata `layer_names` is not a JSON list of strings"), "{s}");
-        let s = load(&[l0.clone()], &[("stimulus_ids", "{\"a\": 1}")]);
+        let s = load(std::slice::from_ref(&l0), &[("stimulus_ids", "{\"a\": 1}")]);
         assert!(s.contains("metadata `stimulus_ids`"), "{s}");
-        let s = load(&[l0.clone()], &[("stimulus_ids", "[\"a\"]")]);
+        let s = load(std::slice::from_ref(&l0), &[("stimulus_ids", "[\"a\"]")]);
         assert!(s.contains("`stimulus_ids` has 1 entries but there are 2 images"), "{s}");
         let s = load(&[("layers.0.local", Dtype::I32, vec![2, 1, 2, 2], f32b(8))], &[]);
         assert!(s.contains("`layers.0.local` has dtype I32"), "{s}");

@@ -90,7 +90,9 @@ pub fn ensure_output_dir(dir: &Path) -> Result<()> {
                     dir,
                     io::Error::new(
                         e.kind(),
-                        format!("output directory is not writable (cannot remove a probe file): {e}"),
+                        format!(
+                            "output directory is not writable (cannot remove a probe file): {e}"
+                        ),
                     ),
                 )
             })

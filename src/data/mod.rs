@@ -106,7 +106,10 @@ mod tests {
         )
         .unwrap_err();
         let s = e.to_string();
-        assert!(s.contains("differ at position 1") && s.contains("\"b\"") && s.contains("b.st"), "{s}");
+        assert!(
+            s.contains("differ at position 1") && s.contains("\"b\"") && s.contains("b.st"),
+            "{s}"
+        );
         assert!(!s.contains('\n'));
     }
 }

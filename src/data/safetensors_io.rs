@@ -59,7 +59,8 @@ impl TensorFile {
                 format!("file is {} bytes, shorter than the 8-byte header length", bytes.len()),
             ));
         }
-        let (header_len, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, e))?;
+        let (header_len, meta) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, e))?;
         let data_start = 8 + header_len;
         let mut entries = HashMap::new();
         for (name, info) in meta.tensors() {
@@ -291,7 +292,8 @@ pub fn serialize_tensors(
                 "tensor `{name}`: shape {shape:?} does not match its {len} values"
             )));
         }
-        prepared.push((name.clone(), Prepared { dtype, shape: shape.to_vec(), bytes: t.le_bytes() }));
+        prepared
+            .push((name.clone(), Prepared { dtype, shape: shape.to_vec(), bytes: t.le_bytes() }));
     }
     prepared.sort_by(|a, b| a.0.cmp(&b.0));
     let meta: Option<HashMap<String, String>> = if metadata.is_empty() {
@@ -499,7 +501,10 @@ pub(crate) mod tests {
         assert_eq!(t.i32("s").unwrap().1, vec![-300, 2]);
         let e = t.i32("big").unwrap_err();
         let s = one_line(&e);
-        assert!(s.contains("`big`") && s.contains("i32 range") && s.contains("t.safetensors"), "{s}");
+        assert!(
+            s.contains("`big`") && s.contains("i32 range") && s.contains("t.safetensors"),
+            "{s}"
+        );
         let s = one_line(&t.f32("l").unwrap_err());
         assert!(s.contains("`l`") && s.contains("I64"), "{s}");
         let s = one_line(&t.i32("h").unwrap_err());

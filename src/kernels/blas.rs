@@ -114,6 +114,9 @@ pub fn gemm(gpu: &Gpu, g: &Gemm2, a: &CudaView<f32>, b: &CudaView<f32>, c: &mut 
     too_short("B", b.len(), eb)?;
     too_short("C", c.len(), ec)?;
     let cfg = g.config()?;
+    // cuBLAS works in the calling thread's current context, which cudarc only sets for its own
+    // calls.
+    gpu.ctx.bind_to_thread().map_err(|e| Error::Cuda(format!("binding the CUDA context: {e:?}")))?;
     // SAFETY: the extents of all three operands were checked against their buffers above, and
     // the configuration is the column-major transcription of the checked row-major shape.
     unsafe { gpu.blas.gemm(cfg, b, a, c) }.map_err(|e| Error::Cuda(format!("cuBLAS sgemm {g:?}: {e:?}")))
@@ -139,6 +142,7 @@ pub fn gemm_strided_batched(
     if sc < ec && batch > 1 {
         return Err(Error::invalid("gemm: batched outputs overlap"));
     }
+    gpu.ctx.bind_to_thread().map_err(|e| Error::Cuda(format!("binding the CUDA context: {e:?}")))?;
     let cfg = StridedBatchedConfig {
         gemm: g.config()?,
         batch_size: int("batch", batch)?,

@@ -142,7 +142,7 @@ pub const MIN_DRIVER_VERSION: i32 = 13000;
 pub fn probe() -> Result<CudaInfo> {
     use once_cell::sync::OnceCell;
     static PROBE: OnceCell<std::result::Result<CudaInfo, String>> = OnceCell::new();
-    PROBE.get_or_init(|| dl::probe_uncached()).clone().map_err(Error::Cuda)
+    PROBE.get_or_init(dl::probe_uncached).clone().map_err(Error::Cuda)
 }
 
 #[cfg(feature = "cuda")]

@@ -81,7 +81,7 @@ pub fn smooth_l1(
     check_len("smooth-L1 target", target.len(), pred.len())?;
     check_len("smooth-L1 gradient", grad.len(), pred.len())?;
     check_len("reduction partials", partials.len(), REDUCE_BLOCKS)?;
-    if !(beta > 0.0) {
+    if beta.is_nan() || beta <= 0.0 {
         return Err(Error::invalid(format!("smooth-L1 beta must be positive, got {beta}")));
     }
     let mut launch = gpu.stream.launch_builder(&gpu.kernels.smooth_l1_fwd_bwd);

@@ -223,6 +223,9 @@ fn host_rows(t: &Tensor, idx: &[usize]) -> Result<Vec<f32>> {
     Ok(out)
 }
 
+/// `(parameter name, values)` in `Encoder::named_vars` order.
+pub type NamedValues = Vec<(String, Vec<f32>)>;
+
 /// Offsets of one selector MLP inside the flat parameter buffer.
 #[derive(Debug, Clone, Copy)]
 struct MlpAt {
@@ -310,7 +313,7 @@ fn pack(enc: &Encoder, lay: &Layout) -> Result<Vec<f32>> {
 
 /// The inverse of [`pack`]: `(name, values)` in `Encoder::named_vars` order, `weight` and `bias`
 /// unpacked from `wc`.
-fn unpack(spec: &EncoderSpec, lay: &Layout, flat: &[f32]) -> Vec<(String, Vec<f32>)> {
+fn unpack(spec: &EncoderSpec, lay: &Layout, flat: &[f32]) -> NamedValues {
     let mut out = Vec::new();
     let d = spec.d;
     for (l, &c) in spec.widths.iter().enumerate() {
@@ -837,7 +840,7 @@ impl GpuTrainer {
     /// The objective and its unclipped gradients on `batch` at `step`, without updating
     /// anything: `(loss, [(parameter name, gradient)])` in `Encoder::named_vars` order. For tests
     /// against candle's autograd.
-    pub fn loss_and_gradients(&mut self, batch: &[usize], step: usize) -> Result<(f64, Vec<(String, Vec<f32>)>)> {
+    pub fn loss_and_gradients(&mut self, batch: &[usize], step: usize) -> Result<(f64, NamedValues)> {
         no_panic("a GPU gradient evaluation", || {
             self.set_order(batch)?;
             let reg_w = self.forward_backward(0, batch.len(), step)?;
@@ -892,7 +895,7 @@ impl GpuTrainer {
     }
 
     /// Current parameters as `(name, values)` in `Encoder::named_vars` order.
-    pub fn parameters(&self) -> Result<Vec<(String, Vec<f32>)>> {
+    pub fn parameters(&self) -> Result<NamedValues> {
         let flat = self.g.stream.clone_dtoh(&self.params).map_err(cuda("reading parameters"))?;
         Ok(unpack(&self.spec, &self.lay, &flat))
     }

@@ -151,6 +151,8 @@ pub fn backward_into(
                 d.g, gpu.max_shared_optin
             )));
         }
+        // Unlike its launches, cudarc's set_attribute does not make the context current.
+        gpu.ctx.bind_to_thread().map_err(cuda("binding the CUDA context"))?;
         gpu.kernels
             .readout_bwd_maps
             .set_attribute(

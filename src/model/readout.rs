@@ -15,6 +15,7 @@
 //! Output `[B, V]`.
 
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
 /// Voxels per parallel work item; large enough to amortise scheduling, small enough to balance.
@@ -79,27 +80,39 @@ pub fn taps(x: f32, y: f32, g: usize) -> Taps {
     }
 }
 
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Four accumulators let the compiler vectorise without reassociating a single sum.
-    let mut acc = [0f32; 4];
-    let n4 = a.len() / 4 * 4;
-    for i in (0..n4).step_by(4) {
-        acc[0] += a[i] * b[i];
-        acc[1] += a[i + 1] * b[i + 1];
-        acc[2] += a[i + 2] * b[i + 2];
-        acc[3] += a[i + 3] * b[i + 3];
+/// `a·b` in SIMD registers, two accumulators to hide the FMA latency.
+#[inline(always)]
+fn dot<S: Simd>(simd: S, a: &[f32], b: &[f32]) -> f32 {
+    let (ah, at) = S::as_simd_f32s(a);
+    let (bh, bt) = S::as_simd_f32s(b);
+    let mut acc0 = simd.splat_f32s(0.0);
+    let mut acc1 = simd.splat_f32s(0.0);
+    let mut pairs_a = ah.chunks_exact(2);
+    let mut pairs_b = bh.chunks_exact(2);
+    for (x, y) in (&mut pairs_a).zip(&mut pairs_b) {
+        acc0 = simd.mul_add_e_f32s(x[0], y[0], acc0);
+        acc1 = simd.mul_add_e_f32s(x[1], y[1], acc1);
     }
-    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for i in n4..a.len() {
-        s += a[i] * b[i];
+    for (x, y) in pairs_a.remainder().iter().zip(pairs_b.remainder()) {
+        acc0 = simd.mul_add_e_f32s(*x, *y, acc0);
+    }
+    let mut s = simd.reduce_sum_f32s(simd.add_f32s(acc0, acc1));
+    for (x, y) in at.iter().zip(bt) {
+        s += x * y;
     }
     s
 }
 
-#[inline]
-fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
+/// `y += alpha·x` in SIMD registers.
+#[inline(always)]
+fn axpy<S: Simd>(simd: S, y: &mut [f32], alpha: f32, x: &[f32]) {
+    let (yh, yt) = S::as_mut_simd_f32s(y);
+    let (xh, xt) = S::as_simd_f32s(x);
+    let a = simd.splat_f32s(alpha);
+    for (yi, xi) in yh.iter_mut().zip(xh) {
+        *yi = simd.mul_add_e_f32s(a, *xi, *yi);
+    }
+    for (yi, xi) in yt.iter_mut().zip(xt) {
         *yi += alpha * xi;
     }
 }
@@ -109,34 +122,151 @@ fn all_taps(d: &Dims, sel: &[f32]) -> Vec<Taps> {
     (0..d.v).map(|v| taps(sel[v * sw], sel[v * sw + 1], d.g)).collect()
 }
 
-/// Forward of the readout on host slices; returns `[B, V]`.
-pub fn forward(d: &Dims, maps: &[f32], sel: &[f32], wc: &[f32]) -> Vec<f32> {
-    let (cells, sw, dd) = (d.cells(), d.sel_width(), d.d);
-    let gg = d.g * d.g;
-    let tap = all_taps(d, sel);
-    let inv_d = 1.0 / dd as f32;
-    let mut out = vec![0f32; d.b * d.v];
-    out.par_chunks_mut(VOXEL_CHUNK).enumerate().for_each(|(ci, chunk)| {
-        for (j, o) in chunk.iter_mut().enumerate() {
-            let flat = ci * VOXEL_CHUNK + j;
-            let (b, v) = (flat / d.v, flat % d.v);
-            let w_v = &wc[v * (dd + 1)..v * (dd + 1) + dd];
-            let s = sel[v * sw + 2 + d.l];
-            let t = &tap[v];
-            let mut acc = 0f32;
-            for l in 0..d.l {
-                let block = &maps[(b * d.l + l) * cells * dd..(b * d.l + l + 1) * cells * dd];
-                let mut loc = 0f32;
-                for k in 0..4 {
-                    if t.idx[k] != OUTSIDE {
-                        loc += t.w[k] * dot(w_v, &block[t.idx[k] * dd..(t.idx[k] + 1) * dd]);
+/// Everything one pass reads, shared by the work items of that pass.
+struct Operands<'a> {
+    d: Dims,
+    maps: &'a [f32],
+    sel: &'a [f32],
+    wc: &'a [f32],
+    tap: Vec<Taps>,
+}
+
+impl Operands<'_> {
+    #[inline(always)]
+    fn w(&self, v: usize) -> &[f32] {
+        &self.wc[v * (self.d.d + 1)..v * (self.d.d + 1) + self.d.d]
+    }
+    #[inline(always)]
+    fn block(&self, b: usize, l: usize) -> &[f32] {
+        let n = self.d.cells() * self.d.d;
+        &self.maps[(b * self.d.l + l) * n..(b * self.d.l + l + 1) * n]
+    }
+    #[inline(always)]
+    fn p(&self, v: usize, l: usize) -> f32 {
+        self.sel[v * self.d.sel_width() + 2 + l]
+    }
+    #[inline(always)]
+    fn s(&self, v: usize) -> f32 {
+        self.sel[v * self.d.sel_width() + 2 + self.d.l]
+    }
+}
+
+/// One work item of one pass; dispatched through `pulp` so the inner loops are compiled for
+/// the best SIMD instruction set the CPU has (AVX2/FMA, AVX-512, NEON), chosen at run time.
+enum Job<'a> {
+    /// Outputs `out[first..first + len]` of the flattened `[B, V]` prediction.
+    Forward { first: usize, out: &'a mut [f32] },
+    /// Selector and readout-parameter gradients of voxel `v`.
+    VoxelGrads { v: usize, go: &'a [f32], dsel: &'a mut [f32], dwc: &'a mut [f32] },
+    /// Map gradients of image `b`.
+    ImageGrads { b: usize, go: &'a [f32], dmaps: &'a mut [f32] },
+}
+
+struct Work<'a, 'b> {
+    ops: &'b Operands<'a>,
+    job: Job<'b>,
+}
+
+impl WithSimd for Work<'_, '_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let o = self.ops;
+        let d = o.d;
+        let (dd, gg) = (d.d, d.g * d.g);
+        let inv_d = 1.0 / dd as f32;
+        match self.job {
+            Job::Forward { first, out } => {
+                for (j, y) in out.iter_mut().enumerate() {
+                    let (b, v) = ((first + j) / d.v, (first + j) % d.v);
+                    let (w_v, s, t) = (o.w(v), o.s(v), &o.tap[v]);
+                    let mut acc = 0f32;
+                    for l in 0..d.l {
+                        let block = o.block(b, l);
+                        let mut loc = 0f32;
+                        for k in 0..4 {
+                            if t.idx[k] != OUTSIDE {
+                                loc += t.w[k] * dot(simd, w_v, &block[t.idx[k] * dd..(t.idx[k] + 1) * dd]);
+                            }
+                        }
+                        let glob = dot(simd, w_v, &block[gg * dd..(gg + 1) * dd]);
+                        acc += o.p(v, l) * ((1.0 - s) * loc + s * glob);
+                    }
+                    *y = acc * inv_d + o.wc[v * (dd + 1) + dd];
+                }
+            }
+            Job::VoxelGrads { v, go, dsel, dwc } => {
+                let (w_v, s, t) = (o.w(v), o.s(v), &o.tap[v]);
+                let (mut dx, mut dy, mut dscale, mut dc) = (0f32, 0f32, 0f32, 0f32);
+                for b in 0..d.b {
+                    let gout = go[b * d.v + v];
+                    if gout == 0.0 {
+                        continue;
+                    }
+                    dc += gout;
+                    let gob = gout * inv_d;
+                    for l in 0..d.l {
+                        let p = o.p(v, l);
+                        let block = o.block(b, l);
+                        let (mut loc, mut lx, mut ly) = (0f32, 0f32, 0f32);
+                        for k in 0..4 {
+                            if t.idx[k] != OUTSIDE {
+                                let cell = &block[t.idx[k] * dd..(t.idx[k] + 1) * dd];
+                                let e = dot(simd, w_v, cell);
+                                loc += t.w[k] * e;
+                                lx += t.dw_dx[k] * e;
+                                ly += t.dw_dy[k] * e;
+                                axpy(simd, &mut dwc[..dd], gob * p * (1.0 - s) * t.w[k], cell);
+                            }
+                        }
+                        let gcell = &block[gg * dd..(gg + 1) * dd];
+                        let eg = dot(simd, w_v, gcell);
+                        axpy(simd, &mut dwc[..dd], gob * p * s, gcell);
+                        dsel[2 + l] += gob * ((1.0 - s) * loc + s * eg);
+                        dscale += gob * p * (eg - loc);
+                        dx += gob * p * (1.0 - s) * lx;
+                        dy += gob * p * (1.0 - s) * ly;
                     }
                 }
-                let glob = dot(w_v, &block[gg * dd..(gg + 1) * dd]);
-                acc += sel[v * sw + 2 + l] * ((1.0 - s) * loc + s * glob);
+                dsel[0] = dx;
+                dsel[1] = dy;
+                dsel[2 + d.l] = dscale;
+                dwc[dd] = dc;
             }
-            *o = acc * inv_d + wc[v * (dd + 1) + dd];
+            Job::ImageGrads { b, go, dmaps } => {
+                let n = d.cells() * dd;
+                for v in 0..d.v {
+                    let gout = go[b * d.v + v];
+                    if gout == 0.0 {
+                        continue;
+                    }
+                    let gob = gout * inv_d;
+                    let (w_v, s, t) = (o.w(v), o.s(v), &o.tap[v]);
+                    for l in 0..d.l {
+                        let coef = gob * o.p(v, l);
+                        let block = &mut dmaps[l * n..(l + 1) * n];
+                        for k in 0..4 {
+                            if t.idx[k] != OUTSIDE {
+                                let i = t.idx[k];
+                                axpy(simd, &mut block[i * dd..(i + 1) * dd], coef * (1.0 - s) * t.w[k], w_v);
+                            }
+                        }
+                        axpy(simd, &mut block[gg * dd..(gg + 1) * dd], coef * s, w_v);
+                    }
+                }
+            }
         }
+    }
+}
+
+/// Forward of the readout on host slices; returns `[B, V]`.
+pub fn forward(d: &Dims, maps: &[f32], sel: &[f32], wc: &[f32]) -> Vec<f32> {
+    let ops = Operands { d: *d, maps, sel, wc, tap: all_taps(d, sel) };
+    let arch = Arch::new();
+    let mut out = vec![0f32; d.b * d.v];
+    out.par_chunks_mut(VOXEL_CHUNK).enumerate().for_each(|(ci, chunk)| {
+        arch.dispatch(Work { ops: &ops, job: Job::Forward { first: ci * VOXEL_CHUNK, out: chunk } });
     });
     out
 }
@@ -149,83 +279,22 @@ pub fn backward(
     wc: &[f32],
     go: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (cells, sw, dd) = (d.cells(), d.sel_width(), d.d);
-    let gg = d.g * d.g;
-    let tap = all_taps(d, sel);
-    let inv_d = 1.0 / dd as f32;
-
+    let ops = Operands { d: *d, maps, sel, wc, tap: all_taps(d, sel) };
+    let arch = Arch::new();
     // Pass 1, over voxels: everything that belongs to one voxel.
-    let mut dsel = vec![0f32; d.v * sw];
-    let mut dwc = vec![0f32; d.v * (dd + 1)];
-    dsel.par_chunks_mut(sw)
-        .zip(dwc.par_chunks_mut(dd + 1))
+    let mut dsel = vec![0f32; d.v * d.sel_width()];
+    let mut dwc = vec![0f32; d.v * (d.d + 1)];
+    dsel.par_chunks_mut(d.sel_width())
+        .zip(dwc.par_chunks_mut(d.d + 1))
         .enumerate()
         .with_min_len(VOXEL_CHUNK / 4)
         .for_each(|(v, (ds, dw))| {
-            let w_v = &wc[v * (dd + 1)..v * (dd + 1) + dd];
-            let s = sel[v * sw + 2 + d.l];
-            let t = &tap[v];
-            let (mut dx, mut dy, mut dscale, mut dc) = (0f32, 0f32, 0f32, 0f32);
-            for b in 0..d.b {
-                let gout = go[b * d.v + v];
-                if gout == 0.0 {
-                    continue;
-                }
-                dc += gout;
-                let gob = gout * inv_d;
-                for l in 0..d.l {
-                    let p = sel[v * sw + 2 + l];
-                    let block = &maps[(b * d.l + l) * cells * dd..(b * d.l + l + 1) * cells * dd];
-                    let (mut loc, mut lx, mut ly) = (0f32, 0f32, 0f32);
-                    for k in 0..4 {
-                        if t.idx[k] != OUTSIDE {
-                            let cell = &block[t.idx[k] * dd..(t.idx[k] + 1) * dd];
-                            let e = dot(w_v, cell);
-                            loc += t.w[k] * e;
-                            lx += t.dw_dx[k] * e;
-                            ly += t.dw_dy[k] * e;
-                            axpy(&mut dw[..dd], gob * p * (1.0 - s) * t.w[k], cell);
-                        }
-                    }
-                    let gcell = &block[gg * dd..(gg + 1) * dd];
-                    let eg = dot(w_v, gcell);
-                    axpy(&mut dw[..dd], gob * p * s, gcell);
-                    ds[2 + l] += gob * ((1.0 - s) * loc + s * eg);
-                    dscale += gob * p * (eg - loc);
-                    dx += gob * p * (1.0 - s) * lx;
-                    dy += gob * p * (1.0 - s) * ly;
-                }
-            }
-            ds[0] = dx;
-            ds[1] = dy;
-            ds[2 + d.l] = dscale;
-            dw[dd] = dc;
+            arch.dispatch(Work { ops: &ops, job: Job::VoxelGrads { v, go, dsel: ds, dwc: dw } });
         });
-
     // Pass 2, over images: the map gradients of one image are written by one worker only.
-    let mut dmaps = vec![0f32; d.b * d.l * cells * dd];
-    dmaps.par_chunks_mut(d.l * cells * dd).enumerate().for_each(|(b, dm)| {
-        for v in 0..d.v {
-            let gout = go[b * d.v + v];
-            if gout == 0.0 {
-                continue;
-            }
-            let gob = gout * inv_d;
-            let w_v = &wc[v * (dd + 1)..v * (dd + 1) + dd];
-            let s = sel[v * sw + 2 + d.l];
-            let t = &tap[v];
-            for l in 0..d.l {
-                let coef = gob * sel[v * sw + 2 + l];
-                let block = &mut dm[l * cells * dd..(l + 1) * cells * dd];
-                for k in 0..4 {
-                    if t.idx[k] != OUTSIDE {
-                        let i = t.idx[k];
-                        axpy(&mut block[i * dd..(i + 1) * dd], coef * (1.0 - s) * t.w[k], w_v);
-                    }
-                }
-                axpy(&mut block[gg * dd..(gg + 1) * dd], coef * s, w_v);
-            }
-        }
+    let mut dmaps = vec![0f32; d.b * d.l * d.cells() * d.d];
+    dmaps.par_chunks_mut(d.l * d.cells() * d.d).enumerate().for_each(|(b, dm)| {
+        arch.dispatch(Work { ops: &ops, job: Job::ImageGrads { b, go, dmaps: dm } });
     });
     (dmaps, dsel, dwc)
 }

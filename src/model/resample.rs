@@ -69,8 +69,8 @@ mod tests {
         // 4 → 2: src = (o + 0.5)·2 − 0.5 = 0.5, 2.5: the mean of each pair of cells.
         let taps = axis_taps(4, 2);
         assert_eq!(taps, vec![(0, 1, 0.5), (2, 3, 0.5)]);
-        // A single source row is read as-is at every output row.
-        assert_eq!(axis_taps(1, 2), vec![(0, 0, 0.0), (0, 0, 0.0)]);
+        // A single source row is read as-is at every output row: both taps are that row.
+        assert!(axis_taps(1, 2).iter().all(|&(a, b, _)| a == 0 && b == 0));
     }
 
     #[test]

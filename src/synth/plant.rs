@@ -177,6 +177,37 @@ fn choose_signal(roi: &[i32], fraction: f64, seed: u64) -> Vec<u8> {
     signal
 }
 
+/// `[N, C, G, G]` → `[N, G·G, C]`.
+fn cell_major(a: &Array) -> Vec<f32> {
+    let (c, gg) = (a.shape[1], a.shape[2] * a.shape[3]);
+    let mut out = vec![0.0f32; a.numel()];
+    out.par_chunks_mut(gg * c).zip(a.data.par_chunks(c * gg)).for_each(|(dst, src)| {
+        for (ch, plane) in src.chunks_exact(gg).enumerate() {
+            for (cell, &x) in plane.iter().enumerate() {
+                dst[cell * c + ch] = x;
+            }
+        }
+    });
+    out
+}
+
+/// Dot product in f64 with a fixed summation order (four interleaved accumulators), so it
+/// pipelines and gives the same bits everywhere.
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let mut qa = a.chunks_exact(4);
+    let mut qb = b.chunks_exact(4);
+    for (x, y) in qa.by_ref().zip(qb.by_ref()) {
+        for k in 0..4 {
+            acc[k] += x[k] as f64 * y[k] as f64;
+        }
+    }
+    for (k, (&x, &y)) in qa.remainder().iter().zip(qb.remainder()).enumerate() {
+        acc[k] += x as f64 * y as f64;
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
 /// A signal voxel's planting recipe.
 struct Recipe {
     layer: usize,
@@ -243,19 +274,20 @@ pub fn plant_detailed(features: &Features, cfg: &SynthConfig) -> Result<Planted>
         })
         .collect();
 
+    // Cell-major maps ([N, G·G, C]) make each tap a contiguous dot product over channels.
+    let cells: Vec<Vec<f32>> = locals.iter().map(cell_major).collect();
+    drop(locals);
     // Image-major, so each image's maps stay in cache while every voxel reads them.
     let mut raw = vec![0.0f64; n * v];
     raw.par_chunks_mut(v).enumerate().for_each(|(img, row)| {
         for (out, rec) in row.iter_mut().zip(recipes.iter()) {
             let Some(rec) = rec else { continue };
             let c = widths[rec.layer];
-            let map = &locals[rec.layer].data[img * c * gg..(img + 1) * c * gg];
+            let map = &cells[rec.layer][img * gg * c..(img + 1) * gg * c];
             let glob = &globals[rec.layer].data[img * c..(img + 1) * c];
-            let mut y = 0.0f64;
-            for (ch, &w) in rec.w.iter().enumerate() {
-                let plane = &map[ch * gg..(ch + 1) * gg];
-                let local: f32 = rec.taps.iter().map(|&(idx, wt)| wt * plane[idx]).sum();
-                y += w as f64 * (local + rec.scale * glob[ch]) as f64;
+            let mut y = rec.scale as f64 * dot(&rec.w, glob);
+            for &(idx, wt) in &rec.taps {
+                y += wt as f64 * dot(&rec.w, &map[idx * c..(idx + 1) * c]);
             }
             *out = y;
         }

@@ -53,7 +53,7 @@ static int failures = 0;
     }                                                                                      \
   } while (0)
 
-enum { N_IMAGES = 300, N_VOXELS = 300, N_LAYERS = 4, WIDTH = 16, GRID = 4 };
+enum { N_IMAGES = 120, N_VOXELS = 28, N_LAYERS = 4, WIDTH = 12, GRID = 4 };
 
 /* ---- deterministic noise and low-precision conversions ------------------------------------ */
 
@@ -353,6 +353,7 @@ int main(int argc, char **argv) {
   }
   const char *dir = argv[1];
   char path[4096];
+  setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines show up as they happen (CI logs) */
 
   /* Version. */
   EXPECT(strcmp(ft_version(), FT_VERSION_STRING) == 0);
@@ -385,11 +386,11 @@ int main(int argc, char **argv) {
   /* The monitor: a small reference fit, a refit every third observation. */
   ft_monitor_options mo;
   CHECK(ft_monitor_options_default(&mo));
-  mo.fit.d = 16;
+  mo.fit.d = 8;
   mo.fit.grid = GRID;
-  mo.fit.max_epochs = 6;
-  mo.fit.batch_size = 16;
-  mo.fit.lr = 3e-3;
+  mo.fit.max_epochs = 8;
+  mo.fit.batch_size = 8;
+  mo.fit.lr = 1e-2;
   mo.fit.reg_steps = 60;
   mo.fit.seed = 3;
   mo.held_out_fraction = 0.2;

@@ -1,0 +1,169 @@
+//! Latency of `Monitor::observe` (issue 3) at the core benchmark size: N = 1000 probe images,
+//! V = 5000 voxels, L = 12 layers of width 256 (synthetic network, early layers 14×14, late
+//! 7×7), encoder D = 128, G = 8, on CPU; and the overhead per training step it implies when the
+//! monitor observes every K training steps.
+//!
+//! Usage: `cargo bench --bench monitor -- [--images N --voxels V --layers L --width C
+//! --repeats R --refit-steps S --k K --refit-every E --ref-steps S0]`.
+//!
+//! The reference encoder comes from a short fit (`--ref-steps` optimiser steps; its quality
+//! does not change the cost of an observation). Reported:
+//! - observe without refit: retention on the held-out images + CKA on all images, median of R;
+//! - the two parts separately (held-out retention = observe − CKA);
+//! - observe with a refit of S optimiser steps;
+//! - overhead per training step at K: (observe + refit / E) / K.
+
+use std::time::Instant;
+
+use factortopy::data::Features;
+use factortopy::model::FitConfig;
+use factortopy::monitor::{GramStats, Monitor, MonitorConfig};
+use factortopy::rng::Rng;
+use factortopy::synth::{generate, Scenario, SynthConfig};
+
+fn arg(args: &[String], name: &str, default: usize) -> usize {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        0.5 * (xs[n / 2 - 1] + xs[n / 2])
+    }
+}
+
+/// `f` plus `sigma`-scaled noise (a different pattern per seed).
+fn perturbed(f: &Features, sigma: f32, seed: u64) -> Features {
+    let mut out = f.clone();
+    let mut rng = Rng::new(seed);
+    for l in &mut out.layers {
+        for x in l.local.data.iter_mut() {
+            *x += sigma * (rng.uniform() as f32 - 0.5);
+        }
+        if let Some(g) = &mut l.global {
+            for x in g.data.iter_mut() {
+                *x += sigma * (rng.uniform() as f32 - 0.5);
+            }
+        }
+    }
+    out
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n = arg(&args, "--images", 1000);
+    let v = arg(&args, "--voxels", 5000);
+    let l = arg(&args, "--layers", 12);
+    let c = arg(&args, "--width", 256);
+    let repeats = arg(&args, "--repeats", 5).max(1);
+    let refit_steps = arg(&args, "--refit-steps", 50).max(1);
+    let k = arg(&args, "--k", 100).max(1);
+    let refit_every = arg(&args, "--refit-every", 10).max(1);
+    let ref_steps = arg(&args, "--ref-steps", 150).max(1);
+    let threads = rayon::current_num_threads();
+    println!("monitor benchmark: N = {n}, V = {v}, L = {l}, C = {c}, D = 128, G = 8, {threads} threads");
+
+    let t = Instant::now();
+    let syn = generate(&SynthConfig {
+        scenario: Scenario::Hierarchical,
+        n_images: n,
+        n_voxels: v,
+        n_layers: l,
+        width: c,
+        grid: 7,
+        ..SynthConfig::default()
+    })
+    .expect("synthetic data");
+    let mut brain = syn.brain;
+    brain.zscore("synthetic").expect("z-score");
+    let reference = syn.features;
+    println!("synthetic data: {:.1} s", t.elapsed().as_secs_f64());
+
+    let config = MonitorConfig {
+        fit: FitConfig { max_steps: Some(ref_steps), lr: 3e-3, batch_size: 16, ..FitConfig::default() },
+        held_out_fraction: 0.1,
+        refit_every: 0,
+        refit_max_steps: refit_steps,
+        refit_max_seconds: None,
+        forgetting_threshold: 0.2,
+        weighted: false,
+    };
+    let t = Instant::now();
+    let mut monitor = Monitor::new(&brain, &reference, config, None).expect("reference fit");
+    println!(
+        "reference encoder: {ref_steps} steps in {:.1} s, held-out R² {:.4} on {} images",
+        t.elapsed().as_secs_f64(),
+        monitor.reference_r2(),
+        monitor.held_out().len()
+    );
+
+    let x = perturbed(&reference, 0.5, 1);
+    // Warm-up (allocator, thread pool), not timed.
+    monitor.observe(0, &reference).expect("observe");
+
+    let mut plain = Vec::new();
+    for r in 0..repeats {
+        let t = Instant::now();
+        let rep = monitor.observe(1 + r as u64, &x).expect("observe");
+        plain.push(t.elapsed().as_secs_f64());
+        assert!(rep.refit.is_none());
+    }
+    let obs = median(plain.clone());
+
+    // The CKA part alone: reference statistics are cached; per observation, one GramStats per
+    // layer plus one cross-product per layer.
+    let ref_stats: Vec<GramStats> = (0..l).map(|i| GramStats::new(&reference.global(i)).unwrap()).collect();
+    let mut cka_times = Vec::new();
+    for _ in 0..repeats {
+        let t = Instant::now();
+        for (i, rs) in ref_stats.iter().enumerate() {
+            let s = GramStats::new(&x.global(i)).unwrap();
+            std::hint::black_box(rs.cka(&s).unwrap());
+        }
+        cka_times.push(t.elapsed().as_secs_f64());
+    }
+    let cka = median(cka_times);
+
+    monitor.config_mut().refit_every = 1;
+    let mut refits = Vec::new();
+    for r in 0..repeats.min(3) {
+        let t = Instant::now();
+        let rep = monitor.observe(100 + r as u64, &x).expect("observe with refit");
+        refits.push(t.elapsed().as_secs_f64());
+        let f = rep.refit.expect("refit");
+        assert_eq!(f.steps, refit_steps);
+    }
+    let with_refit = median(refits.clone());
+    let refit_only = with_refit - obs;
+
+    println!();
+    println!("observe without refit   {:>9.1} ms  (median of {repeats}; all: {:?})", 1e3 * obs, ms(&plain));
+    println!("  of which CKA (12 layers, all {n} images) {:>7.1} ms", 1e3 * cka);
+    println!("  of which held-out retention           {:>7.1} ms", 1e3 * (obs - cka));
+    println!(
+        "observe with refit      {:>9.1} ms  ({refit_steps} refit steps; median of {}; all: {:?})",
+        1e3 * with_refit,
+        refits.len(),
+        ms(&refits)
+    );
+    println!("  refit alone           {:>9.1} ms  ({:.1} ms per refit step)", 1e3 * refit_only, 1e3 * refit_only / refit_steps as f64);
+    println!();
+    println!("overhead per training step, observing every K = {k} steps:");
+    println!("  no refits                       {:>8.2} ms/step", 1e3 * obs / k as f64);
+    println!(
+        "  refit every {refit_every} observations        {:>8.2} ms/step",
+        1e3 * (obs + refit_only / refit_every as f64) / k as f64
+    );
+    println!("  refit at every observation      {:>8.2} ms/step", 1e3 * with_refit / k as f64);
+}
+
+fn ms(xs: &[f64]) -> Vec<String> {
+    xs.iter().map(|x| format!("{:.0}", 1e3 * x)).collect()
+}
