@@ -101,9 +101,10 @@ pub fn print_progress(p: &Progress) {
 }
 
 pub fn run(a: FitArgs) -> Result<i32> {
-    // Check the destination first so a long fit never ends in an unwritable directory.
-    crate::data::io::ensure_output_dir(&a.out)?;
     let (features, brain) = load_inputs(&a.features, &a.brain)?;
+    // Check the destination before fitting so a long fit never ends in an unwritable directory,
+    // but after validating the inputs so bad inputs leave nothing behind.
+    crate::data::io::ensure_output_dir(&a.out)?;
     let cfg = a.train.config();
     eprintln!(
         "fitting {} ({} layers) to {} voxels on {} images",

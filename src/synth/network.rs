@@ -120,37 +120,49 @@ fn pool2(src: &[f32], side: usize, dst: &mut [f32]) {
     }
 }
 
-/// `z = M·src` for one image: `M` is `C×C`, `src` and `z` are `C` planes of `p` values. Four
-/// output channels share each pass over an input plane; every output still sums its inputs in
-/// channel order, so the result does not depend on how the loop is vectorised.
+/// `z = M·src` for one image: `mt` is `Mᵀ` (`C×C`, input-major), `src` and `z` are `C` planes
+/// of `p` values. Blocks of 8 output channels × 8 positions accumulate in registers (this is
+/// the network's hot loop); every output sums its inputs in channel order starting from zero on
+/// every path, so the bits do not depend on the blocking or on how the loop is vectorised.
 #[inline(always)]
-fn channel_mix(m: &[f32], src: &[f32], c: usize, p: usize, z: &mut [f32]) {
-    z.iter_mut().for_each(|v| *v = 0.0);
+fn channel_mix(mt: &[f32], src: &[f32], c: usize, p: usize, z: &mut [f32]) {
+    const B: usize = 8;
+    let single = |z: &mut [f32], co: usize, x: usize| {
+        let mut a = 0.0f32;
+        for ci in 0..c {
+            a += mt[ci * c + co] * src[ci * p + x];
+        }
+        z[co * p + x] = a;
+    };
     let mut co = 0;
-    while co + 4 <= c {
-        let (z0, rest) = z[co * p..(co + 4) * p].split_at_mut(p);
-        let (z1, rest) = rest.split_at_mut(p);
-        let (z2, z3) = rest.split_at_mut(p);
-        for (ci, s) in src.chunks_exact(p).enumerate() {
-            let (w0, w1, w2, w3) = (m[co * c + ci], m[(co + 1) * c + ci], m[(co + 2) * c + ci], m[(co + 3) * c + ci]);
-            for ((((a0, a1), a2), a3), &x) in
-                z0.iter_mut().zip(z1.iter_mut()).zip(z2.iter_mut()).zip(z3.iter_mut()).zip(s)
-            {
-                *a0 += w0 * x;
-                *a1 += w1 * x;
-                *a2 += w2 * x;
-                *a3 += w3 * x;
+    while co + B <= c {
+        let mut x0 = 0;
+        while x0 + B <= p {
+            let mut acc = [[0.0f32; B]; B];
+            for ci in 0..c {
+                let s: &[f32; B] = src[ci * p + x0..ci * p + x0 + B].try_into().expect("tile");
+                let w: &[f32; B] = mt[ci * c + co..ci * c + co + B].try_into().expect("tile");
+                for r in 0..B {
+                    for k in 0..B {
+                        acc[r][k] += w[r] * s[k];
+                    }
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                z[(co + r) * p + x0..(co + r) * p + x0 + B].copy_from_slice(a);
+            }
+            x0 += B;
+        }
+        for x in x0..p {
+            for r in 0..B {
+                single(z, co + r, x);
             }
         }
-        co += 4;
+        co += B;
     }
     for co in co..c {
-        let zr = &mut z[co * p..(co + 1) * p];
-        for (ci, s) in src.chunks_exact(p).enumerate() {
-            let w = m[co * c + ci];
-            for (a, &x) in zr.iter_mut().zip(s) {
-                *a += w * x;
-            }
+        for x in 0..p {
+            single(z, co, x);
         }
     }
 }
@@ -234,6 +246,7 @@ fn smooth_noise(n: usize, c: usize, side: usize, seed: u64, label: &str) -> Vec<
 /// `blur(tanh(M·x))`, pooled to `out_side` when it is half of `in_side`, for every image.
 fn mix(prev: &[f32], c: usize, in_side: usize, out_side: usize, m: &[f32]) -> Vec<f32> {
     let n = prev.len() / (c * in_side * in_side);
+    let mt: Vec<f32> = (0..c * c).map(|i| m[(i % c) * c + i / c]).collect();
     let pin = in_side * in_side;
     let pout = out_side * out_side;
     let mut out = vec![0.0f32; n * c * pout];
@@ -244,7 +257,7 @@ fn mix(prev: &[f32], c: usize, in_side: usize, out_side: usize, m: &[f32]) -> Ve
         || (vec![0.0f32; c * pin], Vec::new()),
         |(z, tmp), (dst, src)| {
             arch.dispatch(|| {
-                channel_mix(m, src, c, pin, z);
+                channel_mix(&mt, src, c, pin, z);
                 z.iter_mut().for_each(|v| *v = soft_tanh(*v));
                 blur(z, in_side, tmp);
                 if out_side == in_side {
@@ -378,15 +391,21 @@ mod tests {
 
     #[test]
     fn channel_mix_is_a_matrix_product() {
-        let (c, p) = (6, 3);
-        let m: Vec<f32> = (0..c * c).map(|i| (i as f32 * 0.37).sin()).collect();
-        let src: Vec<f32> = (0..c * p).map(|i| (i as f32 * 0.11).cos()).collect();
-        let mut z = vec![9.0; c * p];
-        channel_mix(&m, &src, c, p, &mut z);
-        for co in 0..c {
-            for x in 0..p {
-                let want: f32 = (0..c).map(|ci| m[co * c + ci] * src[ci * p + x]).sum();
-                assert!((z[co * p + x] - want).abs() < 1e-5);
+        // Sizes that exercise full tiles and both remainders.
+        for (c, p) in [(6, 3), (8, 8), (19, 21), (64, 64)] {
+            let m: Vec<f32> = (0..c * c).map(|i| (i as f32 * 0.37).sin()).collect();
+            let mt: Vec<f32> = (0..c * c).map(|i| m[(i % c) * c + i / c]).collect();
+            let src: Vec<f32> = (0..c * p).map(|i| (i as f32 * 0.11).cos()).collect();
+            let mut z = vec![9.0; c * p];
+            channel_mix(&mt, &src, c, p, &mut z);
+            for co in 0..c {
+                for x in 0..p {
+                    let mut want = 0.0f32;
+                    for ci in 0..c {
+                        want += m[co * c + ci] * src[ci * p + x];
+                    }
+                    assert_eq!(z[co * p + x].to_bits(), want.to_bits(), "c {c} p {p}");
+                }
             }
         }
     }

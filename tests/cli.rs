@@ -1,0 +1,173 @@
+//! The `factortopy` binary as a user runs it: reproducible reports, `score` agreeing with `fit`,
+//! and bad input giving one clear error line, a non-zero exit and no partial output.
+
+use factortopy::data::safetensors_io::{write_tensors, OutTensor, TensorFile};
+use factortopy::data::Brain;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_factortopy")
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("run factortopy")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A small synthetic data set shared by the tests of this file.
+fn synthetic() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("factortopy-cli-{}", std::process::id()));
+        let out = run(&[
+            "synth", "--out", s(&dir), "--images", "240", "--voxels", "150", "--layers", "3", "--width", "8",
+            "--grid", "4", "--seed", "5",
+        ]);
+        assert!(out.status.success(), "synth failed: {}", String::from_utf8_lossy(&out.stderr));
+        dir
+    })
+}
+
+fn fit_args<'a>(features: &'a str, brain: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "fit", "--features", features, "--brain", brain, "--out", out, "--preset", "fast", "--grid", "4", "--dim", "16",
+        "--epochs", "3", "--quiet",
+    ]
+}
+
+#[test]
+fn same_inputs_and_seed_give_byte_identical_reports_and_score_agrees() {
+    let syn = synthetic();
+    let tmp = tempfile::tempdir().unwrap();
+    let (f, b) = (syn.join("features.safetensors"), syn.join("brain.safetensors"));
+    let mut reports = Vec::new();
+    for run_dir in ["a", "b"] {
+        let out = tmp.path().join(run_dir);
+        let o = run(&fit_args(s(&f), s(&b), s(&out)));
+        assert!(o.status.success(), "fit failed: {}", String::from_utf8_lossy(&o.stderr));
+        for file in ["report.json", "encoder.safetensors", "selectors.safetensors", "layer_map.png"] {
+            assert!(out.join(file).is_file(), "{file} missing");
+        }
+        reports.push(std::fs::read(out.join("report.json")).unwrap());
+    }
+    assert_eq!(reports[0], reports[1], "report.json differs between two identical runs");
+    let json: serde_json::Value = serde_json::from_slice(&reports[0]).unwrap();
+    for key in ["slope", "b0", "b1", "spearman"] {
+        assert!(json["hierarchy"][key].is_number(), "hierarchy.{key}");
+    }
+    assert!(json["r2"]["mean"].is_number() && json["r2"]["median"].is_number());
+    let roi = &json["rois"][0];
+    for key in ["name", "level", "n_voxels", "mean_depth", "mean_r2", "mean_scale"] {
+        assert!(!roi[key].is_null(), "rois[0].{key}");
+    }
+    // `score` on the saved encoder recomputes the same report.
+    let rescored = tmp.path().join("rescored.json");
+    let enc = tmp.path().join("a").join("encoder.safetensors");
+    let o = run(&["score", "--encoder", s(&enc), "--features", s(&f), "--brain", s(&b), "--out", s(&rescored)]);
+    assert!(o.status.success(), "score failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(&rescored).unwrap(), reports[0], "score disagrees with fit");
+    // A different seed gives a different fit.
+    let other = tmp.path().join("c");
+    let mut args = fit_args(s(&f), s(&b), s(&other));
+    args.extend(["--seed", "9"]);
+    assert!(run(&args).status.success());
+    assert_ne!(std::fs::read(other.join("report.json")).unwrap(), reports[0]);
+}
+
+/// Runs `fit` on broken inputs and checks the failure is clean.
+fn assert_clean_failure(features: &Path, brain: &Path, out: &Path, must_mention: &[&str]) {
+    let o = run(&fit_args(s(features), s(brain), s(out)));
+    assert!(!o.status.success(), "fit accepted bad input");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got:\n{stderr}");
+    for word in must_mention {
+        assert!(lines[0].contains(word), "error line {:?} does not mention {word:?}", lines[0]);
+    }
+    for file in ["report.json", "encoder.safetensors", "selectors.safetensors", "layer_map.png"] {
+        assert!(!out.join(file).exists(), "{file} was written despite the error");
+    }
+}
+
+/// Rewrites a safetensors file with some tensors replaced or dropped.
+fn rewrite(src: &Path, dst: &Path, edit: impl Fn(&str, &mut Vec<f32>) -> bool, roi_edit: Option<i32>) {
+    let file = TensorFile::open(src).unwrap();
+    let mut f32s: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let mut i32s: Vec<(String, Vec<usize>, Vec<i32>)> = Vec::new();
+    for name in file.names() {
+        if name == "roi" {
+            let (shape, mut data) = file.i32(&name).unwrap();
+            if let Some(v) = roi_edit {
+                data[3] = v;
+            }
+            i32s.push((name, shape, data));
+            continue;
+        }
+        let a = file.f32(&name).unwrap();
+        let mut data = a.data;
+        if edit(&name, &mut data) {
+            f32s.push((name, a.shape, data));
+        }
+    }
+    let mut tensors: Vec<(String, OutTensor)> =
+        f32s.iter().map(|(n, sh, d)| (n.clone(), OutTensor::F32 { shape: sh.clone(), data: d })).collect();
+    tensors.extend(i32s.iter().map(|(n, sh, d)| (n.clone(), OutTensor::I32 { shape: sh.clone(), data: d })));
+    let meta: BTreeMap<String, String> = file.metadata().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    write_tensors(dst, &tensors, &meta).unwrap();
+}
+
+#[test]
+fn bad_inputs_fail_with_one_clear_line_and_no_output() {
+    let syn = synthetic();
+    let tmp = tempfile::tempdir().unwrap();
+    let (f, b) = (syn.join("features.safetensors"), syn.join("brain.safetensors"));
+    let out = tmp.path().join("out");
+
+    // Different image counts in the two files.
+    let other = tmp.path().join("other");
+    let o = run(&["synth", "--out", s(&other), "--images", "200", "--voxels", "150", "--layers", "3", "--width", "8", "--grid", "4"]);
+    assert!(o.status.success());
+    assert_clean_failure(&f, &other.join("brain.safetensors"), &out, &["240", "200"]);
+
+    // A NaN in the responses.
+    let nan = tmp.path().join("nan_brain.safetensors");
+    rewrite(&b, &nan, |name, d| {
+        if name == "responses" {
+            d[7] = f32::NAN;
+        }
+        true
+    }, None);
+    assert_clean_failure(&f, &nan, &out, &["nan_brain.safetensors", "responses"]);
+
+    // A layer without its local map.
+    let no_local = tmp.path().join("no_local.safetensors");
+    rewrite(&f, &no_local, |name, _| name != "layers.1.local", None);
+    assert_clean_failure(&no_local, &b, &out, &["no_local.safetensors", "layers.1.local"]);
+
+    // An ROI index out of range.
+    let bad_roi = tmp.path().join("bad_roi.safetensors");
+    rewrite(&b, &bad_roi, |_, _| true, Some(99));
+    assert_clean_failure(&f, &bad_roi, &out, &["bad_roi.safetensors", "99"]);
+
+    // A truncated file.
+    let truncated = tmp.path().join("truncated.safetensors");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    assert_clean_failure(&truncated, &b, &out, &["truncated.safetensors"]);
+
+    // An output directory that cannot be created (its parent is a regular file).
+    let blocker = tmp.path().join("blocker");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let unwritable = blocker.join("out");
+    assert_clean_failure(&f, &b, &unwritable, &["blocker"]);
+
+    // Nothing of the above left an output directory with files in it.
+    assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none());
+    let _ = Brain::load(&b).unwrap();
+}
