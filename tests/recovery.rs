@@ -62,7 +62,8 @@ fn recovers_planted_hierarchy() {
     assert!(space_acc >= 0.8, "location within one grid cell for {space_acc:.3} of signal voxels");
 }
 
-/// The settings the recovery test fits with (the defaults except where noted).
+/// The fast preset (lr 1e-2, batch 32): DESIGN's lr 1e-3 at batch 8 needs far more steps than
+/// a probe set of this size gives in the test's time budget.
 fn recovery_config() -> FitConfig {
-    FitConfig { seed: 0, ..FitConfig::default() }
+    FitConfig { seed: 0, max_epochs: 30, ..FitConfig::fast() }
 }
