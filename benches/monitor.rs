@@ -91,7 +91,7 @@ fn main() {
     println!("synthetic data: {:.1} s", t.elapsed().as_secs_f64());
 
     let config = MonitorConfig {
-        fit: FitConfig { lr: 3e-3, batch_size: 16, ..FitConfig::default() },
+        fit: FitConfig { lr: 1e-2, batch_size: 16, ..FitConfig::default() },
         held_out_fraction: 0.1,
         refit_every: 0,
         refit_max_steps: refit_steps,
@@ -178,7 +178,7 @@ fn main() {
 
     println!();
     println!("observe without refit   {:>9.1} ms  (median of {repeats}; all: {:?})", 1e3 * obs, ms(&plain));
-    println!("  of which CKA (12 layers, all {n} images) {:>7.1} ms", 1e3 * cka);
+    println!("  of which CKA ({l} layers, all {n} images) {:>7.1} ms", 1e3 * cka);
     println!("  of which held-out retention           {:>7.1} ms", 1e3 * (obs - cka));
     println!(
         "observe with refit      {:>9.1} ms  ({refit_steps} refit steps; median of {}; all: {:?})",
