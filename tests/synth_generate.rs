@@ -173,12 +173,14 @@ fn readouts_are_low_rank_per_layer() {
     let features = factortopy::synth::network::random_network(cfg.n_images, 1, cfg.width, cfg.grid, 0).unwrap();
     let p = plant_detailed(&features, &cfg).unwrap();
     let rows: Vec<Vec<f64>> = p.readout.iter().map(|w| w.iter().map(|&x| x as f64).collect()).collect();
-    assert_eq!(rank(rows, 1e-6), 16);
+    assert_eq!(rank(rows, 1e-4), 16);
 }
 
-/// Numerical rank by Gaussian elimination with partial pivoting.
+/// Numerical rank by Gaussian elimination with partial pivoting; `tol` is relative to the
+/// largest entry (the readouts are f32, so exact zeros are not to be expected).
 fn rank(mut m: Vec<Vec<f64>>, tol: f64) -> usize {
     let cols = m[0].len();
+    let tol = tol * m.iter().flatten().fold(0.0f64, |a, &b| a.max(b.abs()));
     let mut r = 0;
     for c in 0..cols {
         let Some(p) = (r..m.len()).max_by(|&a, &b| m[a][c].abs().partial_cmp(&m[b][c].abs()).unwrap()) else { break };
@@ -287,7 +289,7 @@ fn written_files_load_through_the_data_contracts() {
     assert_eq!(f.layers[3].global.as_ref().unwrap(), data.features.layers[3].global.as_ref().unwrap());
 
     let b = Brain::load_with(&out.join(synth::BRAIN_FILE), false).unwrap();
-    assert_eq!(b.responses, data.brain.responses);
+    assert!(b.responses == data.brain.responses, "responses changed on the way through the file");
     assert_eq!(b.coords.shape, vec![60, 3]);
     assert_eq!(b.flat.as_ref().unwrap().shape, vec![60, 2]);
     assert_eq!(b.roi, data.brain.roi);

@@ -76,11 +76,13 @@ pub fn run(
     ridge: &RidgeArgs,
 ) -> Result<i32> {
     crate::data::io::ensure_output_dir(out)?;
+    // The same split as a FactorTopy fit with these training flags.
+    let fit_cfg = train.config();
     let cfg = RidgeBaselineConfig {
         alphas: parse_alphas(&ridge.alphas)?,
         n_folds: ridge.folds,
-        seed: train.seed,
-        val_fraction: train.val_fraction,
+        seed: fit_cfg.seed,
+        val_fraction: fit_cfg.val_fraction,
         ..RidgeBaselineConfig::default()
     };
     // Read the comparison first so a bad path fails before the fit.

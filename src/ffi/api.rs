@@ -52,6 +52,25 @@ pub struct ft_step_report {
     inner: StepReport,
 }
 
+// The thread-safety promises of the header, checked at compile time: every handle may move
+// between threads, and the immutable ones may be shared.
+const _: () = {
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    #[allow(dead_code)]
+    fn promises() {
+        send::<ft_brain>();
+        send::<ft_features>();
+        send::<ft_fit>();
+        send::<ft_monitor>();
+        send::<ft_step_report>();
+        sync::<ft_brain>();
+        sync::<ft_features>();
+        sync::<ft_fit>();
+        sync::<ft_step_report>();
+    }
+};
+
 fn boxed<T>(value: T) -> *mut T {
     Box::into_raw(Box::new(value))
 }
