@@ -65,5 +65,5 @@ fn recovers_planted_hierarchy() {
 /// The fast preset (lr 1e-2, batch 32): DESIGN's lr 1e-3 at batch 8 needs far more steps than
 /// a probe set of this size gives in the test's time budget.
 fn recovery_config() -> FitConfig {
-    FitConfig { seed: 0, max_epochs: 30, ..FitConfig::fast() }
+    FitConfig { seed: 0, max_epochs: 6, ..FitConfig::fast() }
 }

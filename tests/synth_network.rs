@@ -99,14 +99,25 @@ fn default_network_layers_are_correlated_but_distinct() {
     let d = SynthConfig::default();
     let t = Instant::now();
     let f = random_network(d.n_images, d.n_layers, d.width, d.grid, 0).unwrap();
-    eprintln!("random network at the default size: {:.2} s", t.elapsed().as_secs_f64());
+    let t_net = t.elapsed().as_secs_f64();
+    let (brain, truth) = factortopy::synth::plant(&f, &d).unwrap();
+    eprintln!(
+        "default size: random network {t_net:.2} s, network + planting {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(brain.responses.shape, vec![d.n_images, d.n_voxels]);
+    assert_eq!(truth.n_voxels(), d.n_voxels);
     let sides: Vec<usize> = f.layers.iter().map(|l| l.local.shape[2]).collect();
     assert_eq!(sides, vec![16, 16, 8, 8, 8, 8]);
 
     let g = d.grid;
-    let rows = d.n_images * g * g;
-    let maps: Vec<Vec<f64>> =
-        f.layers.iter().map(|l| centred(&cells(&resize_layer(&l.local, g).unwrap()), rows, d.width)).collect();
+    // The first 500 images' cells are plenty to estimate 64×64 cross-products.
+    let rows = 500 * g * g;
+    let maps: Vec<Vec<f64>> = f
+        .layers
+        .iter()
+        .map(|l| centred(&cells(&resize_layer(&l.local, g).unwrap())[..rows * d.width], rows, d.width))
+        .collect();
     let globals: Vec<Vec<f64>> =
         f.layers.iter().map(|l| centred(&l.global.as_ref().unwrap().data, d.n_images, d.width)).collect();
     for i in 0..d.n_layers - 1 {

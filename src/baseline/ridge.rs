@@ -115,6 +115,10 @@ pub struct RidgeCvFit {
     pub coef: Vec<f32>,
     /// `[n_targets]`; zeros without `fit_intercept`.
     pub intercept: Vec<f32>,
+    /// Feature and target means of the training rows (zeros without `fit_intercept`); `predict`
+    /// centres with them, which loses fewer digits than adding `intercept` to raw products.
+    pub x_mean: Vec<f64>,
+    pub y_mean: Vec<f32>,
 }
 
 impl RidgeCvFit {
@@ -128,10 +132,18 @@ impl RidgeCvFit {
             )));
         }
         let mut out = vec![0.0f32; m * t];
-        gemm_f32(rm_mut(&mut out, m, t), false, rm(x, m, p), rm(&self.coef, p, t));
-        if self.intercept.iter().any(|&b| b != 0.0) {
+        if self.x_mean.iter().all(|&v| v == 0.0) {
+            gemm_f32(rm_mut(&mut out, m, t), false, rm(x, m, p), rm(&self.coef, p, t));
+        } else {
+            let xc: Vec<f32> = x
+                .par_chunks(p.max(1))
+                .flat_map_iter(|r| r.iter().zip(&self.x_mean).map(|(&v, &mu)| (v as f64 - mu) as f32))
+                .collect();
+            gemm_f32(rm_mut(&mut out, m, t), false, rm(&xc, m, p), rm(&self.coef, p, t));
+        }
+        if self.y_mean.iter().any(|&b| b != 0.0) {
             out.par_chunks_mut(t.max(1)).for_each(|row| {
-                row.iter_mut().zip(&self.intercept).for_each(|(y, b)| *y += b);
+                row.iter_mut().zip(&self.y_mean).for_each(|(y, b)| *y += b);
             });
         }
         Ok(out)
@@ -146,69 +158,73 @@ struct Decomp {
     lam: Vec<f64>,
     /// `[rows, k]`: `X·V` (rows ≥ features) or `U` (kernel form).
     e: Vec<f32>,
-    /// `[p, k]`: `V` or `Xᵀ·U`.
+    /// `[p, k]`: `V` or `Xᵀ·U`, and the same in f64 (for the held-out rows of each fold).
     proj: Vec<f32>,
+    proj64: Vec<f64>,
 }
 
-/// Column means of a row-major `[rows, p]` matrix, in f64.
-fn col_means(x: &[f32], rows: usize, p: usize) -> Vec<f64> {
-    let mut m = vec![0.0f64; p];
-    for r in x.chunks_exact(p.max(1)).take(rows) {
-        for (a, &v) in m.iter_mut().zip(r) {
-            *a += v as f64;
-        }
-    }
-    let inv = 1.0 / rows.max(1) as f64;
-    m.iter_mut().for_each(|a| *a *= inv);
-    m
-}
-
-/// Rows `idx` of a row-major `[_, p]` matrix, minus `mean` when given.
-fn gather_rows(x: &[f32], p: usize, idx: &[usize], mean: Option<&[f64]>) -> Vec<f32> {
-    let mut out = vec![0.0f32; idx.len() * p];
+/// Rows `idx` of a row-major `[_, p]` matrix in f64, minus `mean` when given (centring in f64
+/// keeps the digits that f32 would lose to a large offset).
+fn gather_rows(x: &[f32], p: usize, idx: &[usize], mean: Option<&[f64]>) -> Vec<f64> {
+    let mut out = vec![0.0f64; idx.len() * p];
     out.par_chunks_mut(p.max(1)).zip(idx.par_iter()).for_each(|(dst, &i)| {
         let src = &x[i * p..(i + 1) * p];
         match mean {
-            Some(m) => dst.iter_mut().zip(src).zip(m).for_each(|((d, &s), &mu)| *d = (s as f64 - mu) as f32),
-            None => dst.copy_from_slice(src),
+            Some(m) => dst.iter_mut().zip(src).zip(m).for_each(|((d, &s), &mu)| *d = s as f64 - mu),
+            None => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s as f64),
         }
     });
     out
 }
 
-/// Decomposes centred rows `x` (`[rows, p]`).
-fn decompose(x: &[f32], rows: usize, p: usize) -> Result<Decomp> {
-    let x64: Vec<f64> = x.par_iter().map(|&v| v as f64).collect();
+/// Column means of a row-major `[rows, p]` matrix.
+fn col_means64(x: &[f64], rows: usize, p: usize) -> Vec<f64> {
+    let mut m = vec![0.0f64; p];
+    for r in x.chunks_exact(p.max(1)).take(rows) {
+        m.iter_mut().zip(r).for_each(|(a, &v)| *a += v);
+    }
+    m.iter_mut().for_each(|a| *a /= rows.max(1) as f64);
+    m
+}
+
+fn to_f32(x: &[f64]) -> Vec<f32> {
+    x.par_iter().map(|&v| v as f32).collect()
+}
+
+/// Decomposes centred rows `x` (`[rows, p]`, f64). The small factors (`e`, `proj`) are
+/// formed in f64 and rounded once, so directions with small eigenvalues keep their digits; the
+/// products with the targets are then done in f32.
+fn decompose(x64: &[f64], rows: usize, p: usize) -> Result<Decomp> {
     let primal = rows >= p;
     let dim = if primal { p } else { rows };
     let mut g = vec![0.0f64; dim * dim];
     if primal {
-        gemm_f64(rm_mut(&mut g, p, p), rm(&x64, rows, p).transpose(), rm(&x64, rows, p));
+        gemm_f64(rm_mut(&mut g, p, p), rm(x64, rows, p).transpose(), rm(x64, rows, p));
     } else {
-        gemm_f64(rm_mut(&mut g, rows, rows), rm(&x64, rows, p), rm(&x64, rows, p).transpose());
+        gemm_f64(rm_mut(&mut g, rows, rows), rm(x64, rows, p), rm(x64, rows, p).transpose());
     }
-    drop(x64);
     let (vals, vecs) = sym_eig(&g, dim)?;
+    drop(g);
     let top = vals.iter().cloned().fold(0.0f64, f64::max);
     let tol = top * (rows.max(p) as f64) * f64::EPSILON;
     let keep: Vec<usize> = (0..dim).rev().filter(|&j| vals[j] > tol && vals[j] > 0.0).collect();
     let k = keep.len();
     let lam: Vec<f64> = keep.iter().map(|&j| vals[j]).collect();
-    // Kept eigenvectors as a row-major [dim, k] f32 matrix.
-    let mut w = vec![0.0f32; dim * k];
+    // Kept eigenvectors as a row-major [dim, k] matrix.
+    let mut w = vec![0.0f64; dim * k];
     for i in 0..dim {
         for (c, &j) in keep.iter().enumerate() {
-            w[i * k + c] = vecs[i * dim + j] as f32;
+            w[i * k + c] = vecs[i * dim + j];
         }
     }
     if primal {
-        let mut e = vec![0.0f32; rows * k];
-        gemm_f32(rm_mut(&mut e, rows, k), false, rm(x, rows, p), rm(&w, p, k));
-        Ok(Decomp { k, lam, e, proj: w })
+        let mut e = vec![0.0f64; rows * k];
+        gemm_f64(rm_mut(&mut e, rows, k), rm(x64, rows, p), rm(&w, p, k));
+        Ok(Decomp { k, lam, e: to_f32(&e), proj: to_f32(&w), proj64: w })
     } else {
-        let mut proj = vec![0.0f32; p * k];
-        gemm_f32(rm_mut(&mut proj, p, k), false, rm(x, rows, p).transpose(), rm(&w, rows, k));
-        Ok(Decomp { k, lam, e: w, proj })
+        let mut proj = vec![0.0f64; p * k];
+        gemm_f64(rm_mut(&mut proj, p, k), rm(x64, rows, p).transpose(), rm(&w, rows, k));
+        Ok(Decomp { k, lam, e: to_f32(&w), proj: to_f32(&proj), proj64: proj })
     }
 }
 
@@ -416,26 +432,30 @@ pub fn ridge_cv(x: &Array, y: &Array, cfg: &RidgeCv) -> Result<RidgeCvFit> {
     // One decomposition per fold, shared by the whole α grid and every target batch.
     let mut plans = Vec::with_capacity(folds.len());
     for (train, test) in folds {
-        let mean = cfg.fit_intercept.then(|| {
-            let xt = gather_rows(&x.data, p, &train, None);
-            col_means(&xt, train.len(), p)
-        });
-        let xtr = gather_rows(&x.data, p, &train, mean.as_deref());
+        let xtr = gather_rows(&x.data, p, &train, None);
+        let mean = cfg.fit_intercept.then(|| col_means64(&xtr, train.len(), p));
+        let mut xtr = xtr;
+        if let Some(m) = &mean {
+            xtr.par_chunks_mut(p).for_each(|r| r.iter_mut().zip(m).for_each(|(v, mu)| *v -= mu));
+        }
         let dec = decompose(&xtr, train.len(), p)?;
         drop(xtr);
         let xte = gather_rows(&x.data, p, &test, mean.as_deref());
-        let mut a = vec![0.0f32; test.len() * dec.k];
-        gemm_f32(rm_mut(&mut a, test.len(), dec.k), false, rm(&xte, test.len(), p), rm(&dec.proj, p, dec.k));
+        let mut a64 = vec![0.0f64; test.len() * dec.k];
+        gemm_f64(rm_mut(&mut a64, test.len(), dec.k), rm(&xte, test.len(), p), rm(&dec.proj64, p, dec.k));
+        let a = to_f32(&a64);
         let basis = shrink_basis(&dec.lam, &cfg.alphas)?;
         plans.push(FoldPlan { train, test, dec, a, basis });
     }
     // The refit on all rows.
-    let mean_x = if cfg.fit_intercept { col_means(&x.data, n, p) } else { vec![0.0; p] };
-    let full = {
-        let all: Vec<usize> = (0..n).collect();
-        let xc = gather_rows(&x.data, p, &all, cfg.fit_intercept.then_some(&mean_x[..]));
-        decompose(&xc, n, p)?
-    };
+    let all: Vec<usize> = (0..n).collect();
+    let mut xc = gather_rows(&x.data, p, &all, None);
+    let mean_x = if cfg.fit_intercept { col_means64(&xc, n, p) } else { vec![0.0; p] };
+    if cfg.fit_intercept {
+        xc.par_chunks_mut(p).for_each(|r| r.iter_mut().zip(&mean_x).for_each(|(v, mu)| *v -= mu));
+    }
+    let full = decompose(&xc, n, p)?;
+    drop(xc);
 
     let tb = if cfg.n_targets_batch > 0 {
         cfg.n_targets_batch.min(t)
@@ -454,6 +474,7 @@ pub fn ridge_cv(x: &Array, y: &Array, cfg: &RidgeCv) -> Result<RidgeCvFit> {
     let mut cv_scores = vec![0.0f64; t];
     let mut coef = vec![0.0f32; p * t];
     let mut intercept = vec![0.0f32; t];
+    let mut y_mean = vec![0.0f32; t];
     let n_folds = plans.len() as f64;
     let log_alpha: Vec<f64> = cfg.alphas.iter().map(|a| a.ln()).collect();
 
@@ -515,7 +536,8 @@ pub fn ridge_cv(x: &Array, y: &Array, cfg: &RidgeCv) -> Result<RidgeCvFit> {
         });
         gemm_f32(rm_cols_mut(&mut coef, p, t, t0, tb), false, rm(&full.proj, p, k), rm(&b, k, tb));
         if cfg.fit_intercept {
-            let ym = block_means(&gather_block(&y.data, t, &(0..n).collect::<Vec<_>>(), t0, tb), n, tb);
+            let ym = block_means(&gather_block(&y.data, t, &all, t0, tb), n, tb);
+            y_mean[t0..t0 + tb].copy_from_slice(&ym);
             for c in 0..tb {
                 let dot: f64 = (0..p).map(|j| mean_x[j] * coef[j * t + t0 + c] as f64).sum();
                 intercept[t0 + c] = (ym[c] as f64 - dot) as f32;
@@ -533,6 +555,8 @@ pub fn ridge_cv(x: &Array, y: &Array, cfg: &RidgeCv) -> Result<RidgeCvFit> {
         cv_scores,
         coef,
         intercept,
+        x_mean: mean_x,
+        y_mean,
     })
 }
 

@@ -283,7 +283,6 @@ pub fn random_network(n_images: usize, n_layers: usize, width: usize, grid: usiz
     let (n, c) = (n_images, width);
     let beta = (1.0 - ALPHA * ALPHA).sqrt();
     let mut side = layer_side(0, n_layers, grid);
-    let t0 = std::time::Instant::now();
     let mut input = smooth_noise(n, c, side, seed, "synth.network.input");
     normalise_channels(&mut input, c, side * side);
     let mut layers: Vec<LayerFeatures> = Vec::with_capacity(n_layers);
@@ -297,11 +296,8 @@ pub fn random_network(n_images: usize, n_layers: usize, width: usize, grid: usiz
             None => &input,
             Some(l) => &l.local.data,
         };
-        eprintln!("T {i} start {:?} cpu {}", t0.elapsed(), cpu());
         let mut h = mix(prev, c, side, out_side, &m);
-        eprintln!("T {i} mix {:?} cpu {}", t0.elapsed(), cpu());
         let fresh = smooth_noise(n, c, out_side, seed, &format!("synth.network.fresh.{i}"));
-        eprintln!("T {i} fresh {:?} cpu {}", t0.elapsed(), cpu());
         // Both parts standardised before mixing, so α sets their shares of the variance.
         let (hs, hm) = standardiser(&h, c, p);
         let (fs, fm) = standardiser(&fresh, c, p);
@@ -314,9 +310,7 @@ pub fn random_network(n_images: usize, n_layers: usize, width: usize, grid: usiz
             }
         });
         drop(fresh);
-        eprintln!("T {i} combine {:?}", t0.elapsed());
         normalise_channels(&mut h, c, p);
-        eprintln!("T {i} norm {:?} cpu {}", t0.elapsed(), cpu());
 
         let mut global: Vec<f32> = h
             .par_chunks(c * p)
@@ -421,10 +415,4 @@ mod tests {
             assert_eq!(l.global.as_ref().unwrap().shape, vec![20, 5]);
         }
     }
-}
-
-fn cpu() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let f: Vec<&str> = s.rsplit(')').next().unwrap().split_whitespace().collect();
-    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
 }

@@ -227,9 +227,14 @@ pub fn plant_detailed(features: &Features, cfg: &SynthConfig) -> Result<Planted>
     let v = cfg.n_voxels;
 
     // The model sees every layer resampled to G×G (DESIGN §3.1), so that is what voxels read.
-    let locals: Vec<Array> = features.layers.iter().map(|l| resize_layer(&l.local, g)).collect::<Result<_>>()?;
+    // Stored cell-major ([N, G·G, C]) so each bilinear tap is a contiguous dot product.
+    let cells: Vec<Vec<f32>> = features
+        .layers
+        .iter()
+        .map(|l| resize_layer(&l.local, g).map(|a| cell_major(&a)))
+        .collect::<Result<_>>()?;
     let globals: Vec<Array> = (0..n_layers).map(|l| features.global(l)).collect();
-    let widths: Vec<usize> = locals.iter().map(|a| a.shape[1]).collect();
+    let widths: Vec<usize> = features.layers.iter().map(|l| l.local.shape[1]).collect();
 
     let sheet = cortex::layout(v, cfg.seed)?;
     let roi_layer = planted_layers(cfg.scenario, n_layers, cfg.seed);
@@ -274,9 +279,6 @@ pub fn plant_detailed(features: &Features, cfg: &SynthConfig) -> Result<Planted>
         })
         .collect();
 
-    // Cell-major maps ([N, G·G, C]) make each tap a contiguous dot product over channels.
-    let cells: Vec<Vec<f32>> = locals.iter().map(cell_major).collect();
-    drop(locals);
     // Image-major, so each image's maps stay in cache while every voxel reads them.
     let mut raw = vec![0.0f64; n * v];
     raw.par_chunks_mut(v).enumerate().for_each(|(img, row)| {
