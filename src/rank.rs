@@ -196,6 +196,11 @@ pub fn rank(brain: &Brain, networks: &[Features], cfg: &RankConfig) -> Result<Ve
     Ok(rank_with_progress(brain, &refs, cfg, None)?.rows)
 }
 
+/// Pretty JSON of ranked rows (what [`rank`] returns), for the C ABI and other hosts.
+pub fn rows_to_json(rows: &[RankRow]) -> String {
+    serde_json::to_string_pretty(rows).expect("rank rows always serialise")
+}
+
 /// Output formats of a ranking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RankFormat {
@@ -380,6 +385,8 @@ mod tests {
         assert_eq!(v["rows"][0]["rank"], 1);
         assert_eq!(v["method"], "factortopy");
         assert!(v["rows"][0]["noise_normalized_mean"].is_null());
+        let rows: serde_json::Value = serde_json::from_str(&rows_to_json(&rk.rows)).unwrap();
+        assert_eq!(rows[1]["name"], "net|1");
         assert_eq!("md".parse::<RankFormat>().unwrap(), RankFormat::Markdown);
         assert!("xml".parse::<RankFormat>().is_err());
     }

@@ -21,7 +21,7 @@ fn scores(scenario: Scenario) -> HierarchyScores {
     .unwrap();
     let mut brain = syn.brain;
     brain.zscore("synthetic").unwrap();
-    let cfg = FitConfig { max_epochs: 10, ..FitConfig::fast() };
+    let cfg = FitConfig { max_epochs: 6, ..FitConfig::fast() };
     let job = fit_report(&syn.features, &brain, &cfg, false, None).unwrap();
     let h = job.report.hierarchy;
     eprintln!(

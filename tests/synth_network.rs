@@ -70,7 +70,11 @@ fn spd_solve(s: &[f64], b: &[f64], c: usize) -> Vec<f64> {
 /// linear prediction of every channel of `y` from all channels of `x` at the same sample (the
 /// multivariate regression R², pooled over channels).
 fn relation(x: &[f64], y: &[f64], rows: usize, c: usize) -> (f64, f64) {
-    let (xx, yy, xy) = (cross(x, x, rows, c), cross(y, y, rows, c), cross(x, y, rows, c));
+    let (xx, yy, xy) = (
+        cross(x, x, rows, c),
+        cross(y, y, rows, c),
+        cross(x, y, rows, c),
+    );
     let fro2 = |g: &[f64]| g.iter().map(|v| v * v).sum::<f64>();
     let cka = fro2(&xy) / (fro2(&xx).sqrt() * fro2(&yy).sqrt());
     let beta = spd_solve(&xx, &xy, c);
@@ -116,16 +120,36 @@ fn default_network_layers_are_correlated_but_distinct() {
     let maps: Vec<Vec<f64>> = f
         .layers
         .iter()
-        .map(|l| centred(&cells(&resize_layer(&l.local, g).unwrap())[..rows * d.width], rows, d.width))
+        .map(|l| {
+            centred(
+                &cells(&resize_layer(&l.local, g).unwrap())[..rows * d.width],
+                rows,
+                d.width,
+            )
+        })
         .collect();
-    let globals: Vec<Vec<f64>> =
-        f.layers.iter().map(|l| centred(&l.global.as_ref().unwrap().data, d.n_images, d.width)).collect();
+    let globals: Vec<Vec<f64>> = f
+        .layers
+        .iter()
+        .map(|l| centred(&l.global.as_ref().unwrap().data, d.n_images, d.width))
+        .collect();
     for i in 0..d.n_layers - 1 {
         let (cka, r) = relation(&maps[i], &maps[i + 1], rows, d.width);
         let (gcka, gr) = relation(&globals[i], &globals[i + 1], d.n_images, d.width);
-        eprintln!("layers {i}-{}: local r {r:.3} (CKA {cka:.3}), global r {gr:.3} (CKA {gcka:.3})", i + 1);
-        assert!((0.3..0.9).contains(&r), "layers {i}, {}: local correlation {r}", i + 1);
-        assert!((0.3..0.9).contains(&gr), "layers {i}, {}: global correlation {gr}", i + 1);
+        eprintln!(
+            "layers {i}-{}: local r {r:.3} (CKA {cka:.3}), global r {gr:.3} (CKA {gcka:.3})",
+            i + 1
+        );
+        assert!(
+            (0.3..0.9).contains(&r),
+            "layers {i}, {}: local correlation {r}",
+            i + 1
+        );
+        assert!(
+            (0.3..0.9).contains(&gr),
+            "layers {i}, {}: global correlation {gr}",
+            i + 1
+        );
         assert!(cka > 0.05 && cka < 0.9, "layers {i}, {}: CKA {cka}", i + 1);
     }
     // Layers two apart share less than neighbours: each layer adds information of its own.

@@ -18,8 +18,8 @@
 //! in f64. Held-out predictions for penalty α are `A·diag(λ/(α+λ))·diag(1/λ)·B` with `A` the
 //! held-out rows in the eigenbasis and `B` the projected training targets. The shrinkage factors
 //! `λ_j/(α+λ_j)` of a whole α grid form a Cauchy-like matrix of low numerical rank, so the grid
-//! is evaluated through its truncated SVD (components above 1e-9 absolute, far below f32
-//! rounding): `R` products instead of one per α, with `R ≈ 8–12` for a 20-value grid. The
+//! is evaluated through its truncated SVD (rows normalised; components above 1e-9, far below
+//! f32 rounding): `R` products instead of one per α, with `R ≈ 8–12` for a 20-value grid. The
 //! residuals of every α are then formed and squared in one cache-resident pass.
 
 use rayon::prelude::*;
@@ -29,7 +29,7 @@ use crate::data::Array;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
-/// Absolute accuracy of the low-rank evaluation of the shrinkage factors (which lie in [0, 1]).
+/// Accuracy of the low-rank evaluation of the shrinkage factors, relative to each α's row.
 const SHRINK_TOL: f64 = 1e-9;
 /// Weight of the tie-break toward larger penalties, as in himalaya.
 const TIE_BREAK: f64 = 1e-10;
@@ -251,7 +251,13 @@ fn shrink_basis(lam: &[f64], alphas: &[f64]) -> Result<ShrinkBasis> {
     if na <= 2 || k == 0 {
         return Ok(direct());
     }
-    let f: Vec<f64> = alphas.iter().flat_map(|&al| lam.iter().map(move |&l| l / (al + l))).collect();
+    // Rows normalised to unit length, so that every α (also those that shrink everything to
+    // almost zero) is represented to the same relative accuracy.
+    let mut f: Vec<f64> = alphas.iter().flat_map(|&al| lam.iter().map(move |&l| l / (al + l))).collect();
+    let norms: Vec<f64> = f.chunks(k).map(|r| r.iter().map(|x| x * x).sum::<f64>().sqrt()).collect();
+    for (r, &nrm) in f.chunks_mut(k).zip(&norms) {
+        r.iter_mut().for_each(|x| *x /= nrm);
+    }
     let (u, s, v) = thin_svd(&f, na, k)?;
     let rank = s.len();
     let r = s.iter().filter(|&&x| x > SHRINK_TOL).count().max(1);
@@ -261,7 +267,7 @@ fn shrink_basis(lam: &[f64], alphas: &[f64]) -> Result<ShrinkBasis> {
     let mut coef = vec![0.0f32; na * r];
     for a in 0..na {
         for c in 0..r {
-            coef[a * r + c] = (u[a * rank + c] * s[c]) as f32;
+            coef[a * r + c] = (norms[a] * u[a * rank + c] * s[c]) as f32;
         }
     }
     let mut psi = vec![0.0f32; r * k];
@@ -384,8 +390,10 @@ fn score_batch(
                         pred.iter_mut().zip(row).for_each(|(p, &x)| *p += w * x);
                     }
                     let acc_a = &mut acc[a * cw..(a + 1) * cw];
+                    // Residuals in f64: where every α predicts almost nothing, the scores
+                    // differ by less than f32 resolves, and the tie-break must still see them.
                     for c in 0..cw {
-                        let d = (y[c] - mu[c] - pred[c]) as f64;
+                        let d = (y[c] as f64 - mu[c] as f64) - pred[c] as f64;
                         acc_a[c] += d * d;
                     }
                 }

@@ -91,11 +91,15 @@ pub fn run(a: SynthArgs) -> Result<i32> {
         }
         Some(path) => {
             // Silently ignoring a shape flag would leave the user believing it took effect.
-            let fixed: Vec<&str> = [("--images", a.images.is_some()), ("--layers", a.layers.is_some()), ("--width", a.width.is_some())]
-                .iter()
-                .filter(|(_, given)| *given)
-                .map(|(flag, _)| *flag)
-                .collect();
+            let fixed: Vec<&str> = [
+                ("--images", a.images.is_some()),
+                ("--layers", a.layers.is_some()),
+                ("--width", a.width.is_some()),
+            ]
+            .iter()
+            .filter(|(_, given)| *given)
+            .map(|(flag, _)| *flag)
+            .collect();
             if !fixed.is_empty() {
                 return Err(Error::invalid(format!(
                     "{} cannot be combined with --from-features: the features file fixes them",

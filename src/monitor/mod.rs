@@ -91,7 +91,7 @@ impl Default for MonitorConfig {
 
 impl MonitorConfig {
     pub fn validate(&self) -> Result<()> {
-        if !(self.held_out_fraction > 0.0 && self.held_out_fraction < 1.0) {
+        if !(0.0 < self.held_out_fraction && self.held_out_fraction < 1.0) {
             return Err(Error::invalid(format!(
                 "held-out fraction must be in (0, 1), got {}",
                 self.held_out_fraction
@@ -101,7 +101,7 @@ impl MonitorConfig {
             return Err(Error::invalid("refits need a step budget of at least 1 (refit_max_steps)"));
         }
         if let Some(s) = self.refit_max_seconds {
-            if !(s > 0.0) {
+            if s.is_nan() || s <= 0.0 {
                 return Err(Error::invalid(format!("refit time budget must be positive, got {s} s")));
             }
         }
@@ -150,7 +150,7 @@ pub struct Monitor {
 fn select_images(f: &Features, idx: &[usize]) -> Features {
     let rows = |a: &Array| -> Array {
         let n = a.shape[0];
-        let row = if n == 0 { 0 } else { a.data.len() / n };
+        let row = a.data.len().checked_div(n).unwrap_or(0);
         let mut data = Vec::with_capacity(idx.len() * row);
         for &i in idx {
             data.extend_from_slice(&a.data[i * row..(i + 1) * row]);
@@ -293,7 +293,7 @@ impl Monitor {
             .enumerate()
             .map(|(l, g)| {
                 let s = GramStats::new(g)?;
-                if !(s.hsic_self > 0.0) {
+                if s.hsic_self.is_nan() || s.hsic_self <= 0.0 {
                     return Err(Error::invalid(format!(
                         "layer {l} ({}) of the reference features has no variance over the probe \
                          images that CKA can measure (constant global token?)",
@@ -340,7 +340,7 @@ impl Monitor {
             )));
         }
         let mean = mean_f32(&r2, None).unwrap_or(0.0);
-        if !(mean > 0.0) {
+        if mean.is_nan() || mean <= 0.0 {
             return Err(Error::Numeric(format!(
                 "the reference encoder does not predict the held-out images (mean R² {mean:.4} over \
                  {v} voxels), so retention is undefined; fit longer or check that the features and \

@@ -81,7 +81,9 @@ fn voxels_per_roi(n: usize) -> Vec<usize> {
     order.sort_by(|&a, &b| {
         let fa = raw[a] - raw[a].floor();
         let fb = raw[b] - raw[b].floor();
-        fb.partial_cmp(&fa).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b))
+        fb.partial_cmp(&fa)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.cmp(&b))
     });
     let mut left = n - counts.iter().sum::<usize>();
     for &r in order.iter().cycle() {
@@ -92,7 +94,9 @@ fn voxels_per_roi(n: usize) -> Vec<usize> {
         left -= 1;
     }
     while let Some(empty) = counts.iter().position(|&c| c == 0) {
-        let donor = (0..counts.len()).max_by_key(|&r| (counts[r], std::cmp::Reverse(r))).unwrap_or(0);
+        let donor = (0..counts.len())
+            .max_by_key(|&r| (counts[r], std::cmp::Reverse(r)))
+            .unwrap_or(0);
         counts[donor] -= 1;
         counts[empty] += 1;
     }

@@ -47,8 +47,13 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] =
-        [Scenario::Hierarchical, Scenario::Reversed, Scenario::FlatEarly, Scenario::FlatLate, Scenario::Shuffled];
+    pub const ALL: [Scenario; 5] = [
+        Scenario::Hierarchical,
+        Scenario::Reversed,
+        Scenario::FlatEarly,
+        Scenario::FlatLate,
+        Scenario::Shuffled,
+    ];
 
     /// The kebab-case name used on the command line and in file metadata.
     pub fn name(self) -> &'static str {
@@ -71,10 +76,17 @@ impl fmt::Display for Scenario {
 impl FromStr for Scenario {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Scenario::ALL.iter().copied().find(|sc| sc.name() == s).ok_or_else(|| {
-            let valid: Vec<&str> = Scenario::ALL.iter().map(|sc| sc.name()).collect();
-            Error::invalid(format!("unknown scenario `{s}`; valid scenarios: {}", valid.join(", ")))
-        })
+        Scenario::ALL
+            .iter()
+            .copied()
+            .find(|sc| sc.name() == s)
+            .ok_or_else(|| {
+                let valid: Vec<&str> = Scenario::ALL.iter().map(|sc| sc.name()).collect();
+                Error::invalid(format!(
+                    "unknown scenario `{s}`; valid scenarios: {}",
+                    valid.join(", ")
+                ))
+            })
     }
 }
 
@@ -124,10 +136,16 @@ impl SynthConfig {
             return Err(Error::invalid("grid must be at least 1"));
         }
         if !(self.noise_ceiling > 0.0 && self.noise_ceiling <= 1.0) {
-            return Err(Error::invalid(format!("noise ceiling must be in (0, 1], got {}", self.noise_ceiling)));
+            return Err(Error::invalid(format!(
+                "noise ceiling must be in (0, 1], got {}",
+                self.noise_ceiling
+            )));
         }
         if !(0.0..=1.0).contains(&self.signal_fraction) {
-            return Err(Error::invalid(format!("signal fraction must be in [0, 1], got {}", self.signal_fraction)));
+            return Err(Error::invalid(format!(
+                "signal fraction must be in [0, 1], got {}",
+                self.signal_fraction
+            )));
         }
         if self.n_voxels < ROI_NAMES.len() {
             return Err(Error::invalid(format!(
@@ -148,7 +166,10 @@ impl SynthConfig {
             return Err(Error::invalid("width must be at least 1 channel"));
         }
         if self.n_images < 2 {
-            return Err(Error::invalid(format!("need at least 2 images, got {}", self.n_images)));
+            return Err(Error::invalid(format!(
+                "need at least 2 images, got {}",
+                self.n_images
+            )));
         }
         self.validate_planting()
     }
@@ -170,10 +191,15 @@ pub const TRUTH_FILE: &str = "truth.safetensors";
 /// Generates features from the built-in random network and plants a brain on them.
 pub fn generate(cfg: &SynthConfig) -> Result<Synthetic> {
     cfg.validate()?;
-    let mut features = network::random_network(cfg.n_images, cfg.n_layers, cfg.width, cfg.grid, cfg.seed)?;
+    let mut features =
+        network::random_network(cfg.n_images, cfg.n_layers, cfg.width, cfg.grid, cfg.seed)?;
     features.model = format!("synthetic-{}", cfg.scenario);
     let (brain, truth) = plant(&features, cfg)?;
-    Ok(Synthetic { features, brain, truth })
+    Ok(Synthetic {
+        features,
+        brain,
+        truth,
+    })
 }
 
 /// Writes `features.safetensors`, `brain.safetensors` and `truth.safetensors` into `dir`
@@ -202,7 +228,10 @@ mod tests {
             assert_eq!(sc.to_string().parse::<Scenario>().unwrap(), sc);
         }
         let err = "diagonal".parse::<Scenario>().unwrap_err().to_string();
-        assert!(err.contains("diagonal") && err.contains("flat-early") && err.contains("shuffled"), "{err}");
+        assert!(
+            err.contains("diagonal") && err.contains("flat-early") && err.contains("shuffled"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -210,15 +239,42 @@ mod tests {
         let ok = SynthConfig::default();
         assert!(ok.validate().is_ok());
         for bad in [
-            SynthConfig { n_layers: 0, ..ok.clone() },
-            SynthConfig { grid: 0, ..ok.clone() },
-            SynthConfig { width: 0, ..ok.clone() },
-            SynthConfig { n_images: 1, ..ok.clone() },
-            SynthConfig { n_voxels: 6, ..ok.clone() },
-            SynthConfig { noise_ceiling: 0.0, ..ok.clone() },
-            SynthConfig { noise_ceiling: 1.5, ..ok.clone() },
-            SynthConfig { noise_ceiling: f64::NAN, ..ok.clone() },
-            SynthConfig { signal_fraction: -0.1, ..ok.clone() },
+            SynthConfig {
+                n_layers: 0,
+                ..ok.clone()
+            },
+            SynthConfig {
+                grid: 0,
+                ..ok.clone()
+            },
+            SynthConfig {
+                width: 0,
+                ..ok.clone()
+            },
+            SynthConfig {
+                n_images: 1,
+                ..ok.clone()
+            },
+            SynthConfig {
+                n_voxels: 6,
+                ..ok.clone()
+            },
+            SynthConfig {
+                noise_ceiling: 0.0,
+                ..ok.clone()
+            },
+            SynthConfig {
+                noise_ceiling: 1.5,
+                ..ok.clone()
+            },
+            SynthConfig {
+                noise_ceiling: f64::NAN,
+                ..ok.clone()
+            },
+            SynthConfig {
+                signal_fraction: -0.1,
+                ..ok.clone()
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

@@ -78,8 +78,11 @@ fn blur(planes: &mut [f32], side: usize, tmp: &mut Vec<f32>) {
         for (row, out) in p.chunks_exact(side).zip(tmp.chunks_exact_mut(side)) {
             out[0] = (row[0] + row[1]) * 0.5;
             out[side - 1] = (row[side - 2] + row[side - 1]) * 0.5;
-            for (((o, &a), &b), &c) in
-                out[1..side - 1].iter_mut().zip(&row[..side - 2]).zip(&row[1..side - 1]).zip(&row[2..])
+            for (((o, &a), &b), &c) in out[1..side - 1]
+                .iter_mut()
+                .zip(&row[..side - 2])
+                .zip(&row[1..side - 1])
+                .zip(&row[2..])
             {
                 *o = (a + b + c) * THIRD;
             }
@@ -88,7 +91,11 @@ fn blur(planes: &mut [f32], side: usize, tmp: &mut Vec<f32>) {
             let out = &mut p[y * side..(y + 1) * side];
             let mid = &tmp[y * side..(y + 1) * side];
             if y == 0 || y == side - 1 {
-                let other = if y == 0 { &tmp[side..2 * side] } else { &tmp[(side - 2) * side..(side - 1) * side] };
+                let other = if y == 0 {
+                    &tmp[side..2 * side]
+                } else {
+                    &tmp[(side - 2) * side..(side - 1) * side]
+                };
                 // Same summation order as the interior (upper row first) for a uniform rule.
                 let (first, second) = if y == 0 { (mid, other) } else { (other, mid) };
                 for ((o, &a), &b) in out.iter_mut().zip(first).zip(second) {
@@ -109,12 +116,16 @@ fn blur(planes: &mut [f32], side: usize, tmp: &mut Vec<f32>) {
 #[inline(always)]
 fn pool2(src: &[f32], side: usize, dst: &mut [f32]) {
     let half = side / 2;
-    for (s, d) in src.chunks_exact(side * side).zip(dst.chunks_exact_mut(half * half)) {
+    for (s, d) in src
+        .chunks_exact(side * side)
+        .zip(dst.chunks_exact_mut(half * half))
+    {
         for y in 0..half {
             let r0 = &s[2 * y * side..(2 * y + 1) * side];
             let r1 = &s[(2 * y + 1) * side..(2 * y + 2) * side];
             for x in 0..half {
-                d[y * half + x] = 0.25 * ((r0[2 * x] + r0[2 * x + 1]) + (r1[2 * x] + r1[2 * x + 1]));
+                d[y * half + x] =
+                    0.25 * ((r0[2 * x] + r0[2 * x + 1]) + (r1[2 * x] + r1[2 * x + 1]));
             }
         }
     }
@@ -190,7 +201,10 @@ fn channel_stats(data: &[f32], c: usize, p: usize) -> (Vec<f64>, Vec<f64>) {
                         s[k] += v as f64;
                         s2[k] += v as f64 * v as f64;
                     }
-                    ((s[0] + s[1]) + (s[2] + s[3]), (s2[0] + s2[1]) + (s2[2] + s2[3]))
+                    (
+                        (s[0] + s[1]) + (s[2] + s[3]),
+                        (s2[0] + s2[1]) + (s2[2] + s2[3]),
+                    )
                 })
                 .collect()
         })
@@ -215,7 +229,10 @@ fn channel_stats(data: &[f32], c: usize, p: usize) -> (Vec<f64>, Vec<f64>) {
 /// to zero rather than NaN.
 fn standardiser(data: &[f32], c: usize, p: usize) -> (Vec<f32>, Vec<f32>) {
     let (mean, sd) = channel_stats(data, c, p);
-    let scale = sd.iter().map(|&s| if s > 1e-12 { (1.0 / s) as f32 } else { 0.0 }).collect();
+    let scale = sd
+        .iter()
+        .map(|&s| if s > 1e-12 { (1.0 / s) as f32 } else { 0.0 })
+        .collect();
     (scale, mean.iter().map(|&m| m as f32).collect())
 }
 
@@ -235,11 +252,13 @@ fn normalise_channels(data: &mut [f32], c: usize, p: usize) {
 fn smooth_noise(n: usize, c: usize, side: usize, seed: u64, label: &str) -> Vec<f32> {
     let mut out = vec![0.0f32; n * c * side * side];
     let arch = Arch::new();
-    out.par_chunks_mut(c * side * side).enumerate().for_each_init(Vec::new, |tmp, (img, buf)| {
-        let mut rng = Rng::derive(seed, &format!("{label}.{img}"));
-        fill_noise(&mut rng, buf);
-        arch.dispatch(|| blur(buf, side, tmp));
-    });
+    out.par_chunks_mut(c * side * side)
+        .enumerate()
+        .for_each_init(Vec::new, |tmp, (img, buf)| {
+            let mut rng = Rng::derive(seed, &format!("{label}.{img}"));
+            fill_noise(&mut rng, buf);
+            arch.dispatch(|| blur(buf, side, tmp));
+        });
     out
 }
 
@@ -253,28 +272,36 @@ fn mix(prev: &[f32], c: usize, in_side: usize, out_side: usize, m: &[f32]) -> Ve
     // Compiled for the best instruction set present; no FMA contraction happens, so the bits
     // do not depend on which one that is.
     let arch = Arch::new();
-    out.par_chunks_mut(c * pout).zip(prev.par_chunks(c * pin)).for_each_init(
-        || (vec![0.0f32; c * pin], Vec::new()),
-        |(z, tmp), (dst, src)| {
-            arch.dispatch(|| {
-                channel_mix(&mt, src, c, pin, z);
-                z.iter_mut().for_each(|v| *v = soft_tanh(*v));
-                blur(z, in_side, tmp);
-                if out_side == in_side {
-                    dst.copy_from_slice(z);
-                } else {
-                    pool2(z, in_side, dst);
-                }
-            })
-        },
-    );
+    out.par_chunks_mut(c * pout)
+        .zip(prev.par_chunks(c * pin))
+        .for_each_init(
+            || (vec![0.0f32; c * pin], Vec::new()),
+            |(z, tmp), (dst, src)| {
+                arch.dispatch(|| {
+                    channel_mix(&mt, src, c, pin, z);
+                    z.iter_mut().for_each(|v| *v = soft_tanh(*v));
+                    blur(z, in_side, tmp);
+                    if out_side == in_side {
+                        dst.copy_from_slice(z);
+                    } else {
+                        pool2(z, in_side, dst);
+                    }
+                })
+            },
+        );
     out
 }
 
 /// The built-in random network's features on `n_images` random "images": `n_layers` layers of
 /// `width` channels, the first third at 2·`grid` per side and the rest at `grid`, each with an
 /// explicit global token.
-pub fn random_network(n_images: usize, n_layers: usize, width: usize, grid: usize, seed: u64) -> Result<Features> {
+pub fn random_network(
+    n_images: usize,
+    n_layers: usize,
+    width: usize,
+    grid: usize,
+    seed: u64,
+) -> Result<Features> {
     if n_images == 0 || n_layers == 0 || width == 0 || grid == 0 {
         return Err(Error::invalid(format!(
             "random network needs positive sizes, got images {n_images}, layers {n_layers}, width {width}, grid {grid}"
@@ -291,7 +318,9 @@ pub fn random_network(n_images: usize, n_layers: usize, width: usize, grid: usiz
         let p = out_side * out_side;
         let mut mrng = Rng::derive(seed, &format!("synth.network.mix.{i}"));
         let inv_sqrt_c = 1.0 / (c as f64).sqrt();
-        let m: Vec<f32> = (0..c * c).map(|_| (mrng.normal() * inv_sqrt_c) as f32).collect();
+        let m: Vec<f32> = (0..c * c)
+            .map(|_| (mrng.normal() * inv_sqrt_c) as f32)
+            .collect();
         let prev: &[f32] = match layers.last() {
             None => &input,
             Some(l) => &l.local.data,
@@ -301,20 +330,25 @@ pub fn random_network(n_images: usize, n_layers: usize, width: usize, grid: usiz
         // Both parts standardised before mixing, so α sets their shares of the variance.
         let (hs, hm) = standardiser(&h, c, p);
         let (fs, fm) = standardiser(&fresh, c, p);
-        h.par_chunks_mut(c * p).zip(fresh.par_chunks(c * p)).for_each(|(hi, fi)| {
-            for (ch, (hp, fp)) in hi.chunks_exact_mut(p).zip(fi.chunks_exact(p)).enumerate() {
-                let (a, b) = (ALPHA * hs[ch], beta * fs[ch]);
-                for (x, &y) in hp.iter_mut().zip(fp) {
-                    *x = a * (*x - hm[ch]) + b * (y - fm[ch]);
+        h.par_chunks_mut(c * p)
+            .zip(fresh.par_chunks(c * p))
+            .for_each(|(hi, fi)| {
+                for (ch, (hp, fp)) in hi.chunks_exact_mut(p).zip(fi.chunks_exact(p)).enumerate() {
+                    let (a, b) = (ALPHA * hs[ch], beta * fs[ch]);
+                    for (x, &y) in hp.iter_mut().zip(fp) {
+                        *x = a * (*x - hm[ch]) + b * (y - fm[ch]);
+                    }
                 }
-            }
-        });
+            });
         drop(fresh);
         normalise_channels(&mut h, c, p);
 
         let mut global: Vec<f32> = h
             .par_chunks(c * p)
-            .flat_map_iter(|img| img.chunks(p).map(move |pl| pl.iter().sum::<f32>() / p as f32))
+            .flat_map_iter(|img| {
+                img.chunks(p)
+                    .map(move |pl| pl.iter().sum::<f32>() / p as f32)
+            })
             .collect();
         normalise_channels(&mut global, c, 1);
         let mut grng = Rng::derive(seed, &format!("synth.network.cls.{i}"));
@@ -411,7 +445,9 @@ mod tests {
         assert_eq!(sides, vec![6, 6, 3, 3]);
         for l in &f.layers {
             let (mean, sd) = channel_stats(&l.local.data, 5, l.local.shape[2] * l.local.shape[3]);
-            assert!(mean.iter().all(|m| m.abs() < 1e-4) && sd.iter().all(|s| (s - 1.0).abs() < 1e-3));
+            assert!(
+                mean.iter().all(|m| m.abs() < 1e-4) && sd.iter().all(|s| (s - 1.0).abs() < 1e-3)
+            );
             assert_eq!(l.global.as_ref().unwrap().shape, vec![20, 5]);
         }
     }

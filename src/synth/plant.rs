@@ -84,13 +84,34 @@ impl Truth {
             )));
         }
         let tensors = [
-            ("layer".to_string(), OutTensor::I32 { shape: vec![v], data: &self.layer }),
+            (
+                "layer".to_string(),
+                OutTensor::I32 {
+                    shape: vec![v],
+                    data: &self.layer,
+                },
+            ),
             ("space".to_string(), OutTensor::from_array(&self.space)),
-            ("scale".to_string(), OutTensor::F32 { shape: vec![v], data: &self.scale }),
-            ("signal".to_string(), OutTensor::U8 { shape: vec![v], data: &self.signal }),
+            (
+                "scale".to_string(),
+                OutTensor::F32 {
+                    shape: vec![v],
+                    data: &self.scale,
+                },
+            ),
+            (
+                "signal".to_string(),
+                OutTensor::U8 {
+                    shape: vec![v],
+                    data: &self.signal,
+                },
+            ),
         ];
         let mut meta = BTreeMap::new();
-        meta.insert("content".to_string(), "factortopy planted truth".to_string());
+        meta.insert(
+            "content".to_string(),
+            "factortopy planted truth".to_string(),
+        );
         write_tensors(path, &tensors, &meta)
     }
 
@@ -105,29 +126,49 @@ impl Truth {
         }
         let space = f.f32("space")?;
         if space.shape != [v, 2] {
-            return Err(bad("space", format!("expected shape [{v}, 2], got {:?}", space.shape)));
+            return Err(bad(
+                "space",
+                format!("expected shape [{v}, 2], got {:?}", space.shape),
+            ));
         }
         let scale = f.f32("scale")?;
         if scale.shape != [v] {
-            return Err(bad("scale", format!("expected shape [{v}], got {:?}", scale.shape)));
+            return Err(bad(
+                "scale",
+                format!("expected shape [{v}], got {:?}", scale.shape),
+            ));
         }
         let (ss, signal) = f.u8("signal")?;
         if ss != [v] {
             return Err(bad("signal", format!("expected shape [{v}], got {ss:?}")));
         }
         if let Some(i) = layer.iter().position(|&l| l < 0) {
-            return Err(bad("layer", format!("negative layer {} at voxel {i}", layer[i])));
+            return Err(bad(
+                "layer",
+                format!("negative layer {} at voxel {i}", layer[i]),
+            ));
         }
         if let Some(i) = space.first_non_finite() {
-            return Err(bad("space", format!("non-finite value at {:?}", space.unravel(i))));
+            return Err(bad(
+                "space",
+                format!("non-finite value at {:?}", space.unravel(i)),
+            ));
         }
         if let Some(i) = scale.data.iter().position(|s| !s.is_finite()) {
             return Err(bad("scale", format!("non-finite value at voxel {i}")));
         }
         if let Some(i) = signal.iter().position(|&s| s > 1) {
-            return Err(bad("signal", format!("value {} at voxel {i} is not 0 or 1", signal[i])));
+            return Err(bad(
+                "signal",
+                format!("value {} at voxel {i} is not 0 or 1", signal[i]),
+            ));
         }
-        Ok(Self { layer, space, scale: scale.data, signal })
+        Ok(Self {
+            layer,
+            space,
+            scale: scale.data,
+            signal,
+        })
     }
 }
 
@@ -153,7 +194,9 @@ fn check_features(features: &Features) -> Result<usize> {
     features.validate("features to plant on")?;
     let n = features.n_images();
     if n < 2 {
-        return Err(Error::invalid(format!("need at least 2 images to plant responses, got {n}")));
+        return Err(Error::invalid(format!(
+            "need at least 2 images to plant responses, got {n}"
+        )));
     }
     Ok(n)
 }
@@ -181,13 +224,15 @@ fn choose_signal(roi: &[i32], fraction: f64, seed: u64) -> Vec<u8> {
 fn cell_major(a: &Array) -> Vec<f32> {
     let (c, gg) = (a.shape[1], a.shape[2] * a.shape[3]);
     let mut out = vec![0.0f32; a.numel()];
-    out.par_chunks_mut(gg * c).zip(a.data.par_chunks(c * gg)).for_each(|(dst, src)| {
-        for (ch, plane) in src.chunks_exact(gg).enumerate() {
-            for (cell, &x) in plane.iter().enumerate() {
-                dst[cell * c + ch] = x;
+    out.par_chunks_mut(gg * c)
+        .zip(a.data.par_chunks(c * gg))
+        .for_each(|(dst, src)| {
+            for (ch, plane) in src.chunks_exact(gg).enumerate() {
+                for (cell, &x) in plane.iter().enumerate() {
+                    dst[cell * c + ch] = x;
+                }
             }
-        }
-    });
+        });
     out
 }
 
@@ -239,8 +284,16 @@ pub fn plant_detailed(features: &Features, cfg: &SynthConfig) -> Result<Planted>
     let sheet = cortex::layout(v, cfg.seed)?;
     let roi_layer = planted_layers(cfg.scenario, n_layers, cfg.seed);
     let signal = choose_signal(&sheet.roi, cfg.signal_fraction, cfg.seed);
-    let layer: Vec<i32> = sheet.roi.iter().map(|&r| roi_layer[r as usize] as i32).collect();
-    let scale: Vec<f32> = sheet.roi.iter().map(|&r| planted_scale(ROI_LEVELS[r as usize])).collect();
+    let layer: Vec<i32> = sheet
+        .roi
+        .iter()
+        .map(|&r| roi_layer[r as usize] as i32)
+        .collect();
+    let scale: Vec<f32> = sheet
+        .roi
+        .iter()
+        .map(|&r| planted_scale(ROI_LEVELS[r as usize]))
+        .collect();
 
     let bases: Vec<Vec<f32>> = widths
         .iter()
@@ -263,18 +316,26 @@ pub fn plant_detailed(features: &Features, cfg: &SynthConfig) -> Result<Planted>
             let mut rng = Rng::derive(cfg.seed, &format!("synth.readout.{i}"));
             let r: Vec<f64> = (0..k).map(|_| rng.normal()).collect();
             let b = &bases[l];
-            (0..c).map(|ch| (0..k).map(|j| b[ch * k + j] as f64 * r[j]).sum::<f64>() as f32).collect()
+            (0..c)
+                .map(|ch| (0..k).map(|j| b[ch * k + j] as f64 * r[j]).sum::<f64>() as f32)
+                .collect()
         })
         .collect();
     let recipes: Vec<Option<Recipe>> = (0..v)
         .map(|i| {
             (signal[i] == 1).then(|| {
                 let s = scale[i];
-                let mut taps = bilinear_taps(sheet.space.data[2 * i], sheet.space.data[2 * i + 1], g, g);
+                let mut taps =
+                    bilinear_taps(sheet.space.data[2 * i], sheet.space.data[2 * i + 1], g, g);
                 for t in taps.iter_mut() {
                     t.1 *= 1.0 - s;
                 }
-                Recipe { layer: layer[i] as usize, taps, scale: s, w: readout[i].clone() }
+                Recipe {
+                    layer: layer[i] as usize,
+                    taps,
+                    scale: s,
+                    w: readout[i].clone(),
+                }
             })
         })
         .collect();
@@ -314,7 +375,8 @@ pub fn plant_detailed(features: &Features, cfg: &SynthConfig) -> Result<Planted>
             continue;
         }
         let sd = (sq[i] / n as f64).sqrt();
-        if !(sd > 1e-9 * (1.0 + mean[i].abs())) || !sd.is_finite() {
+        let varies = sd.is_finite() && sd > 1e-9 * (1.0 + mean[i].abs());
+        if !varies {
             return Err(Error::invalid(format!(
                 "planted response of voxel {i} (ROI {}, layer {}) does not vary over images; \
                  the features of that layer are constant or non-finite at the planted location",
@@ -325,7 +387,12 @@ pub fn plant_detailed(features: &Features, cfg: &SynthConfig) -> Result<Planted>
     }
     let clean: Vec<f32> = raw
         .chunks(v)
-        .flat_map(|row| row.iter().zip(&mean).zip(&inv_sd).map(|((&x, &m), &k)| ((x - m) * k) as f32))
+        .flat_map(|row| {
+            row.iter()
+                .zip(&mean)
+                .zip(&inv_sd)
+                .map(|((&x, &m), &k)| ((x - m) * k) as f32)
+        })
         .collect();
     drop(raw);
 
@@ -350,15 +417,30 @@ pub fn plant_detailed(features: &Features, cfg: &SynthConfig) -> Result<Planted>
         responses: Array::new(vec![n, v], responses)?,
         coords: sheet.coords,
         roi: sheet.roi,
-        noise_ceiling: Some(signal.iter().map(|&s| if s == 1 { nc as f32 } else { 0.0 }).collect()),
+        noise_ceiling: Some(
+            signal
+                .iter()
+                .map(|&s| if s == 1 { nc as f32 } else { 0.0 })
+                .collect(),
+        ),
         flat: Some(sheet.flat),
         roi_names: ROI_NAMES.iter().map(|s| s.to_string()).collect(),
         roi_levels: ROI_LEVELS.to_vec(),
         stimulus_ids: features.stimulus_ids.clone(),
         subject: Some("synthetic".to_string()),
     };
-    let truth = Truth { layer, space: sheet.space, scale, signal };
-    Ok(Planted { brain, truth, clean: Array::new(vec![n, v], clean)?, readout })
+    let truth = Truth {
+        layer,
+        space: sheet.space,
+        scale,
+        signal,
+    };
+    Ok(Planted {
+        brain,
+        truth,
+        clean: Array::new(vec![n, v], clean)?,
+        readout,
+    })
 }
 
 #[cfg(test)]
@@ -367,8 +449,14 @@ mod tests {
 
     #[test]
     fn hierarchical_layers_for_six() {
-        assert_eq!(planted_layers(Scenario::Hierarchical, 6, 0), vec![0, 1, 3, 4, 5, 5, 5]);
-        assert_eq!(planted_layers(Scenario::Reversed, 6, 0), vec![5, 4, 2, 1, 0, 0, 0]);
+        assert_eq!(
+            planted_layers(Scenario::Hierarchical, 6, 0),
+            vec![0, 1, 3, 4, 5, 5, 5]
+        );
+        assert_eq!(
+            planted_layers(Scenario::Reversed, 6, 0),
+            vec![5, 4, 2, 1, 0, 0, 0]
+        );
         assert_eq!(planted_layers(Scenario::Hierarchical, 1, 0), vec![0; 7]);
     }
 

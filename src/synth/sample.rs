@@ -16,7 +16,11 @@ fn resize_taps(input: usize, output: usize) -> Vec<(usize, usize, f32)> {
             let src = ((dst as f64 + 0.5) * scale - 0.5).max(0.0);
             let i0 = (src.floor() as usize).min(input - 1);
             let i1 = (i0 + 1).min(input - 1);
-            let frac = if i1 == i0 { 0.0 } else { (src - i0 as f64) as f32 };
+            let frac = if i1 == i0 {
+                0.0
+            } else {
+                (src - i0 as f64) as f32
+            };
             (i0, i1, frac)
         })
         .collect()
@@ -56,9 +60,16 @@ pub fn resize_layer(local: &Array, g: usize) -> Result<Array> {
     if g == 0 {
         return Err(Error::invalid("grid size must be at least 1"));
     }
-    let (n, c, h, w) = (local.shape[0], local.shape[1], local.shape[2], local.shape[3]);
+    let (n, c, h, w) = (
+        local.shape[0],
+        local.shape[1],
+        local.shape[2],
+        local.shape[3],
+    );
     if h == 0 || w == 0 {
-        return Err(Error::invalid(format!("local feature map has an empty grid {h}x{w}")));
+        return Err(Error::invalid(format!(
+            "local feature map has an empty grid {h}x{w}"
+        )));
     }
     if h == g && w == g {
         return Ok(local.clone());
@@ -121,7 +132,11 @@ mod tests {
         resize_map(&src, 1, 4, 4, 2, &mut dst);
         let expect = |r: usize, c: usize| {
             let at = |y: usize, x: usize| src[y * 4 + x];
-            (at(2 * r, 2 * c) + at(2 * r, 2 * c + 1) + at(2 * r + 1, 2 * c) + at(2 * r + 1, 2 * c + 1)) / 4.0
+            (at(2 * r, 2 * c)
+                + at(2 * r, 2 * c + 1)
+                + at(2 * r + 1, 2 * c)
+                + at(2 * r + 1, 2 * c + 1))
+                / 4.0
         };
         for r in 0..2 {
             for c in 0..2 {
