@@ -1,6 +1,7 @@
 //! factortopy: how brain-like is a vision network's hierarchy, and how much of it does
 //! fine-tuning destroy? See README.md and DESIGN §1.
 
+pub mod baseline;
 pub mod cli;
 pub mod data;
 pub mod error;
@@ -8,6 +9,7 @@ pub mod kernels;
 pub mod model;
 pub mod pipeline;
 pub mod plot;
+pub mod rank;
 pub mod rng;
 pub mod scores;
 pub mod synth;

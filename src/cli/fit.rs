@@ -20,6 +20,11 @@ pub struct FitArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub train: TrainArgs,
+    /// Fitting method: factortopy (the encoder) or ridge (layer-wise ridge baseline).
+    #[arg(long, value_enum, default_value_t = crate::cli::fit_ridge::Method::Factortopy)]
+    pub method: crate::cli::fit_ridge::Method,
+    #[command(flatten)]
+    pub ridge: crate::cli::fit_ridge::RidgeArgs,
     /// Weight the hierarchy line by max(R², 0).
     #[arg(long)]
     pub weighted: bool,
@@ -101,6 +106,9 @@ pub fn print_progress(p: &Progress) {
 }
 
 pub fn run(a: FitArgs) -> Result<i32> {
+    if a.method == crate::cli::fit_ridge::Method::Ridge {
+        return crate::cli::fit_ridge::run(&a.features, &a.brain, &a.out, &a.train, a.weighted, a.quiet, &a.ridge);
+    }
     let (features, brain) = load_inputs(&a.features, &a.brain)?;
     // Check the destination before fitting so a long fit never ends in an unwritable directory,
     // but after validating the inputs so bad inputs leave nothing behind.

@@ -7,6 +7,9 @@ use clap::{Parser, Subcommand};
 use std::path::Path;
 
 pub mod fit;
+pub mod fit_ridge;
+pub mod import_algonauts;
+pub mod rank;
 pub mod score;
 pub mod synth;
 
@@ -25,6 +28,10 @@ pub enum Command {
     Fit(fit::FitArgs),
     /// Recompute the report of a saved encoder.
     Score(score::ScoreArgs),
+    /// Rank networks against one brain by hierarchy slope (exit status 3 below --min-slope).
+    Rank(rank::RankArgs),
+    /// Convert an Algonauts 2023 subject folder into a brain file.
+    ImportAlgonauts(import_algonauts::ImportAlgonautsArgs),
 }
 
 /// Loads and cross-checks a features file and a brain file (responses z-scored per voxel).
@@ -42,6 +49,8 @@ pub fn main() -> i32 {
         Command::Synth(a) => synth::run(a),
         Command::Fit(a) => fit::run(a),
         Command::Score(a) => score::run(a),
+        Command::Rank(a) => rank::run(a),
+        Command::ImportAlgonauts(a) => import_algonauts::run(a),
     };
     match result {
         Ok(code) => code,

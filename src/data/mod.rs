@@ -1,6 +1,7 @@
 //! Data contracts of DESIGN §2: loaders, validation and writers for the features and brain files,
 //! plain `.npy` arrays, and atomic file output.
 
+pub mod algonauts;
 pub mod array;
 pub mod brain;
 pub mod features;

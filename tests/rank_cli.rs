@@ -1,0 +1,107 @@
+// `factortopy rank` and `factortopy::rank::rank` on planted data (issue 5): three networks
+// against one brain planted with a hierarchy on the first. The second network is the first
+// with its layers in reverse order (so the brain's hierarchy is reversed relative to it), the
+// third has them shuffled. The ranking must put the hierarchical network first and the
+// reversed one last, and `--min-slope` must gate with exit status 3.
+
+use std::path::Path;
+use std::process::Command;
+
+use factortopy::data::Features;
+use factortopy::rank::{rank, RankConfig, RankMethod};
+use factortopy::synth::{generate, Scenario, SynthConfig};
+
+fn permuted(f: &Features, order: &[usize], name: &str) -> Features {
+    Features {
+        model: name.to_string(),
+        layer_names: order.iter().map(|&i| f.layer_names[i].clone()).collect(),
+        stimulus_ids: f.stimulus_ids.clone(),
+        layers: order.iter().map(|&i| f.layers[i].clone()).collect(),
+    }
+}
+
+/// Brain planted hierarchically on `net-hier`; the other two are layer permutations of it.
+fn setup(dir: &Path) -> (factortopy::data::Brain, Vec<Features>) {
+    let data = generate(&SynthConfig {
+        scenario: Scenario::Hierarchical,
+        n_images: 600,
+        n_voxels: 600,
+        n_layers: 4,
+        width: 32,
+        grid: 4,
+        noise_ceiling: 0.8,
+        seed: 5,
+        signal_fraction: 1.0,
+    })
+    .unwrap();
+    let hier = permuted(&data.features, &[0, 1, 2, 3], "net-hier");
+    let rev = permuted(&data.features, &[3, 2, 1, 0], "net-rev");
+    let shuf = permuted(&data.features, &[2, 0, 3, 1], "net-shuf");
+    data.brain.save(&dir.join("brain.safetensors")).unwrap();
+    for f in [&rev, &hier, &shuf] {
+        f.save(&dir.join(format!("{}.safetensors", f.model))).unwrap();
+    }
+    (data.brain, vec![rev, hier, shuf])
+}
+
+fn rank_cmd(dir: &Path, extra: &[&str]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_factortopy"));
+    c.arg("rank").arg("--brain").arg(dir.join("brain.safetensors"));
+    for n in ["net-rev", "net-hier", "net-shuf"] {
+        c.arg(dir.join(format!("{n}.safetensors")));
+    }
+    c.args(extra).arg("--quiet");
+    c.output().unwrap()
+}
+
+fn names(json: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v["rows"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn factortopy_rank_orders_hierarchical_first_and_reversed_last() {
+    let tmp = tempfile::tempdir().unwrap();
+    setup(tmp.path());
+    let out = tmp.path().join("out");
+    // Small and fast: the `fast` preset, 3 epochs, bottleneck 16 (a few seconds per network).
+    let o = rank_cmd(
+        tmp.path(),
+        &["--format", "json", "--min-slope", "0.2", "--preset", "fast", "--epochs", "3", "--dim", "16", "--grid", "4",
+          "--reg-steps", "40", "--out", out.to_str().unwrap()],
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    eprintln!("{stdout}");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let order = names(&stdout);
+    assert_eq!(order.first().map(String::as_str), Some("net-hier"), "{order:?}");
+    assert_eq!(order.last().map(String::as_str), Some("net-rev"), "{order:?}");
+    assert!(out.join("roi_depth.png").is_file() && out.join("rank.json").is_file());
+}
+
+#[test]
+fn ridge_rank_library_call_and_min_slope_gate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (brain, nets) = setup(tmp.path());
+    let cfg = RankConfig { method: RankMethod::Ridge, ..RankConfig::default() };
+    let rows = rank(&brain, &nets, &cfg).unwrap();
+    let order: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(order, ["net-hier", "net-shuf", "net-rev"]);
+    assert!(rows[0].slope > 0.5 && rows[2].slope < -0.5, "{rows:?}");
+    assert_eq!(rows.iter().map(|r| r.rank).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(rows[0].roi_depth.len(), brain.roi_names.len());
+
+    // The gate: exit status 3 below --min-slope, 0 at or above it.
+    let o = rank_cmd(tmp.path(), &["--method", "ridge", "--min-slope", "5"]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("gate failed"));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.lines().nth(1).unwrap().contains("net-hier"), "{table}");
+    let o = rank_cmd(tmp.path(), &["--method", "ridge", "--min-slope", "-1", "--format", "markdown"]);
+    assert_eq!(o.status.code(), Some(0));
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert!(md.starts_with("| rank | network |") && md.contains("net-rev"), "{md}");
+    // A usage error exits with clap's status 2, not with the gate's 3.
+    let o = rank_cmd(tmp.path(), &["--format", "yaml"]);
+    assert_eq!(o.status.code(), Some(2), "clap usage error");
+}
