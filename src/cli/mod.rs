@@ -9,6 +9,7 @@ use std::path::Path;
 pub mod fit;
 pub mod fit_ridge;
 pub mod import_algonauts;
+pub mod monitor;
 pub mod rank;
 pub mod score;
 pub mod synth;
@@ -32,6 +33,8 @@ pub enum Command {
     Rank(rank::RankArgs),
     /// Convert an Algonauts 2023 subject folder into a brain file.
     ImportAlgonauts(import_algonauts::ImportAlgonautsArgs),
+    /// Replay checkpoints' features through the forgetting monitor.
+    Monitor(monitor::MonitorArgs),
 }
 
 /// Loads and cross-checks a features file and a brain file (responses z-scored per voxel).
@@ -51,6 +54,7 @@ pub fn main() -> i32 {
         Command::Score(a) => score::run(a),
         Command::Rank(a) => rank::run(a),
         Command::ImportAlgonauts(a) => import_algonauts::run(a),
+        Command::Monitor(a) => monitor::run(a),
     };
     match result {
         Ok(code) => code,

@@ -142,6 +142,15 @@ pub fn run(a: MonitorArgs) -> Result<i32> {
     Ok(if stop && a.fail_on_stop { 3 } else { 0 })
 }
 
+/// A chart title that fits the chart's width: the model name only when it is short.
+fn titled(what: &str, model: &str) -> String {
+    if model.chars().count() + what.len() + 2 <= 44 {
+        format!("{model}: {what}")
+    } else {
+        what.to_string()
+    }
+}
+
 /// `forgetting.png` (overall and per ROI) and `cka.png` (per layer) over steps.
 pub fn write_curves(dir: &std::path::Path, m: &Monitor) -> Result<()> {
     let h = m.history();
@@ -155,7 +164,7 @@ pub fn write_curves(dir: &std::path::Path, m: &Monitor) -> Result<()> {
     }
     crate::plot::line_chart(
         &dir.join("forgetting.png"),
-        &format!("{}: forgetting during fine-tuning", m.model()),
+        &titled("forgetting", m.model()),
         "training step",
         "forgetting (1 - retention)",
         &series,
@@ -168,7 +177,7 @@ pub fn write_curves(dir: &std::path::Path, m: &Monitor) -> Result<()> {
         .collect();
     crate::plot::line_chart(
         &dir.join("cka.png"),
-        &format!("{}: CKA of each layer with the reference", m.model()),
+        &titled("layer CKA vs reference", m.model()),
         "training step",
         "linear CKA",
         &cka,

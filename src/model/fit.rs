@@ -493,7 +493,7 @@ mod tests {
             let analytic = (g * &dir_t).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64;
             let orig = var.as_tensor().copy().unwrap();
             let eps = 1e-2;
-            let mut at = |sign: f64| {
+            let at = |sign: f64| {
                 var.set(&(&orig + (&dir_t * (sign * eps)).unwrap()).unwrap()).unwrap();
                 objective(&enc, &prepared, &bt, &batch, &cfg, 50).unwrap().to_scalar::<f32>().unwrap() as f64
             };

@@ -12,7 +12,6 @@ pub(crate) struct Fixture {
     pub features: Features,
     pub encoder: Encoder,
     pub record: FitRecord,
-    pub config: MonitorConfig,
 }
 
 pub(crate) fn small_config() -> MonitorConfig {
@@ -39,14 +38,12 @@ pub(crate) static FIXTURE: Lazy<Fixture> = Lazy::new(|| {
         ..SynthConfig::default()
     };
     let data = generate(&synth).unwrap();
-    let config = small_config();
-    let m = Monitor::new(&data.brain, &data.features, config.clone(), None).unwrap();
+    let m = Monitor::new(&data.brain, &data.features, small_config(), None).unwrap();
     Fixture {
         brain: data.brain,
         features: data.features,
         encoder: m.encoder().deep_copy().unwrap(),
         record: m.fit_record().clone(),
-        config,
     }
 });
 
