@@ -18,7 +18,8 @@
  * - Every pointer argument is checked: NULL where a value is required is FT_ERR_NULL. The
  *   library cannot check that a non-NULL pointer is valid: pass live handles from this
  *   library, NUL-terminated UTF-8 strings, and tensors whose memory is valid for reads.
- * - Strings returned by the library (JSON reports) are freed with ft_string_free.
+ * - Strings returned by the library (JSON reports) are freed with ft_string_free, byte
+ *   buffers (ft_monitor_save_bytes) with ft_bytes_free.
  * - Tensors (ft_tensor views and DLPack DLTensor / DLManagedTensor) are copied into the
  *   library's own f32 arrays during the call (f32, f16 and bf16 accepted; strides and
  *   byte_offset honoured); the library never keeps a pointer to caller memory. Host memory
@@ -155,6 +156,20 @@ typedef enum ft_scenario {
   FT_SCENARIO_FLAT_LATE = 3,
   FT_SCENARIO_SHUFFLED = 4,
 } ft_scenario;
+
+/**
+ * How `ft_rank` fits each network.
+ */
+typedef enum ft_rank_method {
+  /**
+   * The FactorTopy encoder (DESIGN §3).
+   */
+  FT_RANK_FACTORTOPY = 0,
+  /**
+   * The layer-wise ridge baseline: a fast estimate with a one-hot layer choice.
+   */
+  FT_RANK_RIDGE = 1,
+} ft_rank_method;
 
 /**
  * A subject's brain data (responses z-scored per voxel on load). Immutable once loaded: every
@@ -476,6 +491,46 @@ typedef struct ft_step_summary {
   double refit_r2;
 } ft_step_summary;
 
+/**
+ * The arrays of a brain (DESIGN §2), for `ft_brain_new`. Optional members are NULL when absent.
+ */
+typedef struct ft_brain_arrays {
+  /**
+   * `[N, V]` responses to the probe images (f32, f16 or bf16).
+   */
+  const struct ft_tensor *responses;
+  /**
+   * `[V, 3]` voxel positions.
+   */
+  const struct ft_tensor *coords;
+  /**
+   * `[V]` index into the ROI names, -1 for voxels outside every ROI.
+   */
+  const int32_t *roi;
+  /**
+   * Length of `roi`; must equal V.
+   */
+  size_t roi_len;
+  /**
+   * `[V]` noise ceiling in R² units, or NULL.
+   */
+  const struct ft_tensor *noise_ceiling;
+  /**
+   * `[V, 2]` flatmap positions for pictures, or NULL.
+   */
+  const struct ft_tensor *flat;
+  /**
+   * A JSON object: `roi_names` (list of strings, required when any voxel is in an ROI),
+   * `roi_levels` (list of integers; default from the names as in DESIGN §2), `subject`
+   * (string), `stimulus_ids` (list of N strings). NULL: `{}`.
+   */
+  const char *metadata_json;
+  /**
+   * Non-zero: z-score each voxel over images, as `ft_brain_load` does (recommended).
+   */
+  int32_t zscore;
+} ft_brain_arrays;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -607,6 +662,27 @@ enum ft_status ft_features_add_layer_dlpack_managed(struct ft_features *features
                                                     struct DLManagedTensor *global);
 
 /**
+ * Sets a feature set's descriptive metadata from a JSON object with any of `model` (string: the
+ * network's name, used by reports and rankings), `layer_names` (list of one string per layer
+ * added so far) and `stimulus_ids` (list of one string per image, matched against the brain's).
+ * Members not given are left as they are; on error nothing changes.
+ *
+ * # Safety
+ * `features` is a live handle used by no other call meanwhile; `json` is a NUL-terminated
+ * string.
+ */
+enum ft_status ft_features_set_metadata(struct ft_features *features, const char *json);
+
+/**
+ * Writes the feature set as a features file (DESIGN §2, atomically), for the CLI's `fit`,
+ * `score`, `rank` and `synth --from-features`.
+ *
+ * # Safety
+ * `features` is a live handle; `path` is a NUL-terminated string.
+ */
+enum ft_status ft_features_save(const struct ft_features *features, const char *path);
+
+/**
  * A borrowed view of layer `layer` (0-based). The pointers stay valid until `features` is
  * modified or freed.
  *
@@ -635,12 +711,39 @@ enum ft_status ft_synth_options_default(struct ft_synth_options *out);
 enum ft_status ft_synth_write(const char *dir, const struct ft_synth_options *options);
 
 /**
+ * Plants a brain on a network's own features (the CLI's `synth --from-features`): each ROI reads
+ * from the layer, location and scale its scenario plants, with noise at the noise ceiling. The
+ * brain comes back z-scored, as `ft_brain_load` would give it; `dir` non-NULL also writes
+ * `brain.safetensors` and `truth.safetensors` there. The options' `n_images`, `n_layers` and
+ * `width` are ignored (the features fix them). `options` NULL: defaults. `out` may be NULL when
+ * only the files are wanted.
+ *
+ * # Safety
+ * `features` is a live handle; `options` is NULL or valid for reads; `dir` is NULL or a
+ * NUL-terminated string; `out` is NULL or valid for writes.
+ */
+enum ft_status ft_synth_plant(const struct ft_features *features,
+                              const struct ft_synth_options *options,
+                              const char *dir,
+                              struct ft_brain **out);
+
+/**
  * Writes the default fit settings into `*out`.
  *
  * # Safety
  * `out` is valid for writes.
  */
 enum ft_status ft_fit_options_default(struct ft_fit_options *out);
+
+/**
+ * Writes a named preset of fit settings into `*out`: `"design"` (DESIGN §3.6: lr 1e-3, batch
+ * 8; the same as `ft_fit_options_default`) or `"fast"` (lr 1e-2, batch 32, regulariser over 300
+ * steps, patience 3: the CLI's `--preset fast`, for small probe sets and quick monitors).
+ *
+ * # Safety
+ * `name` is a NUL-terminated string; `out` is valid for writes.
+ */
+enum ft_status ft_fit_options_preset(const char *name, struct ft_fit_options *out);
 
 /**
  * Fits an encoder of `features` to `brain` and scores it. `options` NULL: defaults. Long: runs
@@ -768,6 +871,36 @@ enum ft_status ft_monitor_load(const char *path,
                                struct ft_monitor **out);
 
 /**
+ * The monitor's state as bytes (the same bytes `ft_monitor_save` writes), for hosts that store
+ * it inside their own checkpoints. Free `*data` with `ft_bytes_free(*data, *len)`.
+ *
+ * # Safety
+ * `monitor` is a live handle; `data` and `len` are valid for writes.
+ */
+enum ft_status ft_monitor_save_bytes(const struct ft_monitor *monitor, uint8_t **data, size_t *len);
+
+/**
+ * Restores a monitor from `ft_monitor_save_bytes`' bytes (copied during the call), for the
+ * brain it was created with (checked), as `ft_monitor_load`.
+ *
+ * # Safety
+ * `data` is valid for reads of `len` bytes; `brain` is a live handle; `out` is valid for writes.
+ */
+enum ft_status ft_monitor_load_bytes(const uint8_t *data,
+                                     size_t len,
+                                     const struct ft_brain *brain,
+                                     struct ft_monitor **out);
+
+/**
+ * Frees bytes returned by the library (`ft_monitor_save_bytes`); `len` is the length it
+ * returned with them. Accepts NULL.
+ *
+ * # Safety
+ * `data` is NULL or bytes from this library, with their length, not yet freed.
+ */
+void ft_bytes_free(uint8_t *data, size_t len);
+
+/**
  * Appends every later observation to `path` as one JSON line (created if missing, existing
  * lines kept). `path` NULL: stop appending.
  *
@@ -829,6 +962,55 @@ enum ft_status ft_step_report_json(const struct ft_step_report *report, char **o
  * `report` is NULL or a live handle; it is not used afterwards.
  */
 void ft_step_report_free(struct ft_step_report *report);
+
+/**
+ * Builds a brain from arrays (copied; nothing is kept) and validates it as `ft_brain_load`
+ * validates a file: shapes, finiteness, ROI indices, and with `zscore` no constant voxel.
+ *
+ * # Safety
+ * `arrays` is valid for reads; its non-NULL tensors satisfy the `ft_tensor` contract, `roi` is
+ * valid for `roi_len` reads and `metadata_json` is NULL or a NUL-terminated string; `out` is
+ * valid for writes.
+ */
+enum ft_status ft_brain_new(const struct ft_brain_arrays *arrays, struct ft_brain **out);
+
+/**
+ * Writes a brain file (atomically) that `ft_brain_load` and the CLI read. The responses are
+ * written as held, i.e. z-scored when the brain was.
+ *
+ * # Safety
+ * `brain` is a live handle; `path` is a NUL-terminated string.
+ */
+enum ft_status ft_brain_save(const struct ft_brain *brain, const char *path);
+
+/**
+ * A JSON object describing a brain: `n_images`, `n_voxels`, `roi_names`, `roi_levels`,
+ * `roi_sizes` (voxels per ROI), `subject` (or null), `has_noise_ceiling`. Free `*out` with
+ * `ft_string_free`.
+ *
+ * # Safety
+ * `brain` is a live handle; `out` is valid for writes.
+ */
+enum ft_status ft_brain_info_json(const struct ft_brain *brain, char **out);
+
+/**
+ * Fits every network in `networks[0 .. n_networks)` against `brain` with the same split and
+ * seed and ranks them by hierarchy slope (ties: Spearman ρ, then input order). `*out` is the
+ * ranking as JSON: `method`, `subject`, `roi_names` and `rows` (best first; each with `rank`,
+ * `index` into `networks`, `name`, `slope`, `b0`, `b1`, `spearman`, `r2_mean`, `r2_median`,
+ * `fit_seconds`, `roi_depth`). Free it with `ft_string_free`. `options` NULL: defaults
+ * (`weighted` is honoured); `method` is an `ft_rank_method` value.
+ *
+ * # Safety
+ * `networks` is valid for `n_networks` reads of live handles; `brain` is live; `options` is
+ * NULL or valid for reads; `out` is valid for writes.
+ */
+enum ft_status ft_rank(const struct ft_features *const *networks,
+                       size_t n_networks,
+                       const struct ft_brain *brain,
+                       const struct ft_fit_options *options,
+                       int32_t method,
+                       char **out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -364,6 +364,79 @@ unsafe fn delete_managed(t: *mut DLManagedTensor) {
     }
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeaturesMetadata {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    layer_names: Option<Vec<String>>,
+    #[serde(default)]
+    stimulus_ids: Option<Vec<String>>,
+}
+
+/// Sets a feature set's descriptive metadata from a JSON object with any of `model` (string: the
+/// network's name, used by reports and rankings), `layer_names` (list of one string per layer
+/// added so far) and `stimulus_ids` (list of one string per image, matched against the brain's).
+/// Members not given are left as they are; on error nothing changes.
+///
+/// # Safety
+/// `features` is a live handle used by no other call meanwhile; `json` is a NUL-terminated
+/// string.
+#[no_mangle]
+pub unsafe extern "C" fn ft_features_set_metadata(features: *mut ft_features, json: *const c_char) -> ft_status {
+    guard(|| {
+        let f = handle_mut(features, "features")?;
+        // SAFETY: caller's contract.
+        let json = unsafe { str_arg(json, "json") }?;
+        let m: FeaturesMetadata =
+            serde_json::from_str(json).map_err(|e| FfiError::invalid(format!("features metadata: {e}")))?;
+        if let Some(names) = &m.layer_names {
+            if names.len() != f.inner.n_layers() {
+                return Err(FfiError::new(
+                    ft_status::FT_ERR_MISMATCH,
+                    format!("layer_names has {} names but the feature set has {} layers", names.len(), f.inner.n_layers()),
+                ));
+            }
+        }
+        if let Some(ids) = &m.stimulus_ids {
+            if ids.len() != f.inner.n_images() {
+                return Err(FfiError::new(
+                    ft_status::FT_ERR_MISMATCH,
+                    format!("stimulus_ids has {} entries but the feature set has {} images", ids.len(), f.inner.n_images()),
+                ));
+            }
+        }
+        if let Some(model) = m.model {
+            f.inner.model = model;
+        }
+        if let Some(names) = m.layer_names {
+            f.inner.layer_names = names;
+        }
+        if m.stimulus_ids.is_some() {
+            f.inner.stimulus_ids = m.stimulus_ids;
+        }
+        Ok(())
+    })
+}
+
+/// Writes the feature set as a features file (DESIGN §2, atomically), for the CLI's `fit`,
+/// `score`, `rank` and `synth --from-features`.
+///
+/// # Safety
+/// `features` is a live handle; `path` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ft_features_save(features: *const ft_features, path: *const c_char) -> ft_status {
+    guard(|| {
+        let f = handle(features, "features")?;
+        // SAFETY: caller's contract.
+        let path = unsafe { str_arg(path, "path") }?;
+        f.inner.validate(path)?;
+        f.inner.save(Path::new(path))?;
+        Ok(())
+    })
+}
+
 /// A borrowed view of layer `layer` (0-based). The pointers stay valid until `features` is
 /// modified or freed.
 ///
@@ -464,34 +537,86 @@ pub unsafe extern "C" fn ft_synth_write(dir: *const c_char, options: *const ft_s
     guard(|| {
         // SAFETY: caller's contract.
         let dir = unsafe { str_arg(dir, "dir") }?;
-        let cfg = match options.is_null() {
-            true => SynthConfig::default(),
-            false => {
-                // SAFETY: non-NULL, valid for reads by the caller's contract.
-                let o = unsafe { *options };
-                let scenario = match o.scenario {
-                    0 => Scenario::Hierarchical,
-                    1 => Scenario::Reversed,
-                    2 => Scenario::FlatEarly,
-                    3 => Scenario::FlatLate,
-                    4 => Scenario::Shuffled,
-                    s => return Err(FfiError::invalid(format!("unknown scenario {s} (expected 0..4)"))),
-                };
-                SynthConfig {
-                    scenario,
-                    n_images: o.n_images,
-                    n_voxels: o.n_voxels,
-                    n_layers: o.n_layers,
-                    width: o.width,
-                    grid: o.grid,
-                    noise_ceiling: o.noise_ceiling,
-                    seed: o.seed,
-                    signal_fraction: o.signal_fraction,
-                }
-            }
-        };
+        // SAFETY: caller's contract.
+        let cfg = unsafe { synth_config(options) }?;
         let data = crate::synth::generate(&cfg)?;
         crate::synth::write(Path::new(dir), &data)?;
+        Ok(())
+    })
+}
+
+/// The generator's settings from C options (NULL: defaults).
+///
+/// # Safety
+/// `options` is NULL or valid for reads.
+unsafe fn synth_config(options: *const ft_synth_options) -> FfiResult<SynthConfig> {
+    // SAFETY: forwarded contract.
+    let Some(o) = (unsafe { options.as_ref() }) else {
+        return Ok(SynthConfig::default());
+    };
+    let scenario = match o.scenario {
+        0 => Scenario::Hierarchical,
+        1 => Scenario::Reversed,
+        2 => Scenario::FlatEarly,
+        3 => Scenario::FlatLate,
+        4 => Scenario::Shuffled,
+        s => return Err(FfiError::invalid(format!("unknown scenario {s} (expected 0..4)"))),
+    };
+    Ok(SynthConfig {
+        scenario,
+        n_images: o.n_images,
+        n_voxels: o.n_voxels,
+        n_layers: o.n_layers,
+        width: o.width,
+        grid: o.grid,
+        noise_ceiling: o.noise_ceiling,
+        seed: o.seed,
+        signal_fraction: o.signal_fraction,
+    })
+}
+
+/// Plants a brain on a network's own features (the CLI's `synth --from-features`): each ROI reads
+/// from the layer, location and scale its scenario plants, with noise at the noise ceiling. The
+/// brain comes back z-scored, as `ft_brain_load` would give it; `dir` non-NULL also writes
+/// `brain.safetensors` and `truth.safetensors` there. The options' `n_images`, `n_layers` and
+/// `width` are ignored (the features fix them). `options` NULL: defaults. `out` may be NULL when
+/// only the files are wanted.
+///
+/// # Safety
+/// `features` is a live handle; `options` is NULL or valid for reads; `dir` is NULL or a
+/// NUL-terminated string; `out` is NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_synth_plant(
+    features: *const ft_features,
+    options: *const ft_synth_options,
+    dir: *const c_char,
+    out: *mut *mut ft_brain,
+) -> ft_status {
+    guard(|| {
+        let f = &handle(features, "features")?.inner;
+        // SAFETY: caller's contract.
+        let mut cfg = unsafe { synth_config(options) }?;
+        // SAFETY: NULL or a NUL-terminated string by the caller's contract.
+        let dir = match dir.is_null() {
+            true => None,
+            false => Some(unsafe { str_arg(dir, "dir") }?),
+        };
+        if dir.is_none() && out.is_null() {
+            return Err(FfiError::null("dir and out (at least one is needed)"));
+        }
+        f.validate("features")?;
+        cfg.n_layers = f.n_layers();
+        cfg.n_images = f.n_images();
+        let (brain, truth) = crate::synth::plant(f, &cfg)?;
+        if let Some(dir) = dir {
+            crate::data::io::ensure_output_dir(Path::new(dir))?;
+            crate::synth::write_planted(Path::new(dir), &brain, &truth)?;
+        }
+        if !out.is_null() {
+            let mut brain = brain;
+            brain.zscore("planted brain")?;
+            *out_arg(out, "out")? = boxed(ft_brain { inner: brain });
+        }
         Ok(())
     })
 }
@@ -526,8 +651,11 @@ pub struct ft_fit_options {
     pub weighted: i32,
 }
 
-fn fit_options_default() -> ft_fit_options {
-    let d = FitConfig::default();
+pub(crate) fn fit_options_default() -> ft_fit_options {
+    fit_options_of(&FitConfig::default())
+}
+
+fn fit_options_of(d: &FitConfig) -> ft_fit_options {
     ft_fit_options {
         seed: d.seed,
         val_fraction: d.val_fraction,
@@ -539,13 +667,13 @@ fn fit_options_default() -> ft_fit_options {
         grid: d.grid as u32,
         patience: d.patience as u32,
         reg_steps: d.reg_steps as u32,
-        max_steps: 0,
-        max_seconds: 0.0,
+        max_steps: d.max_steps.unwrap_or(0) as u64,
+        max_seconds: d.max_seconds.unwrap_or(0.0),
         weighted: 0,
     }
 }
 
-fn fit_config(o: &ft_fit_options) -> FfiResult<FitConfig> {
+pub(crate) fn fit_config(o: &ft_fit_options) -> FfiResult<FitConfig> {
     let cfg = FitConfig {
         seed: o.seed,
         val_fraction: o.val_fraction,
@@ -573,6 +701,28 @@ fn fit_config(o: &ft_fit_options) -> FfiResult<FitConfig> {
 pub unsafe extern "C" fn ft_fit_options_default(out: *mut ft_fit_options) -> ft_status {
     guard(|| {
         *out_arg(out, "out")? = fit_options_default();
+        Ok(())
+    })
+}
+
+/// Writes a named preset of fit settings into `*out`: `"design"` (DESIGN §3.6: lr 1e-3, batch
+/// 8; the same as `ft_fit_options_default`) or `"fast"` (lr 1e-2, batch 32, regulariser over 300
+/// steps, patience 3: the CLI's `--preset fast`, for small probe sets and quick monitors).
+///
+/// # Safety
+/// `name` is a NUL-terminated string; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_fit_options_preset(name: *const c_char, out: *mut ft_fit_options) -> ft_status {
+    guard(|| {
+        // SAFETY: caller's contract.
+        let name = unsafe { str_arg(name, "name") }?;
+        let out = out_arg(out, "out")?;
+        let cfg = match name {
+            "design" => FitConfig::default(),
+            "fast" => FitConfig::fast(),
+            other => return Err(FfiError::invalid(format!("unknown preset `{other}` (expected \"design\" or \"fast\")"))),
+        };
+        *out = fit_options_of(&cfg);
         Ok(())
     })
 }
@@ -891,6 +1041,66 @@ pub unsafe extern "C" fn ft_monitor_load(
         let m = Monitor::load(Path::new(path), &b.inner)?;
         *out = boxed(ft_monitor { inner: m });
         Ok(())
+    })
+}
+
+/// The monitor's state as bytes (the same bytes `ft_monitor_save` writes), for hosts that store
+/// it inside their own checkpoints. Free `*data` with `ft_bytes_free(*data, *len)`.
+///
+/// # Safety
+/// `monitor` is a live handle; `data` and `len` are valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_monitor_save_bytes(monitor: *const ft_monitor, data: *mut *mut u8, len: *mut usize) -> ft_status {
+    guard(|| {
+        let m = handle(monitor, "monitor")?;
+        let data = out_arg(data, "data")?;
+        let len = out_arg(len, "len")?;
+        let bytes = m.inner.to_bytes()?.into_boxed_slice();
+        *len = bytes.len();
+        *data = Box::into_raw(bytes).cast::<u8>();
+        Ok(())
+    })
+}
+
+/// Restores a monitor from `ft_monitor_save_bytes`' bytes (copied during the call), for the
+/// brain it was created with (checked), as `ft_monitor_load`.
+///
+/// # Safety
+/// `data` is valid for reads of `len` bytes; `brain` is a live handle; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_monitor_load_bytes(
+    data: *const u8,
+    len: usize,
+    brain: *const ft_brain,
+    out: *mut *mut ft_monitor,
+) -> ft_status {
+    guard(|| {
+        if data.is_null() {
+            return Err(FfiError::null("data"));
+        }
+        let b = handle(brain, "brain")?;
+        let out = out_arg(out, "out")?;
+        // SAFETY: non-NULL and valid for `len` reads by the caller's contract.
+        let bytes = unsafe { std::slice::from_raw_parts(data, len) }.to_vec();
+        let m = Monitor::from_bytes(Path::new("monitor state bytes"), bytes, &b.inner)?;
+        *out = boxed(ft_monitor { inner: m });
+        Ok(())
+    })
+}
+
+/// Frees bytes returned by the library (`ft_monitor_save_bytes`); `len` is the length it
+/// returned with them. Accepts NULL.
+///
+/// # Safety
+/// `data` is NULL or bytes from this library, with their length, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn ft_bytes_free(data: *mut u8, len: usize) {
+    guard_value((), || {
+        if !data.is_null() {
+            // SAFETY: `data` and `len` came from `Box::<[u8]>::into_raw` in
+            // `ft_monitor_save_bytes` and are freed once.
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(data, len)) });
+        }
     })
 }
 

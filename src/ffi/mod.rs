@@ -19,7 +19,9 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod api;
+pub mod brain_arrays;
 pub mod dlpack;
+pub mod rank;
 pub mod tensor;
 
 #[cfg(test)]
@@ -32,6 +34,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::error::Error;
 
 pub use api::*;
+pub use brain_arrays::*;
+pub use rank::*;
 pub use dlpack::{DLDataType, DLDevice, DLManagedTensor, DLTensor};
 pub use tensor::{ft_dtype, ft_tensor};
 

@@ -2,7 +2,8 @@
 //! PyTorch implementation load by renaming nothing. Everything that is not a parameter (widths,
 //! grid, coordinate normalisation, the split that produced it) travels in the metadata.
 
-use crate::data::safetensors_io::{write_tensors, OutTensor, TensorFile};
+use crate::data::io::atomic_write;
+use crate::data::safetensors_io::{serialize_tensors, OutTensor, TensorFile};
 use crate::error::{Error, Result};
 use crate::model::encoder::{Encoder, EncoderSpec};
 use crate::model::posenc::CoordNorm;
@@ -26,6 +27,12 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 }
 
 pub fn save_encoder(path: &Path, enc: &Encoder, record: &FitRecord) -> Result<()> {
+    atomic_write(path, &encoder_to_bytes(enc, record)?)
+}
+
+/// The bytes of an encoder file (what [`save_encoder`] writes), for embedding an encoder in
+/// another container such as the monitor's state.
+pub fn encoder_to_bytes(enc: &Encoder, record: &FitRecord) -> Result<Vec<u8>> {
     let spec = &enc.spec;
     let mut host: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     for (name, var) in enc.named_vars() {
@@ -55,11 +62,21 @@ pub fn save_encoder(path: &Path, enc: &Encoder, record: &FitRecord) -> Result<()
     if let Some(s) = &record.summary {
         meta.insert("fit".into(), json(s));
     }
-    write_tensors(path, &tensors, &meta)
+    serialize_tensors(&tensors, &meta)
 }
 
 pub fn load_encoder(path: &Path) -> Result<(Encoder, FitRecord)> {
-    let file = TensorFile::open(path)?;
+    encoder_from_file(TensorFile::open(path)?)
+}
+
+/// Parses encoder-file bytes (see [`encoder_to_bytes`]); `origin` names them in error messages.
+pub fn encoder_from_bytes(origin: &Path, bytes: Vec<u8>) -> Result<(Encoder, FitRecord)> {
+    encoder_from_file(TensorFile::from_bytes(origin, bytes)?)
+}
+
+fn encoder_from_file(file: TensorFile) -> Result<(Encoder, FitRecord)> {
+    let path_buf = file.path.clone();
+    let path = path_buf.as_path();
     let meta = file.metadata();
     let get = |k: &str| -> Result<&String> {
         meta.get(k).ok_or_else(|| Error::data(path, format!("metadata `{k}` is missing; is this a factortopy encoder?")))

@@ -16,61 +16,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{json, Value};
 
-use crate::data::safetensors_io::{write_tensors, OutTensor, TensorFile};
+use crate::data::safetensors_io::{serialize_tensors, OutTensor, TensorFile};
 use crate::data::{Array, Brain};
 use crate::error::{Error, Result};
-use crate::model::encoder_file::{load_encoder, save_encoder, FitRecord};
+use crate::data::io::atomic_write;
+use crate::model::encoder_file::{encoder_from_bytes, encoder_to_bytes};
 use crate::model::fit::Split;
-use crate::model::{Encoder, FitConfig};
+use crate::model::FitConfig;
 use crate::monitor::{Monitor, MonitorConfig, Parts, StepReport};
 
 pub const FORMAT: &str = "factortopy-monitor/1";
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A private temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "factortopy-monitor-{}-{}",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The encoder file's bytes. `save_encoder`/`load_encoder` work on paths, so this goes through a
-/// private temporary file; it keeps one serialisation of encoders in the crate.
-fn encoder_bytes(enc: &Encoder, record: &FitRecord) -> Result<Vec<u8>> {
-    let dir = TempDir::new()?;
-    let p = dir.0.join("encoder.safetensors");
-    save_encoder(&p, enc, record)?;
-    std::fs::read(&p).map_err(|e| Error::io(&p, e))
-}
-
-fn encoder_from_bytes(origin: &Path, bytes: &[u8]) -> Result<(Encoder, FitRecord)> {
-    let dir = TempDir::new()?;
-    let p = dir.0.join("encoder.safetensors");
-    std::fs::write(&p, bytes).map_err(|e| Error::io(&p, e))?;
-    load_encoder(&p).map_err(|e| {
-        let msg = e.to_string().replace(&p.display().to_string(), "tensor `reference_encoder`");
-        Error::data(origin, msg)
-    })
-}
 
 /// FNV-1a over the brain's responses (as loaded, i.e. z-scored), positions, ROI labels and names:
 /// catches a state file resumed against a different subject or preprocessing.
@@ -219,7 +177,13 @@ impl Monitor {
     /// Writes the whole state (reference encoder, reference statistics, history and settings)
     /// to one safetensors file, atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let enc = encoder_bytes(&self.encoder, &self.record)?;
+        atomic_write(path, &self.to_bytes()?)
+    }
+
+    /// The state file's bytes (what [`Monitor::save`] writes), for hosts that keep the state
+    /// inside their own checkpoints.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let enc = encoder_to_bytes(&self.encoder, &self.record)?;
         let mut history = serde_json::to_value(&self.history).expect("step reports serialise");
         encode_floats(&mut history);
         let history = serde_json::to_vec(&history).expect("JSON values serialise");
@@ -245,13 +209,24 @@ impl Monitor {
         if let Some(ids) = &self.stimulus_ids {
             meta.insert("stimulus_ids".to_string(), serde_json::to_string(ids).unwrap());
         }
-        write_tensors(path, &tensors, &meta)
+        serialize_tensors(&tensors, &meta)
     }
 
     /// Restores a monitor saved by [`Monitor::save`], for the same brain (checked by a
     /// fingerprint). The history continues; the history file setting is not part of the state.
     pub fn load(path: &Path, brain: &Brain) -> Result<Monitor> {
-        let file = TensorFile::open(path)?;
+        Self::from_file(TensorFile::open(path)?, brain)
+    }
+
+    /// Restores a monitor from [`Monitor::to_bytes`]' output; `origin` names the bytes in error
+    /// messages (a checkpoint path, say).
+    pub fn from_bytes(origin: &Path, bytes: Vec<u8>, brain: &Brain) -> Result<Monitor> {
+        Self::from_file(TensorFile::from_bytes(origin, bytes)?, brain)
+    }
+
+    fn from_file(file: TensorFile, brain: &Brain) -> Result<Monitor> {
+        let path_buf = file.path.clone();
+        let path = path_buf.as_path();
         let meta = file.metadata();
         let err = |m: String| Error::data(path, m);
         let get = |k: &str| -> Result<&String> {
@@ -286,7 +261,8 @@ impl Monitor {
             )));
         }
         let (_, enc_bytes) = file.u8("reference_encoder")?;
-        let (encoder, record) = encoder_from_bytes(path, &enc_bytes)?;
+        let enc_origin = PathBuf::from(format!("{} (tensor `reference_encoder`)", path.display()));
+        let (encoder, record) = encoder_from_bytes(&enc_origin, enc_bytes)?;
         let l = layer_names.len();
         if encoder.spec.n_layers() != l || encoder.spec.n_voxels != brain.n_voxels() {
             return Err(err(format!(
