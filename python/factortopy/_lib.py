@@ -1,0 +1,343 @@
+"""Finding and loading the factortopy shared library, and the ctypes declarations of its C ABI
+(``include/factortopy.h``). Everything else in the package goes through ``lib()`` and ``check()``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from ctypes import (
+    POINTER,
+    Structure,
+    c_bool,
+    c_char_p,
+    c_double,
+    c_int32,
+    c_int64,
+    c_size_t,
+    c_uint8,
+    c_uint16,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
+from pathlib import Path
+
+from .errors import error_for_status
+
+ENV_VAR = "FACTORTOPY_LIB"
+
+if sys.platform == "darwin":
+    LIB_NAME = "libfactortopy.dylib"
+elif sys.platform == "win32":
+    LIB_NAME = "factortopy.dll"
+else:
+    LIB_NAME = "libfactortopy.so"
+
+
+class LibraryNotFoundError(ImportError):
+    """The shared library was not found in any of the places listed in the message."""
+
+
+def candidate_paths() -> list[Path]:
+    """Where the library is looked for, in order: ``$FACTORTOPY_LIB`` (a file, or a folder holding
+    it), the package folder (``pip install ./python`` copies a built library there), then the cargo
+    target folders (``$CARGO_TARGET_DIR``, and ``target/{release,debug}`` of the repository this
+    package sits in or of the current directory and its parents)."""
+    out: list[Path] = []
+    env = os.environ.get(ENV_VAR)
+    if env:
+        p = Path(env)
+        out.append(p / LIB_NAME if p.is_dir() else p)
+    here = Path(__file__).resolve().parent
+    out.append(here / LIB_NAME)
+    targets: list[Path] = []
+    if os.environ.get("CARGO_TARGET_DIR"):
+        targets.append(Path(os.environ["CARGO_TARGET_DIR"]))
+    for base in [here, *here.parents, Path.cwd(), *Path.cwd().parents]:
+        if (base / "Cargo.toml").is_file():
+            targets.append(base / "target")
+    seen = set()
+    for t in targets:
+        for profile in ("release", "debug"):
+            p = t / profile / LIB_NAME
+            if p not in seen:
+                seen.add(p)
+                out.append(p)
+    return out
+
+
+def _find() -> Path:
+    looked = candidate_paths()
+    env = os.environ.get(ENV_VAR)
+    if env and not looked[0].is_file():
+        raise LibraryNotFoundError(
+            f"{ENV_VAR}={env} but {looked[0]} is not a file; point it at {LIB_NAME} "
+            "(or the folder that holds it)"
+        )
+    for p in looked:
+        if p.is_file():
+            return p
+    listing = "\n  ".join(str(p) for p in looked)
+    raise LibraryNotFoundError(
+        f"factortopy could not find its shared library {LIB_NAME}. Looked in:\n  {listing}\n"
+        f"Build it with `cargo build --release` in the repository, then set {ENV_VAR} to "
+        f"target/release/{LIB_NAME} or reinstall this package (`pip install ./python`)."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Structs (field order and types exactly as in include/factortopy.h)
+
+
+class FtTensor(Structure):
+    _fields_ = [
+        ("data", c_void_p),
+        ("dtype", c_int32),
+        ("ndim", c_size_t),
+        ("shape", POINTER(c_int64)),
+        ("strides", POINTER(c_int64)),
+    ]
+
+
+class DLDevice(Structure):
+    _fields_ = [("device_type", c_int32), ("device_id", c_int32)]
+
+
+class DLDataType(Structure):
+    _fields_ = [("code", c_uint8), ("bits", c_uint8), ("lanes", c_uint16)]
+
+
+class DLTensor(Structure):
+    _fields_ = [
+        ("data", c_void_p),
+        ("device", DLDevice),
+        ("ndim", c_int32),
+        ("dtype", DLDataType),
+        ("shape", POINTER(c_int64)),
+        ("strides", POINTER(c_int64)),
+        ("byte_offset", c_uint64),
+    ]
+
+
+class DLManagedTensor(Structure):
+    pass
+
+
+DLManagedTensor._fields_ = [
+    ("dl_tensor", DLTensor),
+    ("manager_ctx", c_void_p),
+    ("deleter", ctypes.CFUNCTYPE(None, POINTER(DLManagedTensor))),
+]
+
+
+class FtLayerView(Structure):
+    _fields_ = [
+        ("local", POINTER(ctypes.c_float)),
+        ("local_shape", c_int64 * 4),
+        ("global_", POINTER(ctypes.c_float)),
+        ("global_shape", c_int64 * 2),
+    ]
+
+
+class FtBrainArrays(Structure):
+    _fields_ = [
+        ("responses", POINTER(FtTensor)),
+        ("coords", POINTER(FtTensor)),
+        ("roi", POINTER(c_int32)),
+        ("roi_len", c_size_t),
+        ("noise_ceiling", POINTER(FtTensor)),
+        ("flat", POINTER(FtTensor)),
+        ("metadata_json", c_char_p),
+        ("zscore", c_int32),
+    ]
+
+
+class FtSynthOptions(Structure):
+    _fields_ = [
+        ("scenario", c_int32),
+        ("n_images", c_size_t),
+        ("n_voxels", c_size_t),
+        ("n_layers", c_size_t),
+        ("width", c_size_t),
+        ("grid", c_size_t),
+        ("noise_ceiling", c_double),
+        ("signal_fraction", c_double),
+        ("seed", c_uint64),
+    ]
+
+
+class FtFitOptions(Structure):
+    _fields_ = [
+        ("seed", c_uint64),
+        ("val_fraction", c_double),
+        ("max_epochs", c_uint32),
+        ("batch_size", c_uint32),
+        ("lr", c_double),
+        ("weight_decay", c_double),
+        ("d", c_uint32),
+        ("grid", c_uint32),
+        ("patience", c_uint32),
+        ("reg_steps", c_uint32),
+        ("max_steps", c_uint64),
+        ("max_seconds", c_double),
+        ("weighted", c_int32),
+    ]
+
+
+class FtFitSummary(Structure):
+    _fields_ = [
+        ("n_images", c_size_t),
+        ("n_voxels", c_size_t),
+        ("n_layers", c_size_t),
+        ("slope", c_double),
+        ("b0", c_double),
+        ("b1", c_double),
+        ("spearman", c_double),
+        ("r2_mean", c_double),
+        ("r2_median", c_double),
+        ("pearson_mean", c_double),
+    ]
+
+
+class FtMonitorOptions(Structure):
+    _fields_ = [
+        ("fit", FtFitOptions),
+        ("held_out_fraction", c_double),
+        ("refit_every", c_uint32),
+        ("refit_max_steps", c_uint32),
+        ("refit_max_seconds", c_double),
+        ("forgetting_threshold", c_double),
+    ]
+
+
+class FtStepSummary(Structure):
+    _fields_ = [
+        ("step", c_uint64),
+        ("observation", c_uint64),
+        ("retention", c_double),
+        ("forgetting", c_double),
+        ("r2", c_double),
+        ("reference_r2", c_double),
+        ("n_layers", c_size_t),
+        ("min_cka", c_double),
+        ("mean_cka", c_double),
+        ("should_stop", c_bool),
+        ("refitted", c_bool),
+        ("layer_shift", c_double),
+        ("argmax_moved", c_double),
+        ("slope", c_double),
+        ("b0", c_double),
+        ("b1", c_double),
+        ("spearman", c_double),
+        ("refit_r2", c_double),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Functions
+
+_P = POINTER
+_handle = c_void_p
+_status = c_int32
+
+# name: (argtypes, restype)
+_SIGNATURES = {
+    "ft_version": ([], c_char_p),
+    "ft_last_error": ([], c_char_p),
+    "ft_status_name": ([c_int32], c_char_p),
+    "ft_string_free": ([c_void_p], None),
+    "ft_bytes_free": ([c_void_p, c_size_t], None),
+    "ft_brain_load": ([c_char_p, _P(_handle)], _status),
+    "ft_brain_new": ([_P(FtBrainArrays), _P(_handle)], _status),
+    "ft_brain_save": ([_handle, c_char_p], _status),
+    "ft_brain_info_json": ([_handle, _P(c_void_p)], _status),
+    "ft_brain_free": ([_handle], None),
+    "ft_brain_shape": ([_handle, _P(c_size_t), _P(c_size_t)], _status),
+    "ft_features_new": ([_P(_handle)], _status),
+    "ft_features_load": ([c_char_p, _P(_handle)], _status),
+    "ft_features_free": ([_handle], None),
+    "ft_features_shape": ([_handle, _P(c_size_t), _P(c_size_t)], _status),
+    "ft_features_add_layer": ([_handle, _P(FtTensor), _P(FtTensor)], _status),
+    "ft_features_add_layer_dlpack": ([_handle, _P(DLTensor), _P(DLTensor)], _status),
+    "ft_features_layer": ([_handle, c_size_t, _P(FtLayerView)], _status),
+    "ft_features_set_metadata": ([_handle, c_char_p], _status),
+    "ft_features_save": ([_handle, c_char_p], _status),
+    "ft_synth_options_default": ([_P(FtSynthOptions)], _status),
+    "ft_synth_write": ([c_char_p, _P(FtSynthOptions)], _status),
+    "ft_synth_plant": ([_handle, _P(FtSynthOptions), c_char_p, _P(_handle)], _status),
+    "ft_fit_options_default": ([_P(FtFitOptions)], _status),
+    "ft_fit_options_preset": ([c_char_p, _P(FtFitOptions)], _status),
+    "ft_fit_new": ([_handle, _handle, _P(FtFitOptions), _P(_handle)], _status),
+    "ft_fit_load": ([c_char_p, _handle, _handle, c_int32, _P(_handle)], _status),
+    "ft_fit_free": ([_handle], None),
+    "ft_fit_report_summary": ([_handle, _P(FtFitSummary)], _status),
+    "ft_fit_report_json": ([_handle, _P(c_void_p)], _status),
+    "ft_fit_save_encoder": ([_handle, c_char_p], _status),
+    "ft_rank": ([_P(_handle), c_size_t, _handle, _P(FtFitOptions), c_int32, _P(c_void_p)], _status),
+    "ft_monitor_options_default": ([_P(FtMonitorOptions)], _status),
+    "ft_monitor_new": ([_handle, _handle, _P(FtMonitorOptions), _P(_handle)], _status),
+    "ft_monitor_new_from_encoder": ([_handle, _handle, c_char_p, _P(FtMonitorOptions), _P(_handle)], _status),
+    "ft_monitor_observe": ([_handle, c_uint64, _handle, _P(_handle)], _status),
+    "ft_monitor_save": ([_handle, c_char_p], _status),
+    "ft_monitor_load": ([c_char_p, _handle, _P(_handle)], _status),
+    "ft_monitor_save_bytes": ([_handle, _P(c_void_p), _P(c_size_t)], _status),
+    "ft_monitor_load_bytes": ([c_void_p, c_size_t, _handle, _P(_handle)], _status),
+    "ft_monitor_set_history_file": ([_handle, c_char_p], _status),
+    "ft_monitor_history_json": ([_handle, _P(c_void_p)], _status),
+    "ft_monitor_free": ([_handle], None),
+    "ft_step_report_summary": ([_handle, _P(FtStepSummary)], _status),
+    "ft_step_report_cka": ([_handle, _P(c_double), c_size_t], _status),
+    "ft_step_report_json": ([_handle, _P(c_void_p)], _status),
+    "ft_step_report_free": ([_handle], None),
+}
+
+_LIB = None
+
+
+def lib() -> ctypes.CDLL:
+    """The loaded library with every function's signature declared (loaded once)."""
+    global _LIB
+    if _LIB is None:
+        path = _find()
+        try:
+            cdll = ctypes.CDLL(str(path))
+        except OSError as e:
+            raise LibraryNotFoundError(f"found {path} but could not load it: {e}") from e
+        missing = [name for name in _SIGNATURES if not hasattr(cdll, name)]
+        if missing:
+            raise LibraryNotFoundError(
+                f"{path} is an older factortopy library without {', '.join(missing)}; rebuild it "
+                "with `cargo build --release`"
+            )
+        for name, (args, res) in _SIGNATURES.items():
+            fn = getattr(cdll, name)
+            fn.argtypes = args
+            fn.restype = res
+        cdll.path = path
+        _LIB = cdll
+    return _LIB
+
+
+def call(name: str, *args) -> None:
+    """Calls a fallible entry point and raises the matching exception (with the library's
+    message) when it does not return FT_OK."""
+    lib_ = lib()
+    status = getattr(lib_, name)(*args)
+    if status != 0:
+        msg = (lib_.ft_last_error() or b"").decode("utf-8", "replace")
+        status_name = (lib_.ft_status_name(status) or b"?").decode()
+        raise error_for_status(status, status_name, msg or f"{name} failed")
+
+
+def take_string(p: c_void_p) -> str:
+    """Reads and frees a string the library returned."""
+    try:
+        return ctypes.string_at(p).decode("utf-8")
+    finally:
+        lib().ft_string_free(p)
+
+
+def encode_path(path) -> bytes:
+    return os.fsencode(os.fspath(path))

@@ -1,0 +1,91 @@
+"""A Hugging Face ``TrainerCallback`` that watches the model forget during ``Trainer.train``.
+
+    from factortopy.callbacks.huggingface import FactortopyTrainerCallback
+    cb = FactortopyTrainerCallback(brain, probe_images, ["vit.encoder.layer.3", ...], every_n_steps=50)
+    cb.attach(trainer)          # adds the callback and lets it log through trainer.log
+    trainer.train()
+
+At the start of training it collects the probe features of the model as it is (the reference) and
+builds the monitor; every ``every_n_steps`` optimiser steps it observes the model, logs the numbers
+(``factortopy/forgetting``, ``factortopy/min_cka``, ...) through ``Trainer.log`` (so they reach
+``state.log_history`` and every reporting integration), and stops training when the monitor says
+``should_stop``. With every checkpoint it writes the monitor's state into the checkpoint folder
+(``factortopy_monitor.safetensors``) and restores it when training resumes from that checkpoint.
+Added with ``trainer.add_callback`` instead of ``attach``, it still works but appends its numbers to
+``state.log_history`` directly (the trainer object is not passed to callbacks).
+"""
+
+from __future__ import annotations
+
+import os
+
+from transformers import TrainerCallback
+
+from ._driver import MonitorDriver
+
+STATE_FILE = "factortopy_monitor.safetensors"
+
+
+class FactortopyTrainerCallback(TrainerCallback):
+    """Arguments as ``MonitorDriver``: ``brain``, ``probe_images``, ``layers``, and keywords
+    ``every_n_steps``, ``options`` (``MonitorOptions``), ``encoder_path``, ``stop_on_forgetting``,
+    ``history_file``, ``prefix``, ``collect_kwargs`` (for ``hooks.collect``), ``on_report``."""
+
+    def __init__(self, brain, probe_images, layers, **kwargs):
+        self.driver = MonitorDriver(brain, probe_images, layers, **kwargs)
+        self._trainer = None
+
+    @property
+    def monitor(self):
+        return self.driver.monitor
+
+    def attach(self, trainer) -> "FactortopyTrainerCallback":
+        """Adds this callback to ``trainer`` and logs through ``trainer.log``."""
+        self._trainer = trainer
+        trainer.add_callback(self)
+        return self
+
+    def _log(self, state, metrics: dict) -> None:
+        if not metrics:
+            return
+        if self._trainer is not None:
+            self._trainer.log(dict(metrics))
+        else:
+            state.log_history.append({**metrics, "step": state.global_step})
+
+    def _checkpoint_dir(self, args, state) -> str:
+        return os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        if self.driver.monitor is None and state.global_step > 0:
+            saved = os.path.join(self._checkpoint_dir(args, state), STATE_FILE)
+            if os.path.isfile(saved):
+                with open(saved, "rb") as f:
+                    self.driver.restore(f.read())
+        if self.driver.monitor is None:
+            self.driver.start(model, state.global_step)
+            self._log(state, self.driver.last_metrics)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        step = state.global_step
+        if not state.is_world_process_zero or not self.driver.due(step):
+            return
+        metrics, stop = self.driver.observe(model, step)
+        self._log(state, metrics)
+        if stop:
+            control.should_training_stop = True
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        data = self.driver.state_bytes()
+        folder = self._checkpoint_dir(args, state)
+        if data is None or not os.path.isdir(folder):
+            return
+        path = os.path.join(folder, STATE_FILE)
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)

@@ -1,0 +1,79 @@
+"""A PyTorch Lightning ``Callback`` that watches the model forget during ``Trainer.fit``.
+
+    from factortopy.callbacks.lightning import FactortopyCallback
+    cb = FactortopyCallback(brain, probe_images, ["features.3", "features.6"], every_n_steps=50)
+    trainer = Trainer(callbacks=[cb])
+
+At the start of fitting it collects the probe features of the model as it is (the reference) and
+builds the monitor; every ``every_n_steps`` optimiser steps it observes the model, sends the numbers
+(``factortopy/forgetting``, ``factortopy/min_cka``, ``factortopy/cka/<layer>``, ...) to every logger
+of the trainer and to ``trainer.callback_metrics`` (so ``ModelCheckpoint``/``EarlyStopping`` can
+monitor them), and stops training when the monitor says ``should_stop``. The monitor's state is
+saved with Lightning's checkpoints and restored when fitting resumes from one. Runs on global rank
+0 only.
+"""
+
+from __future__ import annotations
+
+try:
+    import lightning.pytorch as pl
+except ImportError:  # the standalone package
+    import pytorch_lightning as pl  # type: ignore[no-redef]
+
+import torch
+
+from ._driver import MonitorDriver
+
+
+class FactortopyCallback(pl.Callback):
+    """Arguments as ``MonitorDriver``: ``brain``, ``probe_images``, ``layers``, and keywords
+    ``every_n_steps``, ``options`` (``MonitorOptions``), ``encoder_path``, ``stop_on_forgetting``,
+    ``history_file``, ``prefix``, ``collect_kwargs`` (for ``hooks.collect``), ``on_report``."""
+
+    def __init__(self, brain, probe_images, layers, **kwargs):
+        super().__init__()
+        self.driver = MonitorDriver(brain, probe_images, layers, **kwargs)
+        self._pending_state: dict | None = None
+
+    @property
+    def state_key(self) -> str:
+        return "FactortopyCallback"
+
+    @property
+    def monitor(self):
+        return self.driver.monitor
+
+    def _log(self, trainer, metrics: dict, step: int) -> None:
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+        for k, v in metrics.items():
+            trainer.callback_metrics[k] = torch.tensor(v)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if trainer.global_rank != 0:
+            return
+        if self._pending_state is not None:
+            self.driver.restore(self._pending_state["monitor"], self._pending_state.get("layer_names"))
+            self._pending_state = None
+        if self.driver.monitor is None:
+            self.driver.start(pl_module, trainer.global_step)
+            self._log(trainer, self.driver.last_metrics, trainer.global_step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if trainer.global_rank != 0 or not self.driver.due(step):
+            return
+        metrics, stop = self.driver.observe(pl_module, step)
+        self._log(trainer, metrics, step)
+        if stop:
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict:
+        data = self.driver.state_bytes()
+        if data is None:
+            return {}
+        return {"monitor": data, "layer_names": list(self.driver.layer_names)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if state_dict.get("monitor"):
+            self._pending_state = dict(state_dict)

@@ -1,0 +1,237 @@
+"""Brains (one subject's fMRI responses to the probe images) and feature sets (one network's
+per-layer features on the same images), as handles owned by the library (DESIGN §2)."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+from ctypes import c_size_t, c_void_p
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ._lib import FtBrainArrays, FtLayerView, call, encode_path, lib, take_string
+from ._tensors import HostF32, borrow_features, to_numpy
+
+
+class _Handle:
+    """Owns one library handle; freed once, by ``close()`` or when collected."""
+
+    _free_name = ""
+
+    def __init__(self, ptr: int):
+        self._ptr = c_void_p(ptr)
+
+    @property
+    def handle(self) -> c_void_p:
+        if not self._ptr:
+            raise ValueError(f"this {type(self).__name__} has been closed")
+        return self._ptr
+
+    def close(self) -> None:
+        if self._ptr:
+            getattr(lib(), self._free_name)(self._ptr)
+            self._ptr = c_void_p()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def _new_handle(fn: str, *args) -> int:
+    out = c_void_p()
+    call(fn, *args, ctypes.byref(out))
+    return out.value
+
+
+class Brain(_Handle):
+    """A subject's responses ``[N images, V voxels]``, voxel positions, ROI labels and optional
+    noise ceiling and flatmap. Responses are z-scored per voxel unless ``zscore=False``."""
+
+    _free_name = "ft_brain_free"
+
+    def __init__(
+        self,
+        responses,
+        coords,
+        roi,
+        roi_names: Sequence[str],
+        *,
+        roi_levels: Sequence[int] | None = None,
+        noise_ceiling=None,
+        flat=None,
+        subject: str | None = None,
+        stimulus_ids: Sequence[str] | None = None,
+        zscore: bool = True,
+    ):
+        resp = HostF32(responses, "responses")
+        crd = HostF32(coords, "coords")
+        roi_arr = np.ascontiguousarray(to_numpy(roi))
+        if roi_arr.ndim != 1 or not np.issubdtype(roi_arr.dtype, np.integer):
+            raise ValueError(f"roi must be a 1-D integer array, got shape {roi_arr.shape} dtype {roi_arr.dtype}")
+        roi_arr = roi_arr.astype(np.int32)
+        nc = HostF32(noise_ceiling, "noise_ceiling") if noise_ceiling is not None else None
+        fl = HostF32(flat, "flat") if flat is not None else None
+        meta = {"roi_names": list(roi_names)}
+        if roi_levels is not None:
+            meta["roi_levels"] = [int(x) for x in roi_levels]
+        if subject is not None:
+            meta["subject"] = subject
+        if stimulus_ids is not None:
+            meta["stimulus_ids"] = [str(s) for s in stimulus_ids]
+        arrays = FtBrainArrays(
+            responses=resp.pointer(),
+            coords=crd.pointer(),
+            roi=roi_arr.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+            roi_len=roi_arr.shape[0],
+            noise_ceiling=nc.pointer() if nc else None,
+            flat=fl.pointer() if fl else None,
+            metadata_json=json.dumps(meta).encode(),
+            zscore=1 if zscore else 0,
+        )
+        super().__init__(_new_handle("ft_brain_new", ctypes.byref(arrays)))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Brain":
+        """Loads and validates a brain file (z-scoring each voxel)."""
+        b = cls.__new__(cls)
+        _Handle.__init__(b, _new_handle("ft_brain_load", encode_path(path)))
+        return b
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes a brain file (atomically) that ``Brain.load`` and the CLI read."""
+        call("ft_brain_save", self.handle, encode_path(path))
+
+    @property
+    def info(self) -> dict:
+        out = c_void_p()
+        call("ft_brain_info_json", self.handle, ctypes.byref(out))
+        return json.loads(take_string(out))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        n, v = c_size_t(), c_size_t()
+        call("ft_brain_shape", self.handle, ctypes.byref(n), ctypes.byref(v))
+        return n.value, v.value
+
+    @property
+    def n_images(self) -> int:
+        return self.shape[0]
+
+    @property
+    def n_voxels(self) -> int:
+        return self.shape[1]
+
+    @property
+    def roi_names(self) -> list[str]:
+        return self.info["roi_names"]
+
+    def __repr__(self) -> str:
+        if not self._ptr:
+            return "Brain(closed)"
+        i = self.info
+        return f"Brain({i['n_images']} images, {i['n_voxels']} voxels, ROIs {i['roi_names']})"
+
+
+class Features(_Handle):
+    """One network's features on the probe images, layer by layer in depth order. Each layer is a
+    local map ``[N, C, H, W]`` and optionally a global token ``[N, C]`` (the spatial mean of the
+    map is used without one). Layers are read straight from numpy arrays, torch tensors or any
+    ``__dlpack__`` object (f32, f16, bf16; strided views are fine) and copied into the library."""
+
+    _free_name = "ft_features_free"
+
+    def __init__(self, layers: Iterable = (), *, model: str | None = None, layer_names: Sequence[str] | None = None):
+        super().__init__(_new_handle("ft_features_new"))
+        for layer in layers:
+            if isinstance(layer, (tuple, list)):
+                self.add_layer(*layer)
+            else:
+                self.add_layer(layer)
+        self.set_metadata(model=model, layer_names=layer_names)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Features":
+        """Loads and validates a features file."""
+        f = cls.__new__(cls)
+        _Handle.__init__(f, _new_handle("ft_features_load", encode_path(path)))
+        return f
+
+    def add_layer(self, local, global_=None) -> "Features":
+        """Appends a layer (the data is read in place and copied by the library; nothing of the
+        caller's is kept)."""
+        loc = borrow_features(local)
+        glo = borrow_features(global_) if global_ is not None else None
+        call("ft_features_add_layer_dlpack", self.handle, loc.ptr, glo.ptr if glo else None)
+        return self
+
+    def set_metadata(
+        self,
+        *,
+        model: str | None = None,
+        layer_names: Sequence[str] | None = None,
+        stimulus_ids: Sequence[str] | None = None,
+    ) -> "Features":
+        meta = {}
+        if model is not None:
+            meta["model"] = model
+        if layer_names is not None:
+            meta["layer_names"] = [str(n) for n in layer_names]
+        if stimulus_ids is not None:
+            meta["stimulus_ids"] = [str(s) for s in stimulus_ids]
+        if meta:
+            call("ft_features_set_metadata", self.handle, json.dumps(meta).encode())
+        return self
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes a features file (atomically) for the CLI (``fit``, ``rank``, ``synth
+        --from-features``)."""
+        call("ft_features_save", self.handle, encode_path(path))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(images, layers)."""
+        n, l = c_size_t(), c_size_t()
+        call("ft_features_shape", self.handle, ctypes.byref(n), ctypes.byref(l))
+        return n.value, l.value
+
+    @property
+    def n_images(self) -> int:
+        return self.shape[0]
+
+    @property
+    def n_layers(self) -> int:
+        return self.shape[1]
+
+    def __len__(self) -> int:
+        return self.n_layers
+
+    def layer(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Copies of layer ``i``'s local map and global token (None when it has none)."""
+        v = FtLayerView()
+        call("ft_features_layer", self.handle, c_size_t(i), ctypes.byref(v))
+        n = int(np.prod(v.local_shape))
+        local = np.ctypeslib.as_array(v.local, shape=(n,)).reshape(tuple(v.local_shape)).copy()
+        glob = None
+        if v.global_:
+            g = int(v.global_shape[0] * v.global_shape[1])
+            glob = np.ctypeslib.as_array(v.global_, shape=(g,)).reshape(tuple(v.global_shape)).copy()
+        return local, glob
+
+    def __repr__(self) -> str:
+        if not self._ptr:
+            return "Features(closed)"
+        n, l = self.shape
+        return f"Features({n} images, {l} layers)"
+
+
+__all__ = ["Brain", "Features"]

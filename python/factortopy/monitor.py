@@ -1,0 +1,158 @@
+"""The forgetting monitor (DESIGN §5): built once from the brain and the network's features before
+fine-tuning, then ``observe``d every few steps."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import os
+from ctypes import c_double, c_size_t, c_void_p
+
+from ._lib import FtMonitorOptions, FtStepSummary, call, encode_path, lib, take_string
+from .data import Brain, Features, _Handle, _new_handle
+from .fitting import FitOptions
+
+
+class MonitorOptions:
+    """Settings of a monitor. ``fit`` (a ``FitOptions``) fits the reference encoder and refits;
+    ``held_out_fraction`` of the probe images measure retention; ``refit_every`` observations (0:
+    never) a warm-started refit of ``refit_max_steps`` steps gives hierarchy scores;
+    ``should_stop`` is raised when forgetting exceeds ``forgetting_threshold``."""
+
+    FIELDS = ("held_out_fraction", "refit_every", "refit_max_steps", "refit_max_seconds", "forgetting_threshold")
+
+    def __init__(self, fit: FitOptions | None = None, **overrides):
+        self._c = FtMonitorOptions()
+        call("ft_monitor_options_default", ctypes.byref(self._c))
+        self.fit = fit if fit is not None else FitOptions()
+        for k, v in overrides.items():
+            if k not in self.FIELDS:
+                raise TypeError(f"unknown monitor option {k!r}; expected one of {', '.join(self.FIELDS)} or fit=")
+            if k == "forgetting_threshold" and v is None:
+                v = math.inf
+            setattr(self._c, k, v)
+
+    def struct(self) -> FtMonitorOptions:
+        self._c.fit = self.fit._c
+        return self._c
+
+    def __getattr__(self, name):
+        if name in MonitorOptions.FIELDS:
+            return getattr(self._c, name)
+        raise AttributeError(name)
+
+
+class StepReport(_Handle):
+    """One observation: ``summary`` (headline numbers: retention, forgetting, min/mean CKA,
+    should_stop, refit scores), ``cka`` (per layer) and ``as_dict()`` (the full report, as a line of
+    the history file)."""
+
+    _free_name = "ft_step_report_free"
+
+    @property
+    def summary(self) -> dict:
+        s = FtStepSummary()
+        call("ft_step_report_summary", self.handle, ctypes.byref(s))
+        return {name: getattr(s, name) for name, _ in FtStepSummary._fields_}
+
+    @property
+    def cka(self) -> list[float]:
+        n = self.summary["n_layers"]
+        buf = (c_double * max(n, 1))()
+        call("ft_step_report_cka", self.handle, buf, c_size_t(n))
+        return list(buf[:n])
+
+    def as_dict(self) -> dict:
+        out = c_void_p()
+        call("ft_step_report_json", self.handle, ctypes.byref(out))
+        return json.loads(take_string(out))
+
+    def __getattr__(self, name):
+        if name in {f for f, _ in FtStepSummary._fields_}:
+            return self.summary[name]
+        raise AttributeError(name)
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return f"StepReport(step {s['step']}, forgetting {s['forgetting']:.4f}, min CKA {s['min_cka']:.4f})"
+
+
+class Monitor(_Handle):
+    """Watches a network forget during fine-tuning.
+
+    ``Monitor(brain, reference)`` fits the reference encoder on ``reference`` (the network's
+    features before fine-tuning); with ``encoder_path`` it uses a saved encoder instead. Then
+    ``observe(step, features)`` returns a ``StepReport``; ``save``/``load`` and
+    ``to_bytes``/``from_bytes`` carry the whole state (reference encoder, statistics, history) into a
+    resumed run."""
+
+    _free_name = "ft_monitor_free"
+
+    def __init__(
+        self,
+        brain: Brain,
+        reference: Features,
+        options: MonitorOptions | None = None,
+        *,
+        encoder_path: str | os.PathLike | None = None,
+    ):
+        o = options if options is not None else MonitorOptions()
+        c = o.struct()
+        if encoder_path is None:
+            ptr = _new_handle("ft_monitor_new", brain.handle, reference.handle, ctypes.byref(c))
+        else:
+            ptr = _new_handle(
+                "ft_monitor_new_from_encoder",
+                brain.handle,
+                reference.handle,
+                encode_path(encoder_path),
+                ctypes.byref(c),
+            )
+        super().__init__(ptr)
+
+    @classmethod
+    def _wrap(cls, ptr: int) -> "Monitor":
+        m = cls.__new__(cls)
+        _Handle.__init__(m, ptr)
+        return m
+
+    def observe(self, step: int, features: Features) -> StepReport:
+        r = StepReport.__new__(StepReport)
+        _Handle.__init__(r, _new_handle("ft_monitor_observe", self.handle, ctypes.c_uint64(step), features.handle))
+        return r
+
+    def save(self, path: str | os.PathLike) -> None:
+        call("ft_monitor_save", self.handle, encode_path(path))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, brain: Brain) -> "Monitor":
+        """Restores a saved monitor for the brain it was created with (checked)."""
+        return cls._wrap(_new_handle("ft_monitor_load", encode_path(path), brain.handle))
+
+    def to_bytes(self) -> bytes:
+        """The state file's bytes, for storing inside a framework's checkpoint."""
+        data, n = c_void_p(), c_size_t()
+        call("ft_monitor_save_bytes", self.handle, ctypes.byref(data), ctypes.byref(n))
+        try:
+            return ctypes.string_at(data, n.value)
+        finally:
+            lib().ft_bytes_free(data, n)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, brain: Brain) -> "Monitor":
+        buf = ctypes.create_string_buffer(bytes(data), len(data))
+        return cls._wrap(_new_handle("ft_monitor_load_bytes", buf, c_size_t(len(data)), brain.handle))
+
+    def set_history_file(self, path: str | os.PathLike | None) -> None:
+        """Appends every later observation to ``path`` as a JSON line (None: stop)."""
+        call("ft_monitor_set_history_file", self.handle, None if path is None else encode_path(path))
+
+    @property
+    def history(self) -> list[dict]:
+        out = c_void_p()
+        call("ft_monitor_history_json", self.handle, ctypes.byref(out))
+        return json.loads(take_string(out))
+
+
+__all__ = ["MonitorOptions", "Monitor", "StepReport"]

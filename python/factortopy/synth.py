@@ -1,0 +1,59 @@
+"""Synthetic data with a planted hierarchy (DESIGN §8): the built-in network and brain, or a brain
+planted on a real network's own features, where the right answer is known."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from ._lib import FtSynthOptions, call, encode_path
+from .data import Brain, Features, _Handle, _new_handle
+
+SCENARIOS = {"hierarchical": 0, "reversed": 1, "flat-early": 2, "flat-late": 3, "shuffled": 4}
+_FIELDS = ("n_images", "n_voxels", "n_layers", "width", "grid", "noise_ceiling", "signal_fraction", "seed")
+
+
+def _options(scenario: str, overrides: dict) -> FtSynthOptions:
+    o = FtSynthOptions()
+    call("ft_synth_options_default", ctypes.byref(o))
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
+    o.scenario = SCENARIOS[scenario]
+    for k, v in overrides.items():
+        if k not in _FIELDS:
+            raise TypeError(f"unknown synth option {k!r}; expected one of {', '.join(_FIELDS)}")
+        setattr(o, k, v)
+    return o
+
+
+def write(directory: str | os.PathLike, scenario: str = "hierarchical", **options) -> None:
+    """Writes features.safetensors, brain.safetensors and truth.safetensors into ``directory``
+    (options: n_images, n_voxels, n_layers, width, grid, noise_ceiling, signal_fraction, seed)."""
+    o = _options(scenario, options)
+    call("ft_synth_write", encode_path(directory), ctypes.byref(o))
+
+
+def plant(
+    features: Features,
+    scenario: str = "hierarchical",
+    *,
+    directory: str | os.PathLike | None = None,
+    **options,
+) -> Brain:
+    """Plants a brain on ``features`` (the CLI's ``synth --from-features``): each ROI reads from the
+    layer, location and scale the scenario prescribes. Returns it z-scored; with ``directory``, also
+    writes brain.safetensors and truth.safetensors there. Options: n_voxels, grid,
+    noise_ceiling, signal_fraction, seed."""
+    o = _options(scenario, options)
+    b = Brain.__new__(Brain)
+    ptr = _new_handle(
+        "ft_synth_plant",
+        features.handle,
+        ctypes.byref(o),
+        None if directory is None else encode_path(directory),
+    )
+    _Handle.__init__(b, ptr)
+    return b
+
+
+__all__ = ["SCENARIOS", "write", "plant"]
