@@ -919,6 +919,16 @@ enum ft_status ft_monitor_set_history_file(struct ft_monitor *monitor, const cha
 enum ft_status ft_monitor_history_json(const struct ft_monitor *monitor, char **out);
 
 /**
+ * Draws the monitor's history as PNG charts into `dir` (created if needed): `forgetting.png`
+ * (overall and per ROI) and `cka.png` (per layer), over training steps, as `factortopy monitor`
+ * does.
+ *
+ * # Safety
+ * `monitor` is a live handle; `dir` is a NUL-terminated string.
+ */
+enum ft_status ft_monitor_write_curves(const struct ft_monitor *monitor, const char *dir);
+
+/**
  * Frees a monitor (NULL is a no-op).
  *
  * # Safety

@@ -286,6 +286,7 @@ _SIGNATURES = {
     "ft_monitor_load_bytes": ([c_void_p, c_size_t, _handle, _P(_handle)], _status),
     "ft_monitor_set_history_file": ([_handle, c_char_p], _status),
     "ft_monitor_history_json": ([_handle, _P(c_void_p)], _status),
+    "ft_monitor_write_curves": ([_handle, c_char_p], _status),
     "ft_monitor_free": ([_handle], None),
     "ft_step_report_summary": ([_handle, _P(FtStepSummary)], _status),
     "ft_step_report_cka": ([_handle, _P(c_double), c_size_t], _status),

@@ -148,6 +148,13 @@ class Monitor(_Handle):
         """Appends every later observation to ``path`` as a JSON line (None: stop)."""
         call("ft_monitor_set_history_file", self.handle, None if path is None else encode_path(path))
 
+    def write_curves(self, directory: str | os.PathLike) -> dict:
+        """Draws the history into ``directory``: ``forgetting.png`` (overall and per ROI) and
+        ``cka.png`` (per layer) over training steps. Returns their paths."""
+        call("ft_monitor_write_curves", self.handle, encode_path(directory))
+        d = os.fspath(directory)
+        return {"forgetting": os.path.join(d, "forgetting.png"), "cka": os.path.join(d, "cka.png")}
+
     @property
     def history(self) -> list[dict]:
         out = c_void_p()

@@ -166,6 +166,12 @@ def test_monitor_state_history_and_errors(tmp_path, features, brain, fast, synth
     noisy = ft.Features([features.layer(l)[0] + rng.normal(scale=3.0, size=features.layer(l)[0].shape).astype(np.float32) for l in range(3)])
     r1 = mon.observe(10, noisy)
     assert r1.forgetting > 0.2 and r1.should_stop and r1.min_cka < 0.9
+    charts = mon.write_curves(tmp_path / "charts")
+    for path in charts.values():
+        assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    empty = ft.Monitor(brain, features, ft.MonitorOptions(fast))
+    with pytest.raises(ft.InvalidArgumentError, match="no observations"):
+        empty.write_curves(tmp_path / "none")
     lines = (tmp_path / "history.jsonl").read_text().splitlines()
     assert [json.loads(l)["step"] for l in lines] == [0, 10]
     data = mon.to_bytes()

@@ -1139,6 +1139,27 @@ pub unsafe extern "C" fn ft_monitor_history_json(monitor: *const ft_monitor, out
     })
 }
 
+/// Draws the monitor's history as PNG charts into `dir` (created if needed): `forgetting.png`
+/// (overall and per ROI) and `cka.png` (per layer), over training steps, as `factortopy monitor`
+/// does.
+///
+/// # Safety
+/// `monitor` is a live handle; `dir` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ft_monitor_write_curves(monitor: *const ft_monitor, dir: *const c_char) -> ft_status {
+    guard(|| {
+        let m = handle(monitor, "monitor")?;
+        // SAFETY: caller's contract.
+        let dir = Path::new(unsafe { str_arg(dir, "dir") }?);
+        if m.inner.history().is_empty() {
+            return Err(FfiError::invalid("the monitor has no observations to draw yet"));
+        }
+        crate::data::io::ensure_output_dir(dir)?;
+        crate::monitor::write_curves(dir, &m.inner)?;
+        Ok(())
+    })
+}
+
 /// Frees a monitor (NULL is a no-op).
 ///
 /// # Safety

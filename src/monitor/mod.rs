@@ -31,10 +31,12 @@
 //!   needs only the cached per-voxel reference R², and refits use `Φ_t`.
 
 pub mod cka;
+pub mod curves;
 pub mod report;
 mod state;
 
 pub use cka::{linear_cka, GramStats};
+pub use curves::write_curves;
 pub use report::{RefitReport, RoiForgetting, StepReport};
 
 use std::fs::OpenOptions;
