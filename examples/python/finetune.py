@@ -86,7 +86,7 @@ def pretrained_network(n_classes: int) -> nn.Module:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="demo/finetune", help="output folder")
-    p.add_argument("--steps", type=int, default=60, help="fine-tuning steps")
+    p.add_argument("--steps", type=int, default=40, help="fine-tuning steps")
     p.add_argument("--every", type=int, default=10, help="observe every this many steps")
     p.add_argument("--lr", type=float, default=0.005, help="SGD learning rate (momentum 0.9)")
     p.add_argument("--batch", type=int, default=16)
