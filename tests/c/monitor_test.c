@@ -346,6 +346,61 @@ static void error_paths(const char *dir, ft_brain *brain, ft_features *ref, ft_m
   ft_features_free(f);
 }
 
+/* The monitor's state through memory (as a host's checkpoint carries it), its curves, and a brain
+ * built from arrays: the entry points in-memory hosts (the Python package) use. */
+static void memory_paths(const char *dir, ft_brain *brain, ft_monitor *mon) {
+  char path[4096];
+  uint8_t *bytes = NULL;
+  size_t nbytes = 0;
+  CHECK(ft_monitor_save_bytes(mon, &bytes, &nbytes));
+  EXPECT(bytes != NULL && nbytes > 8);
+  ft_monitor *back = NULL, *untouched = (ft_monitor *)0x10;
+  CHECK(ft_monitor_load_bytes(bytes, nbytes, brain, &back));
+  EXPECT_STATUS(ft_monitor_load_bytes(bytes, nbytes / 2, brain, &untouched), FT_ERR_DATA);
+  EXPECT(untouched == (ft_monitor *)0x10);
+  ft_bytes_free(bytes, nbytes);
+  ft_bytes_free(NULL, 0);
+  char *h1 = NULL, *h2 = NULL;
+  CHECK(ft_monitor_history_json(mon, &h1));
+  CHECK(ft_monitor_history_json(back, &h2));
+  EXPECT(strcmp(h1, h2) == 0);
+  ft_string_free(h1);
+  ft_string_free(h2);
+  join(path, sizeof path, dir, "curves");
+  CHECK(ft_monitor_write_curves(back, path));
+  join(path, sizeof path, dir, "curves/forgetting.png");
+  FILE *png = fopen(path, "rb");
+  EXPECT(png != NULL);
+  if (png) fclose(png);
+  ft_monitor_free(back);
+
+  enum { N = 16, V = 5 };
+  float responses[N * V], coords[V * 3];
+  for (int i = 0; i < N * V; i++) responses[i] = noise();
+  for (int i = 0; i < V * 3; i++) coords[i] = (float)i;
+  int32_t roi[V] = {0, 0, 1, 1, -1};
+  int64_t rshape[2] = {N, V}, cshape[2] = {V, 3};
+  ft_tensor rt = {responses, FT_F32, 2, rshape, NULL};
+  ft_tensor ct = {coords, FT_F32, 2, cshape, NULL};
+  ft_brain_arrays arrays = {&rt, &ct, roi, V, NULL, NULL, "{\"roi_names\": [\"V1\", \"FFA\"]}", 1};
+  ft_brain *made = NULL;
+  CHECK(ft_brain_new(&arrays, &made));
+  char *info = NULL;
+  CHECK(ft_brain_info_json(made, &info));
+  EXPECT(strstr(info, "\"roi_sizes\":[2,2]") != NULL);
+  ft_string_free(info);
+  join(path, sizeof path, dir, "made_brain.safetensors");
+  CHECK(ft_brain_save(made, path));
+  ft_brain_free(made);
+  responses[7] = NAN;
+  ft_brain *bad = (ft_brain *)0x10;
+  EXPECT_STATUS(ft_brain_new(&arrays, &bad), FT_ERR_DATA);
+  EXPECT(bad == (ft_brain *)0x10);
+  arrays.metadata_json = "{\"roi_names\": [\"V1\"";
+  EXPECT_STATUS(ft_brain_new(&arrays, &bad), FT_ERR_INVALID_ARGUMENT);
+  printf("memory paths: state %zu bytes round-trips, curves drawn, brain from arrays\n", nbytes);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s WORKDIR\n", argv[0]);
@@ -488,6 +543,7 @@ int main(int argc, char **argv) {
   }
 
   error_paths(dir, brain, ref, mon);
+  memory_paths(dir, brain, again);
 
   /* Free everything (NULL is fine too). */
   ft_monitor_free(again);
