@@ -199,3 +199,17 @@ def test_missing_library_is_a_clear_error(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert "ERR FACTORTOPY_LIB=" in out and "nowhere.so" in out
     assert ft.library_version() == ft.__version__
+
+
+def test_without_a_library_anywhere_the_error_lists_where_it_looked(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    pkg = Path(ft.__file__).parent
+    shutil.copytree(pkg, tmp_path / "factortopy", ignore=shutil.ignore_patterns("*.so", "*.dylib", "*.dll", "__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k not in ("FACTORTOPY_LIB", "CARGO_TARGET_DIR")}
+    env["PYTHONPATH"] = str(tmp_path)
+    code = "import factortopy as ft\ntry:\n    ft.library_version()\nexcept ft.LibraryNotFoundError as e:\n    print(e)\n"
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert "could not find its shared library" in out, out
+    assert str(tmp_path / "factortopy") in out and "cargo build --release" in out, out
