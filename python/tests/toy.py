@@ -55,3 +55,19 @@ def monitor_options(**kw):
     fit = ft.FitOptions.preset("fast", grid=4, d=8, max_epochs=40)
     kw.setdefault("forgetting_threshold", None)
     return ft.MonitorOptions(fit, **kw)
+
+
+
+def assert_forgetting_rises(g, h):
+    """Forgetting logged as (step, value) every 4 steps by a gentle run ``g`` and a harsh run
+    ``h``: both start at zero at the reference, and the harsh run's rises from there and stays far
+    above the gentle run's throughout."""
+    assert [s for s, _ in h] == [0, 4, 8, 12, 16, 20, 24]
+    assert g[0][1] == 0.0 and h[0][1] == 0.0
+    assert h[-1][1] > 0.1, h
+
+    def mean(xs):
+        return sum(v for _, v in xs[1:]) / len(xs[1:])
+
+    assert mean(h) > 5 * max(abs(mean(g)), 0.01), (g, h)
+    assert all(hv > gv for (_, hv), (_, gv) in zip(h[1:], g[1:])), (g, h)
