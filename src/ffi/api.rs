@@ -267,18 +267,32 @@ pub unsafe extern "C" fn ft_features_add_layer(
     local: *const ft_tensor,
     global: *const ft_tensor,
 ) -> ft_status {
-    guard(|| {
-        let f = handle_mut(features, "features")?;
-        let local = handle(local, "local")?;
-        // SAFETY: caller's contract for the view.
-        let local = unsafe { RawView::from_ft(local, "local")?.to_array() };
-        let global = match global.is_null() {
-            true => None,
-            // SAFETY: non-NULL, caller's contract for the view.
-            false => Some(unsafe { RawView::from_ft(&*global, "global")?.to_array() }),
-        };
-        push_layer(&mut f.inner, local, global)
-    })
+    // SAFETY: caller's contract for the views.
+    guard(|| unsafe { add_layer_from(features, local, global, RawView::from_ft) })
+}
+
+/// Describes a required local and an optional global tensor with `describe`, copies them and
+/// appends the layer: the one body of every `ft_features_add_layer*`.
+///
+/// # Safety
+/// `features` is a live handle; `local` and `global` are NULL or valid for `describe`'s contract.
+unsafe fn add_layer_from<T>(
+    features: *mut ft_features,
+    local: *const T,
+    global: *const T,
+    describe: unsafe fn(&T, &str) -> FfiResult<RawView>,
+) -> FfiResult<()> {
+    let f = handle_mut(features, "features")?;
+    let local = handle(local, "local")?;
+    // SAFETY: forwarded contract.
+    let local = unsafe { describe(local, "local")?.to_array() };
+    // SAFETY: forwarded contract.
+    let global = match unsafe { global.as_ref() } {
+        None => None,
+        // SAFETY: forwarded contract.
+        Some(g) => Some(unsafe { describe(g, "global")?.to_array() }),
+    };
+    push_layer(&mut f.inner, local, global)
 }
 
 /// Appends a layer from DLPack tensors (`local` `[N, C, H, W]`, optional `global` `[N, C]`), as
@@ -295,18 +309,8 @@ pub unsafe extern "C" fn ft_features_add_layer_dlpack(
     local: *const DLTensor,
     global: *const DLTensor,
 ) -> ft_status {
-    guard(|| {
-        let f = handle_mut(features, "features")?;
-        let local = handle(local, "local")?;
-        // SAFETY: caller's contract for the tensor.
-        let local = unsafe { RawView::from_dl(local, "local")?.to_array() };
-        let global = match global.is_null() {
-            true => None,
-            // SAFETY: non-NULL, caller's contract for the tensor.
-            false => Some(unsafe { RawView::from_dl(&*global, "global")?.to_array() }),
-        };
-        push_layer(&mut f.inner, local, global)
-    })
+    // SAFETY: caller's contract for the tensors.
+    guard(|| unsafe { add_layer_from(features, local, global, RawView::from_dl) })
 }
 
 /// Appends a layer from DLPack managed tensors, taking ownership: whatever the outcome (success,
@@ -323,19 +327,14 @@ pub unsafe extern "C" fn ft_features_add_layer_dlpack_managed(
     local: *mut DLManagedTensor,
     global: *mut DLManagedTensor,
 ) -> ft_status {
-    let status = guard(|| {
-        let f = handle_mut(features, "features")?;
-        // SAFETY: caller's contract: non-NULL managed tensors are valid until we delete them.
-        let local = unsafe { local.as_ref() }.ok_or_else(|| FfiError::null("local"))?;
-        // SAFETY: as above.
-        let local = unsafe { RawView::from_dl(&local.dl_tensor, "local")?.to_array() };
-        // SAFETY: as above.
-        let global = match unsafe { global.as_ref() } {
-            None => None,
-            // SAFETY: as above.
-            Some(g) => Some(unsafe { RawView::from_dl(&g.dl_tensor, "global")?.to_array() }),
+    // SAFETY: caller's contract: non-NULL managed tensors are valid until deleted below, so
+    // their embedded DLTensors are too.
+    let status = guard(|| unsafe {
+        let dl = |m: *mut DLManagedTensor| match m.as_ref() {
+            None => std::ptr::null(),
+            Some(m) => &m.dl_tensor as *const DLTensor,
         };
-        push_layer(&mut f.inner, local, global)
+        add_layer_from(features, dl(local), dl(global), RawView::from_dl)
     });
     // SAFETY: ownership of both tensors passed to us; each is deleted once (the same pointer
     // given twice is deleted once).
