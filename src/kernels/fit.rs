@@ -19,6 +19,7 @@ use super::selectors::{heads_backward, heads_forward};
 use crate::data::{Brain, Features};
 use crate::error::{Error, Result};
 use crate::model::encoder::{Encoder, EncoderSpec, HIDDEN};
+use crate::model::epochs::EpochTracker;
 use crate::model::fit::{BrainTensors, FitConfig, FitOutcome, Progress, Split};
 use crate::model::loss::regulariser_weight;
 use crate::model::posenc::ENC_DIM;
@@ -26,11 +27,9 @@ use crate::model::prepared::PreparedFeatures;
 use crate::model::readout::Dims;
 use crate::rng::Rng;
 use crate::scores::stats::{pearson_per_voxel, r2_per_voxel};
-use crate::scores::FitSummary;
 use candle_core::Tensor;
 use cudarc::driver::CudaSlice;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// How the features are stored on the device. Computation is f32 either way; 16-bit storage
 /// halves the memory of the resident feature store.
@@ -117,17 +116,11 @@ fn gpu_train_on(
     mut progress: Option<&mut dyn FnMut(&Progress)>,
 ) -> Result<FitOutcome> {
     cfg.validate()?;
-    let t0 = Instant::now();
     let mut tr = GpuTrainer::new(g, &encoder, prepared, bt, cfg, opts)?;
     let val_targets = host_rows(&bt.responses, &split.val)?;
     let mut order_rng = Rng::derive(cfg.seed, "batches");
-    let (mut best_r2, mut best_epoch) = (f64::NEG_INFINITY, 0usize);
     tr.snapshot_best()?;
-    let mut best_scores: (Vec<f32>, Vec<f32>) = (Vec::new(), Vec::new());
-    let mut since_best = 0usize;
-    let mut step = start_step;
-    let mut steps_done = 0usize;
-    let mut epochs_run = 0usize;
+    let mut epochs = EpochTracker::new(cfg, start_step);
     let v = encoder.spec.n_voxels;
     let score = |tr: &mut GpuTrainer| -> Result<(Vec<f32>, Vec<f32>)> {
         let pred = tr.predict(&split.val)?;
@@ -138,79 +131,31 @@ fn gpu_train_on(
         let mut order = split.train.clone();
         order_rng.shuffle(&mut order);
         tr.set_order(&order)?;
-        let mut loss_sum = 0.0;
-        let mut n_batches = 0usize;
+        epochs.begin_epoch();
         let mut offset = 0usize;
         for batch in order.chunks(cfg.batch_size) {
-            let loss = tr.train_step(offset, batch.len(), step)?;
+            let loss = tr.train_step(offset, batch.len(), epochs.step())?;
             offset += batch.len();
-            loss_sum += loss;
-            n_batches += 1;
-            step += 1;
-            steps_done += 1;
-            let out_of_steps = cfg.max_steps.is_some_and(|m| steps_done >= m);
-            let out_of_time = cfg.max_seconds.is_some_and(|s| t0.elapsed().as_secs_f64() >= s);
-            if out_of_steps || out_of_time {
-                epochs_run = epoch;
+            if epochs.after_step(loss) {
                 let (r2, pr) = score(&mut tr)?;
-                let m = mean(&r2);
-                if m > best_r2 {
-                    best_r2 = m;
-                    best_epoch = epoch;
+                if epochs.record_budget_end(epoch, r2, pr) {
                     tr.snapshot_best()?;
-                    best_scores = (r2, pr);
                 }
                 break 'epochs;
             }
         }
-        epochs_run = epoch;
         let (r2, pr) = score(&mut tr)?;
-        let m = mean(&r2);
-        if m > best_r2 + cfg.min_delta || best_scores.0.is_empty() {
-            best_r2 = m;
-            best_epoch = epoch;
+        if epochs.record_epoch(epoch, r2, pr, &mut progress) {
             tr.snapshot_best()?;
-            best_scores = (r2, pr);
-            since_best = 0;
-        } else if regulariser_weight(cfg.reg_lambda, step, cfg.reg_steps) == 0.0 {
-            // As on the CPU: patience counts only once the warm-up regulariser has faded.
-            since_best += 1;
         }
-        if let Some(cb) = progress.as_mut() {
-            cb(&Progress {
-                epoch,
-                max_epochs: cfg.max_epochs,
-                step,
-                train_loss: loss_sum / n_batches.max(1) as f64,
-                val_r2: m,
-                best_val_r2: best_r2,
-                best_epoch,
-                seconds: t0.elapsed().as_secs_f64(),
-            });
-        }
-        if since_best >= cfg.patience {
+        if epochs.should_stop() {
             break;
         }
     }
     tr.write_best_into(&encoder)?;
-    let summary = FitSummary {
-        seed: cfg.seed,
-        n_train: split.train.len(),
-        n_val: split.val.len(),
-        epochs_run,
-        best_epoch,
-        best_val_r2: best_r2,
-        steps: steps_done,
-    };
-    Ok(FitOutcome { encoder, summary, split, val_r2: best_scores.0, val_pearson: best_scores.1 })
+    Ok(epochs.finish(encoder, split))
 }
 
-fn mean(xs: &[f32]) -> f64 {
-    if xs.is_empty() {
-        return f64::NEG_INFINITY;
-    }
-    xs.iter().map(|&x| x as f64).sum::<f64>() / xs.len() as f64
-}
 
 /// Rows `idx` of a `[N, V]` host tensor, row-major.
 fn host_rows(t: &Tensor, idx: &[usize]) -> Result<Vec<f32>> {

@@ -4,6 +4,7 @@
 use crate::data::{Brain, Features};
 use crate::error::{Error, Result};
 use crate::model::encoder::{Encoder, EncoderSpec, Readout};
+use crate::model::epochs::EpochTracker;
 use crate::model::loss::{regulariser, regulariser_weight, smooth_l1};
 use crate::model::posenc::CoordNorm;
 use crate::model::prepared::PreparedFeatures;
@@ -12,7 +13,6 @@ use crate::scores::stats::{pearson_per_voxel, r2_per_voxel};
 use crate::scores::FitSummary;
 use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use std::time::Instant;
 
 /// Settings of a fit. Defaults follow DESIGN §3.
 #[derive(Debug, Clone, PartialEq)]
@@ -208,84 +208,35 @@ pub fn train(
     mut progress: Option<&mut dyn FnMut(&Progress)>,
 ) -> Result<FitOutcome> {
     cfg.validate()?;
-    let t0 = Instant::now();
     let mut state = TrainState::new(&encoder, cfg)?;
     let mut order_rng = Rng::derive(cfg.seed, "batches");
-    let (mut best_r2, mut best_epoch) = (f64::NEG_INFINITY, 0usize);
     let mut best = encoder.deep_copy()?;
-    let mut best_scores = (Vec::new(), Vec::new());
-    let mut since_best = 0usize;
-    let mut step = start_step;
-    let mut steps_done = 0usize;
-    let mut epochs_run = 0usize;
+    let mut epochs = EpochTracker::new(cfg, start_step);
     'epochs: for epoch in 1..=cfg.max_epochs {
         let mut order = split.train.clone();
         order_rng.shuffle(&mut order);
-        let mut loss_sum = 0.0;
-        let mut n_batches = 0usize;
+        epochs.begin_epoch();
         for batch in order.chunks(cfg.batch_size) {
-            let loss = train_step(&encoder, prepared, bt, batch, cfg, step, &mut state)?;
-            loss_sum += loss;
-            n_batches += 1;
-            step += 1;
-            steps_done += 1;
-            let out_of_steps = cfg.max_steps.is_some_and(|m| steps_done >= m);
-            let out_of_time = cfg.max_seconds.is_some_and(|s| t0.elapsed().as_secs_f64() >= s);
-            if out_of_steps || out_of_time {
+            let loss = train_step(&encoder, prepared, bt, batch, cfg, epochs.step(), &mut state)?;
+            if epochs.after_step(loss) {
                 // A budgeted refit evaluates what it has and stops.
-                epochs_run = epoch;
                 let (r2, pr) = evaluate(&encoder, prepared, bt, &split.val)?;
-                let m = mean(&r2);
-                if m > best_r2 {
-                    best_r2 = m;
-                    best_epoch = epoch;
+                if epochs.record_budget_end(epoch, r2, pr) {
                     best = encoder.deep_copy()?;
-                    best_scores = (r2, pr);
                 }
                 break 'epochs;
             }
         }
-        epochs_run = epoch;
         let (r2, pr) = evaluate(&encoder, prepared, bt, &split.val)?;
-        let m = mean(&r2);
-        if m > best_r2 + cfg.min_delta || best_scores.0.is_empty() {
-            best_r2 = m;
-            best_epoch = epoch;
+        if epochs.record_epoch(epoch, r2, pr, &mut progress) {
             best = encoder.deep_copy()?;
-            best_scores = (r2, pr);
-            since_best = 0;
-        } else if regulariser_weight(cfg.reg_lambda, step, cfg.reg_steps) == 0.0 {
-            // Patience only counts once the warm-up regulariser has faded: before that the
-            // objective itself is still changing.
-            since_best += 1;
         }
-        if let Some(cb) = progress.as_mut() {
-            cb(&Progress {
-                epoch,
-                max_epochs: cfg.max_epochs,
-                step,
-                train_loss: loss_sum / n_batches.max(1) as f64,
-                val_r2: m,
-                best_val_r2: best_r2,
-                best_epoch,
-                seconds: t0.elapsed().as_secs_f64(),
-            });
-        }
-        if since_best >= cfg.patience {
+        if epochs.should_stop() {
             break;
         }
     }
     encoder.assign_from(&best)?;
-    let summary = FitSummary {
-        seed: cfg.seed,
-        n_train: split.train.len(),
-        n_val: split.val.len(),
-        epochs_run,
-        best_epoch,
-        best_val_r2: best_r2,
-        steps: steps_done,
-    };
-    Ok(FitOutcome { encoder, summary, split, val_r2: best_scores.0, val_pearson: best_scores.1 })
+    Ok(epochs.finish(encoder, split))
 }
 
 /// The optimiser and the parameters it updates.
@@ -411,12 +362,6 @@ pub fn evaluate(
     Ok((r2_per_voxel(&pred, &target, idx.len(), v), pearson_per_voxel(&pred, &target, idx.len(), v)))
 }
 
-fn mean(xs: &[f32]) -> f64 {
-    if xs.is_empty() {
-        return f64::NEG_INFINITY;
-    }
-    xs.iter().map(|&x| x as f64).sum::<f64>() / xs.len() as f64
-}
 
 #[cfg(test)]
 mod tests {

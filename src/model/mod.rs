@@ -2,6 +2,7 @@
 
 pub mod encoder;
 pub mod encoder_file;
+pub mod epochs;
 pub mod fit;
 pub mod loss;
 pub mod posenc;
