@@ -5,8 +5,8 @@
 //! --width C --steps S]`. Peak resident memory is per process, so run each readout in its own
 //! process to compare them (the README's benchmark command does).
 
-use factortopy::model::fit::{train_step_for_bench, BrainTensors, Split};
-use factortopy::model::{Encoder, EncoderSpec, FitConfig, PreparedFeatures, Readout};
+use factortopy::model::fit::{train_step, FitStart};
+use factortopy::model::{FitConfig, Readout};
 use factortopy::synth::{generate, Scenario, SynthConfig};
 use std::time::Instant;
 
@@ -54,25 +54,14 @@ fn main() {
     let mut brain = syn.brain;
     brain.zscore("synthetic").expect("z-score");
     let t = Instant::now();
-    let prepared = PreparedFeatures::new(&syn.features, cfg.grid).expect("prepare");
-    let bt = BrainTensors::new(&brain, None).expect("brain tensors");
+    // Resampling dominates this: the encoder and split are instant.
+    let FitStart { prepared, bt, encoder: enc, split } = FitStart::new(&syn.features, &brain, &cfg).expect("fit start");
     let prep_s = t.elapsed().as_secs_f64();
-    let spec = EncoderSpec {
-        widths: prepared.widths.clone(),
-        d: cfg.d,
-        grid: cfg.grid,
-        n_voxels: v,
-        coord_norm: bt.coord_norm,
-        layer_names: syn.features.layer_names.clone(),
-        model: syn.features.model.clone(),
-    };
-    let enc = Encoder::new(spec, 0).expect("encoder");
-    let split = Split::new(n, cfg.val_fraction, 0).expect("split");
     let mut state = factortopy::model::fit::TrainState::new(&enc, &cfg).expect("optimiser");
     let batches: Vec<&[usize]> = split.train.chunks(cfg.batch_size).take(max_steps).collect();
     let t = Instant::now();
     for (step, batch) in batches.iter().enumerate() {
-        train_step_for_bench(&enc, &prepared, &bt, batch, &cfg, step, &mut state).expect("step");
+        train_step(&enc, &prepared, &bt, batch, &cfg, step, &mut state).expect("step");
     }
     let epoch_s = t.elapsed().as_secs_f64();
     let images = batches.iter().map(|b| b.len()).sum::<usize>();

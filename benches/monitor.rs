@@ -18,8 +18,8 @@ use std::time::Instant;
 
 use factortopy::data::Features;
 use factortopy::model::encoder_file::FitRecord;
-use factortopy::model::fit::{train, BrainTensors, Split};
-use factortopy::model::{Encoder, EncoderSpec, FitConfig, PreparedFeatures};
+use factortopy::model::fit::{train, FitStart};
+use factortopy::model::FitConfig;
 use factortopy::monitor::{GramStats, Monitor, MonitorConfig};
 use factortopy::rng::Rng;
 use factortopy::scores::FitSummary;
@@ -103,19 +103,7 @@ fn main() {
     // is positive (retention needs it); its quality does not change the cost of an observation.
     let t = Instant::now();
     let cfg = FitConfig { max_steps: Some(ref_steps), val_fraction: config.held_out_fraction, ..config.fit.clone() };
-    let prepared = PreparedFeatures::new(&reference, cfg.grid).expect("prepare");
-    let bt = BrainTensors::new(&brain, None).expect("brain tensors");
-    let spec = EncoderSpec {
-        widths: prepared.widths.clone(),
-        d: cfg.d,
-        grid: cfg.grid,
-        n_voxels: v,
-        coord_norm: bt.coord_norm,
-        layer_names: reference.layer_names.clone(),
-        model: reference.model.clone(),
-    };
-    let split = Split::new(n, cfg.val_fraction, cfg.seed).expect("split");
-    let mut encoder = Encoder::new(spec, cfg.seed).expect("encoder");
+    let FitStart { prepared, bt, mut encoder, split } = FitStart::new(&reference, &brain, &cfg).expect("fit start");
     let mut steps = 0usize;
     let summary = loop {
         let out = train(encoder, &prepared, &bt, split.clone(), &cfg, steps, None).expect("reference fit");

@@ -20,7 +20,7 @@ use crate::data::{Brain, Features};
 use crate::error::{Error, Result};
 use crate::model::encoder::{Encoder, EncoderSpec, HIDDEN};
 use crate::model::epochs::EpochTracker;
-use crate::model::fit::{BrainTensors, FitConfig, FitOutcome, Progress, Split};
+use crate::model::fit::{BrainTensors, FitConfig, FitOutcome, FitStart, Progress, Split};
 use crate::model::loss::regulariser_weight;
 use crate::model::posenc::ENC_DIM;
 use crate::model::prepared::PreparedFeatures;
@@ -70,20 +70,8 @@ pub fn gpu_fit(
     crate::data::check_pair(features, "features", brain, "brain")?;
     // Fail on a missing driver before the (possibly long) feature preparation.
     let g = gpu(opts.ordinal)?;
-    let prepared = PreparedFeatures::new(features, cfg.grid)?;
-    let bt = BrainTensors::new(brain, None)?;
-    let spec = EncoderSpec {
-        widths: prepared.widths.clone(),
-        d: cfg.d,
-        grid: cfg.grid,
-        n_voxels: brain.n_voxels(),
-        coord_norm: bt.coord_norm,
-        layer_names: features.layer_names.clone(),
-        model: features.model.clone(),
-    };
-    let encoder = Encoder::new(spec, cfg.seed)?;
-    let split = Split::new(prepared.n_images, cfg.val_fraction, cfg.seed)?;
-    gpu_train_on(g, encoder, &prepared, &bt, split, cfg, 0, opts, progress)
+    let s = FitStart::new(features, brain, cfg)?;
+    gpu_train_on(g, s.encoder, &s.prepared, &s.bt, s.split, cfg, 0, opts, progress)
 }
 
 /// Trains `encoder` on the GPU from optimiser step `start_step`, the device twin of

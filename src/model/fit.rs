@@ -180,20 +180,37 @@ pub fn fit(
 ) -> Result<FitOutcome> {
     cfg.validate()?;
     crate::data::check_pair(features, "features", brain, "brain")?;
-    let prepared = PreparedFeatures::new(features, cfg.grid)?;
-    let bt = BrainTensors::new(brain, None)?;
-    let spec = EncoderSpec {
-        widths: prepared.widths.clone(),
-        d: cfg.d,
-        grid: cfg.grid,
-        n_voxels: brain.n_voxels(),
-        coord_norm: bt.coord_norm,
-        layer_names: features.layer_names.clone(),
-        model: features.model.clone(),
-    };
-    let encoder = Encoder::new(spec, cfg.seed)?;
-    let split = Split::new(prepared.n_images, cfg.val_fraction, cfg.seed)?;
-    train(encoder, &prepared, &bt, split, cfg, 0, progress)
+    let start = FitStart::new(features, brain, cfg)?;
+    train(start.encoder, &start.prepared, &start.bt, start.split, cfg, 0, progress)
+}
+
+/// What a fit of a fresh encoder starts from (DESIGN §3.5): the features resampled to the grid,
+/// the brain as tensors, an encoder initialised from `cfg.seed` and the seeded train/validation
+/// split. Shared by the CPU and GPU fits and the benchmarks.
+pub struct FitStart {
+    pub prepared: PreparedFeatures,
+    pub bt: BrainTensors,
+    pub encoder: Encoder,
+    pub split: Split,
+}
+
+impl FitStart {
+    pub fn new(features: &Features, brain: &Brain, cfg: &FitConfig) -> Result<Self> {
+        let prepared = PreparedFeatures::new(features, cfg.grid)?;
+        let bt = BrainTensors::new(brain, None)?;
+        let spec = EncoderSpec {
+            widths: prepared.widths.clone(),
+            d: cfg.d,
+            grid: cfg.grid,
+            n_voxels: brain.n_voxels(),
+            coord_norm: bt.coord_norm,
+            layer_names: features.layer_names.clone(),
+            model: features.model.clone(),
+        };
+        let encoder = Encoder::new(spec, cfg.seed)?;
+        let split = Split::new(prepared.n_images, cfg.val_fraction, cfg.seed)?;
+        Ok(Self { prepared, bt, encoder, split })
+    }
 }
 
 /// Trains `encoder` in place from optimiser step `start_step` (the regulariser's clock), keeping
@@ -256,20 +273,9 @@ impl TrainState {
     }
 }
 
-/// One optimiser step, exposed for the benchmarks.
-pub fn train_step_for_bench(
-    encoder: &Encoder,
-    prepared: &PreparedFeatures,
-    bt: &BrainTensors,
-    batch: &[usize],
-    cfg: &FitConfig,
-    step: usize,
-    state: &mut TrainState,
-) -> Result<f64> {
-    train_step(encoder, prepared, bt, batch, cfg, step, state)
-}
-
-fn train_step(
+/// One optimiser step (forward, backward, clipped AdamW) on the images `batch` at regulariser
+/// step `step`; returns the loss. Public for the benchmarks.
+pub fn train_step(
     encoder: &Encoder,
     prepared: &PreparedFeatures,
     bt: &BrainTensors,
