@@ -34,11 +34,6 @@ class Borrowed:
         self.ptr = tensor_ptr
         self.keep = keep
 
-    @property
-    def data_ptr(self) -> int:
-        t = self.ptr.contents
-        return (t.data or 0) + t.byte_offset
-
 
 def _is_torch(x) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
@@ -105,7 +100,7 @@ def to_numpy(x) -> np.ndarray:
 class HostF32:
     """A contiguous f32 copy (or view) of an array, described as an ``ft_tensor``."""
 
-    def __init__(self, x, name: str):
+    def __init__(self, x):
         a = np.ascontiguousarray(to_numpy(x), dtype=np.float32)
         self.array = a
         self.shape = (c_int64 * a.ndim)(*a.shape)
@@ -116,7 +111,6 @@ class HostF32:
             shape=self.shape,
             strides=None,
         )
-        self.name = name
 
     def pointer(self):
         return ctypes.pointer(self.tensor)

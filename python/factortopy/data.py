@@ -73,14 +73,14 @@ class Brain(_Handle):
         stimulus_ids: Sequence[str] | None = None,
         zscore: bool = True,
     ):
-        resp = HostF32(responses, "responses")
-        crd = HostF32(coords, "coords")
+        resp = HostF32(responses)
+        crd = HostF32(coords)
         roi_arr = np.ascontiguousarray(to_numpy(roi))
         if roi_arr.ndim != 1 or not np.issubdtype(roi_arr.dtype, np.integer):
             raise ValueError(f"roi must be a 1-D integer array, got shape {roi_arr.shape} dtype {roi_arr.dtype}")
         roi_arr = roi_arr.astype(np.int32)
-        nc = HostF32(noise_ceiling, "noise_ceiling") if noise_ceiling is not None else None
-        fl = HostF32(flat, "flat") if flat is not None else None
+        nc = HostF32(noise_ceiling) if noise_ceiling is not None else None
+        fl = HostF32(flat) if flat is not None else None
         meta = {"roi_names": list(roi_names)}
         if roi_levels is not None:
             meta["roi_levels"] = [int(x) for x in roi_levels]

@@ -53,8 +53,8 @@ def _options(options: FitOptions | None, overrides: dict) -> FitOptions:
     if options is None:
         return FitOptions(**overrides)
     if overrides:
-        copy = FitOptions()
-        ctypes.pointer(copy._c)[0] = options._c
+        copy = FitOptions.__new__(FitOptions)
+        copy._c = FtFitOptions.from_buffer_copy(options._c)
         return copy.update(**overrides)
     return options
 

@@ -44,7 +44,8 @@ class MonitorDriver:
         self.collect_kwargs = dict(collect_kwargs or {})
         self.on_report = on_report
         self.monitor: Monitor | None = None
-        self.layer_names: list[str] = []
+        # Display names of the watched layers, as hooks.collect names them.
+        self.layer_names: list[str] = [str(k) for k in layers]
         self._last_step: int | None = None
         self.last_metrics: dict = {}
 
@@ -57,16 +58,10 @@ class MonitorDriver:
         if self.monitor is not None:
             return
         feats = self.features(model)
-        self.layer_names = self._names(feats)
         self.monitor = Monitor(self.brain, feats, self.options, encoder_path=self.encoder_path)
         if self.history_file is not None:
             self.monitor.set_history_file(self.history_file)
         self._observe_features(step, feats)
-
-    def _names(self, feats: Features) -> list[str]:
-        if isinstance(self.layers, dict):
-            return [str(k) for k in self.layers]
-        return [str(n) for n in self.layers]
 
     def due(self, step: int) -> bool:
         return step % self.every_n_steps == 0 and step != self._last_step
@@ -89,7 +84,7 @@ class MonitorDriver:
             "min_cka": s["min_cka"],
             "mean_cka": s["mean_cka"],
         }
-        for name, c in zip(self.layer_names or [f"layer{i}" for i in range(s["n_layers"])], report.cka):
+        for name, c in zip(self.layer_names, report.cka):
             m[f"cka/{name}"] = c
         if s["refitted"]:
             for k in ("slope", "b0", "b1", "spearman", "layer_shift", "argmax_moved", "refit_r2"):
@@ -106,14 +101,10 @@ class MonitorDriver:
     def state_bytes(self) -> bytes | None:
         return None if self.monitor is None else self.monitor.to_bytes()
 
-    def restore(self, data: bytes, layer_names: list[str] | None = None) -> None:
+    def restore(self, data: bytes) -> None:
         self.monitor = Monitor.from_bytes(data, self.brain)
         if self.history_file is not None:
             self.monitor.set_history_file(self.history_file)
-        if layer_names:
-            self.layer_names = list(layer_names)
-        elif not self.layer_names:
-            self.layer_names = self._names(None)
         hist = self.monitor.history
         self._last_step = hist[-1]["step"] if hist else None
 

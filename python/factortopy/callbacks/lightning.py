@@ -53,7 +53,7 @@ class FactortopyCallback(pl.Callback):
         if trainer.global_rank != 0:
             return
         if self._pending_state is not None:
-            self.driver.restore(self._pending_state["monitor"], self._pending_state.get("layer_names"))
+            self.driver.restore(self._pending_state["monitor"])
             self._pending_state = None
         if self.driver.monitor is None:
             self.driver.start(pl_module, trainer.global_step)
@@ -72,7 +72,7 @@ class FactortopyCallback(pl.Callback):
         data = self.driver.state_bytes()
         if data is None:
             return {}
-        return {"monitor": data, "layer_names": list(self.driver.layer_names)}
+        return {"monitor": data}
 
     def load_state_dict(self, state_dict: dict) -> None:
         if state_dict.get("monitor"):
