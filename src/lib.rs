@@ -4,6 +4,7 @@
 pub mod baseline;
 pub mod cli;
 pub mod data;
+pub mod engine;
 pub mod error;
 pub mod ffi;
 pub mod kernels;
