@@ -105,8 +105,8 @@ fn row_of(index: usize, name: String, report: &Report, seconds: f64) -> RankRow 
         spearman: h.spearman,
         r2_mean: report.r2.mean,
         r2_median: report.r2.median,
-        noise_normalized_mean: report.noise_normalized.map(|s| s.mean),
-        noise_normalized_median: report.noise_normalized.map(|s| s.median),
+        noise_normalized_mean: report.noise_ceiling.map(|c| c.normalized.mean),
+        noise_normalized_median: report.noise_ceiling.map(|c| c.normalized.median),
         fit_seconds: seconds,
         roi_depth: report.rois.iter().map(|r| r.mean_depth).collect(),
     }
@@ -346,6 +346,9 @@ mod tests {
 
     fn fake(slope: f64, spearman: f64) -> Report {
         Report {
+            schema_version: crate::scores::SCHEMA_VERSION,
+            library_version: "test".into(),
+            settings: Default::default(),
             model: "m".into(),
             method: "factortopy".into(),
             subject: None,
@@ -363,7 +366,9 @@ mod tests {
             },
             r2: Summary { mean: 0.1, median: 0.1 },
             pearson: Summary { mean: 0.3, median: 0.3 },
-            noise_normalized: None,
+            noise_ceiling: None,
+            uncertainty: None,
+            seeds: None,
             rois: vec![],
             fit: None,
         }

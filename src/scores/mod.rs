@@ -1,8 +1,17 @@
-//! Hierarchy scores and prediction quality (DESIGN §4), and the serde `Report`.
+//! Hierarchy scores and prediction quality (DESIGN §4), their uncertainty (bootstrap intervals,
+//! the hierarchy's permutation null, spread over seeds), and the serde `Report`.
 
+pub mod bootstrap;
 pub mod hierarchy;
+pub mod permutation;
 pub mod report;
+pub mod seeds;
 pub mod stats;
+pub mod uncertainty;
 
 pub use hierarchy::HierarchyScores;
-pub use report::{FitSummary, Report, RoiSummary, Summary};
+pub use bootstrap::{BootstrapConfig, HeldOut, Interval, PairedDifference};
+pub use permutation::{PermutationConfig, PermutationTest};
+pub use report::{CeilingAccuracy, FitSettings, FitSummary, Report, RidgeSettings, RoiSummary, Settings, Summary, SCHEMA_VERSION};
+pub use seeds::{SeedSpread, Spread};
+pub use uncertainty::{Uncertainty, UncertaintyConfig};

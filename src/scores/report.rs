@@ -3,6 +3,10 @@
 //! The JSON is meant to be diffed and parsed by CI jobs: field order is the struct order, there
 //! are no maps and no timestamps, and every value that can be undefined (an empty ROI's means, a
 //! missing noise ceiling) is an `Option`, written as `null`, so NaN never reaches the file.
+//!
+//! Reports are versioned ([`SCHEMA_VERSION`], plus the library version and the settings that
+//! produced them), and reading one of another schema version is an error, so numbers from
+//! different versions are never silently compared.
 
 use std::path::Path;
 
@@ -10,9 +14,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Brain;
 use crate::error::{Error, Result};
-use crate::model::Selections;
+use crate::model::{FitConfig, Selections};
+use crate::scores::bootstrap::{noise_normalized, HeldOut, Interval};
 use crate::scores::hierarchy::{self, HierarchyScores};
+use crate::scores::seeds::{SeedSpread, Spread};
 use crate::scores::stats;
+use crate::scores::uncertainty::{Uncertainty, UncertaintyConfig};
+
+/// Version of the `report.json` layout. Version 1 (unversioned) had `noise_normalized` and no
+/// `schema_version`, `settings`, `noise_ceiling`, `uncertainty` or `seeds`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Mean and median of a per-voxel quantity.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
@@ -23,7 +34,7 @@ pub struct Summary {
 
 impl Summary {
     /// `None` for no values, so that an empty set is `null` in JSON rather than NaN.
-    fn of(xs: &[f64]) -> Option<Self> {
+    pub fn of(xs: &[f64]) -> Option<Self> {
         if xs.is_empty() {
             None
         } else {
@@ -66,8 +77,116 @@ pub struct FitSummary {
     pub steps: usize,
 }
 
+/// The FactorTopy fit settings behind a report (DESIGN §3.5–§3.6), as `FitConfig` holds them.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct FitSettings {
+    pub seed: u64,
+    pub val_fraction: f64,
+    pub max_epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub clip_norm: f64,
+    pub beta: f64,
+    pub reg_lambda: f64,
+    pub reg_steps: usize,
+    pub patience: usize,
+    pub min_delta: f64,
+    pub d: usize,
+    pub grid: usize,
+    pub max_steps: Option<usize>,
+    pub max_seconds: Option<f64>,
+    pub readout: String,
+}
+
+impl From<&FitConfig> for FitSettings {
+    fn from(c: &FitConfig) -> Self {
+        Self {
+            seed: c.seed,
+            val_fraction: c.val_fraction,
+            max_epochs: c.max_epochs,
+            batch_size: c.batch_size,
+            lr: c.lr,
+            weight_decay: c.weight_decay,
+            clip_norm: c.clip_norm,
+            beta: c.beta,
+            reg_lambda: c.reg_lambda,
+            reg_steps: c.reg_steps,
+            patience: c.patience,
+            min_delta: c.min_delta,
+            d: c.d,
+            grid: c.grid,
+            max_steps: c.max_steps,
+            max_seconds: c.max_seconds.filter(|s| s.is_finite()),
+            readout: format!("{:?}", c.readout).to_lowercase(),
+        }
+    }
+}
+
+/// The layer-wise ridge baseline's settings behind a report.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RidgeSettings {
+    pub seed: u64,
+    pub val_fraction: f64,
+    pub alphas: Vec<f64>,
+    pub n_folds: usize,
+    pub standardize: bool,
+}
+
+/// Everything that produced the numbers of a report, besides the input files.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct Settings {
+    /// The hierarchy line was weighted by max(R², 0).
+    pub weighted: bool,
+    /// The FactorTopy fit (method `factortopy`).
+    pub fit: Option<FitSettings>,
+    /// The ridge baseline (method `ridge`).
+    pub ridge: Option<RidgeSettings>,
+    /// Bootstrap and permutation settings (`null` when no uncertainty was estimated).
+    pub uncertainty: Option<UncertaintyConfig>,
+}
+
+/// Accuracy against the noise ceiling, over the voxels with a positive finite ceiling, raw,
+/// ceiling and normalised side by side. Bounds: `raw`, `ceiling` and `normalized` in [0, 1],
+/// `algonauts` in [0, 100].
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct CeilingAccuracy {
+    /// Voxels with a positive finite noise ceiling (the ones summarised here).
+    pub n_voxels: usize,
+    /// Squared held-out correlation `max(r, 0)²`.
+    pub raw: Summary,
+    /// The noise ceiling NC (R² units).
+    pub ceiling: Summary,
+    /// `max(r, 0)² / NC`, clipped to [0, 1] (DESIGN §4, the Algonauts convention).
+    pub normalized: Summary,
+    /// `normalized` × 100, the Algonauts challenge's form.
+    pub algonauts: Summary,
+}
+
+impl CeilingAccuracy {
+    /// `None` when no voxel has a positive finite ceiling.
+    pub fn compute(pearson: &[f32], nc: &[f32]) -> Option<Self> {
+        let keep: Vec<usize> = (0..nc.len()).filter(|&i| nc[i].is_finite() && nc[i] > 0.0).collect();
+        let raw: Vec<f64> = keep.iter().map(|&i| (pearson[i] as f64).max(0.0).powi(2)).collect();
+        let ceiling: Vec<f64> = keep.iter().map(|&i| nc[i] as f64).collect();
+        let normalized = noise_normalized(pearson, nc);
+        let algonauts: Vec<f64> = normalized.iter().map(|x| 100.0 * x).collect();
+        Some(Self {
+            n_voxels: keep.len(),
+            raw: Summary::of(&raw)?,
+            ceiling: Summary::of(&ceiling)?,
+            normalized: Summary::of(&normalized)?,
+            algonauts: Summary::of(&algonauts)?,
+        })
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Report {
+    /// [`SCHEMA_VERSION`] of this layout.
+    pub schema_version: u32,
+    /// The factortopy version that wrote the report.
+    pub library_version: String,
     pub model: String,
     pub method: String,
     pub subject: Option<String>,
@@ -75,14 +194,19 @@ pub struct Report {
     pub n_voxels: usize,
     pub n_layers: usize,
     pub layer_names: Vec<String>,
+    pub settings: Settings,
     pub hierarchy: HierarchyScores,
     /// Held-out R² over all voxels.
     pub r2: Summary,
     /// Held-out Pearson r over all voxels.
     pub pearson: Summary,
-    /// `max(r, 0)² / NC` clipped to [0, 1] over voxels with NC > 0; `None` without a noise
-    /// ceiling (or when no voxel has a positive one).
-    pub noise_normalized: Option<Summary>,
+    /// Raw, ceiling and normalised accuracy; `None` without a noise ceiling (or when no voxel
+    /// has a positive one).
+    pub noise_ceiling: Option<CeilingAccuracy>,
+    /// Intervals of the headline numbers and the hierarchy's permutation p-values.
+    pub uncertainty: Option<Uncertainty>,
+    /// Spread of the headline numbers over refits with several seeds (`fit --seeds K`).
+    pub seeds: Option<SeedSpread>,
     pub rois: Vec<RoiSummary>,
     pub fit: Option<FitSummary>,
 }
@@ -179,7 +303,7 @@ impl Report {
 
         let r2_64: Vec<f64> = r2.iter().map(|&x| x as f64).collect();
         let r_64: Vec<f64> = pearson.iter().map(|&x| x as f64).collect();
-        let noise_normalized = match &brain.noise_ceiling {
+        let noise_ceiling = match &brain.noise_ceiling {
             None => None,
             Some(nc) => {
                 if nc.len() != v {
@@ -188,14 +312,7 @@ impl Report {
                         nc.len()
                     )));
                 }
-                let nn: Vec<f64> = (0..v)
-                    .filter(|&i| nc[i].is_finite() && nc[i] > 0.0)
-                    .map(|i| {
-                        let r = (pearson[i] as f64).max(0.0);
-                        (r * r / nc[i] as f64).clamp(0.0, 1.0)
-                    })
-                    .collect();
-                Summary::of(&nn)
+                CeilingAccuracy::compute(pearson, nc)
             }
         };
 
@@ -234,6 +351,8 @@ impl Report {
             .collect();
 
         Ok(Report {
+            schema_version: SCHEMA_VERSION,
+            library_version: env!("CARGO_PKG_VERSION").to_string(),
             model: model.to_string(),
             method: method.to_string(),
             subject: brain.subject.clone(),
@@ -241,14 +360,35 @@ impl Report {
             n_voxels: v,
             n_layers: l,
             layer_names,
+            settings: Settings { weighted, ..Settings::default() },
             hierarchy: hierarchy_scores,
             // Non-empty: v > 0 was checked above.
             r2: Summary::of(&r2_64).expect("v > 0"),
             pearson: Summary::of(&r_64).expect("v > 0"),
-            noise_normalized,
+            noise_ceiling,
+            uncertainty: None,
+            seeds: None,
             rois,
             fit,
         })
+    }
+
+    /// Adds the intervals and the permutation test (DESIGN §4 "Uncertainty") to a report made by
+    /// [`Report::compute`] from the same `sel`, `r2` and `brain`; `heldout` are the held-out
+    /// predictions and targets behind `r2` (without them the accuracy numbers get no interval).
+    pub fn with_uncertainty(
+        mut self,
+        sel: &Selections,
+        brain: &Brain,
+        heldout: Option<HeldOut>,
+        r2: &[f32],
+        cfg: &UncertaintyConfig,
+    ) -> Result<Self> {
+        let depth = hierarchy::voxel_depth(sel);
+        let u = Uncertainty::estimate(&depth, brain, heldout, r2, self.settings.weighted, cfg)?;
+        self.uncertainty = Some(u);
+        self.settings.uncertainty = Some(*cfg);
+        Ok(self)
     }
 
     /// Pretty JSON, stable across runs for the same inputs.
@@ -257,8 +397,26 @@ impl Report {
         serde_json::to_string_pretty(self).expect("a Report always serialises")
     }
 
+    /// Parses a report, refusing one of another schema version (its numbers may mean something
+    /// else).
     pub fn from_json(s: &str) -> Result<Report> {
-        serde_json::from_str(s).map_err(|e| Error::invalid(format!("not a factortopy report: {e}")))
+        Self::parse(s).map_err(Error::invalid)
+    }
+
+    fn parse(s: &str) -> std::result::Result<Report, String> {
+        let value: serde_json::Value = serde_json::from_str(s).map_err(|e| format!("not a factortopy report: {e}"))?;
+        match value.get("schema_version").and_then(|v| v.as_u64()) {
+            Some(v) if v == SCHEMA_VERSION as u64 => {}
+            found => {
+                let found = found.map_or("no schema version (version 1, before versioning)".to_string(), |v| format!("schema version {v}"));
+                return Err(format!(
+                    "the report has {found}; this factortopy ({}) reads schema version {SCHEMA_VERSION}: \
+                     re-score the encoder with this version rather than compare numbers across versions",
+                    env!("CARGO_PKG_VERSION")
+                ));
+            }
+        }
+        serde_json::from_value(value).map_err(|e| format!("not a factortopy report: {e}"))
     }
 
     /// Writes the JSON (with a trailing newline) through a temporary file and a rename, so a
@@ -271,8 +429,7 @@ impl Report {
 
     pub fn read_json(path: &Path) -> Result<Report> {
         let s = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&s)
-            .map_err(|e| Error::data(path, format!("not a factortopy report: {e}")))
+        Self::parse(&s).map_err(|e| Error::data(path, e))
     }
 
     /// A few lines for a terminal or a log: what was scored and the headline numbers.
@@ -290,23 +447,72 @@ impl Report {
                 .map(|s| format!(", subject {s}"))
                 .unwrap_or_default()
         );
+        let u = self.uncertainty.as_ref();
+        let iv = |i: Option<Interval>, p: usize| i.map(|i| format!(" [{:.p$}, {:.p$}]", i.lo, i.hi)).unwrap_or_default();
         s += &format!(
-            "hierarchy: slope {:.3}  b0 {:.3}  b1 {:.3}  Spearman {:.3}  ({} ROI voxels{})\n",
+            "hierarchy: slope {:.3}{}  b0 {:.3}{}  b1 {:.3}{}  Spearman {:.3}{}  ({} ROI voxels{})\n",
             h.slope,
+            iv(u.and_then(|u| u.slope), 3),
             h.b0,
+            iv(u.and_then(|u| u.b0), 3),
             h.b1,
+            iv(u.and_then(|u| u.b1), 3),
             h.spearman,
+            iv(u.and_then(|u| u.spearman), 3),
             h.n_voxels,
             if h.weighted { ", weighted by R²" } else { "" }
         );
-        s += &format!(
-            "held-out R²: mean {:.4}  median {:.4}   Pearson r: mean {:.4}  median {:.4}",
-            self.r2.mean, self.r2.median, self.pearson.mean, self.pearson.median
-        );
-        if let Some(nn) = &self.noise_normalized {
+        if let Some(p) = u.and_then(|u| u.permutation) {
             s += &format!(
-                "\nnoise-normalised: mean {:.4}  median {:.4}",
-                nn.mean, nn.median
+                "null (ROI levels shuffled across {} ROIs, {} {}permutations): p(slope) {:.4}  p(Spearman) {:.4}\n",
+                p.n_rois,
+                p.n_permutations,
+                if p.exact { "exact " } else { "random " },
+                p.p_slope,
+                p.p_spearman
+            );
+        }
+        s += &format!(
+            "held-out R²: mean {:.4}{}  median {:.4}{}   Pearson r: mean {:.4}{}  median {:.4}{}",
+            self.r2.mean,
+            iv(u.and_then(|u| u.r2_mean), 4),
+            self.r2.median,
+            iv(u.and_then(|u| u.r2_median), 4),
+            self.pearson.mean,
+            iv(u.and_then(|u| u.pearson_mean), 4),
+            self.pearson.median,
+            iv(u.and_then(|u| u.pearson_median), 4)
+        );
+        if let Some(c) = &self.noise_ceiling {
+            s += &format!(
+                "\nnoise ceiling ({} voxels): r² mean {:.4}, ceiling mean {:.4}, normalised mean {:.4}{} median {:.4} (Algonauts ×100: {:.2})",
+                c.n_voxels,
+                c.raw.mean,
+                c.ceiling.mean,
+                c.normalized.mean,
+                iv(u.and_then(|u| u.noise_normalized_mean), 4),
+                c.normalized.median,
+                c.algonauts.mean
+            );
+        }
+        if let Some(u) = u.filter(|u| u.n_resamples > 0) {
+            s += &format!(
+                "\nintervals: {:.0} % percentile bootstrap, {} resamples of {} held-out images and of the voxels within each ROI",
+                100.0 * u.level,
+                u.n_resamples,
+                u.n_images_resampled
+            );
+        }
+        if let Some(sp) = &self.seeds {
+            let f = |x: &Option<Spread>| x.as_ref().map(|x| format!("{:.3} ± {:.3}", x.mean, x.std)).unwrap_or("-".into());
+            s += &format!(
+                "\nover {} seeds (mean ± sd): slope {}  b0 {}  b1 {}  Spearman {}  R² mean {}",
+                sp.seeds.len(),
+                f(&sp.slope),
+                f(&sp.b0),
+                f(&sp.b1),
+                f(&sp.spearman),
+                f(&sp.r2_mean)
             );
         }
         s
@@ -394,9 +600,16 @@ mod tests {
         // Noise-normalised over NC > 0 (voxel 1 excluded):
         //   v0 .25/.5 = .5; v2 .36/.25 → 1 (clipped); v3 .16/.8 = .2; v4 .49/.5 = .98;
         //   v5 .64/.1 → 1. Mean 3.68/5 = .736, median .98.
-        let nn = rep.noise_normalized.unwrap();
+        let c = rep.noise_ceiling.unwrap();
+        let nn = c.normalized;
         assert!((nn.mean - 0.736).abs() < 1e-6, "{nn:?}");
         assert!((nn.median - 0.98).abs() < 1e-6, "{nn:?}");
+        assert!((c.algonauts.mean - 73.6).abs() < 1e-4 && (c.algonauts.median - 98.0).abs() < 1e-4, "{c:?}");
+        // Same five voxels: raw r² [.25, .36, .16, .49, .64] → mean .38, median .36;
+        // ceilings [.5, .25, .8, .5, .1] → mean .43, median .5.
+        assert_eq!(c.n_voxels, 5);
+        assert!((c.raw.mean - 0.38).abs() < 1e-6 && (c.raw.median - 0.36).abs() < 1e-6, "{c:?}");
+        assert!((c.ceiling.mean - 0.43).abs() < 1e-6 && (c.ceiling.median - 0.5).abs() < 1e-6, "{c:?}");
 
         assert_eq!(rep.rois.len(), 4);
         let v1 = &rep.rois[0];
@@ -435,9 +648,9 @@ mod tests {
             None,
         )
         .unwrap();
-        assert!(rep.noise_normalized.is_none());
-        assert!(rep.hierarchy.weighted);
-        assert!(rep.to_json().contains("\"noise_normalized\": null"));
+        assert!(rep.noise_ceiling.is_none());
+        assert!(rep.hierarchy.weighted && rep.settings.weighted);
+        assert!(rep.to_json().contains("\"noise_ceiling\": null"));
     }
 
     #[test]
@@ -455,9 +668,68 @@ mod tests {
         assert!(Report::compute("m", "f", &names, &sel, &ok, &ok, &brain, false, None).is_err());
     }
 
+    /// Held-out predictions for the toy brain's 4 images and 6 voxels.
+    fn heldout_data() -> (Vec<f32>, Vec<f32>) {
+        let t: Vec<f32> = (0..24).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+        let p: Vec<f32> = t.iter().enumerate().map(|(i, x)| 0.5 * x + ((i % 3) as f32 - 1.0) * 0.4).collect();
+        (p, t)
+    }
+
+    fn report_with_uncertainty() -> Report {
+        let (sel, brain) = toy();
+        let (p, t) = heldout_data();
+        let h = HeldOut::new(&p, &t, 4, 6).unwrap();
+        let (r2, r) = h.scores();
+        let cfg = UncertaintyConfig::default();
+        Report::compute("toy-net", "factortopy", &[], &sel, &r2, &r, &brain, false, None)
+            .unwrap()
+            .with_uncertainty(&sel, &brain, Some(h), &r2, &cfg)
+            .unwrap()
+    }
+
+    #[test]
+    fn uncertainty_block() {
+        let rep = report_with_uncertainty();
+        let u = rep.uncertainty.as_ref().unwrap();
+        assert_eq!((u.n_resamples, u.n_images_resampled, u.n_voxels_resampled), (1000, 4, 5));
+        for (name, iv, point) in [
+            ("slope", u.slope, rep.hierarchy.slope),
+            ("r2 mean", u.r2_mean, rep.r2.mean),
+            ("pearson mean", u.pearson_mean, rep.pearson.mean),
+        ] {
+            let iv = iv.unwrap_or_else(|| panic!("{name} has an interval"));
+            assert!(iv.lo <= iv.hi, "{name} {iv:?}");
+            // Percentile intervals of these need not contain the point, but here they do.
+            assert!(iv.contains(point), "{name}: {point} outside {iv:?}");
+        }
+        let nn = u.noise_normalized_mean.unwrap();
+        let alg = u.algonauts_mean.unwrap();
+        assert!((alg.lo - 100.0 * nn.lo).abs() < 1e-9 && (0.0..=1.0).contains(&nn.lo) && nn.hi <= 1.0);
+        // 3 ROIs with voxels at 3 distinct levels: 3! orderings, enumerated.
+        let p = u.permutation.unwrap();
+        assert!(p.exact && p.n_permutations == 6 && p.n_rois == 3, "{p:?}");
+        assert_eq!(rep.settings.uncertainty, Some(UncertaintyConfig::default()));
+        // Deterministic.
+        assert_eq!(rep.to_json(), report_with_uncertainty().to_json());
+        let head = rep.headline();
+        assert!(head.contains("p(slope)") && head.contains("1000 resamples"), "{head}");
+    }
+
+    #[test]
+    fn other_schema_versions_are_refused() {
+        let json = report().to_json();
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v["schema_version"] = serde_json::json!(1);
+        let e = Report::from_json(&v.to_string()).unwrap_err().to_string();
+        assert!(e.contains("schema version 1") && e.contains("reads schema version 2"), "{e}");
+        v.as_object_mut().unwrap().remove("schema_version");
+        let e = Report::from_json(&v.to_string()).unwrap_err().to_string();
+        assert!(e.contains("before versioning"), "{e}");
+    }
+
     #[test]
     fn json_round_trip_and_field_names() {
-        let rep = report();
+        let rep = Report { fit: report().fit, ..report_with_uncertainty() };
         let json = rep.to_json();
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         for ptr in [
@@ -477,7 +749,18 @@ mod tests {
             "/r2/median",
             "/pearson/mean",
             "/pearson/median",
-            "/noise_normalized/mean",
+            "/schema_version",
+            "/library_version",
+            "/settings/weighted",
+            "/noise_ceiling/raw/mean",
+            "/noise_ceiling/ceiling/mean",
+            "/noise_ceiling/normalized/mean",
+            "/noise_ceiling/algonauts/median",
+            "/uncertainty/slope/lo",
+            "/uncertainty/r2_mean/hi",
+            "/uncertainty/permutation/p_slope",
+            "/uncertainty/permutation/n_permutations",
+            "/settings/uncertainty/bootstrap/n_resamples",
             "/rois/0/name",
             "/rois/0/layer_histogram",
             "/rois/3/mean_depth",
@@ -497,8 +780,7 @@ mod tests {
         assert_eq!(back.rois.len(), rep.rois.len());
         assert_eq!(back.rois[2].layer_histogram, rep.rois[2].layer_histogram);
         assert_eq!(back.fit, rep.fit);
-        // Deterministic output.
-        assert_eq!(json, report().to_json());
+        assert_eq!(back.schema_version, SCHEMA_VERSION);
     }
 
     fn assert_json_close(a: &serde_json::Value, b: &serde_json::Value) {

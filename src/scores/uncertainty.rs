@@ -1,0 +1,117 @@
+//! Uncertainty of every headline number (DESIGN §4, issue 14): bootstrap intervals
+//! ([`crate::scores::bootstrap`]) and the hierarchy's permutation null
+//! ([`crate::scores::permutation`]), as one block of the report.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::Brain;
+use crate::error::{Error, Result};
+use crate::scores::bootstrap::{bootstrap, percentile_interval, BootstrapConfig, BootstrapInputs, HeldOut, Interval, Replicates};
+use crate::scores::permutation::{permutation_test, PermutationConfig, PermutationTest};
+
+/// Settings of the uncertainty estimates.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Default)]
+pub struct UncertaintyConfig {
+    pub bootstrap: BootstrapConfig,
+    pub permutation: PermutationConfig,
+}
+
+impl UncertaintyConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.bootstrap.validate()
+    }
+}
+
+/// Intervals (percentile bootstrap at `level`) of the headline numbers and the hierarchy's
+/// permutation p-values. An interval is `null` when its number is undefined (no noise ceiling,
+/// no held-out predictions to resample, no bootstrap requested).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Uncertainty {
+    /// Confidence level of every interval.
+    pub level: f64,
+    /// Bootstrap resamples B.
+    pub n_resamples: usize,
+    pub seed: u64,
+    /// Held-out images drawn with replacement in each resample (0 when the images were not
+    /// resampled: no held-out predictions, so the accuracy numbers have no interval).
+    pub n_images_resampled: usize,
+    /// Voxels drawn with replacement within their ROI in each resample.
+    pub n_voxels_resampled: usize,
+    pub slope: Option<Interval>,
+    pub b0: Option<Interval>,
+    pub b1: Option<Interval>,
+    pub spearman: Option<Interval>,
+    pub r2_mean: Option<Interval>,
+    pub r2_median: Option<Interval>,
+    pub pearson_mean: Option<Interval>,
+    pub pearson_median: Option<Interval>,
+    pub noise_normalized_mean: Option<Interval>,
+    pub noise_normalized_median: Option<Interval>,
+    /// `noise_normalized_mean` × 100 (the Algonauts challenge form).
+    pub algonauts_mean: Option<Interval>,
+    /// Resamples in which the hierarchy line was undefined (every drawn voxel had weight 0),
+    /// left out of the line's intervals.
+    pub n_undefined_lines: usize,
+    /// ROI levels shuffled across whole ROIs (`null` when there is no line to test).
+    pub permutation: Option<PermutationTest>,
+    /// Every resample's values, for paired comparisons between networks; not serialised.
+    #[serde(skip)]
+    pub replicates: Replicates,
+}
+
+impl Uncertainty {
+    /// Estimates from per-voxel depths, the brain's ROIs and noise ceiling, the held-out
+    /// predictions (when the caller has them) and the point R² (the line's weights when
+    /// `weighted`).
+    pub fn estimate(
+        depth: &[f64],
+        brain: &Brain,
+        heldout: Option<HeldOut>,
+        r2: &[f32],
+        weighted: bool,
+        cfg: &UncertaintyConfig,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let v = brain.n_voxels();
+        if depth.len() != v || r2.len() != v {
+            return Err(Error::mismatch(format!("{} depths and {} R² values for {v} voxels", depth.len(), r2.len())));
+        }
+        let nc = brain.noise_ceiling.as_deref();
+        let inputs = BootstrapInputs {
+            depth,
+            roi: &brain.roi,
+            roi_levels: &brain.roi_levels,
+            noise_ceiling: nc,
+            heldout,
+            r2,
+            weighted,
+        };
+        let bc = &cfg.bootstrap;
+        let rep = if bc.n_resamples > 0 { bootstrap(&inputs, bc)? } else { Replicates::default() };
+        let iv = |x: &[f64]| percentile_interval(x, bc.level);
+        let permutation =
+            permutation_test(depth, &brain.roi, &brain.roi_levels, weighted.then_some(r2), &cfg.permutation)?;
+        let nn_mean = iv(&rep.normalized_mean);
+        Ok(Self {
+            level: bc.level,
+            n_resamples: bc.n_resamples,
+            seed: bc.seed,
+            n_images_resampled: heldout.filter(|_| bc.n_resamples > 0).map_or(0, |h| h.n),
+            n_voxels_resampled: if bc.n_resamples > 0 { brain.roi.iter().filter(|&&r| r >= 0).count() } else { 0 },
+            slope: iv(&rep.slope),
+            b0: iv(&rep.b0),
+            b1: iv(&rep.b1),
+            spearman: iv(&rep.spearman),
+            r2_mean: iv(&rep.r2_mean),
+            r2_median: iv(&rep.r2_median),
+            pearson_mean: iv(&rep.pearson_mean),
+            pearson_median: iv(&rep.pearson_median),
+            noise_normalized_mean: nn_mean,
+            noise_normalized_median: iv(&rep.normalized_median),
+            algonauts_mean: nn_mean.map(|i| i.scaled(100.0)),
+            n_undefined_lines: rep.slope.iter().filter(|x| !x.is_finite()).count(),
+            permutation,
+            replicates: rep,
+        })
+    }
+}
