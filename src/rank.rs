@@ -1,7 +1,10 @@
 //! Ranking candidate networks by how brain-like their hierarchy is (DESIGN §1.3, §6 `rank`):
 //! every network is fitted against the same brain with the same split and seed, scored with
-//! DESIGN §4, and sorted by the alignment slope. The CLI (`factortopy rank`) gates on the best
-//! slope; the C ABI wraps [`rank`] and [`Ranking::to_json`].
+//! DESIGN §4, and sorted by the alignment slope. Every row carries the slope's bootstrap interval
+//! and permutation p-value, and adjacent rows a paired bootstrap test of their difference (same
+//! held-out images and voxels in every resample, issue 14). The CLI (`factortopy rank`) gates on
+//! the best slope or its interval's lower bound; the C ABI wraps [`rank`] and
+//! [`Ranking::to_json`].
 
 use std::path::Path;
 use std::time::Instant;
@@ -12,8 +15,9 @@ use crate::baseline::{fit_ridge_baseline, RidgeBaselineConfig};
 use crate::data::{Brain, Features};
 use crate::error::{Error, Result};
 use crate::model::FitConfig;
-use crate::pipeline::fit_report;
-use crate::scores::Report;
+use crate::pipeline::fit_report_with;
+use crate::scores::bootstrap::paired_difference;
+use crate::scores::{Interval, PairedDifference, Report, UncertaintyConfig};
 
 /// How each network is fitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -43,8 +47,11 @@ pub struct RankConfig {
     /// Weight the hierarchy line by max(R², 0).
     pub weighted: bool,
     /// Ridge settings when `method` is `Ridge` (its seed and validation fraction are taken
-    /// from `fit`).
+    /// from `fit`, its uncertainty settings from `uncertainty`).
     pub ridge: RidgeBaselineConfig,
+    /// Bootstrap and permutation settings, the same for every network so that their bootstrap
+    /// replicates are paired.
+    pub uncertainty: UncertaintyConfig,
 }
 
 impl Default for RankConfig {
@@ -54,6 +61,30 @@ impl Default for RankConfig {
             method: RankMethod::Factortopy,
             weighted: false,
             ridge: RidgeBaselineConfig::default(),
+            uncertainty: UncertaintyConfig::default(),
+        }
+    }
+}
+
+/// What `--min-slope` is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RankGate {
+    /// The best network's slope.
+    #[default]
+    Point,
+    /// The lower bound of the best network's slope interval: passes only when the slope is above
+    /// the threshold beyond the noise of the estimate.
+    Lower,
+}
+
+impl std::str::FromStr for RankGate {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "point" => Ok(RankGate::Point),
+            "lower" => Ok(RankGate::Lower),
+            _ => Err(Error::invalid(format!("unknown gate `{s}`; valid gates: point, lower"))),
         }
     }
 }
@@ -79,12 +110,22 @@ pub struct RankRow {
     pub fit_seconds: f64,
     /// Mean voxel depth per ROI, in the brain's ROI order (`None` for an empty ROI).
     pub roi_depth: Vec<Option<f64>>,
+    /// Bootstrap interval of the slope (`None` without a bootstrap).
+    pub slope_interval: Option<Interval>,
+    /// Permutation p-value of the slope (ROI levels shuffled across ROIs).
+    pub p_slope: Option<f64>,
+    /// Paired bootstrap test of `slope − slope of the next row` (`None` on the last row).
+    pub vs_next: Option<PairedDifference>,
 }
 
 /// A finished ranking: rows sorted best first, plus what is needed to print and plot it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ranking {
     pub method: RankMethod,
+    /// Confidence level of the intervals and of the paired tests.
+    pub level: f64,
+    /// Bootstrap resamples behind them (0 = none).
+    pub n_resamples: usize,
     pub subject: Option<String>,
     pub roi_names: Vec<String>,
     pub rows: Vec<RankRow>,
@@ -109,7 +150,19 @@ fn row_of(index: usize, name: String, report: &Report, seconds: f64) -> RankRow 
         noise_normalized_median: report.noise_ceiling.map(|c| c.normalized.median),
         fit_seconds: seconds,
         roi_depth: report.rois.iter().map(|r| r.mean_depth).collect(),
+        slope_interval: report.uncertainty.as_ref().and_then(|u| u.slope),
+        p_slope: report.uncertainty.as_ref().and_then(|u| u.permutation).map(|p| p.p_slope),
+        vs_next: None,
     }
+}
+
+/// Paired test of two networks' slopes from their reports' bootstrap replicates.
+fn slope_difference(a: &Report, b: &Report, level: f64) -> Option<PairedDifference> {
+    let (ua, ub) = (a.uncertainty.as_ref()?, b.uncertainty.as_ref()?);
+    if ua.n_resamples == 0 || ua.seed != ub.seed || ua.n_images_resampled != ub.n_images_resampled {
+        return None;
+    }
+    paired_difference(a.hierarchy.slope, &ua.replicates.slope, b.hierarchy.slope, &ub.replicates.slope, level)
 }
 
 /// Unique display names: the model name, with ` #k` appended to repeats.
@@ -152,11 +205,14 @@ pub fn rank_with_progress(
         }
         let t0 = Instant::now();
         let report = match cfg.method {
-            RankMethod::Factortopy => fit_report(f, brain, &cfg.fit, cfg.weighted, None)?.report,
+            RankMethod::Factortopy => {
+                fit_report_with(f, brain, &cfg.fit, cfg.weighted, &cfg.uncertainty, None)?.report
+            }
             RankMethod::Ridge => {
                 let rc = RidgeBaselineConfig {
                     seed: cfg.fit.seed,
                     val_fraction: cfg.fit.val_fraction,
+                    uncertainty: cfg.uncertainty,
                     ..cfg.ridge.clone()
                 };
                 fit_ridge_baseline(f, brain, &rc, cfg.weighted, None)?.report
@@ -181,8 +237,14 @@ pub fn rank_with_progress(
         sorted_rows.push(r);
         sorted_reports.push(reports[i].clone());
     }
+    let level = cfg.uncertainty.bootstrap.level;
+    for k in 0..sorted_rows.len().saturating_sub(1) {
+        sorted_rows[k].vs_next = slope_difference(&sorted_reports[k], &sorted_reports[k + 1], level);
+    }
     Ok(Ranking {
         method: cfg.method,
+        level,
+        n_resamples: cfg.uncertainty.bootstrap.n_resamples,
         subject: brain.subject.clone(),
         roi_names: brain.roi_names.clone(),
         rows: sorted_rows,
@@ -222,6 +284,18 @@ impl std::str::FromStr for RankFormat {
     }
 }
 
+fn interval_text(i: Option<Interval>) -> String {
+    i.map(|i| format!("[{:.3}, {:.3}]", i.lo, i.hi)).unwrap_or_else(|| "-".into())
+}
+
+/// `> (p 0.000)` when the difference with the next row is significant, `≈ (p 0.412)` when not.
+fn vs_text(d: Option<PairedDifference>) -> String {
+    match d {
+        None => String::new(),
+        Some(d) => format!("{} Δ {:.3} (p {:.3})", if d.significant { ">" } else { "≈" }, d.estimate, d.p_value),
+    }
+}
+
 fn opt(x: Option<f64>) -> String {
     x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".to_string())
 }
@@ -232,12 +306,22 @@ impl Ranking {
         self.rows.first()
     }
 
-    /// True when there is no threshold or the best slope reaches it.
-    pub fn passes(&self, min_slope: Option<f64>) -> bool {
-        match (min_slope, self.best()) {
-            (None, _) => true,
-            (Some(m), Some(b)) => b.slope >= m,
-            (Some(_), None) => false,
+    /// The number `gate` compares with a threshold: the best slope, or its interval's lower
+    /// bound (`None` when there is no interval).
+    pub fn gated_value(&self, gate: RankGate) -> Option<f64> {
+        let b = self.best()?;
+        match gate {
+            RankGate::Point => Some(b.slope),
+            RankGate::Lower => b.slope_interval.map(|i| i.lo),
+        }
+    }
+
+    /// True when there is no threshold or the gated value reaches it (a missing interval under
+    /// the `lower` gate fails).
+    pub fn passes(&self, min_slope: Option<f64>, gate: RankGate) -> bool {
+        match min_slope {
+            None => true,
+            Some(m) => self.gated_value(gate).is_some_and(|x| x >= m),
         }
     }
 
@@ -250,15 +334,18 @@ impl Ranking {
         self.rows.iter().any(|r| r.noise_normalized_mean.is_some())
     }
 
-    /// A fixed-width table for a terminal.
+    /// A fixed-width table for a terminal, with a legend of the uncertainty columns.
     pub fn table(&self) -> String {
         let w = self.rows.iter().map(|r| r.name.chars().count()).max().unwrap_or(7).max(7);
         let nc = self.has_nc();
+        let ci_head = format!("{:.0}% CI", 100.0 * self.level);
         let mut s = format!(
-            "{:>4}  {:<w$}  {:>7} {:>7} {:>7} {:>8} {:>8} {:>8}{} {:>8}\n",
+            "{:>4}  {:<w$}  {:>7} {:>16} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8}{} {:>8}  {}\n",
             "rank",
             "network",
             "slope",
+            ci_head,
+            "p(null)",
             "b0",
             "b1",
             "spearman",
@@ -266,13 +353,16 @@ impl Ranking {
             "R² med",
             if nc { format!(" {:>8}", "NC-norm") } else { String::new() },
             "fit s",
+            "vs next",
         );
         for r in &self.rows {
             s += &format!(
-                "{:>4}  {:<w$}  {:>7.3} {:>7.3} {:>7.3} {:>8.3} {:>8.4} {:>8.4}{} {:>8.1}\n",
+                "{:>4}  {:<w$}  {:>7.3} {:>16} {:>7} {:>7.3} {:>7.3} {:>8.3} {:>8.4} {:>8.4}{} {:>8.1}  {}\n",
                 r.rank,
                 r.name,
                 r.slope,
+                interval_text(r.slope_interval),
+                r.p_slope.map(|p| format!("{p:.4}")).unwrap_or_else(|| "-".into()),
                 r.b0,
                 r.b1,
                 r.spearman,
@@ -280,30 +370,51 @@ impl Ranking {
                 r.r2_median,
                 if nc { format!(" {:>8}", opt(r.noise_normalized_mean)) } else { String::new() },
                 r.fit_seconds,
+                vs_text(r.vs_next),
             );
         }
+        s += &self.legend();
         s
     }
 
-    /// A GitHub-flavoured Markdown table (for CI summaries).
+    /// What the uncertainty columns mean (one line).
+    fn legend(&self) -> String {
+        if self.n_resamples == 0 {
+            return "no bootstrap (--bootstrap 0): no intervals and no paired tests\n".to_string();
+        }
+        format!(
+            "CI: {:.0} % bootstrap interval of the slope ({} resamples of held-out images and of voxels within ROIs); \
+             p(null): permutation p-value (ROI levels shuffled across ROIs); vs next: paired bootstrap test of the \
+             slope difference with the next row, '>' significant, '≈' not\n",
+            100.0 * self.level,
+            self.n_resamples
+        )
+    }
+
+    /// A GitHub-flavoured Markdown table (for CI summaries), with the legend below it.
     pub fn markdown(&self) -> String {
         let nc = self.has_nc();
         let esc = |x: &str| x.replace('|', "\\|");
-        let mut s = String::from("| rank | network | slope | b0 | b1 | Spearman | R² mean | R² median |");
+        let mut s = format!(
+            "| rank | network | slope | {:.0} % CI | p (null) | b0 | b1 | Spearman | R² mean | R² median |",
+            100.0 * self.level
+        );
         if nc {
             s += " noise-normalised |";
         }
-        s += " fit (s) |\n|---:|:---|---:|---:|---:|---:|---:|---:|";
+        s += " fit (s) | vs next |\n|---:|:---|---:|:---:|---:|---:|---:|---:|---:|---:|";
         if nc {
             s += "---:|";
         }
-        s += "---:|\n";
+        s += "---:|:---|\n";
         for r in &self.rows {
             s += &format!(
-                "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} | {:.4} |",
+                "| {} | {} | {:.3} | {} | {} | {:.3} | {:.3} | {:.3} | {:.4} | {:.4} |",
                 r.rank,
                 esc(&r.name),
                 r.slope,
+                interval_text(r.slope_interval),
+                r.p_slope.map(|p| format!("{p:.4}")).unwrap_or_else(|| "-".into()),
                 r.b0,
                 r.b1,
                 r.spearman,
@@ -313,8 +424,10 @@ impl Ranking {
             if nc {
                 s += &format!(" {} |", opt(r.noise_normalized_mean));
             }
-            s += &format!(" {:.1} |\n", r.fit_seconds);
+            s += &format!(" {:.1} | {} |\n", r.fit_seconds, vs_text(r.vs_next));
         }
+        s += "\n";
+        s += &self.legend();
         s
     }
 
@@ -379,17 +492,41 @@ mod tests {
         let reps = [fake(0.5, 0.4), fake(-0.2, -0.1)];
         let rows: Vec<RankRow> =
             reps.iter().enumerate().map(|(i, r)| RankRow { rank: i + 1, ..row_of(i, format!("net|{i}"), r, 1.5) }).collect();
-        let rk = Ranking { method: RankMethod::Factortopy, subject: None, roi_names: vec![], rows, reports: reps.to_vec() };
-        assert!(rk.passes(Some(0.4)) && !rk.passes(Some(0.6)) && rk.passes(None));
+        let mut rk = Ranking {
+            method: RankMethod::Factortopy,
+            level: 0.95,
+            n_resamples: 1000,
+            subject: None,
+            roi_names: vec![],
+            rows,
+            reports: reps.to_vec(),
+        };
+        assert!(rk.passes(Some(0.4), RankGate::Point) && !rk.passes(Some(0.6), RankGate::Point));
+        assert!(rk.passes(None, RankGate::Lower));
+        // The lower gate needs an interval, and compares its lower bound.
+        assert!(!rk.passes(Some(0.4), RankGate::Lower));
+        rk.rows[0].slope_interval = Some(Interval { lo: 0.3, hi: 0.7 });
+        assert!(!rk.passes(Some(0.4), RankGate::Lower) && rk.passes(Some(0.3), RankGate::Lower));
+        assert_eq!(rk.gated_value(RankGate::Lower), Some(0.3));
+        rk.rows[0].vs_next = paired_difference(0.5, &[0.5, 0.6, 0.4], -0.2, &[-0.2, -0.1, -0.3], 0.95);
+        assert!(rk.rows[0].vs_next.unwrap().significant);
         let t = rk.table();
-        assert!(t.contains("slope") && t.lines().count() == 3, "{t}");
+        // Header, two rows, legend.
+        assert!(t.contains("slope") && t.contains("95% CI") && t.lines().count() == 4, "{t}");
+        assert!(t.lines().nth(1).unwrap().contains("[0.300, 0.700]") && t.lines().nth(1).unwrap().contains("> Δ 0.700"), "{t}");
         assert!(!t.contains("NC-norm"));
         let md = rk.markdown();
-        assert!(md.contains("net\\|0") && md.lines().count() == 4, "{md}");
+        // Header, separator, two rows, blank line, legend.
+        assert!(md.contains("net\\|0") && md.lines().count() == 6, "{md}");
         let v: serde_json::Value = serde_json::from_str(&rk.to_json()).unwrap();
         assert_eq!(v["rows"][0]["rank"], 1);
         assert_eq!(v["method"], "factortopy");
         assert!(v["rows"][0]["noise_normalized_mean"].is_null());
+        assert_eq!(v["rows"][0]["slope_interval"]["lo"], 0.3);
+        assert_eq!(v["rows"][0]["vs_next"]["significant"], true);
+        assert!(v["rows"][1]["vs_next"].is_null());
+        assert_eq!("lower".parse::<RankGate>().unwrap(), RankGate::Lower);
+        assert!("upper".parse::<RankGate>().is_err());
         let rows: serde_json::Value = serde_json::from_str(&rows_to_json(&rk.rows)).unwrap();
         assert_eq!(rows[1]["name"], "net|1");
         assert_eq!("md".parse::<RankFormat>().unwrap(), RankFormat::Markdown);

@@ -77,6 +77,50 @@ fn factortopy_rank_orders_hierarchical_first_and_reversed_last() {
     assert_eq!(order.first().map(String::as_str), Some("net-hier"), "{order:?}");
     assert_eq!(order.last().map(String::as_str), Some("net-rev"), "{order:?}");
     assert!(out.join("roi_depth.png").is_file() && out.join("rank.json").is_file());
+    // Every row carries its slope interval and permutation p-value; the planted hierarchy is
+    // far from the null, and each adjacent pair has a paired test.
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    for r in rows {
+        let (lo, hi) = (r["slope_interval"]["lo"].as_f64().unwrap(), r["slope_interval"]["hi"].as_f64().unwrap());
+        assert!(lo <= hi, "{r}");
+    }
+    assert!(rows[0]["p_slope"].as_f64().unwrap() < 0.01, "{}", rows[0]);
+    assert!(rows[0]["vs_next"]["p_value"].is_number() && rows[2]["vs_next"].is_null());
+    assert_eq!(v["n_resamples"], 1000);
+}
+
+/// Two copies of one network are not significantly different; the hierarchical network and
+/// its reversal are, paired over the same held-out images and voxels.
+#[test]
+fn paired_tests_separate_real_differences_from_copies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (brain, nets) = setup(tmp.path());
+    let (rev, hier) = (nets[0].clone(), nets[1].clone());
+    let copy = Features { model: "net-hier-copy".into(), ..hier.clone() };
+    let cfg = RankConfig { method: RankMethod::Ridge, ..RankConfig::default() };
+    let rows = rank(&brain, &[rev, copy, hier], &cfg).unwrap();
+    let order: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    // The copies tie; ties keep the input order.
+    assert_eq!(order, ["net-hier-copy", "net-hier", "net-rev"]);
+    let same = rows[0].vs_next.unwrap();
+    assert!(!same.significant && same.estimate.abs() < 1e-9, "{same:?}");
+    let real = rows[1].vs_next.unwrap();
+    assert!(real.significant && real.p_value < 0.01 && real.interval.lo > 0.5, "{real:?}");
+    assert!(rows[2].vs_next.is_none());
+    let iv = rows[1].slope_interval.unwrap();
+    assert!(iv.contains(rows[1].slope) && iv.hi - iv.lo < 0.5, "{iv:?}");
+
+    // --gate lower compares the interval's lower bound: a threshold between it and the point
+    // slope passes the point gate and fails the lower one.
+    let mid = format!("{:.4}", (iv.lo + rows[1].slope) / 2.0);
+    let o = rank_cmd(tmp.path(), &["--method", "ridge", "--min-slope", &mid]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("95% CI") && table.contains("vs next") && table.contains("paired bootstrap"), "{table}");
+    let o = rank_cmd(tmp.path(), &["--method", "ridge", "--min-slope", &mid, "--gate", "lower"]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("lower bound"));
 }
 
 #[test]

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::model::{FitConfig, Selections, Split};
 use crate::scores::hierarchy;
 use crate::scores::stats::{self, pearson_per_voxel, r2_per_voxel};
-use crate::scores::Report;
+use crate::scores::{HeldOut, Report, RidgeSettings, UncertaintyConfig};
 
 /// The `method` field of a ridge baseline report.
 pub const METHOD: &str = "ridge";
@@ -49,6 +49,9 @@ pub struct RidgeBaselineConfig {
     pub standardize: bool,
     /// Voxels processed together (memory bound); 0 = automatic.
     pub n_targets_batch: usize,
+    /// Bootstrap and permutation settings of the report's uncertainty block.
+    #[serde(default)]
+    pub uncertainty: UncertaintyConfig,
 }
 
 impl Default for RidgeBaselineConfig {
@@ -60,6 +63,7 @@ impl Default for RidgeBaselineConfig {
             val_fraction: FitConfig::default().val_fraction,
             standardize: true,
             n_targets_batch: 0,
+            uncertainty: UncertaintyConfig::default(),
         }
     }
 }
@@ -167,6 +171,7 @@ pub fn fit_ridge_baseline(
     mut progress: Option<&mut dyn FnMut(&LayerSummary)>,
 ) -> Result<RidgeBaseline> {
     let start = Instant::now();
+    cfg.uncertainty.validate()?;
     crate::data::check_pair(features, "features", brain, "brain")?;
     let (n, v, l) = (brain.n_images(), brain.n_voxels(), features.n_layers());
     if l == 0 {
@@ -197,6 +202,10 @@ pub fn fit_ridge_baseline(
     let mut val_r2 = vec![0.0f32; l * v];
     let mut val_pearson = vec![0.0f32; l * v];
     let mut alpha = vec![0.0f32; l * v];
+    // Held-out predictions of each voxel's best layer so far (by cross-validated score, first
+    // layer on ties, as the choice below): the bootstrap resamples them.
+    let mut best_pred = vec![0.0f32; nval * v];
+    let mut best_cv = vec![f32::NEG_INFINITY; v];
     let mut layers = Vec::with_capacity(l);
     for layer in 0..l {
         let t0 = Instant::now();
@@ -219,6 +228,15 @@ pub fn fit_ridge_baseline(
         }
         for i in 0..v {
             cv_score[layer * v + i] = fit.cv_scores[i] as f32;
+        }
+        for i in 0..v {
+            let cv = cv_score[layer * v + i];
+            if layer == 0 || cv > best_cv[i] {
+                best_cv[i] = cv;
+                for row in 0..nval {
+                    best_pred[row * v + i] = pred[row * v + i];
+                }
+            }
         }
         val_r2[layer * v..(layer + 1) * v].copy_from_slice(&r2);
         val_pearson[layer * v..(layer + 1) * v].copy_from_slice(&pr);
@@ -248,11 +266,13 @@ pub fn fit_ridge_baseline(
         }
         layers[*best].n_best += 1;
     }
+    debug_assert!((0..v).all(|i| best_cv[i].to_bits() == cv_score[best_layer[i] * v + i].to_bits()));
     let r2: Vec<f32> = (0..v).map(|i| val_r2[best_layer[i] * v + i]).collect();
     let pearson: Vec<f32> = (0..v).map(|i| val_pearson[best_layer[i] * v + i]).collect();
     let best_alpha: Vec<f64> = (0..v).map(|i| alpha[best_layer[i] * v + i] as f64).collect();
     let selections = one_hot_selections(&best_layer, l);
-    let report = Report::compute(
+    let heldout = HeldOut::new(&best_pred, &yval, nval, v)?;
+    let mut report = Report::compute(
         &features.model,
         METHOD,
         &features.layer_names,
@@ -262,7 +282,15 @@ pub fn fit_ridge_baseline(
         brain,
         weighted,
         None,
-    )?;
+    )?
+    .with_uncertainty(&selections, brain, Some(heldout), &r2, &cfg.uncertainty)?;
+    report.settings.ridge = Some(RidgeSettings {
+        seed: cfg.seed,
+        val_fraction: cfg.val_fraction,
+        alphas: cfg.alphas.clone(),
+        n_folds: cfg.n_folds,
+        standardize: cfg.standardize,
+    });
     Ok(RidgeBaseline {
         config: cfg.clone(),
         split,
@@ -579,6 +607,14 @@ mod tests {
         assert_eq!(fit.report.method, "ridge");
         assert_eq!(fit.selections.layer_probs.shape, vec![280, 4]);
         assert!(fit.report.hierarchy.slope > 0.3, "slope {}", fit.report.hierarchy.slope);
+        // The bootstrap resampled the chosen layers' held-out predictions: 40 images, and the
+        // intervals bracket the point estimates.
+        let u = fit.report.uncertainty.as_ref().unwrap();
+        assert_eq!(u.n_images_resampled, fit.split.val.len());
+        assert!(u.r2_mean.unwrap().contains(fit.report.r2.mean), "{u:?}");
+        assert!(u.slope.unwrap().contains(fit.report.hierarchy.slope), "{u:?}");
+        assert!(u.permutation.unwrap().p_slope < 0.01, "{u:?}");
+        assert_eq!(fit.report.settings.ridge.as_ref().unwrap().n_folds, 3);
         // Same report fields as FactorTopy: one-hot → zero entropy.
         assert!(fit.report.rois.iter().all(|r| r.mean_entropy.map_or(true, |e| e.abs() < 1e-9)));
         let ag = agreement(&fit.report, &fit.report, Some((&fit.selections, &fit.selections, &data.brain))).unwrap();

@@ -3,7 +3,8 @@
 use crate::cli::load_inputs;
 use crate::error::Result;
 use crate::model::{FitConfig, Progress};
-use crate::pipeline::{fit_report, write_fit_outputs};
+use crate::cli::uncertainty::UncertaintyArgs;
+use crate::pipeline::{fit_report_seeds, write_fit_outputs};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -28,6 +29,12 @@ pub struct FitArgs {
     /// Weight the hierarchy line by max(R², 0).
     #[arg(long)]
     pub weighted: bool,
+    #[command(flatten)]
+    pub uncertainty: UncertaintyArgs,
+    /// Refit with K seeds (--seed, --seed + 1, ...) and report the spread of every headline
+    /// number across them; the outputs are the first seed's fit.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub seeds: usize,
     /// No per-epoch progress lines.
     #[arg(long)]
     pub quiet: bool,
@@ -106,8 +113,14 @@ pub fn print_progress(p: &Progress) {
 }
 
 pub fn run(a: FitArgs) -> Result<i32> {
+    if a.seeds == 0 {
+        return Err(crate::error::Error::invalid("--seeds must be at least 1"));
+    }
     if a.method == crate::cli::fit_ridge::Method::Ridge {
-        return crate::cli::fit_ridge::run(&a.features, &a.brain, &a.out, &a.train, a.weighted, a.quiet, &a.ridge);
+        if a.seeds > 1 {
+            return Err(crate::error::Error::invalid("--seeds applies to the factortopy method (the ridge baseline has no random initialisation)"));
+        }
+        return crate::cli::fit_ridge::run(&a.features, &a.brain, &a.out, &a.train, a.weighted, a.quiet, &a.ridge, a.uncertainty.config());
     }
     let (features, brain) = load_inputs(&a.features, &a.brain)?;
     // Check the destination before fitting so a long fit never ends in an unwritable directory,
@@ -121,8 +134,25 @@ pub fn run(a: FitArgs) -> Result<i32> {
         brain.n_voxels(),
         brain.n_images()
     );
+    let unc = a.uncertainty.config();
+    unc.validate()?;
     let mut cb = print_progress;
-    let job = fit_report(&features, &brain, &cfg, a.weighted, if a.quiet { None } else { Some(&mut cb) })?;
+    let quiet = a.quiet;
+    let mut seed_cb = |seed: u64, r: &crate::scores::Report| {
+        if !quiet {
+            eprintln!("seed {seed}: slope {:.3}  spearman {:.3}  mean R² {:.4}", r.hierarchy.slope, r.hierarchy.spearman, r.r2.mean);
+        }
+    };
+    let job = fit_report_seeds(
+        &features,
+        &brain,
+        &cfg,
+        a.weighted,
+        &unc,
+        a.seeds,
+        if a.quiet { None } else { Some(&mut cb) },
+        Some(&mut seed_cb),
+    )?;
     let out = write_fit_outputs(&a.out, &job, &brain)?;
     println!("{}", job.report.headline());
     println!("report:    {}", out.report.display());

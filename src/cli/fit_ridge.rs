@@ -74,6 +74,7 @@ pub fn run(
     weighted: bool,
     quiet: bool,
     ridge: &RidgeArgs,
+    uncertainty: crate::scores::UncertaintyConfig,
 ) -> Result<i32> {
     crate::data::io::ensure_output_dir(out)?;
     // The same split as a FactorTopy fit with these training flags.
@@ -83,6 +84,7 @@ pub fn run(
         n_folds: ridge.folds,
         seed: fit_cfg.seed,
         val_fraction: fit_cfg.val_fraction,
+        uncertainty,
         ..RidgeBaselineConfig::default()
     };
     // Read the comparison first so a bad path fails before the fit.

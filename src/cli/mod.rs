@@ -13,6 +13,7 @@ pub mod monitor;
 pub mod rank;
 pub mod score;
 pub mod synth;
+pub mod uncertainty;
 
 #[derive(Parser, Debug)]
 #[command(name = "factortopy", version, about = "How brain-like is a vision network's hierarchy (FactorTopy encoding model)")]

@@ -1,6 +1,7 @@
 //! `factortopy rank`: fit several networks against one brain (same split and seed), print one
-//! row per network sorted by the alignment slope, and exit with status 3 when the best network
-//! is below `--min-slope` (a CI gate).
+//! row per network sorted by the alignment slope, with the slope's interval, its permutation
+//! p-value and a paired test against the next row, and exit with status 3 when the best network
+//! is below `--min-slope` (a CI gate; `--gate lower` compares the interval's lower bound).
 
 use std::path::PathBuf;
 
@@ -9,13 +10,21 @@ use clap::Args;
 use crate::cli::fit::TrainArgs;
 use crate::data::{Brain, Features};
 use crate::error::{Error, Result};
-use crate::rank::{rank_with_progress, RankConfig, RankFormat, RankMethod};
+use crate::cli::uncertainty::UncertaintyArgs;
+use crate::rank::{rank_with_progress, RankConfig, RankFormat, RankGate, RankMethod};
 
 /// Exit status when the best network is below `--min-slope`.
 pub const GATE_FAILED: i32 = 3;
 
 fn parse_format(s: &str) -> std::result::Result<RankFormat, String> {
     s.parse::<RankFormat>().map_err(|e| match e {
+        Error::InvalidArgument(m) => m,
+        other => other.to_string(),
+    })
+}
+
+fn parse_gate(s: &str) -> std::result::Result<RankGate, String> {
+    s.parse::<RankGate>().map_err(|e| match e {
         Error::InvalidArgument(m) => m,
         other => other.to_string(),
     })
@@ -32,9 +41,11 @@ fn parse_method(s: &str) -> std::result::Result<RankMethod, String> {
 /// Rank networks by how brain-like their hierarchy is.
 ///
 /// Every features file is fitted against the same brain with the same split and seed. The rows
-/// (name from the file's `model` metadata, slope, b0, b1, Spearman, mean and median held-out R²,
-/// noise-normalised accuracy where the brain has a noise ceiling, fit time) are sorted by slope,
-/// best first. Exit status 3 when the best slope is below --min-slope.
+/// (name from the file's `model` metadata, slope with its bootstrap interval and permutation
+/// p-value, b0, b1, Spearman, mean and median held-out R², noise-normalised accuracy where the
+/// brain has a noise ceiling, fit time, and a paired bootstrap test of the slope difference with
+/// the next row) are sorted by slope, best first. Exit status 3 when the best slope (or, with
+/// --gate lower, its interval's lower bound) is below --min-slope.
 #[derive(Args, Debug)]
 pub struct RankArgs {
     /// Brain file (safetensors, DESIGN §2).
@@ -46,6 +57,10 @@ pub struct RankArgs {
     /// Fail (exit status 3) when the best network's slope is below this.
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub min_slope: Option<f64>,
+    /// What --min-slope is compared with: point (the best slope) or lower (the lower bound of
+    /// its bootstrap interval: the slope must be above the threshold beyond the noise).
+    #[arg(long, value_name = "GATE", default_value = "point", value_parser = parse_gate)]
+    pub gate: RankGate,
     /// Output format: table, json or markdown.
     #[arg(long, value_name = "FORMAT", default_value = "table", value_parser = parse_format)]
     pub format: RankFormat,
@@ -58,6 +73,8 @@ pub struct RankArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub train: TrainArgs,
+    #[command(flatten)]
+    pub uncertainty: UncertaintyArgs,
     /// Weight the hierarchy line by max(R², 0).
     #[arg(long)]
     pub weighted: bool,
@@ -82,8 +99,18 @@ pub fn run(a: RankArgs) -> Result<i32> {
         crate::data::check_pair(&f, &path.display().to_string(), &brain, &a.brain.display().to_string())?;
         networks.push(f);
     }
-    let cfg = RankConfig { fit: a.train.config(), method: a.method, weighted: a.weighted, ..RankConfig::default() };
+    let cfg = RankConfig {
+        fit: a.train.config(),
+        method: a.method,
+        weighted: a.weighted,
+        uncertainty: a.uncertainty.config(),
+        ..RankConfig::default()
+    };
     cfg.fit.validate()?;
+    cfg.uncertainty.validate()?;
+    if a.gate == RankGate::Lower && a.min_slope.is_some() && cfg.uncertainty.bootstrap.n_resamples == 0 {
+        return Err(Error::invalid("--gate lower needs intervals: --bootstrap must be positive"));
+    }
     let refs: Vec<&Features> = networks.iter().collect();
     let total = refs.len();
     let quiet = a.quiet;
@@ -107,10 +134,18 @@ pub fn run(a: RankArgs) -> Result<i32> {
             eprintln!("wrote {} and {}", dir.join("rank.json").display(), chart.display());
         }
     }
-    if !ranking.passes(a.min_slope) {
-        let best = ranking.best().map(|b| (b.name.clone(), b.slope));
-        if let (Some((name, slope)), Some(m)) = (best, a.min_slope) {
-            eprintln!("gate failed: the best network ({name}) has slope {slope:.3}, below --min-slope {m}");
+    if !ranking.passes(a.min_slope, a.gate) {
+        let best = ranking.best().map(|b| b.name.clone());
+        let value = ranking.gated_value(a.gate);
+        if let (Some(name), Some(m)) = (best, a.min_slope) {
+            let what = match a.gate {
+                RankGate::Point => "slope",
+                RankGate::Lower => "slope interval's lower bound",
+            };
+            match value {
+                Some(x) => eprintln!("gate failed: the best network ({name}) has {what} {x:.3}, below --min-slope {m}"),
+                None => eprintln!("gate failed: the best network ({name}) has no slope interval to gate on"),
+            }
         }
         return Ok(GATE_FAILED);
     }

@@ -3,7 +3,8 @@
 use crate::cli::load_inputs;
 use crate::error::Result;
 use crate::model::encoder_file::load_encoder;
-use crate::pipeline::score_encoder;
+use crate::cli::uncertainty::UncertaintyArgs;
+use crate::pipeline::score_encoder_with;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -22,12 +23,14 @@ pub struct ScoreArgs {
     /// Weight the hierarchy line by max(R², 0).
     #[arg(long)]
     pub weighted: bool,
+    #[command(flatten)]
+    pub uncertainty: UncertaintyArgs,
 }
 
 pub fn run(a: ScoreArgs) -> Result<i32> {
     let (enc, record) = load_encoder(&a.encoder)?;
     let (features, brain) = load_inputs(&a.features, &a.brain)?;
-    let (_, _, report) = score_encoder(&enc, &record, &features, &brain, a.weighted)?;
+    let (_, _, report) = score_encoder_with(&enc, &record, &features, &brain, a.weighted, &a.uncertainty.config())?;
     match &a.out {
         Some(path) => {
             report.write_json(path)?;
