@@ -1,0 +1,118 @@
+// Calibration of the uncertainty estimates on planted data (issue 14, DESIGN §4, §8).
+//
+// For each of 20 seeds of a planted scenario, the brain is planted twice on the same network,
+// cortex and truth: once with noise (noise ceiling NC) and once noise-free (NC = 1; pure-noise
+// voxels stay pure noise). The same pipeline fits both; the noisy fit's 95 % interval of the
+// slope must cover the noise-free fit's slope in at least 90 % of seeds. The permutation null
+// must reject the hierarchical scenario (p < 0.01) and must not reject the shuffled one more
+// often than chance (its p-values are not concentrated near 0).
+//
+// The CI test uses the layer-wise ridge baseline (the same bootstrap and permutation code as
+// FactorTopy, a fraction of a second per fit); `factortopy_calibration` runs the FactorTopy fit
+// (minutes; `cargo test --release --test calibration -- --ignored --nocapture`).
+
+use factortopy::baseline::{fit_ridge_baseline, RidgeBaselineConfig};
+use factortopy::data::{Brain, Features};
+use factortopy::model::FitConfig;
+use factortopy::pipeline::fit_report;
+use factortopy::scores::Report;
+use factortopy::synth::{generate, Scenario, SynthConfig};
+
+const SEEDS: u64 = 20;
+
+fn planted(scenario: Scenario, seed: u64, noise_ceiling: f64, n_images: usize, n_voxels: usize) -> (Features, Brain) {
+    let syn = generate(&SynthConfig {
+        scenario,
+        n_images,
+        n_voxels,
+        n_layers: 4,
+        width: 16,
+        grid: 4,
+        noise_ceiling,
+        seed,
+        ..SynthConfig::default()
+    })
+    .unwrap();
+    let mut brain = syn.brain;
+    brain.zscore("synthetic").unwrap();
+    (syn.features, brain)
+}
+
+fn ridge(f: &Features, b: &Brain) -> Report {
+    let cfg = RidgeBaselineConfig { n_folds: 3, ..RidgeBaselineConfig::default() };
+    fit_ridge_baseline(f, b, &cfg, false, None).unwrap().report
+}
+
+fn factortopy(f: &Features, b: &Brain) -> Report {
+    let cfg = FitConfig { max_epochs: 8, d: 16, grid: 4, reg_steps: 100, ..FitConfig::fast() };
+    fit_report(f, b, &cfg, false, None).unwrap().report
+}
+
+struct Outcome {
+    covered: usize,
+    hier_p: Vec<f64>,
+    shuffled_p: Vec<f64>,
+}
+
+fn calibrate(name: &str, fit: impl Fn(&Features, &Brain) -> Report, nc: f64, n_images: usize, n_voxels: usize) -> Outcome {
+    let mut covered = 0;
+    let mut hier_p = Vec::new();
+    let mut shuffled_p = Vec::new();
+    for seed in 0..SEEDS {
+        let (f, noisy) = planted(Scenario::Hierarchical, seed, nc, n_images, n_voxels);
+        let (_, clean) = planted(Scenario::Hierarchical, seed, 1.0, n_images, n_voxels);
+        let rep = fit(&f, &noisy);
+        let target = fit(&f, &clean).hierarchy.slope;
+        let u = rep.uncertainty.as_ref().unwrap();
+        let iv = u.slope.unwrap();
+        let hit = iv.contains(target);
+        covered += hit as usize;
+        let p = u.permutation.unwrap();
+        hier_p.push(p.p_slope);
+        let (fs, shuffled) = planted(Scenario::Shuffled, seed, nc, n_images, n_voxels);
+        let ps = fit(&fs, &shuffled).uncertainty.unwrap().permutation.unwrap().p_slope;
+        shuffled_p.push(ps);
+        eprintln!(
+            "{name} seed {seed:>2}: slope {:.3} [{:.3}, {:.3}] noise-free {target:.3} {}  p(hier) {:.4}  p(shuffled) {ps:.4}",
+            rep.hierarchy.slope,
+            iv.lo,
+            iv.hi,
+            if hit { "covered" } else { "MISSED" },
+            p.p_slope
+        );
+    }
+    let mut sorted = shuffled_p.clone();
+    sorted.sort_by(f64::total_cmp);
+    eprintln!(
+        "{name}: coverage {covered}/{SEEDS}; hierarchical p max {:.4}; shuffled p median {:.3}, {} of {SEEDS} below 0.05",
+        hier_p.iter().copied().fold(0.0, f64::max),
+        (sorted[9] + sorted[10]) / 2.0,
+        shuffled_p.iter().filter(|&&p| p < 0.05).count()
+    );
+    Outcome { covered, hier_p, shuffled_p }
+}
+
+fn check(o: &Outcome) {
+    assert!(o.covered * 10 >= 9 * SEEDS as usize, "95 % intervals covered the noise-free slope in {}/{SEEDS} seeds", o.covered);
+    assert!(o.hier_p.iter().all(|&p| p < 0.01), "hierarchical p-values {:?}", o.hier_p);
+    // Under the null, P(p < 0.05) is at most 0.05 (one expected in 20); 5 or more of 20 would be
+    // concentration near 0 (binomial tail < 0.3 %). And the p-values must spread: median > 0.2.
+    let small = o.shuffled_p.iter().filter(|&&p| p < 0.05).count();
+    let mut s = o.shuffled_p.clone();
+    s.sort_by(f64::total_cmp);
+    let median = (s[9] + s[10]) / 2.0;
+    assert!(small < 5 && median > 0.2, "shuffled p-values concentrate near 0: {:?}", o.shuffled_p);
+}
+
+#[test]
+fn ridge_calibration() {
+    let o = calibrate("ridge", ridge, 0.3, 240, 280);
+    check(&o);
+}
+
+#[test]
+#[ignore = "minutes: 60 FactorTopy fits"]
+fn factortopy_calibration() {
+    let o = calibrate("factortopy", factortopy, 0.3, 400, 280);
+    check(&o);
+}
