@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""PyTorch eager baseline for benches/gpu_step.rs: one training step of the FactorTopy model of
-DESIGN §3, written from the formulas in DESIGN.md (not from any published code), at the paper's
-scale (B=8, V=37984, L=12, C=768, G=8, D=128), and torch.cuda.max_memory_allocated.
+"""PyTorch eager baseline for benches/gpu_step.rs (CUDA) and benches/fit_epoch.rs (CPU): one
+training step of the FactorTopy model of DESIGN §3, written from the formulas in DESIGN.md (not
+from any published code), by default at the paper's scale (B=8, V=37984, L=12, C=768, G=8,
+D=128); on CUDA it reports torch.cuda.max_memory_allocated, on CPU the peak resident memory of
+the steps (the high-water mark is reset after the data are made) and the feature set's size.
 
 It is the "obvious implementation" of DESIGN §3.8: every layer's map is sampled at every voxel
 (grid_sample), materialising [B, V, D] per layer, and autograd keeps them all for the backward.
 
 Usage: python3 benches/torch_reference.py [--images N --voxels V --layers L --width C --grid G
-       --dim D --batch B --steps S --dtype f32|f16|bf16 --device cuda:0]
-Prints one `torch_step ...` line to compare with the `gpu_step ...` line of the Rust bench.
+       --dim D --batch B --steps S --dtype f32|f16|bf16 --device cuda:0|cpu --threads T]
+Prints one `torch_step ...` line to compare with the `gpu_step ...`/`fit_epoch` lines of the Rust
+benches.
 """
 import argparse
 import math
@@ -109,6 +112,15 @@ def regulariser(p, s):
     return (p * torch.log(p + 1e-8)).sum(1).mean() / math.log(n_layers) + spread
 
 
+def peak_rss_mib():
+    """VmHWM of this process (reset after the data were made, where the kernel allows it)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=64)
@@ -121,11 +133,15 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--dtype", default="f32", choices=["f32", "f16", "bf16"])
     ap.add_argument("--device", default="cuda:0")
+    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads on CPU (0: torch's default)")
     a = ap.parse_args()
-    if not torch.cuda.is_available():
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+    if cuda and not torch.cuda.is_available():
         print("SKIPPED: torch_reference: no CUDA device visible to PyTorch")
         return
-    dev = torch.device(a.device)
+    if not cuda and a.threads > 0:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     store = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[a.dtype]
     gg = a.grid * a.grid
@@ -138,9 +154,22 @@ def main():
     params = model.params()
     opt = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     lam, fade = 0.1, 2000
-    torch.cuda.synchronize(dev)
-    torch.cuda.reset_peak_memory_stats(dev)
-    base = torch.cuda.memory_allocated(dev)
+    features_mib = sum(t.numel() * t.element_size() for t in locals_all + globals_all) / 2**20
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(dev)
+
+    if cuda:
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev)
+    else:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
 
     def step(i):
         idx = torch.arange(i * a.batch, (i + 1) * a.batch, device=dev) % a.images
@@ -159,12 +188,19 @@ def main():
 
     for i in range(3):
         step(i)
-    torch.cuda.synchronize(dev)
+    sync()
     t = time.perf_counter()
     for i in range(a.steps):
         step(3 + i)
-    torch.cuda.synchronize(dev)
+    sync()
     ms = (time.perf_counter() - t) * 1e3 / a.steps
+    if not cuda:
+        print(
+            f"torch_step device=cpu threads={torch.get_num_threads()} torch={torch.__version__} B={a.batch} "
+            f"V={a.voxels} L={a.layers} C={a.width} G={a.grid} D={a.dim} steps={a.steps} ms_per_step={ms:.3f} "
+            f"peak_rss_mib={peak_rss_mib():.1f} features_mib={features_mib:.1f}"
+        )
+        return
     peak = torch.cuda.max_memory_allocated(dev)
     print(
         f"torch_step device={torch.cuda.get_device_name(dev)} B={a.batch} V={a.voxels} L={a.layers} C={a.width} "

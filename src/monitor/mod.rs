@@ -44,13 +44,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::Tensor;
-
 use crate::data::{Array, Brain, Features, LayerFeatures};
+use crate::engine::fast_cpu::FastPredictor;
 use crate::error::{Error, Result};
 use crate::model::encoder_file::{load_encoder, FitRecord};
 use crate::model::fit::{fit, train, BrainTensors, Split};
-use crate::model::readout::fused_readout;
 use crate::model::{Encoder, FitConfig, PreparedFeatures, Progress};
 use crate::scores::hierarchy::{argmax_layer, voxel_depth};
 use crate::scores::stats::r2_per_voxel;
@@ -139,9 +137,9 @@ pub struct Monitor {
     reference_argmax: Vec<usize>,
     reference_hierarchy: HierarchyScores,
     bt: BrainTensors,
-    /// Cached readout operands of `E_0`: selector heads `[V, L+3]` and `[W | c]` `[V, D+1]`.
-    packed_sel: Tensor,
-    readout: Tensor,
+    /// `E_0` with its selector outputs and bilinear taps computed once: retention is then only
+    /// the alignment and the readout of the held-out images.
+    predictor: FastPredictor,
     /// Responses of the held-out images `[n_val, V]`.
     val_target: Vec<f32>,
     history: Vec<StepReport>,
@@ -274,8 +272,7 @@ impl Monitor {
         let v = p.brain.n_voxels();
         let bt = BrainTensors::new(&p.brain, Some(p.encoder.spec.coord_norm))?;
         let sel = p.encoder.selectors(&bt.pe)?;
-        let packed_sel = sel.packed()?;
-        let readout = p.encoder.readout_params()?;
+        let predictor = FastPredictor::new(&p.encoder, &bt.pe)?;
         let host_sel = sel.to_host()?;
         let reference_depth = voxel_depth(&host_sel);
         let reference_argmax = argmax_layer(&host_sel);
@@ -328,8 +325,7 @@ impl Monitor {
             reference_argmax,
             reference_hierarchy: placeholder,
             bt,
-            packed_sel,
-            readout,
+            predictor,
             val_target,
             history: p.history,
             history_file: None,
@@ -403,13 +399,7 @@ impl Monitor {
         let n = self.split.val.len();
         let v = self.brain.n_voxels();
         let all: Vec<usize> = (0..n).collect();
-        let mut pred = Vec::with_capacity(n * v);
-        for chunk in all.chunks(64) {
-            let (locals, globals) = prepared.batch(chunk)?;
-            let maps = self.encoder.align(&locals, &globals)?;
-            let p = fused_readout(&maps, &self.packed_sel, &self.readout, self.encoder.spec.grid)?;
-            pred.extend(p.flatten_all()?.to_vec1::<f32>()?);
-        }
+        let pred = self.predictor.predict(&prepared, &all)?;
         Ok(r2_per_voxel(&pred, &self.val_target, n, v))
     }
 

@@ -1,0 +1,103 @@
+//! Channel alignment (DESIGN §3.2) of a batch, forward and backward, reading the resampled
+//! features where `PreparedFeatures` keeps them (no copy of the feature set): per (image, layer)
+//! `M = X·Pᵀ` `[G·G, D]` and `g = x_g·Qᵀ` `[D]`, one small product each, in parallel over
+//! (image, layer); the backward accumulates `dP_l = Σ_b dM_bᵀ·X_b` and `dQ_l = Σ_b dg_bᵀ·x_b`
+//! over the batch in order, in parallel over layers.
+
+use super::gemm::{gemm, rm, view, view_mut};
+use super::layout::Layout;
+use crate::error::{Error, Result};
+use crate::model::prepared::PreparedFeatures;
+use candle_core::{CpuStorage, Storage, StorageRef};
+use faer::Par;
+use rayon::prelude::*;
+
+/// Read access to the host storage of a feature set's tensors for the duration of a pass.
+pub struct Held<'t> {
+    locals: Vec<(StorageRef<'t>, usize, usize)>,
+    globals: Vec<(StorageRef<'t>, usize, usize)>,
+}
+
+fn hold<'t>(t: &'t candle_core::Tensor, what: &str) -> Result<(StorageRef<'t>, usize, usize)> {
+    let (guard, layout) = t.storage_and_layout();
+    let (a, b) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| Error::invalid(format!("prepared features: {what} is not contiguous")))?;
+    if !matches!(&*guard, Storage::Cpu(CpuStorage::F32(_))) {
+        return Err(Error::invalid(format!("prepared features: {what} is not an f32 host tensor")));
+    }
+    Ok((guard, a, b))
+}
+
+fn slice<'s>(h: &'s (StorageRef<'_>, usize, usize)) -> &'s [f32] {
+    match &*h.0 {
+        Storage::Cpu(CpuStorage::F32(v)) => &v[h.1..h.2],
+        // Checked in `hold`.
+        _ => &[],
+    }
+}
+
+impl<'t> Held<'t> {
+    pub fn new(p: &'t PreparedFeatures) -> Result<Self> {
+        let mut locals = Vec::with_capacity(p.locals.len());
+        let mut globals = Vec::with_capacity(p.globals.len());
+        for (l, (loc, glob)) in p.locals.iter().zip(&p.globals).enumerate() {
+            locals.push(hold(loc, &format!("layer {l} local map"))?);
+            globals.push(hold(glob, &format!("layer {l} global token"))?);
+        }
+        Ok(Self { locals, globals })
+    }
+    pub fn local(&self, l: usize) -> &[f32] {
+        slice(&self.locals[l])
+    }
+    pub fn global(&self, l: usize) -> &[f32] {
+        slice(&self.globals[l])
+    }
+}
+
+/// Aligns images `idx` into `maps[..idx.len()]` (`[B, L, G·G + 1, D]`).
+pub fn forward(lay: &Layout, gg: usize, params: &[f32], x: &Held<'_>, idx: &[usize], maps: &mut [f32]) {
+    let (l_count, d) = (lay.l, lay.d);
+    let cells = gg + 1;
+    maps[..idx.len() * l_count * cells * d].par_chunks_mut(cells * d).enumerate().for_each(|(bl, block)| {
+        let (b, l) = (bl / l_count, bl % l_count);
+        let (img, c) = (idx[b], lay.widths[l]);
+        let xl = &x.local(l)[img * gg * c..(img + 1) * gg * c];
+        let xg = &x.global(l)[img * c..(img + 1) * c];
+        let (loc, glob) = block.split_at_mut(gg * d);
+        gemm(rm_mut(loc, gg, d), false, rm(xl, gg, c), view(params, lay.local[l], d, c, c).transpose(), Par::Seq);
+        gemm(rm_mut(glob, 1, d), false, rm(xg, 1, c), view(params, lay.global[l], d, c, c).transpose(), Par::Seq);
+    });
+}
+
+fn rm_mut(data: &mut [f32], rows: usize, cols: usize) -> faer::MatMut<'_, f32> {
+    view_mut(data, 0, rows, cols, cols)
+}
+
+/// Gradients of `P_l`, `Q_l` (overwritten in `grads`) from `dmaps[..idx.len()]`.
+pub fn backward(lay: &Layout, gg: usize, x: &Held<'_>, idx: &[usize], dmaps: &[f32], grads: &mut [f32]) {
+    let (l_count, d) = (lay.l, lay.d);
+    let cells = gg + 1;
+    // Disjoint per-layer gradient slices: P_0..P_{L-1}, then Q_0..Q_{L-1}.
+    let mut rest = &mut grads[..lay.align_end()];
+    let mut parts: Vec<&mut [f32]> = Vec::with_capacity(2 * l_count);
+    for _ in 0..2 {
+        for &c in &lay.widths {
+            let (a, b) = std::mem::take(&mut rest).split_at_mut(d * c);
+            parts.push(a);
+            rest = b;
+        }
+    }
+    let (dp, dq) = parts.split_at_mut(l_count);
+    dp.par_iter_mut().zip(dq.par_iter_mut()).enumerate().for_each(|(l, (gp, gq))| {
+        let c = lay.widths[l];
+        for (b, &img) in idx.iter().enumerate() {
+            let at = (b * l_count + l) * cells * d;
+            let xl = &x.local(l)[img * gg * c..(img + 1) * gg * c];
+            let xg = &x.global(l)[img * c..(img + 1) * c];
+            // dP [D, C] += dMᵀ [D, GG] · X [GG, C]; dQ [D, C] += dgᵀ [D, 1] · x_g [1, C].
+            gemm(rm_mut(gp, d, c), b > 0, view(dmaps, at, gg, d, d).transpose(), rm(xl, gg, c), Par::Seq);
+            gemm(rm_mut(gq, d, c), b > 0, view(dmaps, at + gg * d, 1, d, d).transpose(), rm(xg, 1, c), Par::Seq);
+        }
+    });
+}

@@ -1,0 +1,66 @@
+//! Predictions of a fixed encoder (for validation scores, `predict` and the forgetting
+//! monitor's retention): the selector outputs and bilinear taps are computed once, when the
+//! predictor is built, so a prediction is only the alignment and the fused readout forward.
+
+use super::layout::{self, Layout};
+use super::mlp::{self, MlpWork};
+use super::readout::{self, TapTable};
+use super::{align, check_indices, predict_with};
+use crate::error::{Error, Result};
+use crate::model::encoder::{Encoder, EncoderSpec};
+use crate::model::posenc::ENC_DIM;
+use crate::model::prepared::PreparedFeatures;
+use candle_core::Tensor;
+
+pub struct FastPredictor {
+    spec: EncoderSpec,
+    lay: Layout,
+    params: Vec<f32>,
+    /// Head outputs `[V, L + 3]`.
+    sel: Vec<f32>,
+    taps: TapTable,
+}
+
+impl FastPredictor {
+    /// `pe`: the `[V, 192]` positional encoding of the voxels (`BrainTensors::pe`).
+    pub fn new(encoder: &Encoder, pe: &Tensor) -> Result<Self> {
+        let spec = encoder.spec.clone();
+        let pe = pe.flatten_all()?.to_vec1::<f32>()?;
+        if pe.len() != spec.n_voxels * ENC_DIM {
+            return Err(Error::mismatch(format!(
+                "the positional encoding has {} values, the encoder needs [{}, {ENC_DIM}]",
+                pe.len(),
+                spec.n_voxels
+            )));
+        }
+        let lay = Layout::new(&spec);
+        let params = layout::pack(encoder, &lay)?;
+        let mut work = MlpWork::new(&lay);
+        mlp::forward(&lay, &params, &pe, &mut work);
+        let sel = std::mem::take(&mut work.sel);
+        let mut taps = TapTable::new(spec.n_voxels);
+        taps.update(&sel, lay.sw(), spec.grid);
+        Ok(Self { spec, lay, params, sel, taps })
+    }
+
+    /// Selector head outputs `[V, L + 3]` (x, y, p_1..p_L, s).
+    pub fn selector_outputs(&self) -> &[f32] {
+        &self.sel
+    }
+
+    /// Predictions `[idx.len(), V]`, row-major, for the images `idx` of `prepared`.
+    pub fn predict(&self, prepared: &PreparedFeatures, idx: &[usize]) -> Result<Vec<f32>> {
+        if prepared.widths != self.spec.widths || prepared.grid != self.spec.grid {
+            return Err(Error::mismatch(format!(
+                "features (widths {:?}, grid {}) do not match the encoder (widths {:?}, grid {})",
+                prepared.widths, prepared.grid, self.spec.widths, self.spec.grid
+            )));
+        }
+        check_indices(idx, prepared.n_images)?;
+        let x = align::Held::new(prepared)?;
+        let (l, d, gg) = (self.lay.l, self.lay.d, self.spec.grid * self.spec.grid);
+        let mut maps = vec![0f32; super::EVAL_CHUNK.min(idx.len().max(1)) * l * (gg + 1) * d];
+        let mut scratch = readout::scratch_for(self.spec.n_voxels, d, l);
+        Ok(predict_with(&self.lay, self.spec.grid, &self.params, &self.sel, &self.taps, &x, idx, &mut maps, &mut scratch))
+    }
+}
