@@ -133,23 +133,14 @@ impl Operands<'_> {
     }
 }
 
-/// Per-work-item scratch, allocated once: the feature accumulator of the forward, and the
-/// per-voxel scalar gradient accumulators of the voxel pass.
+/// Per-work-item scratch of the forward, allocated once: the mixed feature of one voxel.
 pub struct Scratch {
     acc: Vec<f32>,
-    /// `[VOXEL_BLOCK, L + 3]`: dx, dy, dp_1..dp_L, ds.
-    dsel: Vec<f32>,
 }
 
-impl Scratch {
-    pub fn new(d: usize, l: usize) -> Self {
-        Self { acc: vec![0.0; d], dsel: vec![0.0; VOXEL_BLOCK * (l + 3)] }
-    }
-}
-
-/// Scratch for every work item of a pass over `v` voxels.
-pub fn scratch_for(v: usize, d: usize, l: usize) -> Vec<Scratch> {
-    (0..v.div_ceil(VOXEL_BLOCK)).map(|_| Scratch::new(d, l)).collect()
+/// Scratch for every work item of a forward over `v` voxels of width `d`.
+pub fn scratch_for(v: usize, d: usize) -> Vec<Scratch> {
+    (0..v.div_ceil(VOXEL_BLOCK)).map(|_| Scratch { acc: vec![0.0; d] }).collect()
 }
 
 struct Forward<'a, 'b> {
