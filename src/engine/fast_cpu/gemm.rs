@@ -1,12 +1,12 @@
 //! Row-major views of flat `f32` buffers and the one matrix product the trainer uses (faer's
-//! blocked SIMD GEMM). A product is either split over the global rayon pool (`Par::rayon(0)`,
-//! for the large selector-MLP products) or run on the calling thread (`Par::Seq`, inside a
-//! rayon loop over layers or images), so there is one thread pool and no nesting of pools.
-//! faer partitions the output among threads by fixed blocks, so every output element is summed
-//! in the same order on every run: the products are deterministic for a fixed thread count.
+//! blocked SIMD GEMM, always sequential: `Par::Seq`). Parallelism comes from rayon loops over
+//! independent products (layers, images) or over fixed blocks of output rows ([`gemm_rows`]),
+//! so there is one thread pool, no spinning barrier, and every output element is summed in the
+//! same order on every run.
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
 
 /// `rows × cols` row-major view of `data[off..]` with `stride` elements between rows.
 pub fn view(data: &[f32], off: usize, rows: usize, cols: usize, stride: usize) -> MatRef<'_, f32> {
@@ -45,9 +45,33 @@ pub fn gemm(dst: MatMut<'_, f32>, add: bool, a: MatRef<'_, f32>, b: MatRef<'_, f
     matmul(dst, if add { Accum::Add } else { Accum::Replace }, a, b, 1.0f32, par);
 }
 
-/// The whole pool.
-pub fn pool() -> Par {
-    Par::rayon(0)
+/// `dst = a·b` (or `+=`) with `dst` the `m × n` row-major block at `off` with row stride
+/// `stride` inside `buf`, its rows split in fixed blocks of `block` rows, one sequential product
+/// per block on rayon's pool. faer's own parallel product synchronises its threads with spinning
+/// barriers, which collapses when the machine is shared; blocks of rows need no synchronisation,
+/// and because the split does not depend on the thread count each output element is summed in
+/// the same order on every run.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_rows(
+    buf: &mut [f32],
+    off: usize,
+    m: usize,
+    n: usize,
+    stride: usize,
+    add: bool,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    block: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let end = off + (m - 1) * stride + n;
+    buf[off..end].par_chunks_mut(block * stride).enumerate().for_each(|(i, chunk)| {
+        let r0 = i * block;
+        let rows = block.min(m - r0);
+        gemm(view_mut(chunk, 0, rows, n, stride), add, a.subrows(r0, rows), b, Par::Seq);
+    });
 }
 
 #[cfg(test)]

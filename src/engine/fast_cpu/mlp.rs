@@ -7,7 +7,7 @@
 //! for the backward. The heads (tanh, softmax, sigmoid) and the warm-up regulariser R of §3.5
 //! are per voxel, as `kernels/selectors.cu`.
 
-use super::gemm::{gemm, pool, rm, view, view_mut};
+use super::gemm::{gemm_rows, rm, view};
 use super::layout::Layout;
 use crate::model::encoder::HIDDEN;
 use crate::model::posenc::ENC_DIM;
@@ -16,6 +16,10 @@ use rayon::prelude::*;
 
 /// Rows per parallel work item of the element-wise passes.
 const ROWS: usize = 64;
+/// Voxel rows per work item of the products over voxels.
+const RB: usize = 512;
+/// Output rows per work item of the weight-gradient products (reductions over all voxels).
+const WB: usize = 32;
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_145_75;
@@ -158,34 +162,18 @@ pub fn forward(lay: &Layout, params: &[f32], pe: &[f32], w: &mut MlpWork) -> f64
     let (v, h, sw) = (lay.v, HIDDEN, lay.sw());
     let h3 = 3 * h;
     // First layers, all three MLPs in one product: A1 = pe · W1ᵀ, [V, 3H].
-    gemm(
-        view_mut(&mut w.da1, 0, v, h3, h3),
-        false,
-        rm(pe, v, ENC_DIM),
-        view(params, lay.w1, h3, ENC_DIM, ENC_DIM).transpose(),
-        pool(),
-    );
+    gemm_rows(&mut w.da1, 0, v, h3, h3, false, rm(pe, v, ENC_DIM), view(params, lay.w1, h3, ENC_DIM, ENC_DIM).transpose(), RB);
     bias_gelu(&w.da1, &params[lay.b1..lay.b1 + h3], &mut w.h1, &mut w.g1, h3);
     // Second layers: one product per MLP on its column block.
     for m in 0..3 {
-        gemm(
-            view_mut(&mut w.da3, m * h, v, h, h3),
-            false,
-            view(&w.h1, m * h, v, h, h3),
-            view(params, lay.w3 + m * h * h, h, h, h).transpose(),
-            pool(),
-        );
+        let w3 = view(params, lay.w3 + m * h * h, h, h, h).transpose();
+        gemm_rows(&mut w.da3, m * h, v, h, h3, false, view(&w.h1, m * h, v, h, h3), w3, RB);
     }
     bias_gelu(&w.da3, &params[lay.b3..lay.b3 + h3], &mut w.h3, &mut w.g3, h3);
     for m in 0..3 {
         let (k, col) = lay.head(m);
-        gemm(
-            view_mut(&mut w.raw, col, v, k, sw),
-            false,
-            view(&w.h3, m * h, v, h, h3),
-            view(params, lay.w5 + col * h, k, h, h).transpose(),
-            pool(),
-        );
+        let w5 = view(params, lay.w5 + col * h, k, h, h).transpose();
+        gemm_rows(&mut w.raw, col, v, k, sw, false, view(&w.h3, m * h, v, h, h3), w5, RB);
     }
     heads_forward(lay.l, &w.raw, &mut w.sel, &mut w.reg);
     // Sum of the per-voxel terms in fixed blocks, then in order.
@@ -202,44 +190,22 @@ pub fn backward(lay: &Layout, params: &[f32], pe: &[f32], w: &mut MlpWork, grads
     for m in 0..3 {
         let (k, col) = lay.head(m);
         // dW5 [K, H] = d rawᵀ · h3; d h3 [V, H] = d raw · W5.
-        gemm(
-            view_mut(grads, lay.w5 + col * h, k, h, h),
-            false,
-            view(&w.draw, col, v, k, sw).transpose(),
-            view(&w.h3, m * h, v, h, h3),
-            pool(),
-        );
-        gemm(
-            view_mut(&mut w.da3, m * h, v, h, h3),
-            false,
-            view(&w.draw, col, v, k, sw),
-            view(params, lay.w5 + col * h, k, h, h),
-            pool(),
-        );
+        let (draw, h3m) = (view(&w.draw, col, v, k, sw), view(&w.h3, m * h, v, h, h3));
+        gemm_rows(grads, lay.w5 + col * h, k, h, h, false, draw.transpose(), h3m, WB);
+        gemm_rows(&mut w.da3, m * h, v, h, h3, false, draw, view(params, lay.w5 + col * h, k, h, h), RB);
     }
     mul_in_place(&mut w.da3, &w.g3);
     column_sums(&w.da3, v, h3, &mut w.partials, &mut grads[lay.b3..lay.b3 + h3]);
     for m in 0..3 {
         // dW3 = d a3ᵀ · h1; d h1 = d a3 · W3.
-        gemm(
-            view_mut(grads, lay.w3 + m * h * h, h, h, h),
-            false,
-            view(&w.da3, m * h, v, h, h3).transpose(),
-            view(&w.h1, m * h, v, h, h3),
-            pool(),
-        );
-        gemm(
-            view_mut(&mut w.da1, m * h, v, h, h3),
-            false,
-            view(&w.da3, m * h, v, h, h3),
-            view(params, lay.w3 + m * h * h, h, h, h),
-            pool(),
-        );
+        let (da3, h1m) = (view(&w.da3, m * h, v, h, h3), view(&w.h1, m * h, v, h, h3));
+        gemm_rows(grads, lay.w3 + m * h * h, h, h, h, false, da3.transpose(), h1m, WB);
+        gemm_rows(&mut w.da1, m * h, v, h, h3, false, da3, view(params, lay.w3 + m * h * h, h, h, h), RB);
     }
     mul_in_place(&mut w.da1, &w.g1);
     column_sums(&w.da1, v, h3, &mut w.partials, &mut grads[lay.b1..lay.b1 + h3]);
     // dW1 [3H, 192] = d a1ᵀ · pe, all three MLPs in one product.
-    gemm(view_mut(grads, lay.w1, h3, ENC_DIM, ENC_DIM), false, rm(&w.da1, v, h3).transpose(), rm(pe, v, ENC_DIM), pool());
+    gemm_rows(grads, lay.w1, h3, ENC_DIM, ENC_DIM, false, rm(&w.da1, v, h3).transpose(), rm(pe, v, ENC_DIM), WB);
 }
 
 /// tanh, softmax and sigmoid of one voxel's head inputs; returns its term of R.

@@ -161,7 +161,7 @@ impl<'a> FastCpuTrainer<'a> {
             dmaps: vec![0.0; cfg.batch_size * per_image],
             pred: vec![0.0; cfg.batch_size * v],
             go: vec![0.0; cfg.batch_size * v],
-            scratch: readout::scratch_for(v, d),
+            scratch: readout::scratch_for(v, l),
             partials: vec![0.0; total.div_ceil(adamw::CHUNK).max(cfg.batch_size * v)],
             spec,
             cfg: cfg.clone(),

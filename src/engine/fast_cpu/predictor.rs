@@ -60,7 +60,7 @@ impl FastPredictor {
         let x = align::Held::new(prepared)?;
         let (l, d, gg) = (self.lay.l, self.lay.d, self.spec.grid * self.spec.grid);
         let mut maps = vec![0f32; super::EVAL_CHUNK.min(idx.len().max(1)) * l * (gg + 1) * d];
-        let mut scratch = readout::scratch_for(self.spec.n_voxels, d);
+        let mut scratch = readout::scratch_for(self.spec.n_voxels, l);
         Ok(predict_with(&self.lay, self.spec.grid, &self.params, &self.sel, &self.taps, &x, idx, &mut maps, &mut scratch))
     }
 }

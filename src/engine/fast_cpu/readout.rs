@@ -35,30 +35,6 @@ impl TapTable {
     }
 }
 
-/// `a·b` in SIMD registers (four accumulators, to hide the FMA latency).
-#[inline(always)]
-fn dot<S: Simd>(simd: S, a: &[f32], b: &[f32]) -> f32 {
-    let (ah, at) = S::as_simd_f32s(a);
-    let (bh, bt) = S::as_simd_f32s(b);
-    let mut acc = [simd.splat_f32s(0.0); 4];
-    let mut qa = ah.chunks_exact(4);
-    let mut qb = bh.chunks_exact(4);
-    for (x, y) in (&mut qa).zip(&mut qb) {
-        for i in 0..4 {
-            acc[i] = simd.mul_add_e_f32s(x[i], y[i], acc[i]);
-        }
-    }
-    for (i, (x, y)) in qa.remainder().iter().zip(qb.remainder()).enumerate() {
-        acc[i] = simd.mul_add_e_f32s(*x, *y, acc[i]);
-    }
-    let s = simd.add_f32s(simd.add_f32s(acc[0], acc[1]), simd.add_f32s(acc[2], acc[3]));
-    let mut s = simd.reduce_sum_f32s(s);
-    for (x, y) in at.iter().zip(bt) {
-        s += x * y;
-    }
-    s
-}
-
 /// `y += alpha·x`.
 #[inline(always)]
 fn axpy<S: Simd>(simd: S, y: &mut [f32], alpha: f32, x: &[f32]) {
@@ -133,14 +109,15 @@ impl Operands<'_> {
     }
 }
 
-/// Per-work-item scratch of the forward, allocated once: the mixed feature of one voxel.
+/// Per-work-item scratch of the forward, allocated once: one voxel's taps as offsets and weights.
 pub struct Scratch {
-    acc: Vec<f32>,
+    offs: Vec<usize>,
+    coefs: Vec<f32>,
 }
 
-/// Scratch for every work item of a forward over `v` voxels of width `d`.
-pub fn scratch_for(v: usize, d: usize) -> Vec<Scratch> {
-    (0..v.div_ceil(VOXEL_BLOCK)).map(|_| Scratch { acc: vec![0.0; d] }).collect()
+/// Scratch for every work item of a forward over `v` voxels and `l` layers.
+pub fn scratch_for(v: usize, l: usize) -> Vec<Scratch> {
+    (0..v.div_ceil(VOXEL_BLOCK)).map(|_| Scratch { offs: vec![0; 5 * l], coefs: vec![0.0; 5 * l] }).collect()
 }
 
 struct Forward<'a, 'b> {
@@ -148,7 +125,7 @@ struct Forward<'a, 'b> {
     b: usize,
     first: usize,
     out: &'b mut [f32],
-    acc: &'b mut [f32],
+    sc: &'b mut Scratch,
 }
 
 impl WithSimd for Forward<'_, '_> {
@@ -160,24 +137,67 @@ impl WithSimd for Forward<'_, '_> {
         let (dd, gg, cells) = (d.d, d.g * d.g, d.cells());
         let inv_d = 1.0 / dd as f32;
         let image = o.image(self.b);
+        let lanes = std::mem::size_of::<S::f32s>() / 4;
+        let nvec = dd / lanes;
+        let Scratch { offs, coefs, .. } = &mut *self.sc;
         for (j, y) in self.out.iter_mut().enumerate() {
             let v = self.first + j;
             let (s, t) = (o.s(v), &o.taps[v]);
-            let acc = &mut *self.acc;
-            acc.fill(0.0);
+            // The taps of this voxel as (offset in the image's maps, weight), once for all of D.
+            let mut nt = 0;
             for l in 0..d.l {
                 let p = o.p(v, l);
-                let block = &image[l * cells * dd..(l + 1) * cells * dd];
-                let pl = p * (1.0 - s);
+                let at = l * cells * dd;
                 for k in 0..4 {
                     if t.idx[k] != OUTSIDE {
-                        let c = t.idx[k];
-                        axpy(simd, acc, pl * t.w[k], &block[c * dd..(c + 1) * dd]);
+                        offs[nt] = at + t.idx[k] * dd;
+                        coefs[nt] = p * (1.0 - s) * t.w[k];
+                        nt += 1;
                     }
                 }
-                axpy(simd, acc, p * s, &block[gg * dd..(gg + 1) * dd]);
+                offs[nt] = at + gg * dd;
+                coefs[nt] = p * s;
+                nt += 1;
             }
-            *y = dot(simd, acc, o.w(v)) * inv_d + o.wc[v * (dd + 1) + dd];
+            let (offs, coefs) = (&offs[..nt], &coefs[..nt]);
+            let w_v = o.w(v);
+            // The mixed feature f_v[b] four SIMD vectors at a time, held in registers across the
+            // taps, then dotted with W[v].
+            let mut total = simd.splat_f32s(0.0);
+            let mut jv = 0;
+            while jv + 4 <= nvec {
+                let mut a = [simd.splat_f32s(0.0); 4];
+                for (&off, &c) in offs.iter().zip(coefs) {
+                    let base = off + jv * lanes;
+                    let m = S::as_simd_f32s(&image[base..base + 4 * lanes]).0;
+                    let c = simd.splat_f32s(c);
+                    for i in 0..4 {
+                        a[i] = simd.mul_add_e_f32s(c, m[i], a[i]);
+                    }
+                }
+                let w = S::as_simd_f32s(&w_v[jv * lanes..(jv + 4) * lanes]).0;
+                for i in 0..4 {
+                    total = simd.mul_add_e_f32s(a[i], w[i], total);
+                }
+                jv += 4;
+            }
+            while jv < nvec {
+                let mut a = simd.splat_f32s(0.0);
+                for (&off, &c) in offs.iter().zip(coefs) {
+                    let base = off + jv * lanes;
+                    let m = S::as_simd_f32s(&image[base..base + lanes]).0;
+                    a = simd.mul_add_e_f32s(simd.splat_f32s(c), m[0], a);
+                }
+                let w = S::as_simd_f32s(&w_v[jv * lanes..(jv + 1) * lanes]).0;
+                total = simd.mul_add_e_f32s(a, w[0], total);
+                jv += 1;
+            }
+            let mut acc = simd.reduce_sum_f32s(total);
+            for e in nvec * lanes..dd {
+                let f: f32 = offs.iter().zip(coefs).map(|(&off, &c)| c * image[off + e]).sum();
+                acc += f * w_v[e];
+            }
+            *y = acc * inv_d + o.wc[v * (dd + 1) + dd];
         }
     }
 }
@@ -192,7 +212,7 @@ pub fn forward(o: Operands<'_>, out: &mut [f32], scratch: &mut [Scratch]) {
     for (b, row) in out.chunks_mut(v).enumerate().take(o.d.b) {
         row.par_chunks_mut(VOXEL_BLOCK).zip(scratch[..blocks].par_iter_mut()).enumerate().for_each(
             |(ci, (chunk, sc))| {
-                arch.dispatch(Forward { o, b, first: ci * VOXEL_BLOCK, out: chunk, acc: &mut sc.acc });
+                arch.dispatch(Forward { o, b, first: ci * VOXEL_BLOCK, out: chunk, sc });
             },
         );
     }
