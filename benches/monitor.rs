@@ -18,7 +18,10 @@ use std::time::Instant;
 
 use factortopy::data::Features;
 use factortopy::model::encoder_file::FitRecord;
-use factortopy::model::fit::{train, FitStart};
+use factortopy::engine::fast_cpu::FastCpuTrainer;
+use factortopy::engine::Trainer;
+use factortopy::model::fit::FitStart;
+use factortopy::scores::stats::r2_per_voxel;
 use factortopy::model::FitConfig;
 use factortopy::monitor::{GramStats, Monitor, MonitorConfig};
 use factortopy::rng::Rng;
@@ -99,21 +102,44 @@ fn main() {
         forgetting_threshold: 0.2,
         weighted: false,
     };
-    // The reference encoder: short fits of `--ref-steps` optimiser steps until the held-out R²
-    // is positive (retention needs it); its quality does not change the cost of an observation.
+    // The reference encoder: the fast CPU trainer for `--ref-steps` optimiser steps at a time
+    // until the held-out R² is positive (retention needs it); its quality does not change the
+    // cost of an observation.
     let t = Instant::now();
     let cfg = FitConfig { max_steps: Some(ref_steps), val_fraction: config.held_out_fraction, ..config.fit.clone() };
-    let FitStart { prepared, bt, mut encoder, split } = FitStart::new(&reference, &brain, &cfg).expect("fit start");
+    let FitStart { prepared, bt, encoder, split } = FitStart::new(&reference, &brain, &cfg).expect("fit start");
+    let mut trainer = FastCpuTrainer::new(&encoder, &prepared, &bt, &cfg).expect("trainer");
+    let order: Vec<usize> = split.train.iter().cycle().take(20 * ref_steps * cfg.batch_size).copied().collect();
+    trainer.set_order(&order).expect("order");
+    let val_target: Vec<f32> = split
+        .val
+        .iter()
+        .flat_map(|&i| brain.responses.data[i * v..(i + 1) * v].iter().copied())
+        .collect();
     let mut steps = 0usize;
     let summary = loop {
-        let out = train(encoder, &prepared, &bt, split.clone(), &cfg, steps, None).expect("reference fit");
-        steps += out.summary.steps;
-        encoder = out.encoder;
-        println!("  reference fit: {steps} steps, held-out R² {:.4}", out.summary.best_val_r2);
-        if out.summary.best_val_r2 > 0.005 || steps >= 20 * ref_steps {
-            break FitSummary { steps, ..out.summary };
+        for _ in 0..ref_steps {
+            trainer.step(steps * cfg.batch_size, cfg.batch_size, steps).expect("reference step");
+            steps += 1;
+        }
+        let pred = trainer.predict(&split.val).expect("predict");
+        let r2 = r2_per_voxel(&pred, &val_target, split.val.len(), v);
+        let mean = r2.iter().map(|&x| x as f64).sum::<f64>() / v as f64;
+        println!("  reference fit: {steps} steps, held-out R² {mean:.4}");
+        if mean > 0.005 || steps >= 20 * ref_steps {
+            break FitSummary {
+                seed: cfg.seed,
+                n_train: split.train.len(),
+                n_val: split.val.len(),
+                epochs_run: 1,
+                best_epoch: 1,
+                best_val_r2: mean,
+                steps,
+            };
         }
     };
+    trainer.write_current_into(&encoder).expect("parameters");
+    drop(trainer);
     drop(prepared);
     drop(bt);
     let record = FitRecord { val_fraction: cfg.val_fraction, summary: Some(summary) };
