@@ -1,24 +1,39 @@
 #!/usr/bin/env bash
-# The Python package (issue 6): installs it with `pip install ./python` into a virtual environment
-# (target/ci-venv) next to torch, lightning and transformers from PyPI, checks that the installed
-# package bundles and loads the library it was built with, then runs its pytest suite against the
-# installed copy: numpy/DLPack round trips, hooks, the Lightning and Hugging Face callbacks inside
-# real Trainer runs, and examples/python/finetune.py for 30 steps.
+# The Python package (issues 6 and 15): builds its wheel the way `pip install ./python` does (the
+# package's build step runs `cargo build --release --lib` and bundles the library), installs that
+# wheel into a brand-new virtual environment holding only what the wheel declares (numpy) plus
+# pytest and runs the core tests there, then installs the same wheel into target/ci-venv next to
+# torch, lightning and transformers from PyPI and runs the whole pytest suite against it: numpy/
+# DLPack round trips, hooks and bounded-memory collection, the Lightning and Hugging Face callbacks
+# inside real Trainer runs (single-process, and 2-process DDP/torchrun jobs on gloo), and
+# examples/python/finetune.py for 30 steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 VENV="$ROOT/target/ci-venv"
+FRESH="$ROOT/target/wheel-venv"
+WHEELS="$ROOT/target/wheels"
+PIP_FLAGS=(--quiet --disable-pip-version-check)
 
+# The library every other check uses; the wheel's own cargo build below finds it up to date (same
+# command, same target folder), so the crate is compiled once.
 cargo build --release --lib
+LIB="$ROOT/target/release/libfactortopy.so"
+
 if ! [ -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-"$VENV/bin/pip" install --quiet --disable-pip-version-check -r python/requirements-ci.txt
-"$VENV/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps ./python
+"$VENV/bin/pip" install "${PIP_FLAGS[@]}" -r python/requirements-ci.txt
+
+rm -rf "$WHEELS"
+env -u FACTORTOPY_LIB "$VENV/bin/pip" wheel "${PIP_FLAGS[@]}" --no-deps -w "$WHEELS" ./python
+WHEEL=$(ls "$WHEELS"/factortopy-*.whl)
+echo "built $(basename "$WHEEL")"
 
 # The installed package must find the library inside itself (no environment variable), and it
 # must be the one just built.
-( cd /tmp && env -u FACTORTOPY_LIB "$VENV/bin/python" - "$ROOT/target/release/libfactortopy.so" <<'PY'
+check_installed() {
+  ( cd /tmp && env -u FACTORTOPY_LIB -u CARGO_TARGET_DIR "$1" - "$LIB" <<'PY'
 import filecmp, sys
 import factortopy as ft
 path = ft.library_path()
@@ -26,8 +41,19 @@ print(f"factortopy {ft.__version__}: library {ft.library_version()} from {path}"
 assert "site-packages" in str(path), path
 assert filecmp.cmp(path, sys.argv[1], shallow=False), "the bundled library is not the one just built"
 PY
-)
+  )
+}
 
+# A fresh environment: the wheel and its declared dependencies only.
+rm -rf "$FRESH"
+python3 -m venv "$FRESH"
+"$FRESH/bin/pip" install "${PIP_FLAGS[@]}" "$WHEEL" "$(grep '^pytest==' python/requirements-ci.txt)"
+check_installed "$FRESH/bin/python"
+env -u FACTORTOPY_LIB OMP_NUM_THREADS=2 "$FRESH/bin/python" -m pytest -q -p no:cacheprovider python/tests/test_core.py
+
+# The CI environment with the frameworks: the same wheel, the whole suite.
+"$VENV/bin/pip" install "${PIP_FLAGS[@]}" --force-reinstall --no-deps "$WHEEL"
+check_installed "$VENV/bin/python"
 # From the repository root, `import factortopy` resolves to the installed package (the source is
-# under python/), so the suite tests what `pip install` produced.
-env -u FACTORTOPY_LIB OMP_NUM_THREADS=2 "$VENV/bin/python" -m pytest -q -rs -p no:cacheprovider python/tests
+# under python/), so the suite tests what the wheel holds.
+env -u FACTORTOPY_LIB OMP_NUM_THREADS=2 "$VENV/bin/python" -m pytest -q -rs -p no:cacheprovider --durations=8 python/tests

@@ -11,6 +11,16 @@ Each watched module's output becomes one layer (in the order given, which should
 
 Tuple or ``ModelOutput`` outputs use their first tensor. The model runs in eval mode without
 gradients; every module's train/eval mode is restored afterwards, even on error.
+
+With ``grid=G`` each batch's maps are resized to G×G as they arrive, exactly as the library would
+(DESIGN §3.1: bilinear, half-pixel centres, no antialiasing), and kept in ``dtype`` (e.g. bf16), so
+host memory grows with the grid, not with the network's resolution: a ViT-B/16 probe set of 1,000
+images takes 1000·12·768·(64+1)·2 B ≈ 1.2 GB at G = 8 in bf16 instead of ≈ 7.3 GB of f32 tokens.
+The global token of a map without one is then the spatial mean of the full-resolution map (what
+the library would compute from the map it was given), so nothing depends on where resizing ran.
+Module names may be given as in the unwrapped model: wrappers' path components (DDP's
+``module``, FSDP's ``_fsdp_wrapped_module``, activation checkpointing, ``torch.compile``) are
+ignored when a name does not match as it is.
 """
 
 from __future__ import annotations
@@ -69,8 +79,36 @@ def to_layer(out: torch.Tensor, prefix_tokens: int | str = "auto") -> tuple[torc
     raise ValueError(f"cannot turn an output of shape {tuple(out.shape)} into a feature map")
 
 
+# Path components that wrappers insert between a model and its modules.
+_WRAPPER_PARTS = frozenset({"module", "_fsdp_wrapped_module", "_checkpoint_wrapped_module", "_orig_mod"})
+
+
+def _unwrapped_name(name: str) -> str:
+    return ".".join(p for p in name.split(".") if p not in _WRAPPER_PARTS)
+
+
+def to_grid(local: torch.Tensor, glob: torch.Tensor | None, grid: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A ``[N, C, H, W]`` map larger than ``grid`` on either side resized to ``grid``×``grid`` as
+    the library resizes (DESIGN §3.1: bilinear, half-pixel centres, source index clamped at 0, no
+    antialiasing; torch's ``align_corners=False`` bilinear is that formula), computed in f32; a
+    missing global token becomes the full-resolution map's spatial mean. Smaller maps are
+    returned as they are (the library resizes them itself, at no memory cost here)."""
+    h, w = local.shape[-2:]
+    if h <= grid and w <= grid:
+        return local, glob
+    full = local.float()
+    if glob is None:
+        glob = full.mean(dim=(2, 3))
+    small = torch.nn.functional.interpolate(full, size=(grid, grid), mode="bilinear", align_corners=False, antialias=False)
+    return small, glob
+
+
 def _resolve(model: torch.nn.Module, layers: LayerSpec) -> list[tuple[str, torch.nn.Module]]:
     named = dict(model.named_modules())
+    # The first module (outermost) under each unwrapped name, for names given without wrappers.
+    unwrapped: dict[str, torch.nn.Module] = {}
+    for n, m in named.items():
+        unwrapped.setdefault(_unwrapped_name(n), m)
     items = layers.items() if isinstance(layers, Mapping) else ((n, n) for n in layers)
     out = []
     for display, target in items:
@@ -78,6 +116,8 @@ def _resolve(model: torch.nn.Module, layers: LayerSpec) -> list[tuple[str, torch
             out.append((str(display), target))
         elif target in named:
             out.append((str(display), named[target]))
+        elif _unwrapped_name(target) in unwrapped and target:
+            out.append((str(display), unwrapped[_unwrapped_name(target)]))
         else:
             close = [n for n in named if n and (target in n or n in target)][:5]
             hint = f"; similar names: {', '.join(close)}" if close else ""
@@ -122,6 +162,8 @@ def collect(
     device: torch.device | str | None = None,
     prefix_tokens: int | str = "auto",
     max_grid: int | None = None,
+    grid: int | None = None,
+    dtype: torch.dtype | None = None,
     forward: Callable[[torch.nn.Module, torch.Tensor], object] | None = None,
     transform: Callable[[str, object], tuple] | None = None,
 ) -> list[tuple[str, torch.Tensor, torch.Tensor | None]]:
@@ -131,10 +173,15 @@ def collect(
     ``images``: a tensor ``[N, 3, H, W]`` (split into ``batch_size`` batches) or an iterable of
     batches (tensors, ``(x, y)`` tuples or dicts with ``pixel_values``). ``layers``: module names
     (``model.named_modules()``) in depth order, or a mapping of display name → name or module.
-    ``device``: where to run (default: the model's first parameter's device). ``max_grid``:
-    average-pool larger maps down to at most this many cells a side, to bound memory.
-    ``forward(model, batch)`` replaces ``model(batch)``; ``transform(name, output)`` replaces the
-    default conversion and returns ``(local, global_or_None)``."""
+    ``device``: where to run (default: the model's first parameter's device). ``grid``: resize
+    each batch's maps larger than G on either side to G×G as the library would (DESIGN §3.1) and
+    give maps without a global token their full-resolution spatial mean as one; pass the fit's
+    grid. ``dtype``: keep the maps in this dtype (``torch.bfloat16`` or ``torch.float16`` halve
+    host memory; default: as the model produced them). ``max_grid``: first average-pool larger
+    maps down to at most this many cells a side (``grid`` then resizes the pooled map). ``forward(model, batch)`` replaces ``model(batch)``; ``transform(name, output)``
+    replaces the default conversion and returns ``(local, global_or_None)``."""
+    if grid is not None and grid < 1:
+        raise ValueError(f"grid must be at least 1, got {grid}")
     watched = _resolve(model, layers)
     if device is None:
         p = next(model.parameters(), None)
@@ -149,9 +196,16 @@ def collect(
                 local, glob = transform(name, output)
             else:
                 local, glob = to_layer(_first_tensor(output), prefix_tokens)
+            local = local.detach()
+            glob = None if glob is None else glob.detach()
             if max_grid is not None and max(local.shape[-2:]) > max_grid:
                 local = torch.nn.functional.adaptive_avg_pool2d(local, (min(local.shape[-2], max_grid), min(local.shape[-1], max_grid)))
-            store[name].append((local.detach().to("cpu"), None if glob is None else glob.detach().to("cpu")))
+            if grid is not None:  # after pooling: what the library would do with the pooled map
+                local, glob = to_grid(local, glob, grid)
+            if dtype is not None:
+                local = local.to(dtype)
+                glob = None if glob is None else glob.to(dtype)
+            store[name].append((local.to("cpu"), None if glob is None else glob.to("cpu")))
 
         return hook
 
@@ -167,13 +221,17 @@ def collect(
     finally:
         for h in handles:
             h.remove()
+    for name, _ in watched:
+        if not store[name]:
+            raise RuntimeError(f"layer {name!r} never ran: is it on the model's forward path?")
     out = []
     for name, _ in watched:
-        parts = store[name]
-        if not parts:
-            raise RuntimeError(f"layer {name!r} never ran: is it on the model's forward path?")
+        # Each layer's batches are released as soon as they are joined: the peak is the batches
+        # plus one joined layer, not twice everything.
+        parts = store.pop(name)
         local = torch.cat([p[0] for p in parts])
         glob = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
+        del parts
         out.append((name, local, glob))
     return out
 
@@ -188,15 +246,20 @@ def collect_features(
 ) -> Features:
     """``collect`` straight into a library ``Features`` (read from the tensors without an extra
     copy; f32, f16 and bf16 kept as they are). Keyword arguments as ``collect``."""
-    collected = collect(model, images, layers, **kwargs)
+    return to_features(collect(model, images, layers, **kwargs), model_name or type(model).__name__)
+
+
+def to_features(collected: list, model_name: str) -> Features:
+    """``collect``'s output into a library ``Features``, emptying ``collected``: each layer's tensors
+    are released once the library has its copy, so the peak is not both copies of everything."""
+    names = [name for name, _, _ in collected]
     feats = Features()
-    for _name, local, glob in collected:
+    while collected:
+        _name, local, glob = collected.pop(0)
         feats.add_layer(local, glob)
-    feats.set_metadata(
-        model=model_name or type(model).__name__,
-        layer_names=[name for name, _, _ in collected],
-    )
+        del local, glob
+    feats.set_metadata(model=model_name, layer_names=names)
     return feats
 
 
-__all__ = ["collect", "collect_features", "to_layer", "prefix_token_count", "eval_mode"]
+__all__ = ["collect", "collect_features", "to_features", "to_layer", "to_grid", "prefix_token_count", "eval_mode"]

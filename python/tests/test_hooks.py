@@ -1,5 +1,13 @@
 """Feature collection with forward hooks: ViT-like token outputs become square maps plus a CLS
-global token, CNN maps stay as they are, and the model's modes and gradients are left alone."""
+global token, CNN maps stay as they are, and the model's modes and gradients are left alone;
+resizing to the fit grid as batches arrive gives what the library computes from full maps, and
+bounds host memory."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,7 +15,7 @@ import torch
 from torch import nn
 
 import factortopy as ft
-from factortopy.hooks import collect, collect_features, prefix_token_count, to_layer
+from factortopy.hooks import collect, collect_features, prefix_token_count, to_grid, to_layer
 
 
 class TinyViT(nn.Module):
@@ -124,3 +132,99 @@ def test_prefix_tokens():
     assert tuple(local.shape) == (3, 5, 4, 4) and tuple(glob.shape) == (3, 5)
     got = collect(two, torch.randn(2, 3, 16, 16), ["blocks.0"])[0]
     assert tuple(got[1].shape) == (2, 12, 4, 4)
+
+
+def design_resize(x: np.ndarray, g: int) -> np.ndarray:
+    """DESIGN §3.1 written out independently: bilinear, source = (dst + 0.5)·in/out − 0.5 clamped
+    at 0, upper tap clamped at the last index, no antialiasing."""
+
+    def taps(n_in):
+        out = []
+        for o in range(g):
+            src = max((o + 0.5) * n_in / g - 0.5, 0.0)
+            i0 = min(int(np.floor(src)), n_in - 1)
+            out.append((i0, min(i0 + 1, n_in - 1), src - i0))
+        return out
+
+    h, w = x.shape[-2:]
+    y = np.zeros(x.shape[:-2] + (g, g))
+    for oy, (y0, y1, wy) in enumerate(taps(h)):
+        for ox, (x0, x1, wx) in enumerate(taps(w)):
+            top = x[..., y0, x0] * (1 - wx) + x[..., y0, x1] * wx
+            bot = x[..., y1, x0] * (1 - wx) + x[..., y1, x1] * wx
+            y[..., oy, ox] = top * (1 - wy) + bot * wy
+    return y
+
+
+def test_grid_resizing_is_the_design_formula():
+    x = torch.randn(3, 5, 13, 9, dtype=torch.float64)  # down along H, up along W
+    small, glob = to_grid(x.float(), None, 8)
+    np.testing.assert_allclose(small.numpy(), design_resize(x.numpy(), 8), rtol=0, atol=2e-6)
+    np.testing.assert_allclose(glob.numpy(), x.mean(dim=(2, 3)).numpy(), rtol=0, atol=2e-6)
+    cls = torch.randn(3, 5)
+    assert to_grid(x.float(), cls, 8)[1] is cls
+    tiny = torch.randn(2, 4, 3, 3)  # smaller than the grid: left for the library to resize
+    same, none = to_grid(tiny, None, 8)
+    assert same is tiny and none is None
+
+
+def test_grid_resized_features_fit_as_the_full_maps():
+    """The library given maps already resized to its grid (and their full-resolution means as
+    global tokens) fits and scores exactly as from the full maps, up to f32 rounding."""
+    g = torch.Generator().manual_seed(3)
+    full = [torch.nn.functional.avg_pool2d(torch.randn(120, 6, s, s, generator=g), 3, 1, 1) for s in (14, 11, 7)]
+    feats_full = ft.Features(full)
+    brain = ft.synth.plant(feats_full, n_voxels=60, grid=4, noise_ceiling=0.9, seed=1)
+    resized = ft.Features([to_grid(m, None, 4) for m in full])
+    opts = ft.FitOptions.preset("fast", grid=4, d=8, max_epochs=8)
+    a, b = ft.fit(feats_full, brain, opts).summary, ft.fit(resized, brain, opts).summary
+    for k in ("r2_mean", "slope", "spearman"):
+        assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-5), (k, a[k], b[k])
+
+
+def test_collect_with_grid_and_dtype():
+    torch.manual_seed(0)
+    vit, cnn = TinyViT(), TinyCNN()
+    x = torch.randn(6, 3, 16, 16)
+    got = collect(vit, x, ["blocks.0"], grid=2, dtype=torch.bfloat16, batch_size=4)[0]
+    full = collect(vit, x, ["blocks.0"])[0]
+    assert got[1].dtype == torch.bfloat16 and tuple(got[1].shape) == (6, 12, 2, 2)
+    # 4×4 → 2×2 is the mean of each 2×2 block (src = 0.5, 2.5); the CLS token is kept.
+    torch.testing.assert_close(got[1].float(), torch.nn.functional.avg_pool2d(full[1], 2), atol=2e-2, rtol=1e-2)
+    torch.testing.assert_close(got[2].float(), full[2], atol=2e-2, rtol=1e-2)
+    maps = collect(cnn, x, ["features.2"], grid=4)[0]
+    whole = collect(cnn, x, ["features.2"])[0]
+    assert tuple(maps[1].shape) == (6, 8, 4, 4) and maps[1].dtype == torch.float32
+    torch.testing.assert_close(maps[2], whole[1].mean(dim=(2, 3)))
+    with pytest.raises(ValueError, match="grid must be at least 1"):
+        collect(cnn, x, ["features.2"], grid=0)
+
+
+def test_wrapped_models_resolve_unwrapped_names():
+    cnn = TinyCNN()
+    wrapper = nn.Module()
+    wrapper.module = cnn  # as DDP names it
+    x = torch.randn(2, 3, 8, 8)
+    a = collect(cnn, x, ["features.4"])[0][1]
+    b = collect(wrapper, x, ["features.4"], forward=lambda m, batch: m.module(batch))[0][1]
+    torch.testing.assert_close(a, b)
+
+
+def measure(mode: str, *sizes: int) -> dict:
+    script = Path(__file__).with_name("collect_memory.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, str(script), *map(str, sizes), mode], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_resizing_as_batches_arrive_bounds_host_memory():
+    """Peak resident memory of collecting 240 images × 4 layers of ViT-like tokens (196 patches,
+    width 256) into the library: f32 tokens kept whole vs resized to the 8×8 grid in bf16."""
+    sizes = (240, 4, 256, 197)
+    full, grid = measure("full", *sizes), measure("grid", *sizes)
+    print(f"peak growth: full {full['peak_growth'] / 2**20:.0f} MiB, grid {grid['peak_growth'] / 2**20:.0f} MiB")
+    # The full-resolution tokens themselves (f32) must show up in the measurement ...
+    assert full["peak_growth"] > 0.9 * full["python_features"], full
+    # ... and resizing keeps the peak to a small fraction of it.
+    assert grid["peak_growth"] < 0.3 * full["peak_growth"], (full, grid)

@@ -8,7 +8,7 @@ import torch
 transformers = pytest.importorskip("transformers", reason="transformers is not installed")
 pytest.importorskip("accelerate", reason="transformers' Trainer needs accelerate")
 
-from factortopy.callbacks.huggingface import STATE_FILE, FactortopyTrainerCallback  # noqa: E402
+from factortopy.callbacks.huggingface import FactortopyTrainerCallback  # noqa: E402
 
 from toy import LAYERS, assert_forgetting_rises, monitor_options, setup  # noqa: E402
 
@@ -64,7 +64,7 @@ def test_forgetting_is_logged_and_rises_with_the_learning_rate(tmp_path):
 
 def test_state_is_checkpointed_and_restored(tmp_path):
     first, cb1 = run(tmp_path, lr=0.5, steps=12)
-    assert (tmp_path / "checkpoint-12" / STATE_FILE).is_file()
+    assert (tmp_path / "checkpoint-12" / cb1.state_file).is_file()
     resumed, cb2 = run(tmp_path, lr=0.5, steps=20, resume=str(tmp_path / "checkpoint-12"))
     steps = [r["step"] for r in cb2.monitor.history]
     assert steps == [0, 4, 8, 12, 16, 20], steps
@@ -76,3 +76,14 @@ def test_should_stop_ends_training_and_unattached_logging(tmp_path):
     assert trainer.state.global_step < 200
     assert cb.monitor.history[-1]["should_stop"]
     assert logged(trainer)[-1][1] > 0.05
+
+
+def test_two_monitors_need_distinct_state(tmp_path):
+    net, probe, brain, x, y = setup(0)
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), max_steps=1, report_to=[], use_cpu=True)
+    trainer = transformers.Trainer(model=net, args=args, train_dataset=Pairs(x, y))
+    a = FactortopyTrainerCallback(brain, probe, LAYERS).attach(trainer)
+    b = FactortopyTrainerCallback(brain, probe, LAYERS, prefix="other/").attach(trainer)
+    assert a.state_file != b.state_file and a.state_file.startswith("factortopy_monitor-")
+    with pytest.raises(ValueError, match="different prefix"):
+        FactortopyTrainerCallback(brain, probe, LAYERS).attach(trainer)

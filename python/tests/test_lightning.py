@@ -87,3 +87,18 @@ def test_should_stop_ends_training(tmp_path):
     trainer, cb, _ = run(tmp_path, lr=0.5, steps=200, callback=cb)
     assert trainer.global_step < 200
     assert cb.monitor.history[-1]["should_stop"]
+
+
+def test_state_keys_are_unique_per_monitor_and_stable():
+    net, probe, brain, x, y = setup(0)
+    a = FactortopyCallback(brain, probe, MODULE_LAYERS)
+    same = FactortopyCallback(brain, probe.clone(), list(MODULE_LAYERS))
+    others = [
+        FactortopyCallback(brain, probe, MODULE_LAYERS[1:]),
+        FactortopyCallback(brain, probe[:100], MODULE_LAYERS),
+        FactortopyCallback(brain, probe + 1, MODULE_LAYERS),
+        FactortopyCallback(brain, probe, MODULE_LAYERS, prefix="second/"),
+    ]
+    assert a.state_key == same.state_key and a.state_key.startswith("FactortopyCallback")
+    keys = {a.state_key, *(o.state_key for o in others)}
+    assert len(keys) == 1 + len(others), keys

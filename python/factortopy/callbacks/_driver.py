@@ -1,19 +1,34 @@
 """What the framework callbacks share: building the monitor from the model before fine-tuning,
-observing every K steps, turning a report into loggable numbers, and the state for checkpoints."""
+observing every K steps, turning a report into loggable numbers, the state for checkpoints, and
+the identity that tells one monitor from another on the same trainer. Under torch.distributed
+every method here is collective (call it on every rank, see ``_dist``); the monitor itself lives on
+rank 0 and every rank gets its numbers and stop decision."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
-from typing import Callable
+import struct
+from typing import Callable, Mapping
+
+import torch
 
 from ..data import Brain, Features
-from ..hooks import LayerSpec, collect_features
+from ..hooks import LayerSpec, collect, to_features
 from ..monitor import Monitor, MonitorOptions, StepReport
+from ._dist import Group, gather_collected, shard
+
+# How probe features are stored while they are collected, unless collect_kwargs says otherwise:
+# bf16 has f32's range (no overflow, whatever the activations) and halves host memory; its
+# rounding (relative 2⁻⁹) is far below the differences the monitor measures.
+DEFAULT_DTYPE = torch.bfloat16
 
 
 class MonitorDriver:
-    """Framework-independent core of the callbacks."""
+    """Framework-independent core of the callbacks, also usable from a hand-written training loop
+    (call ``start`` once, then ``observe`` when ``due``, on every rank)."""
 
     def __init__(
         self,
@@ -43,39 +58,125 @@ class MonitorDriver:
         self.prefix = prefix
         self.collect_kwargs = dict(collect_kwargs or {})
         self.on_report = on_report
+        # Rank 0 only (None on the other ranks).
         self.monitor: Monitor | None = None
         # Display names of the watched layers, as hooks.collect names them.
         self.layer_names: list[str] = [str(k) for k in layers]
+        self._started = False
         self._last_step: int | None = None
         self.last_metrics: dict = {}
+        self._key: str | None = None
 
-    def features(self, model) -> Features:
-        return collect_features(model, self.probe_images, self.layers, **self.collect_kwargs)
+    # Identity ----------------------------------------------------------------------------------
 
-    def start(self, model, step: int = 0) -> None:
-        """Builds the monitor from the model as it is now (the reference), unless one was restored.
-        Observes the reference itself at ``step`` so the curves start at zero forgetting."""
-        if self.monitor is not None:
-            return
-        feats = self.features(model)
-        self.monitor = Monitor(self.brain, feats, self.options, encoder_path=self.encoder_path)
-        if self.history_file is not None:
-            self.monitor.set_history_file(self.history_file)
-        self._observe_features(step, feats)
+    @property
+    def key(self) -> str:
+        """A short digest of what makes this monitor (prefix, layers, probe set, brain), the same
+        in every process and every run with the same arguments: the name of its checkpoint
+        state, so that several monitors on one trainer save and resume separately."""
+        if self._key is None:
+            if isinstance(self.layers, Mapping):
+                layers = {str(k): v if isinstance(v, str) else type(v).__name__ for k, v in self.layers.items()}
+            else:
+                layers = [str(x) for x in self.layers]
+            ident = {
+                "prefix": self.prefix,
+                "layers": layers,
+                "probe": _fingerprint(self.probe_images),
+                "brain": self.brain.info,
+                "encoder": None if self.encoder_path is None else os.path.basename(os.fspath(self.encoder_path)),
+            }
+            text = json.dumps(ident, sort_keys=True, default=str)
+            self._key = hashlib.sha1(text.encode()).hexdigest()[:12]
+        return self._key
+
+    # Features ----------------------------------------------------------------------------------
+
+    def collect_options(self) -> dict:
+        """Keywords for ``hooks.collect``: the caller's, with the fit grid and bf16 storage by
+        default (maps are resized batch by batch, DESIGN §3.1, so memory follows the grid)."""
+        kw = dict(self.collect_kwargs)
+        if "grid" not in kw:
+            kw["grid"] = self._grid()
+        kw.setdefault("dtype", DEFAULT_DTYPE)
+        return kw
+
+    def _grid(self) -> int:
+        if self.encoder_path is not None:
+            return encoder_grid(self.encoder_path)
+        return (self.options if self.options is not None else MonitorOptions()).fit.grid
+
+    def features(self, model, group: Group | None = None) -> Features | None:
+        """The probe features of ``model`` as it is now: on rank 0 a ``Features`` of the whole
+        probe set in order, on the other ranks None (they ran their shard and sent it)."""
+        g = group or Group()
+        images, keep, gather = shard(self.probe_images, g)
+        error = None
+        try:
+            collected = collect(model, images, self.layers, **self.collect_options())
+        except Exception as e:  # agreed on below, so that no rank waits for one that failed
+            error, collected = e, None
+        if not g.all_ok(error is None):
+            if error is not None:
+                raise error
+            raise RuntimeError("factortopy: another rank failed to collect the probe features (its error says why)")
+        if gather:
+            collected = gather_collected(collected, keep, g)
+        elif not g.is_root:
+            collected = None
+        if collected is None:
+            return None
+        return to_features(collected, type(model).__name__)
+
+    # Observing ---------------------------------------------------------------------------------
+
+    def start(self, model, step: int = 0, saved: bytes | None = None) -> bool:
+        """Restores the monitor from ``saved`` (a checkpoint's state; read on rank 0) or builds it
+        from the model as it is now (the reference), observing the reference itself at ``step`` so
+        the curves start at zero forgetting (``last_metrics``). Whether it built a new reference
+        (the same on every rank); nothing happens once started."""
+        if self._started:
+            return False
+        g = Group()
+        last = _on_root(g, lambda: self._restore(saved) if saved is not None else False)
+        if last is not False:
+            self._last_step = last
+            self._started = True
+            return False
+        feats = self.features(model, g)
+
+        def build():
+            self.monitor = Monitor(self.brain, feats, self.options, encoder_path=self.encoder_path)
+            if self.history_file is not None:
+                self.monitor.set_history_file(self.history_file)
+            return self._observe_features(step, feats)
+
+        metrics, _stop = _on_root(g, build)
+        self._record(step, metrics)
+        self._started = True
+        return True
 
     def due(self, step: int) -> bool:
         return step % self.every_n_steps == 0 and step != self._last_step
 
     def observe(self, model, step: int) -> tuple[dict, bool]:
-        """Observes the model at ``step``: (metrics to log, whether to stop training)."""
-        if self.monitor is None:
+        """Observes the model at ``step``: (metrics to log, whether to stop training), the same on
+        every rank."""
+        if not self._started:
             self.start(model, step)
             return self.last_metrics, False
-        return self._observe_features(step, self.features(model))
+        g = Group()
+        feats = self.features(model, g)
+        metrics, stop = _on_root(g, lambda: self._observe_features(step, feats))
+        self._record(step, metrics)
+        return metrics, stop
+
+    def _record(self, step: int, metrics: dict) -> None:
+        self._last_step = step
+        self.last_metrics = metrics
 
     def _observe_features(self, step: int, feats: Features) -> tuple[dict, bool]:
         report = self.monitor.observe(step, feats)
-        self._last_step = step
         s = report.summary
         m = {
             "forgetting": s["forgetting"],
@@ -90,7 +191,6 @@ class MonitorDriver:
             for k in ("slope", "b0", "b1", "spearman", "layer_shift", "argmax_moved", "refit_r2"):
                 m[k] = s[k]
         metrics = {self.prefix + k: float(v) for k, v in m.items() if v is not None and math.isfinite(v)}
-        self.last_metrics = metrics
         if self.on_report is not None:
             self.on_report(step, report)
         stop = bool(s["should_stop"]) and self.stop_on_forgetting
@@ -99,15 +199,71 @@ class MonitorDriver:
     # State for checkpoints -------------------------------------------------------------------
 
     def state_bytes(self) -> bytes | None:
+        """The monitor's state on rank 0 (None elsewhere, and before it is built)."""
         return None if self.monitor is None else self.monitor.to_bytes()
 
     def restore(self, data: bytes) -> None:
+        """Restores the monitor from checkpoint bytes in a single process (the callbacks pass
+        them to ``start`` instead, which restores on rank 0 and tells the other ranks)."""
+        self._last_step = self._restore(data)
+        self._started = True
+
+    def _restore(self, data: bytes) -> int | None:
         self.monitor = Monitor.from_bytes(data, self.brain)
         if self.history_file is not None:
             self.monitor.set_history_file(self.history_file)
         hist = self.monitor.history
-        self._last_step = hist[-1]["step"] if hist else None
+        return hist[-1]["step"] if hist else None
 
     @property
     def history(self) -> list[dict]:
         return [] if self.monitor is None else self.monitor.history
+
+
+def _on_root(group: Group, fn):
+    """``fn()`` run on rank 0, its result on every rank; an error there is raised on every rank
+    (rank 0 raises the original) instead of leaving the others waiting."""
+    result, error = None, None
+    if group.is_root:
+        try:
+            result = ("ok", fn())
+        except Exception as e:
+            error = e
+            result = ("error", f"{type(e).__name__}: {e}")
+    result = group.broadcast(result)
+    if error is not None:
+        raise error
+    if result[0] == "error":
+        raise RuntimeError(f"factortopy: the monitor on rank 0 failed: {result[1]}")
+    return result[1]
+
+
+def _fingerprint(images) -> str:
+    """A cheap, deterministic summary of a probe set: a tensor's shape, dtype and up to 4,096 of
+    its values evenly spread; anything else by its type and length."""
+    if isinstance(images, torch.Tensor):
+        flat = images.detach().reshape(-1)
+        n = flat.numel()
+        idx = torch.linspace(0, max(n - 1, 0), steps=min(n, 4096)).long().to(flat.device)
+        sample = flat[idx].to("cpu", torch.float64).numpy().tobytes()
+        return f"{tuple(images.shape)}:{images.dtype}:{hashlib.sha1(sample).hexdigest()}"
+    n = len(images) if hasattr(images, "__len__") else "?"
+    return f"{type(images).__qualname__}:{n}"
+
+
+def encoder_grid(path: str | os.PathLike) -> int:
+    """The grid of a saved encoder, from its safetensors metadata (DESIGN §3.7), so probe features
+    can be resized to it before the monitor exists."""
+    p = os.fspath(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+            if len(head) != 8:
+                raise ValueError("shorter than a safetensors header")
+            (size,) = struct.unpack("<Q", head)
+            if size > 100_000_000:
+                raise ValueError(f"header length {size} is not plausible")
+            meta = json.loads(f.read(size)).get("__metadata__", {})
+        return int(meta["grid"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{p}: cannot read the encoder's grid from its metadata ({e}); pass collect_kwargs={{'grid': G}}") from e

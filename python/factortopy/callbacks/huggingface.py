@@ -10,9 +10,16 @@ builds the monitor; every ``every_n_steps`` optimiser steps it observes the mode
 (``factortopy/forgetting``, ``factortopy/min_cka``, ...) through ``Trainer.log`` (so they reach
 ``state.log_history`` and every reporting integration), and stops training when the monitor says
 ``should_stop``. With every checkpoint it writes the monitor's state into the checkpoint folder
-(``factortopy_monitor.safetensors``) and restores it when training resumes from that checkpoint.
-Added with ``trainer.add_callback`` instead of ``attach``, it still works but appends its numbers to
+(``cb.state_file``, ``factortopy_monitor-<key>.safetensors``, the key unique per monitor: from its
+prefix, layers, probe set and brain) and restores it when training resumes from that checkpoint,
+so several monitors on one trainer (give each its own ``prefix``) resume separately. Added with
+``trainer.add_callback`` instead of ``attach``, it still works but appends its numbers to
 ``state.log_history`` directly (the trainer object is not passed to callbacks).
+
+Under ``torchrun``/``accelerate`` (DDP, FSDP, DeepSpeed) every rank runs its shard of the probe
+forward pass, the features are gathered to rank 0, the monitor runs there, and every rank logs the
+same numbers and stops at the same step (see ``factortopy.callbacks._dist``). The checkpoint
+folder is read and written by rank 0 only.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from transformers import TrainerCallback
 
 from ._driver import MonitorDriver
 
-STATE_FILE = "factortopy_monitor.safetensors"
+STATE_PREFIX = "factortopy_monitor"
 
 
 class FactortopyTrainerCallback(TrainerCallback):
@@ -37,10 +44,22 @@ class FactortopyTrainerCallback(TrainerCallback):
 
     @property
     def monitor(self):
+        """The monitor (on the main process; None on the other ranks)."""
         return self.driver.monitor
+
+    @property
+    def state_file(self) -> str:
+        """This monitor's file in each checkpoint folder."""
+        return f"{STATE_PREFIX}-{self.driver.key}.safetensors"
 
     def attach(self, trainer) -> "FactortopyTrainerCallback":
         """Adds this callback to ``trainer`` and logs through ``trainer.log``."""
+        for other in trainer.callback_handler.callbacks:
+            if isinstance(other, FactortopyTrainerCallback) and other is not self and other.state_file == self.state_file:
+                raise ValueError(
+                    "two factortopy monitors on one trainer with the same prefix, layers, probe set and "
+                    "brain would share checkpoint state and logged names; give them different prefix="
+                )
         self._trainer = trainer
         trainer.add_callback(self)
         return self
@@ -57,20 +76,18 @@ class FactortopyTrainerCallback(TrainerCallback):
         return os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if not state.is_world_process_zero:
-            return
-        if self.driver.monitor is None and state.global_step > 0:
-            saved = os.path.join(self._checkpoint_dir(args, state), STATE_FILE)
-            if os.path.isfile(saved):
-                with open(saved, "rb") as f:
-                    self.driver.restore(f.read())
-        if self.driver.monitor is None:
-            self.driver.start(model, state.global_step)
+        saved = None
+        if state.is_world_process_zero and state.global_step > 0:
+            path = os.path.join(self._checkpoint_dir(args, state), self.state_file)
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    saved = f.read()
+        if self.driver.start(model, state.global_step, saved=saved):
             self._log(state, self.driver.last_metrics)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         step = state.global_step
-        if not state.is_world_process_zero or not self.driver.due(step):
+        if not self.driver.due(step):
             return
         metrics, stop = self.driver.observe(model, step)
         self._log(state, metrics)
@@ -84,7 +101,7 @@ class FactortopyTrainerCallback(TrainerCallback):
         folder = self._checkpoint_dir(args, state)
         if data is None or not os.path.isdir(folder):
             return
-        path = os.path.join(folder, STATE_FILE)
+        path = os.path.join(folder, self.state_file)
         tmp = path + ".tmp"
         with open(tmp, "wb") as f:
             f.write(data)

@@ -9,8 +9,15 @@ builds the monitor; every ``every_n_steps`` optimiser steps it observes the mode
 (``factortopy/forgetting``, ``factortopy/min_cka``, ``factortopy/cka/<layer>``, ...) to every logger
 of the trainer and to ``trainer.callback_metrics`` (so ``ModelCheckpoint``/``EarlyStopping`` can
 monitor them), and stops training when the monitor says ``should_stop``. The monitor's state is
-saved with Lightning's checkpoints and restored when fitting resumes from one. Runs on global rank
-0 only.
+saved with Lightning's checkpoints and restored when fitting resumes from one; its ``state_key``
+is unique per monitor (from its prefix, layers, probe set and brain), so several monitors on one
+trainer (two probe sets, two brains: give each its own ``prefix``) checkpoint and resume
+separately.
+
+Under DDP, FSDP and the other multi-process strategies every rank runs its shard of the probe
+forward pass (through the strategy's wrapper when the model is sharded, so the parameter gathers
+match), the features are gathered to rank 0, the monitor runs there, and every rank logs the same
+numbers and stops at the same step (see ``factortopy.callbacks._dist``).
 """
 
 from __future__ import annotations
@@ -37,10 +44,11 @@ class FactortopyCallback(pl.Callback):
 
     @property
     def state_key(self) -> str:
-        return "FactortopyCallback"
+        return self._generate_state_key(monitor=self.driver.key)
 
     @property
     def monitor(self):
+        """The monitor (on global rank 0; None on the other ranks)."""
         return self.driver.monitor
 
     def _log(self, trainer, metrics: dict, step: int) -> None:
@@ -50,20 +58,16 @@ class FactortopyCallback(pl.Callback):
             trainer.callback_metrics[k] = torch.tensor(v)
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        if trainer.global_rank != 0:
-            return
-        if self._pending_state is not None:
-            self.driver.restore(self._pending_state["monitor"])
-            self._pending_state = None
-        if self.driver.monitor is None:
-            self.driver.start(pl_module, trainer.global_step)
+        saved = None if self._pending_state is None else self._pending_state["monitor"]
+        self._pending_state = None
+        if self.driver.start(_forward_module(trainer, pl_module), trainer.global_step, saved=saved):
             self._log(trainer, self.driver.last_metrics, trainer.global_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
-        if trainer.global_rank != 0 or not self.driver.due(step):
+        if not self.driver.due(step):
             return
-        metrics, stop = self.driver.observe(pl_module, step)
+        metrics, stop = self.driver.observe(_forward_module(trainer, pl_module), step)
         self._log(trainer, metrics, step)
         if stop:
             trainer.should_stop = True
@@ -77,3 +81,17 @@ class FactortopyCallback(pl.Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         if state_dict.get("monitor"):
             self._pending_state = dict(state_dict)
+
+
+def _forward_module(trainer, pl_module):
+    """What the probe images go through: the strategy's wrapper when it shards the parameters
+    (FSDP's root gathers them in its forward; calling the inner module would read shards), the
+    LightningModule itself otherwise (DDP's wrapper would add a buffer broadcast per batch)."""
+    wrapped = getattr(trainer.strategy, "model", None)
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+    except ImportError:  # a torch without distributed support
+        return pl_module
+    if isinstance(wrapped, FullyShardedDataParallel):
+        return wrapped
+    return pl_module
