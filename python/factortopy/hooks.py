@@ -186,9 +186,11 @@ def collect(
     if device is None:
         p = next(model.parameters(), None)
         device = p.device if p is not None else torch.device("cpu")
-    store: dict[str, list] = {name: [] for name, _ in watched}
-    if len(store) != len(watched):
+    names = [name for name, _ in watched]
+    if len(set(names)) != len(names):
         raise ValueError("layer names must be unique")
+    n_images = images.shape[0] if isinstance(images, torch.Tensor) else None
+    stores = {name: _LayerStore(name, n_images, dtype) for name in names}
 
     def make_hook(name):
         def hook(_module, _inputs, output):
@@ -202,10 +204,7 @@ def collect(
                 local = torch.nn.functional.adaptive_avg_pool2d(local, (min(local.shape[-2], max_grid), min(local.shape[-1], max_grid)))
             if grid is not None:  # after pooling: what the library would do with the pooled map
                 local, glob = to_grid(local, glob, grid)
-            if dtype is not None:
-                local = local.to(dtype)
-                glob = None if glob is None else glob.to(dtype)
-            store[name].append((local.to("cpu"), None if glob is None else glob.to("cpu")))
+            stores[name].add(local, glob)
 
         return hook
 
@@ -221,19 +220,60 @@ def collect(
     finally:
         for h in handles:
             h.remove()
-    for name, _ in watched:
-        if not store[name]:
-            raise RuntimeError(f"layer {name!r} never ran: is it on the model's forward path?")
-    out = []
-    for name, _ in watched:
-        # Each layer's batches are released as soon as they are joined: the peak is the batches
-        # plus one joined layer, not twice everything.
-        parts = store.pop(name)
+    for name in names:
+        stores[name].check_complete()
+    # Each layer's parts are released as soon as they are joined: the peak is the parts plus one
+    # joined layer, not twice everything.
+    return [(name, *stores.pop(name).result()) for name in names]
+
+
+class _LayerStore:
+    """One watched layer's collected maps and global tokens, on the host. When the number of
+    images is known (a tensor of probe images) each tensor is written into one buffer allocated
+    at the first batch: no join copy at the end, and no small blocks left between each batch's
+    large temporaries, which would keep the allocator from reusing their memory (measured: with
+    per-batch parts the peak grew with the number of images at several times the kept size)."""
+
+    def __init__(self, name: str, n_images: int | None, dtype: torch.dtype | None):
+        self.name, self.n, self.dtype = name, n_images, dtype
+        self.filled = 0
+        self.buffers: tuple | None = None
+        self.parts: list = []
+
+    def _host(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.empty((self.n, *t.shape[1:]), dtype=self.dtype or t.dtype)
+
+    def add(self, local: torch.Tensor, glob: torch.Tensor | None) -> None:
+        if self.n is None:
+            self.parts.append(tuple(None if t is None else t.to("cpu", self.dtype or t.dtype) for t in (local, glob)))
+            return
+        rows = local.shape[0]
+        if self.filled + rows > self.n:
+            raise RuntimeError(
+                f"layer {self.name!r} produced more rows than the {self.n} probe images: does the module run "
+                "more than once per forward pass?"
+            )
+        if self.buffers is None:
+            self.buffers = (self._host(local), None if glob is None else self._host(glob))
+        at = slice(self.filled, self.filled + rows)
+        self.buffers[0][at].copy_(local)
+        if glob is not None:
+            self.buffers[1][at].copy_(glob)
+        self.filled += rows
+
+    def check_complete(self) -> None:
+        if self.buffers is None and not self.parts:
+            raise RuntimeError(f"layer {self.name!r} never ran: is it on the model's forward path?")
+        if self.n is not None and self.filled != self.n:
+            raise RuntimeError(f"layer {self.name!r} produced {self.filled} rows for {self.n} probe images")
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.buffers is not None:
+            return self.buffers
+        parts, self.parts = self.parts, []
         local = torch.cat([p[0] for p in parts])
         glob = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
-        del parts
-        out.append((name, local, glob))
-    return out
+        return local, glob
 
 
 def collect_features(

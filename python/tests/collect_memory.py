@@ -6,9 +6,10 @@ A stand-in network whose ``N_LAYERS`` blocks each emit ViT-like tokens ``[B, TOK
 (CLS + a square grid; random values, since memory does not depend on them) runs on ``N_IMAGES``
 probe images; ``MODE`` is ``full`` (f32 tokens kept at full resolution, as before issue 15) or
 ``grid`` (resized to the default fit grid batch by batch and kept in bf16, as the callbacks do).
-Prints one JSON line: the growth of the process's peak resident set during collection, in bytes,
-and the bytes that the kept features themselves take. ViT-B/16 on 1,000 images is
-``1000 12 768 197``.
+Prints one JSON line, in bytes: how much the process's peak resident set grew while collecting
+(``collect_growth``) and by the end, once the library holds its f32 copy of the features
+(``total_growth``), and what the collected tensors themselves take (``kept``). ViT-B/16 on 1,000
+images is ``1000 12 768 197``.
 """
 
 import json
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 import factortopy as ft
-from factortopy.hooks import collect_features
+from factortopy.hooks import collect, to_features
 
 
 class Block(nn.Module):
@@ -53,14 +54,15 @@ def main(n, n_layers, width, tokens, mode):
     grid = ft.FitOptions().grid
     kwargs = {"grid": grid, "dtype": torch.bfloat16} if mode == "grid" else {}
     # Warm up allocator and library with one small collection, so the baseline includes them.
-    collect_features(net, probe[:2], layers, batch_size=32, **kwargs).close()
+    to_features(collect(net, probe[:2], layers, **kwargs), "warm-up").close()
     before = peak_rss()
-    feats = collect_features(net, probe, layers, batch_size=32, **kwargs)
-    growth = peak_rss() - before
-    side = grid if mode == "grid" else int((tokens - 1) ** 0.5)
-    elem = 2 if mode == "grid" else 4
-    kept = n_layers * n * width * (side * side + 1) * elem
-    print(json.dumps({"mode": mode, "images": n, "layers": n_layers, "peak_growth": growth, "python_features": kept, "shape": feats.shape}))
+    collected = collect(net, probe, layers, batch_size=16, **kwargs)
+    collect_growth = peak_rss() - before
+    kept = sum(t.numel() * t.element_size() for _, local, glob in collected for t in (local, glob) if t is not None)
+    feats = to_features(collected, "token-net")
+    total_growth = peak_rss() - before
+    print(json.dumps({"mode": mode, "images": n, "layers": n_layers, "collect_growth": collect_growth,
+                      "total_growth": total_growth, "kept": kept, "shape": feats.shape}))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """A 2-process Hugging Face Trainer job on CPU (gloo), run by test_distributed.py under torchrun.
 
 In one process group it trains the toy network three times with two monitors each (two probe
-sets, two prefixes): 12 steps with a checkpoint at step 12; a resume from that checkpoint to step
+brains, two prefixes): 12 steps with a checkpoint at step 12; a resume from that checkpoint to step
 20; and a harsh run that the first monitor stops. Every rank writes what it logged, its final step
 and (rank 0) the monitors' histories to OUT/rank<r>.json for the test to compare.
 """
@@ -15,7 +15,7 @@ import transformers
 
 from factortopy.callbacks.huggingface import FactortopyTrainerCallback
 
-from toy import LAYERS, images, monitor_options, setup
+from toy import LAYERS, monitor_options, second_brain, setup
 
 
 class Pairs(torch.utils.data.Dataset):
@@ -44,6 +44,7 @@ class Recording(FactortopyTrainerCallback):
 
 def train(out, lr, steps, threshold=None, resume=None):
     net, probe, brain, x, y = setup(0)
+    other = second_brain(0)
     args = transformers.TrainingArguments(
         output_dir=out,
         max_steps=steps,
@@ -63,7 +64,7 @@ def train(out, lr, steps, threshold=None, resume=None):
     trainer = transformers.Trainer(model=net, args=args, train_dataset=Pairs(x, y))
     cbs = [
         Recording(brain, probe, LAYERS, every_n_steps=4, options=monitor_options(forgetting_threshold=threshold)),
-        Recording(brain, images(120, 7), LAYERS[1:], every_n_steps=4, prefix="second/", options=monitor_options()),
+        Recording(other, probe, LAYERS[1:], every_n_steps=4, prefix="second/", options=monitor_options()),
     ]
     for cb in cbs:
         cb.attach(trainer)

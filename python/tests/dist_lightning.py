@@ -1,7 +1,7 @@
 """A 2-process Lightning DDP job on CPU (gloo), run by test_distributed.py under torchrun.
 
 In one process group it runs three fits of the toy network with two monitors each (two probe
-sets, two prefixes): 12 steps with a checkpoint at step 12; a resume from that checkpoint to step
+brains, two prefixes): 12 steps with a checkpoint at step 12; a resume from that checkpoint to step
 20; and a harsh run that the first monitor stops. Every rank writes what it logged, its final step
 and (rank 0) the monitors' histories to OUT/rank<r>.json for the test to compare.
 """
@@ -16,7 +16,7 @@ import lightning.pytorch as pl
 
 from factortopy.callbacks.lightning import FactortopyCallback
 
-from toy import LAYERS, images, monitor_options, setup
+from toy import LAYERS, monitor_options, second_brain, setup
 
 MODULE_LAYERS = ["net." + name for name in LAYERS]
 
@@ -26,6 +26,9 @@ class Module(pl.LightningModule):
         super().__init__()
         self.net = net
         self.lr = lr
+
+    def forward(self, x):
+        return self.net(x)
 
     def training_step(self, batch, _idx):
         x, y = batch
@@ -47,11 +50,10 @@ class Recording(FactortopyCallback):
         super()._log(trainer, metrics, step)
 
 
-def callbacks(brain, probe, threshold=None):
-    second_probe = images(120, 7)
+def callbacks(brains, probe, threshold=None):
     return [
-        Recording(brain, probe, MODULE_LAYERS, every_n_steps=4, options=monitor_options(forgetting_threshold=threshold)),
-        Recording(brain, second_probe, MODULE_LAYERS[1:], every_n_steps=4, prefix="second/", options=monitor_options()),
+        Recording(brains[0], probe, MODULE_LAYERS, every_n_steps=4, options=monitor_options(forgetting_threshold=threshold)),
+        Recording(brains[1], probe, MODULE_LAYERS[1:], every_n_steps=4, prefix="second/", options=monitor_options()),
     ]
 
 
@@ -79,10 +81,11 @@ def fit(out, lr, steps, cbs, ckpt=None):
 
 def main(out):
     _net, probe, brain, _x, _y = setup(0)
-    result = {"first": fit(out, 0.05, 12, callbacks(brain, probe))}
+    brains = [brain, second_brain(0)]
+    result = {"first": fit(out, 0.05, 12, callbacks(brains, probe))}
     ckpt = os.path.join(out, "ckpt", "epoch=0-step=12.ckpt")
-    result["resumed"] = fit(out, 0.05, 20, callbacks(brain, probe), ckpt=ckpt)
-    result["stopped"] = fit(os.path.join(out, "stop"), 0.5, 200, callbacks(brain, probe, threshold=0.05))
+    result["resumed"] = fit(out, 0.05, 20, callbacks(brains, probe), ckpt=ckpt)
+    result["stopped"] = fit(os.path.join(out, "stop"), 0.5, 200, callbacks(brains, probe, threshold=0.05))
     rank = torch.distributed.get_rank()
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump(result, f)

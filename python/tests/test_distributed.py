@@ -1,7 +1,8 @@
-"""The callbacks in real 2-process jobs on CPU (torchrun, gloo): Lightning's DDP strategy and the
-Hugging Face Trainer. Both ranks must log identical numbers, stop at the same step, resume the
-same history from a checkpoint, keep two monitors' histories apart, and finish: a job that hangs
-is killed by the timeout and fails the test."""
+"""The callbacks in real 2-process jobs on CPU (torchrun, gloo): Lightning's DDP strategy, the
+Hugging Face Trainer, and a sharded model (FSDP2) in a hand-written loop. Both ranks must log
+identical numbers, stop at the same step, resume the same history from a checkpoint, keep two
+monitors' histories apart, gather the probe features in order, turn a failure on one rank into an
+error on every rank, and finish: a job that hangs is killed by the timeout and fails the test."""
 
 import json
 import os
@@ -46,7 +47,8 @@ def check_job(r0: dict, r1: dict):
     assert logged[0][1]["factortopy/forgetting"] == 0.0 and logged[-1][1]["factortopy/forgetting"] > 0.0
     # Two monitors: each logs under its own prefix and keeps its own history.
     assert all(k.startswith("second/") for _, m in first["logged"][1] for k in m)
-    assert "second/cka/body.3" in first["logged"][1][0][1] and "second/cka/body.1" not in first["logged"][1][0][1]
+    cka = sorted(k for k in first["logged"][1][0][1] if "/cka/" in k)
+    assert len(cka) == 2 and cka[0].endswith("body.3") and cka[1].endswith("body.5"), cka
     a, b = first["history"]
     assert steps_of(a) == steps_of(b) == [0, 4, 8, 12]
     assert [len(h["cka"]) for h in a] == [3] * 4 and [len(h["cka"]) for h in b] == [2] * 4
@@ -76,3 +78,18 @@ def test_huggingface_trainer_under_torchrun(tmp_path):
     files = r0["first"]["state_files"]
     assert files[0] != files[1]
     assert all((tmp_path / "checkpoint-12" / name).is_file() for name in files)
+
+
+def test_sharded_model_in_a_hand_written_loop(tmp_path):
+    r0, r1 = run_job("dist_fsdp.py", tmp_path)
+    # The features gathered from both ranks' shards are the single-process ones, in order (199
+    # probe images: the second shard is padded and the padding dropped).
+    assert r0["shape"] == [199, 3] and r0["max_diff"] == 0.0 and r1["gathered"] is True
+    assert r0["logged"] == r1["logged"]
+    assert [s for s, _ in r0["logged"]] == r0["history_steps"] == [0, 4, 8]
+    assert r0["logged"][-1][1]["factortopy/forgetting"] > 0.0
+    # Failures: the rank that failed raises its own error, the other says where it came from.
+    assert r1["forward_error"] == "ValueError: forward failed on rank 1"
+    assert "another rank failed" in r0["forward_error"]
+    assert r0["monitor_error"].startswith("MismatchError") and "brain has 50" in r0["monitor_error"]
+    assert r1["monitor_error"].startswith("RuntimeError: factortopy: the monitor on rank 0 failed: MismatchError")

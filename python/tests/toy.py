@@ -50,6 +50,15 @@ def setup(seed=0):
     return model, probe, brain, x, y
 
 
+def second_brain(seed=0):
+    """Another subject on the same probe images and network (planted with another seed and
+    fewer voxels), for a second monitor on the same trainer."""
+    torch.manual_seed(seed)
+    model = ToyNet()
+    reference = collect_features(model, images(200, seed + 1), LAYERS)
+    return ft.synth.plant(reference, n_voxels=60, grid=4, noise_ceiling=0.9, seed=seed + 10)
+
+
 def monitor_options(**kw):
     """Never stops training unless a test sets ``forgetting_threshold``."""
     fit = ft.FitOptions.preset("fast", grid=4, d=8, max_epochs=40)
