@@ -13,7 +13,6 @@ images is ``1000 12 768 197``.
 """
 
 import json
-import resource
 import sys
 
 import torch
@@ -41,8 +40,24 @@ class TokenNet(nn.Module):
         return [b(x) for b in self.blocks]
 
 
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def start_peak() -> int:
+    """Resets the peak resident set to the current one (Linux 4.0+: clear_refs 5) and returns
+    it. (getrusage's ru_maxrss is no use here: it keeps the parent's peak across fork and exec.)"""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status_kib("VmRSS")
+
+
 def peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    return _status_kib("VmHWM")
 
 
 def main(n, n_layers, width, tokens, mode):
@@ -55,8 +70,8 @@ def main(n, n_layers, width, tokens, mode):
     kwargs = {"grid": grid, "dtype": torch.bfloat16} if mode == "grid" else {}
     # Warm up allocator and library with one small collection, so the baseline includes them.
     to_features(collect(net, probe[:2], layers, **kwargs), "warm-up").close()
-    before = peak_rss()
-    collected = collect(net, probe, layers, batch_size=16, **kwargs)
+    before = start_peak()
+    collected = collect(net, probe, layers, batch_size=8, **kwargs)
     collect_growth = peak_rss() - before
     kept = sum(t.numel() * t.element_size() for _, local, glob in collected for t in (local, glob) if t is not None)
     feats = to_features(collected, "token-net")

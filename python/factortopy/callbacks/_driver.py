@@ -96,6 +96,7 @@ class MonitorDriver:
         """Keywords for ``hooks.collect``: the caller's, with the fit grid and bf16 storage by
         default (maps are resized batch by batch, DESIGN §3.1, so memory follows the grid)."""
         kw = dict(self.collect_kwargs)
+        kw.pop("model_name", None)  # a collect_features keyword: names the Features, see features()
         if "grid" not in kw:
             kw["grid"] = self._grid()
         kw.setdefault("dtype", DEFAULT_DTYPE)
@@ -126,7 +127,7 @@ class MonitorDriver:
             collected = None
         if collected is None:
             return None
-        return to_features(collected, type(model).__name__)
+        return to_features(collected, self.collect_kwargs.get("model_name") or type(model).__name__)
 
     # Observing ---------------------------------------------------------------------------------
 
