@@ -182,3 +182,39 @@ fn bad_inputs_fail_with_one_clear_line_and_no_output() {
     assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none());
     let _ = Brain::load(&b).unwrap();
 }
+
+/// `fit --seeds K` refits with K seeds and reports the spread of the headline numbers; the
+/// outputs (and the headline numbers themselves) are the first seed's fit.
+#[test]
+fn seeds_report_the_spread_over_refits() {
+    let syn = synthetic();
+    let tmp = tempfile::tempdir().unwrap();
+    let (f, b) = (syn.join("features.safetensors"), syn.join("brain.safetensors"));
+    let out = tmp.path().join("seeds");
+    let mut args = fit_args(s(&f), s(&b), s(&out));
+    args.extend(["--seeds", "3", "--seed", "4", "--bootstrap", "200", "--confidence", "0.9"]);
+    let o = run(&args);
+    assert!(o.status.success(), "fit failed: {}", String::from_utf8_lossy(&o.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let sp = &json["seeds"];
+    assert_eq!(sp["seeds"], serde_json::json!([4, 5, 6]));
+    let slopes: Vec<f64> = sp["slope"]["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(slopes.len(), 3);
+    assert_eq!(slopes[0], json["hierarchy"]["slope"].as_f64().unwrap());
+    assert!(slopes[0] != slopes[1] || slopes[1] != slopes[2], "three seeds gave identical slopes {slopes:?}");
+    let (lo, hi) = (sp["slope"]["min"].as_f64().unwrap(), sp["slope"]["max"].as_f64().unwrap());
+    assert!(slopes.iter().all(|&x| lo <= x && x <= hi) && sp["slope"]["std"].as_f64().unwrap() > 0.0);
+    assert!(sp["r2_mean"]["mean"].is_number() && sp["noise_normalized_mean"]["std"].is_number());
+    // The interval settings travel with the report.
+    assert_eq!(json["uncertainty"]["n_resamples"], 200);
+    assert_eq!(json["uncertainty"]["level"], 0.9);
+    assert_eq!(json["settings"]["uncertainty"]["bootstrap"]["n_resamples"], 200);
+    assert_eq!(json["settings"]["fit"]["seed"], 4);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("over 3 seeds"));
+    // Nonsense settings are one clean error.
+    let mut bad = fit_args(s(&f), s(&b), s(&out));
+    bad.extend(["--confidence", "1.5"]);
+    let o = run(&bad);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("confidence level"));
+}

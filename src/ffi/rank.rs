@@ -19,10 +19,12 @@ pub enum ft_rank_method {
 
 /// Fits every network in `networks[0 .. n_networks)` against `brain` with the same split and
 /// seed and ranks them by hierarchy slope (ties: Spearman ρ, then input order). `*out` is the
-/// ranking as JSON: `method`, `subject`, `roi_names` and `rows` (best first; each with `rank`,
-/// `index` into `networks`, `name`, `slope`, `b0`, `b1`, `spearman`, `r2_mean`, `r2_median`,
-/// `fit_seconds`, `roi_depth`). Free it with `ft_string_free`. `options` NULL: defaults
-/// (`weighted` is honoured); `method` is an `ft_rank_method` value.
+/// ranking as JSON: `method`, `level`, `n_resamples`, `subject`, `roi_names` and `rows` (best
+/// first; each with `rank`, `index` into `networks`, `name`, `slope`, `b0`, `b1`, `spearman`,
+/// `r2_mean`, `r2_median`, `fit_seconds`, `roi_depth`, `slope_interval` (95 % bootstrap
+/// interval, 1000 resamples), `p_slope` (permutation p-value) and `vs_next` (paired bootstrap
+/// test of the slope difference with the next row)). Free it with `ft_string_free`. `options`
+/// NULL: defaults (`weighted` is honoured); `method` is an `ft_rank_method` value.
 ///
 /// # Safety
 /// `networks` is valid for `n_networks` reads of live handles; `brain` is live; `options` is
