@@ -132,37 +132,38 @@ pub fn resampled_scores(h: &HeldOut, counts: &[u32]) -> (Vec<f32>, Vec<f32>) {
     for ((r2c, rc), b) in r2.chunks_mut(BLOCK).zip(r.chunks_mut(BLOCK)).zip(0..) {
         let (v0, w) = (b * BLOCK, r2c.len());
         let cols = |i: usize| i * v + v0..i * v + v0 + w;
-        let (mut st, mut sp) = (vec![0.0f64; w], vec![0.0f64; w]);
+        // One pass: sums of deviations from the first drawn image's values (a shift that keeps
+        // the f64 sums well conditioned), from which the centred sums follow. A deviation is
+        // exactly 0 only for an equal value, so a column constant over the drawn images is
+        // detected exactly, as in `stats`.
+        let t0: Vec<f64> = h.target[cols(first)].iter().map(|&x| x as f64).collect();
+        let p0: Vec<f64> = h.pred[cols(first)].iter().map(|&x| x as f64).collect();
+        let mut acc = vec![[0.0f64; 6]; w];
         let (mut t_var, mut p_var) = (vec![false; w], vec![false; w]);
-        let t0 = &h.target[cols(first)];
-        let p0 = &h.pred[cols(first)];
-        for &(i, c) in &rows {
-            let (t, p) = (&h.target[cols(i)], &h.pred[cols(i)]);
-            for j in 0..w {
-                st[j] += c * t[j] as f64;
-                sp[j] += c * p[j] as f64;
-                t_var[j] |= t[j] != t0[j];
-                p_var[j] |= p[j] != p0[j];
-            }
-        }
-        let mt: Vec<f64> = st.iter().map(|s| s / total).collect();
-        let mp: Vec<f64> = sp.iter().map(|s| s / total).collect();
-        let (mut stt, mut spp, mut stp, mut sres) = (vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w]);
         for &(i, c) in &rows {
             let (t, p) = (&h.target[cols(i)], &h.pred[cols(i)]);
             for j in 0..w {
                 let (tv, pv) = (t[j] as f64, p[j] as f64);
-                let (dt, dp, e) = (tv - mt[j], pv - mp[j], tv - pv);
-                stt[j] += c * dt * dt;
-                spp[j] += c * dp * dp;
-                stp[j] += c * dt * dp;
-                sres[j] += c * e * e;
+                let (dt, dp, e) = (tv - t0[j], pv - p0[j], tv - pv);
+                let a = &mut acc[j];
+                a[0] += c * dt;
+                a[1] += c * dp;
+                a[2] += c * dt * dt;
+                a[3] += c * dp * dp;
+                a[4] += c * dt * dp;
+                a[5] += c * e * e;
+                t_var[j] |= dt != 0.0;
+                p_var[j] |= dp != 0.0;
             }
         }
         for j in 0..w {
-            r2c[j] = if t_var[j] && stt[j] > 0.0 { (1.0 - sres[j] / stt[j]) as f32 } else { 0.0 };
-            rc[j] = if t_var[j] && p_var[j] && stt[j] > 0.0 && spp[j] > 0.0 {
-                (stp[j] / (stt[j] * spp[j]).sqrt()).clamp(-1.0, 1.0) as f32
+            let [st, sp, stt, spp, stp, sres] = acc[j];
+            let ss_t = stt - st * st / total;
+            let ss_p = spp - sp * sp / total;
+            let s_tp = stp - st * sp / total;
+            r2c[j] = if t_var[j] && ss_t > 0.0 { (1.0 - sres / ss_t) as f32 } else { 0.0 };
+            rc[j] = if t_var[j] && p_var[j] && ss_t > 0.0 && ss_p > 0.0 {
+                (s_tp / (ss_t * ss_p).sqrt()).clamp(-1.0, 1.0) as f32
             } else {
                 0.0
             };
