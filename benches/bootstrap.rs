@@ -55,6 +55,7 @@ fn main() {
         roi: roi.clone(),
         noise_ceiling: Some(nc.clone()),
         flat: None,
+        hemisphere: None,
         roi_names: (0..rois).map(|r| format!("roi{r}")).collect(),
         roi_levels: levels.clone(),
         stimulus_ids: None,

@@ -35,6 +35,7 @@ fn features_and_brain_files_pair_up() {
         roi: vec![0, 1, -1],
         noise_ceiling: None,
         flat: None,
+        hemisphere: None,
         roi_names: vec!["V1v".into(), "PPA".into()],
         roi_levels: vec![Brain::default_level("V1v"), Brain::default_level("PPA")],
         stimulus_ids: Some(ids),

@@ -240,6 +240,8 @@ pub fn import_algonauts(dir: &Path, opts: &AlgonautsOptions) -> Result<Algonauts
         roi: roi.clone(),
         noise_ceiling,
         flat: None,
+        // Left-hemisphere vertices come first (see the module docs).
+        hemisphere: Some((0..n_lh + n_rh).map(|i| u8::from(i >= n_lh)).collect()),
         roi_names,
         roi_levels,
         stimulus_ids: stimulus_ids(dir, n),

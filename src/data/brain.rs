@@ -21,6 +21,9 @@ pub struct Brain {
     pub noise_ceiling: Option<Vec<f32>>,
     /// `[V, 2]` flatmap positions for pictures, when known.
     pub flat: Option<Array>,
+    /// `[V]` hemisphere of each voxel (0 = left, 1 = right), when known: pictures draw the two
+    /// hemispheres side by side.
+    pub hemisphere: Option<Vec<u8>>,
     pub roi_names: Vec<String>,
     /// Position of each ROI on the visual hierarchy (same length as `roi_names`).
     pub roi_levels: Vec<i32>,
@@ -155,6 +158,19 @@ impl Brain {
                 return Err(err(m));
             }
         }
+        if let Some(h) = &self.hemisphere {
+            if h.len() != v {
+                return Err(err(format!(
+                    "tensor `hemisphere` has {} entries; expected {v} (one per voxel)",
+                    h.len()
+                )));
+            }
+            if let Some((i, &x)) = h.iter().enumerate().find(|(_, &x)| x > 1) {
+                return Err(err(format!(
+                    "tensor `hemisphere` has value {x} at voxel {i}; expected 0 (left) or 1 (right)"
+                )));
+            }
+        }
         if let Some(ids) = &self.stimulus_ids {
             if ids.len() != n {
                 return Err(err(format!(
@@ -194,6 +210,20 @@ impl Brain {
             None
         };
         let flat = if file.has("flat") { Some(file.f32("flat")?) } else { None };
+        let hemisphere = if file.has("hemisphere") {
+            let (shape, h) = file.i32("hemisphere")?;
+            if shape.len() != 1 {
+                return Err(err(format!("tensor `hemisphere` has shape {shape:?}; expected [V]")));
+            }
+            if let Some((i, &x)) = h.iter().enumerate().find(|(_, &x)| x != 0 && x != 1) {
+                return Err(err(format!(
+                    "tensor `hemisphere` has value {x} at voxel {i}; expected 0 (left) or 1 (right)"
+                )));
+            }
+            Some(h.iter().map(|&x| x as u8).collect())
+        } else {
+            None
+        };
         let roi_names = match json_string_list(&file, "roi_names")? {
             Some(names) => names,
             None => {
@@ -224,6 +254,7 @@ impl Brain {
             roi,
             noise_ceiling,
             flat,
+            hemisphere,
             roi_names,
             roi_levels,
             stimulus_ids,
@@ -332,6 +363,9 @@ impl Brain {
         if let Some(f) = &self.flat {
             tensors.push(("flat".to_string(), OutTensor::from_array(f)));
         }
+        if let Some(h) = &self.hemisphere {
+            tensors.push(("hemisphere".to_string(), OutTensor::U8 { shape: vec![v], data: h }));
+        }
         let mut meta = BTreeMap::new();
         meta.insert("roi_names".to_string(), serde_json::to_string(&self.roi_names).unwrap());
         meta.insert("roi_levels".to_string(), serde_json::to_string(&self.roi_levels).unwrap());
@@ -363,6 +397,7 @@ mod tests {
             roi: vec![0, 1, -1, 1],
             noise_ceiling: Some(vec![0.1, 0.5, 0.0, 1.0]),
             flat: Some(Array { shape: vec![v, 2], data: (0..2 * v).map(|i| i as f32).collect() }),
+            hemisphere: Some(vec![0, 0, 1, 1]),
             roi_names: vec!["V1v".into(), "FFA-1".into()],
             roi_levels: vec![0, 4],
             stimulus_ids: Some((0..n).map(|i| format!("img{i}")).collect()),
@@ -483,6 +518,14 @@ mod tests {
         assert!(e(b).contains("`flat`"));
 
         let mut b = sample();
+        b.hemisphere = Some(vec![0, 1, 1]);
+        assert!(e(b).contains("`hemisphere` has 3 entries; expected 4"));
+
+        let mut b = sample();
+        b.hemisphere.as_mut().unwrap()[2] = 2;
+        assert!(e(b).contains("`hemisphere` has value 2 at voxel 2"));
+
+        let mut b = sample();
         b.stimulus_ids.as_mut().unwrap().push("x".into());
         assert!(e(b).contains("`stimulus_ids` has 6 entries but `responses` has 5 images"));
     }
@@ -523,6 +566,7 @@ mod tests {
         let raw = Brain::load_with(&p, false).unwrap();
         assert_eq!(raw.responses, b.responses);
         assert_eq!(raw.coords, b.coords);
+        assert_eq!(raw.hemisphere, b.hemisphere);
         assert_eq!(raw.roi, b.roi);
         assert_eq!(raw.noise_ceiling, b.noise_ceiling);
         assert_eq!(raw.flat, b.flat);
@@ -541,11 +585,12 @@ mod tests {
         m.flat = None;
         m.stimulus_ids = None;
         m.subject = None;
+        m.hemisphere = None;
         m.save(&p).unwrap();
         let t = TensorFile::open(&p).unwrap();
         assert_eq!(t.names(), vec!["coords", "responses", "roi"]);
         let r = Brain::load(&p).unwrap();
-        assert!(r.noise_ceiling.is_none() && r.flat.is_none() && r.subject.is_none());
+        assert!(r.noise_ceiling.is_none() && r.flat.is_none() && r.subject.is_none() && r.hemisphere.is_none());
     }
 
     #[test]

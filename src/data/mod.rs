@@ -71,6 +71,7 @@ mod tests {
             roi: vec![0],
             noise_ceiling: None,
             flat: None,
+            hemisphere: None,
             roi_names: vec!["V1".into()],
             roi_levels: vec![0],
             stimulus_ids: ids.map(|v| v.into_iter().map(String::from).collect()),

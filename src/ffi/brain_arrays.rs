@@ -109,6 +109,7 @@ fn brain_from_arrays(a: &ft_brain_arrays) -> FfiResult<Brain> {
         roi,
         noise_ceiling: noise_ceiling.map(|a| a.data),
         flat,
+        hemisphere: None,
         roi_names,
         roi_levels,
         stimulus_ids: meta.stimulus_ids,

@@ -248,6 +248,7 @@ mod tests {
             roi: vec![0, 0, 1, 2, -1, 2],
             noise_ceiling: None,
             flat: None,
+            hemisphere: None,
             roi_names: vec!["V1".into(), "hV4".into(), "FFA".into()],
             roi_levels: vec![0, 1, 2],
             stimulus_ids: None,

@@ -546,6 +546,7 @@ mod tests {
             roi: vec![0, 0, 1, 2, -1, 2],
             noise_ceiling: Some(vec![0.5, 0.0, 0.25, 0.8, 0.5, 0.1]),
             flat: None,
+            hemisphere: None,
             roi_names: vec!["V1".into(), "hV4".into(), "FFA".into(), "empty".into()],
             roi_levels: vec![0, 1, 2, 4],
             stimulus_ids: None,

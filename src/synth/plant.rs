@@ -424,6 +424,7 @@ pub fn plant_detailed(features: &Features, cfg: &SynthConfig) -> Result<Planted>
                 .collect(),
         ),
         flat: Some(sheet.flat),
+        hemisphere: None,
         roi_names: ROI_NAMES.iter().map(|s| s.to_string()).collect(),
         roi_levels: ROI_LEVELS.to_vec(),
         stimulus_ids: features.stimulus_ids.clone(),
