@@ -2,6 +2,7 @@
 //! fine-tuning destroy? See README.md and DESIGN §1.
 
 pub mod baseline;
+pub mod cluster;
 pub mod cli;
 pub mod data;
 pub mod engine;

@@ -60,6 +60,22 @@ fn recovers_planted_hierarchy() {
     assert!(h.slope >= 0.6, "slope {:.3}", h.slope);
     assert!(h.spearman >= 0.8, "spearman {:.3}", h.spearman);
     assert!(space_acc >= 0.8, "location within one grid cell for {space_acc:.3} of signal voxels");
+
+    // The fitted space map shows the planted locations: the hue of each signal voxel's pixel
+    // points where its planted image location does (voxels near the image centre have no hue).
+    let geo = factortopy::plot::brain_map::Geometry::of(&brain).unwrap();
+    let m = factortopy::plot::space_map::space_panel(&brain, sel, "fitted space map").unwrap();
+    let (c, placed) = factortopy::plot::brain_map::render((800, 600), &brain, &geo, &m).unwrap();
+    let off_centre: Vec<usize> = signal
+        .iter()
+        .copied()
+        .filter(|&v| truth.space.data[2 * v].hypot(truth.space.data[2 * v + 1]) >= 0.3)
+        .collect();
+    let mut errs = factortopy::plot::space_map::hue_errors(&c, &placed.px, &truth.space.data, &off_centre);
+    errs.sort_by(f64::total_cmp);
+    let median = errs[errs.len() / 2];
+    eprintln!("fitted space map: hue error vs planted location, median {median:.1}° over {} voxels", errs.len());
+    assert!(median < 20.0, "median hue error {median:.1}°");
 }
 
 /// The fast preset (lr 1e-2, batch 32): DESIGN's lr 1e-3 at batch 8 needs far more steps than

@@ -50,6 +50,7 @@ fn toy(with_flat: bool) -> (Brain, Selections) {
         roi,
         noise_ceiling: None,
         flat: with_flat.then(|| Array::new(vec![v, 2], flat).unwrap()),
+        hemisphere: None,
         roi_names: vec!["V1".into(), "hV4".into(), "FFA".into()],
         roi_levels: vec![0, 3, 4],
         stimulus_ids: None,
@@ -153,7 +154,7 @@ fn charts_from_series_and_report() {
         Report::compute("toy", "factortopy", &[], &sel, &r2, &r2, &brain, true, None).unwrap();
     // Depth grows left to right and so do the ROI levels: a clearly positive slope.
     assert!(report.hierarchy.slope > 0.3, "{}", report.headline());
-    plot::roi_profile_chart(&dir.join("roi_profile.png"), &report).unwrap();
+    plot::profile_chart(&dir.join("roi_profile.png"), (800, 600), &report).unwrap();
     assert_eq!(decode(&dir.join("roi_profile.png")).0, 800);
     // Sanity of the per-voxel helpers on the same scale as the report uses them.
     assert_eq!(

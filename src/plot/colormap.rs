@@ -87,6 +87,31 @@ pub fn wheel(x: f64, y: f64) -> Rgb {
     hsv(angle, r, 1.0)
 }
 
+/// Inverse of [`wheel`]: the direction (degrees, image "up" = 90°) and distance from the centre
+/// that a colour stands for; `None` for colours off the wheel (not at full brightness). Lets
+/// tests and users read a location back from a space map's pixels.
+pub fn wheel_inverse(c: Rgb) -> Option<(f64, f64)> {
+    let (r, g, b) = (c[0] as f64 / 255.0, c[1] as f64 / 255.0, c[2] as f64 / 255.0);
+    let max = r.max(g).max(b);
+    let min = r.min(g).min(b);
+    if max < 0.98 {
+        return None;
+    }
+    let delta = max - min;
+    let sat = delta / max;
+    if delta <= 0.0 {
+        return Some((0.0, 0.0));
+    }
+    let h = if max == r {
+        ((g - b) / delta).rem_euclid(6.0)
+    } else if max == g {
+        (b - r) / delta + 2.0
+    } else {
+        (r - g) / delta + 4.0
+    };
+    Some((h * 60.0, sat))
+}
+
 /// Distinct colours for chart series (the Tableau 10 palette), cycling after ten.
 pub fn categorical(i: usize) -> Rgb {
     const P: [Rgb; 10] = [
@@ -102,6 +127,39 @@ pub fn categorical(i: usize) -> Rgb {
         [23, 190, 207],
     ];
     P[i % P.len()]
+}
+
+/// `k` colours that stay apart from each other and from the near-black map background: for
+/// k ≤ 20 a fixed list of 20 distinct colours (Trubetskoy's, with white for navy, which vanishes
+/// on black); beyond, hues at the golden angle with alternating brightness.
+pub fn distinct(i: usize, k: usize) -> Rgb {
+    const P: [Rgb; 20] = [
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [67, 99, 216],
+        [245, 130, 49],
+        [145, 30, 180],
+        [66, 212, 244],
+        [240, 50, 230],
+        [191, 239, 69],
+        [250, 190, 212],
+        [70, 153, 144],
+        [220, 190, 255],
+        [154, 99, 36],
+        [255, 250, 200],
+        [128, 0, 0],
+        [170, 255, 195],
+        [128, 128, 0],
+        [255, 216, 177],
+        [255, 255, 255],
+        [169, 169, 169],
+    ];
+    if k <= P.len() {
+        P[i % P.len()]
+    } else {
+        hsv(i as f64 * 137.508, if i % 3 == 2 { 0.45 } else { 0.85 }, if i % 2 == 0 { 1.0 } else { 0.7 })
+    }
 }
 
 #[cfg(test)]
@@ -121,5 +179,21 @@ mod tests {
         assert_eq!(wheel(1.0, 0.0), [255, 0, 0]);
         assert_ne!(wheel(-1.0, 0.0), wheel(1.0, 0.0));
         assert_ne!(categorical(0), categorical(1));
+        for &(x, y) in &[(0.9, 0.0), (0.0, -0.7), (-0.5, 0.5), (0.3, 0.6), (-0.2, -0.9)] {
+            let (angle, r) = wheel_inverse(wheel(x, y)).unwrap();
+            let want = (-y).atan2(x).to_degrees().rem_euclid(360.0);
+            let d = (angle - want + 540.0).rem_euclid(360.0) - 180.0;
+            assert!(d.abs() < 1.5, "({x}, {y}): {angle} vs {want}");
+            assert!((r - (x * x + y * y).sqrt()).abs() < 0.02, "({x}, {y}): radius {r}");
+        }
+        assert!(wheel_inverse([10, 10, 10]).is_none());
+        for k in [20, 40] {
+            let cols: Vec<Rgb> = (0..k).map(|i| distinct(i, k)).collect();
+            for a in 0..k {
+                for b in 0..a {
+                    assert_ne!(cols[a], cols[b], "k = {k}: {a} and {b}");
+                }
+            }
+        }
     }
 }

@@ -1,9 +1,8 @@
-//! Line charts (DESIGN §7): forgetting curves over fine-tuning steps and per-ROI layer profiles.
+//! Line charts (DESIGN §7): forgetting curves over fine-tuning steps.
 
 use std::path::Path;
 
 use crate::error::Result;
-use crate::scores::Report;
 
 use super::canvas::{Canvas, Rgb, WHITE};
 use super::colormap;
@@ -175,33 +174,6 @@ pub fn line_chart(
         c.text(LEGEND_X + 30, ly, &shorten(name), 1, TEXT);
     }
     c.save_png(path)
-}
-
-/// Per-ROI layer profile: for each ROI with voxels, the fraction of its voxels whose most
-/// probable layer is each layer. Early-cortex profiles should peak left, high-level ones right.
-pub fn roi_profile_chart(path: &Path, report: &Report) -> Result<()> {
-    let series: Vec<(String, Vec<(f64, f64)>)> = report
-        .rois
-        .iter()
-        .filter(|r| r.n_voxels > 0)
-        .map(|r| {
-            let n = r.n_voxels as f64;
-            let pts = r
-                .layer_histogram
-                .iter()
-                .enumerate()
-                .map(|(l, &k)| (l as f64, k as f64 / n))
-                .collect();
-            (r.name.clone(), pts)
-        })
-        .collect();
-    line_chart(
-        path,
-        &format!("layer profile per ROI: {}", report.model),
-        "layer (argmax of the layer selector)",
-        "fraction of ROI voxels",
-        &series,
-    )
 }
 
 #[cfg(test)]
