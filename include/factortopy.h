@@ -1004,6 +1004,44 @@ enum ft_status ft_brain_save(const struct ft_brain *brain, const char *path);
 enum ft_status ft_brain_info_json(const struct ft_brain *brain, char **out);
 
 /**
+ * Draws the pictures of a fit saved by `factortopy fit` in `fit_dir` (report.json,
+ * selectors.safetensors, and encoder.safetensors for the channel map) on `brain`, the brain
+ * it was fitted on. `maps`: comma-separated names among layer, space, scale, r2, channels,
+ * profile, overview, or all; NULL or "" for every picture the fit has. `out_dir`: NULL for
+ * `fit_dir`. `width`, `height`: size of each picture (0, 0 for 800×600; the overview's panels
+ * are three quarters of it). `groups`: number of channel groups (0 for 20). `*out` is a JSON
+ * list of `{"map": name, "path": file}` in drawing order; free it with `ft_string_free`.
+ *
+ * # Safety
+ * `fit_dir` is a NUL-terminated string; `maps` and `out_dir` are NULL or NUL-terminated
+ * strings; `brain` is a live handle; `out` is valid for writes.
+ */
+enum ft_status ft_plot(const char *fit_dir,
+                       const struct ft_brain *brain,
+                       const char *maps,
+                       const char *out_dir,
+                       uint32_t width,
+                       uint32_t height,
+                       uint32_t groups,
+                       char **out);
+
+/**
+ * Scores the encoder saved at `encoder_path` (a `factortopy fit` encoder or a converted PyTorch
+ * checkpoint) on `features` and `brain` and writes the directory `factortopy fit` writes into
+ * `out_dir`: report.json, encoder.safetensors, selectors.safetensors and, when `plots` is
+ * non-zero, every picture. `ft_plot` can redraw from it later.
+ *
+ * # Safety
+ * `encoder_path` and `out_dir` are NUL-terminated strings; handles are live.
+ */
+enum ft_status ft_score_write_dir(const char *encoder_path,
+                                  const struct ft_features *features,
+                                  const struct ft_brain *brain,
+                                  int32_t weighted,
+                                  int32_t plots,
+                                  const char *out_dir);
+
+/**
  * Fits every network in `networks[0 .. n_networks)` against `brain` with the same split and
  * seed and ranks them by hierarchy slope (ties: Spearman ρ, then input order). `*out` is the
  * ranking as JSON: `method`, `level`, `n_resamples`, `subject`, `roi_names` and `rows` (best

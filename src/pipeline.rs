@@ -219,6 +219,8 @@ pub struct FitOutputs {
     pub encoder: PathBuf,
     pub selectors: PathBuf,
     pub layer_map: PathBuf,
+    /// Every picture written (`crate::plot::figures`), the overview last.
+    pub pictures: Vec<PathBuf>,
 }
 
 impl FitOutputs {
@@ -228,19 +230,77 @@ impl FitOutputs {
             encoder: dir.join("encoder.safetensors"),
             selectors: dir.join("selectors.safetensors"),
             layer_map: dir.join("layer_map.png"),
+            pictures: Vec::new(),
         }
     }
 }
 
-/// Writes every output of a fit. Each file is written atomically; the report goes last so a
-/// directory with a `report.json` has all the other files too.
+/// Writes every output of a fit, with every picture (`plot::figures`). Each file is written
+/// atomically; the report goes last so a directory with a `report.json` has all the other files
+/// too.
 pub fn write_fit_outputs(dir: &Path, job: &FitJob, brain: &Brain) -> Result<FitOutputs> {
-    let out = FitOutputs::in_dir(dir);
+    write_fit_outputs_with(dir, job, brain, Some(&crate::plot::PlotOptions::default()))
+}
+
+/// [`write_fit_outputs`] with a choice of pictures (`None`: no pictures at all).
+pub fn write_fit_outputs_with(
+    dir: &Path,
+    job: &FitJob,
+    brain: &Brain,
+    plots: Option<&crate::plot::PlotOptions>,
+) -> Result<FitOutputs> {
     let record = FitRecord { val_fraction: job.val_fraction, summary: Some(job.outcome.summary.clone()) };
-    save_encoder(&out.encoder, &job.outcome.encoder, &record)?;
-    save_selections(&out.selectors, &job.selections, &job.outcome.val_r2)?;
-    let title = format!("{}: layer map", job.report.model);
-    crate::plot::layer_map(&out.layer_map, brain, &job.selections, &title)?;
-    job.report.write_json(&out.report)?;
+    let fit = ScoredFit { report: &job.report, selections: &job.selections, r2: &job.outcome.val_r2 };
+    write_outputs(dir, &job.outcome.encoder, &record, &fit, brain, plots)
+}
+
+/// Scores a saved encoder ([`score_encoder_with`]) and writes the directory `factortopy fit` would
+/// have written for it, so an encoder made elsewhere (a converted PyTorch checkpoint) gets its
+/// report, selectors and pictures.
+pub fn write_score_outputs(
+    dir: &Path,
+    enc: &Encoder,
+    record: &FitRecord,
+    features: &Features,
+    brain: &Brain,
+    weighted: bool,
+    uncertainty: &UncertaintyConfig,
+    plots: Option<&crate::plot::PlotOptions>,
+) -> Result<FitOutputs> {
+    let (selections, r2, report) = score_encoder_with(enc, record, features, brain, weighted, uncertainty)?;
+    crate::data::io::ensure_output_dir(dir)?;
+    let fit = ScoredFit { report: &report, selections: &selections, r2: &r2 };
+    write_outputs(dir, enc, record, &fit, brain, plots)
+}
+
+/// What a fit directory holds besides the encoder.
+struct ScoredFit<'a> {
+    report: &'a Report,
+    selections: &'a Selections,
+    r2: &'a [f32],
+}
+
+fn write_outputs(
+    dir: &Path,
+    enc: &Encoder,
+    record: &FitRecord,
+    fit: &ScoredFit,
+    brain: &Brain,
+    plots: Option<&crate::plot::PlotOptions>,
+) -> Result<FitOutputs> {
+    let mut out = FitOutputs::in_dir(dir);
+    save_encoder(&out.encoder, enc, record)?;
+    save_selections(&out.selectors, fit.selections, fit.r2)?;
+    if let Some(opts) = plots {
+        let weight = enc.weight.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+        let view = crate::plot::FitView {
+            report: fit.report,
+            selections: fit.selections,
+            r2: fit.r2,
+            readout: Some((&weight, enc.spec.d)),
+        };
+        out.pictures = crate::plot::write_pictures(dir, brain, &view, opts)?.into_iter().map(|(_, p)| p).collect();
+    }
+    fit.report.write_json(&out.report)?;
     Ok(out)
 }

@@ -4,7 +4,7 @@ use crate::cli::load_inputs;
 use crate::error::Result;
 use crate::model::{FitConfig, Progress};
 use crate::cli::uncertainty::UncertaintyArgs;
-use crate::pipeline::{fit_report_seeds, write_fit_outputs};
+use crate::pipeline::{fit_report_seeds, write_fit_outputs_with};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -38,6 +38,9 @@ pub struct FitArgs {
     /// No per-epoch progress lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Write no pictures (the maps and overview.png; `factortopy plot` draws them later).
+    #[arg(long)]
+    pub no_plots: bool,
 }
 
 /// Named starting points for the training settings.
@@ -153,10 +156,13 @@ pub fn run(a: FitArgs) -> Result<i32> {
         if a.quiet { None } else { Some(&mut cb) },
         Some(&mut seed_cb),
     )?;
-    let out = write_fit_outputs(&a.out, &job, &brain)?;
+    let plots = crate::plot::PlotOptions::default();
+    let out = write_fit_outputs_with(&a.out, &job, &brain, (!a.no_plots).then_some(&plots))?;
     println!("{}", job.report.headline());
     println!("report:    {}", out.report.display());
-    println!("layer map: {}", out.layer_map.display());
+    for p in &out.pictures {
+        println!("picture:   {}", p.display());
+    }
     println!("encoder:   {}", out.encoder.display());
     println!("selectors: {}", out.selectors.display());
     Ok(0)

@@ -10,6 +10,7 @@ pub mod fit;
 pub mod fit_ridge;
 pub mod import_algonauts;
 pub mod monitor;
+pub mod plot;
 pub mod rank;
 pub mod score;
 pub mod synth;
@@ -26,7 +27,7 @@ pub struct Cli {
 pub enum Command {
     /// Generate planted-hierarchy synthetic data (DESIGN §8).
     Synth(synth::SynthArgs),
-    /// Fit the encoder to a brain and write report.json, encoder, selectors and layer_map.png.
+    /// Fit the encoder to a brain and write report.json, encoder, selectors and the pictures.
     Fit(fit::FitArgs),
     /// Recompute the report of a saved encoder.
     Score(score::ScoreArgs),
@@ -36,6 +37,8 @@ pub enum Command {
     ImportAlgonauts(import_algonauts::ImportAlgonautsArgs),
     /// Replay checkpoints' features through the forgetting monitor.
     Monitor(monitor::MonitorArgs),
+    /// Redraw a saved fit's maps, layer profile and overview (no refitting).
+    Plot(plot::PlotArgs),
 }
 
 /// Loads and cross-checks a features file and a brain file (responses z-scored per voxel).
@@ -56,6 +59,7 @@ pub fn main() -> i32 {
         Command::Rank(a) => rank::run(a),
         Command::ImportAlgonauts(a) => import_algonauts::run(a),
         Command::Monitor(a) => monitor::run(a),
+        Command::Plot(a) => plot::run(a),
     };
     match result {
         Ok(code) => code,

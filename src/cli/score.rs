@@ -1,16 +1,17 @@
-//! `factortopy score`: recompute the report of a saved encoder.
+//! `factortopy score`: recompute the report of a saved encoder, and optionally write the whole
+//! fit directory for it (report, selectors, pictures), e.g. for a converted PyTorch checkpoint.
 
 use crate::cli::load_inputs;
 use crate::error::Result;
 use crate::model::encoder_file::load_encoder;
 use crate::cli::uncertainty::UncertaintyArgs;
-use crate::pipeline::score_encoder_with;
+use crate::pipeline::{score_encoder_with, write_score_outputs};
 use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct ScoreArgs {
-    /// A saved encoder (`encoder.safetensors` from `factortopy fit`).
+    /// A saved encoder (`encoder.safetensors` from `factortopy fit`, or a converted checkpoint).
     #[arg(long)]
     pub encoder: PathBuf,
     #[arg(long)]
@@ -20,6 +21,12 @@ pub struct ScoreArgs {
     /// Write the report here instead of printing it.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Write the directory `fit` writes (report.json, encoder, selectors and the pictures) here.
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    pub fit_dir: Option<PathBuf>,
+    /// With --fit-dir: no pictures.
+    #[arg(long)]
+    pub no_plots: bool,
     /// Weight the hierarchy line by max(R², 0).
     #[arg(long)]
     pub weighted: bool,
@@ -30,6 +37,15 @@ pub struct ScoreArgs {
 pub fn run(a: ScoreArgs) -> Result<i32> {
     let (enc, record) = load_encoder(&a.encoder)?;
     let (features, brain) = load_inputs(&a.features, &a.brain)?;
+    if let Some(dir) = &a.fit_dir {
+        let plots = crate::plot::PlotOptions::default();
+        let out = write_score_outputs(dir, &enc, &record, &features, &brain, a.weighted, &a.uncertainty.config(), (!a.no_plots).then_some(&plots))?;
+        eprintln!("report:    {}", out.report.display());
+        for p in &out.pictures {
+            eprintln!("picture:   {}", p.display());
+        }
+        return Ok(0);
+    }
     let (_, _, report) = score_encoder_with(&enc, &record, &features, &brain, a.weighted, &a.uncertainty.config())?;
     match &a.out {
         Some(path) => {

@@ -21,6 +21,7 @@
 pub mod api;
 pub mod brain_arrays;
 pub mod dlpack;
+pub mod plot;
 pub mod rank;
 pub mod tensor;
 
@@ -35,6 +36,7 @@ use crate::error::Error;
 
 pub use api::*;
 pub use brain_arrays::*;
+pub use plot::*;
 pub use rank::*;
 pub use dlpack::{DLDataType, DLDevice, DLManagedTensor, DLTensor};
 pub use tensor::{ft_dtype, ft_tensor};
