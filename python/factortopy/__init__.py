@@ -30,7 +30,8 @@ from .errors import (
 )
 from .fitting import Fit, FitOptions, fit, rank, score
 from .monitor import Monitor, MonitorOptions, StepReport
-from . import synth
+from .plotting import plot, write_fit_dir
+from . import convert, synth
 
 __version__ = "0.1.0"
 
@@ -57,6 +58,9 @@ __all__ = [
     "fit",
     "score",
     "rank",
+    "plot",
+    "write_fit_dir",
+    "convert",
     "Monitor",
     "MonitorOptions",
     "StepReport",

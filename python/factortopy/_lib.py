@@ -276,6 +276,8 @@ _SIGNATURES = {
     "ft_fit_report_json": ([_handle, _P(c_void_p)], _status),
     "ft_fit_save_encoder": ([_handle, c_char_p], _status),
     "ft_rank": ([_P(_handle), c_size_t, _handle, _P(FtFitOptions), c_int32, _P(c_void_p)], _status),
+    "ft_score_write_dir": ([c_char_p, _handle, _handle, c_int32, c_int32, c_char_p], _status),
+    "ft_plot": ([c_char_p, _handle, c_char_p, c_char_p, c_uint32, c_uint32, c_uint32, _P(c_void_p)], _status),
     "ft_monitor_options_default": ([_P(FtMonitorOptions)], _status),
     "ft_monitor_new": ([_handle, _handle, _P(FtMonitorOptions), _P(_handle)], _status),
     "ft_monitor_new_from_encoder": ([_handle, _handle, c_char_p, _P(FtMonitorOptions), _P(_handle)], _status),

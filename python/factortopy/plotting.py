@@ -1,0 +1,78 @@
+"""Drawing a saved fit's pictures: the layer, space, scale, R² and channel maps on the cortex, the
+per-ROI layer profile and the overview figure (the ``factortopy plot`` command)."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+from ctypes import c_void_p
+from pathlib import Path
+from typing import Sequence
+
+from ._lib import call, encode_path, take_string
+from .data import Brain, Features
+
+MAPS = ("layer", "space", "scale", "r2", "channels", "profile", "overview")
+
+
+def plot(
+    fit_dir: str | os.PathLike,
+    brain: Brain,
+    maps: str | Sequence[str] | None = None,
+    out_dir: str | os.PathLike | None = None,
+    size: tuple[int, int] = (800, 600),
+    groups: int = 20,
+) -> dict[str, Path]:
+    """Draws the pictures of a fit saved by ``factortopy fit`` (its output directory) on the
+    brain it was fitted on, without refitting. ``maps``: names among ``MAPS`` (a list or a
+    comma-separated string, ``"all"``), or ``None`` for every picture the fit has (a ridge fit
+    has no space, scale or channel map). ``out_dir`` defaults to ``fit_dir``; ``size`` is each
+    picture's (width, height) in pixels (the overview's panels are three quarters of it);
+    ``groups`` is the number of channel groups. Returns ``{name: path}`` in drawing order."""
+    if maps is not None and not isinstance(maps, str):
+        maps = ",".join(maps)
+    w, h = (int(x) for x in size)
+    if w <= 0 or h <= 0 or groups <= 0:
+        raise ValueError(f"size {size} and groups {groups} must be positive")
+    out = c_void_p()
+    call(
+        "ft_plot",
+        encode_path(fit_dir),
+        brain.handle,
+        maps.encode() if maps is not None else None,
+        encode_path(out_dir) if out_dir is not None else None,
+        w,
+        h,
+        int(groups),
+        ctypes.byref(out),
+    )
+    return {item["map"]: Path(item["path"]) for item in json.loads(take_string(out))}
+
+
+def write_fit_dir(
+    encoder_path: str | os.PathLike,
+    features: Features,
+    brain: Brain,
+    out_dir: str | os.PathLike,
+    *,
+    weighted: bool = False,
+    plots: bool = True,
+) -> Path:
+    """Scores a saved encoder (``factortopy fit``'s, or a checkpoint converted with
+    ``factortopy.convert``) and writes the directory ``factortopy fit`` writes: report.json,
+    encoder.safetensors, selectors.safetensors and, with ``plots``, every picture. Returns
+    ``out_dir``; :func:`plot` redraws from it."""
+    call(
+        "ft_score_write_dir",
+        encode_path(encoder_path),
+        features.handle,
+        brain.handle,
+        int(weighted),
+        int(plots),
+        encode_path(out_dir),
+    )
+    return Path(out_dir)
+
+
+__all__ = ["plot", "write_fit_dir", "MAPS"]
