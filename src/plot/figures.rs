@@ -197,7 +197,7 @@ pub fn write_pictures(dir: &Path, brain: &Brain, fit: &FitView, opts: &PlotOptio
             Picture::Layer => Panel::Map(layer_map::layer_panel(brain, fit.selections, &format!("{model}: layer"))?),
             Picture::Space => Panel::Map(space_map::space_panel(brain, fit.selections, &format!("{model}: image location"))?),
             Picture::Scale => Panel::Map(scale_map::scale_panel(brain, fit.selections, &format!("{model}: scale"))?),
-            Picture::R2 => Panel::Map(r2_map::r2_panel(brain, fit.r2, &format!("{model}: held-out R\u{b2}"))?),
+            Picture::R2 => Panel::Map(r2_map::r2_panel(brain, fit.r2, &format!("{model}: held-out R^2"))?),
             Picture::Channels => {
                 let (w, d) = fit.readout.ok_or_else(|| Error::invalid("no readout to group"))?;
                 let g = channel_map::channel_groups(w, d, opts.groups, opts.seed)?;

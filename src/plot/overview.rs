@@ -20,11 +20,11 @@ pub fn title_line(report: &Report) -> String {
     let h = &report.hierarchy;
     let mut s = report.model.clone();
     if let Some(subject) = &report.subject {
-        s += &format!("  |  subject {subject}");
+        s += &format!(" | subject {subject}");
     }
-    s += &format!("  |  slope {:.2}  b0 {:.2}  b1 {:.2}  |  mean R\u{b2} {:.3}", h.slope, h.b0, h.b1, report.r2.mean);
+    s += &format!(" | slope {:.2} b0 {:.2} b1 {:.2} | mean R^2 {:.3}", h.slope, h.b0, h.b1, report.r2.mean);
     if let Some(nc) = &report.noise_ceiling {
-        s += &format!(" (noise-normalised {:.2})", nc.normalized.mean);
+        s += &format!(" ({:.2} of the ceiling)", nc.normalized.mean);
     }
     s
 }
@@ -46,7 +46,9 @@ pub fn render(cell: (usize, usize), title: &str, brain: &Brain, geo: &Geometry, 
     let (cols, rows) = grid(panels.len());
     let head = 44usize;
     let mut c = Canvas::new(cols * cell.0, head + rows * cell.1, WHITE);
-    c.text_centered(c.width() as i64 / 2, 14, title, 2, TEXT);
+    // Large when the line fits, small otherwise (font8x8 has no smaller size).
+    let scale = if Canvas::text_width(title, 2) + 24 <= c.width() as i64 { 2 } else { 1 };
+    c.text_centered(c.width() as i64 / 2, if scale == 2 { 14 } else { 18 }, title, scale, TEXT);
     for (k, p) in panels.iter().enumerate() {
         let area = Rect::new(((k % cols) * cell.0) as i64, (head + (k / cols) * cell.1) as i64, cell.0 as i64, cell.1 as i64);
         match p {

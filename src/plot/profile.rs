@@ -89,7 +89,7 @@ pub fn draw(c: &mut Canvas, area: Rect, report: &Report, title: &str) -> Result<
             let r = Rect::new(x0 + 1, y0 + 1, x1 - x0 - 1, y1 - y0 - 1);
             let frac = n as f64 / row.n_voxels as f64;
             c.fill_rect(r.x, r.y, r.w, r.h, colormap::sequential(frac));
-            let pct = format!("{:.0}%", 100.0 * frac);
+            let pct = if 100.0 * frac < 0.995 { "<1%".to_string() } else { format!("{:.0}%", 100.0 * frac) };
             // Percentages in the top of the cell, clear of the mean-depth marker at its middle.
             if n > 0 && r.w >= Canvas::text_width(&pct, 1) + 8 && r.h >= 30 {
                 // White on the dark end of the map, black on the light end.

@@ -58,11 +58,11 @@ pub fn r2_panel(brain: &Brain, r2: &[f32], title: &str) -> Result<BrainMap> {
         colors,
         order,
         legend: Legend::Bar {
-            title: "held-out R\u{b2}".into(),
+            title: "held-out R^2".into(),
             map: colormap::sequential,
             ticks,
             marks,
-            swatches: vec![(NO_FIT, format!("R\u{b2} <= 0 ({none})"))],
+            swatches: vec![(NO_FIT, format!("R^2 <= 0 ({none})"))],
             entropy_key: false,
         },
     })
