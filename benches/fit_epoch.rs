@@ -15,7 +15,8 @@
 
 use factortopy::engine::fast_cpu::FastCpuTrainer;
 use factortopy::engine::Trainer;
-use factortopy::model::fit::{train_step, FitStart, TrainState};
+use factortopy::engine::candle_cpu::{train_step, TrainState};
+use factortopy::model::FitStart;
 use factortopy::model::FitConfig;
 use factortopy::synth::{generate, Scenario, SynthConfig};
 use std::path::Path;

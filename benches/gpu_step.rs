@@ -23,9 +23,9 @@ fn main() {
 mod bench {
     use candle_core::{Device, Tensor};
     use factortopy::data::{Array, Features, LayerFeatures};
-    use factortopy::kernels::fit::{FeatureDtype, GpuFitOptions, GpuTrainer};
-    use factortopy::kernels::gpu;
-    use factortopy::model::fit::{BrainTensors, FitConfig};
+    use factortopy::cuda::trainer::{FeatureDtype, GpuFitOptions, GpuTrainer};
+    use factortopy::cuda::gpu;
+    use factortopy::model::{BrainTensors, FitConfig};
     use factortopy::model::posenc::CoordNorm;
     use factortopy::model::{Encoder, EncoderSpec, PreparedFeatures};
     use factortopy::rng::Rng;

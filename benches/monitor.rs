@@ -20,7 +20,7 @@ use factortopy::data::Features;
 use factortopy::model::encoder_file::FitRecord;
 use factortopy::engine::fast_cpu::FastCpuTrainer;
 use factortopy::engine::Trainer;
-use factortopy::model::fit::FitStart;
+use factortopy::model::FitStart;
 use factortopy::scores::stats::r2_per_voxel;
 use factortopy::model::FitConfig;
 use factortopy::monitor::{GramStats, Monitor, MonitorConfig};
@@ -101,6 +101,7 @@ fn main() {
         refit_max_seconds: None,
         forgetting_threshold: 0.2,
         weighted: false,
+        device: factortopy::engine::Device::Cpu,
     };
     // The reference encoder: the fast CPU trainer for `--ref-steps` optimiser steps at a time
     // until the held-out R² is positive (retention needs it); its quality does not change the
@@ -142,7 +143,7 @@ fn main() {
     drop(trainer);
     drop(prepared);
     drop(bt);
-    let record = FitRecord { val_fraction: cfg.val_fraction, summary: Some(summary) };
+    let record = FitRecord { val_fraction: cfg.val_fraction, summary: Some(summary), coords: None };
     let fit_s = t.elapsed().as_secs_f64();
     let mut monitor = Monitor::with_encoder(&brain, &reference, encoder, record, config).expect("monitor");
     println!(

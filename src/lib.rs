@@ -8,7 +8,8 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod ffi;
-pub mod kernels;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod model;
 pub mod monitor;
 pub mod pipeline;
@@ -16,6 +17,7 @@ pub mod plot;
 pub mod rank;
 pub mod rng;
 pub mod scores;
+pub mod stats;
 pub mod synth;
 
 pub use error::{Error, Result};

@@ -11,59 +11,17 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::{fit_ridge_baseline, RidgeBaselineConfig};
 use crate::data::{Brain, Features};
 use crate::error::{Error, Result};
-use crate::model::FitConfig;
-use crate::pipeline::fit_report_with;
+use crate::engine::{Estimator, Method};
 use crate::scores::bootstrap::paired_difference;
-use crate::scores::{Interval, PairedDifference, Report, UncertaintyConfig};
+use crate::scores::{Interval, PairedDifference, Report};
 
-/// How each network is fitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RankMethod {
-    /// The FactorTopy encoder (DESIGN §3).
-    #[default]
-    Factortopy,
-    /// The layer-wise ridge baseline (fast estimate; one-hot layer choice).
-    Ridge,
-}
-
-impl RankMethod {
-    pub fn name(self) -> &'static str {
-        match self {
-            RankMethod::Factortopy => "factortopy",
-            RankMethod::Ridge => "ridge",
-        }
-    }
-}
-
-/// Settings of a ranking. The split and seed come from `fit` for both methods.
-#[derive(Debug, Clone, PartialEq)]
+/// Settings of a ranking: every network is fitted by the same estimator (method, device, split,
+/// seed, and the uncertainty settings, so that the networks' bootstrap replicates are paired).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct RankConfig {
-    pub fit: FitConfig,
-    pub method: RankMethod,
-    /// Weight the hierarchy line by max(R², 0).
-    pub weighted: bool,
-    /// Ridge settings when `method` is `Ridge` (its seed and validation fraction are taken
-    /// from `fit`, its uncertainty settings from `uncertainty`).
-    pub ridge: RidgeBaselineConfig,
-    /// Bootstrap and permutation settings, the same for every network so that their bootstrap
-    /// replicates are paired.
-    pub uncertainty: UncertaintyConfig,
-}
-
-impl Default for RankConfig {
-    fn default() -> Self {
-        Self {
-            fit: FitConfig::default(),
-            method: RankMethod::Factortopy,
-            weighted: false,
-            ridge: RidgeBaselineConfig::default(),
-            uncertainty: UncertaintyConfig::default(),
-        }
-    }
+    pub estimator: Estimator,
 }
 
 /// What `--min-slope` is compared with.
@@ -121,7 +79,7 @@ pub struct RankRow {
 /// A finished ranking: rows sorted best first, plus what is needed to print and plot it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ranking {
-    pub method: RankMethod,
+    pub method: Method,
     /// Confidence level of the intervals and of the paired tests.
     pub level: f64,
     /// Bootstrap resamples behind them (0 = none).
@@ -193,6 +151,7 @@ pub fn rank_with_progress(
     if networks.is_empty() {
         return Err(Error::invalid("rank needs at least one network"));
     }
+    cfg.estimator.validate()?;
     for (i, f) in networks.iter().enumerate() {
         crate::data::check_pair(f, &format!("network {i} ({})", f.model), brain, "brain")?;
     }
@@ -204,20 +163,7 @@ pub fn rank_with_progress(
             cb(i, &names[i]);
         }
         let t0 = Instant::now();
-        let report = match cfg.method {
-            RankMethod::Factortopy => {
-                fit_report_with(f, brain, &cfg.fit, cfg.weighted, &cfg.uncertainty, None)?.report
-            }
-            RankMethod::Ridge => {
-                let rc = RidgeBaselineConfig {
-                    seed: cfg.fit.seed,
-                    val_fraction: cfg.fit.val_fraction,
-                    uncertainty: cfg.uncertainty,
-                    ..cfg.ridge.clone()
-                };
-                fit_ridge_baseline(f, brain, &rc, cfg.weighted, None)?.report
-            }
-        };
+        let report = cfg.estimator.fit(f, brain, None)?.report().clone();
         rows.push(row_of(i, names[i].clone(), &report, t0.elapsed().as_secs_f64()));
         reports.push(report);
     }
@@ -237,14 +183,14 @@ pub fn rank_with_progress(
         sorted_rows.push(r);
         sorted_reports.push(reports[i].clone());
     }
-    let level = cfg.uncertainty.bootstrap.level;
+    let level = cfg.estimator.uncertainty.bootstrap.level;
     for k in 0..sorted_rows.len().saturating_sub(1) {
         sorted_rows[k].vs_next = slope_difference(&sorted_reports[k], &sorted_reports[k + 1], level);
     }
     Ok(Ranking {
-        method: cfg.method,
+        method: cfg.estimator.method,
         level,
-        n_resamples: cfg.uncertainty.bootstrap.n_resamples,
+        n_resamples: cfg.estimator.uncertainty.bootstrap.n_resamples,
         subject: brain.subject.clone(),
         roi_names: brain.roi_names.clone(),
         rows: sorted_rows,
@@ -493,7 +439,7 @@ mod tests {
         let rows: Vec<RankRow> =
             reps.iter().enumerate().map(|(i, r)| RankRow { rank: i + 1, ..row_of(i, format!("net|{i}"), r, 1.5) }).collect();
         let mut rk = Ranking {
-            method: RankMethod::Factortopy,
+            method: Method::Factortopy,
             level: 0.95,
             n_resamples: 1000,
             subject: None,

@@ -16,7 +16,7 @@
 use factortopy::baseline::{fit_ridge_baseline, RidgeBaselineConfig};
 use factortopy::data::{Brain, Features};
 use factortopy::model::FitConfig;
-use factortopy::pipeline::fit_report;
+use factortopy::engine::Estimator;
 use factortopy::scores::Report;
 use factortopy::synth::{generate, Scenario, SynthConfig};
 
@@ -52,7 +52,7 @@ fn ridge(f: &Features, b: &Brain) -> Report {
 fn factortopy(f: &Features, b: &Brain) -> Report {
     let epochs = env_or("FACTORTOPY_CALIBRATION_EPOCHS", 8);
     let cfg = FitConfig { max_epochs: epochs, d: 16, grid: 4, reg_steps: 100, ..FitConfig::fast() };
-    fit_report(f, b, &cfg, false, None).unwrap().report
+    Estimator { fit: cfg, ..Estimator::default() }.fit(f, b, None).unwrap().report().clone()
 }
 
 struct Outcome {

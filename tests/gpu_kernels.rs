@@ -6,37 +6,29 @@
 //! `SKIPPED: <reason>` to stderr and returns. `FACTORTOPY_TEST_CUDA_DEVICE=N` picks the device.
 #![cfg(feature = "cuda")]
 
+mod common;
+
 use candle_core::{Device, Tensor, Var, D};
 
 const CPU: Device = Device::Cpu;
 use cudarc::driver::CudaSlice;
-use factortopy::kernels::elementwise::{self as ew, AdamW, Rows, REDUCE_BLOCKS};
-use factortopy::kernels::fit::{GpuFitOptions, GpuTrainer};
-use factortopy::kernels::readout::{self as gro, Half};
-use factortopy::kernels::selectors::{heads_backward, heads_forward};
-use factortopy::kernels::{gpu, Gpu};
-use factortopy::model::fit::{objective, BrainTensors, FitConfig};
+use factortopy::cuda::elementwise::{self as ew, AdamW, Rows, REDUCE_BLOCKS};
+use factortopy::cuda::readout::{self as gro, Half};
+use factortopy::cuda::selectors::{heads_backward, heads_forward};
+use factortopy::cuda::trainer::{GpuFitOptions, GpuTrainer};
+use factortopy::cuda::Gpu;
+use factortopy::engine::candle_cpu::objective;
+use factortopy::model::fixtures::tiny;
+use factortopy::model::FitConfig;
 use factortopy::model::readout::{backward as cpu_backward, forward as cpu_forward, Dims};
-use factortopy::model::{loss, Encoder, EncoderSpec, PreparedFeatures};
+use factortopy::model::loss;
 use factortopy::rng::Rng;
-use std::sync::Arc;
 
 const TOL: f32 = 1e-4;
 
-fn device(test: &str) -> Option<Arc<Gpu>> {
-    let ordinal = std::env::var("FACTORTOPY_TEST_CUDA_DEVICE").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-    match gpu(ordinal) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            eprintln!("SKIPPED: {test}: no usable CUDA device cuda:{ordinal}: {e}");
-            None
-        }
-    }
-}
-
 macro_rules! gpu_or_skip {
     ($name:expr) => {
-        match device($name) {
+        match common::gpu_or_skip($name) {
             Some(g) => g,
             None => return,
         }
@@ -334,7 +326,7 @@ fn adamw_with_clipping_matches_candle_nn() {
             // loss = Σ g·p has gradient g.
             let gt = Tensor::from_vec(gs.clone(), n, &CPU).unwrap();
             let mut store = (var.as_tensor() * &gt).unwrap().sum_all().unwrap().backward().unwrap();
-            factortopy::model::fit::clip_gradients(&mut store, std::slice::from_ref(&var), 0.5).unwrap();
+            factortopy::engine::candle_cpu::clip_gradients(&mut store, std::slice::from_ref(&var), 0.5).unwrap();
             opt.step(&store).unwrap();
         }
         let want = var.as_tensor().to_vec1::<f32>().unwrap();
@@ -392,56 +384,6 @@ fn gather_rows_widens_f16_and_bf16() {
     assert_eq!(down(&g, &dst), expect(&b.iter().map(|x| x.to_f32()).collect::<Vec<_>>()));
 }
 
-/// A small model away from initialisation (so every parameter has a gradient), as the CPU
-/// objective test builds it, on features with layers of different widths and grids.
-fn tiny(seed: u64, grid: usize, d: usize) -> (PreparedFeatures, BrainTensors, Encoder) {
-    use factortopy::data::{Array, Features, LayerFeatures};
-    use factortopy::model::posenc::CoordNorm;
-    let mut rng = Rng::new(seed);
-    let (n, v) = (10usize, 45usize);
-    let mut arr = |shape: Vec<usize>| {
-        let k: usize = shape.iter().product();
-        Array::new(shape, (0..k).map(|_| rng.normal() as f32).collect()).unwrap()
-    };
-    let features = Features {
-        model: "tiny".into(),
-        layer_names: vec!["a".into(), "b".into(), "c".into()],
-        stimulus_ids: None,
-        layers: vec![
-            LayerFeatures { local: arr(vec![n, 3, 6, 6]), global: Some(arr(vec![n, 3])) },
-            LayerFeatures { local: arr(vec![n, 5, 3, 3]), global: None },
-            LayerFeatures { local: arr(vec![n, 33, 2, 2]), global: Some(arr(vec![n, 33])) },
-        ],
-    };
-    let responses = arr(vec![n, v]);
-    let coords = arr(vec![v, 3]);
-    let prepared = PreparedFeatures::new(&features, grid).unwrap();
-    let norm = CoordNorm::from_coords(&coords).unwrap();
-    let pe = norm.encode(&coords).unwrap();
-    let bt = BrainTensors {
-        responses: Tensor::from_vec(responses.data, (n, v), &CPU).unwrap(),
-        pe: Tensor::from_vec(pe.data, pe.shape.as_slice(), &CPU).unwrap(),
-        coord_norm: norm,
-    };
-    let spec = EncoderSpec {
-        widths: prepared.widths.clone(),
-        d,
-        grid,
-        n_voxels: v,
-        coord_norm: norm,
-        layer_names: features.layer_names.clone(),
-        model: "tiny".into(),
-    };
-    let enc = Encoder::new(spec, seed).unwrap();
-    for (_, var) in enc.named_vars() {
-        let dims = var.as_tensor().dims().to_vec();
-        let k: usize = dims.iter().product();
-        let vals: Vec<f32> = (0..k).map(|_| (rng.normal() * 0.3) as f32).collect();
-        var.set(&Tensor::from_vec(vals, dims.as_slice(), &CPU).unwrap()).unwrap();
-    }
-    (prepared, bt, enc)
-}
-
 /// The whole GPU forward and backward (gathers, cuBLAS alignment and MLP products, heads,
 /// readout, smooth-L1, regulariser) against candle's autograd on `fit::objective`, parameter by
 /// parameter, with the regulariser on and off and a batch smaller than the buffers.
@@ -467,7 +409,7 @@ fn whole_objective_gradients_match_candle_autograd() {
         }
         // Predictions of the GPU path equal the CPU path's for the same parameters.
         let idx: Vec<usize> = (0..prepared.n_images).collect();
-        let want_pred = factortopy::model::fit::predict_images(&enc, &prepared, &bt.pe, &idx).unwrap();
+        let want_pred = factortopy::engine::predict::predict_cpu(&enc, &prepared, &bt.pe, &idx).unwrap();
         assert_close(&format!("predictions ({ctx})"), &tr.predict(&idx).unwrap(), &want_pred, TOL);
     }
 }

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::Command;
 
 use factortopy::data::Features;
-use factortopy::rank::{rank, RankConfig, RankMethod};
+use factortopy::engine::{Estimator, Method};
+use factortopy::rank::{rank, RankConfig};
 use factortopy::synth::{generate, Scenario, SynthConfig};
 
 fn permuted(f: &Features, order: &[usize], name: &str) -> Features {
@@ -104,7 +105,7 @@ fn paired_tests_separate_real_differences_from_copies() {
     let (brain, nets) = setup_with(tmp.path(), 0.8);
     let (rev, hier) = (nets[0].clone(), nets[1].clone());
     let copy = Features { model: "net-hier-copy".into(), ..hier.clone() };
-    let cfg = RankConfig { method: RankMethod::Ridge, ..RankConfig::default() };
+    let cfg = RankConfig { estimator: Estimator { method: Method::Ridge, ..Estimator::default() } };
     let rows = rank(&brain, &[rev, copy, hier], &cfg).unwrap();
     let order: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     // The copies tie; ties keep the input order.
@@ -133,7 +134,7 @@ fn paired_tests_separate_real_differences_from_copies() {
 fn ridge_rank_library_call_and_min_slope_gate() {
     let tmp = tempfile::tempdir().unwrap();
     let (brain, nets) = setup(tmp.path());
-    let cfg = RankConfig { method: RankMethod::Ridge, ..RankConfig::default() };
+    let cfg = RankConfig { estimator: Estimator { method: Method::Ridge, ..Estimator::default() } };
     let rows = rank(&brain, &nets, &cfg).unwrap();
     let order: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(order, ["net-hier", "net-shuf", "net-rev"]);

@@ -2,7 +2,7 @@
 //! hierarchical above shuffled, reversed below zero, flat-early reading only from early layers.
 
 use factortopy::model::FitConfig;
-use factortopy::pipeline::fit_report;
+use factortopy::engine::Estimator;
 use factortopy::scores::HierarchyScores;
 use factortopy::synth::{generate, Scenario, SynthConfig};
 
@@ -22,7 +22,8 @@ fn scores(scenario: Scenario) -> HierarchyScores {
     let mut brain = syn.brain;
     brain.zscore("synthetic").unwrap();
     let cfg = FitConfig { max_epochs: 6, ..FitConfig::fast() };
-    let job = fit_report(&syn.features, &brain, &cfg, false, None).unwrap();
+    let est = Estimator { fit: cfg, ..Estimator::default() };
+    let job = est.fit(&syn.features, &brain, None).unwrap().into_encoder_fit().unwrap();
     let h = job.report.hierarchy;
     eprintln!(
         "{scenario}: slope {:.3} b0 {:.3} b1 {:.3} spearman {:.3} (val R² {:.3})",

@@ -28,7 +28,7 @@ from .errors import (
     NumericError,
     ShapeError,
 )
-from .fitting import Fit, FitOptions, fit, rank, score
+from .fitting import Fit, FitOptions, device_available, fit, predict, rank, score
 from .monitor import Monitor, MonitorOptions, StepReport
 from .plotting import plot, write_fit_dir
 from . import convert, synth
@@ -57,6 +57,8 @@ __all__ = [
     "FitOptions",
     "fit",
     "score",
+    "predict",
+    "device_available",
     "rank",
     "plot",
     "write_fit_dir",

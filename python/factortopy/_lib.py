@@ -294,6 +294,19 @@ _SIGNATURES = {
     "ft_step_report_cka": ([_handle, _P(c_double), c_size_t], _status),
     "ft_step_report_json": ([_handle, _P(c_void_p)], _status),
     "ft_step_report_free": ([_handle], None),
+    "ft_device_check": ([c_char_p], _status),
+    "ft_fit_new_on": ([_handle, _handle, _P(FtFitOptions), c_char_p, _P(_handle)], _status),
+    "ft_fit_load_on": ([c_char_p, _handle, _handle, c_int32, c_char_p, _P(_handle)], _status),
+    "ft_fit_predict": ([_handle, _handle, _handle, c_char_p, _P(ctypes.c_float), c_size_t], _status),
+    "ft_encoder_n_voxels": ([c_char_p, _P(c_size_t)], _status),
+    "ft_predict_encoder": ([c_char_p, _handle, _handle, c_char_p, _P(ctypes.c_float), c_size_t], _status),
+    "ft_rank_on": ([_P(_handle), c_size_t, _handle, _P(FtFitOptions), c_int32, c_char_p, _P(c_void_p)], _status),
+    "ft_monitor_new_on": ([_handle, _handle, _P(FtMonitorOptions), c_char_p, _P(_handle)], _status),
+    "ft_monitor_new_from_encoder_on": (
+        [_handle, _handle, c_char_p, _P(FtMonitorOptions), c_char_p, _P(_handle)],
+        _status,
+    ),
+    "ft_monitor_set_device": ([_handle, c_char_p], _status),
 }
 
 _LIB = None
@@ -344,3 +357,8 @@ def take_string(p: c_void_p) -> str:
 
 def encode_path(path) -> bytes:
     return os.fsencode(os.fspath(path))
+
+
+def last_error_message() -> str:
+    """The library's message for the last failed call on this thread."""
+    return (lib().ft_last_error() or b"").decode("utf-8", "replace")

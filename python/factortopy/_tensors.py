@@ -60,11 +60,39 @@ def _numpy_dl(a: np.ndarray) -> Borrowed:
     return Borrowed(ctypes.pointer(t), (a, shape, strides, t))
 
 
+# DLManagedTensorVersioned (DLPack 1.x): version (2 x u32), manager_ctx, deleter, flags (u64),
+# then the DLTensor.
+_VERSIONED_TENSOR_OFFSET = 8 + 3 * 8
+
+
 def _capsule_dl(x) -> Borrowed:
-    capsule = x.__dlpack__()
+    """Borrows ``x``'s DLPack export: DLPack 1.x (``max_version=(1, 0)``, a
+    ``dltensor_versioned`` capsule) where the producer supports it, else the 0.x ``dltensor``.
+    CUDA tensors are exported as they are; the library copies them to the host itself (builds
+    with the ``cuda`` feature) or refuses them with ``DeviceError``."""
+    try:
+        capsule = x.__dlpack__(max_version=(1, 0))
+    except TypeError:
+        capsule = x.__dlpack__()
+    name = _capsule_name(capsule)
+    if name == b"dltensor_versioned":
+        addr = _GetPointer(capsule, name)
+        major = ctypes.c_uint32.from_address(addr).value
+        if major != 1:
+            raise ValueError(f"DLPack {major}.x tensors are not supported (this library reads 1.x and 0.x)")
+        return Borrowed(ctypes.cast(addr + _VERSIONED_TENSOR_OFFSET, POINTER(DLTensor)), (x, capsule))
     addr = _GetPointer(capsule, b"dltensor")
     # DLManagedTensor starts with its DLTensor, so the same address describes the tensor.
     return Borrowed(ctypes.cast(addr, POINTER(DLTensor)), (x, capsule))
+
+
+_GetName = ctypes.pythonapi.PyCapsule_GetName
+_GetName.restype = ctypes.c_char_p
+_GetName.argtypes = [ctypes.py_object]
+
+
+def _capsule_name(capsule) -> bytes:
+    return _GetName(capsule) or b""
 
 
 def borrow_features(x) -> Borrowed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-from ctypes import c_void_p
+from ctypes import c_size_t, c_void_p
 from typing import Mapping, Sequence
 
 from ._lib import FtFitOptions, FtFitSummary, call, encode_path, take_string
@@ -17,12 +17,15 @@ class FitOptions:
     ``FitOptions.preset("fast")`` is the CLI's ``--preset fast`` (lr 1e-2, batch 32), suited to small
     probe sets. Any field can be overridden by keyword: seed, val_fraction, max_epochs,
     batch_size, lr, weight_decay, d, grid, patience, reg_steps, max_steps (0: none), max_seconds
-    (0: none), weighted (bool)."""
+    (0: none), weighted (bool), and ``device``: ``"cpu"`` (default) or ``"cuda:N"`` (a library
+    built with the ``cuda`` feature on a machine with an NVIDIA driver; anything with a torch
+    ``device`` string works too)."""
 
-    FIELDS = tuple(name for name, _ in FtFitOptions._fields_)
+    FIELDS = tuple(name for name, _ in FtFitOptions._fields_) + ("device",)
 
     def __init__(self, preset: str = "design", **overrides):
         self._c = FtFitOptions()
+        self.device = "cpu"
         call("ft_fit_options_preset", preset.encode(), ctypes.byref(self._c))
         self.update(**overrides)
 
@@ -34,16 +37,19 @@ class FitOptions:
         for k, v in overrides.items():
             if k not in self.FIELDS:
                 raise TypeError(f"unknown fit option {k!r}; expected one of {', '.join(self.FIELDS)}")
-            setattr(self._c, k, int(v) if k == "weighted" else v)
+            if k == "device":
+                self.device = device_name(v)
+            else:
+                setattr(self._c, k, int(v) if k == "weighted" else v)
         return self
 
     def __getattr__(self, name):
-        if name in FitOptions.FIELDS:
+        if name in FitOptions.FIELDS and name != "device":
             return getattr(self._c, name)
         raise AttributeError(name)
 
     def as_dict(self) -> dict:
-        return {k: getattr(self._c, k) for k in self.FIELDS}
+        return {k: getattr(self, k) for k in self.FIELDS}
 
     def __repr__(self) -> str:
         return f"FitOptions({self.as_dict()})"
@@ -55,6 +61,7 @@ def _options(options: FitOptions | None, overrides: dict) -> FitOptions:
     if overrides:
         copy = FitOptions.__new__(FitOptions)
         copy._c = FtFitOptions.from_buffer_copy(options._c)
+        copy.device = options.device
         return copy.update(**overrides)
     return options
 
@@ -81,6 +88,23 @@ class Fit(_Handle):
         """Saves the encoder (DESIGN §3.7 names), e.g. to build a ``Monitor`` from later."""
         call("ft_fit_save_encoder", self.handle, encode_path(path))
 
+    def predict(self, features: Features, *, brain: Brain | None = None, device="cpu"):
+        """Predicted responses ``[N, V]`` (float32 numpy, z-scored units) of the fitted voxels to
+        the images of ``features`` (same network layers as the fit)."""
+        import numpy as np
+
+        out = np.empty((features.n_images, self.summary["n_voxels"]), dtype=np.float32)
+        call(
+            "ft_fit_predict",
+            self.handle,
+            features.handle,
+            brain.handle if brain is not None else None,
+            device_name(device).encode(),
+            out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+            out.size,
+        )
+        return out
+
     def __repr__(self) -> str:
         s = self.summary
         return f"Fit(slope {s['slope']:.3f}, spearman {s['spearman']:.3f}, R² {s['r2_mean']:.3f})"
@@ -95,14 +119,68 @@ def _wrap_fit(ptr: int) -> Fit:
 def fit(features: Features, brain: Brain, options: FitOptions | None = None, **overrides) -> Fit:
     """Fits a FactorTopy encoder of ``features`` to ``brain`` and scores it (blocks until done)."""
     o = _options(options, overrides)
-    return _wrap_fit(_new_handle("ft_fit_new", features.handle, brain.handle, ctypes.byref(o._c)))
+    return _wrap_fit(
+        _new_handle("ft_fit_new_on", features.handle, brain.handle, ctypes.byref(o._c), o.device.encode())
+    )
 
 
-def score(encoder_path: str | os.PathLike, features: Features, brain: Brain, *, weighted: bool = False) -> Fit:
+def score(
+    encoder_path: str | os.PathLike, features: Features, brain: Brain, *, weighted: bool = False, device="cpu"
+) -> Fit:
     """Scores a saved encoder on ``features`` and ``brain`` (on the images it was validated on)."""
     return _wrap_fit(
-        _new_handle("ft_fit_load", encode_path(encoder_path), features.handle, brain.handle, int(weighted))
+        _new_handle(
+            "ft_fit_load_on",
+            encode_path(encoder_path),
+            features.handle,
+            brain.handle,
+            int(weighted),
+            device_name(device).encode(),
+        )
     )
+
+
+def predict(encoder_path: str | os.PathLike, features: Features, *, brain: Brain | None = None, device="cpu"):
+    """Predicted responses ``[N, V]`` (float32 numpy) of a saved encoder to the images of
+    ``features``. ``brain`` is needed only for encoders that carry no voxel coordinates (those
+    converted from other implementations)."""
+    import numpy as np
+
+    n_voxels = c_size_t()
+    path = encode_path(encoder_path)
+    call("ft_encoder_n_voxels", path, ctypes.byref(n_voxels))
+    out = np.empty((features.n_images, n_voxels.value), dtype=np.float32)
+    call(
+        "ft_predict_encoder",
+        path,
+        features.handle,
+        brain.handle if brain is not None else None,
+        device_name(device).encode(),
+        out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+        out.size,
+    )
+    return out
+
+
+def device_name(device) -> str:
+    """``"cpu"``/``"cuda:N"`` from a string or anything with a torch-style ``type``/``index``
+    (``torch.device``); ``cuda`` alone is ``cuda:0``."""
+    if device is None:
+        return "cpu"
+    if not isinstance(device, str):
+        kind = getattr(device, "type", None)
+        if kind is None:
+            raise TypeError(f"device must be a string like 'cpu' or 'cuda:0', got {device!r}")
+        index = getattr(device, "index", None)
+        return kind if kind == "cpu" else f"{kind}:{index or 0}"
+    return device
+
+
+def device_available(device) -> bool:
+    """Whether this library can run on ``device`` now (a CUDA build, a driver, the ordinal)."""
+    from ._lib import lib
+
+    return lib().ft_device_check(device_name(device).encode()) == 0
 
 
 _METHODS = {"factortopy": 0, "ridge": 1}
@@ -132,8 +210,17 @@ def rank(
     o = _options(options, overrides)
     arr = (c_void_p * len(nets))(*[n.handle.value for n in nets])
     out = c_void_p()
-    call("ft_rank", arr, len(nets), brain.handle, ctypes.byref(o._c), _METHODS[method], ctypes.byref(out))
+    call(
+        "ft_rank_on",
+        arr,
+        len(nets),
+        brain.handle,
+        ctypes.byref(o._c),
+        _METHODS[method],
+        o.device.encode(),
+        ctypes.byref(out),
+    )
     return json.loads(take_string(out))
 
 
-__all__ = ["FitOptions", "Fit", "fit", "score", "rank"]
+__all__ = ["FitOptions", "Fit", "fit", "score", "predict", "rank", "device_available"]

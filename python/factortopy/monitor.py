@@ -11,7 +11,7 @@ from ctypes import c_double, c_size_t, c_void_p
 
 from ._lib import FtMonitorOptions, FtStepSummary, call, encode_path, lib, take_string
 from .data import Brain, Features, _Handle, _new_handle
-from .fitting import FitOptions
+from .fitting import FitOptions, device_name
 
 
 class MonitorOptions:
@@ -96,20 +96,29 @@ class Monitor(_Handle):
         options: MonitorOptions | None = None,
         *,
         encoder_path: str | os.PathLike | None = None,
+        device=None,
     ):
+        """``device`` (``"cpu"``, ``"cuda:N"`` or a ``torch.device``) is where the reference fit,
+        retention and refits run; default: the options' ``fit.device`` (``"cpu"``)."""
         o = options if options is not None else MonitorOptions()
         c = o.struct()
+        dev = device_name(device if device is not None else o.fit.device).encode()
         if encoder_path is None:
-            ptr = _new_handle("ft_monitor_new", brain.handle, reference.handle, ctypes.byref(c))
+            ptr = _new_handle("ft_monitor_new_on", brain.handle, reference.handle, ctypes.byref(c), dev)
         else:
             ptr = _new_handle(
-                "ft_monitor_new_from_encoder",
+                "ft_monitor_new_from_encoder_on",
                 brain.handle,
                 reference.handle,
                 encode_path(encoder_path),
                 ctypes.byref(c),
+                dev,
             )
         super().__init__(ptr)
+
+    def set_device(self, device) -> None:
+        """Moves the monitor to ``device`` (a restored monitor starts on the CPU)."""
+        call("ft_monitor_set_device", self.handle, device_name(device).encode())
 
     @classmethod
     def _wrap(cls, ptr: int) -> "Monitor":
@@ -126,9 +135,12 @@ class Monitor(_Handle):
         call("ft_monitor_save", self.handle, encode_path(path))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, brain: Brain) -> "Monitor":
-        """Restores a saved monitor for the brain it was created with (checked)."""
-        return cls._wrap(_new_handle("ft_monitor_load", encode_path(path), brain.handle))
+    def load(cls, path: str | os.PathLike, brain: Brain, *, device="cpu") -> "Monitor":
+        """Restores a saved monitor for the brain it was created with (checked), on ``device``."""
+        m = cls._wrap(_new_handle("ft_monitor_load", encode_path(path), brain.handle))
+        if device_name(device) != "cpu":
+            m.set_device(device)
+        return m
 
     def to_bytes(self) -> bytes:
         """The state file's bytes, for storing inside a framework's checkpoint."""
@@ -140,9 +152,12 @@ class Monitor(_Handle):
             lib().ft_bytes_free(data, n)
 
     @classmethod
-    def from_bytes(cls, data: bytes, brain: Brain) -> "Monitor":
+    def from_bytes(cls, data: bytes, brain: Brain, *, device="cpu") -> "Monitor":
         buf = ctypes.create_string_buffer(bytes(data), len(data))
-        return cls._wrap(_new_handle("ft_monitor_load_bytes", buf, c_size_t(len(data)), brain.handle))
+        m = cls._wrap(_new_handle("ft_monitor_load_bytes", buf, c_size_t(len(data)), brain.handle))
+        if device_name(device) != "cpu":
+            m.set_device(device)
+        return m
 
     def set_history_file(self, path: str | os.PathLike | None) -> None:
         """Appends every later observation to ``path`` as a JSON line (None: stop)."""

@@ -1,10 +1,13 @@
-//! `factortopy fit`: fit the encoder, write the report, the encoder, the selectors and the map.
+//! `factortopy fit`: fit the encoder (or the ridge baseline), write the report, the encoder, the
+//! selectors and the map.
 
+use crate::cli::fit_ridge::RidgeArgs;
 use crate::cli::load_inputs;
-use crate::error::Result;
-use crate::model::{FitConfig, Progress};
+use crate::cli::train_args::{estimator, print_event, DeviceArgs, TrainArgs};
+use crate::engine::{FitEvent, Fitted, Method};
 use crate::cli::uncertainty::UncertaintyArgs;
-use crate::pipeline::{fit_report_seeds, write_fit_outputs_with};
+use crate::error::{Error, Result};
+use crate::pipeline::write_fit_outputs_with;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -21,11 +24,13 @@ pub struct FitArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub train: TrainArgs,
-    /// Fitting method: factortopy (the encoder) or ridge (layer-wise ridge baseline).
-    #[arg(long, value_enum, default_value_t = crate::cli::fit_ridge::Method::Factortopy)]
-    pub method: crate::cli::fit_ridge::Method,
     #[command(flatten)]
-    pub ridge: crate::cli::fit_ridge::RidgeArgs,
+    pub device: DeviceArgs,
+    /// Fitting method: factortopy (the encoder) or ridge (layer-wise ridge baseline).
+    #[arg(long, value_name = "METHOD", default_value = "factortopy", value_parser = parse_method)]
+    pub method: Method,
+    #[command(flatten)]
+    pub ridge: RidgeArgs,
     /// Weight the hierarchy line by max(R², 0).
     #[arg(long)]
     pub weighted: bool,
@@ -43,127 +48,64 @@ pub struct FitArgs {
     pub no_plots: bool,
 }
 
-/// Named starting points for the training settings.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Preset {
-    /// DESIGN §3.5: lr 1e-3, batch 8, regulariser over 2000 steps (large probe sets).
-    Design,
-    /// lr 1e-2, batch 32, regulariser over 300 steps (probe sets of a few thousand images).
-    Fast,
-}
-
-/// Training settings shared by every subcommand that fits. Flags override the preset.
-#[derive(Args, Debug, Clone)]
-pub struct TrainArgs {
-    /// Starting point for the settings below.
-    #[arg(long, value_enum, default_value_t = Preset::Design)]
-    pub preset: Preset,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Maximum number of epochs.
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    #[arg(long)]
-    pub lr: Option<f64>,
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    /// Bottleneck width D.
-    #[arg(long = "dim")]
-    pub d: Option<usize>,
-    /// Local grid G.
-    #[arg(long)]
-    pub grid: Option<usize>,
-    /// Fraction of images held out for validation and scoring.
-    #[arg(long)]
-    pub val_fraction: Option<f64>,
-    /// Epochs without improvement (after the regulariser has faded) before stopping.
-    #[arg(long)]
-    pub patience: Option<usize>,
-    /// Optimiser steps over which the warm-up regulariser fades.
-    #[arg(long)]
-    pub reg_steps: Option<usize>,
-}
-
-impl TrainArgs {
-    pub fn config(&self) -> FitConfig {
-        let base = match self.preset {
-            Preset::Design => FitConfig::default(),
-            Preset::Fast => FitConfig::fast(),
-        };
-        FitConfig {
-            seed: self.seed,
-            max_epochs: self.epochs.unwrap_or(base.max_epochs),
-            batch_size: self.batch_size.unwrap_or(base.batch_size),
-            lr: self.lr.unwrap_or(base.lr),
-            weight_decay: self.weight_decay.unwrap_or(base.weight_decay),
-            d: self.d.unwrap_or(base.d),
-            grid: self.grid.unwrap_or(base.grid),
-            val_fraction: self.val_fraction.unwrap_or(base.val_fraction),
-            patience: self.patience.unwrap_or(base.patience),
-            reg_steps: self.reg_steps.unwrap_or(base.reg_steps),
-            ..base
-        }
-    }
-}
-
-pub fn print_progress(p: &Progress) {
-    eprintln!(
-        "epoch {:>3}/{}  step {:>6}  loss {:.4}  val R² {:.4}  (best {:.4} at epoch {})  {:.1} s",
-        p.epoch, p.max_epochs, p.step, p.train_loss, p.val_r2, p.best_val_r2, p.best_epoch, p.seconds
-    );
+/// The method flag of `fit` and `rank`.
+pub fn parse_method(s: &str) -> std::result::Result<Method, String> {
+    s.parse::<Method>().map_err(|e| e.to_string())
 }
 
 pub fn run(a: FitArgs) -> Result<i32> {
     if a.seeds == 0 {
-        return Err(crate::error::Error::invalid("--seeds must be at least 1"));
+        return Err(Error::invalid("--seeds must be at least 1"));
     }
-    if a.method == crate::cli::fit_ridge::Method::Ridge {
-        if a.seeds > 1 {
-            return Err(crate::error::Error::invalid("--seeds applies to the factortopy method (the ridge baseline has no random initialisation)"));
-        }
-        return crate::cli::fit_ridge::run(&a.features, &a.brain, &a.out, &a.train, a.weighted, a.quiet, &a.ridge, a.uncertainty.config());
+    if a.seeds > 1 && a.method == Method::Ridge {
+        return Err(Error::invalid(
+            "--seeds applies to the factortopy method (the ridge baseline has no random initialisation)",
+        ));
     }
+    let mut est = estimator(a.method, &a.device, &a.train, a.weighted, &a.uncertainty);
+    if a.method == Method::Ridge {
+        est.ridge = a.ridge.config()?;
+    }
+    est.validate()?;
+    // Read a comparison first so a bad path fails before the fit.
+    let compare = match (a.method, &a.ridge.compare) {
+        (Method::Ridge, Some(dir)) => Some(crate::cli::fit_ridge::read_compare(dir)?),
+        _ => None,
+    };
     let (features, brain) = load_inputs(&a.features, &a.brain)?;
     // Check the destination before fitting so a long fit never ends in an unwritable directory,
     // but after validating the inputs so bad inputs leave nothing behind.
     crate::data::io::ensure_output_dir(&a.out)?;
-    let cfg = a.train.config();
     eprintln!(
-        "fitting {} ({} layers) to {} voxels on {} images",
+        "fitting {} ({} layers) to {} voxels on {} images: method {}, device {}",
         features.model,
         features.n_layers(),
         brain.n_voxels(),
-        brain.n_images()
+        brain.n_images(),
+        est.method,
+        est.device
     );
-    let unc = a.uncertainty.config();
-    unc.validate()?;
-    let mut cb = print_progress;
+    let mut cb = |e: FitEvent<'_>| print_event(e);
     let quiet = a.quiet;
     let mut seed_cb = |seed: u64, r: &crate::scores::Report| {
         if !quiet {
             eprintln!("seed {seed}: slope {:.3}  spearman {:.3}  mean R² {:.4}", r.hierarchy.slope, r.hierarchy.spearman, r.r2.mean);
         }
     };
-    let job = fit_report_seeds(
-        &features,
-        &brain,
-        &cfg,
-        a.weighted,
-        &unc,
-        a.seeds,
-        if a.quiet { None } else { Some(&mut cb) },
-        Some(&mut seed_cb),
-    )?;
-    let plots = crate::plot::PlotOptions::default();
-    let out = write_fit_outputs_with(&a.out, &job, &brain, (!a.no_plots).then_some(&plots))?;
-    println!("{}", job.report.headline());
-    println!("report:    {}", out.report.display());
-    for p in &out.pictures {
-        println!("picture:   {}", p.display());
+    let fitted = est.fit_seeds(&features, &brain, a.seeds, if a.quiet { None } else { Some(&mut cb) }, Some(&mut seed_cb))?;
+    match fitted {
+        Fitted::Ridge(fit) => crate::cli::fit_ridge::finish(&a.out, &fit, &brain, compare),
+        Fitted::Encoder(job) => {
+            let plots = crate::plot::PlotOptions::default();
+            let out = write_fit_outputs_with(&a.out, &job, &brain, (!a.no_plots).then_some(&plots))?;
+            println!("{}", job.report.headline());
+            println!("report:    {}", out.report.display());
+            for p in &out.pictures {
+                println!("picture:   {}", p.display());
+            }
+            println!("encoder:   {}", out.encoder.display());
+            println!("selectors: {}", out.selectors.display());
+            Ok(0)
+        }
     }
-    println!("encoder:   {}", out.encoder.display());
-    println!("selectors: {}", out.selectors.display());
-    Ok(0)
 }

@@ -4,23 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-use crate::baseline::{agreement, fit_ridge_baseline, write_ridge_outputs, LayerSummary, RidgeBaselineConfig};
-use crate::cli::fit::TrainArgs;
-use crate::cli::load_inputs;
+use crate::baseline::{agreement, write_ridge_outputs, RidgeBaseline, RidgeBaselineConfig};
+use crate::data::Brain;
 use crate::error::{Error, Result};
 use crate::scores::Report;
-
-/// How `factortopy fit` fits.
-#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Method {
-    /// The FactorTopy encoder (DESIGN §3).
-    #[default]
-    Factortopy,
-    /// One cross-validated ridge per layer from its global token; best layer per voxel.
-    Ridge,
-}
 
 /// Settings that only `--method ridge` uses.
 #[derive(Args, Debug, Clone)]
@@ -58,65 +47,35 @@ pub fn parse_alphas(s: &str) -> Result<Vec<f64>> {
     Ok(alphas)
 }
 
-fn print_layer(s: &LayerSummary) {
-    eprintln!(
-        "layer {:>2} ({}, {} features): mean CV score {:.4}  mean held-out R² {:.4}  {:.1} s",
-        s.layer, s.name, s.width, s.mean_cv_score, s.mean_val_r2, s.seconds
-    );
+impl RidgeArgs {
+    /// The ridge settings these flags name (the split's seed and fraction come from the
+    /// estimator's training flags).
+    pub fn config(&self) -> Result<RidgeBaselineConfig> {
+        Ok(RidgeBaselineConfig { alphas: parse_alphas(&self.alphas)?, n_folds: self.folds, ..RidgeBaselineConfig::default() })
+    }
 }
 
-/// Runs the ridge baseline for `factortopy fit --method ridge`.
-pub fn run(
-    features: &Path,
-    brain: &Path,
-    out: &Path,
-    train: &TrainArgs,
-    weighted: bool,
-    quiet: bool,
-    ridge: &RidgeArgs,
-    uncertainty: crate::scores::UncertaintyConfig,
-) -> Result<i32> {
-    crate::data::io::ensure_output_dir(out)?;
-    // The same split as a FactorTopy fit with these training flags.
-    let fit_cfg = train.config();
-    let cfg = RidgeBaselineConfig {
-        alphas: parse_alphas(&ridge.alphas)?,
-        n_folds: ridge.folds,
-        seed: fit_cfg.seed,
-        val_fraction: fit_cfg.val_fraction,
-        uncertainty,
-        ..RidgeBaselineConfig::default()
-    };
-    // Read the comparison first so a bad path fails before the fit.
-    let reference = match &ridge.compare {
-        None => None,
-        Some(dir) => {
-            let report = Report::read_json(&dir.join("report.json"))?;
-            let sel_path = dir.join("selectors.safetensors");
-            let sel = if sel_path.is_file() { Some(read_selections(&sel_path)?) } else { None };
-            Some((report, sel))
-        }
-    };
-    let (features, brain) = load_inputs(features, brain)?;
-    eprintln!(
-        "ridge baseline: {} ({} layers) to {} voxels on {} images, {} penalties, {} folds",
-        features.model,
-        features.n_layers(),
-        brain.n_voxels(),
-        brain.n_images(),
-        cfg.alphas.len(),
-        cfg.n_folds
-    );
-    let mut cb = print_layer;
-    let fit = fit_ridge_baseline(&features, &brain, &cfg, weighted, if quiet { None } else { Some(&mut cb) })?;
+/// A FactorTopy fit to compare the ridge map with: its report and, when saved, its selections.
+pub type Comparison = (Report, Option<crate::model::Selections>);
+
+/// Reads `--compare DIR` (before the fit, so a bad path fails early).
+pub fn read_compare(dir: &Path) -> Result<Comparison> {
+    let report = Report::read_json(&dir.join("report.json"))?;
+    let sel_path = dir.join("selectors.safetensors");
+    let sel = if sel_path.is_file() { Some(read_selections(&sel_path)?) } else { None };
+    Ok((report, sel))
+}
+
+/// Writes the ridge baseline's outputs (and the comparison) and prints where they are.
+pub fn finish(out: &Path, fit: &RidgeBaseline, brain: &Brain, reference: Option<Comparison>) -> Result<i32> {
     let ag = match &reference {
         None => None,
         Some((rep, sel)) => {
-            let voxels = sel.as_ref().map(|s| (&fit.selections, s, &brain));
+            let voxels = sel.as_ref().map(|s| (&fit.selections, s, brain));
             Some(agreement(&fit.report, rep, voxels)?)
         }
     };
-    let outputs = write_ridge_outputs(out, &fit, &brain, reference.as_ref().map(|(r, _)| r).zip(ag.as_ref()))?;
+    let outputs = write_ridge_outputs(out, fit, brain, reference.as_ref().map(|(r, _)| r).zip(ag.as_ref()))?;
     println!("{}", fit.report.headline());
     if let Some(a) = &ag {
         println!("{}", a.table());

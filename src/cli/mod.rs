@@ -11,9 +11,11 @@ pub mod fit_ridge;
 pub mod import_algonauts;
 pub mod monitor;
 pub mod plot;
+pub mod predict;
 pub mod rank;
 pub mod score;
 pub mod synth;
+pub mod train_args;
 pub mod uncertainty;
 
 #[derive(Parser, Debug)]
@@ -31,6 +33,8 @@ pub enum Command {
     Fit(fit::FitArgs),
     /// Recompute the report of a saved encoder.
     Score(score::ScoreArgs),
+    /// Predict the brain's responses to new images' features with a saved encoder.
+    Predict(predict::PredictArgs),
     /// Rank networks against one brain by hierarchy slope (exit status 3 below --min-slope).
     Rank(rank::RankArgs),
     /// Convert an Algonauts 2023 subject folder into a brain file.
@@ -56,6 +60,7 @@ pub fn main() -> i32 {
         Command::Synth(a) => synth::run(a),
         Command::Fit(a) => fit::run(a),
         Command::Score(a) => score::run(a),
+        Command::Predict(a) => predict::run(a),
         Command::Rank(a) => rank::run(a),
         Command::ImportAlgonauts(a) => import_algonauts::run(a),
         Command::Monitor(a) => monitor::run(a),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::cli::fit::{print_progress, TrainArgs};
+use crate::cli::train_args::{print_progress, DeviceArgs, TrainArgs};
 use crate::data::{Brain, Features};
 use crate::error::{Error, Result};
 use crate::monitor::{Monitor, MonitorConfig};
@@ -52,6 +52,8 @@ pub struct MonitorArgs {
     /// Reference fit settings; --val-fraction is the held-out fraction retention is measured on.
     #[command(flatten)]
     pub train: TrainArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Weight the hierarchy line of refits by max(R², 0).
     #[arg(long)]
     pub weighted: bool,
@@ -71,10 +73,6 @@ pub fn run(a: MonitorArgs) -> Result<i32> {
             a.checkpoints.len()
         )));
     }
-    crate::data::io::ensure_output_dir(&a.out)?;
-    let brain = Brain::load(&a.brain)?;
-    let reference = Features::load(&a.reference)?;
-    crate::data::check_pair(&reference, &a.reference.display().to_string(), &brain, &a.brain.display().to_string())?;
     let fit = a.train.config();
     let config = MonitorConfig {
         held_out_fraction: fit.val_fraction,
@@ -84,7 +82,13 @@ pub fn run(a: MonitorArgs) -> Result<i32> {
         refit_max_seconds: a.refit_seconds,
         forgetting_threshold: a.threshold,
         weighted: a.weighted,
+        device: a.device.device,
     };
+    config.validate()?;
+    crate::data::io::ensure_output_dir(&a.out)?;
+    let brain = Brain::load(&a.brain)?;
+    let reference = Features::load(&a.reference)?;
+    crate::data::check_pair(&reference, &a.reference.display().to_string(), &brain, &a.brain.display().to_string())?;
     let mut monitor = match &a.encoder {
         Some(p) => Monitor::from_encoder_file(&brain, &reference, p, config)?,
         None => {

@@ -7,11 +7,13 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::cli::fit::TrainArgs;
+use crate::cli::fit::parse_method;
+use crate::cli::train_args::{estimator, DeviceArgs, TrainArgs};
 use crate::data::{Brain, Features};
 use crate::error::{Error, Result};
 use crate::cli::uncertainty::UncertaintyArgs;
-use crate::rank::{rank_with_progress, RankConfig, RankFormat, RankGate, RankMethod};
+use crate::engine::Method;
+use crate::rank::{rank_with_progress, RankConfig, RankFormat, RankGate};
 
 /// Exit status when the best network is below `--min-slope`.
 pub const GATE_FAILED: i32 = 3;
@@ -28,14 +30,6 @@ fn parse_gate(s: &str) -> std::result::Result<RankGate, String> {
         Error::InvalidArgument(m) => m,
         other => other.to_string(),
     })
-}
-
-fn parse_method(s: &str) -> std::result::Result<RankMethod, String> {
-    match s {
-        "factortopy" => Ok(RankMethod::Factortopy),
-        "ridge" => Ok(RankMethod::Ridge),
-        _ => Err(format!("unknown method `{s}`; valid methods: factortopy, ridge")),
-    }
 }
 
 /// Rank networks by how brain-like their hierarchy is.
@@ -66,13 +60,15 @@ pub struct RankArgs {
     pub format: RankFormat,
     /// How each network is fitted: factortopy (the encoder) or ridge (layer-wise ridge baseline).
     #[arg(long, value_name = "METHOD", default_value = "factortopy", value_parser = parse_method)]
-    pub method: RankMethod,
+    pub method: Method,
     /// Also write rank.json, one report per network and roi_depth.png (mean depth per ROI, one
     /// line per network) into this directory.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub train: TrainArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     #[command(flatten)]
     pub uncertainty: UncertaintyArgs,
     /// Weight the hierarchy line by max(R², 0).
@@ -89,6 +85,11 @@ pub fn run(a: RankArgs) -> Result<i32> {
             return Err(Error::invalid(format!("--min-slope must be finite, got {m}")));
         }
     }
+    let cfg = RankConfig { estimator: estimator(a.method, &a.device, &a.train, a.weighted, &a.uncertainty) };
+    cfg.estimator.validate()?;
+    if a.gate == RankGate::Lower && a.min_slope.is_some() && cfg.estimator.uncertainty.bootstrap.n_resamples == 0 {
+        return Err(Error::invalid("--gate lower needs intervals: --bootstrap must be positive"));
+    }
     if let Some(dir) = &a.out {
         crate::data::io::ensure_output_dir(dir)?;
     }
@@ -98,18 +99,6 @@ pub fn run(a: RankArgs) -> Result<i32> {
         let f = Features::load(path)?;
         crate::data::check_pair(&f, &path.display().to_string(), &brain, &a.brain.display().to_string())?;
         networks.push(f);
-    }
-    let cfg = RankConfig {
-        fit: a.train.config(),
-        method: a.method,
-        weighted: a.weighted,
-        uncertainty: a.uncertainty.config(),
-        ..RankConfig::default()
-    };
-    cfg.fit.validate()?;
-    cfg.uncertainty.validate()?;
-    if a.gate == RankGate::Lower && a.min_slope.is_some() && cfg.uncertainty.bootstrap.n_resamples == 0 {
-        return Err(Error::invalid("--gate lower needs intervals: --bootstrap must be positive"));
     }
     let refs: Vec<&Features> = networks.iter().collect();
     let total = refs.len();

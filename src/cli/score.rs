@@ -2,10 +2,13 @@
 //! fit directory for it (report, selectors, pictures), e.g. for a converted PyTorch checkpoint.
 
 use crate::cli::load_inputs;
+use crate::cli::train_args::DeviceArgs;
+use crate::cli::uncertainty::UncertaintyArgs;
+use crate::engine::{Estimator, Method};
 use crate::error::Result;
 use crate::model::encoder_file::load_encoder;
-use crate::cli::uncertainty::UncertaintyArgs;
-use crate::pipeline::{score_encoder_with, write_score_outputs};
+use crate::model::FitConfig;
+use crate::pipeline::write_score_outputs;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -31,22 +34,30 @@ pub struct ScoreArgs {
     #[arg(long)]
     pub weighted: bool,
     #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
     pub uncertainty: UncertaintyArgs,
 }
 
 pub fn run(a: ScoreArgs) -> Result<i32> {
+    let est = Estimator {
+        weighted: a.weighted,
+        uncertainty: a.uncertainty.config(),
+        ..Estimator::new(Method::Factortopy, a.device.device, FitConfig::default())
+    };
+    est.validate()?;
     let (enc, record) = load_encoder(&a.encoder)?;
     let (features, brain) = load_inputs(&a.features, &a.brain)?;
     if let Some(dir) = &a.fit_dir {
         let plots = crate::plot::PlotOptions::default();
-        let out = write_score_outputs(dir, &enc, &record, &features, &brain, a.weighted, &a.uncertainty.config(), (!a.no_plots).then_some(&plots))?;
+        let out = write_score_outputs(dir, &est, &enc, &record, &features, &brain, (!a.no_plots).then_some(&plots))?;
         eprintln!("report:    {}", out.report.display());
         for p in &out.pictures {
             eprintln!("picture:   {}", p.display());
         }
         return Ok(0);
     }
-    let (_, _, report) = score_encoder_with(&enc, &record, &features, &brain, a.weighted, &a.uncertainty.config())?;
+    let report = est.score(&enc, &record, &features, &brain)?.report;
     match &a.out {
         Some(path) => {
             report.write_json(path)?;

@@ -6,15 +6,15 @@ use std::ffi::c_char;
 use std::path::{Path, PathBuf};
 
 use crate::data::{Array, Brain, Features, LayerFeatures};
-use crate::ffi::dlpack::{DLManagedTensor, DLTensor};
+use crate::ffi::dlpack::{DLManagedTensor, DLManagedTensorVersioned, DLTensor, FT_DLPACK_MAJOR_VERSION};
 use crate::ffi::tensor::{ft_tensor, RawView};
 use crate::ffi::{
     c_string, ft_status, guard, guard_value, handle, handle_mut, out_arg, str_arg, FfiError, FfiResult,
 };
-use crate::model::encoder_file::{load_encoder, save_encoder, FitRecord};
+use crate::engine::Device;
+use crate::model::encoder_file::{save_encoder, FitRecord};
 use crate::model::{Encoder, FitConfig};
 use crate::monitor::{Monitor, MonitorConfig, StepReport};
-use crate::pipeline::{fit_report, score_encoder};
 use crate::scores::Report;
 use crate::synth::{Scenario, SynthConfig};
 
@@ -36,15 +36,15 @@ pub struct ft_features {
 
 /// A fitted and scored encoder. Immutable: safe to share between threads.
 pub struct ft_fit {
-    report: Report,
-    encoder: Encoder,
-    record: FitRecord,
+    pub(crate) report: Report,
+    pub(crate) encoder: Encoder,
+    pub(crate) record: FitRecord,
 }
 
 /// The forgetting monitor. Not thread-safe: calls on one monitor must not overlap (serialise
 /// them, e.g. call from the training loop's thread); it may move between threads.
 pub struct ft_monitor {
-    inner: Monitor,
+    pub(crate) inner: Monitor,
 }
 
 /// One observation's report. Immutable: safe to share between threads.
@@ -71,7 +71,7 @@ const _: () = {
     }
 };
 
-fn boxed<T>(value: T) -> *mut T {
+pub(crate) fn boxed<T>(value: T) -> *mut T {
     Box::into_raw(Box::new(value))
 }
 
@@ -345,6 +345,69 @@ pub unsafe extern "C" fn ft_features_add_layer_dlpack_managed(
         }
     }
     status
+}
+
+/// Appends a layer from DLPack 1.x versioned managed tensors (`DLManagedTensorVersioned`, what
+/// `__dlpack__(max_version=(1, 0))` exports), taking ownership exactly as
+/// `ft_features_add_layer_dlpack_managed` does: each non-NULL tensor's deleter is called once
+/// before this returns, whatever the outcome. A major version other than
+/// `FT_DLPACK_MAJOR_VERSION` is `FT_ERR_INVALID_ARGUMENT`; read-only tensors are fine (the
+/// library only reads). CUDA memory (kDLCUDA, kDLCUDAManaged) is accepted by builds with the
+/// `cuda` feature: the library synchronises the device (its primary context, so work on every
+/// stream is done) and copies the tensor to the host once; without the feature it is
+/// `FT_ERR_DEVICE`.
+///
+/// # Safety
+/// `features` is NULL or a live handle; `local` and `global` are NULL or valid versioned managed
+/// tensors not used by the caller afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn ft_features_add_layer_dlpack_versioned(
+    features: *mut ft_features,
+    local: *mut DLManagedTensorVersioned,
+    global: *mut DLManagedTensorVersioned,
+) -> ft_status {
+    // SAFETY: caller's contract: non-NULL tensors are valid until deleted below.
+    let status = guard(|| unsafe {
+        for (t, name) in [(local, "local"), (global, "global")] {
+            if let Some(m) = t.as_ref() {
+                if m.version.major != FT_DLPACK_MAJOR_VERSION {
+                    return Err(FfiError::invalid(format!(
+                        "{name} is a DLPack {}.{} tensor; this library reads DLPack {FT_DLPACK_MAJOR_VERSION}.x",
+                        m.version.major, m.version.minor
+                    )));
+                }
+            }
+        }
+        let dl = |m: *mut DLManagedTensorVersioned| match m.as_ref() {
+            None => std::ptr::null(),
+            Some(m) => &m.dl_tensor as *const DLTensor,
+        };
+        add_layer_from(features, dl(local), dl(global), RawView::from_dl)
+    });
+    // SAFETY: ownership of both tensors passed to us; each is deleted once.
+    unsafe {
+        delete_versioned(local);
+        if global != local {
+            delete_versioned(global);
+        }
+    }
+    status
+}
+
+/// Calls a versioned managed tensor's deleter (NULL tensor or deleter: nothing to do).
+///
+/// # Safety
+/// `t` is NULL or a valid versioned managed tensor owned by the caller of this function.
+unsafe fn delete_versioned(t: *mut DLManagedTensorVersioned) {
+    if t.is_null() {
+        return;
+    }
+    // SAFETY: non-NULL and valid by the contract; the deleter is the owner's and takes `t`.
+    unsafe {
+        if let Some(del) = (*t).deleter {
+            del(t);
+        }
+    }
 }
 
 /// Calls a managed tensor's deleter (NULL tensor or deleter: nothing to do).
@@ -748,59 +811,7 @@ pub struct ft_fit_summary {
     pub pearson_mean: f64,
 }
 
-/// Fits an encoder of `features` to `brain` and scores it. `options` NULL: defaults. Long: runs
-/// the whole fit on the calling thread (using the library's worker threads).
-///
-/// # Safety
-/// Handles are live; `options` is NULL or valid for reads; `out` is valid for writes.
-#[no_mangle]
-pub unsafe extern "C" fn ft_fit_new(
-    features: *const ft_features,
-    brain: *const ft_brain,
-    options: *const ft_fit_options,
-    out: *mut *mut ft_fit,
-) -> ft_status {
-    guard(|| {
-        let f = handle(features, "features")?;
-        let b = handle(brain, "brain")?;
-        let out = out_arg(out, "out")?;
-        // SAFETY: NULL or valid for reads by the caller's contract.
-        let o = unsafe { options.as_ref() }.copied().unwrap_or_else(fit_options_default);
-        let cfg = fit_config(&o)?;
-        f.inner.validate("features")?;
-        let job = fit_report(&f.inner, &b.inner, &cfg, o.weighted != 0, None)?;
-        let record = FitRecord { val_fraction: job.val_fraction, summary: Some(job.outcome.summary.clone()) };
-        *out = boxed(ft_fit { report: job.report, encoder: job.outcome.encoder, record });
-        Ok(())
-    })
-}
 
-/// Scores a saved encoder (`factortopy fit`'s encoder.safetensors) on `features` and `brain`,
-/// on the held-out images it was validated on.
-///
-/// # Safety
-/// `encoder_path` is a NUL-terminated string; handles are live; `out` is valid for writes.
-#[no_mangle]
-pub unsafe extern "C" fn ft_fit_load(
-    encoder_path: *const c_char,
-    features: *const ft_features,
-    brain: *const ft_brain,
-    weighted: i32,
-    out: *mut *mut ft_fit,
-) -> ft_status {
-    guard(|| {
-        // SAFETY: caller's contract.
-        let path = unsafe { str_arg(encoder_path, "encoder_path") }?;
-        let f = handle(features, "features")?;
-        let b = handle(brain, "brain")?;
-        let out = out_arg(out, "out")?;
-        f.inner.validate("features")?;
-        let (encoder, record) = load_encoder(Path::new(path))?;
-        let (_, _, report) = score_encoder(&encoder, &record, &f.inner, &b.inner, weighted != 0)?;
-        *out = boxed(ft_fit { report, encoder, record });
-        Ok(())
-    })
-}
 
 /// Frees a fit (NULL is a no-op).
 ///
@@ -889,7 +900,7 @@ pub struct ft_monitor_options {
     pub forgetting_threshold: f64,
 }
 
-fn monitor_options_default() -> ft_monitor_options {
+pub(crate) fn monitor_options_default() -> ft_monitor_options {
     let d = MonitorConfig::default();
     ft_monitor_options {
         fit: fit_options_default(),
@@ -901,7 +912,8 @@ fn monitor_options_default() -> ft_monitor_options {
     }
 }
 
-fn monitor_config(o: &ft_monitor_options) -> FfiResult<MonitorConfig> {
+/// The monitor settings of `o` on `device`.
+pub(crate) fn monitor_config(o: &ft_monitor_options, device: Device) -> FfiResult<MonitorConfig> {
     let fit = fit_config(&ft_fit_options { val_fraction: o.held_out_fraction, ..o.fit })?;
     let cfg = MonitorConfig {
         fit,
@@ -911,6 +923,7 @@ fn monitor_config(o: &ft_monitor_options) -> FfiResult<MonitorConfig> {
         refit_max_seconds: (o.refit_max_seconds > 0.0).then_some(o.refit_max_seconds),
         forgetting_threshold: o.forgetting_threshold,
         weighted: o.fit.weighted != 0,
+        device,
     };
     cfg.validate()?;
     Ok(cfg)
@@ -928,59 +941,7 @@ pub unsafe extern "C" fn ft_monitor_options_default(out: *mut ft_monitor_options
     })
 }
 
-/// Creates a monitor: fits the reference encoder on `reference` (the network before
-/// fine-tuning) and caches the reference statistics. `options` NULL: defaults. The brain and
-/// features are copied; the handles can be freed afterwards.
-///
-/// # Safety
-/// Handles are live; `options` is NULL or valid for reads; `out` is valid for writes.
-#[no_mangle]
-pub unsafe extern "C" fn ft_monitor_new(
-    brain: *const ft_brain,
-    reference: *const ft_features,
-    options: *const ft_monitor_options,
-    out: *mut *mut ft_monitor,
-) -> ft_status {
-    guard(|| {
-        let b = handle(brain, "brain")?;
-        let f = handle(reference, "reference")?;
-        let out = out_arg(out, "out")?;
-        // SAFETY: NULL or valid for reads by the caller's contract.
-        let o = unsafe { options.as_ref() }.copied().unwrap_or_else(monitor_options_default);
-        let cfg = monitor_config(&o)?;
-        let m = Monitor::new(&b.inner, &f.inner, cfg, None)?;
-        *out = boxed(ft_monitor { inner: m });
-        Ok(())
-    })
-}
 
-/// Creates a monitor around a saved reference encoder instead of fitting one. Retention is
-/// measured on the images the encoder was validated on.
-///
-/// # Safety
-/// As `ft_monitor_new`; `encoder_path` is a NUL-terminated string.
-#[no_mangle]
-pub unsafe extern "C" fn ft_monitor_new_from_encoder(
-    brain: *const ft_brain,
-    reference: *const ft_features,
-    encoder_path: *const c_char,
-    options: *const ft_monitor_options,
-    out: *mut *mut ft_monitor,
-) -> ft_status {
-    guard(|| {
-        let b = handle(brain, "brain")?;
-        let f = handle(reference, "reference")?;
-        // SAFETY: caller's contract.
-        let path = unsafe { str_arg(encoder_path, "encoder_path") }?;
-        let out = out_arg(out, "out")?;
-        // SAFETY: NULL or valid for reads by the caller's contract.
-        let o = unsafe { options.as_ref() }.copied().unwrap_or_else(monitor_options_default);
-        let cfg = monitor_config(&o)?;
-        let m = Monitor::from_encoder_file(&b.inner, &f.inner, Path::new(path), cfg)?;
-        *out = boxed(ft_monitor { inner: m });
-        Ok(())
-    })
-}
 
 /// Observes the network at training step `step` through its probe-set features. On success
 /// `*out` is a new report (free with `ft_step_report_free`); it is also appended to the

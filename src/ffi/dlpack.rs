@@ -72,3 +72,29 @@ pub struct DLManagedTensor {
     pub manager_ctx: *mut c_void,
     pub deleter: Option<unsafe extern "C" fn(self_: *mut DLManagedTensor)>,
 }
+
+/// dlpack.h (v1.x) `DLPackVersion`: the ABI version a versioned tensor was produced with.
+#[cfg(not(ft_dlpack_h))]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct DLPackVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+/// dlpack.h (v1.x) `DLManagedTensorVersioned`, what `__dlpack__(max_version=(1, 0))` produces:
+/// the version, the owner's context and deleter, `flags` (bit 0: read-only, bit 1: is a copy,
+/// bit 2: sub-byte types padded) and the tensor.
+#[cfg(not(ft_dlpack_h))]
+#[repr(C)]
+#[derive(Debug)]
+pub struct DLManagedTensorVersioned {
+    pub version: DLPackVersion,
+    pub manager_ctx: *mut c_void,
+    pub deleter: Option<unsafe extern "C" fn(self_: *mut DLManagedTensorVersioned)>,
+    pub flags: u64,
+    pub dl_tensor: DLTensor,
+}
+
+/// The DLPack major version this library reads (`DLManagedTensorVersioned.version.major`).
+pub const FT_DLPACK_MAJOR_VERSION: u32 = 1;

@@ -21,6 +21,7 @@
 pub mod api;
 pub mod brain_arrays;
 pub mod dlpack;
+pub mod engine;
 pub mod plot;
 pub mod rank;
 pub mod tensor;
@@ -36,9 +37,12 @@ use crate::error::Error;
 
 pub use api::*;
 pub use brain_arrays::*;
+pub use engine::*;
 pub use plot::*;
 pub use rank::*;
-pub use dlpack::{DLDataType, DLDevice, DLManagedTensor, DLTensor};
+pub use dlpack::{
+    DLDataType, DLDevice, DLManagedTensor, DLManagedTensorVersioned, DLPackVersion, DLTensor, FT_DLPACK_MAJOR_VERSION,
+};
 pub use tensor::{ft_dtype, ft_tensor};
 
 /// Major version of the library; matches `Cargo.toml` (checked by a test).

@@ -102,8 +102,8 @@ pub unsafe extern "C" fn ft_score_write_dir(
         f.inner.validate("features")?;
         let (enc, record) = crate::model::encoder_file::load_encoder(Path::new(enc_path))?;
         let opts = PlotOptions::default();
-        let unc = crate::scores::UncertaintyConfig::default();
-        crate::pipeline::write_score_outputs(Path::new(dir), &enc, &record, &f.inner, &b.inner, weighted != 0, &unc, (plots != 0).then_some(&opts))?;
+        let est = crate::engine::Estimator { weighted: weighted != 0, ..crate::engine::Estimator::default() };
+        crate::pipeline::write_score_outputs(Path::new(dir), &est, &enc, &record, &f.inner, &b.inner, (plots != 0).then_some(&opts))?;
         Ok(())
     })
 }

@@ -62,6 +62,13 @@ pub(crate) struct RawView {
     pub shape: Vec<usize>,
     /// Strides in elements; row-major compact when `None`.
     strides: Option<Vec<isize>>,
+    /// Byte offsets, relative to `base`, of the lowest element and one past the highest one.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    span: (isize, isize),
+    /// For device memory: the host copy `base` points into (kept alive with the view; never
+    /// read through this field).
+    #[allow(dead_code)]
+    staging: Option<Vec<u8>>,
 }
 
 fn shape_err(msg: String) -> FfiError {
@@ -129,6 +136,7 @@ impl RawView {
         let esz = elem.size() as isize;
         let overflow = || shape_err(format!("{what}: shape {dims:?} with these strides overflows the address space"));
         let mut hi = 0isize;
+        let mut lo = 0isize;
         if numel > 0 {
             let row_major = row_major_strides(&shape_u);
             for k in 0..ndim {
@@ -140,16 +148,18 @@ impl RawView {
                 let reach = st.checked_mul(ext).and_then(|x| x.checked_mul(esz)).ok_or_else(overflow)?;
                 if reach > 0 {
                     hi = hi.checked_add(reach).ok_or_else(overflow)?;
+                } else {
+                    lo = lo.checked_add(reach).ok_or_else(overflow)?;
                 }
             }
-            hi.checked_add(esz).ok_or_else(overflow)?;
+            hi = hi.checked_add(esz).ok_or_else(overflow)?;
         }
         let offset = usize::try_from(byte_offset).map_err(|_| overflow())?;
         if numel > 0 && data.is_null() {
             return Err(FfiError::null(&format!("{what}.data")));
         }
         let base = (data as usize).checked_add(offset).ok_or_else(overflow)? as *const u8;
-        Ok(RawView { base, elem, shape: shape_u, strides })
+        Ok(RawView { base, elem, shape: shape_u, strides, span: (lo, hi), staging: None })
     }
 
     /// A plain `ft_tensor` view.
@@ -177,7 +187,10 @@ impl RawView {
     /// # Safety
     /// `t` is a valid `DLTensor` whose data, shape and strides are valid for reads.
     pub unsafe fn from_dl(t: &DLTensor, what: &str) -> FfiResult<RawView> {
-        check_device(t.device.device_type, t.device.device_id, what)?;
+        let on_device = is_cuda_memory(t.device.device_type);
+        if !on_device {
+            check_device(t.device.device_type, t.device.device_id, what)?;
+        }
         let dt = t.dtype;
         let elem = match (dt.code, dt.bits, dt.lanes) {
             (kdl::FLOAT, 32, 1) => Elem::F32,
@@ -200,8 +213,44 @@ impl RawView {
         };
         let ndim = usize::try_from(t.ndim)
             .map_err(|_| shape_err(format!("{what} has a negative number of dimensions ({})", t.ndim)))?;
-        // SAFETY: forwarded contract.
-        unsafe { Self::checked(t.data as *const u8, t.byte_offset, elem, ndim, t.shape, t.strides, what) }
+        // SAFETY: forwarded contract (shape and strides are host arrays even for device data).
+        let view = unsafe { Self::checked(t.data as *const u8, t.byte_offset, elem, ndim, t.shape, t.strides, what) }?;
+        if on_device {
+            return view.staged_from_cuda(t.device.device_id, what);
+        }
+        Ok(view)
+    }
+
+    /// The same view over a host copy of the CUDA memory it describes: one device-to-host copy
+    /// of the bytes between the lowest and the highest element, after synchronising the device
+    /// (so work queued on any stream of the caller's is complete).
+    #[cfg(feature = "cuda")]
+    fn staged_from_cuda(self, device_id: i32, what: &str) -> FfiResult<RawView> {
+        let numel: usize = self.shape.iter().product();
+        if numel == 0 {
+            return Ok(self);
+        }
+        let ordinal = usize::try_from(device_id)
+            .map_err(|_| FfiError::new(ft_status::FT_ERR_DEVICE, format!("{what} is on CUDA device {device_id}")))?;
+        let (lo, hi) = self.span;
+        let len = usize::try_from(hi - lo).map_err(|_| shape_err(format!("{what}: empty byte range")))?;
+        let start = (self.base as isize).checked_add(lo).ok_or_else(|| shape_err(format!("{what}: address overflow")))?;
+        let host = crate::cuda::host_copy::copy_to_host(ordinal, start as u64, len)?;
+        // `base` is `-lo` bytes into the copy; the Vec's buffer does not move while it is owned
+        // by the view.
+        let base = host.as_ptr().wrapping_offset(-lo);
+        Ok(RawView { base, staging: Some(host), ..self })
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn staged_from_cuda(self, device_id: i32, what: &str) -> FfiResult<RawView> {
+        Err(FfiError::new(
+            ft_status::FT_ERR_DEVICE,
+            format!(
+                "{what} is in CUDA device memory (device {device_id}); this build reads host memory only \
+                 (rebuild with --features cuda, or copy the tensor to the CPU first, e.g. `tensor.cpu()`)"
+            ),
+        ))
     }
 
     /// Copies the elements, in row-major order, into an owned f32 array.
@@ -285,17 +334,18 @@ fn device_name(t: i32) -> String {
     }
 }
 
+/// CUDA device and managed memory: copied to the host once (builds with the `cuda` feature).
+fn is_cuda_memory(device_type: i32) -> bool {
+    device_type == kdl::CUDA || device_type == kdl::CUDA_MANAGED
+}
+
 /// Host memory (`kDLCPU`, and CUDA pinned host memory `kDLCUDAHost`) is readable; anything else
 /// is an `FT_ERR_DEVICE` that says what to do.
 pub(crate) fn check_device(device_type: i32, device_id: i32, what: &str) -> FfiResult<()> {
     if device_type == kdl::CPU || device_type == kdl::CUDA_HOST {
         return Ok(());
     }
-    let why = if cfg!(feature = "cuda") {
-        "the C ABI does not read device memory yet"
-    } else {
-        "this build reads host memory only (it was built without the `cuda` feature)"
-    };
+    let why = "the library reads host and CUDA memory only";
     Err(FfiError::new(
         ft_status::FT_ERR_DEVICE,
         format!(

@@ -3,11 +3,12 @@
 //! grid, coordinate normalisation, the split that produced it) travels in the metadata.
 
 use crate::data::io::atomic_write;
+use crate::data::Array;
 use crate::data::safetensors_io::{serialize_tensors, OutTensor, TensorFile};
 use crate::error::{Error, Result};
 use crate::model::encoder::{Encoder, EncoderSpec};
 use crate::model::posenc::CoordNorm;
-use crate::scores::FitSummary;
+use crate::model::fit::FitSummary;
 use candle_core::{Device, Tensor};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -15,11 +16,17 @@ use std::path::Path;
 
 pub const FORMAT: &str = "factortopy-encoder/1";
 
+/// The optional tensor with the fitted voxels' coordinates.
+pub const COORDS: &str = "voxel_coords";
+
 /// Metadata about how a saved encoder was fitted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitRecord {
     pub val_fraction: f64,
     pub summary: Option<FitSummary>,
+    /// Coordinates `[V, 3]` of the voxels the encoder was fitted to (tensor `voxel_coords`), so
+    /// `predict` needs no brain file. Absent in encoders converted from other implementations.
+    pub coords: Option<Array>,
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -44,10 +51,19 @@ pub fn encoder_to_bytes(enc: &Encoder, record: &FitRecord) -> Result<Vec<u8>> {
         }
         host.push((name, shape, t.flatten_all()?.to_vec1::<f32>()?));
     }
-    let tensors: Vec<(String, OutTensor)> = host
+    let mut tensors: Vec<(String, OutTensor)> = host
         .iter()
         .map(|(n, s, d)| (n.clone(), OutTensor::F32 { shape: s.clone(), data: d }))
         .collect();
+    if let Some(c) = &record.coords {
+        if c.shape != [spec.n_voxels, 3] {
+            return Err(Error::invalid(format!(
+                "voxel coordinates are {:?}, the encoder has {} voxels",
+                c.shape, spec.n_voxels
+            )));
+        }
+        tensors.push((COORDS.to_string(), OutTensor::from_array(c)));
+    }
     let mut meta = BTreeMap::new();
     meta.insert("format".into(), FORMAT.into());
     meta.insert("d".into(), spec.d.to_string());
@@ -108,6 +124,7 @@ fn encoder_from_file(file: TensorFile) -> Result<(Encoder, FitRecord)> {
             Some(_) => Some(typed(path, "fit", parse("fit")?)?),
             None => None,
         },
+        coords: None,
     };
     // Build a template with the right shapes, then fill it from the file, checking each shape.
     let enc = Encoder::new(spec.clone(), 0).map_err(|e| Error::data(path, e.to_string()))?;
@@ -128,5 +145,17 @@ fn encoder_from_file(file: TensorFile) -> Result<(Encoder, FitRecord)> {
         }
         var.set(&Tensor::from_vec(arr.data, var.as_tensor().dims(), &Device::Cpu)?)?;
     }
-    Ok((enc, record))
+    let coords = if file.has(COORDS) {
+        let c = file.f32(COORDS)?;
+        if c.shape != [spec.n_voxels, 3] {
+            return Err(Error::data(path, format!("tensor `{COORDS}` has shape {:?}, expected [{}, 3]", c.shape, spec.n_voxels)));
+        }
+        if let Some(i) = c.first_non_finite() {
+            return Err(Error::data(path, format!("tensor `{COORDS}` has a non-finite value at {:?}", c.unravel(i))));
+        }
+        Some(c)
+    } else {
+        None
+    };
+    Ok((enc, FitRecord { coords, ..record }))
 }

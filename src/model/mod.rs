@@ -2,8 +2,8 @@
 
 pub mod encoder;
 pub mod encoder_file;
-pub mod epochs;
 pub mod fit;
+pub mod fixtures;
 pub mod loss;
 pub mod posenc;
 pub mod prepared;
@@ -12,6 +12,6 @@ pub mod resample;
 pub mod selections;
 
 pub use encoder::{Encoder, EncoderSpec, Readout};
-pub use fit::{fit, FitConfig, FitOutcome, Progress, Split};
+pub use fit::{BrainTensors, FitConfig, FitStart, FitSummary, Progress, Split};
 pub use prepared::PreparedFeatures;
 pub use selections::Selections;

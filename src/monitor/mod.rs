@@ -45,14 +45,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::data::{Array, Brain, Features, LayerFeatures};
-use crate::engine::fast_cpu::FastPredictor;
+use crate::engine::{Device, Estimator, FitEvent, Method, Predictor};
 use crate::error::{Error, Result};
 use crate::model::encoder_file::{load_encoder, FitRecord};
-use crate::model::fit::{fit, train, BrainTensors, Split};
-use crate::model::{Encoder, FitConfig, PreparedFeatures, Progress};
+use crate::model::{BrainTensors, Encoder, FitConfig, PreparedFeatures, Progress, Split};
 use crate::scores::hierarchy::{argmax_layer, voxel_depth};
-use crate::scores::stats::r2_per_voxel;
-use crate::scores::HierarchyScores;
+use crate::scores::{HierarchyScores, UncertaintyConfig};
+use crate::stats::r2_per_voxel;
 
 /// Settings of a monitor.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +72,9 @@ pub struct MonitorConfig {
     pub forgetting_threshold: f64,
     /// Weight the hierarchy line of refits by `max(R²_v, 0)`.
     pub weighted: bool,
+    /// Where the reference fit, retention and refits run. A run-time choice: not saved with the
+    /// state (a state saved on a GPU machine loads on a CPU one and vice versa).
+    pub device: Device,
 }
 
 impl Default for MonitorConfig {
@@ -85,6 +87,7 @@ impl Default for MonitorConfig {
             refit_max_seconds: None,
             forgetting_threshold: 0.2,
             weighted: false,
+            device: Device::Cpu,
         }
     }
 }
@@ -108,7 +111,17 @@ impl MonitorConfig {
         if self.forgetting_threshold.is_nan() {
             return Err(Error::invalid("forgetting threshold is NaN"));
         }
-        FitConfig { val_fraction: self.held_out_fraction, ..self.fit.clone() }.validate()
+        self.estimator(FitConfig { val_fraction: self.held_out_fraction, ..self.fit.clone() }).validate()
+    }
+
+    /// The engine's estimator for fits with these settings on this monitor's device.
+    pub fn estimator(&self, fit: FitConfig) -> Estimator {
+        // The monitor reports no intervals: its fits skip the bootstrap and permutations.
+        Estimator {
+            weighted: self.weighted,
+            uncertainty: UncertaintyConfig::default().without_resampling(),
+            ..Estimator::new(Method::Factortopy, self.device, fit)
+        }
     }
 }
 
@@ -137,9 +150,8 @@ pub struct Monitor {
     reference_argmax: Vec<usize>,
     reference_hierarchy: HierarchyScores,
     bt: BrainTensors,
-    /// `E_0` with its selector outputs and bilinear taps computed once: retention is then only
-    /// the alignment and the readout of the held-out images.
-    predictor: FastPredictor,
+    /// `E_0` ready to predict on the monitor's device (selectors evaluated once).
+    predictor: Predictor,
     /// Responses of the held-out images `[n_val, V]`.
     val_target: Vec<f32>,
     history: Vec<StepReport>,
@@ -206,10 +218,16 @@ impl Monitor {
         config.validate()?;
         reference.validate("reference features")?;
         crate::data::check_pair(reference, "reference features", brain, "brain")?;
-        let cfg = FitConfig { val_fraction: config.held_out_fraction, ..config.fit.clone() };
-        let outcome = fit(reference, brain, &cfg, progress)?;
-        let record = FitRecord { val_fraction: cfg.val_fraction, summary: Some(outcome.summary.clone()) };
-        Self::from_parts_fresh(brain, reference, outcome.encoder, record, outcome.split, config)
+        let est = config.estimator(FitConfig { val_fraction: config.held_out_fraction, ..config.fit.clone() });
+        let mut progress = progress;
+        let mut cb = |e: FitEvent<'_>| {
+            if let (FitEvent::Epoch(p), Some(f)) = (e, progress.as_mut()) {
+                f(p)
+            }
+        };
+        let job = est.fit(reference, brain, Some(&mut cb))?.into_encoder_fit()?;
+        let record = job.record();
+        Self::from_parts_fresh(brain, reference, job.outcome.encoder, record, job.outcome.split, config)
     }
 
     /// Builds the monitor around an already fitted reference encoder (e.g. from
@@ -225,7 +243,7 @@ impl Monitor {
         config.validate()?;
         reference.validate("reference features")?;
         crate::data::check_pair(reference, "reference features", brain, "brain")?;
-        crate::pipeline::check_encoder_inputs(&encoder, reference, brain)?;
+        crate::engine::check_encoder_inputs(&encoder, reference, brain)?;
         let seed = record.summary.as_ref().map(|s| s.seed).unwrap_or(0);
         let split = Split::new(reference.n_images(), record.val_fraction, seed)?;
         Self::from_parts_fresh(brain, reference, encoder, record, split, config)
@@ -271,9 +289,8 @@ impl Monitor {
     fn assemble(p: Parts, reference_r2: impl FnOnce(&Monitor) -> Result<Vec<f32>>) -> Result<Monitor> {
         let v = p.brain.n_voxels();
         let bt = BrainTensors::new(&p.brain, Some(p.encoder.spec.coord_norm))?;
-        let sel = p.encoder.selectors(&bt.pe)?;
-        let predictor = FastPredictor::new(&p.encoder, &bt.pe)?;
-        let host_sel = sel.to_host()?;
+        let predictor = Predictor::new(&p.encoder, &bt.pe, p.config.device)?;
+        let host_sel = predictor.selections().clone();
         let reference_depth = voxel_depth(&host_sel);
         let reference_argmax = argmax_layer(&host_sel);
         let mut val_target = Vec::with_capacity(p.split.val.len() * v);
@@ -396,11 +413,17 @@ impl Monitor {
     fn held_out_r2(&self, f: &Features) -> Result<Vec<f32>> {
         let sub = select_images(f, &self.split.val);
         let prepared = PreparedFeatures::new(&sub, self.encoder.spec.grid)?;
-        let n = self.split.val.len();
-        let v = self.brain.n_voxels();
-        let all: Vec<usize> = (0..n).collect();
-        let pred = self.predictor.predict(&prepared, &all)?;
-        Ok(r2_per_voxel(&pred, &self.val_target, n, v))
+        let pred = self.predictor.predict_all(&prepared)?;
+        Ok(r2_per_voxel(&pred, &self.val_target, self.split.val.len(), self.brain.n_voxels()))
+    }
+
+    /// Moves the monitor to another device (e.g. after loading a saved state on a GPU machine).
+    pub fn set_device(&mut self, device: Device) -> Result<()> {
+        let config = MonitorConfig { device, ..self.config.clone() };
+        config.validate()?;
+        self.predictor = Predictor::new(&self.encoder, &self.bt.pe, device)?;
+        self.config = config;
+        Ok(())
     }
 
     /// Per-layer CKA of `f`'s global tokens against the reference's.
@@ -423,7 +446,8 @@ impl Monitor {
             ..self.config.fit.clone()
         };
         let start = self.record.summary.as_ref().map(|s| s.steps).unwrap_or(cfg.reg_steps);
-        let outcome = train(self.encoder.deep_copy()?, &prepared, &self.bt, self.split.clone(), &cfg, start, None)?;
+        let est = self.config.estimator(cfg);
+        let outcome = est.train(self.encoder.deep_copy()?, &prepared, &self.bt, self.split.clone(), start, None)?;
         let sel = outcome.encoder.selectors(&self.bt.pe)?.to_host()?;
         let depth = voxel_depth(&sel);
         let argmax = argmax_layer(&sel);

@@ -132,6 +132,7 @@ fn parse_config(origin: &Path, s: &str) -> Result<MonitorConfig> {
         refit_max_seconds: opt(&v, "refit_max_seconds"),
         forgetting_threshold: opt(&v, "forgetting_threshold").unwrap_or(f64::INFINITY),
         weighted: v.get("weighted").and_then(Value::as_bool).unwrap_or(false),
+        device: crate::engine::Device::Cpu,
     };
     cfg.validate().map_err(|e| bad(e.to_string()))?;
     Ok(cfg)

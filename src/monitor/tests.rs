@@ -23,6 +23,7 @@ pub(crate) fn small_config() -> MonitorConfig {
         refit_max_seconds: None,
         forgetting_threshold: 0.3,
         weighted: false,
+        device: crate::engine::Device::Cpu,
     }
 }
 

@@ -6,7 +6,8 @@ pub mod hierarchy;
 pub mod permutation;
 pub mod report;
 pub mod seeds;
-pub mod stats;
+/// Per-voxel statistics live in the leaf module `crate::stats` (shared with the engine).
+pub use crate::stats;
 pub mod uncertainty;
 
 pub use hierarchy::HierarchyScores;

@@ -65,17 +65,7 @@ pub struct RoiSummary {
     pub layer_histogram: Vec<usize>,
 }
 
-/// How the encoder behind the report was fitted (DESIGN §3.6).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct FitSummary {
-    pub seed: u64,
-    pub n_train: usize,
-    pub n_val: usize,
-    pub epochs_run: usize,
-    pub best_epoch: usize,
-    pub best_val_r2: f64,
-    pub steps: usize,
-}
+pub use crate::model::FitSummary;
 
 /// The FactorTopy fit settings behind a report (DESIGN §3.5–§3.6), as `FitConfig` holds them.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -20,6 +20,15 @@ impl UncertaintyConfig {
     pub fn validate(&self) -> Result<()> {
         self.bootstrap.validate()
     }
+
+    /// The same settings with no bootstrap resamples and no permutations (the refits of a
+    /// spread over seeds need only their headline numbers).
+    pub fn without_resampling(&self) -> Self {
+        UncertaintyConfig {
+            bootstrap: BootstrapConfig { n_resamples: 0, ..self.bootstrap },
+            permutation: PermutationConfig { n_permutations: 0, ..self.permutation },
+        }
+    }
 }
 
 /// Intervals (percentile bootstrap at `level`) of the headline numbers and the hierarchy's

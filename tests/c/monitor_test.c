@@ -19,39 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures = 0;
-
-#define CHECK(call)                                                                        \
-  do {                                                                                     \
-    ft_status s_ = (call);                                                                 \
-    if (s_ != FT_OK) {                                                                     \
-      fprintf(stderr, "%s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #call,                  \
-              ft_status_name(s_), ft_last_error());                                        \
-      exit(1);                                                                             \
-    }                                                                                      \
-  } while (0)
-
-#define EXPECT(cond)                                                                       \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #cond);                  \
-      failures++;                                                                          \
-    }                                                                                      \
-  } while (0)
-
-/* The call must fail with `want` and leave a non-empty message. */
-#define EXPECT_STATUS(call, want)                                                          \
-  do {                                                                                     \
-    ft_status s_ = (call);                                                                 \
-    if (s_ != (want)) {                                                                    \
-      fprintf(stderr, "%s:%d: %s -> %s, expected %s (%s)\n", __FILE__, __LINE__, #call,    \
-              ft_status_name(s_), ft_status_name(want), ft_last_error());                  \
-      failures++;                                                                          \
-    } else if (ft_last_error()[0] == '\0') {                                               \
-      fprintf(stderr, "%s:%d: %s gave no error message\n", __FILE__, __LINE__, #call);     \
-      failures++;                                                                          \
-    }                                                                                      \
-  } while (0)
+#include "check.h"
 
 enum { N_IMAGES = 120, N_VOXELS = 28, N_LAYERS = 4, WIDTH = 12, GRID = 4 };
 

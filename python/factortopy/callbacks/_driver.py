@@ -11,11 +11,14 @@ import json
 import math
 import os
 import struct
+import warnings
 from typing import Callable, Mapping
 
 import torch
 
+from .._lib import last_error_message
 from ..data import Brain, Features
+from ..fitting import device_available, device_name
 from ..hooks import LayerSpec, collect, to_features
 from ..monitor import Monitor, MonitorOptions, StepReport
 from ._dist import Group, gather_collected, shard
@@ -24,6 +27,25 @@ from ._dist import Group, gather_collected, shard
 # bf16 has f32's range (no overflow, whatever the activations) and halves host memory; its
 # rounding (relative 2⁻⁹) is far below the differences the monitor measures.
 DEFAULT_DTYPE = torch.bfloat16
+
+
+def monitor_device(model) -> str:
+    """The device the monitor runs on by default: the model's, when this library can run there
+    (a CUDA build with a driver); otherwise the CPU, with a warning saying why."""
+    try:
+        param = next(iter(model.parameters()))
+    except (AttributeError, StopIteration, TypeError):
+        return "cpu"
+    name = device_name(param.device)
+    if name == "cpu" or device_available(name):
+        return name
+    warnings.warn(
+        f"factortopy: the model is on {name} but this library cannot run there "
+        f"({last_error_message()}); the monitor runs on the CPU",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return "cpu"
 
 
 class MonitorDriver:
@@ -44,6 +66,7 @@ class MonitorDriver:
         prefix: str = "factortopy/",
         collect_kwargs: dict | None = None,
         on_report: Callable[[int, StepReport], None] | None = None,
+        device=None,
     ):
         if every_n_steps < 1:
             raise ValueError("every_n_steps must be at least 1")
@@ -59,6 +82,8 @@ class MonitorDriver:
         self.collect_kwargs = dict(collect_kwargs or {})
         self.on_report = on_report
         # Rank 0 only (None on the other ranks).
+        # None: the model's device when this library can run there, else the CPU (see start).
+        self.device = device
         self.monitor: Monitor | None = None
         # Display names of the watched layers, as hooks.collect names them.
         self.layer_names: list[str] = [str(k) for k in layers]
@@ -139,7 +164,8 @@ class MonitorDriver:
         if self._started:
             return False
         g = Group()
-        last = _on_root(g, lambda: self._restore(saved) if saved is not None else False)
+        device = self.device if self.device is not None else monitor_device(model)
+        last = _on_root(g, lambda: self._restore(saved, device) if saved is not None else False)
         if last is not False:
             self._last_step = last
             self._started = True
@@ -147,7 +173,7 @@ class MonitorDriver:
         feats = self.features(model, g)
 
         def build():
-            self.monitor = Monitor(self.brain, feats, self.options, encoder_path=self.encoder_path)
+            self.monitor = Monitor(self.brain, feats, self.options, encoder_path=self.encoder_path, device=device)
             if self.history_file is not None:
                 self.monitor.set_history_file(self.history_file)
             return self._observe_features(step, feats)
@@ -209,8 +235,8 @@ class MonitorDriver:
         self._last_step = self._restore(data)
         self._started = True
 
-    def _restore(self, data: bytes) -> int | None:
-        self.monitor = Monitor.from_bytes(data, self.brain)
+    def _restore(self, data: bytes, device: str = "cpu") -> int | None:
+        self.monitor = Monitor.from_bytes(data, self.brain, device=device)
         if self.history_file is not None:
             self.monitor.set_history_file(self.history_file)
         hist = self.monitor.history

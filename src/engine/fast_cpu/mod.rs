@@ -1,6 +1,6 @@
 //! The fast CPU trainer (issue 11): an explicit forward and backward of the whole model of
 //! DESIGN §3 on flat host buffers, no autograd graph on the hot path. It mirrors the CUDA trainer
-//! (`kernels::fit::GpuTrainer`): one flat buffer each for the parameters, gradients and AdamW
+//! (`cuda::trainer::GpuTrainer`): one flat buffer each for the parameters, gradients and AdamW
 //! moments ([`layout`]); the three selector MLPs as one chain sharing the positional encoding
 //! ([`mlp`]); the channel alignment as small faer products straight from the resampled features
 //! ([`align`]); the fused readout reading bilinear taps computed once per step ([`readout`]);
@@ -11,7 +11,7 @@
 //! blocks in a fixed order, and faer's products partition their outputs deterministically, so
 //! the same inputs and seed give the same numbers on the same machine.
 //!
-//! The candle trainer (`model::fit::train`, candle autograd) stays the oracle: the tests compare
+//! The candle trainer (`engine::candle_cpu`, candle autograd) stays the oracle: the tests compare
 //! every gradient of this trainer with candle's autograd on the unfused formula.
 
 pub mod adamw;

@@ -5,7 +5,9 @@
 use super::*;
 use crate::data::{Array, Features, LayerFeatures};
 use crate::model::encoder::{EncoderSpec, Readout};
-use crate::model::fit::{objective, predict_images, train_step, FitStart, TrainState};
+use crate::engine::candle_cpu::{objective, train_step, TrainState};
+use crate::engine::predict::predict_cpu as predict_images;
+use crate::model::FitStart;
 use crate::model::posenc::CoordNorm;
 use crate::rng::Rng;
 use crate::synth::{generate, Scenario, SynthConfig};

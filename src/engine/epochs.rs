@@ -5,10 +5,9 @@
 
 use std::time::Instant;
 
-use crate::model::encoder::Encoder;
-use crate::model::fit::{FitConfig, FitOutcome, Progress, Split};
+use crate::engine::outcome::FitOutcome;
 use crate::model::loss::regulariser_weight;
-use crate::scores::FitSummary;
+use crate::model::{Encoder, FitConfig, FitSummary, Progress, Split};
 
 pub struct EpochTracker<'c> {
     cfg: &'c FitConfig,

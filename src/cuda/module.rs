@@ -1,7 +1,7 @@
 //! Run-time compilation of `kernels/*.cu` with NVRTC (sources embedded with `include_str!`) and
 //! a per-device cache of the loaded modules, the stream and the cuBLAS handle.
 
-use super::device::{probe, Device};
+use super::probe::{check_ordinal, probe};
 use crate::error::{Error, Result};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::sys::CUdevice_attribute;
@@ -84,7 +84,7 @@ static GPUS: Lazy<Mutex<HashMap<usize, Arc<Gpu>>>> = Lazy::new(|| Mutex::new(Has
 /// the life of the process. Fails with `Error::Cuda` (never panics) when the driver, NVRTC or
 /// cuBLAS is missing, the ordinal does not exist or a kernel does not compile.
 pub fn gpu(ordinal: usize) -> Result<Arc<Gpu>> {
-    Device::Cuda(ordinal).check_available()?;
+    check_ordinal(ordinal)?;
     let mut cache =
         GPUS.lock().map_err(|_| Error::Cuda("the device cache was poisoned by an earlier failure".into()))?;
     if let Some(g) = cache.get(&ordinal) {

@@ -7,26 +7,23 @@
 //! two loss terms and the gradient norm). Parameters, gradients and optimiser moments each live
 //! in one flat buffer, so the norm and AdamW are one kernel each.
 //!
-//! Same algorithm as `crate::model::fit::train`: same initialisation (the CPU encoder is
-//! uploaded), same split, same batch order, same epoch logic; results differ only by float
-//! rounding. A fit is deterministic on one device: no kernel uses atomics.
+//! It implements `crate::engine::Trainer`, so the engine's one training loop drives it exactly
+//! as it drives the CPU trainers: same initialisation (the CPU encoder is uploaded), same split,
+//! same batch order, same epoch logic; results differ only by float rounding. A fit is
+//! deterministic on one device: no kernel uses atomics.
 
 use super::blas::{gemm, gemm_strided_batched, Gemm2, Op};
 use super::elementwise::{self as ew, AdamW, Rows, REDUCE_BLOCKS};
 use super::module::{cuda, gpu, no_panic, Gpu};
 use super::readout as ro;
 use super::selectors::{heads_backward, heads_forward};
-use crate::data::{Brain, Features};
+use crate::engine::trainer::Trainer;
 use crate::error::{Error, Result};
 use crate::model::encoder::{Encoder, EncoderSpec, HIDDEN};
-use crate::model::epochs::EpochTracker;
-use crate::model::fit::{BrainTensors, FitConfig, FitOutcome, FitStart, Progress, Split};
 use crate::model::loss::regulariser_weight;
 use crate::model::posenc::ENC_DIM;
-use crate::model::prepared::PreparedFeatures;
 use crate::model::readout::Dims;
-use crate::rng::Rng;
-use crate::scores::stats::{pearson_per_voxel, r2_per_voxel};
+use crate::model::{BrainTensors, FitConfig, PreparedFeatures};
 use candle_core::Tensor;
 use cudarc::driver::CudaSlice;
 use std::sync::Arc;
@@ -58,102 +55,20 @@ impl Default for GpuFitOptions {
     }
 }
 
-/// Fits a fresh encoder on `cuda:opts.ordinal`, the device twin of `crate::model::fit::fit`.
-pub fn gpu_fit(
-    features: &Features,
-    brain: &Brain,
-    cfg: &FitConfig,
-    opts: &GpuFitOptions,
-    progress: Option<&mut dyn FnMut(&Progress)>,
-) -> Result<FitOutcome> {
-    cfg.validate()?;
-    crate::data::check_pair(features, "features", brain, "brain")?;
-    // Fail on a missing driver before the (possibly long) feature preparation.
-    let g = gpu(opts.ordinal)?;
-    let s = FitStart::new(features, brain, cfg)?;
-    gpu_train_on(g, s.encoder, &s.prepared, &s.bt, s.split, cfg, 0, opts, progress)
-}
-
-/// Trains `encoder` on the GPU from optimiser step `start_step`, the device twin of
-/// `crate::model::fit::train`.
-#[allow(clippy::too_many_arguments)]
-pub fn gpu_train(
-    encoder: Encoder,
+/// Predictions `[idx.len(), V]` of a fixed encoder on `cuda:ordinal`: the features are uploaded
+/// once, the selectors run once, the readout runs in chunks. The engine's `Predictor` calls this.
+pub fn gpu_predict(
+    ordinal: usize,
+    encoder: &Encoder,
     prepared: &PreparedFeatures,
-    bt: &BrainTensors,
-    split: Split,
-    cfg: &FitConfig,
-    start_step: usize,
-    opts: &GpuFitOptions,
-    progress: Option<&mut dyn FnMut(&Progress)>,
-) -> Result<FitOutcome> {
-    let g = gpu(opts.ordinal)?;
-    gpu_train_on(g, encoder, prepared, bt, split, cfg, start_step, opts, progress)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn gpu_train_on(
-    g: Arc<Gpu>,
-    encoder: Encoder,
-    prepared: &PreparedFeatures,
-    bt: &BrainTensors,
-    split: Split,
-    cfg: &FitConfig,
-    start_step: usize,
-    opts: &GpuFitOptions,
-    mut progress: Option<&mut dyn FnMut(&Progress)>,
-) -> Result<FitOutcome> {
-    cfg.validate()?;
-    let mut tr = GpuTrainer::new(g, &encoder, prepared, bt, cfg, opts)?;
-    let val_targets = host_rows(&bt.responses, &split.val)?;
-    let mut order_rng = Rng::derive(cfg.seed, "batches");
-    tr.snapshot_best()?;
-    let mut epochs = EpochTracker::new(cfg, start_step);
-    let v = encoder.spec.n_voxels;
-    let score = |tr: &mut GpuTrainer| -> Result<(Vec<f32>, Vec<f32>)> {
-        let pred = tr.predict(&split.val)?;
-        let n = split.val.len();
-        Ok((r2_per_voxel(&pred, &val_targets, n, v), pearson_per_voxel(&pred, &val_targets, n, v)))
-    };
-    'epochs: for epoch in 1..=cfg.max_epochs {
-        let mut order = split.train.clone();
-        order_rng.shuffle(&mut order);
-        tr.set_order(&order)?;
-        epochs.begin_epoch();
-        let mut offset = 0usize;
-        for batch in order.chunks(cfg.batch_size) {
-            let loss = tr.train_step(offset, batch.len(), epochs.step())?;
-            offset += batch.len();
-            if epochs.after_step(loss) {
-                let (r2, pr) = score(&mut tr)?;
-                if epochs.record_budget_end(epoch, r2, pr) {
-                    tr.snapshot_best()?;
-                }
-                break 'epochs;
-            }
-        }
-        let (r2, pr) = score(&mut tr)?;
-        if epochs.record_epoch(epoch, r2, pr, &mut progress) {
-            tr.snapshot_best()?;
-        }
-        if epochs.should_stop() {
-            break;
-        }
-    }
-    tr.write_best_into(&encoder)?;
-    Ok(epochs.finish(encoder, split))
-}
-
-
-/// Rows `idx` of a `[N, V]` host tensor, row-major.
-fn host_rows(t: &Tensor, idx: &[usize]) -> Result<Vec<f32>> {
-    let (_, v) = t.dims2()?;
-    let all = t.flatten_all()?.to_vec1::<f32>()?;
-    let mut out = Vec::with_capacity(idx.len() * v);
-    for &i in idx {
-        out.extend_from_slice(&all[i * v..(i + 1) * v]);
-    }
-    Ok(out)
+    pe: &Tensor,
+    idx: &[usize],
+) -> Result<Vec<f32>> {
+    let g = gpu(ordinal)?;
+    let cfg = FitConfig::default();
+    let opts = GpuFitOptions { ordinal, ..Default::default() };
+    let mut tr = GpuTrainer::build(g, encoder, prepared, None, pe, &cfg, &opts)?;
+    tr.predict(idx)
 }
 
 /// `(parameter name, values)` in `Encoder::named_vars` order.
@@ -327,6 +242,8 @@ pub struct GpuTrainer {
     locals: Vec<Store>,
     globals: Vec<Store>,
     responses: CudaSlice<f32>,
+    /// False for a prediction-only trainer (no responses uploaded).
+    can_train: bool,
     pe: CudaSlice<f32>,
     // Optimiser state.
     params: CudaSlice<f32>,
@@ -368,6 +285,20 @@ impl GpuTrainer {
         cfg: &FitConfig,
         opts: &GpuFitOptions,
     ) -> Result<Self> {
+        Self::build(g, encoder, prepared, Some(&bt.responses), &bt.pe, cfg, opts)
+    }
+
+    /// [`GpuTrainer::new`], or without responses a trainer that can only predict (its
+    /// `train_step` refuses).
+    pub fn build(
+        g: Arc<Gpu>,
+        encoder: &Encoder,
+        prepared: &PreparedFeatures,
+        responses: Option<&Tensor>,
+        pe: &Tensor,
+        cfg: &FitConfig,
+        opts: &GpuFitOptions,
+    ) -> Result<Self> {
         let spec = encoder.spec.clone();
         if prepared.widths != spec.widths || prepared.grid != spec.grid {
             return Err(Error::mismatch(format!(
@@ -375,11 +306,21 @@ impl GpuTrainer {
                 prepared.widths, prepared.grid, spec.widths, spec.grid
             )));
         }
-        let (n, v_resp) = bt.responses.dims2()?;
-        if n != prepared.n_images || v_resp != spec.n_voxels {
+        let n = prepared.n_images;
+        if let Some(r) = responses {
+            let (n_resp, v_resp) = r.dims2()?;
+            if n_resp != n || v_resp != spec.n_voxels {
+                return Err(Error::mismatch(format!(
+                    "responses are [{n_resp}, {v_resp}] but the features have {n} images and the encoder {} voxels",
+                    spec.n_voxels
+                )));
+            }
+        }
+        let (pe_v, pe_k) = pe.dims2()?;
+        if pe_v != spec.n_voxels || pe_k != ENC_DIM {
             return Err(Error::mismatch(format!(
-                "responses are [{n}, {v_resp}] but the features have {} images and the encoder {} voxels",
-                prepared.n_images, spec.n_voxels
+                "the positional encoding is [{pe_v}, {pe_k}], the encoder needs [{}, {ENC_DIM}]",
+                spec.n_voxels
             )));
         }
         let lay = Layout::new(&spec);
@@ -397,10 +338,12 @@ impl GpuTrainer {
             locals.push(Store::upload(&g, &prepared.locals[li], opts.feature_dtype)?);
             globals.push(Store::upload(&g, &prepared.globals[li], opts.feature_dtype)?);
         }
-        let responses =
-            s.clone_htod(&bt.responses.flatten_all()?.to_vec1::<f32>()?).map_err(cuda("uploading responses"))?;
-        let pe =
-            s.clone_htod(&bt.pe.flatten_all()?.to_vec1::<f32>()?).map_err(cuda("uploading the positional encoding"))?;
+        let can_train = responses.is_some();
+        let responses = match responses {
+            Some(r) => s.clone_htod(&r.flatten_all()?.to_vec1::<f32>()?).map_err(cuda("uploading responses"))?,
+            None => zeros(1)?,
+        };
+        let pe = s.clone_htod(&pe.flatten_all()?.to_vec1::<f32>()?).map_err(cuda("uploading the positional encoding"))?;
         let acts = (0..3)
             .map(|_| {
                 Ok(MlpActs {
@@ -419,6 +362,7 @@ impl GpuTrainer {
             locals,
             globals,
             responses,
+            can_train,
             pe,
             grads: zeros(lay.total)?,
             adam_m: zeros(lay.total)?,
@@ -566,6 +510,9 @@ impl GpuTrainer {
     /// Forward and backward of the objective on images `order[offset..offset + b]` at optimiser
     /// step `step`: fills `grads` and leaves (smooth-L1 mean, R) in `scalars[0..2]`.
     fn forward_backward(&mut self, offset: usize, b: usize, step: usize) -> Result<f32> {
+        if !self.can_train {
+            return Err(Error::invalid("this GPU trainer was built for prediction only (no responses)"));
+        }
         if b == 0 || b > self.bmax || offset + b > self.order_len {
             return Err(Error::invalid(format!(
                 "batch of {b} at {offset} does not fit (order holds {}, buffers {})",
@@ -843,6 +790,24 @@ impl GpuTrainer {
     pub fn write_current_into(&self, encoder: &Encoder) -> Result<()> {
         let flat = self.g.stream.clone_dtoh(&self.params).map_err(cuda("reading parameters"))?;
         write_into(encoder, &self.lay, &flat)
+    }
+}
+
+impl Trainer for GpuTrainer {
+    fn set_order(&mut self, order: &[usize]) -> Result<()> {
+        GpuTrainer::set_order(self, order)
+    }
+    fn step(&mut self, offset: usize, len: usize, step: usize) -> Result<f64> {
+        self.train_step(offset, len, step)
+    }
+    fn predict(&mut self, idx: &[usize]) -> Result<Vec<f32>> {
+        GpuTrainer::predict(self, idx)
+    }
+    fn snapshot_best(&mut self) -> Result<()> {
+        GpuTrainer::snapshot_best(self)
+    }
+    fn write_best_into(&mut self, encoder: &Encoder) -> Result<()> {
+        GpuTrainer::write_best_into(self, encoder)
     }
 }
 

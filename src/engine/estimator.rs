@@ -1,0 +1,493 @@
+//! The estimator: "method × device × settings" in one value (in the manner of a scikit-learn
+//! estimator: it holds settings, `fit`, `train` and `score` do the work). Every entry point
+//! (CLI, C ABI, Python, monitor, rank) builds one and calls it, so choosing a method and a device
+//! happens here and nowhere else.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::baseline::{fit_ridge_baseline, LayerSummary, RidgeBaseline, RidgeBaselineConfig};
+use crate::data::{Array, Brain, Features};
+use crate::engine::candle_cpu::CandleTrainer;
+use crate::engine::fast_cpu::FastCpuTrainer;
+use crate::engine::device::Device;
+use crate::engine::outcome::FitOutcome;
+use crate::engine::predict::Predictor;
+use crate::engine::trainer::{train_loop, Trainer};
+use crate::error::{Error, Result};
+use crate::model::encoder_file::FitRecord;
+use crate::model::{BrainTensors, Encoder, FitConfig, FitStart, FitSummary, PreparedFeatures, Progress, Selections, Split};
+use crate::scores::{FitSettings, HeldOut, Report, SeedSpread, UncertaintyConfig};
+
+/// How brain and features are related: the FactorTopy encoder or the layer-wise ridge baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// The FactorTopy encoder (DESIGN §3).
+    #[default]
+    Factortopy,
+    /// One cross-validated ridge per layer from its global token; best layer per voxel.
+    Ridge,
+}
+
+impl Method {
+    pub const ALL: [Method; 2] = [Method::Factortopy, Method::Ridge];
+
+    /// The name used in reports, flags, the C ABI and Python.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Factortopy => "factortopy",
+            Method::Ridge => "ridge",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Method {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| Error::invalid(format!("unknown method `{s}`; expected `factortopy` or `ridge`")))
+    }
+}
+
+/// What a fit reports while it runs.
+#[derive(Debug, Clone, Copy)]
+pub enum FitEvent<'a> {
+    /// A FactorTopy epoch ended.
+    Epoch(&'a Progress),
+    /// The ridge baseline finished one layer.
+    RidgeLayer(&'a LayerSummary),
+}
+
+/// A progress callback.
+pub type OnEvent<'a> = Option<&'a mut dyn FnMut(FitEvent<'_>)>;
+
+/// A fitted FactorTopy encoder with its per-voxel choices and its report.
+pub struct EncoderFit {
+    pub outcome: FitOutcome,
+    pub selections: Selections,
+    pub report: Report,
+    pub val_fraction: f64,
+    /// The fitted voxels' coordinates `[V, 3]` (saved with the encoder for `predict`).
+    pub coords: Array,
+}
+
+impl EncoderFit {
+    /// What the encoder file records about the fit (so `score` recreates the held-out split).
+    pub fn record(&self) -> FitRecord {
+        FitRecord {
+            val_fraction: self.val_fraction,
+            summary: Some(self.outcome.summary.clone()),
+            coords: Some(self.coords.clone()),
+        }
+    }
+}
+
+/// The result of [`Estimator::fit`].
+pub enum Fitted {
+    Encoder(Box<EncoderFit>),
+    Ridge(Box<RidgeBaseline>),
+}
+
+impl Fitted {
+    pub fn method(&self) -> Method {
+        match self {
+            Fitted::Encoder(_) => Method::Factortopy,
+            Fitted::Ridge(_) => Method::Ridge,
+        }
+    }
+    pub fn report(&self) -> &Report {
+        match self {
+            Fitted::Encoder(f) => &f.report,
+            Fitted::Ridge(f) => &f.report,
+        }
+    }
+    pub fn selections(&self) -> &Selections {
+        match self {
+            Fitted::Encoder(f) => &f.selections,
+            Fitted::Ridge(f) => &f.selections,
+        }
+    }
+    /// Held-out R² per voxel.
+    pub fn val_r2(&self) -> &[f32] {
+        match self {
+            Fitted::Encoder(f) => &f.outcome.val_r2,
+            Fitted::Ridge(f) => &f.r2,
+        }
+    }
+    /// Held-out Pearson r per voxel.
+    pub fn val_pearson(&self) -> &[f32] {
+        match self {
+            Fitted::Encoder(f) => &f.outcome.val_pearson,
+            Fitted::Ridge(f) => &f.pearson,
+        }
+    }
+    pub fn split(&self) -> &Split {
+        match self {
+            Fitted::Encoder(f) => &f.outcome.split,
+            Fitted::Ridge(f) => &f.split,
+        }
+    }
+    pub fn summary(&self) -> Option<&FitSummary> {
+        match self {
+            Fitted::Encoder(f) => Some(&f.outcome.summary),
+            Fitted::Ridge(_) => None,
+        }
+    }
+    /// The FactorTopy encoder (none for the ridge baseline).
+    pub fn encoder(&self) -> Option<&Encoder> {
+        match self {
+            Fitted::Encoder(f) => Some(&f.outcome.encoder),
+            Fitted::Ridge(_) => None,
+        }
+    }
+    pub fn into_encoder_fit(self) -> Result<EncoderFit> {
+        match self {
+            Fitted::Encoder(f) => Ok(*f),
+            Fitted::Ridge(_) => Err(Error::invalid("the ridge baseline has no encoder")),
+        }
+    }
+}
+
+/// A saved encoder scored again on its own held-out images.
+pub struct Scored {
+    pub selections: Selections,
+    pub r2: Vec<f32>,
+    pub pearson: Vec<f32>,
+    pub report: Report,
+}
+
+/// Method × device × settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Estimator {
+    pub method: Method,
+    pub device: Device,
+    /// FactorTopy settings; their `seed` and `val_fraction` also set the ridge baseline's split.
+    pub fit: FitConfig,
+    /// Ridge settings (its `seed` and `val_fraction` are taken from `fit`).
+    pub ridge: RidgeBaselineConfig,
+    /// Weight the hierarchy line by max(R², 0).
+    pub weighted: bool,
+    /// Bootstrap intervals and the hierarchy's permutation null of the report (issue 14).
+    pub uncertainty: UncertaintyConfig,
+    /// Which CPU trainer runs on `Device::Cpu`.
+    pub cpu_trainer: CpuTrainer,
+}
+
+/// The two CPU implementations of the trainer interface: the same algorithm, results equal to
+/// float rounding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CpuTrainer {
+    /// `engine::fast_cpu`: explicit forward and backward on flat buffers (the default).
+    #[default]
+    Fast,
+    /// `engine::candle_cpu`: candle autograd on the plain formula (the oracle).
+    Candle,
+}
+
+impl Default for Estimator {
+    fn default() -> Self {
+        Self::new(Method::Factortopy, Device::Cpu, FitConfig::default())
+    }
+}
+
+impl Estimator {
+    pub fn new(method: Method, device: Device, fit: FitConfig) -> Self {
+        Self {
+            method,
+            device,
+            fit,
+            ridge: RidgeBaselineConfig::default(),
+            weighted: false,
+            uncertainty: UncertaintyConfig::default(),
+            cpu_trainer: CpuTrainer::default(),
+        }
+    }
+
+    /// Checks the settings and that the device can run the method now. Every entry point calls
+    /// this (through `fit`, `train` or `predictor`) before touching data.
+    pub fn validate(&self) -> Result<()> {
+        self.fit.validate()?;
+        self.uncertainty.validate()?;
+        if self.method == Method::Ridge && self.device != Device::Cpu {
+            return Err(Error::invalid(format!(
+                "the ridge baseline runs on the CPU only; use --device cpu (got {})",
+                self.device
+            )));
+        }
+        self.device.check_available()
+    }
+
+    /// The ridge settings with the shared split.
+    pub fn ridge_config(&self) -> RidgeBaselineConfig {
+        RidgeBaselineConfig {
+            seed: self.fit.seed,
+            val_fraction: self.fit.val_fraction,
+            uncertainty: self.uncertainty,
+            ..self.ridge.clone()
+        }
+    }
+
+    /// Fits `features` to `brain` and scores the result on the held-out images.
+    pub fn fit(&self, features: &Features, brain: &Brain, mut on_event: OnEvent<'_>) -> Result<Fitted> {
+        self.validate()?;
+        crate::data::check_pair(features, "features", brain, "brain")?;
+        match self.method {
+            Method::Ridge => {
+                let mut layer_cb = |s: &LayerSummary| {
+                    if let Some(cb) = on_event.as_mut() {
+                        cb(FitEvent::RidgeLayer(s))
+                    }
+                };
+                let fit = fit_ridge_baseline(features, brain, &self.ridge_config(), self.weighted, Some(&mut layer_cb))?;
+                Ok(Fitted::Ridge(Box::new(fit)))
+            }
+            Method::Factortopy => {
+                let start = FitStart::new(features, brain, &self.fit)?;
+                let mut epoch_cb = |p: &Progress| {
+                    if let Some(cb) = on_event.as_mut() {
+                        cb(FitEvent::Epoch(p))
+                    }
+                };
+                let outcome =
+                    self.train(start.encoder, &start.prepared, &start.bt, start.split, 0, Some(&mut epoch_cb))?;
+                let predictor = self.predictor(&outcome.encoder, &start.bt.pe)?;
+                let val = &outcome.split.val;
+                let pred = predictor.predict(&start.prepared, val)?;
+                let target = crate::engine::trainer::rows(&brain.responses.data, brain.n_voxels(), val);
+                let heldout = HeldOut::new(&pred, &target, val.len(), brain.n_voxels())?;
+                // The report's scores come from the one predict path, so `score` on the saved
+                // encoder reproduces them exactly.
+                let (r2, pearson) = heldout.scores();
+                let selections = predictor.selections().clone();
+                let mut report = Report::compute(
+                    &features.model,
+                    Method::Factortopy.name(),
+                    &features.layer_names,
+                    &selections,
+                    &r2,
+                    &pearson,
+                    brain,
+                    self.weighted,
+                    Some(outcome.summary.clone()),
+                )?
+                .with_uncertainty(&selections, brain, Some(heldout), &r2, &self.uncertainty)?;
+                report.settings.fit = Some(FitSettings::from(&self.fit));
+                Ok(Fitted::Encoder(Box::new(EncoderFit {
+                    outcome,
+                    selections,
+                    report,
+                    val_fraction: self.fit.val_fraction,
+                    coords: brain.coords.clone(),
+                })))
+            }
+        }
+    }
+
+    /// [`Estimator::fit`] at `fit.seed`, then `n_seeds − 1` refits at seeds `fit.seed + 1, ...`
+    /// whose headline numbers, with the first fit's, give the report's spread over seeds (the
+    /// fit's own randomness: initialisation, batch order and train/validation split). The result
+    /// is the first seed's fit; the refits skip the bootstrap and permutations; `seed_done` hears
+    /// of each seed's report. `n_seeds` ≤ 1 is a plain fit. FactorTopy only (the ridge baseline
+    /// has no random initialisation).
+    pub fn fit_seeds(
+        &self,
+        features: &Features,
+        brain: &Brain,
+        n_seeds: usize,
+        mut on_event: OnEvent<'_>,
+        mut seed_done: Option<&mut dyn FnMut(u64, &Report)>,
+    ) -> Result<Fitted> {
+        if n_seeds > 1 && self.method != Method::Factortopy {
+            return Err(Error::invalid(
+                "--seeds applies to the factortopy method (the ridge baseline has no random initialisation)",
+            ));
+        }
+        let mut first = self.fit(features, brain, reborrow(&mut on_event))?;
+        if n_seeds <= 1 {
+            return Ok(first);
+        }
+        let Fitted::Encoder(job) = &mut first else { unreachable!("checked: factortopy") };
+        if let Some(cb) = seed_done.as_mut() {
+            cb(self.fit.seed, &job.report);
+        }
+        let refit = Estimator { uncertainty: self.uncertainty.without_resampling(), ..self.clone() };
+        let mut seeds = vec![self.fit.seed];
+        let mut reports = vec![job.report.clone()];
+        for k in 1..n_seeds as u64 {
+            let seed =
+                self.fit.seed.checked_add(k).ok_or_else(|| Error::invalid("--seed + --seeds overflows a 64-bit seed"))?;
+            let est = Estimator { fit: FitConfig { seed, ..self.fit.clone() }, ..refit.clone() };
+            let r = est.fit(features, brain, reborrow(&mut on_event))?.report().clone();
+            if let Some(cb) = seed_done.as_mut() {
+                cb(seed, &r);
+            }
+            seeds.push(seed);
+            reports.push(r);
+        }
+        job.report.seeds = Some(SeedSpread::from_reports(&seeds, &reports)?);
+        Ok(first)
+    }
+
+    /// Trains `encoder` (a fresh one, or a warm start) on the device, from optimiser step
+    /// `start_step` of the regulariser's schedule: the one training loop driving the device's
+    /// trainer.
+    pub fn train(
+        &self,
+        encoder: Encoder,
+        prepared: &PreparedFeatures,
+        bt: &BrainTensors,
+        split: Split,
+        start_step: usize,
+        progress: Option<&mut dyn FnMut(&Progress)>,
+    ) -> Result<FitOutcome> {
+        if self.method != Method::Factortopy {
+            return Err(Error::invalid(format!("method {} does not train an encoder", self.method)));
+        }
+        self.validate()?;
+        let responses = bt.responses.flatten_all()?.to_vec1::<f32>()?;
+        let mut trainer = self.trainer(&encoder, prepared, bt)?;
+        train_loop(trainer.as_mut(), encoder, &responses, split, &self.fit, start_step, progress)
+    }
+
+    /// The device's trainer, starting from `encoder`.
+    pub fn trainer<'a>(
+        &self,
+        encoder: &Encoder,
+        prepared: &'a PreparedFeatures,
+        bt: &'a BrainTensors,
+    ) -> Result<Box<dyn Trainer + 'a>> {
+        match self.device {
+            Device::Cpu => match self.cpu_trainer {
+                CpuTrainer::Fast => Ok(Box::new(FastCpuTrainer::new(encoder, prepared, bt, &self.fit)?)),
+                CpuTrainer::Candle => Ok(Box::new(CandleTrainer::new(encoder, prepared, bt, &self.fit)?)),
+            },
+            #[cfg(feature = "cuda")]
+            Device::Cuda(ordinal) => {
+                let opts = crate::cuda::trainer::GpuFitOptions { ordinal, ..Default::default() };
+                let g = crate::cuda::gpu(ordinal)?;
+                Ok(Box::new(crate::cuda::trainer::GpuTrainer::new(g, encoder, prepared, bt, &self.fit, &opts)?))
+            }
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => Err(Error::Cuda(crate::engine::device::NO_CUDA_BUILD.to_string())),
+        }
+    }
+
+    /// A fixed encoder ready to predict on this estimator's device.
+    pub fn predictor(&self, encoder: &Encoder, pe: &candle_core::Tensor) -> Result<Predictor> {
+        Predictor::new(encoder, pe, self.device)
+    }
+
+    /// Predicted responses `[N, V]` of a fixed encoder for every image of `features`, at the
+    /// voxels `coords` `[V, 3]` (see [`prediction_coords`]).
+    pub fn predict(&self, enc: &Encoder, coords: &Array, features: &Features) -> Result<Array> {
+        self.validate()?;
+        features.validate("features")?;
+        let widths: Vec<usize> = features.layers.iter().map(|l| l.local.shape[1]).collect();
+        if widths != enc.spec.widths {
+            return Err(Error::mismatch(format!(
+                "the encoder was fitted on layers of widths {:?}, the features have widths {widths:?}",
+                enc.spec.widths
+            )));
+        }
+        if coords.shape != [enc.spec.n_voxels, 3] {
+            return Err(Error::mismatch(format!(
+                "voxel coordinates are {:?}, the encoder predicts {} voxels",
+                coords.shape, enc.spec.n_voxels
+            )));
+        }
+        let pe = enc.spec.coord_norm.encode(coords)?;
+        let pe = candle_core::Tensor::from_vec(pe.data, pe.shape.as_slice(), &candle_core::Device::Cpu)?;
+        let prepared = PreparedFeatures::new(features, enc.spec.grid)?;
+        let pred = self.predictor(enc, &pe)?.predict_all(&prepared)?;
+        Array::new(vec![prepared.n_images, enc.spec.n_voxels], pred)
+    }
+
+    /// Recomputes the report of a saved encoder on the held-out images it was validated on
+    /// (the split recreated from its record).
+    pub fn score(&self, enc: &Encoder, record: &FitRecord, features: &Features, brain: &Brain) -> Result<Scored> {
+        crate::data::check_pair(features, "features", brain, "brain")?;
+        check_encoder_inputs(enc, features, brain)?;
+        let seed = record.summary.as_ref().map(|s| s.seed).unwrap_or(0);
+        let prepared = PreparedFeatures::new(features, enc.spec.grid)?;
+        let bt = BrainTensors::new(brain, Some(enc.spec.coord_norm))?;
+        let split = Split::new(prepared.n_images, record.val_fraction, seed)?;
+        let predictor = self.predictor(enc, &bt.pe)?;
+        let pred = predictor.predict(&prepared, &split.val)?;
+        let v = enc.spec.n_voxels;
+        let target = crate::engine::trainer::rows(&brain.responses.data, v, &split.val);
+        let heldout = HeldOut::new(&pred, &target, split.val.len(), v)?;
+        let (r2, pearson) = heldout.scores();
+        let selections = predictor.selections().clone();
+        let report = Report::compute(
+            &features.model,
+            Method::Factortopy.name(),
+            &features.layer_names,
+            &selections,
+            &r2,
+            &pearson,
+            brain,
+            self.weighted,
+            record.summary.clone(),
+        )?
+        .with_uncertainty(&selections, brain, Some(heldout), &r2, &self.uncertainty)?;
+        Ok(Scored { selections, r2, pearson, report })
+    }
+}
+
+/// The voxel coordinates to predict at: the brain's when one is given (it must have the
+/// encoder's voxel count), otherwise those saved with the encoder.
+pub fn prediction_coords<'a>(enc: &Encoder, record: &'a FitRecord, brain: Option<&'a Brain>) -> Result<&'a Array> {
+    match (brain, &record.coords) {
+        (Some(b), _) => {
+            if b.n_voxels() != enc.spec.n_voxels {
+                return Err(Error::mismatch(format!(
+                    "the encoder predicts {} voxels, the brain has {}",
+                    enc.spec.n_voxels,
+                    b.n_voxels()
+                )));
+            }
+            Ok(&b.coords)
+        }
+        (None, Some(c)) => Ok(c),
+        (None, None) => Err(Error::invalid(
+            "the encoder file has no voxel coordinates (an encoder converted from another \
+             implementation, or saved by an older factortopy); give the brain it was fitted to",
+        )),
+    }
+}
+
+/// Checks that a saved encoder can read these features and predict this brain.
+pub fn check_encoder_inputs(enc: &Encoder, features: &Features, brain: &Brain) -> Result<()> {
+    let widths: Vec<usize> = features.layers.iter().map(|l| l.local.shape[1]).collect();
+    if widths != enc.spec.widths {
+        return Err(Error::mismatch(format!(
+            "the encoder was fitted on layers of widths {:?}, the features have widths {widths:?}",
+            enc.spec.widths
+        )));
+    }
+    if brain.n_voxels() != enc.spec.n_voxels {
+        return Err(Error::mismatch(format!(
+            "the encoder predicts {} voxels, the brain has {}",
+            enc.spec.n_voxels,
+            brain.n_voxels()
+        )));
+    }
+    Ok(())
+}
+
+/// A shorter-lived copy of an optional progress callback, to pass to one fit of several.
+fn reborrow<'a>(p: &'a mut OnEvent<'_>) -> OnEvent<'a> {
+    match p {
+        Some(f) => Some(&mut **f),
+        None => None,
+    }
+}
