@@ -17,7 +17,7 @@ use super::elementwise::{self as ew, AdamW, Rows, REDUCE_BLOCKS};
 use super::module::{cuda, gpu, no_panic, Gpu};
 use super::readout as ro;
 use super::selectors::{heads_backward, heads_forward};
-use crate::engine::trainer::Trainer;
+use crate::engine::trainer::{Trainer, ADAMW_BETAS, ADAMW_EPS};
 use crate::error::{Error, Result};
 use crate::model::encoder::{Encoder, EncoderSpec, HIDDEN};
 use crate::model::loss::regulariser_weight;
@@ -162,21 +162,21 @@ fn pack(enc: &Encoder, lay: &Layout) -> Result<Vec<f32>> {
 /// The inverse of [`pack`]: `(name, values)` in `Encoder::named_vars` order, `weight` and `bias`
 /// unpacked from `wc`.
 fn unpack(spec: &EncoderSpec, lay: &Layout, flat: &[f32]) -> NamedValues {
-    let mut out = Vec::new();
+    let mut out: Vec<Vec<f32>> = Vec::new();
     let d = spec.d;
+    let get = |o: usize, n: usize| flat[o..o + n].to_vec();
     for (l, &c) in spec.widths.iter().enumerate() {
-        out.push((format!("local_token_bottleneck.{l}.weight"), flat[lay.local[l]..lay.local[l] + d * c].to_vec()));
+        out.push(get(lay.local[l], d * c));
     }
     for (l, &c) in spec.widths.iter().enumerate() {
-        out.push((format!("global_token_bottleneck.{l}.weight"), flat[lay.global[l]..lay.global[l] + d * c].to_vec()));
+        out.push(get(lay.global[l], d * c));
     }
-    for (name, at) in ["space", "layer", "scale"].into_iter().zip(lay.mlps) {
-        let get = |o: usize, n: usize| flat[o..o + n].to_vec();
-        out.push((format!("{name}_selector_mlp.1.weight"), get(at.w1, HIDDEN * ENC_DIM)));
-        out.push((format!("{name}_selector_mlp.1.bias"), get(at.b1, HIDDEN)));
-        out.push((format!("{name}_selector_mlp.3.weight"), get(at.w3, HIDDEN * HIDDEN)));
-        out.push((format!("{name}_selector_mlp.3.bias"), get(at.b3, HIDDEN)));
-        out.push((format!("{name}_selector_mlp.5.weight"), get(at.w5, at.k * HIDDEN)));
+    for at in lay.mlps {
+        out.push(get(at.w1, HIDDEN * ENC_DIM));
+        out.push(get(at.b1, HIDDEN));
+        out.push(get(at.w3, HIDDEN * HIDDEN));
+        out.push(get(at.b3, HIDDEN));
+        out.push(get(at.w5, at.k * HIDDEN));
     }
     let mut w = Vec::with_capacity(spec.n_voxels * d);
     let mut c = Vec::with_capacity(spec.n_voxels);
@@ -185,9 +185,9 @@ fn unpack(spec: &EncoderSpec, lay: &Layout, flat: &[f32]) -> NamedValues {
         w.extend_from_slice(&flat[row..row + d]);
         c.push(flat[row + d]);
     }
-    out.push(("weight".to_string(), w));
-    out.push(("bias".to_string(), c));
-    out
+    out.push(w);
+    out.push(c);
+    spec.param_names().into_iter().zip(out).collect()
 }
 
 /// A device-resident feature store of one layer part.
@@ -693,9 +693,9 @@ impl GpuTrainer {
             self.adam_t += 1;
             let hp = AdamW {
                 lr: self.cfg.lr,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
+                beta1: ADAMW_BETAS.0,
+                beta2: ADAMW_BETAS.1,
+                eps: ADAMW_EPS,
                 weight_decay: self.cfg.weight_decay,
                 max_norm: self.cfg.clip_norm,
             };

@@ -4,7 +4,7 @@
 //! CPU trainer until a faster one is chosen by the engine.
 
 use crate::engine::predict::predict_cpu;
-use crate::engine::trainer::Trainer;
+use crate::engine::trainer::{Trainer, ADAMW_BETAS, ADAMW_EPS};
 use crate::error::{Error, Result};
 use crate::model::loss::{regulariser, regulariser_weight, smooth_l1};
 use crate::model::{BrainTensors, Encoder, FitConfig, PreparedFeatures};
@@ -79,7 +79,13 @@ impl TrainState {
         let vars = encoder.vars();
         let opt = AdamW::new(
             vars.clone(),
-            ParamsAdamW { lr: cfg.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: cfg.weight_decay },
+            ParamsAdamW {
+                lr: cfg.lr,
+                beta1: ADAMW_BETAS.0,
+                beta2: ADAMW_BETAS.1,
+                eps: ADAMW_EPS,
+                weight_decay: cfg.weight_decay,
+            },
         )?;
         Ok(Self { opt, vars })
     }

@@ -216,7 +216,7 @@ impl RawView {
         // SAFETY: forwarded contract (shape and strides are host arrays even for device data).
         let view = unsafe { Self::checked(t.data as *const u8, t.byte_offset, elem, ndim, t.shape, t.strides, what) }?;
         if on_device {
-            return view.staged_from_cuda(t.device.device_id, what);
+            return view.staged_from_cuda(t.device.device_type, t.device.device_id, what);
         }
         Ok(view)
     }
@@ -225,7 +225,7 @@ impl RawView {
     /// of the bytes between the lowest and the highest element, after synchronising the device
     /// (so work queued on any stream of the caller's is complete).
     #[cfg(feature = "cuda")]
-    fn staged_from_cuda(self, device_id: i32, what: &str) -> FfiResult<RawView> {
+    fn staged_from_cuda(self, _device_type: i32, device_id: i32, what: &str) -> FfiResult<RawView> {
         let numel: usize = self.shape.iter().product();
         if numel == 0 {
             return Ok(self);
@@ -243,12 +243,13 @@ impl RawView {
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn staged_from_cuda(self, device_id: i32, what: &str) -> FfiResult<RawView> {
+    fn staged_from_cuda(self, device_type: i32, device_id: i32, what: &str) -> FfiResult<RawView> {
         Err(FfiError::new(
             ft_status::FT_ERR_DEVICE,
             format!(
-                "{what} is in CUDA device memory (device {device_id}); this build reads host memory only \
-                 (rebuild with --features cuda, or copy the tensor to the CPU first, e.g. `tensor.cpu()`)"
+                "{what} is in {} memory (device {device_id}); this build reads host memory only \
+                 (rebuild with --features cuda, or copy the tensor to the CPU first, e.g. `tensor.cpu()`)",
+                device_name(device_type)
             ),
         ))
     }

@@ -41,6 +41,22 @@ impl EncoderSpec {
     pub fn n_layers(&self) -> usize {
         self.widths.len()
     }
+
+    /// The parameters' DESIGN §3.7 names in the one fixed order every implementation uses (the
+    /// order matters for reproducible gradient norms and for saving): `P_l`, `Q_l`, the space,
+    /// layer and scale MLPs, then `W` and `c`.
+    pub fn param_names(&self) -> Vec<String> {
+        let l = self.n_layers();
+        let mut out: Vec<String> = (0..l).map(|i| format!("local_token_bottleneck.{i}.weight")).collect();
+        out.extend((0..l).map(|i| format!("global_token_bottleneck.{i}.weight")));
+        for name in ["space", "layer", "scale"] {
+            for part in ["1.weight", "1.bias", "3.weight", "3.bias", "5.weight"] {
+                out.push(format!("{name}_selector_mlp.{part}"));
+            }
+        }
+        out.extend(["weight".to_string(), "bias".to_string()]);
+        out
+    }
 }
 
 /// One selector MLP: 192 → 128 → GELU → 128 → GELU → K (last layer bias-free).
@@ -154,23 +170,14 @@ impl Encoder {
     /// Parameters with their DESIGN §3.7 names, in a fixed order (the order matters for
     /// reproducible gradient norms and for saving).
     pub fn named_vars(&self) -> Vec<(String, &Var)> {
-        let mut out = Vec::new();
-        for (l, v) in self.local_bottleneck.iter().enumerate() {
-            out.push((format!("local_token_bottleneck.{l}.weight"), v));
+        let mut vars: Vec<&Var> = Vec::new();
+        vars.extend(&self.local_bottleneck);
+        vars.extend(&self.global_bottleneck);
+        for mlp in [&self.space_mlp, &self.layer_mlp, &self.scale_mlp] {
+            vars.extend([&mlp.w1, &mlp.b1, &mlp.w3, &mlp.b3, &mlp.w5]);
         }
-        for (l, v) in self.global_bottleneck.iter().enumerate() {
-            out.push((format!("global_token_bottleneck.{l}.weight"), v));
-        }
-        for (name, mlp) in [("space", &self.space_mlp), ("layer", &self.layer_mlp), ("scale", &self.scale_mlp)] {
-            out.push((format!("{name}_selector_mlp.1.weight"), &mlp.w1));
-            out.push((format!("{name}_selector_mlp.1.bias"), &mlp.b1));
-            out.push((format!("{name}_selector_mlp.3.weight"), &mlp.w3));
-            out.push((format!("{name}_selector_mlp.3.bias"), &mlp.b3));
-            out.push((format!("{name}_selector_mlp.5.weight"), &mlp.w5));
-        }
-        out.push(("weight".to_string(), &self.weight));
-        out.push(("bias".to_string(), &self.bias));
-        out
+        vars.extend([&self.weight, &self.bias]);
+        self.spec.param_names().into_iter().zip(vars).collect()
     }
 
     pub fn vars(&self) -> Vec<Var> {
