@@ -20,15 +20,28 @@
  *   library, NUL-terminated UTF-8 strings, and tensors whose memory is valid for reads.
  * - Strings returned by the library (JSON reports) are freed with ft_string_free, byte
  *   buffers (ft_monitor_save_bytes) with ft_bytes_free.
- * - Tensors (ft_tensor views and DLPack DLTensor / DLManagedTensor) are copied into the
- *   library's own f32 arrays during the call (f32, f16 and bf16 accepted; strides and
- *   byte_offset honoured); the library never keeps a pointer to caller memory. Host memory
- *   only in this version: a tensor in device memory is FT_ERR_DEVICE.
+ * - Tensors (ft_tensor views and DLPack DLTensor / DLManagedTensor /
+ *   DLManagedTensorVersioned) are copied into the library's own f32 arrays during the call
+ *   (f32, f16 and bf16 accepted; strides and byte_offset honoured); the library never keeps a
+ *   pointer to caller memory. ft_tensor views are host memory. DLPack tensors may be host
+ *   memory or, in a library built with the `cuda` feature, CUDA device or managed memory:
+ *   the library then synchronises the device (cuCtxSynchronize on its primary context, so work
+ *   queued on any stream is finished) and copies the tensor to the host once. Other device
+ *   memory, or CUDA memory in a build without CUDA, is FT_ERR_DEVICE.
  * - DLPack ownership: ft_features_add_layer_dlpack borrows (never calls a deleter);
- *   ft_features_add_layer_dlpack_managed takes ownership and calls each tensor's deleter
- *   exactly once before returning, whatever the outcome.
+ *   ft_features_add_layer_dlpack_managed (DLPack 0.x) and _versioned (DLPack 1.x) take
+ *   ownership and call each tensor's deleter exactly once before returning, whatever the
+ *   outcome.
  * - DLPack structs are defined below unless dlpack.h was included first (its include guard
- *   DLPACK_DLPACK_H_); when using both headers, include dlpack.h before this one.
+ *   DLPACK_DLPACK_H_); when using both headers, include dlpack.h (1.0 or newer) before this one.
+ * - Devices: the computations of a fit, score, prediction, ranking or monitor run where the
+ *   `device` argument of the `_on` entry points says: "cpu", "cuda" or "cuda:N" (NULL: "cpu").
+ *   A device this build or machine cannot use is FT_ERR_BACKEND with the reason, before any
+ *   work; ft_device_check() asks in advance.
+ * - Versioning of options: an options struct is frozen once released. A new setting never
+ *   changes an existing struct's layout; it arrives as an argument of a new entry point (the
+ *   device, for example, through the `_on` variants of ft_fit_new, ft_fit_load, ft_rank and
+ *   ft_monitor_new*), so a program compiled against an older header keeps working unchanged.
  *
  * THREAD SAFETY (per handle)
  *
@@ -40,7 +53,7 @@
  * - The library runs its computations on an internal worker pool; every call blocks until done.
  *
  * VERSION: FT_VERSION_MAJOR/MINOR/PATCH and FT_VERSION_STRING match ft_version() and the
- * crate's Cargo.toml. Before 1.0, structs of options may grow between minor versions.
+ * crate's Cargo.toml.
  */
 
 #ifndef FACTORTOPY_H
@@ -72,6 +85,11 @@
  * Patch version of the library; matches `Cargo.toml`.
  */
 #define FT_VERSION_PATCH 0
+
+/**
+ * The DLPack major version this library reads (`DLManagedTensorVersioned.version.major`).
+ */
+#define FT_DLPACK_MAJOR_VERSION 1
 
 /**
  * Outcome of every fallible call. `FT_OK` is 0; every other value is an error, described by
@@ -270,6 +288,31 @@ typedef struct DLManagedTensor {
   void *manager_ctx;
   void (*deleter)(struct DLManagedTensor *self_);
 } DLManagedTensor;
+#endif
+
+#if !defined(DLPACK_DLPACK_H_)
+/**
+ * dlpack.h (v1.x) `DLPackVersion`: the ABI version a versioned tensor was produced with.
+ */
+typedef struct DLPackVersion {
+  uint32_t major;
+  uint32_t minor;
+} DLPackVersion;
+#endif
+
+#if !defined(DLPACK_DLPACK_H_)
+/**
+ * dlpack.h (v1.x) `DLManagedTensorVersioned`, what `__dlpack__(max_version=(1, 0))` produces:
+ * the version, the owner's context and deleter, `flags` (bit 0: read-only, bit 1: is a copy,
+ * bit 2: sub-byte types padded) and the tensor.
+ */
+typedef struct DLManagedTensorVersioned {
+  struct DLPackVersion version;
+  void *manager_ctx;
+  void (*deleter)(struct DLManagedTensorVersioned *self_);
+  uint64_t flags;
+  struct DLTensor dl_tensor;
+} DLManagedTensorVersioned;
 #endif
 
 /**
@@ -662,6 +705,25 @@ enum ft_status ft_features_add_layer_dlpack_managed(struct ft_features *features
                                                     struct DLManagedTensor *global);
 
 /**
+ * Appends a layer from DLPack 1.x versioned managed tensors (`DLManagedTensorVersioned`, what
+ * `__dlpack__(max_version=(1, 0))` exports), taking ownership exactly as
+ * `ft_features_add_layer_dlpack_managed` does: each non-NULL tensor's deleter is called once
+ * before this returns, whatever the outcome. A major version other than
+ * `FT_DLPACK_MAJOR_VERSION` is `FT_ERR_INVALID_ARGUMENT`; read-only tensors are fine (the
+ * library only reads). CUDA memory (kDLCUDA, kDLCUDAManaged) is accepted by builds with the
+ * `cuda` feature: the library synchronises the device (its primary context, so work on every
+ * stream is done) and copies the tensor to the host once; without the feature it is
+ * `FT_ERR_DEVICE`.
+ *
+ * # Safety
+ * `features` is NULL or a live handle; `local` and `global` are NULL or valid versioned managed
+ * tensors not used by the caller afterwards.
+ */
+enum ft_status ft_features_add_layer_dlpack_versioned(struct ft_features *features,
+                                                      struct DLManagedTensorVersioned *local,
+                                                      struct DLManagedTensorVersioned *global);
+
+/**
  * Sets a feature set's descriptive metadata from a JSON object with any of `model` (string: the
  * network's name, used by reports and rankings), `layer_names` (list of one string per layer
  * added so far) and `stimulus_ids` (list of one string per image, matched against the brain's).
@@ -746,31 +808,6 @@ enum ft_status ft_fit_options_default(struct ft_fit_options *out);
 enum ft_status ft_fit_options_preset(const char *name, struct ft_fit_options *out);
 
 /**
- * Fits an encoder of `features` to `brain` and scores it. `options` NULL: defaults. Long: runs
- * the whole fit on the calling thread (using the library's worker threads).
- *
- * # Safety
- * Handles are live; `options` is NULL or valid for reads; `out` is valid for writes.
- */
-enum ft_status ft_fit_new(const struct ft_features *features,
-                          const struct ft_brain *brain,
-                          const struct ft_fit_options *options,
-                          struct ft_fit **out);
-
-/**
- * Scores a saved encoder (`factortopy fit`'s encoder.safetensors) on `features` and `brain`,
- * on the held-out images it was validated on.
- *
- * # Safety
- * `encoder_path` is a NUL-terminated string; handles are live; `out` is valid for writes.
- */
-enum ft_status ft_fit_load(const char *encoder_path,
-                           const struct ft_features *features,
-                           const struct ft_brain *brain,
-                           int32_t weighted,
-                           struct ft_fit **out);
-
-/**
  * Frees a fit (NULL is a no-op).
  *
  * # Safety
@@ -810,32 +847,6 @@ enum ft_status ft_fit_save_encoder(const struct ft_fit *fit, const char *path);
  * `out` is valid for writes.
  */
 enum ft_status ft_monitor_options_default(struct ft_monitor_options *out);
-
-/**
- * Creates a monitor: fits the reference encoder on `reference` (the network before
- * fine-tuning) and caches the reference statistics. `options` NULL: defaults. The brain and
- * features are copied; the handles can be freed afterwards.
- *
- * # Safety
- * Handles are live; `options` is NULL or valid for reads; `out` is valid for writes.
- */
-enum ft_status ft_monitor_new(const struct ft_brain *brain,
-                              const struct ft_features *reference,
-                              const struct ft_monitor_options *options,
-                              struct ft_monitor **out);
-
-/**
- * Creates a monitor around a saved reference encoder instead of fitting one. Retention is
- * measured on the images the encoder was validated on.
- *
- * # Safety
- * As `ft_monitor_new`; `encoder_path` is a NUL-terminated string.
- */
-enum ft_status ft_monitor_new_from_encoder(const struct ft_brain *brain,
-                                           const struct ft_features *reference,
-                                           const char *encoder_path,
-                                           const struct ft_monitor_options *options,
-                                           struct ft_monitor **out);
 
 /**
  * Observes the network at training step `step` through its probe-set features. On success
@@ -1004,6 +1015,221 @@ enum ft_status ft_brain_save(const struct ft_brain *brain, const char *path);
 enum ft_status ft_brain_info_json(const struct ft_brain *brain, char **out);
 
 /**
+ * `ft_fit_new` on a device: `device` is `"cpu"`, `"cuda"` or `"cuda:N"` (NULL: `"cpu"`). A
+ * device that cannot be used now (a build without CUDA, no driver, NVRTC or cuBLAS, a bad
+ * ordinal) is `FT_ERR_BACKEND` with the reason in `ft_last_error()`, before any work.
+ *
+ * # Safety
+ * Handles are live; `options` is NULL or valid for reads; `device` is NULL or a NUL-terminated
+ * string; `out` is valid for writes.
+ */
+enum ft_status ft_fit_new_on(const struct ft_features *features,
+                             const struct ft_brain *brain,
+                             const struct ft_fit_options *options,
+                             const char *device,
+                             struct ft_fit **out);
+
+/**
+ * `ft_fit_load` on a device (see `ft_fit_new_on`).
+ *
+ * # Safety
+ * As `ft_fit_load`; `device` is NULL or a NUL-terminated string.
+ */
+enum ft_status ft_fit_load_on(const char *encoder_path,
+                              const struct ft_features *features,
+                              const struct ft_brain *brain,
+                              int32_t weighted,
+                              const char *device,
+                              struct ft_fit **out);
+
+/**
+ * Predicted responses of the fit's voxels to the images of `features` (same network layers as
+ * the fit), written row-major into `out[0 .. n_images·n_voxels)` as f32 (`n_voxels` from
+ * `ft_fit_report_summary`, `n_images` from `ft_features_shape`). `capacity` is the number of
+ * floats `out` holds; a smaller one is `FT_ERR_SHAPE` and nothing is written. `brain` may be
+ * NULL when the fit carries its voxels' coordinates (fits made by this library do; encoders
+ * converted from other implementations need the brain they were fitted to). `device` NULL:
+ * `"cpu"`.
+ *
+ * # Safety
+ * `fit` and `features` are live handles; `brain` is NULL or live; `device` is NULL or a
+ * NUL-terminated string; `out` is valid for `capacity` writes.
+ */
+enum ft_status ft_fit_predict(const struct ft_fit *fit,
+                              const struct ft_features *features,
+                              const struct ft_brain *brain,
+                              const char *device,
+                              float *out,
+                              size_t capacity);
+
+/**
+ * `ft_monitor_new` on a device: the reference fit, retention and refits run there.
+ *
+ * # Safety
+ * As `ft_monitor_new`; `device` is NULL or a NUL-terminated string.
+ */
+enum ft_status ft_monitor_new_on(const struct ft_brain *brain,
+                                 const struct ft_features *reference,
+                                 const struct ft_monitor_options *options,
+                                 const char *device,
+                                 struct ft_monitor **out);
+
+/**
+ * `ft_monitor_new_from_encoder` on a device.
+ *
+ * # Safety
+ * As `ft_monitor_new_from_encoder`; `device` is NULL or a NUL-terminated string.
+ */
+enum ft_status ft_monitor_new_from_encoder_on(const struct ft_brain *brain,
+                                              const struct ft_features *reference,
+                                              const char *encoder_path,
+                                              const struct ft_monitor_options *options,
+                                              const char *device,
+                                              struct ft_monitor **out);
+
+/**
+ * Moves a monitor (e.g. one restored by `ft_monitor_load`, which starts on the CPU) to
+ * `device`. On error the monitor is unchanged.
+ *
+ * # Safety
+ * `monitor` is a live handle not used by another call meanwhile; `device` is a NUL-terminated
+ * string.
+ */
+enum ft_status ft_monitor_set_device(struct ft_monitor *monitor, const char *device);
+
+/**
+ * `ft_rank` on a device (the ridge method runs on the CPU only).
+ *
+ * # Safety
+ * As `ft_rank`; `device` is NULL or a NUL-terminated string.
+ */
+enum ft_status ft_rank_on(const struct ft_features *const *networks,
+                          size_t n_networks,
+                          const struct ft_brain *brain,
+                          const struct ft_fit_options *options,
+                          int32_t method,
+                          const char *device,
+                          char **out);
+
+/**
+ * Checks that `device` (`"cpu"`, `"cuda"`, `"cuda:N"`) can be used now: `FT_OK`, or
+ * `FT_ERR_BACKEND` with the reason (no CUDA in this build, no driver, NVRTC or cuBLAS, a bad
+ * ordinal) in `ft_last_error()`; a name that is not a device is `FT_ERR_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `device` is a NUL-terminated string.
+ */
+enum ft_status ft_device_check(const char *device);
+
+/**
+ * The number of voxels a saved encoder predicts (the row length of `ft_predict_encoder`'s
+ * output).
+ *
+ * # Safety
+ * `encoder_path` is a NUL-terminated string; `out` is valid for writes.
+ */
+enum ft_status ft_encoder_n_voxels(const char *encoder_path, size_t *out);
+
+/**
+ * Predicted responses of a saved encoder (`factortopy fit`'s encoder.safetensors) to the images
+ * of `features`, as `ft_fit_predict` (row-major f32 into `out[0 .. n_images·n_voxels)`,
+ * `capacity` floats available; `brain` NULL unless the encoder carries no voxel coordinates;
+ * `device` NULL: `"cpu"`).
+ *
+ * # Safety
+ * `encoder_path` is a NUL-terminated string; `features` is live; `brain` is NULL or live;
+ * `device` is NULL or a NUL-terminated string; `out` is valid for `capacity` writes.
+ */
+enum ft_status ft_predict_encoder(const char *encoder_path,
+                                  const struct ft_features *features,
+                                  const struct ft_brain *brain,
+                                  const char *device,
+                                  float *out,
+                                  size_t capacity);
+
+/**
+ * Fits an encoder of `features` to `brain` and scores it. `options` NULL: defaults. Long: runs
+ * the whole fit on the calling thread (using the library's worker threads).
+ *
+ * Runs on the CPU: the `_on` variant with `device` NULL.
+ *
+ * # Safety
+ * Handles are live; `options` is NULL or valid for reads; `out` is valid for writes.
+ */
+enum ft_status ft_fit_new(const struct ft_features *features,
+                          const struct ft_brain *brain,
+                          const struct ft_fit_options *options,
+                          struct ft_fit **out);
+
+/**
+ * Scores a saved encoder (`factortopy fit`'s encoder.safetensors) on `features` and `brain`,
+ * on the held-out images it was validated on.
+ *
+ * Runs on the CPU: the `_on` variant with `device` NULL.
+ *
+ * # Safety
+ * `encoder_path` is a NUL-terminated string; handles are live; `out` is valid for writes.
+ */
+enum ft_status ft_fit_load(const char *encoder_path,
+                           const struct ft_features *features,
+                           const struct ft_brain *brain,
+                           int32_t weighted,
+                           struct ft_fit **out);
+
+/**
+ * Creates a monitor: fits the reference encoder on `reference` (the network before
+ * fine-tuning) and caches the reference statistics. `options` NULL: defaults. The brain and
+ * features are copied; the handles can be freed afterwards.
+ *
+ * Runs on the CPU: the `_on` variant with `device` NULL.
+ *
+ * # Safety
+ * Handles are live; `options` is NULL or valid for reads; `out` is valid for writes.
+ */
+enum ft_status ft_monitor_new(const struct ft_brain *brain,
+                              const struct ft_features *reference,
+                              const struct ft_monitor_options *options,
+                              struct ft_monitor **out);
+
+/**
+ * Creates a monitor around a saved reference encoder instead of fitting one. Retention is
+ * measured on the images the encoder was validated on.
+ *
+ * Runs on the CPU: the `_on` variant with `device` NULL.
+ *
+ * # Safety
+ * As `ft_monitor_new`; `encoder_path` is a NUL-terminated string.
+ */
+enum ft_status ft_monitor_new_from_encoder(const struct ft_brain *brain,
+                                           const struct ft_features *reference,
+                                           const char *encoder_path,
+                                           const struct ft_monitor_options *options,
+                                           struct ft_monitor **out);
+
+/**
+ * Fits every network in `networks[0 .. n_networks)` against `brain` with the same split and
+ * seed and ranks them by hierarchy slope (ties: Spearman ρ, then input order). `*out` is the
+ * ranking as JSON: `method`, `level`, `n_resamples`, `subject`, `roi_names` and `rows` (best
+ * first; each with `rank`, `index` into `networks`, `name`, `slope`, `b0`, `b1`, `spearman`,
+ * `r2_mean`, `r2_median`, `fit_seconds`, `roi_depth`, `slope_interval` (95 % bootstrap
+ * interval, 1000 resamples), `p_slope` (permutation p-value) and `vs_next` (paired bootstrap
+ * test of the slope difference with the next row)). Free it with `ft_string_free`. `options`
+ * NULL: defaults (`weighted` is honoured); `method` is an `ft_rank_method` value.
+ *
+ * Runs on the CPU: the `_on` variant with `device` NULL.
+ *
+ * # Safety
+ * `networks` is valid for `n_networks` reads of live handles; `brain` is live; `options` is
+ * NULL or valid for reads; `out` is valid for writes.
+ */
+enum ft_status ft_rank(const struct ft_features *const *networks,
+                       size_t n_networks,
+                       const struct ft_brain *brain,
+                       const struct ft_fit_options *options,
+                       int32_t method,
+                       char **out);
+
+/**
  * Draws the pictures of a fit saved by `factortopy fit` in `fit_dir` (report.json,
  * selectors.safetensors, and encoder.safetensors for the channel map) on `brain`, the brain
  * it was fitted on. `maps`: comma-separated names among layer, space, scale, r2, channels,
@@ -1040,27 +1266,6 @@ enum ft_status ft_score_write_dir(const char *encoder_path,
                                   int32_t weighted,
                                   int32_t plots,
                                   const char *out_dir);
-
-/**
- * Fits every network in `networks[0 .. n_networks)` against `brain` with the same split and
- * seed and ranks them by hierarchy slope (ties: Spearman ρ, then input order). `*out` is the
- * ranking as JSON: `method`, `level`, `n_resamples`, `subject`, `roi_names` and `rows` (best
- * first; each with `rank`, `index` into `networks`, `name`, `slope`, `b0`, `b1`, `spearman`,
- * `r2_mean`, `r2_median`, `fit_seconds`, `roi_depth`, `slope_interval` (95 % bootstrap
- * interval, 1000 resamples), `p_slope` (permutation p-value) and `vs_next` (paired bootstrap
- * test of the slope difference with the next row)). Free it with `ft_string_free`. `options`
- * NULL: defaults (`weighted` is honoured); `method` is an `ft_rank_method` value.
- *
- * # Safety
- * `networks` is valid for `n_networks` reads of live handles; `brain` is live; `options` is
- * NULL or valid for reads; `out` is valid for writes.
- */
-enum ft_status ft_rank(const struct ft_features *const *networks,
-                       size_t n_networks,
-                       const struct ft_brain *brain,
-                       const struct ft_fit_options *options,
-                       int32_t method,
-                       char **out);
 
 #ifdef __cplusplus
 }  // extern "C"

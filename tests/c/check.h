@@ -1,4 +1,4 @@
-/* Checking macros shared by the C test programs (tests/c/*.c, tests/c/compat/*.c). Each program
+/* Checking macros shared by the C test programs (tests/c/ and tests/c/compat/). Each program
  * includes its header (the current one or an old one) before this file. */
 #ifndef FT_TEST_CHECK_H
 #define FT_TEST_CHECK_H
