@@ -15,7 +15,7 @@
 
 #include "check.h"
 
-enum { N_IMAGES = 80, N_VOXELS = 24, N_LAYERS = 3, WIDTH = 8, GRID = 4 };
+enum { N_IMAGES = 120, N_VOXELS = 24, N_LAYERS = 3, WIDTH = 8, GRID = 4 };
 
 int main(int argc, char **argv) {
   if (argc != 2) {
@@ -32,6 +32,7 @@ int main(int argc, char **argv) {
   so.n_layers = N_LAYERS;
   so.width = WIDTH;
   so.grid = GRID;
+  so.noise_ceiling = 0.8;
   so.seed = 5;
   CHECK(ft_synth_write(dir, &so));
   ft_brain *brain = NULL;
@@ -52,7 +53,9 @@ int main(int argc, char **argv) {
   CHECK(ft_fit_options_preset("fast", &fo));
   fo.d = 8;
   fo.grid = GRID;
-  fo.max_epochs = 3;
+  fo.max_epochs = 8;
+  fo.batch_size = 8;
+  fo.reg_steps = 60;
   fo.val_fraction = 0.2;
   ft_fit *fit = (ft_fit *)(uintptr_t)0x1; /* must stay untouched on error */
   EXPECT_STATUS(ft_fit_new_on(feats, brain, &fo, "cuda:1000000", &fit), FT_ERR_BACKEND);

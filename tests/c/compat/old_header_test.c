@@ -22,8 +22,9 @@ int main(int argc, char **argv) {
   char path[4096];
   ft_synth_options so;
   CHECK(ft_synth_options_default(&so));
-  so.n_images = 80;
+  so.n_images = 120;
   so.n_voxels = 20;
+  so.noise_ceiling = 0.8;
   so.n_layers = 3;
   so.width = 8;
   so.grid = 4;
@@ -39,7 +40,9 @@ int main(int argc, char **argv) {
   CHECK(ft_fit_options_default(&fo));
   fo.d = 8;
   fo.grid = 4;
-  fo.max_epochs = 2;
+  fo.max_epochs = 8;
+  fo.batch_size = 8;
+  fo.reg_steps = 60;
   fo.lr = 1e-2;
   fo.val_fraction = 0.2;
   ft_fit *fit = NULL;
