@@ -144,6 +144,10 @@ typedef enum ft_status {
    * A panic inside the library was caught at the boundary (a bug; please report it).
    */
   FT_ERR_PANIC = 11,
+  /**
+   * An allocation sized by the input failed; the process and the library stay usable.
+   */
+  FT_ERR_MEMORY = 12,
 } ft_status;
 
 /**
@@ -414,7 +418,9 @@ typedef struct ft_fit_summary {
   size_t n_voxels;
   size_t n_layers;
   /**
-   * Slope of the depth-vs-hierarchy line.
+   * Slope of the depth-vs-hierarchy line. `slope`, `b0`, `b1` and `spearman` are NaN when
+   * undefined (one ROI level, one voxel, or every voxel at one depth; the report's JSON has
+   * `null` and a `warning`).
    */
   double slope;
   /**
@@ -522,7 +528,7 @@ typedef struct ft_step_summary {
    */
   double argmax_moved;
   /**
-   * Hierarchy scores of the refit.
+   * Hierarchy scores of the refit (NaN when not refitted, or when undefined).
    */
   double slope;
   double b0;
@@ -1213,7 +1219,8 @@ enum ft_status ft_monitor_new_from_encoder(const struct ft_brain *brain,
  * first; each with `rank`, `index` into `networks`, `name`, `slope`, `b0`, `b1`, `spearman`,
  * `r2_mean`, `r2_median`, `fit_seconds`, `roi_depth`, `slope_interval` (95 % bootstrap
  * interval, 1000 resamples), `p_slope` (permutation p-value) and `vs_next` (paired bootstrap
- * test of the slope difference with the next row)). Free it with `ft_string_free`. `options`
+ * test of the slope difference with the next row)); `slope`, `b0`, `b1` and `spearman` are
+ * `null` when undefined, and such rows rank last. Free it with `ft_string_free`. `options`
  * NULL: defaults (`weighted` is honoured); `method` is an `ft_rank_method` value.
  *
  * Runs on the CPU: the `_on` variant with `device` NULL.

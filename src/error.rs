@@ -30,6 +30,10 @@ pub enum Error {
     /// The CUDA path is unavailable or failed.
     #[error("cuda: {0}")]
     Cuda(String),
+    /// A fallible allocation sized by the input failed (see `data::limits`): the system does not
+    /// have the memory, and the process goes on instead of aborting.
+    #[error("out of memory: {0}")]
+    Memory(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -46,5 +50,33 @@ impl Error {
     }
     pub fn mismatch(msg: impl Into<String>) -> Self {
         Error::Mismatch(msg.into())
+    }
+}
+
+/// A message made safe to print as one line: control characters (a newline or an escape
+/// sequence in a tensor name, a file name or a model name) are written as escapes, so an error
+/// is always exactly one line and cannot rewrite the user's terminal. The CLI and the C ABI pass
+/// every error (and warning) through this.
+pub fn one_line(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    for c in msg.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_line_escapes_control_characters() {
+        let s = super::one_line("tensor `a\nb\u{1b}[2J` in f\r.st: caf\u{e9} R\u{b2}");
+        assert_eq!(s, "tensor `a\\nb\\u{1b}[2J` in f\\r.st: caf\u{e9} R\u{b2}");
+        assert!(!s.chars().any(char::is_control));
     }
 }

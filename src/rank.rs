@@ -56,10 +56,11 @@ pub struct RankRow {
     pub index: usize,
     /// The features file's `model` metadata (made unique with `#k` when repeated).
     pub name: String,
-    pub slope: f64,
-    pub b0: f64,
-    pub b1: f64,
-    pub spearman: f64,
+    /// Hierarchy scores; `None` (`null`) when undefined (see [`crate::scores::HierarchyScores`]).
+    pub slope: Option<f64>,
+    pub b0: Option<f64>,
+    pub b1: Option<f64>,
+    pub spearman: Option<f64>,
     pub r2_mean: f64,
     pub r2_median: f64,
     /// Noise-normalised accuracy (mean, median) where the brain has a noise ceiling.
@@ -120,7 +121,8 @@ fn slope_difference(a: &Report, b: &Report, level: f64) -> Option<PairedDifferen
     if ua.n_resamples == 0 || ua.seed != ub.seed || ua.n_images_resampled != ub.n_images_resampled {
         return None;
     }
-    paired_difference(a.hierarchy.slope, &ua.replicates.slope, b.hierarchy.slope, &ub.replicates.slope, level)
+    // An undefined slope has nothing to compare.
+    paired_difference(a.hierarchy.slope?, &ua.replicates.slope, b.hierarchy.slope?, &ub.replicates.slope, level)
 }
 
 /// Unique display names: the model name, with ` #k` appended to repeats.
@@ -170,9 +172,9 @@ pub fn rank_with_progress(
     let mut order: Vec<usize> = (0..rows.len()).collect();
     order.sort_by(|&a, &b| {
         let (x, y) = (&rows[a], &rows[b]);
-        y.slope
-            .total_cmp(&x.slope)
-            .then(y.spearman.total_cmp(&x.spearman))
+        // Undefined scores rank after every defined one (`None < Some` in `Option`'s order).
+        cmp_opt(y.slope, x.slope)
+            .then(cmp_opt(y.spearman, x.spearman))
             .then(x.index.cmp(&y.index))
     });
     let mut sorted_rows = Vec::with_capacity(rows.len());
@@ -196,6 +198,14 @@ pub fn rank_with_progress(
         rows: sorted_rows,
         reports: sorted_reports,
     })
+}
+
+/// Total order on optional scores: `None` below every number, numbers by `total_cmp`.
+fn cmp_opt(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => a.total_cmp(&b),
+        (a, b) => a.is_some().cmp(&b.is_some()),
+    }
 }
 
 /// [`rank_with_progress`] without progress, returning only the rows (best first).
@@ -242,6 +252,21 @@ fn vs_text(d: Option<PairedDifference>) -> String {
     }
 }
 
+/// Widest network name a table prints; longer names are cut with `…` (the JSON keeps them
+/// whole). Padding a column to an unbounded width would panic in `format!`.
+const MAX_NAME_WIDTH: usize = 48;
+
+/// A network name for a table: control characters escaped, cut to [`MAX_NAME_WIDTH`].
+fn table_name(name: &str) -> String {
+    let clean = crate::error::one_line(name);
+    if clean.chars().count() <= MAX_NAME_WIDTH {
+        return clean;
+    }
+    let mut cut: String = clean.chars().take(MAX_NAME_WIDTH - 1).collect();
+    cut.push('…');
+    cut
+}
+
 fn opt(x: Option<f64>) -> String {
     x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".to_string())
 }
@@ -253,11 +278,12 @@ impl Ranking {
     }
 
     /// The number `gate` compares with a threshold: the best slope, or its interval's lower
-    /// bound (`None` when there is no interval).
+    /// bound (`None` when there is no interval or the slope is undefined: an undefined slope
+    /// reaches no threshold).
     pub fn gated_value(&self, gate: RankGate) -> Option<f64> {
         let b = self.best()?;
         match gate {
-            RankGate::Point => Some(b.slope),
+            RankGate::Point => b.slope,
             RankGate::Lower => b.slope_interval.map(|i| i.lo),
         }
     }
@@ -282,7 +308,8 @@ impl Ranking {
 
     /// A fixed-width table for a terminal, with a legend of the uncertainty columns.
     pub fn table(&self) -> String {
-        let w = self.rows.iter().map(|r| r.name.chars().count()).max().unwrap_or(7).max(7);
+        let names: Vec<String> = self.rows.iter().map(|r| table_name(&r.name)).collect();
+        let w = names.iter().map(|n| n.chars().count()).max().unwrap_or(7).max(7);
         let nc = self.has_nc();
         let ci_head = format!("{:.0}% CI", 100.0 * self.level);
         let mut s = format!(
@@ -301,17 +328,17 @@ impl Ranking {
             "fit s",
             "vs next",
         );
-        for r in &self.rows {
+        for (r, name) in self.rows.iter().zip(&names) {
             s += &format!(
-                "{:>4}  {:<w$}  {:>7.3} {:>16} {:>7} {:>7.3} {:>7.3} {:>8.3} {:>8.4} {:>8.4}{} {:>8.1}  {}\n",
+                "{:>4}  {:<w$}  {:>7} {:>16} {:>7} {:>7} {:>7} {:>8} {:>8.4} {:>8.4}{} {:>8.1}  {}\n",
                 r.rank,
-                r.name,
-                r.slope,
+                name,
+                opt(r.slope),
                 interval_text(r.slope_interval),
                 r.p_slope.map(|p| format!("{p:.4}")).unwrap_or_else(|| "-".into()),
-                r.b0,
-                r.b1,
-                r.spearman,
+                opt(r.b0),
+                opt(r.b1),
+                opt(r.spearman),
                 r.r2_mean,
                 r.r2_median,
                 if nc { format!(" {:>8}", opt(r.noise_normalized_mean)) } else { String::new() },
@@ -355,15 +382,15 @@ impl Ranking {
         s += "---:|:---|\n";
         for r in &self.rows {
             s += &format!(
-                "| {} | {} | {:.3} | {} | {} | {:.3} | {:.3} | {:.3} | {:.4} | {:.4} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.4} | {:.4} |",
                 r.rank,
-                esc(&r.name),
-                r.slope,
+                esc(&table_name(&r.name)),
+                opt(r.slope),
                 interval_text(r.slope_interval),
                 r.p_slope.map(|p| format!("{p:.4}")).unwrap_or_else(|| "-".into()),
-                r.b0,
-                r.b1,
-                r.spearman,
+                opt(r.b0),
+                opt(r.b1),
+                opt(r.spearman),
                 r.r2_mean,
                 r.r2_median
             );
@@ -404,6 +431,10 @@ mod tests {
     use crate::scores::{HierarchyScores, Summary};
 
     fn fake(slope: f64, spearman: f64) -> Report {
+        fake_opt(Some(slope), Some(spearman))
+    }
+
+    fn fake_opt(slope: Option<f64>, spearman: Option<f64>) -> Report {
         Report {
             schema_version: crate::scores::SCHEMA_VERSION,
             library_version: "test".into(),
@@ -417,11 +448,12 @@ mod tests {
             layer_names: vec!["a".into(), "b".into()],
             hierarchy: HierarchyScores {
                 slope,
-                b0: 0.1,
-                b1: 0.1 + slope,
+                b0: slope.map(|_| 0.1),
+                b1: slope.map(|s| 0.1 + s),
                 spearman,
                 n_voxels: 2,
                 weighted: false,
+                warning: slope.is_none().then(|| "undefined".to_string()),
             },
             r2: Summary { mean: 0.1, median: 0.1 },
             pearson: Summary { mean: 0.3, median: 0.3 },
@@ -477,6 +509,46 @@ mod tests {
         assert_eq!(rows[1]["name"], "net|1");
         assert_eq!("md".parse::<RankFormat>().unwrap(), RankFormat::Markdown);
         assert!("xml".parse::<RankFormat>().is_err());
+    }
+
+    /// Issue 12: a network whose hierarchy scores are undefined ranks after every defined one,
+    /// prints `-` (JSON `null`), and never passes a `--min-slope` gate.
+    #[test]
+    fn undefined_slope_ranks_last_and_fails_the_gate() {
+        let reps = [fake_opt(None, None), fake(-0.9, -0.5), fake(0.2, 0.1)];
+        let rows: Vec<RankRow> = reps.iter().enumerate().map(|(i, r)| row_of(i, format!("n{i}"), r, 1.0)).collect();
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by(|&a, &b| cmp_opt(rows[b].slope, rows[a].slope));
+        assert_eq!(order, [2, 1, 0]);
+        let only_null = Ranking {
+            method: Method::Factortopy,
+            level: 0.95,
+            n_resamples: 0,
+            subject: None,
+            roi_names: vec![],
+            rows: vec![rows[0].clone()],
+            reports: vec![reps[0].clone()],
+        };
+        assert!(!only_null.passes(Some(-10.0), RankGate::Point) && only_null.passes(None, RankGate::Point));
+        assert!(!only_null.passes(Some(-10.0), RankGate::Lower));
+        let t = only_null.table();
+        assert!(t.lines().nth(1).unwrap().contains("      -       -       -        -"), "{t}");
+        let v: serde_json::Value = serde_json::from_str(&only_null.to_json()).unwrap();
+        assert!(v["rows"][0]["slope"].is_null() && v["rows"][0]["spearman"].is_null());
+    }
+
+    /// Issue 12: a very long (or control-character) model name must not panic the table.
+    #[test]
+    fn long_names_are_cut_in_tables() {
+        let rep = fake(0.5, 0.4);
+        let long = "n\n".repeat(100_000);
+        let rows = vec![RankRow { rank: 1, ..row_of(0, long.clone(), &rep, 1.0) }];
+        let rk = Ranking { method: Method::Factortopy, level: 0.95, n_resamples: 0, subject: None, roi_names: vec![], rows, reports: vec![rep] };
+        let t = rk.table();
+        assert_eq!(t.lines().count(), 2, "{t}");
+        assert!(t.lines().nth(1).unwrap().contains('…'));
+        assert!(rk.markdown().lines().count() == 3);
+        assert!(rk.to_json().contains(&long.replace('\n', "\\n")));
     }
 
     #[test]

@@ -76,7 +76,7 @@ fn calibrate(
         let (f, noisy) = planted(Scenario::Hierarchical, seed, nc, n_images, n_voxels);
         let (_, clean) = planted(Scenario::Hierarchical, seed, 1.0, n_images, n_voxels);
         let rep = fit(&f, &noisy);
-        let target = fit(&f, &clean).hierarchy.slope;
+        let target = fit(&f, &clean).hierarchy.slope.expect("a defined noise-free slope");
         let u = rep.uncertainty.as_ref().unwrap();
         let iv = u.slope.unwrap();
         let hit = iv.contains(target);
@@ -88,7 +88,7 @@ fn calibrate(
         shuffled_p.push(ps);
         eprintln!(
             "{name} seed {seed:>2}: slope {:.3} [{:.3}, {:.3}] noise-free {target:.3} {}  p(hier) {:.4}  p(shuffled) {ps:.4}",
-            rep.hierarchy.slope,
+            rep.hierarchy.slope.expect("a defined slope"),
             iv.lo,
             iv.hi,
             if hit { "covered" } else { "MISSED" },

@@ -85,7 +85,7 @@ mod on_gpu {
                 assert!((x - y).abs() < 1e-9, "CKA does not depend on the device: {x} vs {y}");
             }
             if let (Some(ra), Some(rb)) = (&a.refit, &b.refit) {
-                eprintln!("refit: slope GPU {:.4} CPU {:.4}", ra.hierarchy.slope, rb.hierarchy.slope);
+                eprintln!("refit: slope GPU {:?} CPU {:?}", ra.hierarchy.slope, rb.hierarchy.slope);
                 assert!((ra.r2 - rb.r2).abs() < 2e-2, "refit R² {} (GPU) vs {} (CPU)", ra.r2, rb.r2);
             }
         }

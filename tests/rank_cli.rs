@@ -116,11 +116,12 @@ fn paired_tests_separate_real_differences_from_copies() {
     assert!(real.significant && real.p_value < 0.01 && real.interval.lo > 0.5, "{real:?}");
     assert!(rows[2].vs_next.is_none());
     let iv = rows[1].slope_interval.unwrap();
-    assert!(iv.lo < rows[1].slope && rows[1].slope <= iv.hi && iv.hi - iv.lo < 0.5, "{iv:?}");
+    let slope1 = rows[1].slope.unwrap();
+    assert!(iv.lo < slope1 && slope1 <= iv.hi && iv.hi - iv.lo < 0.5, "{iv:?}");
 
     // --gate lower compares the interval's lower bound: a threshold between it and the point
     // slope passes the point gate and fails the lower one.
-    let mid = format!("{}", (iv.lo + rows[1].slope) / 2.0);
+    let mid = format!("{}", (iv.lo + slope1) / 2.0);
     let o = rank_cmd(tmp.path(), &["--method", "ridge", "--min-slope", &mid]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let table = String::from_utf8_lossy(&o.stdout);
@@ -138,7 +139,7 @@ fn ridge_rank_library_call_and_min_slope_gate() {
     let rows = rank(&brain, &nets, &cfg).unwrap();
     let order: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(order, ["net-hier", "net-shuf", "net-rev"]);
-    assert!(rows[0].slope > 0.5 && rows[2].slope < -0.5, "{rows:?}");
+    assert!(rows[0].slope.unwrap() > 0.5 && rows[2].slope.unwrap() < -0.5, "{rows:?}");
     assert_eq!(rows.iter().map(|r| r.rank).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(rows[0].roi_depth.len(), brain.roi_names.len());
 

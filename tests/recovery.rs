@@ -24,7 +24,7 @@ fn recovers_planted_hierarchy() {
     eprintln!("fit took {:.1} s", t.elapsed().as_secs_f64());
     let r = Recovery::measure(&syn, &brain, syn_cfg.grid, &job.selections, &job.outcome.val_r2);
     let h = &job.report.hierarchy;
-    eprintln!("report: slope {:.3}, spearman {:.3}, b0 {:.3}, b1 {:.3}", h.slope, h.spearman, h.b0, h.b1);
+    eprintln!("report: slope {:?}, spearman {:?}, b0 {:?}, b1 {:?}", h.slope, h.spearman, h.b0, h.b1);
     r.assert_recovered(syn_cfg.noise_ceiling);
 
     // The fitted space map shows the planted locations: the hue of each signal voxel's pixel

@@ -3,10 +3,10 @@
 
 use factortopy::model::FitConfig;
 use factortopy::engine::Estimator;
-use factortopy::scores::HierarchyScores;
 use factortopy::synth::{generate, Scenario, SynthConfig};
 
-fn scores(scenario: Scenario) -> HierarchyScores {
+/// (slope, b0, b1, spearman) of a scenario's fit; each must be defined.
+fn scores(scenario: Scenario) -> Scores {
     let syn = generate(&SynthConfig {
         scenario,
         n_images: 800,
@@ -25,11 +25,19 @@ fn scores(scenario: Scenario) -> HierarchyScores {
     let est = Estimator { fit: cfg, ..Estimator::default() };
     let job = est.fit(&syn.features, &brain, None).unwrap().into_encoder_fit().unwrap();
     let h = job.report.hierarchy;
+    let s = Scores { slope: h.slope.unwrap(), b0: h.b0.unwrap(), b1: h.b1.unwrap(), spearman: h.spearman.unwrap() };
     eprintln!(
         "{scenario}: slope {:.3} b0 {:.3} b1 {:.3} spearman {:.3} (val R² {:.3})",
-        h.slope, h.b0, h.b1, h.spearman, job.outcome.summary.best_val_r2
+        s.slope, s.b0, s.b1, s.spearman, job.outcome.summary.best_val_r2
     );
-    h
+    s
+}
+
+struct Scores {
+    slope: f64,
+    b0: f64,
+    b1: f64,
+    spearman: f64,
 }
 
 #[test]

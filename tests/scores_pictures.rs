@@ -153,7 +153,7 @@ fn charts_from_series_and_report() {
     let report =
         Report::compute("toy", "factortopy", &[], &sel, &r2, &r2, &brain, true, None).unwrap();
     // Depth grows left to right and so do the ROI levels: a clearly positive slope.
-    assert!(report.hierarchy.slope > 0.3, "{}", report.headline());
+    assert!(report.hierarchy.slope.unwrap() > 0.3, "{}", report.headline());
     plot::profile_chart(&dir.join("roi_profile.png"), (800, 600), &report).unwrap();
     assert_eq!(decode(&dir.join("roi_profile.png")).0, 800);
     // Sanity of the per-voxel helpers on the same scale as the report uses them.

@@ -21,6 +21,7 @@ from .errors import (
     DtypeError,
     FactortopyError,
     FactortopyIOError,
+    FactortopyMemoryError,
     InternalError,
     InvalidArgumentError,
     MismatchError,
@@ -83,4 +84,5 @@ __all__ = [
     "NumericError",
     "BackendError",
     "InternalError",
+    "FactortopyMemoryError",
 ]

@@ -24,7 +24,7 @@ from ctypes import (
 )
 from pathlib import Path
 
-from .errors import error_for_status
+from .errors import InvalidArgumentError, error_for_status
 
 ENV_VAR = "FACTORTOPY_LIB"
 
@@ -345,6 +345,50 @@ def call(name: str, *args) -> None:
         msg = (lib_.ft_last_error() or b"").decode("utf-8", "replace")
         status_name = (lib_.ft_status_name(status) or b"?").decode()
         raise error_for_status(status, status_name, msg or f"{name} failed")
+
+
+_INT_RANGES = {
+    c_int32: (-(2**31), 2**31 - 1),
+    c_int64: (-(2**63), 2**63 - 1),
+    c_uint32: (0, 2**32 - 1),
+    c_uint64: (0, 2**64 - 1),
+    c_size_t: (0, 2 ** (8 * ctypes.sizeof(c_size_t)) - 1),
+}
+
+
+def c_int(ctype, value, what: str) -> int:
+    """``value`` as an integer for the C type ``ctype``, refused (``InvalidArgumentError``, a
+    ``ValueError``) when it is not an integer or lies outside the type's range: ctypes would wrap
+    ``-1`` to ``2**32 - 1`` without a word. The one range check of every integer handed to C."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidArgumentError(f"{what} must be an integer, got {value!r}", "FT_ERR_INVALID_ARGUMENT")
+    lo, hi = _INT_RANGES[ctype]
+    if not lo <= int(value) <= hi:
+        raise InvalidArgumentError(
+            f"{what} = {int(value)} is outside the range of its C type ({lo} to {hi})", "FT_ERR_INVALID_ARGUMENT"
+        )
+    return int(value)
+
+
+def set_field(struct: Structure, name: str, value, what: str | None = None) -> None:
+    """Sets a field of an options struct, with integers range-checked by ``c_int``."""
+    ctype = dict(struct._fields_)[name]
+    if ctype in _INT_RANGES:
+        value = c_int(ctype, value, what or name)
+    setattr(struct, name, value)
+
+
+def struct_dict(s: Structure) -> dict:
+    """A summary struct as a dict, with the C ABI's NaN for an undefined score (hierarchy scores
+    of one ROI level or one depth, a step that did not refit) turned into ``None``: Python callers
+    never get an undefined number that looks like a number."""
+    out = {}
+    for name, _ in s._fields_:
+        v = getattr(s, name)
+        out[name] = None if isinstance(v, float) and v != v else v
+    return out
 
 
 def take_string(p: c_void_p) -> str:

@@ -11,7 +11,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ._lib import FtBrainArrays, FtLayerView, call, encode_path, lib, take_string
+from ._lib import FtBrainArrays, FtLayerView, c_int, call, encode_path, lib, take_string
+from .errors import InvalidArgumentError
 from ._tensors import HostF32, borrow_features, to_numpy
 
 
@@ -78,12 +79,17 @@ class Brain(_Handle):
         roi_arr = np.ascontiguousarray(to_numpy(roi))
         if roi_arr.ndim != 1 or not np.issubdtype(roi_arr.dtype, np.integer):
             raise ValueError(f"roi must be a 1-D integer array, got shape {roi_arr.shape} dtype {roi_arr.dtype}")
+        if roi_arr.size and (roi_arr.min() < -(2**31) or roi_arr.max() > 2**31 - 1):
+            raise InvalidArgumentError(
+                f"roi holds {roi_arr.min()}..{roi_arr.max()}, outside the int32 range of ROI labels",
+                "FT_ERR_INVALID_ARGUMENT",
+            )
         roi_arr = roi_arr.astype(np.int32)
         nc = HostF32(noise_ceiling) if noise_ceiling is not None else None
         fl = HostF32(flat) if flat is not None else None
         meta = {"roi_names": list(roi_names)}
         if roi_levels is not None:
-            meta["roi_levels"] = [int(x) for x in roi_levels]
+            meta["roi_levels"] = [c_int(ctypes.c_int32, x, "roi_levels entry") for x in roi_levels]
         if subject is not None:
             meta["subject"] = subject
         if stimulus_ids is not None:
@@ -218,7 +224,7 @@ class Features(_Handle):
     def layer(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Copies of layer ``i``'s local map and global token (None when it has none)."""
         v = FtLayerView()
-        call("ft_features_layer", self.handle, c_size_t(i), ctypes.byref(v))
+        call("ft_features_layer", self.handle, c_size_t(c_int(c_size_t, i, "layer index")), ctypes.byref(v))
         n = int(np.prod(v.local_shape))
         local = np.ctypeslib.as_array(v.local, shape=(n,)).reshape(tuple(v.local_shape)).copy()
         glob = None

@@ -64,6 +64,12 @@ class InternalError(FactortopyError, RuntimeError):
     status = "FT_ERR_PANIC"
 
 
+class FactortopyMemoryError(FactortopyError, MemoryError):
+    """An allocation sized by the input failed; the library and the process stay usable."""
+
+    status = "FT_ERR_MEMORY"
+
+
 _BY_STATUS = {
     1: NullArgumentError,
     2: InvalidArgumentError,
@@ -76,6 +82,7 @@ _BY_STATUS = {
     9: NumericError,
     10: BackendError,
     11: InternalError,
+    12: FactortopyMemoryError,
 }
 
 

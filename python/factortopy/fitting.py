@@ -8,7 +8,7 @@ import os
 from ctypes import c_size_t, c_void_p
 from typing import Mapping, Sequence
 
-from ._lib import FtFitOptions, FtFitSummary, call, encode_path, take_string
+from ._lib import FtFitOptions, FtFitSummary, call, encode_path, set_field, struct_dict, take_string
 from .data import Brain, Features, _Handle, _new_handle
 
 
@@ -40,7 +40,7 @@ class FitOptions:
             if k == "device":
                 self.device = device_name(v)
             else:
-                setattr(self._c, k, int(v) if k == "weighted" else v)
+                set_field(self._c, k, int(bool(v)) if k == "weighted" else v)
         return self
 
     def __getattr__(self, name):
@@ -76,7 +76,7 @@ class Fit(_Handle):
     def summary(self) -> dict:
         s = FtFitSummary()
         call("ft_fit_report_summary", self.handle, ctypes.byref(s))
-        return {name: getattr(s, name) for name, _ in FtFitSummary._fields_}
+        return struct_dict(s)
 
     @property
     def report(self) -> dict:
@@ -107,7 +107,8 @@ class Fit(_Handle):
 
     def __repr__(self) -> str:
         s = self.summary
-        return f"Fit(slope {s['slope']:.3f}, spearman {s['spearman']:.3f}, R² {s['r2_mean']:.3f})"
+        f = lambda x: "null" if x is None else f"{x:.3f}"  # noqa: E731
+        return f"Fit(slope {f(s['slope'])}, spearman {f(s['spearman'])}, R² {s['r2_mean']:.3f})"
 
 
 def _wrap_fit(ptr: int) -> Fit:

@@ -9,7 +9,7 @@ import math
 import os
 from ctypes import c_double, c_size_t, c_void_p
 
-from ._lib import FtMonitorOptions, FtStepSummary, call, encode_path, lib, take_string
+from ._lib import FtMonitorOptions, FtStepSummary, c_int, call, encode_path, lib, set_field, struct_dict, take_string
 from .data import Brain, Features, _Handle, _new_handle
 from .fitting import FitOptions, device_name
 
@@ -31,7 +31,7 @@ class MonitorOptions:
                 raise TypeError(f"unknown monitor option {k!r}; expected one of {', '.join(self.FIELDS)} or fit=")
             if k == "forgetting_threshold" and v is None:
                 v = math.inf
-            setattr(self._c, k, v)
+            set_field(self._c, k, v)
 
     def struct(self) -> FtMonitorOptions:
         self._c.fit = self.fit._c
@@ -54,7 +54,7 @@ class StepReport(_Handle):
     def summary(self) -> dict:
         s = FtStepSummary()
         call("ft_step_report_summary", self.handle, ctypes.byref(s))
-        return {name: getattr(s, name) for name, _ in FtStepSummary._fields_}
+        return struct_dict(s)
 
     @property
     def cka(self) -> list[float]:
@@ -75,7 +75,8 @@ class StepReport(_Handle):
 
     def __repr__(self) -> str:
         s = self.summary
-        return f"StepReport(step {s['step']}, forgetting {s['forgetting']:.4f}, min CKA {s['min_cka']:.4f})"
+        f = lambda x: "null" if x is None else f"{x:.4f}"  # noqa: E731
+        return f"StepReport(step {s['step']}, forgetting {f(s['forgetting'])}, min CKA {f(s['min_cka'])})"
 
 
 class Monitor(_Handle):
@@ -128,7 +129,7 @@ class Monitor(_Handle):
 
     def observe(self, step: int, features: Features) -> StepReport:
         r = StepReport.__new__(StepReport)
-        _Handle.__init__(r, _new_handle("ft_monitor_observe", self.handle, ctypes.c_uint64(step), features.handle))
+        _Handle.__init__(r, _new_handle("ft_monitor_observe", self.handle, ctypes.c_uint64(c_int(ctypes.c_uint64, step, "step")), features.handle))
         return r
 
     def save(self, path: str | os.PathLike) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-from ._lib import FtSynthOptions, call, encode_path
+from ._lib import FtSynthOptions, call, encode_path, set_field
 from .data import Brain, Features, _Handle, _new_handle
 
 SCENARIOS = {"hierarchical": 0, "reversed": 1, "flat-early": 2, "flat-late": 3, "shuffled": 4}
@@ -22,7 +22,7 @@ def _options(scenario: str, overrides: dict) -> FtSynthOptions:
     for k, v in overrides.items():
         if k not in _FIELDS:
             raise TypeError(f"unknown synth option {k!r}; expected one of {', '.join(_FIELDS)}")
-        setattr(o, k, v)
+        set_field(o, k, v)
     return o
 
 

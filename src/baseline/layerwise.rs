@@ -341,8 +341,9 @@ pub struct RoiAgreement {
 pub struct Agreement {
     pub method: String,
     pub reference_method: String,
-    pub slope: f64,
-    pub reference_slope: f64,
+    /// Hierarchy slopes of the two fits; `None` where undefined.
+    pub slope: Option<f64>,
+    pub reference_slope: Option<f64>,
     pub rois: Vec<RoiAgreement>,
     /// Pearson r of the per-ROI mean depths (ROIs with voxels; `None` below 2 ROIs or when
     /// either side is constant).
@@ -355,6 +356,31 @@ pub struct Agreement {
     pub same_layer_fraction: Option<f64>,
 }
 
+/// Refuses two reports that were not made on the same brain: the ROIs (names, levels and voxel
+/// counts), the voxel and image counts and the subject must all agree. Comparing layer maps of
+/// two different brains would give numbers that mean nothing.
+fn same_brain(a: &Report, b: &Report) -> Result<()> {
+    let rois = |r: &Report| r.rois.iter().map(|x| (x.name.clone(), x.level, x.n_voxels)).collect::<Vec<_>>();
+    let differ = |what: &str, x: String, y: String| {
+        Err(Error::mismatch(format!(
+            "the two fits were made on different brains ({what}: {x} vs {y}); compare fits of the same brain"
+        )))
+    };
+    if a.n_voxels != b.n_voxels {
+        return differ("voxels", a.n_voxels.to_string(), b.n_voxels.to_string());
+    }
+    if a.n_images != b.n_images {
+        return differ("images", a.n_images.to_string(), b.n_images.to_string());
+    }
+    if a.subject != b.subject {
+        return differ("subject", format!("{:?}", a.subject), format!("{:?}", b.subject));
+    }
+    if rois(a) != rois(b) {
+        return differ("ROIs (name, level, voxels)", format!("{:?}", rois(a)), format!("{:?}", rois(b)));
+    }
+    Ok(())
+}
+
 /// Compares two reports of the same brain ROI by ROI (`report` is typically the ridge baseline,
 /// `reference` a FactorTopy fit); with both selections, voxel by voxel too.
 pub fn agreement(
@@ -362,14 +388,7 @@ pub fn agreement(
     reference: &Report,
     voxels: Option<(&Selections, &Selections, &Brain)>,
 ) -> Result<Agreement> {
-    let names = |r: &Report| r.rois.iter().map(|x| x.name.clone()).collect::<Vec<_>>();
-    if names(report) != names(reference) {
-        return Err(Error::mismatch(format!(
-            "the two reports list different ROIs ({:?} vs {:?}); compare fits of the same brain",
-            names(report),
-            names(reference)
-        )));
-    }
+    same_brain(report, reference)?;
     let rois: Vec<RoiAgreement> = report
         .rois
         .iter()
@@ -430,8 +449,11 @@ impl Agreement {
     /// A few lines for a terminal: per-ROI depths side by side.
     pub fn table(&self) -> String {
         let mut s = format!(
-            "per-ROI mean depth: {} vs {} (slope {:.3} vs {:.3})\n",
-            self.method, self.reference_method, self.slope, self.reference_slope
+            "per-ROI mean depth: {} vs {} (slope {} vs {})\n",
+            self.method,
+            self.reference_method,
+            crate::scores::report::fmt_score(self.slope),
+            crate::scores::report::fmt_score(self.reference_slope)
         );
         s += &format!("{:<12} {:>6} {:>8} {:>8} {:>8}\n", "ROI", "level", self.method, self.reference_method, "diff");
         let f = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
@@ -606,13 +628,13 @@ mod tests {
         let fit = fit_ridge_baseline(&data.features, &data.brain, &rcfg, false, None).unwrap();
         assert_eq!(fit.report.method, "ridge");
         assert_eq!(fit.selections.layer_probs.shape, vec![280, 4]);
-        assert!(fit.report.hierarchy.slope > 0.3, "slope {}", fit.report.hierarchy.slope);
+        assert!(fit.report.hierarchy.slope.unwrap() > 0.3, "slope {:?}", fit.report.hierarchy.slope);
         // The bootstrap resampled the chosen layers' held-out predictions: 40 images, and the
         // intervals bracket the point estimates.
         let u = fit.report.uncertainty.as_ref().unwrap();
         assert_eq!(u.n_images_resampled, fit.split.val.len());
         assert!(u.r2_mean.unwrap().contains(fit.report.r2.mean), "{u:?}");
-        assert!(u.slope.unwrap().contains(fit.report.hierarchy.slope), "{u:?}");
+        assert!(u.slope.unwrap().contains(fit.report.hierarchy.slope.unwrap()), "{u:?}");
         assert!(u.permutation.unwrap().p_slope < 0.01, "{u:?}");
         assert_eq!(fit.report.settings.ridge.as_ref().unwrap().n_folds, 3);
         // Same report fields as FactorTopy: one-hot → zero entropy.

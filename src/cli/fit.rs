@@ -66,6 +66,8 @@ pub fn run(a: FitArgs) -> Result<i32> {
     if a.method == Method::Ridge {
         est.ridge = a.ridge.config()?;
     }
+    // The fit settings are named as the flags that set them.
+    est.fit.validate_as(&crate::model::FieldNames::CLI)?;
     est.validate()?;
     // Read a comparison first so a bad path fails before the fit.
     let compare = match (a.method, &a.ridge.compare) {
@@ -73,9 +75,11 @@ pub fn run(a: FitArgs) -> Result<i32> {
         _ => None,
     };
     let (features, brain) = load_inputs(&a.features, &a.brain)?;
+    crate::data::limits::held_out("--val-fraction", brain.n_images(), est.fit.val_fraction)?;
     // Check the destination before fitting so a long fit never ends in an unwritable directory,
-    // but after validating the inputs so bad inputs leave nothing behind.
-    crate::data::io::ensure_output_dir(&a.out)?;
+    // but after validating the inputs so bad inputs leave nothing behind; a fit that fails
+    // after this removes the folder again if it created it and it is still empty.
+    let out_dir = crate::data::OutputDir::prepare(&a.out)?;
     eprintln!(
         "fitting {} ({} layers) to {} voxels on {} images: method {}, device {}",
         features.model,
@@ -89,15 +93,22 @@ pub fn run(a: FitArgs) -> Result<i32> {
     let quiet = a.quiet;
     let mut seed_cb = |seed: u64, r: &crate::scores::Report| {
         if !quiet {
-            eprintln!("seed {seed}: slope {:.3}  spearman {:.3}  mean R² {:.4}", r.hierarchy.slope, r.hierarchy.spearman, r.r2.mean);
+            let f = |x: Option<f64>| x.map_or("null".to_string(), |x| format!("{x:.3}"));
+            eprintln!("seed {seed}: slope {}  spearman {}  mean R² {:.4}", f(r.hierarchy.slope), f(r.hierarchy.spearman), r.r2.mean);
         }
     };
     let fitted = est.fit_seeds(&features, &brain, a.seeds, if a.quiet { None } else { Some(&mut cb) }, Some(&mut seed_cb))?;
     match fitted {
-        Fitted::Ridge(fit) => crate::cli::fit_ridge::finish(&a.out, &fit, &brain, compare),
+        Fitted::Ridge(fit) => {
+            let code = crate::cli::fit_ridge::finish(&a.out, &fit, &brain, compare)?;
+            out_dir.keep();
+            Ok(code)
+        }
         Fitted::Encoder(job) => {
             let plots = crate::plot::PlotOptions::default();
             let out = write_fit_outputs_with(&a.out, &job, &brain, (!a.no_plots).then_some(&plots))?;
+            out_dir.keep();
+            crate::cli::warn_undefined(&job.report.model, &job.report.hierarchy);
             println!("{}", job.report.headline());
             println!("report:    {}", out.report.display());
             for p in &out.pictures {

@@ -37,9 +37,16 @@ pub fn parse_alphas(s: &str) -> Result<Vec<f64>> {
         let lo: f64 = parts[0].trim().parse().map_err(|_| bad())?;
         let hi: f64 = parts[1].trim().parse().map_err(|_| bad())?;
         let n: usize = parts[2].trim().parse().map_err(|_| bad())?;
+        let limits = crate::data::limits::MAX_ALPHAS;
+        crate::data::limits::positive_at_most(&format!("--alphas `{s}`: the count N"), n, limits)?;
+        if !(lo.is_finite() && hi.is_finite()) {
+            return Err(bad());
+        }
         crate::baseline::logspace(lo, hi, n)
     } else {
-        s.split(',').map(|x| x.trim().parse::<f64>().map_err(|_| bad())).collect::<Result<_>>()?
+        let list = s.split(',').map(|x| x.trim().parse::<f64>().map_err(|_| bad())).collect::<Result<Vec<f64>>>()?;
+        crate::data::limits::positive_at_most(&format!("--alphas `{s}`: the number of penalties"), list.len(), crate::data::limits::MAX_ALPHAS)?;
+        list
     };
     if alphas.is_empty() || alphas.iter().any(|a| !(a.is_finite() && *a > 0.0)) {
         return Err(Error::invalid(format!("--alphas `{s}`: penalties must be positive and finite")));
@@ -75,6 +82,7 @@ pub fn finish(out: &Path, fit: &RidgeBaseline, brain: &Brain, reference: Option<
             Some(agreement(&fit.report, rep, voxels)?)
         }
     };
+    crate::cli::warn_undefined(&fit.report.model, &fit.report.hierarchy);
     let outputs = write_ridge_outputs(out, fit, brain, reference.as_ref().map(|(r, _)| r).zip(ag.as_ref()))?;
     println!("{}", fit.report.headline());
     if let Some(a) = &ag {

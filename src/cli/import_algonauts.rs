@@ -34,12 +34,12 @@ pub struct ImportAlgonautsArgs {
 }
 
 pub fn run(a: ImportAlgonautsArgs) -> Result<i32> {
-    if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        crate::data::io::ensure_output_dir(parent)?;
-    }
     let opts = AlgonautsOptions { coords: a.coords.clone(), subject: a.subject.clone(), noise_ceiling: a.noise_ceiling.clone() };
     let imp = import_algonauts(&a.dir, &opts)?;
+    let parent = a.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let out_dir = crate::data::OutputDir::prepare(parent)?;
     imp.brain.save(&a.out)?;
+    out_dir.keep();
     let b = &imp.brain;
     println!(
         "wrote {}: {} images, {} vertices ({} lh + {} rh), {} ROIs{}",

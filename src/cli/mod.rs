@@ -53,6 +53,14 @@ pub fn load_inputs(features: &Path, brain: &Path) -> Result<(Features, Brain)> {
     Ok((f, b))
 }
 
+/// Prints a report's hierarchy warning (why its scores are `null`) to stderr, prefixed with
+/// `what` (a network name, a step): the one place the CLI says a score is undefined.
+pub fn warn_undefined(what: &str, h: &crate::scores::HierarchyScores) {
+    if let Some(w) = &h.warning {
+        eprintln!("warning: {}", crate::error::one_line(&format!("{what}: {w}")));
+    }
+}
+
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
@@ -69,7 +77,7 @@ pub fn main() -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::error::one_line(&e.to_string()));
             1
         }
     }

@@ -84,11 +84,24 @@ pub fn run(a: MonitorArgs) -> Result<i32> {
         weighted: a.weighted,
         device: a.device.device,
     };
-    config.validate()?;
-    crate::data::io::ensure_output_dir(&a.out)?;
+    // The held-out fraction is the --val-fraction flag here.
+    config.validate_as(&crate::model::FieldNames::CLI)?;
     let brain = Brain::load(&a.brain)?;
     let reference = Features::load(&a.reference)?;
     crate::data::check_pair(&reference, &a.reference.display().to_string(), &brain, &a.brain.display().to_string())?;
+    if a.encoder.is_none() {
+        crate::data::limits::held_out("--val-fraction", brain.n_images(), config.held_out_fraction)?;
+    }
+    // Every checkpoint is loaded and checked against the brain and the reference before --out
+    // is touched (one at a time, so memory holds one checkpoint), so a bad file fails fast and
+    // leaves the previous outputs alone.
+    for path in &a.checkpoints {
+        let f = Features::load(path)?;
+        let origin = path.display().to_string();
+        crate::data::check_pair(&f, &origin, &brain, &a.brain.display().to_string())?;
+        crate::monitor::check_same_network(&f, &origin, &reference)?;
+    }
+    let out_dir = crate::data::OutputDir::prepare(&a.out)?;
     let mut monitor = match &a.encoder {
         Some(p) => Monitor::from_encoder_file(&brain, &reference, p, config)?,
         None => {
@@ -108,14 +121,17 @@ pub fn run(a: MonitorArgs) -> Result<i32> {
         monitor.reference_r2(),
         monitor.held_out().len()
     );
-    let history = a.out.join("history.jsonl");
-    if history.exists() {
-        std::fs::remove_file(&history).map_err(|e| Error::io(&history, e))?;
-    }
-    monitor.set_history_file(Some(history.clone()));
     let print = |r: &crate::monitor::StepReport, name: &str| {
+        if let Some(f) = &r.refit {
+            crate::cli::warn_undefined(&format!("step {} refit", r.step), &f.hierarchy);
+        }
         let refit = match &r.refit {
-            Some(f) => format!("  refit: shift {:.3}, moved {:.1}%, slope {:.3}", f.layer_shift, 100.0 * f.argmax_moved, f.hierarchy.slope),
+            Some(f) => format!(
+                "  refit: shift {:.3}, moved {:.1}%, slope {}",
+                f.layer_shift,
+                100.0 * f.argmax_moved,
+                crate::scores::report::fmt_score(f.hierarchy.slope)
+            ),
             None => String::new(),
         };
         println!(
@@ -137,8 +153,13 @@ pub fn run(a: MonitorArgs) -> Result<i32> {
         let r = monitor.observe(step, &f)?;
         print(&r, &path.display().to_string());
     }
+    // Only a run that observed every checkpoint writes: the history replaces the previous one
+    // in one atomic rename, so a failure above leaves an existing history.jsonl as it was.
+    let history = a.out.join("history.jsonl");
+    monitor.write_history_jsonl(&history)?;
     crate::monitor::write_curves(&a.out, &monitor)?;
     monitor.save(&a.out.join("monitor.safetensors"))?;
+    out_dir.keep();
     println!("history:    {}", history.display());
     println!("forgetting: {}", a.out.join("forgetting.png").display());
     println!("state:      {}", a.out.join("monitor.safetensors").display());

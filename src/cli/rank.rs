@@ -86,12 +86,10 @@ pub fn run(a: RankArgs) -> Result<i32> {
         }
     }
     let cfg = RankConfig { estimator: estimator(a.method, &a.device, &a.train, a.weighted, &a.uncertainty) };
+    cfg.estimator.fit.validate_as(&crate::model::FieldNames::CLI)?;
     cfg.estimator.validate()?;
     if a.gate == RankGate::Lower && a.min_slope.is_some() && cfg.estimator.uncertainty.bootstrap.n_resamples == 0 {
         return Err(Error::invalid("--gate lower needs intervals: --bootstrap must be positive"));
-    }
-    if let Some(dir) = &a.out {
-        crate::data::io::ensure_output_dir(dir)?;
     }
     let brain = Brain::load(&a.brain)?;
     let mut networks = Vec::with_capacity(a.features.len());
@@ -100,6 +98,10 @@ pub fn run(a: RankArgs) -> Result<i32> {
         crate::data::check_pair(&f, &path.display().to_string(), &brain, &a.brain.display().to_string())?;
         networks.push(f);
     }
+    crate::data::limits::held_out("--val-fraction", brain.n_images(), cfg.estimator.fit.val_fraction)?;
+    // Inputs checked; the destination before the fits (a failure from here on removes a folder
+    // this run created while it is still empty).
+    let out_dir = a.out.as_deref().map(crate::data::OutputDir::prepare).transpose()?;
     let refs: Vec<&Features> = networks.iter().collect();
     let total = refs.len();
     let quiet = a.quiet;
@@ -109,6 +111,9 @@ pub fn run(a: RankArgs) -> Result<i32> {
         }
     };
     let ranking = rank_with_progress(&brain, &refs, &cfg, Some(&mut cb))?;
+    for (row, rep) in ranking.rows.iter().zip(&ranking.reports) {
+        crate::cli::warn_undefined(&row.name, &rep.hierarchy);
+    }
     print!("{}", ranking.render(a.format));
     if let Some(dir) = &a.out {
         for (row, rep) in ranking.rows.iter().zip(&ranking.reports) {
@@ -123,6 +128,9 @@ pub fn run(a: RankArgs) -> Result<i32> {
             eprintln!("wrote {} and {}", dir.join("rank.json").display(), chart.display());
         }
     }
+    if let Some(d) = out_dir {
+        d.keep();
+    }
     if !ranking.passes(a.min_slope, a.gate) {
         let best = ranking.best().map(|b| b.name.clone());
         let value = ranking.gated_value(a.gate);
@@ -133,6 +141,9 @@ pub fn run(a: RankArgs) -> Result<i32> {
             };
             match value {
                 Some(x) => eprintln!("gate failed: the best network ({name}) has {what} {x:.3}, below --min-slope {m}"),
+                None if ranking.best().is_some_and(|b| b.slope.is_none()) => eprintln!(
+                    "gate failed: no network has a defined hierarchy slope (see the warnings above); --min-slope {m} cannot be reached"
+                ),
                 None => eprintln!("gate failed: the best network ({name}) has no slope interval to gate on"),
             }
         }

@@ -58,6 +58,7 @@ pub fn run(a: ScoreArgs) -> Result<i32> {
         return Ok(0);
     }
     let report = est.score(&enc, &record, &features, &brain)?.report;
+    crate::cli::warn_undefined(&report.model, &report.hierarchy);
     match &a.out {
         Some(path) => {
             report.write_json(path)?;

@@ -72,8 +72,14 @@ pub fn run(a: SynthArgs) -> Result<i32> {
         seed: a.seed,
         signal_fraction: a.signal_fraction,
     };
-    // Fail on an unwritable output directory before the work, not after it.
-    crate::data::io::ensure_output_dir(&a.out)?;
+    // Sizes first (nothing is created for settings that cannot work), then the destination, so
+    // an unwritable output directory fails before the work, not after it.
+    if a.from_features.is_none() {
+        cfg.validate()?;
+    } else {
+        cfg.validate_planting()?;
+    }
+    let out_dir = crate::data::OutputDir::prepare(&a.out)?;
     match &a.from_features {
         None => {
             let data = synth::generate(&cfg)?;
@@ -123,5 +129,6 @@ pub fn run(a: SynthArgs) -> Result<i32> {
             );
         }
     }
+    out_dir.keep();
     Ok(0)
 }

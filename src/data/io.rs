@@ -5,10 +5,11 @@
 //! from these files (monitor state, fitted encoders) and a torn file would be read as corrupt.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::data::limits;
 use crate::error::{Error, Result};
 
 /// Distinguishes temp files of concurrent writers in one process (threads writing the same
@@ -59,6 +60,104 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Reads a whole input file into memory: the one way the library reads a user's file.
+///
+/// Only regular files are read, since `/dev/zero` never ends, a FIFO blocks until a writer comes
+/// and a directory has no bytes; files over [`limits::MAX_FILE_BYTES`] are refused, and the buffer
+/// is allocated fallibly (a file larger than free memory is [`Error::Memory`], not an abort).
+pub fn read_input(path: &Path) -> Result<Vec<u8>> {
+    let not_regular = |what: &str| {
+        Error::data(path, format!("is {what}, not a regular file; factortopy reads only regular files"))
+    };
+    // `metadata` does not open the file, so a FIFO is refused before an `open` could block.
+    let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let kind = |m: &fs::Metadata| -> Option<&'static str> {
+        let t = m.file_type();
+        if t.is_file() {
+            None
+        } else if t.is_dir() {
+            Some("a directory")
+        } else {
+            Some("a device, FIFO or socket")
+        }
+    };
+    if let Some(what) = kind(&meta) {
+        return Err(not_regular(what));
+    }
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    // Checked again on the open file: the path may have been replaced in between.
+    let meta = f.metadata().map_err(|e| Error::io(path, e))?;
+    if let Some(what) = kind(&meta) {
+        return Err(not_regular(what));
+    }
+    let len = meta.len();
+    if len > limits::MAX_FILE_BYTES {
+        return Err(Error::data(
+            path,
+            format!("is {len} bytes, over the {} byte limit on input files", limits::MAX_FILE_BYTES),
+        ));
+    }
+    let mut bytes: Vec<u8> = Vec::new();
+    bytes.try_reserve_exact(len as usize).map_err(|e| {
+        Error::Memory(format!("{}: cannot allocate {len} bytes to read it ({e})", path.display()))
+    })?;
+    // `take` bounds the read even if the file grows while it is read.
+    (&mut f).take(len).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    Ok(bytes)
+}
+
+/// An output directory made ready for a command: created (with its parents) if missing and
+/// checked writable, so a long computation fails before it starts on a bad destination. Until
+/// [`OutputDir::keep`] is called, dropping the guard (a failed run) removes again every folder
+/// this guard created, as long as it is still empty, so a failed run leaves no empty folder
+/// behind. A folder that existed before is never removed, and nothing inside one is touched.
+#[derive(Debug)]
+pub struct OutputDir {
+    path: PathBuf,
+    /// The folders this guard created, deepest first.
+    created: Vec<PathBuf>,
+    kept: bool,
+}
+
+impl OutputDir {
+    pub fn prepare(dir: &Path) -> Result<OutputDir> {
+        let mut created = Vec::new();
+        let mut p = Some(dir);
+        while let Some(q) = p {
+            if q.as_os_str().is_empty() || q.exists() {
+                break;
+            }
+            created.push(q.to_path_buf());
+            p = q.parent();
+        }
+        let guard = OutputDir { path: dir.to_path_buf(), created, kept: false };
+        ensure_output_dir(dir)?;
+        Ok(guard)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The run succeeded: keep the folder.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for OutputDir {
+    fn drop(&mut self) {
+        if !self.kept {
+            for d in &self.created {
+                // `remove_dir` only removes an empty folder; anything written there stays.
+                if fs::remove_dir(d).is_err() {
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Creates `dir` (and its parents) if needed and checks that files can be created in it, so a
@@ -160,6 +259,47 @@ mod tests {
         assert!(leftovers(&out).is_empty());
         // Idempotent.
         ensure_output_dir(&out).unwrap();
+    }
+
+    /// Issue 12: a device that never ends, a FIFO that blocks and a directory are refused by
+    /// the one reader of input files, before any read.
+    #[test]
+    fn read_input_refuses_non_regular_files() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.bin");
+        fs::write(&p, b"abc").unwrap();
+        assert_eq!(read_input(&p).unwrap(), b"abc");
+        for bad in [Path::new("/dev/zero"), d.path()] {
+            let e = read_input(bad).unwrap_err().to_string();
+            assert!(e.contains("not a regular file") && e.contains(&bad.display().to_string()), "{e}");
+        }
+        let fifo = d.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let e = read_input(&fifo).unwrap_err().to_string();
+            assert!(e.contains("FIFO"), "{e}");
+        }
+    }
+
+    /// Issue 12: a failed run removes the folders it created (when empty) and nothing else.
+    #[test]
+    fn output_dir_guard_removes_only_what_it_created() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("a/b/c");
+        drop(OutputDir::prepare(&out).unwrap());
+        assert!(!d.path().join("a").exists());
+        let kept = OutputDir::prepare(&out).unwrap();
+        kept.keep();
+        assert!(out.is_dir());
+        // Existing folder: never removed, even on failure.
+        drop(OutputDir::prepare(&out).unwrap());
+        assert!(out.is_dir());
+        // A folder that got a file is kept.
+        let other = d.path().join("x/y");
+        let g = OutputDir::prepare(&other).unwrap();
+        fs::write(other.join("f"), b"1").unwrap();
+        drop(g);
+        assert!(other.join("f").is_file());
     }
 
     #[test]

@@ -6,13 +6,14 @@ pub mod array;
 pub mod brain;
 pub mod features;
 pub mod io;
+pub mod limits;
 pub mod npy;
 pub mod safetensors_io;
 
 pub use array::Array;
 pub use brain::Brain;
 pub use features::{Features, LayerFeatures};
-pub use io::{atomic_write, ensure_output_dir};
+pub use io::{atomic_write, ensure_output_dir, OutputDir};
 pub use npy::{npy_bytes, read_npy, read_npy_i64, write_npy};
 pub use safetensors_io::{serialize_tensors, write_tensors, OutTensor, TensorFile};
 

@@ -59,8 +59,9 @@ fn parse_descr(path: &Path, descr: &str) -> Result<Kind> {
     let (order, code) = if matches!(order, '<' | '>' | '|' | '=') {
         (order, code)
     } else {
-        // NumPy always writes an order character, but hand-made headers sometimes omit it.
-        ('|', descr)
+        // NumPy always writes an order character, but hand-made headers sometimes omit it; NumPy
+        // itself reads such a descriptor (`np.dtype('f4')`) in native byte order.
+        ('=', descr)
     };
     let kind = match code {
         "f2" | "e" => Kind::F16,
@@ -269,7 +270,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
 
 /// Parsed header plus the raw little-endian element bytes in row-major order.
 fn read_raw(path: &Path) -> Result<(Header, Vec<u8>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::data::io::read_input(path)?;
     let h = parse_header(path, &bytes)?;
     let count = h.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     let need = count.and_then(|c| c.checked_mul(h.kind.size()));
@@ -516,6 +517,19 @@ mod tests {
             assert_eq!(bytes[10 + hl - 1], b'\n');
             assert_eq!(read_npy(&p).unwrap(), a, "{shape:?}");
         }
+    }
+
+    /// Issue 12: a descriptor without a byte-order character (`'f4'`, as `np.dtype('f4')`
+    /// accepts) is native order, not refused as big-endian.
+    #[test]
+    fn descriptor_without_byte_order_is_native() {
+        let d = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let p = write(d.path(), "a.npy", &npy(1, "{'descr': 'f4', 'fortran_order': False, 'shape': (2,), }", &data));
+        assert_eq!(read_npy(&p).unwrap().data, vec![1.5, -2.0]);
+        let ints: Vec<u8> = [7i64, -1].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let q = write(d.path(), "b.npy", &npy(1, "{'descr': 'i8', 'fortran_order': False, 'shape': (2,), }", &ints));
+        assert_eq!(read_npy_i64(&q).unwrap().1, vec![7, -1]);
     }
 
     #[test]

@@ -40,12 +40,138 @@ fn corrupt(path: &Path, why: impl std::fmt::Display) -> Error {
     Error::data(path, format!("truncated or corrupt safetensors file: {why}"))
 }
 
+/// A JSON value that refuses an object with the same key twice, at any depth. serde_json keeps
+/// the last of two equal keys without a word, so a header listing a tensor twice (or
+/// `__metadata__` listing `roi_names` twice) would silently read one of two contradicting
+/// entries.
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self, A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!("key `{key}` appears twice")));
+            }
+            map.next_value::<NoDuplicateKeys>()?;
+        }
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Self, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Self, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Self, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Self, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Self, E> {
+        Ok(NoDuplicateKeys)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Self, E> {
+        Ok(NoDuplicateKeys)
+    }
+}
+
+/// Bytes per element of a safetensors dtype name; `None` for names this library does not know
+/// (the crate then decides).
+fn dtype_bytes(name: &str) -> Option<usize> {
+    Some(match name {
+        "F64" | "I64" | "U64" => 8,
+        "F32" | "I32" | "U32" => 4,
+        "F16" | "BF16" | "I16" | "U16" => 2,
+        "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => 1,
+        _ => return None,
+    })
+}
+
+/// Checks the header before the `safetensors` crate parses it: no duplicate keys anywhere, and
+/// each tensor's dtype, shape and data offsets consistent, with errors that name the tensor (the
+/// crate's own messages do not). Anything this check does not understand is left to the crate.
+fn check_header(path: &Path, bytes: &[u8]) -> Result<()> {
+    let Some(len) = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))) else {
+        return Ok(());
+    };
+    let Some(header) = usize::try_from(len).ok().and_then(|n| bytes.get(8..8usize.checked_add(n)?)) else {
+        return Ok(());
+    };
+    let Ok(text) = std::str::from_utf8(header) else {
+        return Ok(());
+    };
+    if let Err(e) = serde_json::from_str::<NoDuplicateKeys>(text) {
+        if e.is_data() {
+            return Err(corrupt(path, format!("header: {e}")));
+        }
+        // Syntax errors are reported by the crate.
+        return Ok(());
+    }
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Ok(());
+    };
+    let data_len = bytes.len() - 8 - header.len();
+    for (name, info) in &map {
+        if name == "__metadata__" {
+            continue;
+        }
+        let bad = |why: String| corrupt(path, format!("tensor `{name}`: {why}"));
+        let dtype = info.get("dtype").and_then(|d| d.as_str());
+        let shape: Option<Vec<u64>> = info
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .and_then(|a| a.iter().map(|x| x.as_u64()).collect());
+        let offsets: Option<Vec<u64>> = info
+            .get("data_offsets")
+            .and_then(|s| s.as_array())
+            .and_then(|a| a.iter().map(|x| x.as_u64()).collect());
+        let (Some(dtype), Some(shape), Some(offsets)) = (dtype, shape, offsets) else {
+            return Err(bad("needs a `dtype` string, a `shape` list of sizes and two `data_offsets`".into()));
+        };
+        let Some(size) = dtype_bytes(dtype) else {
+            continue;
+        };
+        let [start, end] = offsets[..] else {
+            return Err(bad(format!("has {} data offsets; expected 2", offsets.len())));
+        };
+        if start > end || end > data_len as u64 {
+            return Err(bad(format!(
+                "data offsets [{start}, {end}] are outside the file's {data_len} data bytes"
+            )));
+        }
+        let need = shape.iter().try_fold(size as u64, |a, &d| a.checked_mul(d));
+        if need != Some(end - start) {
+            return Err(bad(format!(
+                "shape {shape:?} of {dtype} needs {} bytes but its data offsets [{start}, {end}] hold {}",
+                need.map_or("more than 2^64".to_string(), |n| n.to_string()),
+                end - start
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl TensorFile {
     /// Reads and validates the whole file. A short, empty, truncated or otherwise malformed file
     /// is an [`Error::Data`] naming the file.
     pub fn open(path: &Path) -> Result<TensorFile> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Self::from_bytes(path, bytes)
+        Self::from_bytes(path, crate::data::io::read_input(path)?)
     }
 
     /// Parses an in-memory safetensors buffer; `path` is only used in error messages.
@@ -59,6 +185,7 @@ impl TensorFile {
                 format!("file is {} bytes, shorter than the 8-byte header length", bytes.len()),
             ));
         }
+        check_header(path, &bytes)?;
         let (header_len, meta) =
             SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, e))?;
         let data_start = 8 + header_len;
@@ -549,6 +676,21 @@ pub(crate) mod tests {
         b.push(0);
         std::fs::write(&q, &b).unwrap();
         assert!(one_line(&TensorFile::open(&q).unwrap_err()).contains("corrupt"));
+        // Issue 12: duplicate keys in the header (a tensor, or a metadata entry, given twice)
+        // are refused, and a shape that does not match its bytes names the tensor.
+        for (header, want) in [
+            (r#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, "key `x` appears twice"),
+            (r#"{"__metadata__":{"a":"1","a":"2"},"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, "key `a` appears twice"),
+            (r#"{"weights":{"dtype":"F32","shape":[3],"data_offsets":[0,4]}}"#, "tensor `weights`: shape [3] of F32 needs 12 bytes"),
+        ] {
+            let q = d.path().join("dup.safetensors");
+            let mut b = (header.len() as u64).to_le_bytes().to_vec();
+            b.extend_from_slice(header.as_bytes());
+            b.extend_from_slice(&[0u8; 4]);
+            std::fs::write(&q, &b).unwrap();
+            let s = one_line(&TensorFile::open(&q).unwrap_err());
+            assert!(s.contains(want) && s.contains("dup.safetensors"), "{s}");
+        }
         // Missing file is an I/O error naming the path.
         let q = d.path().join("absent.safetensors");
         let e = TensorFile::open(&q).unwrap_err();

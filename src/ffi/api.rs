@@ -285,12 +285,12 @@ unsafe fn add_layer_from<T>(
     let f = handle_mut(features, "features")?;
     let local = handle(local, "local")?;
     // SAFETY: forwarded contract.
-    let local = unsafe { describe(local, "local")?.to_array() };
+    let local = unsafe { describe(local, "local")?.to_array()? };
     // SAFETY: forwarded contract.
     let global = match unsafe { global.as_ref() } {
         None => None,
         // SAFETY: forwarded contract.
-        Some(g) => Some(unsafe { describe(g, "global")?.to_array() }),
+        Some(g) => Some(unsafe { describe(g, "global")?.to_array()? }),
     };
     push_layer(&mut f.inner, local, global)
 }
@@ -796,7 +796,9 @@ pub struct ft_fit_summary {
     pub n_images: usize,
     pub n_voxels: usize,
     pub n_layers: usize,
-    /// Slope of the depth-vs-hierarchy line.
+    /// Slope of the depth-vs-hierarchy line. `slope`, `b0`, `b1` and `spearman` are NaN when
+    /// undefined (one ROI level, one voxel, or every voxel at one depth; the report's JSON has
+    /// `null` and a `warning`).
     pub slope: f64,
     /// Depth early cortex reads from (smaller is better).
     pub b0: f64,
@@ -832,14 +834,15 @@ pub unsafe extern "C" fn ft_fit_report_summary(fit: *const ft_fit, out: *mut ft_
     guard(|| {
         let r = &handle(fit, "fit")?.report;
         let out = out_arg(out, "out")?;
+        let (slope, b0, b1, spearman) = r.hierarchy.as_nan_tuple();
         *out = ft_fit_summary {
             n_images: r.n_images,
             n_voxels: r.n_voxels,
             n_layers: r.n_layers,
-            slope: r.hierarchy.slope,
-            b0: r.hierarchy.b0,
-            b1: r.hierarchy.b1,
-            spearman: r.hierarchy.spearman,
+            slope,
+            b0,
+            b1,
+            spearman,
             r2_mean: r.r2.mean,
             r2_median: r.r2.median,
             pearson_mean: r.pearson.mean,
@@ -1161,7 +1164,7 @@ pub struct ft_step_summary {
     pub layer_shift: f64,
     /// Fraction of voxels whose argmax layer moved.
     pub argmax_moved: f64,
-    /// Hierarchy scores of the refit.
+    /// Hierarchy scores of the refit (NaN when not refitted, or when undefined).
     pub slope: f64,
     pub b0: f64,
     pub b1: f64,
@@ -1204,10 +1207,7 @@ pub unsafe extern "C" fn ft_step_report_summary(report: *const ft_step_report, o
         if let Some(f) = &r.refit {
             s.layer_shift = f.layer_shift;
             s.argmax_moved = f.argmax_moved;
-            s.slope = f.hierarchy.slope;
-            s.b0 = f.hierarchy.b0;
-            s.b1 = f.hierarchy.b1;
-            s.spearman = f.hierarchy.spearman;
+            (s.slope, s.b0, s.b1, s.spearman) = f.hierarchy.as_nan_tuple();
             s.refit_r2 = f.r2;
         }
         *out = s;

@@ -59,7 +59,7 @@ unsafe fn opt_array(t: *const ft_tensor, what: &str) -> FfiResult<Option<Array>>
     match unsafe { t.as_ref() } {
         None => Ok(None),
         // SAFETY: forwarded contract.
-        Some(t) => Ok(Some(unsafe { RawView::from_ft(t, what)?.to_array() })),
+        Some(t) => Ok(Some(unsafe { RawView::from_ft(t, what)?.to_array()? })),
     }
 }
 

@@ -434,7 +434,8 @@ pub unsafe extern "C" fn ft_monitor_new_from_encoder(
 /// first; each with `rank`, `index` into `networks`, `name`, `slope`, `b0`, `b1`, `spearman`,
 /// `r2_mean`, `r2_median`, `fit_seconds`, `roi_depth`, `slope_interval` (95 % bootstrap
 /// interval, 1000 resamples), `p_slope` (permutation p-value) and `vs_next` (paired bootstrap
-/// test of the slope difference with the next row)). Free it with `ft_string_free`. `options`
+/// test of the slope difference with the next row)); `slope`, `b0`, `b1` and `spearman` are
+/// `null` when undefined, and such rows rank last. Free it with `ft_string_free`. `options`
 /// NULL: defaults (`weighted` is honoured); `method` is an `ft_rank_method` value.
 ///
 /// Runs on the CPU: the `_on` variant with `device` NULL.

@@ -86,6 +86,8 @@ pub enum ft_status {
     FT_ERR_BACKEND = 10,
     /// A panic inside the library was caught at the boundary (a bug; please report it).
     FT_ERR_PANIC = 11,
+    /// An allocation sized by the input failed; the process and the library stay usable.
+    FT_ERR_MEMORY = 12,
 }
 
 /// An error on its way to the boundary.
@@ -117,6 +119,7 @@ impl From<Error> for FfiError {
             Error::InvalidArgument(_) => FT_ERR_INVALID_ARGUMENT,
             Error::Numeric(_) => FT_ERR_NUMERIC,
             Error::Backend(_) | Error::Cuda(_) => FT_ERR_BACKEND,
+            Error::Memory(_) => FT_ERR_MEMORY,
         };
         Self::new(status, e.to_string())
     }
@@ -129,8 +132,8 @@ thread_local! {
 }
 
 fn set_last_error(msg: &str) {
-    // Interior NULs would truncate the message; replace them rather than lose it.
-    let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    // One line, control characters escaped (interior NULs too, which would truncate it).
+    let c = CString::new(crate::error::one_line(msg)).unwrap_or_default();
     LAST_ERROR.with(|e| *e.borrow_mut() = c);
 }
 
@@ -241,6 +244,7 @@ pub extern "C" fn ft_status_name(status: i32) -> *const c_char {
         9 => c"FT_ERR_NUMERIC",
         10 => c"FT_ERR_BACKEND",
         11 => c"FT_ERR_PANIC",
+        12 => c"FT_ERR_MEMORY",
         _ => c"FT_UNKNOWN_STATUS",
     };
     s.as_ptr()

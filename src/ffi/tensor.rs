@@ -121,6 +121,9 @@ impl RawView {
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
             .ok_or_else(|| shape_err(format!("{what} has shape {dims:?}, too many elements")))?;
+        // Checked before the copy allocates: a zero-stride view can describe any number of
+        // elements in a few bytes of caller memory.
+        crate::data::limits::elements(what, &shape_u).map_err(|e| shape_err(e.to_string()))?;
         let strides = if strides.is_null() {
             None
         } else {
@@ -258,9 +261,9 @@ impl RawView {
     ///
     /// # Safety
     /// The memory described is valid for reads (the constructors' contracts).
-    pub unsafe fn to_array(&self) -> Array {
+    pub unsafe fn to_array(&self) -> FfiResult<Array> {
         let numel: usize = self.shape.iter().product();
-        let mut out = Vec::with_capacity(numel);
+        let mut out = crate::data::limits::try_with_capacity("tensor copy", numel)?;
         let esz = self.elem.size();
         let read = |p: *const u8| -> f32 {
             // SAFETY: `p` is one of the elements the view describes (checked in-bounds by the
@@ -281,7 +284,7 @@ impl RawView {
             }
         };
         if numel == 0 {
-            return Array { shape: self.shape.clone(), data: out };
+            return Ok(Array { shape: self.shape.clone(), data: out });
         }
         if compact {
             for i in 0..numel {
@@ -310,7 +313,7 @@ impl RawView {
                 }
             }
         }
-        Array { shape: self.shape.clone(), data: out }
+        Ok(Array { shape: self.shape.clone(), data: out })
     }
 }
 

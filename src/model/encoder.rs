@@ -57,6 +57,27 @@ impl EncoderSpec {
         out.extend(["weight".to_string(), "bias".to_string()]);
         out
     }
+
+    /// Checks the sizes against `data::limits` before any parameter is allocated: the one check
+    /// of an encoder's shape, whether it comes from a fit's settings or from a file's metadata.
+    pub fn validate(&self) -> Result<()> {
+        use crate::data::limits;
+        let l = self.widths.len();
+        limits::positive_at_most("number of layers (widths)", l, limits::MAX_LAYERS)?;
+        limits::positive_at_most("d", self.d, limits::MAX_D)?;
+        limits::positive_at_most("grid", self.grid, limits::MAX_GRID)?;
+        if self.n_voxels == 0 {
+            return Err(Error::invalid("an encoder needs at least one voxel (n_voxels = 0)"));
+        }
+        limits::elements("voxel weights [n_voxels, d]", &[self.n_voxels, self.d])?;
+        for (i, &c) in self.widths.iter().enumerate() {
+            if c == 0 {
+                return Err(Error::invalid(format!("layer {i} has width 0")));
+            }
+            limits::elements(&format!("bottleneck of layer {i} [d, width]"), &[self.d, c])?;
+        }
+        Ok(())
+    }
 }
 
 /// One selector MLP: 192 → 128 → GELU → 128 → GELU → K (last layer bias-free).
@@ -141,15 +162,7 @@ pub struct Encoder {
 impl Encoder {
     /// A freshly initialised encoder (DESIGN §3.2–§3.4 initialisation), seeded.
     pub fn new(spec: EncoderSpec, seed: u64) -> Result<Self> {
-        if spec.widths.is_empty() || spec.d == 0 || spec.grid == 0 || spec.n_voxels == 0 {
-            return Err(Error::invalid(format!(
-                "encoder needs at least one layer, D > 0, G > 0 and V > 0 (got L={}, D={}, G={}, V={})",
-                spec.widths.len(),
-                spec.d,
-                spec.grid,
-                spec.n_voxels
-            )));
-        }
+        spec.validate()?;
         let dev = Device::Cpu;
         let mut rng = Rng::derive(seed, "encoder-init");
         let d = spec.d;

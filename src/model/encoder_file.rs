@@ -126,6 +126,27 @@ fn encoder_from_file(file: TensorFile) -> Result<(Encoder, FitRecord)> {
         },
         coords: None,
     };
+    crate::data::limits::fraction("metadata `val_fraction`", record.val_fraction)
+        .map_err(|e| Error::data(path, e.to_string()))?;
+    spec.validate().map_err(|e| Error::data(path, format!("metadata: {e}")))?;
+    // The tensors that scale with the metadata's sizes must be in the file with those shapes
+    // before the template below allocates them: then every allocation is bounded by the file's
+    // own size, whatever the metadata claims.
+    let (v, d) = (spec.n_voxels, spec.d);
+    let mut sized = vec![("weight".to_string(), vec![v, d]), ("bias".to_string(), vec![v])];
+    for (l, &c) in spec.widths.iter().enumerate() {
+        sized.push((format!("local_token_bottleneck.{l}.weight"), vec![d, c, 1, 1]));
+        sized.push((format!("global_token_bottleneck.{l}.weight"), vec![d, c]));
+    }
+    for (name, want) in &sized {
+        let have = file.shape(name)?;
+        if have != want.as_slice() {
+            return Err(Error::data(
+                path,
+                format!("tensor `{name}` has shape {have:?}, but the metadata (d, n_voxels, widths) says {want:?}"),
+            ));
+        }
+    }
     // Build a template with the right shapes, then fill it from the file, checking each shape.
     let enc = Encoder::new(spec.clone(), 0).map_err(|e| Error::data(path, e.to_string()))?;
     for (name, var) in enc.named_vars() {

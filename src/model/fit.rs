@@ -77,21 +77,85 @@ impl FitConfig {
         Self { lr: 1e-2, batch_size: 32, reg_steps: 300, patience: 3, ..Self::default() }
     }
 
+    /// Checks every setting, naming fields as the library, the C ABI and Python name them.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(Error::invalid(m.to_string()));
-        if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
-            return bad("val_fraction must be in (0, 1)");
+        self.validate_as(&FieldNames::LIBRARY)
+    }
+
+    /// Checks every setting, naming each as `names` says (a front end passes the names its user
+    /// wrote: `--val-fraction`, `held_out_fraction`, ...). The one validation of fit settings:
+    /// sizes against `data::limits` (so a huge `d` or `grid` is refused before anything is
+    /// allocated), fractions and rates finite and in range (NaN is refused, not compared).
+    pub fn validate_as(&self, names: &FieldNames) -> Result<()> {
+        use crate::data::limits;
+        limits::fraction(names.val_fraction, self.val_fraction)?;
+        limits::positive_at_most(names.d, self.d, limits::MAX_D)?;
+        limits::positive_at_most(names.grid, self.grid, limits::MAX_GRID)?;
+        limits::positive_at_most(names.batch_size, self.batch_size, limits::MAX_BATCH)?;
+        if self.max_epochs == 0 {
+            return Err(Error::invalid(format!("{} must be at least 1", names.max_epochs)));
         }
-        if self.batch_size == 0 || self.max_epochs == 0 || self.d == 0 || self.grid == 0 {
-            return bad("batch size, epochs, D and grid must be positive");
-        }
-        if !(self.lr > 0.0 && self.lr.is_finite()) || self.weight_decay < 0.0 || self.clip_norm <= 0.0 {
-            return bad("lr must be positive, weight decay non-negative, clip norm positive");
-        }
-        if self.beta <= 0.0 || self.reg_lambda < 0.0 {
-            return bad("beta must be positive and the regulariser weight non-negative");
+        let finite = |what: &str, x: f64, ok: bool, want: &str| -> Result<()> {
+            if x.is_finite() && ok {
+                Ok(())
+            } else {
+                Err(Error::invalid(format!("{what} must be {want}, got {x}")))
+            }
+        };
+        finite(names.lr, self.lr, self.lr > 0.0, "positive and finite")?;
+        finite(names.weight_decay, self.weight_decay, self.weight_decay >= 0.0, "non-negative and finite")?;
+        finite("clip_norm", self.clip_norm, self.clip_norm > 0.0, "positive and finite")?;
+        finite("beta", self.beta, self.beta > 0.0, "positive and finite")?;
+        finite("reg_lambda", self.reg_lambda, self.reg_lambda >= 0.0, "non-negative and finite")?;
+        finite("min_delta", self.min_delta, true, "finite")?;
+        if let Some(s) = self.max_seconds {
+            finite(names.max_seconds, s, s > 0.0, "positive and finite")?;
         }
         Ok(())
+    }
+}
+
+/// How a front end names the fit settings in its error messages.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldNames {
+    pub val_fraction: &'static str,
+    pub d: &'static str,
+    pub grid: &'static str,
+    pub batch_size: &'static str,
+    pub max_epochs: &'static str,
+    pub lr: &'static str,
+    pub weight_decay: &'static str,
+    pub max_seconds: &'static str,
+}
+
+impl FieldNames {
+    /// The field names of `FitConfig`, `ft_fit_options` and Python's `FitOptions`.
+    pub const LIBRARY: FieldNames = FieldNames {
+        val_fraction: "val_fraction",
+        d: "d",
+        grid: "grid",
+        batch_size: "batch_size",
+        max_epochs: "max_epochs",
+        lr: "lr",
+        weight_decay: "weight_decay",
+        max_seconds: "max_seconds",
+    };
+    /// The command line's flags.
+    pub const CLI: FieldNames = FieldNames {
+        val_fraction: "--val-fraction",
+        d: "--dim",
+        grid: "--grid",
+        batch_size: "--batch-size",
+        max_epochs: "--epochs",
+        lr: "--lr",
+        weight_decay: "--weight-decay",
+        max_seconds: "max_seconds",
+    };
+
+    /// The same names with the held-out fraction called `name` (the monitor's
+    /// `held_out_fraction`).
+    pub const fn held_out_as(self, name: &'static str) -> FieldNames {
+        FieldNames { val_fraction: name, ..self }
     }
 }
 
@@ -104,12 +168,13 @@ pub struct Split {
 
 impl Split {
     pub fn new(n: usize, val_fraction: f64, seed: u64) -> Result<Self> {
-        let n_val = ((n as f64 * val_fraction).round() as usize).max(2);
-        if n < n_val + 2 {
-            return Err(Error::invalid(format!(
-                "{n} images are too few to hold out {n_val} for validation and still train"
-            )));
-        }
+        Self::named("val_fraction", n, val_fraction, seed)
+    }
+
+    /// [`Split::new`] with the fraction named `what` in errors (`held_out_fraction`,
+    /// `--val-fraction`, an encoder file's metadata).
+    pub fn named(what: &str, n: usize, val_fraction: f64, seed: u64) -> Result<Self> {
+        let n_val = crate::data::limits::held_out(what, n, val_fraction)?;
         let perm = Rng::derive(seed, "split").permutation(n);
         let mut val = perm[..n_val].to_vec();
         let mut train = perm[n_val..].to_vec();

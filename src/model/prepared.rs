@@ -36,7 +36,7 @@ impl PreparedFeatures {
                 )));
             }
             let c = local.shape[1];
-            let cells = to_cells(&resample(local, grid)?);
+            let cells = to_cells(&resample(local, grid)?)?;
             locals.push(Tensor::from_vec(cells.data, (n, grid * grid, c), &dev)?);
             let g = features.global(l);
             if g.shape != [n, c] {

@@ -29,9 +29,11 @@ pub fn resample(local: &Array, g: usize) -> Result<Array> {
     if h == g && w == g {
         return Ok(local.clone());
     }
+    // G comes from a flag or an encoder file: size the output before asking for it.
+    let count = crate::data::limits::elements("resampled local map [N, C, G, G]", &[n, c, g, g])?;
+    let mut out: Vec<f32> = crate::data::limits::try_zeroed("resampled local map", count)?;
     let ty = axis_taps(h, g);
     let tx = axis_taps(w, g);
-    let mut out = vec![0f32; n * c * g * g];
     out.par_chunks_mut(g * g).enumerate().for_each(|(nc, dst)| {
         let src = &local.data[nc * h * w..(nc + 1) * h * w];
         for (oy, &(y0, y1, wy)) in ty.iter().enumerate() {
@@ -46,9 +48,9 @@ pub fn resample(local: &Array, g: usize) -> Result<Array> {
 }
 
 /// `[N, C, G, G]` → `[N, G·G, C]`, the cell-major layout the channel alignment multiplies.
-pub fn to_cells(map: &Array) -> Array {
+pub fn to_cells(map: &Array) -> Result<Array> {
     let (n, c, gg) = (map.shape[0], map.shape[1], map.shape[2] * map.shape[3]);
-    let mut out = vec![0f32; n * gg * c];
+    let mut out: Vec<f32> = crate::data::limits::try_zeroed("cell-major local map", map.data.len())?;
     out.par_chunks_mut(gg * c).enumerate().for_each(|(i, dst)| {
         let src = &map.data[i * c * gg..(i + 1) * c * gg];
         for ch in 0..c {
@@ -57,7 +59,7 @@ pub fn to_cells(map: &Array) -> Array {
             }
         }
     });
-    Array { shape: vec![n, gg, c], data: out }
+    Ok(Array { shape: vec![n, gg, c], data: out })
 }
 
 #[cfg(test)]
@@ -97,6 +99,6 @@ mod tests {
         let r = resample(&a, 2).unwrap();
         assert_eq!(r.data, vec![2.5, 4.5, 10.5, 12.5]);
         let two = Array::new(vec![1, 2, 1, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
-        assert_eq!(to_cells(&two).data, vec![1.0, 3.0, 2.0, 4.0]);
+        assert_eq!(to_cells(&two).unwrap().data, vec![1.0, 3.0, 2.0, 4.0]);
     }
 }

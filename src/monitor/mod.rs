@@ -48,7 +48,7 @@ use crate::data::{Array, Brain, Features, LayerFeatures};
 use crate::engine::{Device, Estimator, FitEvent, Method, Predictor};
 use crate::error::{Error, Result};
 use crate::model::encoder_file::{load_encoder, FitRecord};
-use crate::model::{BrainTensors, Encoder, FitConfig, PreparedFeatures, Progress, Split};
+use crate::model::{BrainTensors, Encoder, FieldNames, FitConfig, PreparedFeatures, Progress, Split};
 use crate::scores::hierarchy::{argmax_layer, voxel_depth};
 use crate::scores::{HierarchyScores, UncertaintyConfig};
 use crate::stats::r2_per_voxel;
@@ -93,25 +93,29 @@ impl Default for MonitorConfig {
 }
 
 impl MonitorConfig {
+    /// Checks every setting, named as the C ABI and Python name them.
     pub fn validate(&self) -> Result<()> {
-        if !(0.0 < self.held_out_fraction && self.held_out_fraction < 1.0) {
-            return Err(Error::invalid(format!(
-                "held-out fraction must be in (0, 1), got {}",
-                self.held_out_fraction
-            )));
-        }
+        self.validate_as(&FieldNames::LIBRARY.held_out_as("held_out_fraction"))
+    }
+
+    /// Checks every setting, naming the fit settings (and the held-out fraction, `names`'s
+    /// `val_fraction`) as the caller's user wrote them.
+    pub fn validate_as(&self, names: &FieldNames) -> Result<()> {
+        crate::data::limits::fraction(names.val_fraction, self.held_out_fraction)?;
         if self.refit_every > 0 && self.refit_max_steps == 0 {
             return Err(Error::invalid("refits need a step budget of at least 1 (refit_max_steps)"));
         }
         if let Some(s) = self.refit_max_seconds {
-            if s.is_nan() || s <= 0.0 {
-                return Err(Error::invalid(format!("refit time budget must be positive, got {s} s")));
+            if !(s.is_finite() && s > 0.0) {
+                return Err(Error::invalid(format!("refit time budget must be positive and finite, got {s} s")));
             }
         }
         if self.forgetting_threshold.is_nan() {
             return Err(Error::invalid("forgetting threshold is NaN"));
         }
-        self.estimator(FitConfig { val_fraction: self.held_out_fraction, ..self.fit.clone() }).validate()
+        let fit = FitConfig { val_fraction: self.held_out_fraction, ..self.fit.clone() };
+        fit.validate_as(names)?;
+        self.estimator(fit).validate()
     }
 
     /// The engine's estimator for fits with these settings on this monitor's device.
@@ -245,7 +249,7 @@ impl Monitor {
         crate::data::check_pair(reference, "reference features", brain, "brain")?;
         crate::engine::check_encoder_inputs(&encoder, reference, brain)?;
         let seed = record.summary.as_ref().map(|s| s.seed).unwrap_or(0);
-        let split = Split::new(reference.n_images(), record.val_fraction, seed)?;
+        let split = Split::named("the encoder's `val_fraction`", reference.n_images(), record.val_fraction, seed)?;
         Self::from_parts_fresh(brain, reference, encoder, record, split, config)
     }
 
@@ -277,7 +281,9 @@ impl Monitor {
             model: reference.model.clone(),
             layer_names: reference.layer_names.clone(),
             n_images: reference.n_images(),
-            stimulus_ids: reference.stimulus_ids.clone(),
+            // The brain's ids stand in when the reference features list none, so checkpoints
+            // that list ids are still compared with the probe images' order.
+            stimulus_ids: reference.stimulus_ids.clone().or_else(|| brain.stimulus_ids.clone()),
             reference_globals: (0..reference.n_layers()).map(|l| reference.global(l)).collect(),
             history: Vec::new(),
         };
@@ -348,11 +354,14 @@ impl Monitor {
             history_file: None,
         };
         let r2 = reference_r2(&m)?;
-        if r2.len() != v || r2.iter().any(|x| !x.is_finite()) {
+        if r2.len() != v {
             return Err(Error::invalid(format!(
-                "reference R² must be {v} finite values (one per voxel), got {}",
+                "reference R² must have {v} values (one per voxel), got {}",
                 r2.len()
             )));
+        }
+        if let Some(i) = r2.iter().position(|x| !x.is_finite()) {
+            return Err(Error::invalid(format!("reference R² of voxel {i} is not finite ({})", r2[i])));
         }
         let mean = mean_f32(&r2, None).unwrap_or(0.0);
         if mean.is_nan() || mean <= 0.0 {
@@ -377,36 +386,7 @@ impl Monitor {
     /// Checks that `f` is a feature set of the same network shape on the same probe images.
     fn check_features(&self, f: &Features, origin: &str) -> Result<()> {
         f.validate(origin)?;
-        if f.n_layers() != self.widths.len() {
-            return Err(Error::mismatch(format!(
-                "{origin} has {} layers, the reference features have {}",
-                f.n_layers(),
-                self.widths.len()
-            )));
-        }
-        let widths: Vec<usize> = f.layers.iter().map(|l| l.local.shape[1]).collect();
-        if widths != self.widths {
-            return Err(Error::mismatch(format!(
-                "{origin} has layer widths {widths:?}, the reference features have {:?}",
-                self.widths
-            )));
-        }
-        if f.n_images() != self.n_images {
-            return Err(Error::mismatch(format!(
-                "{origin} has {} probe images, the reference features have {}",
-                f.n_images(),
-                self.n_images
-            )));
-        }
-        if let (Some(a), Some(b)) = (&f.stimulus_ids, &self.stimulus_ids) {
-            if a != b {
-                return Err(Error::mismatch(format!(
-                    "{origin} lists different `stimulus_ids` from the reference features; the \
-                     monitor needs the same probe images in the same order"
-                )));
-            }
-        }
-        Ok(())
+        check_against(f, origin, &self.widths, self.n_images, self.stimulus_ids.as_deref())
     }
 
     /// Per-voxel R² of the reference encoder on the held-out images of `f`.
@@ -605,6 +585,49 @@ impl Monitor {
     pub fn brain(&self) -> &Brain {
         &self.brain
     }
+}
+
+/// Checks that the checkpoint features `f` come from the same network shape, on the same probe
+/// images, as the `reference` features: what [`Monitor::observe`] will require, for front ends
+/// that check every checkpoint before they start (the CLI does, before touching its outputs).
+pub fn check_same_network(f: &Features, origin: &str, reference: &Features) -> Result<()> {
+    let widths: Vec<usize> = reference.layers.iter().map(|l| l.local.shape[1]).collect();
+    check_against(f, origin, &widths, reference.n_images(), reference.stimulus_ids.as_deref())
+}
+
+/// The one comparison of a checkpoint's features with the reference's shape and probe images.
+/// `ids` are the reference's `stimulus_ids`, or the brain's when the reference has none: a
+/// checkpoint that lists ids is compared with whichever is known.
+fn check_against(f: &Features, origin: &str, widths: &[usize], n_images: usize, ids: Option<&[String]>) -> Result<()> {
+    if f.n_layers() != widths.len() {
+        return Err(Error::mismatch(format!(
+            "{origin} has {} layers, the reference features have {}",
+            f.n_layers(),
+            widths.len()
+        )));
+    }
+    let have: Vec<usize> = f.layers.iter().map(|l| l.local.shape[1]).collect();
+    if have != widths {
+        return Err(Error::mismatch(format!(
+            "{origin} has layer widths {have:?}, the reference features have {widths:?}"
+        )));
+    }
+    if f.n_images() != n_images {
+        return Err(Error::mismatch(format!(
+            "{origin} has {} probe images, the reference features have {n_images}",
+            f.n_images()
+        )));
+    }
+    if let (Some(a), Some(b)) = (&f.stimulus_ids, ids) {
+        if a.as_slice() != b {
+            let i = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+            return Err(Error::mismatch(format!(
+                "{origin} lists different `stimulus_ids` from the reference (first difference at \
+                 position {i}); the monitor needs the same probe images in the same order"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn append_line(path: &Path, line: &str) -> Result<()> {

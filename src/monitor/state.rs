@@ -295,6 +295,9 @@ impl Monitor {
                 brain.n_voxels()
             )));
         }
+        if let Some(i) = r2.first_non_finite() {
+            return Err(err(format!("tensor `reference.r2` has a non-finite value ({}) at voxel {i}", r2.data[i])));
+        }
         let index_list = |name: &str| -> Result<Vec<usize>> {
             let (_, xs) = file.i32(name)?;
             xs.iter()

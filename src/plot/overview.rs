@@ -22,7 +22,9 @@ pub fn title_line(report: &Report) -> String {
     if let Some(subject) = &report.subject {
         s += &format!(" | subject {subject}");
     }
-    s += &format!(" | slope {:.2} b0 {:.2} b1 {:.2} | mean R^2 {:.3}", h.slope, h.b0, h.b1, report.r2.mean);
+    // An undefined score is written as such, never as a number.
+    let f = |x: Option<f64>| x.map_or_else(|| "undefined".to_string(), |x| format!("{x:.2}"));
+    s += &format!(" | slope {} b0 {} b1 {} | mean R^2 {:.3}", f(h.slope), f(h.b0), f(h.b1), report.r2.mean);
     if let Some(nc) = &report.noise_ceiling {
         s += &format!(" ({:.2} of the ceiling)", nc.normalized.mean);
     }

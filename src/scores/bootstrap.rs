@@ -312,7 +312,8 @@ pub struct BootstrapInputs<'a> {
 
 /// The `(slope, b0, b1, spearman)` of scores, NaN where undefined.
 fn line_values(s: &HierarchyScores) -> [f64; 4] {
-    [s.slope, s.b0, s.b1, s.spearman]
+    let v = |x: Option<f64>| x.unwrap_or(f64::NAN);
+    [v(s.slope), v(s.b0), v(s.b1), v(s.spearman)]
 }
 
 /// Runs `cfg.n_resamples` resamples in parallel (deterministic for `cfg.seed`).

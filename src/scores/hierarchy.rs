@@ -86,27 +86,38 @@ pub fn roi_positions(levels: &[i32]) -> Vec<f64> {
 
 /// Brain–network alignment: the line `d = b0 + slope·h` through the voxels that have an ROI,
 /// and the rank agreement of `h` and `d`.
+///
+/// The line and the rank correlation are only defined when both axes vary over the voxels that
+/// enter the fit: with one ROI level (or a single voxel) there is no `h` spread to regress on,
+/// and with every voxel at the same depth (a one-layer network, or a selector collapsed on one
+/// layer) there is nothing to correlate. Then `slope`, `b0`, `b1` and `spearman` are all `None`
+/// (`null` in JSON, NaN in the C ABI's summary structs) and `warning` says why; a number is never
+/// made up for an undefined score.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct HierarchyScores {
-    pub slope: f64,
+    pub slope: Option<f64>,
     /// Fitted depth at the bottom of the hierarchy (h = 0): where early cortex reads from.
-    pub b0: f64,
+    pub b0: Option<f64>,
     /// `b0 + slope`: fitted depth at the top of the hierarchy (h = 1).
-    pub b1: f64,
+    pub b1: Option<f64>,
     /// Spearman ρ between `h` and `d` (unweighted, over the same voxels as the fit).
-    pub spearman: f64,
+    pub spearman: Option<f64>,
     /// Voxels that entered the fit (have an ROI, and positive weight when weighted).
     pub n_voxels: usize,
     /// Whether the fit was weighted by `max(R²_v, 0)`.
     pub weighted: bool,
+    /// Why the scores above are `None`; `None` when they are defined. Reports written before
+    /// this field existed read back as `None`.
+    #[serde(default)]
+    pub warning: Option<String>,
 }
 
 impl HierarchyScores {
     /// Scores from a fitted encoder's selections. With `r2` given, each voxel is weighted by
     /// `max(R²_v, 0)`, so voxels the encoder cannot predict do not steer the line.
     ///
-    /// When every voxel in an ROI sits at one hierarchy level (e.g. a single ROI), the slope is
-    /// unidentifiable: `slope` is 0, `b0 = b1` = the mean depth and `spearman` is 0.
+    /// When the voxels that enter the fit span one hierarchy level (e.g. a single ROI, or one
+    /// voxel) or one depth, the scores are undefined: `None`, with `warning` set.
     pub fn compute(sel: &Selections, brain: &Brain, r2: Option<&[f32]>) -> Result<Self> {
         let v = brain.roi.len();
         if sel.layer_probs.shape.len() != 2 || sel.layer_probs.shape[0] != v {
@@ -180,16 +191,48 @@ impl HierarchyScores {
             ));
         }
         let weighted = r2.is_some();
+        let n_voxels = h.len();
+        let warning = if spread(&h) == 0 {
+            Some(format!(
+                "the {n_voxels} voxel(s) in the hierarchy fit all sit at one ROI level: slope, b0, b1 and \
+                 Spearman are undefined (null)"
+            ))
+        } else if spread(&d) == 0 {
+            Some(format!(
+                "the {n_voxels} voxels in the hierarchy fit all read from the same depth {}: slope, b0, \
+                 b1 and Spearman are undefined (null)",
+                d[0]
+            ))
+        } else {
+            None
+        };
+        if warning.is_some() {
+            return Ok(Self { slope: None, b0: None, b1: None, spearman: None, n_voxels, weighted, warning });
+        }
         let (b0, slope) = stats::linear_fit(&h, &d, if weighted { Some(&w) } else { None });
         Ok(Self {
-            slope,
-            b0,
-            b1: b0 + slope,
-            spearman: stats::spearman(&h, &d),
-            n_voxels: h.len(),
+            slope: Some(slope),
+            b0: Some(b0),
+            b1: Some(b0 + slope),
+            spearman: Some(stats::spearman(&h, &d)),
+            n_voxels,
             weighted,
+            warning: None,
         })
     }
+
+    /// `slope`, `b0`, `b1` and `spearman` as plain numbers with NaN for undefined: for the C
+    /// ABI's summary structs, whose callers test with `isnan`.
+    pub fn as_nan_tuple(&self) -> (f64, f64, f64, f64) {
+        let n = |x: Option<f64>| x.unwrap_or(f64::NAN);
+        (n(self.slope), n(self.b0), n(self.b1), n(self.spearman))
+    }
+}
+
+/// Whether the values differ at all: 0 when they are all equal (or there are none), 1 otherwise.
+/// Exact comparison on purpose: any real difference in `h` or `d` identifies the line.
+fn spread(xs: &[f64]) -> usize {
+    usize::from(xs.iter().any(|&x| x != xs[0]))
 }
 
 #[cfg(test)]
@@ -265,13 +308,14 @@ mod tests {
         // h̄ = 2.5/5 = 0.5, d̄ = 2.5/5 = 0.5.
         // Shd = (−.5)(−.5) + 0 + 0 + 0 + (.5)(.5) = 0.5; Shh = .25 + .25 + 0 + .25 + .25 = 1.
         // slope = 0.5, b0 = 0.5 − 0.5·0.5 = 0.25, b1 = 0.75.
-        assert!(close(s.slope, 0.5), "{s:?}");
-        assert!(close(s.b0, 0.25), "{s:?}");
-        assert!(close(s.b1, 0.75), "{s:?}");
+        assert!(close(s.slope.unwrap(), 0.5), "{s:?}");
+        assert!(close(s.b0.unwrap(), 0.25), "{s:?}");
+        assert!(close(s.b1.unwrap(), 0.75), "{s:?}");
         // Ranks h: [1.5, 1.5, 3, 4.5, 4.5]; d: [1, 3, 3, 3, 5]; both mean 3.
         // dev h [−1.5, −1.5, 0, 1.5, 1.5], dev d [−2, 0, 0, 0, 2];
         // S = 3 + 3 = 6, Shh = 9, Sdd = 8 → ρ = 6/√72 = 1/√2.
-        assert!(close(s.spearman, 0.5f64.sqrt()), "{s:?}");
+        assert!(close(s.spearman.unwrap(), 0.5f64.sqrt()), "{s:?}");
+        assert_eq!(s.warning, None);
         assert_eq!(s.n_voxels, 5);
         assert!(!s.weighted);
     }
@@ -287,9 +331,9 @@ mod tests {
         // Σw = 5, h̄ = (0 + .5 + 1 + 2)/5 = 0.7, d̄ = (0 + .5 + .5 + 2)/5 = 0.6.
         // Shd = 1(−.7)(−.6) + 1(−.2)(−.1) + 1(.3)(−.1) + 2(.3)(.4) = .42 + .02 − .03 + .24 = 0.65
         // Shh = .49 + .04 + .09 + 2·.09 = 0.8 → slope = 0.8125, b0 = 0.6 − 0.8125·0.7 = 0.03125.
-        assert!(close(s.slope, 0.8125), "{s:?}");
-        assert!(close(s.b0, 0.03125), "{s:?}");
-        assert!(close(s.b1, 0.84375), "{s:?}");
+        assert!(close(s.slope.unwrap(), 0.8125), "{s:?}");
+        assert!(close(s.b0.unwrap(), 0.03125), "{s:?}");
+        assert!(close(s.b1.unwrap(), 0.84375), "{s:?}");
         assert_eq!(s.n_voxels, 4);
         assert!(s.weighted);
     }
@@ -304,13 +348,30 @@ mod tests {
         assert!(HierarchyScores::compute(&sel, &brain, None).is_err());
     }
 
+    /// Issue 12: one ROI level, one voxel, or no spread in depth leave the line and the rank
+    /// correlation undefined; they are `null` with a warning, never `slope 0`.
     #[test]
-    fn single_level_is_flat_not_nan() {
+    fn undefined_line_is_null_with_a_warning() {
+        let undefined = |s: &HierarchyScores| {
+            s.slope.is_none() && s.b0.is_none() && s.b1.is_none() && s.spearman.is_none() && s.warning.is_some()
+        };
+        // One ROI level.
         let (sel, mut brain) = toy();
         brain.roi = vec![0, 0, 0, 0, -1, 0];
         let s = HierarchyScores::compute(&sel, &brain, None).unwrap();
-        assert_eq!(s.slope, 0.0);
-        assert_eq!(s.spearman, 0.0);
-        assert!(close(s.b0, 2.5 / 5.0) && s.b0 == s.b1);
+        assert!(undefined(&s), "{s:?}");
+        assert_eq!(s.n_voxels, 5);
+        // One voxel (weights drop all others).
+        let (sel, brain) = toy();
+        let s = HierarchyScores::compute(&sel, &brain, Some(&[0.5, 0.0, 0.0, 0.0, 0.0, 0.0])).unwrap();
+        assert!(undefined(&s) && s.n_voxels == 1, "{s:?}");
+        // Several levels but every voxel at the same depth.
+        let s = HierarchyScores::from_depth(&[0.5; 6], &brain.roi, &brain.roi_levels, None).unwrap();
+        assert!(undefined(&s) && s.warning.as_deref().unwrap().contains("same depth"), "{s:?}");
+        // Serialised as null, and read back.
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("\"slope\":null") && json.contains("\"spearman\":null"), "{json}");
+        assert_eq!(serde_json::from_str::<HierarchyScores>(&json).unwrap(), s);
+        assert!(s.as_nan_tuple().0.is_nan());
     }
 }

@@ -219,6 +219,11 @@ fn mean_over<T: Copy + Into<f64>>(xs: &[T], idx: &[usize]) -> Option<f64> {
     Some(idx.iter().map(|&i| xs[i].into()).sum::<f64>() / idx.len() as f64)
 }
 
+/// A score for a terminal: three decimals, or `null` when undefined (as in the JSON).
+pub fn fmt_score(x: Option<f64>) -> String {
+    x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "null".to_string())
+}
+
 impl Report {
     /// Scores of one fitted encoder. `r2` and `pearson` are per-voxel and held-out; `weighted`
     /// weights the hierarchy line by `max(R²_v, 0)`. `layer_names` may be empty, in which case
@@ -418,7 +423,8 @@ impl Report {
     }
 
     pub fn read_json(path: &Path) -> Result<Report> {
-        let s = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::data::io::read_input(path)?;
+        let s = String::from_utf8(bytes).map_err(|_| Error::data(path, "not a factortopy report: not UTF-8 text"))?;
         Self::parse(&s).map_err(|e| Error::data(path, e))
     }
 
@@ -440,14 +446,14 @@ impl Report {
         let u = self.uncertainty.as_ref();
         let iv = |i: Option<Interval>, p: usize| i.map(|i| format!(" [{:.p$}, {:.p$}]", i.lo, i.hi)).unwrap_or_default();
         s += &format!(
-            "hierarchy: slope {:.3}{}  b0 {:.3}{}  b1 {:.3}{}  Spearman {:.3}{}  ({} ROI voxels{})\n",
-            h.slope,
+            "hierarchy: slope {}{}  b0 {}{}  b1 {}{}  Spearman {}{}  ({} ROI voxels{})\n",
+            fmt_score(h.slope),
             iv(u.and_then(|u| u.slope), 3),
-            h.b0,
+            fmt_score(h.b0),
             iv(u.and_then(|u| u.b0), 3),
-            h.b1,
+            fmt_score(h.b1),
             iv(u.and_then(|u| u.b1), 3),
-            h.spearman,
+            fmt_score(h.spearman),
             iv(u.and_then(|u| u.spearman), 3),
             h.n_voxels,
             if h.weighted { ", weighted by R²" } else { "" }
@@ -583,7 +589,8 @@ mod tests {
         let d = [0.0, 0.5, 0.5, 0.5, 1.0];
         let (b0, slope) = stats::linear_fit(&h, &d, None);
         assert!(
-            (rep.hierarchy.slope - slope).abs() < 1e-12 && (rep.hierarchy.b0 - b0).abs() < 1e-12
+            (rep.hierarchy.slope.unwrap() - slope).abs() < 1e-12
+                && (rep.hierarchy.b0.unwrap() - b0).abs() < 1e-12
         );
         // R² over all six voxels: [.2, −.1, .3, .1, .5, .4] → mean 1.4/6, median (.2 + .3)/2.
         assert!((rep.r2.mean - 1.4 / 6.0).abs() < 1e-6);
@@ -684,7 +691,7 @@ mod tests {
         let u = rep.uncertainty.as_ref().unwrap();
         assert_eq!((u.n_resamples, u.n_images_resampled, u.n_voxels_resampled), (1000, 4, 5));
         for (name, iv, point) in [
-            ("slope", u.slope, rep.hierarchy.slope),
+            ("slope", u.slope, rep.hierarchy.slope.unwrap()),
             ("r2 mean", u.r2_mean, rep.r2.mean),
             ("pearson mean", u.pearson_mean, rep.pearson.mean),
         ] {

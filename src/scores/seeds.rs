@@ -66,10 +66,10 @@ impl SeedSpread {
         let get = |f: &dyn Fn(&Report) -> Option<f64>| Spread::of(reports.iter().map(|r| f(r).unwrap_or(f64::NAN)).collect());
         Ok(Self {
             seeds: seeds.to_vec(),
-            slope: get(&|r| Some(r.hierarchy.slope)),
-            b0: get(&|r| Some(r.hierarchy.b0)),
-            b1: get(&|r| Some(r.hierarchy.b1)),
-            spearman: get(&|r| Some(r.hierarchy.spearman)),
+            slope: get(&|r| r.hierarchy.slope),
+            b0: get(&|r| r.hierarchy.b0),
+            b1: get(&|r| r.hierarchy.b1),
+            spearman: get(&|r| r.hierarchy.spearman),
             r2_mean: get(&|r| Some(r.r2.mean)),
             r2_median: get(&|r| Some(r.r2.median)),
             pearson_mean: get(&|r| Some(r.pearson.mean)),

@@ -132,9 +132,10 @@ impl Default for SynthConfig {
 impl SynthConfig {
     /// Checks the settings that planting uses (everything but the network's shape).
     pub fn validate_planting(&self) -> Result<()> {
-        if self.grid < 1 {
-            return Err(Error::invalid("grid must be at least 1"));
-        }
+        use crate::data::limits;
+        limits::positive_at_most("grid", self.grid, limits::MAX_GRID)?;
+        // Every voxel gets coordinates, a layer, a cell and weights: V is bounded like an array.
+        limits::elements("voxels", &[self.n_voxels, 3])?;
         if !(self.noise_ceiling > 0.0 && self.noise_ceiling <= 1.0) {
             return Err(Error::invalid(format!(
                 "noise ceiling must be in (0, 1], got {}",
@@ -159,9 +160,8 @@ impl SynthConfig {
 
     /// Checks every setting.
     pub fn validate(&self) -> Result<()> {
-        if self.n_layers < 1 {
-            return Err(Error::invalid("need at least 1 layer"));
-        }
+        use crate::data::limits;
+        limits::positive_at_most("layers", self.n_layers, limits::MAX_LAYERS)?;
         if self.width < 1 {
             return Err(Error::invalid("width must be at least 1 channel"));
         }
@@ -171,7 +171,19 @@ impl SynthConfig {
                 self.n_images
             )));
         }
-        self.validate_planting()
+        self.validate_planting()?;
+        // The largest arrays generated: the early layers' 2G×2G maps and the responses. Checked
+        // (with the limits) before the network allocates anything.
+        let side = 2 * self.grid;
+        limits::elements("synthetic features [layers, images, width, 2G, 2G]", &[
+            self.n_layers,
+            self.n_images,
+            self.width,
+            side,
+            side,
+        ])?;
+        limits::elements("synthetic responses [images, voxels]", &[self.n_images, self.n_voxels])?;
+        Ok(())
     }
 }
 

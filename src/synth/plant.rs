@@ -266,6 +266,14 @@ struct Recipe {
 pub fn plant_detailed(features: &Features, cfg: &SynthConfig) -> Result<Planted> {
     cfg.validate_planting()?;
     let n = check_features(features)?;
+    crate::data::limits::elements("planted responses [images, voxels]", &[n, cfg.n_voxels])?;
+    crate::data::limits::elements("resampled features [layers, images, width, G, G]", &[
+        features.layers.len(),
+        n,
+        features.layers.iter().map(|l| l.local.shape.get(1).copied().unwrap_or(0)).max().unwrap_or(0),
+        cfg.grid,
+        cfg.grid,
+    ])?;
     let n_layers = features.layers.len();
     let g = cfg.grid;
     let gg = g * g;

@@ -102,7 +102,7 @@ impl Recovery {
         );
         let mean_r2 = signal.iter().map(|&v| val_r2[v] as f64).sum::<f64>() / signal.len() as f64;
         let h = HierarchyScores::compute(sel, brain, None).unwrap();
-        Recovery { layer_acc, space_acc, mean_r2, slope: h.slope, spearman: h.spearman }
+        Recovery { layer_acc, space_acc, mean_r2, slope: h.slope.expect("a defined slope"), spearman: h.spearman.expect("a defined Spearman rho") }
     }
 
     /// The thresholds of tests/recovery.rs, for a scenario with noise ceiling `nc`.
