@@ -77,6 +77,20 @@ for src in tests/c/compat/*.c; do
   "$tmp/$name" "$tmp/work_$name"
 done
 
+# The C side built with AddressSanitizer and UndefinedBehaviorSanitizer: the misuse cases (NULLs,
+# bad shapes and dtypes, zero-stride views past memory, out-of-range options, issue 12) and the
+# rest of the program must not touch memory they do not own. Leak checking is valgrind's job below
+# (LeakSanitizer would report rayon's global worker pool, which lives until exit by design).
+for src in "${programs[@]}"; do
+  name="$(basename "$src" .c)"
+  echo "== $name with -fsanitize=address,undefined"
+  "$CC" "${CFLAGS[@]}" -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+    "$src" -o "$tmp/${name}_asan" -L"$LIB" -Wl,-rpath,"$LIB" -lfactortopy -lm
+  mkdir -p "$tmp/asan_$name"
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    "$tmp/${name}_asan" "$tmp/asan_$name"
+done
+
 if ! command -v valgrind >/dev/null 2>&1; then
   echo "== installing valgrind"
   if command -v apt-get >/dev/null 2>&1; then

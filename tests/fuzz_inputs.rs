@@ -6,7 +6,7 @@
 //! signal or a hang, and a failed command leaves no output behind.
 //!
 //! Deterministic from a seed. `cargo test --release` runs `FACTORTOPY_FUZZ_CASES` cases
-//! (default 60, about a minute on two cores); more on demand:
+//! (default 400, about half a minute on two cores); more on demand:
 //!
 //! ```text
 //! FACTORTOPY_FUZZ_CASES=2000 FACTORTOPY_FUZZ_SEED=7 cargo test --release --test fuzz_inputs -- --nocapture
@@ -110,9 +110,9 @@ fn setup(dir: &Path) -> Seeds {
         let (code, err, _) = run_cli(args);
         assert_eq!(code, Some(0), "setup {args:?} failed: {err}");
     };
-    ok(&["synth", "--out", s(dir), "--images", "48", "--voxels", "30", "--layers", "2", "--width", "3", "--grid", "2", "--seed", "1"]);
+    ok(&["synth", "--out", s(dir), "--images", "48", "--voxels", "30", "--layers", "2", "--width", "3", "--grid", "2", "--noise-ceiling", "0.9", "--seed", "1"]);
     let (f, b) = (seeds.features(), seeds.brain());
-    ok(&["fit", "--features", s(&f), "--brain", s(&b), "--out", s(&dir.join("fit")), "--preset", "fast", "--epochs", "1", "--dim", "4", "--grid", "2", "--quiet"]);
+    ok(&["fit", "--features", s(&f), "--brain", s(&b), "--out", s(&dir.join("fit")), "--preset", "fast", "--epochs", "25", "--dim", "4", "--grid", "2", "--val-fraction", "0.25", "--quiet"]);
     ok(&["monitor", "--brain", s(&b), "--reference", s(&f), "--encoder", s(&seeds.encoder()), "--out", s(&dir.join("mon")), s(&f)]);
     let coords: Vec<f32> = (0..30 * 3).map(|i| (i % 7) as f32).collect();
     write_npy(&seeds.npy(), &Array::new(vec![30, 3], coords).unwrap()).unwrap();
@@ -338,7 +338,7 @@ fn check_run(args: &[String], out: &Path) -> Result<(), String> {
 
 #[test]
 fn mutated_inputs_never_crash_any_loader_or_command() {
-    let cases = env_num("FACTORTOPY_FUZZ_CASES", 60);
+    let cases = env_num("FACTORTOPY_FUZZ_CASES", 400);
     let seed = env_num("FACTORTOPY_FUZZ_SEED", 12);
     let tmp = tempfile::tempdir().unwrap();
     let seeds = setup(&tmp.path().join("seeds"));

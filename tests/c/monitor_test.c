@@ -305,6 +305,32 @@ static void error_paths(const char *dir, ft_brain *brain, ft_features *ref, ft_m
   EXPECT_STATUS(ft_monitor_new(brain, ref, &mo, &m2), FT_ERR_INVALID_ARGUMENT);
   EXPECT(m2 == (ft_monitor *)(uintptr_t)0x1);
 
+  /* Issue 12: sizes past memory are refused before anything is allocated, never an abort. A
+   * zero-stride view describes 2^52 elements with one float of memory. */
+  int64_t huge[4] = {(int64_t)1 << 20, (int64_t)1 << 20, 64, 64};
+  int64_t zero_strides[4] = {0, 0, 0, 0};
+  ft_tensor tz = {data, FT_F32, 4, huge, zero_strides};
+  EXPECT_STATUS(ft_features_add_layer(f, &tz, NULL), FT_ERR_SHAPE);
+  EXPECT(strstr(ft_last_error(), "elements") != NULL);
+  ft_fit_options fo;
+  CHECK(ft_fit_options_default(&fo));
+  fo.grid = 4000000000u;
+  ft_fit *fit = NULL;
+  EXPECT_STATUS(ft_fit_new(ref, brain, &fo, &fit), FT_ERR_INVALID_ARGUMENT);
+  EXPECT(strstr(ft_last_error(), "grid") != NULL && fit == NULL);
+  CHECK(ft_fit_options_default(&fo));
+  fo.val_fraction = NAN;
+  EXPECT_STATUS(ft_fit_new(ref, brain, &fo, &fit), FT_ERR_INVALID_ARGUMENT);
+  ft_synth_options huge_synth;
+  CHECK(ft_synth_options_default(&huge_synth));
+  huge_synth.n_voxels = SIZE_MAX;
+  join(path, sizeof path, dir, "never");
+  EXPECT_STATUS(ft_synth_write(path, &huge_synth), FT_ERR_INVALID_ARGUMENT);
+  CHECK(ft_synth_options_default(&huge_synth));
+  huge_synth.grid = SIZE_MAX / 2;
+  EXPECT_STATUS(ft_synth_write(path, &huge_synth), FT_ERR_INVALID_ARGUMENT);
+  EXPECT(strcmp(ft_status_name(FT_ERR_MEMORY), "FT_ERR_MEMORY") == 0);
+
   /* Loading a state that does not exist, a path that is not UTF-8. */
   join(path, sizeof path, dir, "nope.safetensors");
   EXPECT_STATUS(ft_monitor_load(path, brain, &m2), FT_ERR_IO);
