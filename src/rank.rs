@@ -545,9 +545,12 @@ mod tests {
         let rows = vec![RankRow { rank: 1, ..row_of(0, long.clone(), &rep, 1.0) }];
         let rk = Ranking { method: Method::Factortopy, level: 0.95, n_resamples: 0, subject: None, roi_names: vec![], rows, reports: vec![rep] };
         let t = rk.table();
-        assert_eq!(t.lines().count(), 2, "{t}");
+        // The header, the one row (on one line) and the legend.
+        assert_eq!(t.lines().count(), 3, "{t}");
         assert!(t.lines().nth(1).unwrap().contains('…'));
-        assert!(rk.markdown().lines().count() == 3);
+        // Header, separator, the one row, a blank line and the legend.
+        let md = rk.markdown();
+        assert!(md.lines().count() == 5 && md.lines().nth(2).unwrap().contains('…'), "{md}");
         assert!(rk.to_json().contains(&long.replace('\n', "\\n")));
     }
 

@@ -316,7 +316,8 @@ fn rank_with_a_very_long_model_name_does_not_panic() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     let table = String::from_utf8_lossy(&o.stdout);
-    assert!(table.contains('…') && table.lines().all(|l| l.chars().count() < 200), "{table}");
+    // The header and the two rows stay narrow (the legend below them is prose).
+    assert!(table.contains('…') && table.lines().take(3).all(|l| l.chars().count() < 200), "{table}");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("rank.json")).unwrap()).unwrap();
     assert!(json["rows"].as_array().unwrap().iter().any(|r| r["name"].as_str().unwrap().len() == 70_000));
 }

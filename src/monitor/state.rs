@@ -234,7 +234,9 @@ impl Monitor {
             meta.get(k).ok_or_else(|| err(format!("metadata `{k}` is missing; is this a factortopy monitor state?")))
         };
         if get("format")? != FORMAT {
-            return Err(err(format!("unsupported monitor state format `{}` (expected {FORMAT})", get("format")?)));
+            // File contents are escaped: an error is one line whatever the file holds.
+            let found = crate::error::one_line(get("format")?);
+            return Err(err(format!("unsupported monitor state format `{found}` (expected {FORMAT})")));
         }
         let fp = brain_fingerprint(brain);
         if get("brain")? != &fp {
@@ -242,7 +244,7 @@ impl Monitor {
                 "{} was saved for a different brain (fingerprint {}, this brain's is {fp}); load \
                  it with the brain file it was created with",
                 path.display(),
-                get("brain")?
+                crate::error::one_line(get("brain")?)
             )));
         }
         let config = parse_config(path, get("config")?)?;
