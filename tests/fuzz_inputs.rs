@@ -110,7 +110,7 @@ fn setup(dir: &Path) -> Seeds {
         let (code, err, _) = run_cli(args);
         assert_eq!(code, Some(0), "setup {args:?} failed: {err}");
     };
-    ok(&["synth", "--out", s(dir), "--images", "48", "--voxels", "30", "--layers", "2", "--width", "3", "--grid", "2", "--noise-ceiling", "0.9", "--seed", "1"]);
+    ok(&["synth", "--out", s(dir), "--images", "120", "--voxels", "30", "--layers", "2", "--width", "3", "--grid", "2", "--noise-ceiling", "0.9", "--seed", "1"]);
     let (f, b) = (seeds.features(), seeds.brain());
     ok(&["fit", "--features", s(&f), "--brain", s(&b), "--out", s(&dir.join("fit")), "--preset", "fast", "--epochs", "25", "--dim", "4", "--grid", "2", "--val-fraction", "0.25", "--quiet"]);
     ok(&["monitor", "--brain", s(&b), "--reference", s(&f), "--encoder", s(&seeds.encoder()), "--out", s(&dir.join("mon")), s(&f)]);
