@@ -183,8 +183,9 @@ fn bad_inputs_fail_with_one_clear_line_and_no_output() {
     let _ = Brain::load(&b).unwrap();
 }
 
-/// `fit --seeds K` refits with K seeds and reports the spread of the headline numbers; the
-/// outputs (and the headline numbers themselves) are the first seed's fit.
+/// `fit --seeds K` refits with K seeds and reports the spread of the headline numbers and
+/// intervals over the seeds; the outputs (and the headline numbers themselves) are the first
+/// seed's fit.
 #[test]
 fn seeds_report_the_spread_over_refits() {
     let syn = synthetic();
@@ -205,6 +206,16 @@ fn seeds_report_the_spread_over_refits() {
     let (lo, hi) = (sp["slope"]["min"].as_f64().unwrap(), sp["slope"]["max"].as_f64().unwrap());
     assert!(slopes.iter().all(|&x| lo <= x && x <= hi) && sp["slope"]["std"].as_f64().unwrap() > 0.0);
     assert!(sp["r2_mean"]["mean"].is_number() && sp["noise_normalized_mean"]["std"].is_number());
+    // The intervals are of kind `seeds` (fit-to-fit spread, Student t with K − 1 = 2 degrees of
+    // freedom, plus the refit-free bootstrap, whose 200 resamples are split over the 3 fits):
+    // a prediction interval at 90 % with t₂ = 2.92 reaches at least 3.37 sample sds from the
+    // mean, and no value of 3 lies further than 1.16 sds from it, so every seed's slope is in.
+    let u = &json["uncertainty"];
+    assert_eq!((u["kind"].as_str(), u["n_fits"].as_u64()), (Some("seeds"), Some(3)));
+    let (ilo, ihi) = (u["slope"]["lo"].as_f64().unwrap(), u["slope"]["hi"].as_f64().unwrap());
+    assert!(slopes.iter().all(|&x| ilo < x && x < ihi), "{slopes:?} outside [{ilo}, {ihi}]");
+    assert!(u["permutation"]["p_slope"].is_number());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("over 3 seeds (where another fit lands"));
     // The interval settings travel with the report.
     assert_eq!(json["uncertainty"]["n_resamples"], 200);
     assert_eq!(json["uncertainty"]["level"], 0.9);

@@ -17,7 +17,8 @@ use crate::engine::trainer::{train_loop, Trainer};
 use crate::error::{Error, Result};
 use crate::model::encoder_file::FitRecord;
 use crate::model::{BrainTensors, Encoder, FitConfig, FitStart, FitSummary, PreparedFeatures, Progress, Selections, Split};
-use crate::scores::{FitSettings, HeldOut, Report, SeedSpread, UncertaintyConfig};
+use crate::scores::seed_interval::split_resamples;
+use crate::scores::{BootstrapConfig, FitSettings, HeldOut, PermutationConfig, Report, SeedSpread, Uncertainty, UncertaintyConfig};
 
 /// How brain and features are related: the FactorTopy encoder or the layer-wise ridge baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
@@ -293,11 +294,14 @@ impl Estimator {
     }
 
     /// [`Estimator::fit`] at `fit.seed`, then `n_seeds − 1` refits at seeds `fit.seed + 1, ...`
-    /// whose headline numbers, with the first fit's, give the report's spread over seeds (the
-    /// fit's own randomness: initialisation, batch order and train/validation split). The result
-    /// is the first seed's fit; the refits skip the bootstrap and permutations; `seed_done` hears
-    /// of each seed's report. `n_seeds` ≤ 1 is a plain fit. FactorTopy only (the ridge baseline
-    /// has no random initialisation).
+    /// (the fit's own randomness: initialisation, batch order and train/validation split). The
+    /// result is the first seed's fit; its report gets the spread of the headline numbers over
+    /// the seeds (`seeds`) and intervals of kind `seeds` that include that fit-to-fit
+    /// variability ([`crate::scores::seed_interval`]). The bootstrap resamples are split over the
+    /// K fits (so the intervals cost about one fit's bootstrap); the permutation test runs on the
+    /// first fit only. `seed_done` hears of each seed's report. `n_seeds` ≤ 1 is a plain fit
+    /// with refit-free intervals. FactorTopy only (the ridge baseline has no random
+    /// initialisation).
     pub fn fit_seeds(
         &self,
         features: &Features,
@@ -311,29 +315,41 @@ impl Estimator {
                 "--seeds applies to the factortopy method (the ridge baseline has no random initialisation)",
             ));
         }
-        let mut first = self.fit(features, brain, reborrow(&mut on_event))?;
         if n_seeds <= 1 {
-            return Ok(first);
+            return self.fit(features, brain, on_event);
         }
-        let Fitted::Encoder(job) = &mut first else { unreachable!("checked: factortopy") };
-        if let Some(cb) = seed_done.as_mut() {
-            cb(self.fit.seed, &job.report);
-        }
-        let refit = Estimator { uncertainty: self.uncertainty.without_resampling(), ..self.clone() };
-        let mut seeds = vec![self.fit.seed];
-        let mut reports = vec![job.report.clone()];
-        for k in 1..n_seeds as u64 {
+        self.validate()?;
+        let resamples = split_resamples(self.uncertainty.bootstrap.n_resamples, n_seeds)?;
+        let with = |k: usize| {
+            let u = &self.uncertainty;
+            UncertaintyConfig {
+                bootstrap: BootstrapConfig { n_resamples: resamples[k], ..u.bootstrap },
+                permutation: PermutationConfig { n_permutations: if k == 0 { u.permutation.n_permutations } else { 0 }, ..u.permutation },
+            }
+        };
+        let mut seeds = Vec::with_capacity(n_seeds);
+        let mut reports = Vec::with_capacity(n_seeds);
+        let mut first = None;
+        for k in 0..n_seeds as u64 {
             let seed =
                 self.fit.seed.checked_add(k).ok_or_else(|| Error::invalid("--seed + --seeds overflows a 64-bit seed"))?;
-            let est = Estimator { fit: FitConfig { seed, ..self.fit.clone() }, ..refit.clone() };
-            let r = est.fit(features, brain, reborrow(&mut on_event))?.report().clone();
+            let est =
+                Estimator { fit: FitConfig { seed, ..self.fit.clone() }, uncertainty: with(k as usize), ..self.clone() };
+            let fitted = est.fit(features, brain, reborrow(&mut on_event))?;
             if let Some(cb) = seed_done.as_mut() {
-                cb(seed, &r);
+                cb(seed, fitted.report());
             }
             seeds.push(seed);
-            reports.push(r);
+            reports.push(fitted.report().clone());
+            if k == 0 {
+                first = Some(fitted);
+            }
         }
+        let mut first = first.expect("n_seeds ≥ 2 fits ran");
+        let Fitted::Encoder(job) = &mut first else { unreachable!("checked: factortopy") };
         job.report.seeds = Some(SeedSpread::from_reports(&seeds, &reports)?);
+        job.report.uncertainty = Some(Uncertainty::over_seeds(&reports)?);
+        job.report.settings.uncertainty = Some(self.uncertainty);
         Ok(first)
     }
 

@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod hierarchy;
 pub mod permutation;
 pub mod report;
+pub mod seed_interval;
 pub mod seeds;
 /// Per-voxel statistics live in the leaf module `crate::stats` (shared with the engine).
 pub use crate::stats;
@@ -15,4 +16,4 @@ pub use bootstrap::{BootstrapConfig, HeldOut, Interval, PairedDifference};
 pub use permutation::{PermutationConfig, PermutationTest};
 pub use report::{CeilingAccuracy, FitSettings, FitSummary, Report, RidgeSettings, RoiSummary, Settings, Summary, SCHEMA_VERSION};
 pub use seeds::{SeedSpread, Spread};
-pub use uncertainty::{Uncertainty, UncertaintyConfig};
+pub use uncertainty::{IntervalKind, Uncertainty, UncertaintyConfig};

@@ -19,11 +19,12 @@ use crate::scores::bootstrap::{noise_normalized, HeldOut, Interval};
 use crate::scores::hierarchy::{self, HierarchyScores};
 use crate::scores::seeds::{SeedSpread, Spread};
 use crate::scores::stats;
-use crate::scores::uncertainty::{Uncertainty, UncertaintyConfig};
+use crate::scores::uncertainty::{IntervalKind, Uncertainty, UncertaintyConfig};
 
 /// Version of the `report.json` layout. Version 1 (unversioned) had `noise_normalized` and no
-/// `schema_version`, `settings`, `noise_ceiling`, `uncertainty` or `seeds`.
-pub const SCHEMA_VERSION: u32 = 2;
+/// `schema_version`, `settings`, `noise_ceiling`, `uncertainty` or `seeds`; version 2 had no
+/// `uncertainty.kind` and `uncertainty.n_fits` (its intervals were all refit-free).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Mean and median of a per-voxel quantity.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
@@ -491,13 +492,24 @@ impl Report {
                 c.algonauts.mean
             );
         }
-        if let Some(u) = u.filter(|u| u.n_resamples > 0) {
-            s += &format!(
-                "\nintervals: {:.0} % percentile bootstrap, {} resamples of {} held-out images and of the voxels within each ROI",
-                100.0 * u.level,
-                u.n_resamples,
-                u.n_images_resampled
-            );
+        match u {
+            Some(u) if u.kind == IntervalKind::Seeds => {
+                s += &format!(
+                    "\nintervals: {:.0} % over {} seeds (where another fit lands: fit-to-fit spread, Student t, plus {} refit-free bootstrap resamples)",
+                    100.0 * u.level,
+                    u.n_fits,
+                    u.n_resamples
+                );
+            }
+            Some(u) if u.n_resamples > 0 => {
+                s += &format!(
+                    "\nintervals: {:.0} % percentile bootstrap, {} resamples of {} held-out images and of the voxels within each ROI (refit-free)",
+                    100.0 * u.level,
+                    u.n_resamples,
+                    u.n_images_resampled
+                );
+            }
+            _ => {}
         }
         if let Some(sp) = &self.seeds {
             let f = |x: &Option<Spread>| x.as_ref().map(|x| format!("{:.3} ± {:.3}", x.mean, x.std)).unwrap_or("-".into());
@@ -709,8 +721,47 @@ mod tests {
         assert_eq!(rep.settings.uncertainty, Some(UncertaintyConfig::default()));
         // Deterministic.
         assert_eq!(rep.to_json(), report_with_uncertainty().to_json());
+        assert_eq!((u.kind, u.n_fits), (crate::scores::IntervalKind::RefitFree, 1));
         let head = rep.headline();
         assert!(head.contains("p(slope)") && head.contains("1000 resamples"), "{head}");
+    }
+
+    /// Intervals over seeds from three fits whose slopes and slope replicates are set by hand:
+    /// slopes 0.80, 0.86, 0.92 and replicates with variances 0.0001, 0.0002, 0.0003 give
+    /// 0.86 ± t₂·√(0.0036·4/3 + 0.0002) (the case worked in `seed_interval`).
+    #[test]
+    fn intervals_over_seeds_by_hand() {
+        let base = report_with_uncertainty();
+        let fit = |slope: f64, var: f64| {
+            let mut r = base.clone();
+            r.hierarchy.slope = Some(slope);
+            // Two replicates at slope ± d have sample variance 2d²/(2 − 1) = 2d².
+            let d = (var / 2.0).sqrt();
+            r.uncertainty.as_mut().unwrap().replicates.slope = vec![slope - d, slope + d, f64::NAN];
+            r
+        };
+        let reports = [fit(0.80, 0.0001), fit(0.86, 0.0002), fit(0.92, 0.0003)];
+        let u = Uncertainty::over_seeds(&reports).unwrap();
+        let half = 4.302652729749464 * 0.005f64.sqrt();
+        let iv = u.slope.unwrap();
+        assert!((iv.lo - (0.86 - half)).abs() < 1e-9 && (iv.hi - (0.86 + half)).abs() < 1e-9, "{iv:?}");
+        assert_eq!((u.kind, u.n_fits, u.n_resamples), (IntervalKind::Seeds, 3, 3000));
+        assert_eq!(u.permutation, base.uncertainty.as_ref().unwrap().permutation);
+        // Every fit has the same R² (copies): no spread, so only the bootstrap term remains,
+        // a symmetric interval around the common value.
+        let r2 = u.r2_mean.unwrap();
+        assert!((r2.lo + r2.hi - 2.0 * base.r2.mean).abs() < 1e-12 && r2.hi > r2.lo);
+        // Spearman stays within [-1, 1]; the Algonauts form is the normalised one × 100.
+        let sp = u.spearman.unwrap();
+        assert!(sp.lo >= -1.0 && sp.hi <= 1.0);
+        let (nn, alg) = (u.noise_normalized_mean.unwrap(), u.algonauts_mean.unwrap());
+        assert!((alg.hi - 100.0 * nn.hi).abs() < 1e-9);
+        let json = Report { uncertainty: Some(u), ..base.clone() }.to_json();
+        assert!(json.contains("\"kind\": \"seeds\"") && json.contains("\"n_fits\": 3"), "{json}");
+        // One fit, or a fit without uncertainty, is refused.
+        assert!(Uncertainty::over_seeds(&reports[..1]).is_err());
+        let bare = Report { uncertainty: None, ..base.clone() };
+        assert!(Uncertainty::over_seeds(&[reports[0].clone(), bare]).is_err());
     }
 
     #[test]
@@ -719,7 +770,7 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
         v["schema_version"] = serde_json::json!(1);
         let e = Report::from_json(&v.to_string()).unwrap_err().to_string();
-        assert!(e.contains("schema version 1") && e.contains("reads schema version 2"), "{e}");
+        assert!(e.contains("schema version 1") && e.contains("reads schema version 3"), "{e}");
         v.as_object_mut().unwrap().remove("schema_version");
         let e = Report::from_json(&v.to_string()).unwrap_err().to_string();
         assert!(e.contains("before versioning"), "{e}");
@@ -754,6 +805,8 @@ mod tests {
             "/noise_ceiling/ceiling/mean",
             "/noise_ceiling/normalized/mean",
             "/noise_ceiling/algonauts/median",
+            "/uncertainty/kind",
+            "/uncertainty/n_fits",
             "/uncertainty/slope/lo",
             "/uncertainty/r2_mean/hi",
             "/uncertainty/permutation/p_slope",
