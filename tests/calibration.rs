@@ -23,6 +23,7 @@ use factortopy::baseline::{fit_ridge_baseline, RidgeBaselineConfig};
 use factortopy::data::{Brain, Features};
 use factortopy::model::FitConfig;
 use factortopy::engine::Estimator;
+use factortopy::scores::bootstrap::percentile_interval;
 use factortopy::scores::{Interval, IntervalKind, Report, UncertaintyConfig};
 use factortopy::synth::{generate, Scenario, SynthConfig};
 
@@ -61,17 +62,20 @@ fn factortopy_estimator() -> Estimator {
     Estimator { fit: cfg, ..Estimator::default() }
 }
 
-/// `fit --seeds K` on the noisy brain: its report (intervals of kind `seeds`) and the first
-/// seed's refit-free slope interval, for comparison.
-fn factortopy_seeds(f: &Features, b: &Brain, k: usize) -> (Report, Option<Interval>) {
-    let mut first_refit_free = None;
+/// `fit --seeds K` on the noisy brain: its report (intervals of kind `seeds`) and, for
+/// comparison, the first seed's refit-free slope interval and the mixture interval (the
+/// percentile interval of all K fits' refit-free bootstrap replicates pooled).
+fn factortopy_seeds(f: &Features, b: &Brain, k: usize) -> (Report, Option<Interval>, Option<Interval>) {
+    let mut refit_free = Vec::new();
+    let mut pooled = Vec::new();
     let mut cb = |_seed: u64, r: &Report| {
-        if first_refit_free.is_none() {
-            first_refit_free = Some(r.uncertainty.as_ref().and_then(|u| u.slope));
-        }
+        let u = r.uncertainty.as_ref().unwrap();
+        refit_free.push(u.slope);
+        pooled.extend_from_slice(&u.replicates.slope);
     };
     let rep = factortopy_estimator().fit_seeds(f, b, k, None, Some(&mut cb)).unwrap().report().clone();
-    (rep, first_refit_free.flatten())
+    let level = rep.uncertainty.as_ref().unwrap().level;
+    (rep, refit_free[0], percentile_interval(&pooled, level))
 }
 
 /// One FactorTopy fit at the first seed, with the permutation test and no bootstrap (the
@@ -163,12 +167,12 @@ fn factortopy_calibration() {
     let nc = env_or("FACTORTOPY_CALIBRATION_NC", 0.3);
     let images = env_or("FACTORTOPY_CALIBRATION_IMAGES", 400);
     let start = std::time::Instant::now();
-    let (mut covered, mut refit_free_covered) = (0, 0);
+    let (mut covered, mut refit_free_covered, mut mixture_covered) = (0, 0, 0);
     let (mut hier_p, mut shuffled_p, mut halves, mut rf_halves, mut gaps) = (vec![], vec![], vec![], vec![], vec![]);
     for seed in 0..seeds {
         let (f, noisy) = planted(Scenario::Hierarchical, seed, nc, images, 280);
         let (_, clean) = planted(Scenario::Hierarchical, seed, 1.0, images, 280);
-        let (rep, refit_free) = factortopy_seeds(&f, &noisy, k);
+        let (rep, refit_free, mixture) = factortopy_seeds(&f, &noisy, k);
         let target = factortopy_single(&f, &clean).hierarchy.slope.expect("a defined noise-free slope");
         let u = rep.uncertainty.as_ref().unwrap();
         assert_eq!((u.kind, u.n_fits), (IntervalKind::Seeds, k));
@@ -177,6 +181,8 @@ fn factortopy_calibration() {
         covered += hit as usize;
         let rf_hit = refit_free.is_some_and(|i| i.contains(target));
         refit_free_covered += rf_hit as usize;
+        let mix_hit = mixture.is_some_and(|i| i.contains(target));
+        mixture_covered += mix_hit as usize;
         halves.push((iv.hi - iv.lo) / 2.0);
         rf_halves.push(refit_free.map_or(f64::NAN, |i| (i.hi - i.lo) / 2.0));
         let spread = rep.seeds.as_ref().and_then(|s| s.slope.clone()).expect("a spread over seeds");
@@ -188,7 +194,7 @@ fn factortopy_calibration() {
         shuffled_p.push(ps);
         eprintln!(
             "factortopy seed {seed:>2}: slopes {:?} (mean {:.3}) {:.0} % over seeds [{:.3}, {:.3}] noise-free {target:.3} {}; \
-             refit-free [{:.3}, {:.3}] {}; p(hier) {p:.4} p(shuffled) {ps:.4}; {:.0} s so far",
+             refit-free [{:.3}, {:.3}] {}; mixture [{:.3}, {:.3}] {}; p(hier) {p:.4} p(shuffled) {ps:.4}; {:.0} s so far",
             spread.values.iter().map(|x| (x * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
             spread.mean,
             100.0 * u.level,
@@ -198,12 +204,16 @@ fn factortopy_calibration() {
             refit_free.map_or(f64::NAN, |i| i.lo),
             refit_free.map_or(f64::NAN, |i| i.hi),
             if rf_hit { "covered" } else { "missed" },
+            mixture.map_or(f64::NAN, |i| i.lo),
+            mixture.map_or(f64::NAN, |i| i.hi),
+            if mix_hit { "covered" } else { "missed" },
             start.elapsed().as_secs_f64()
         );
     }
     eprintln!(
         "factortopy (K = {k}, {images} images, NC {nc}): coverage over seeds {covered}/{seeds} (half-width median {:.3}, \
          range {:.3}–{:.3}); refit-free alone {refit_free_covered}/{seeds} (half-width median {:.3}); \
+         mixture of the K fits' replicates {mixture_covered}/{seeds}; \
          mean over seeds − noise-free: median {:+.3}, range {:+.3}…{:+.3}; hierarchical p max {:.4}; \
          shuffled p median {:.3}, {} of {seeds} below 0.05; {:.0} s",
         median(&halves),

@@ -37,7 +37,9 @@ pub struct FitArgs {
     #[command(flatten)]
     pub uncertainty: UncertaintyArgs,
     /// Refit with K seeds (--seed, --seed + 1, ...) and report the spread of every headline
-    /// number across them; the outputs are the first seed's fit.
+    /// number across them and intervals that include that fit-to-fit variability (a Student-t
+    /// prediction interval over the K fits, widened by their refit-free bootstrap; the
+    /// --bootstrap resamples are split over the fits); the outputs are the first seed's fit.
     #[arg(long, value_name = "K", default_value_t = 1)]
     pub seeds: usize,
     /// No per-epoch progress lines.

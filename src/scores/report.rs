@@ -748,9 +748,12 @@ mod tests {
         assert_eq!((u.kind, u.n_fits, u.n_resamples), (IntervalKind::Seeds, 3, 3000));
         assert_eq!(u.permutation, base.uncertainty.as_ref().unwrap().permutation);
         // Every fit has the same R² (copies): no spread, so only the bootstrap term remains,
-        // a symmetric interval around the common value.
+        // around the common value, and R² ≤ 1 clips the top.
         let r2 = u.r2_mean.unwrap();
-        assert!((r2.lo + r2.hi - 2.0 * base.r2.mean).abs() < 1e-12 && r2.hi > r2.lo);
+        let w = crate::scores::seed_interval::replicate_variance(&base.uncertainty.as_ref().unwrap().replicates.r2_mean);
+        let half = 4.302652729749464 * w.sqrt();
+        assert!(w > 0.0 && (r2.lo - (base.r2.mean - half)).abs() < 1e-9, "{r2:?}");
+        assert!((r2.hi - (base.r2.mean + half).min(1.0)).abs() < 1e-9, "{r2:?}");
         // Spearman stays within [-1, 1]; the Algonauts form is the normalised one × 100.
         let sp = u.spearman.unwrap();
         assert!(sp.lo >= -1.0 && sp.hi <= 1.0);
