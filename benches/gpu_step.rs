@@ -82,7 +82,7 @@ mod bench {
             stimulus_ids: None,
             layers,
         };
-        let prepared = PreparedFeatures::new(&features, grid)?;
+        let prepared = PreparedFeatures::new(&features, grid, factortopy::model::Resample::Bilinear)?;
         let responses = randn(vec![n, v])?;
         let coords = randn(vec![v, 3])?;
         let norm = CoordNorm::from_coords(&coords)?;
@@ -96,6 +96,7 @@ mod bench {
             widths: prepared.widths.clone(),
             d,
             grid,
+            resample: prepared.resample,
             n_voxels: v,
             coord_norm: norm,
             layer_names: features.layer_names.clone(),

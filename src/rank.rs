@@ -462,6 +462,7 @@ mod tests {
             seeds: None,
             rois: vec![],
             fit: None,
+            ambiguity: None,
         }
     }
 

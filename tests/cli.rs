@@ -229,3 +229,68 @@ fn seeds_report_the_spread_over_refits() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("confidence level"));
 }
+
+/// Every value of `old` is in `new` at the same place, unchanged (`new` may add keys).
+fn assert_contains_json(old: &serde_json::Value, new: &serde_json::Value, at: &str) {
+    match (old, new) {
+        (serde_json::Value::Object(o), serde_json::Value::Object(n)) => {
+            for (k, v) in o {
+                let there = n.get(k).unwrap_or_else(|| panic!("{at}/{k} is missing from the new report"));
+                assert_contains_json(v, there, &format!("{at}/{k}"));
+            }
+        }
+        (serde_json::Value::Array(o), serde_json::Value::Array(n)) => {
+            assert_eq!(o.len(), n.len(), "{at}: length");
+            for (i, (a, b)) in o.iter().zip(n).enumerate() {
+                assert_contains_json(a, b, &format!("{at}/{i}"));
+            }
+        }
+        _ => assert_eq!(old, new, "{at} changed"),
+    }
+}
+
+/// `--preset design` keeps DESIGN §3.1's bilinear resampling, so it reproduces what `fit`
+/// reported before the resampling became a setting: the golden files were written by the
+/// commit before it, on the same synthetic data (grid 3 on 8×8 and 4×4 maps, non-integer ratios
+/// where `auto` and `bilinear` differ). Selectors byte for byte; every value of the old report
+/// unchanged (the new report only adds keys, such as the resampling itself). Fits are
+/// deterministic on a given machine; these files come from the 2-core x86-64 CI machine.
+#[test]
+fn design_preset_reproduces_the_reports_from_before_resampling_was_a_setting() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let tmp = tempfile::tempdir().unwrap();
+    let syn = tmp.path().join("syn");
+    let o = run(&[
+        "synth", "--out", s(&syn), "--images", "240", "--voxels", "150", "--layers", "3", "--width", "8", "--grid", "4",
+        "--seed", "5",
+    ]);
+    assert!(o.status.success(), "synth failed: {}", String::from_utf8_lossy(&o.stderr));
+    let (f, b) = (syn.join("features.safetensors"), syn.join("brain.safetensors"));
+    let fit = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "fit", "--features", s(&f), "--brain", s(&b), "--out", s(out), "--preset", "design", "--grid", "3", "--dim",
+            "16", "--epochs", "2", "--quiet",
+        ];
+        args.extend(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "fit failed: {}", String::from_utf8_lossy(&o.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+        (report, std::fs::read(out.join("selectors.safetensors")).unwrap())
+    };
+    let (report, selectors) = fit(&tmp.path().join("design"), &[]);
+    assert!(selectors == std::fs::read(golden.join("design_preset_selectors.safetensors")).unwrap(), "selectors changed");
+    let mut old: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(golden.join("design_preset_report.json")).unwrap()).unwrap();
+    for k in ["library_version", "schema_version"] {
+        old.as_object_mut().unwrap().remove(k);
+    }
+    assert_contains_json(&old, &report, "");
+    assert_eq!(report["settings"]["fit"]["resample"], "bilinear");
+    // `--resample` overrides the preset, and on these maps area averaging fits differently.
+    let (auto, auto_selectors) = fit(&tmp.path().join("auto"), &["--resample", "auto"]);
+    assert_eq!(auto["settings"]["fit"]["resample"], "auto");
+    assert!(auto_selectors != selectors, "--resample auto gave the bilinear fit");
+    let o = run(&["fit", "--features", s(&f), "--brain", s(&b), "--out", s(&tmp.path().join("x")), "--resample", "cubic"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected bilinear, area or auto"));
+}

@@ -346,6 +346,86 @@ fn fit_score_and_monitor_through_handles() {
 }
 
 #[test]
+fn grid_resampling_is_chosen_saved_and_reused_through_the_c_abi() {
+    use factortopy::model::encoder_file::load_encoder;
+    use factortopy::model::Resample;
+    let dir = tempfile::tempdir().unwrap();
+    let d = CString::new(dir.path().to_str().unwrap()).unwrap();
+    let path = |name: &str| CString::new(dir.path().join(name).to_str().unwrap()).unwrap();
+    let resampled = |r: &str| -> Option<String> {
+        let name = CString::new(r).unwrap();
+        let mut out: *const c_char = null();
+        // SAFETY: valid arguments; the string written is static.
+        let st = unsafe { ft_fit_options_preset_resample(name.as_ptr(), &mut out) };
+        // SAFETY: on success `out` points to a static NUL-terminated string.
+        (st == ft_status::FT_OK).then(|| unsafe { CStr::from_ptr(out) }.to_str().unwrap().to_string())
+    };
+    assert_eq!(resampled("design").as_deref(), Some("bilinear"));
+    assert_eq!(resampled("fast").as_deref(), Some("auto"));
+    assert_eq!(resampled("paper"), None);
+    // SAFETY: all handles below are created by the library and freed once at the end.
+    unsafe {
+        let mut so = std::mem::zeroed::<ft_synth_options>();
+        assert_eq!(ft_synth_options_default(&mut so), ft_status::FT_OK);
+        (so.n_images, so.n_voxels, so.n_layers, so.width, so.grid, so.seed) = (80, 60, 2, 4, 3, 2);
+        assert_eq!(ft_synth_write(d.as_ptr(), &so), ft_status::FT_OK, "{}", last_error());
+        let (mut brain, mut feats) = (null_mut(), null_mut());
+        assert_eq!(ft_brain_load(path("brain.safetensors").as_ptr(), &mut brain), ft_status::FT_OK);
+        assert_eq!(ft_features_load(path("features.safetensors").as_ptr(), &mut feats), ft_status::FT_OK);
+        let mut fo = std::mem::zeroed::<ft_fit_options>();
+        assert_eq!(ft_fit_options_preset(c"fast".as_ptr(), &mut fo), ft_status::FT_OK);
+        // Grid 4: the 6×6 early map shrinks by a non-integer ratio, the 3×3 one grows.
+        (fo.d, fo.grid, fo.max_epochs, fo.val_fraction) = (8, 4, 1, 0.25);
+
+        let cases: [(Option<&CStr>, Resample); 4] = [
+            (Some(c"area"), Resample::Area),
+            (Some(c"bilinear"), Resample::Bilinear),
+            (None, Resample::Auto),
+            (Some(c"auto"), Resample::Auto),
+        ];
+        let mut r2 = Vec::new();
+        for (i, (name, want)) in cases.iter().enumerate() {
+            let mut fit = null_mut();
+            let name_ptr = name.map_or(null(), |n| n.as_ptr());
+            let st = ft_fit_new_resampled(feats, brain, &fo, null(), name_ptr, &mut fit);
+            assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+            let enc = path(&format!("encoder{i}.safetensors"));
+            assert_eq!(ft_fit_save_encoder(fit, enc.as_ptr()), ft_status::FT_OK);
+            let (loaded, _) = load_encoder(std::path::Path::new(enc.to_str().unwrap())).unwrap();
+            assert_eq!(loaded.spec.resample, *want);
+            // Scoring the saved encoder prepares the features as the fit did: same R².
+            let mut scored = null_mut();
+            assert_eq!(ft_fit_load(enc.as_ptr(), feats, brain, 0, &mut scored), ft_status::FT_OK, "{}", last_error());
+            let (mut a, mut b) = (std::mem::zeroed::<ft_fit_summary>(), std::mem::zeroed::<ft_fit_summary>());
+            ft_fit_report_summary(fit, &mut a);
+            ft_fit_report_summary(scored, &mut b);
+            assert_eq!(a.r2_mean.to_bits(), b.r2_mean.to_bits(), "{want:?}");
+            r2.push(a.r2_mean);
+            ft_fit_free(scored);
+            ft_fit_free(fit);
+        }
+        // The method changes the fit (area vs bilinear), and NULL is auto.
+        assert_ne!(r2[0], r2[1]);
+        assert_eq!(r2[2].to_bits(), r2[3].to_bits());
+        // The older entry point resamples as it always did: bilinear.
+        let mut fit = null_mut();
+        assert_eq!(ft_fit_new_on(feats, brain, &fo, null(), &mut fit), ft_status::FT_OK, "{}", last_error());
+        let mut s = std::mem::zeroed::<ft_fit_summary>();
+        ft_fit_report_summary(fit, &mut s);
+        assert_eq!(s.r2_mean.to_bits(), r2[1].to_bits());
+        ft_fit_free(fit);
+        // An unknown method is refused before any work, leaving `out` untouched.
+        let mut untouched = 0x10 as *mut ft_fit;
+        let st = ft_fit_new_resampled(feats, brain, &fo, null(), c"nearest".as_ptr(), &mut untouched);
+        assert_eq!(st, ft_status::FT_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("nearest"), "{}", last_error());
+        assert_eq!(untouched, 0x10 as *mut ft_fit);
+        ft_features_free(feats);
+        ft_brain_free(brain);
+    }
+}
+
+#[test]
 fn the_committed_header_declares_the_version_of_cargo_toml() {
     let h = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/factortopy.h")).unwrap();
     for (name, v) in [

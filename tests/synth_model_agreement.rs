@@ -4,7 +4,7 @@
 
 use factortopy::data::Array;
 use factortopy::model::readout::{taps, OUTSIDE};
-use factortopy::model::resample::resample;
+use factortopy::model::resample::{resample, Resample};
 use factortopy::rng::Rng;
 use factortopy::synth::sample::{bilinear_taps, resize_layer};
 
@@ -24,7 +24,7 @@ fn grid_resampling_agrees_with_the_model() {
         let data = (0..n * c * h * w).map(|_| rng.normal() as f32).collect();
         let a = Array::new(vec![n, c, h, w], data).unwrap();
         let ours = resize_layer(&a, g).unwrap();
-        let theirs = resample(&a, g).unwrap();
+        let theirs = resample(&a, g, Resample::Bilinear).unwrap();
         assert_eq!(ours.shape, theirs.shape);
         for (i, (x, y)) in ours.data.iter().zip(&theirs.data).enumerate() {
             assert!(

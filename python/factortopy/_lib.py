@@ -307,6 +307,13 @@ _SIGNATURES = {
         _status,
     ),
     "ft_monitor_set_device": ([_handle, c_char_p], _status),
+    "ft_fit_options_preset_resample": ([c_char_p, _P(c_char_p)], _status),
+    "ft_fit_new_resampled": ([_handle, _handle, _P(FtFitOptions), c_char_p, c_char_p, _P(_handle)], _status),
+    "ft_rank_resampled": (
+        [_P(_handle), c_size_t, _handle, _P(FtFitOptions), c_int32, c_char_p, c_char_p, _P(c_void_p)],
+        _status,
+    ),
+    "ft_monitor_new_resampled": ([_handle, _handle, _P(FtMonitorOptions), c_char_p, c_char_p, _P(_handle)], _status),
 }
 
 _LIB = None

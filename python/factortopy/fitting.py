@@ -17,16 +17,23 @@ class FitOptions:
     ``FitOptions.preset("fast")`` is the CLI's ``--preset fast`` (lr 1e-2, batch 32), suited to small
     probe sets. Any field can be overridden by keyword: seed, val_fraction, max_epochs,
     batch_size, lr, weight_decay, d, grid, patience, reg_steps, max_steps (0: none), max_seconds
-    (0: none), weighted (bool), and ``device``: ``"cpu"`` (default) or ``"cuda:N"`` (a library
+    (0: none), weighted (bool), ``device``: ``"cpu"`` (default) or ``"cuda:N"`` (a library
     built with the ``cuda`` feature on a machine with an NVIDIA driver; anything with a torch
-    ``device`` string works too)."""
+    ``device`` string works too), and ``resample``: how each layer's map is resized to the grid,
+    ``"bilinear"`` (DESIGN §3.1, the ``design`` preset's), ``"area"`` (each cell the exact average
+    of the pixels it covers) or ``"auto"`` (area where a map shrinks, bilinear where it grows;
+    every other preset's). The resampling is saved with the encoder."""
 
-    FIELDS = tuple(name for name, _ in FtFitOptions._fields_) + ("device",)
+    FIELDS = tuple(name for name, _ in FtFitOptions._fields_) + ("device", "resample")
+    RESAMPLE = ("bilinear", "area", "auto")
 
     def __init__(self, preset: str = "design", **overrides):
         self._c = FtFitOptions()
         self.device = "cpu"
         call("ft_fit_options_preset", preset.encode(), ctypes.byref(self._c))
+        method = ctypes.c_char_p()
+        call("ft_fit_options_preset_resample", preset.encode(), ctypes.byref(method))
+        self.resample = method.value.decode()
         self.update(**overrides)
 
     @classmethod
@@ -39,12 +46,16 @@ class FitOptions:
                 raise TypeError(f"unknown fit option {k!r}; expected one of {', '.join(self.FIELDS)}")
             if k == "device":
                 self.device = device_name(v)
+            elif k == "resample":
+                if v not in self.RESAMPLE:
+                    raise ValueError(f"unknown resample {v!r}; expected one of {', '.join(self.RESAMPLE)}")
+                self.resample = v
             else:
                 set_field(self._c, k, int(bool(v)) if k == "weighted" else v)
         return self
 
     def __getattr__(self, name):
-        if name in FitOptions.FIELDS and name != "device":
+        if name in FitOptions.FIELDS and name not in ("device", "resample"):
             return getattr(self._c, name)
         raise AttributeError(name)
 
@@ -62,6 +73,7 @@ def _options(options: FitOptions | None, overrides: dict) -> FitOptions:
         copy = FitOptions.__new__(FitOptions)
         copy._c = FtFitOptions.from_buffer_copy(options._c)
         copy.device = options.device
+        copy.resample = options.resample
         return copy.update(**overrides)
     return options
 
@@ -121,7 +133,14 @@ def fit(features: Features, brain: Brain, options: FitOptions | None = None, **o
     """Fits a FactorTopy encoder of ``features`` to ``brain`` and scores it (blocks until done)."""
     o = _options(options, overrides)
     return _wrap_fit(
-        _new_handle("ft_fit_new_on", features.handle, brain.handle, ctypes.byref(o._c), o.device.encode())
+        _new_handle(
+            "ft_fit_new_resampled",
+            features.handle,
+            brain.handle,
+            ctypes.byref(o._c),
+            o.device.encode(),
+            o.resample.encode(),
+        )
     )
 
 
@@ -212,13 +231,14 @@ def rank(
     arr = (c_void_p * len(nets))(*[n.handle.value for n in nets])
     out = c_void_p()
     call(
-        "ft_rank_on",
+        "ft_rank_resampled",
         arr,
         len(nets),
         brain.handle,
         ctypes.byref(o._c),
         _METHODS[method],
         o.device.encode(),
+        o.resample.encode(),
         ctypes.byref(out),
     )
     return json.loads(take_string(out))

@@ -105,7 +105,9 @@ class Monitor(_Handle):
         c = o.struct()
         dev = device_name(device if device is not None else o.fit.device).encode()
         if encoder_path is None:
-            ptr = _new_handle("ft_monitor_new_on", brain.handle, reference.handle, ctypes.byref(c), dev)
+            ptr = _new_handle(
+                "ft_monitor_new_resampled", brain.handle, reference.handle, ctypes.byref(c), dev, o.fit.resample.encode()
+            )
         else:
             ptr = _new_handle(
                 "ft_monitor_new_from_encoder_on",

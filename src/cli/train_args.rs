@@ -3,7 +3,7 @@
 
 use crate::cli::uncertainty::UncertaintyArgs;
 use crate::engine::{Device, Estimator, FitEvent, Method};
-use crate::model::{FitConfig, Progress};
+use crate::model::{FitConfig, Progress, Resample};
 use clap::Args;
 
 /// The device flag of every command that fits or predicts.
@@ -23,9 +23,11 @@ fn parse_device(s: &str) -> std::result::Result<Device, String> {
 /// Named starting points for the training settings.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
-    /// DESIGN §3.5: lr 1e-3, batch 8, regulariser over 2000 steps (large probe sets).
+    /// DESIGN §3.5: lr 1e-3, batch 8, regulariser over 2000 steps (large probe sets), and
+    /// §3.1's bilinear resampling: the paper's settings, reproducing earlier reports exactly.
     Design,
-    /// lr 1e-2, batch 32, regulariser over 300 steps (probe sets of a few thousand images).
+    /// lr 1e-2, batch 32, regulariser over 300 steps (probe sets of a few thousand images);
+    /// `auto` resampling.
     Fast,
 }
 
@@ -61,12 +63,24 @@ pub struct TrainArgs {
     /// Optimiser steps over which the warm-up regulariser fades.
     #[arg(long)]
     pub reg_steps: Option<usize>,
+    /// How each layer's map is resized to the grid: `bilinear` (DESIGN §3.1, the `design`
+    /// preset's), `area` (exact average of the pixels each cell covers) or `auto` (area where a
+    /// map shrinks, bilinear where it grows; every other preset's). Saved with the encoder.
+    #[arg(long, value_name = "METHOD", value_parser = parse_resample)]
+    pub resample: Option<Resample>,
+}
+
+fn parse_resample(s: &str) -> std::result::Result<Resample, String> {
+    Resample::parse(s).map_err(|e| match e {
+        crate::error::Error::InvalidArgument(m) => m,
+        other => other.to_string(),
+    })
 }
 
 impl TrainArgs {
     pub fn config(&self) -> FitConfig {
         let base = match self.preset {
-            Preset::Design => FitConfig::default(),
+            Preset::Design => FitConfig::design(),
             Preset::Fast => FitConfig::fast(),
         };
         FitConfig {
@@ -80,6 +94,7 @@ impl TrainArgs {
             val_fraction: self.val_fraction.unwrap_or(base.val_fraction),
             patience: self.patience.unwrap_or(base.patience),
             reg_steps: self.reg_steps.unwrap_or(base.reg_steps),
+            resample: self.resample.unwrap_or(base.resample),
             ..base
         }
     }

@@ -300,12 +300,7 @@ impl GpuTrainer {
         opts: &GpuFitOptions,
     ) -> Result<Self> {
         let spec = encoder.spec.clone();
-        if prepared.widths != spec.widths || prepared.grid != spec.grid {
-            return Err(Error::mismatch(format!(
-                "features (widths {:?}, grid {}) do not match the encoder (widths {:?}, grid {})",
-                prepared.widths, prepared.grid, spec.widths, spec.grid
-            )));
-        }
+        prepared.check_matches(&spec)?;
         let n = prepared.n_images;
         if let Some(r) = responses {
             let (n_resp, v_resp) = r.dims2()?;

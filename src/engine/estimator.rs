@@ -422,7 +422,7 @@ impl Estimator {
         }
         let pe = enc.spec.coord_norm.encode(coords)?;
         let pe = candle_core::Tensor::from_vec(pe.data, pe.shape.as_slice(), &candle_core::Device::Cpu)?;
-        let prepared = PreparedFeatures::new(features, enc.spec.grid)?;
+        let prepared = PreparedFeatures::for_encoder(features, &enc.spec)?;
         let pred = self.predictor(enc, &pe)?.predict_all(&prepared)?;
         Array::new(vec![prepared.n_images, enc.spec.n_voxels], pred)
     }
@@ -433,7 +433,7 @@ impl Estimator {
         crate::data::check_pair(features, "features", brain, "brain")?;
         check_encoder_inputs(enc, features, brain)?;
         let seed = record.summary.as_ref().map(|s| s.seed).unwrap_or(0);
-        let prepared = PreparedFeatures::new(features, enc.spec.grid)?;
+        let prepared = PreparedFeatures::for_encoder(features, &enc.spec)?;
         let bt = BrainTensors::new(brain, Some(enc.spec.coord_norm))?;
         let split = Split::new(prepared.n_images, record.val_fraction, seed)?;
         let predictor = self.predictor(enc, &bt.pe)?;

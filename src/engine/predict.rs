@@ -44,13 +44,7 @@ fn predict_packed(
 
 /// The features must have the encoder's layer widths and grid.
 pub fn check_features(encoder: &Encoder, prepared: &PreparedFeatures) -> Result<()> {
-    if prepared.widths != encoder.spec.widths || prepared.grid != encoder.spec.grid {
-        return Err(Error::mismatch(format!(
-            "the features (layer widths {:?}, grid {}) do not fit the encoder (widths {:?}, grid {})",
-            prepared.widths, prepared.grid, encoder.spec.widths, encoder.spec.grid
-        )));
-    }
-    Ok(())
+    prepared.check_matches(&encoder.spec)
 }
 
 /// A fixed encoder ready to predict on one device: the selectors (and on the CPU the bilinear

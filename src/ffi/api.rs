@@ -13,7 +13,7 @@ use crate::ffi::{
 };
 use crate::engine::Device;
 use crate::model::encoder_file::{save_encoder, FitRecord};
-use crate::model::{Encoder, FitConfig};
+use crate::model::{Encoder, FitConfig, Resample};
 use crate::monitor::{Monitor, MonitorConfig, StepReport};
 use crate::scores::Report;
 use crate::synth::{Scenario, SynthConfig};
@@ -749,7 +749,9 @@ pub(crate) fn fit_config(o: &ft_fit_options) -> FfiResult<FitConfig> {
         reg_steps: o.reg_steps as usize,
         max_steps: (o.max_steps > 0).then_some(o.max_steps as usize),
         max_seconds: (o.max_seconds > 0.0).then_some(o.max_seconds),
-        ..FitConfig::default()
+        // `ft_fit_options` has no resampling field (it is frozen): the entry points that take
+        // one set it; the older ones resample as they always did (DESIGN §3.1, bilinear).
+        ..FitConfig::design()
     };
     cfg.validate()?;
     Ok(cfg)
@@ -779,12 +781,38 @@ pub unsafe extern "C" fn ft_fit_options_preset(name: *const c_char, out: *mut ft
         // SAFETY: caller's contract.
         let name = unsafe { str_arg(name, "name") }?;
         let out = out_arg(out, "out")?;
-        let cfg = match name {
-            "design" => FitConfig::default(),
-            "fast" => FitConfig::fast(),
-            other => return Err(FfiError::invalid(format!("unknown preset `{other}` (expected \"design\" or \"fast\")"))),
+        *out = fit_options_of(&preset(name)?);
+        Ok(())
+    })
+}
+
+/// The settings of a named preset.
+fn preset(name: &str) -> FfiResult<FitConfig> {
+    match name {
+        "design" => Ok(FitConfig::design()),
+        "fast" => Ok(FitConfig::fast()),
+        other => Err(FfiError::invalid(format!("unknown preset `{other}` (expected \"design\" or \"fast\")"))),
+    }
+}
+
+/// Writes the grid resampling of a named preset into `*out` (a static string, never freed):
+/// `"bilinear"` for `"design"` (DESIGN §3.1), `"auto"` for `"fast"`. `ft_fit_options` has no
+/// field for it (the struct is frozen); pass it to `ft_fit_new_resampled` and the other
+/// `_resampled` entry points.
+///
+/// # Safety
+/// `name` is a NUL-terminated string; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_fit_options_preset_resample(name: *const c_char, out: *mut *const c_char) -> ft_status {
+    guard(|| {
+        // SAFETY: caller's contract.
+        let name = unsafe { str_arg(name, "name") }?;
+        let out = out_arg(out, "out")?;
+        *out = match preset(name)?.resample {
+            Resample::Bilinear => c"bilinear".as_ptr(),
+            Resample::Area => c"area".as_ptr(),
+            Resample::Auto => c"auto".as_ptr(),
         };
-        *out = fit_options_of(&cfg);
         Ok(())
     })
 }

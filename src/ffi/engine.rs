@@ -19,7 +19,7 @@ use crate::ffi::api::{
 };
 use crate::ffi::{c_string, ft_status, guard, handle, handle_mut, out_arg, str_arg, FfiError, FfiResult};
 use crate::model::encoder_file::load_encoder;
-use crate::model::FitConfig;
+use crate::model::{FitConfig, Resample};
 use crate::monitor::Monitor;
 use crate::rank::{rank_with_progress, RankConfig};
 
@@ -53,21 +53,8 @@ pub unsafe extern "C" fn ft_fit_new_on(
     device: *const c_char,
     out: *mut *mut ft_fit,
 ) -> ft_status {
-    guard(|| {
-        let f = handle(features, "features")?;
-        let b = handle(brain, "brain")?;
-        let out = out_arg(out, "out")?;
-        // SAFETY: caller's contract.
-        let device = unsafe { device_arg(device) }?;
-        // SAFETY: NULL or valid for reads by the caller's contract.
-        let o = unsafe { options.as_ref() }.copied().unwrap_or_else(fit_options_default);
-        let est = Estimator { weighted: o.weighted != 0, ..Estimator::new(Method::Factortopy, device, fit_config(&o)?) };
-        f.inner.validate("features")?;
-        let job = est.fit(&f.inner, &b.inner, None)?.into_encoder_fit()?;
-        let record = job.record();
-        *out = boxed(ft_fit { report: job.report, encoder: job.outcome.encoder, record });
-        Ok(())
-    })
+    // SAFETY: forwarded caller's contract.
+    guard(|| unsafe { fit_new(features, brain, options, device, Resample::Bilinear, out) })
 }
 
 /// `ft_fit_load` on a device (see `ft_fit_new_on`).
@@ -143,19 +130,8 @@ pub unsafe extern "C" fn ft_monitor_new_on(
     device: *const c_char,
     out: *mut *mut ft_monitor,
 ) -> ft_status {
-    guard(|| {
-        let b = handle(brain, "brain")?;
-        let f = handle(reference, "reference")?;
-        let out = out_arg(out, "out")?;
-        // SAFETY: caller's contract.
-        let device = unsafe { device_arg(device) }?;
-        // SAFETY: NULL or valid for reads by the caller's contract.
-        let o = unsafe { options.as_ref() }.copied().unwrap_or_else(monitor_options_default);
-        let cfg = monitor_config(&o, device)?;
-        let m = Monitor::new(&b.inner, &f.inner, cfg, None)?;
-        *out = boxed(ft_monitor { inner: m });
-        Ok(())
-    })
+    // SAFETY: forwarded caller's contract.
+    guard(|| unsafe { monitor_new(brain, reference, options, device, Resample::Bilinear, out) })
 }
 
 /// `ft_monitor_new_from_encoder` on a device.
@@ -222,34 +198,8 @@ pub unsafe extern "C" fn ft_rank_on(
     device: *const c_char,
     out: *mut *mut c_char,
 ) -> ft_status {
-    guard(|| {
-        let b = handle(brain, "brain")?;
-        let out = out_arg(out, "out")?;
-        if networks.is_null() {
-            return Err(FfiError::null("networks"));
-        }
-        if n_networks == 0 {
-            return Err(FfiError::invalid("rank needs at least one network (n_networks is 0)"));
-        }
-        // SAFETY: caller's contract.
-        let device = unsafe { device_arg(device) }?;
-        // SAFETY: non-NULL and valid for `n_networks` reads by the caller's contract.
-        let ptrs = unsafe { std::slice::from_raw_parts(networks, n_networks) };
-        let mut nets: Vec<&Features> = Vec::with_capacity(n_networks);
-        for (i, &p) in ptrs.iter().enumerate() {
-            nets.push(&handle(p, &format!("networks[{i}]"))?.inner);
-        }
-        let method = crate::ffi::rank::method_of(method)?;
-        // SAFETY: NULL or valid for reads by the caller's contract.
-        let o = unsafe { options.as_ref() }.copied().unwrap_or_else(fit_options_default);
-        let cfg = RankConfig { estimator: Estimator { weighted: o.weighted != 0, ..Estimator::new(method, device, fit_config(&o)?) } };
-        for (i, f) in nets.iter().enumerate() {
-            f.validate(&format!("networks[{i}]"))?;
-        }
-        let ranking = rank_with_progress(&b.inner, &nets, &cfg, None)?;
-        *out = c_string(ranking.to_json());
-        Ok(())
-    })
+    // SAFETY: forwarded caller's contract.
+    guard(|| unsafe { rank(networks, n_networks, brain, options, method, device, Resample::Bilinear, out) })
 }
 
 /// Checks that `device` (`"cpu"`, `"cuda"`, `"cuda:N"`) can be used now: `FT_OK`, or
@@ -454,4 +404,191 @@ pub unsafe extern "C" fn ft_rank(
 ) -> ft_status {
     // SAFETY: the caller's contract is the `_on` variant's with a NULL device.
     unsafe { ft_rank_on(networks, n_networks, brain, options, method, std::ptr::null(), out) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grid resampling (`ft_fit_options` is frozen, so the setting arrives as an argument)
+
+/// The resampling named by `resample`: `"bilinear"` (DESIGN §3.1; what `ft_fit_new`,
+/// `ft_fit_new_on`, `ft_rank*` and `ft_monitor_new*` use), `"area"` (each grid cell the exact
+/// average of the pixels it covers) or `"auto"` (area where a map shrinks, bilinear where it
+/// grows); NULL: `"auto"`.
+///
+/// # Safety
+/// `resample` is NULL or a NUL-terminated string.
+unsafe fn resample_arg(resample: *const c_char) -> FfiResult<Resample> {
+    if resample.is_null() {
+        return Ok(Resample::Auto);
+    }
+    // SAFETY: non-NULL and NUL-terminated by the caller's contract.
+    let name = unsafe { str_arg(resample, "resample") }?;
+    Ok(Resample::parse(name)?)
+}
+
+/// `ft_fit_new_on` with the grid resampling chosen: `resample` is `"bilinear"`, `"area"` or
+/// `"auto"` (NULL: `"auto"`, area averaging where a layer's map is larger than the grid and
+/// bilinear where it is smaller). The choice is saved with the encoder (`ft_fit_save_encoder`)
+/// and used again wherever that encoder reads features. `ft_fit_new` and `ft_fit_new_on`
+/// resample bilinearly, as they did before this entry point existed.
+///
+/// # Safety
+/// As `ft_fit_new_on`; `resample` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ft_fit_new_resampled(
+    features: *const ft_features,
+    brain: *const ft_brain,
+    options: *const ft_fit_options,
+    device: *const c_char,
+    resample: *const c_char,
+    out: *mut *mut ft_fit,
+) -> ft_status {
+    guard(|| {
+        // SAFETY: caller's contract.
+        let r = unsafe { resample_arg(resample) }?;
+        // SAFETY: forwarded caller's contract.
+        unsafe { fit_new(features, brain, options, device, r, out) }
+    })
+}
+
+/// `ft_rank_on` with the grid resampling chosen (see `ft_fit_new_resampled`).
+///
+/// # Safety
+/// As `ft_rank_on`; `resample` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ft_rank_resampled(
+    networks: *const *const ft_features,
+    n_networks: usize,
+    brain: *const ft_brain,
+    options: *const ft_fit_options,
+    method: i32,
+    device: *const c_char,
+    resample: *const c_char,
+    out: *mut *mut c_char,
+) -> ft_status {
+    guard(|| {
+        // SAFETY: caller's contract.
+        let r = unsafe { resample_arg(resample) }?;
+        // SAFETY: forwarded caller's contract.
+        unsafe { rank(networks, n_networks, brain, options, method, device, r, out) }
+    })
+}
+
+/// `ft_monitor_new_on` with the reference fit's grid resampling chosen (see
+/// `ft_fit_new_resampled`). A monitor made from a saved encoder uses the encoder's.
+///
+/// # Safety
+/// As `ft_monitor_new_on`; `resample` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ft_monitor_new_resampled(
+    brain: *const ft_brain,
+    reference: *const ft_features,
+    options: *const ft_monitor_options,
+    device: *const c_char,
+    resample: *const c_char,
+    out: *mut *mut ft_monitor,
+) -> ft_status {
+    guard(|| {
+        // SAFETY: caller's contract.
+        let r = unsafe { resample_arg(resample) }?;
+        // SAFETY: forwarded caller's contract.
+        unsafe { monitor_new(brain, reference, options, device, r, out) }
+    })
+}
+
+/// The body of `ft_fit_new_on` and `ft_fit_new_resampled`.
+///
+/// # Safety
+/// As `ft_fit_new_on`.
+unsafe fn fit_new(
+    features: *const ft_features,
+    brain: *const ft_brain,
+    options: *const ft_fit_options,
+    device: *const c_char,
+    resample: Resample,
+    out: *mut *mut ft_fit,
+) -> FfiResult<()> {
+    let f = handle(features, "features")?;
+    let b = handle(brain, "brain")?;
+    let out = out_arg(out, "out")?;
+    // SAFETY: caller's contract.
+    let device = unsafe { device_arg(device) }?;
+    // SAFETY: NULL or valid for reads by the caller's contract.
+    let o = unsafe { options.as_ref() }.copied().unwrap_or_else(fit_options_default);
+    let cfg = FitConfig { resample, ..fit_config(&o)? };
+    let est = Estimator { weighted: o.weighted != 0, ..Estimator::new(Method::Factortopy, device, cfg) };
+    f.inner.validate("features")?;
+    let job = est.fit(&f.inner, &b.inner, None)?.into_encoder_fit()?;
+    let record = job.record();
+    *out = boxed(ft_fit { report: job.report, encoder: job.outcome.encoder, record });
+    Ok(())
+}
+
+/// The body of `ft_rank_on` and `ft_rank_resampled`.
+///
+/// # Safety
+/// As `ft_rank_on`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn rank(
+    networks: *const *const ft_features,
+    n_networks: usize,
+    brain: *const ft_brain,
+    options: *const ft_fit_options,
+    method: i32,
+    device: *const c_char,
+    resample: Resample,
+    out: *mut *mut c_char,
+) -> FfiResult<()> {
+    let b = handle(brain, "brain")?;
+    let out = out_arg(out, "out")?;
+    if networks.is_null() {
+        return Err(FfiError::null("networks"));
+    }
+    if n_networks == 0 {
+        return Err(FfiError::invalid("rank needs at least one network (n_networks is 0)"));
+    }
+    // SAFETY: caller's contract.
+    let device = unsafe { device_arg(device) }?;
+    // SAFETY: non-NULL and valid for `n_networks` reads by the caller's contract.
+    let ptrs = unsafe { std::slice::from_raw_parts(networks, n_networks) };
+    let mut nets: Vec<&Features> = Vec::with_capacity(n_networks);
+    for (i, &p) in ptrs.iter().enumerate() {
+        nets.push(&handle(p, &format!("networks[{i}]"))?.inner);
+    }
+    let method = crate::ffi::rank::method_of(method)?;
+    // SAFETY: NULL or valid for reads by the caller's contract.
+    let o = unsafe { options.as_ref() }.copied().unwrap_or_else(fit_options_default);
+    let fit = FitConfig { resample, ..fit_config(&o)? };
+    let cfg = RankConfig { estimator: Estimator { weighted: o.weighted != 0, ..Estimator::new(method, device, fit) } };
+    for (i, f) in nets.iter().enumerate() {
+        f.validate(&format!("networks[{i}]"))?;
+    }
+    let ranking = rank_with_progress(&b.inner, &nets, &cfg, None)?;
+    *out = c_string(ranking.to_json());
+    Ok(())
+}
+
+/// The body of `ft_monitor_new_on` and `ft_monitor_new_resampled`.
+///
+/// # Safety
+/// As `ft_monitor_new_on`.
+unsafe fn monitor_new(
+    brain: *const ft_brain,
+    reference: *const ft_features,
+    options: *const ft_monitor_options,
+    device: *const c_char,
+    resample: Resample,
+    out: *mut *mut ft_monitor,
+) -> FfiResult<()> {
+    let b = handle(brain, "brain")?;
+    let f = handle(reference, "reference")?;
+    let out = out_arg(out, "out")?;
+    // SAFETY: caller's contract.
+    let device = unsafe { device_arg(device) }?;
+    // SAFETY: NULL or valid for reads by the caller's contract.
+    let o = unsafe { options.as_ref() }.copied().unwrap_or_else(monitor_options_default);
+    let mut cfg = monitor_config(&o, device)?;
+    cfg.fit.resample = resample;
+    let m = Monitor::new(&b.inner, &f.inner, cfg, None)?;
+    *out = boxed(ft_monitor { inner: m });
+    Ok(())
 }

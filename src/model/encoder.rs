@@ -5,6 +5,7 @@ use crate::data::Array;
 use crate::error::{Error, Result};
 use crate::model::posenc::{CoordNorm, ENC_DIM};
 use crate::model::readout::{fused_readout, reference_readout};
+use crate::model::resample::Resample;
 use crate::model::selections::Selections;
 use crate::rng::Rng;
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -30,6 +31,9 @@ pub struct EncoderSpec {
     pub d: usize,
     /// Local grid size G.
     pub grid: usize,
+    /// How features are resized to the grid (saved with the encoder, so `score`, `predict` and
+    /// the monitor prepare features as the fit did).
+    pub resample: Resample,
     pub n_voxels: usize,
     pub coord_norm: CoordNorm,
     pub layer_names: Vec<String>,

@@ -8,6 +8,7 @@ use crate::data::safetensors_io::{serialize_tensors, OutTensor, TensorFile};
 use crate::error::{Error, Result};
 use crate::model::encoder::{Encoder, EncoderSpec};
 use crate::model::posenc::CoordNorm;
+use crate::model::resample::Resample;
 use crate::model::fit::FitSummary;
 use candle_core::{Device, Tensor};
 use serde::de::DeserializeOwned;
@@ -18,6 +19,11 @@ pub const FORMAT: &str = "factortopy-encoder/1";
 
 /// The optional tensor with the fitted voxels' coordinates.
 pub const COORDS: &str = "voxel_coords";
+
+/// The metadata key of the grid resampling (`bilinear`, `area` or `auto`). Encoder files written
+/// before it existed, and checkpoints of the original implementation, have none: they were
+/// fitted on bilinearly resampled maps (DESIGN §3.1), so a missing key reads as `bilinear`.
+pub const RESAMPLE: &str = "resample";
 
 /// Metadata about how a saved encoder was fitted.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +74,7 @@ pub fn encoder_to_bytes(enc: &Encoder, record: &FitRecord) -> Result<Vec<u8>> {
     meta.insert("format".into(), FORMAT.into());
     meta.insert("d".into(), spec.d.to_string());
     meta.insert("grid".into(), spec.grid.to_string());
+    meta.insert(RESAMPLE.into(), spec.resample.name().into());
     meta.insert("n_voxels".into(), spec.n_voxels.to_string());
     meta.insert("widths".into(), json(&spec.widths));
     meta.insert("coord_min".into(), json(&spec.coord_norm.min));
@@ -110,6 +117,10 @@ fn encoder_from_file(file: TensorFile) -> Result<(Encoder, FitRecord)> {
         widths: typed(path, "widths", parse("widths")?)?,
         d: typed(path, "d", parse("d")?)?,
         grid: typed(path, "grid", parse("grid")?)?,
+        resample: match meta.get(RESAMPLE) {
+            None => Resample::Bilinear,
+            Some(name) => Resample::parse(name).map_err(|e| Error::data(path, format!("metadata `{RESAMPLE}`: {e}")))?,
+        },
         n_voxels: typed(path, "n_voxels", parse("n_voxels")?)?,
         coord_norm: CoordNorm {
             min: typed(path, "coord_min", parse("coord_min")?)?,
@@ -179,4 +190,61 @@ fn encoder_from_file(file: TensorFile) -> Result<(Encoder, FitRecord)> {
         None
     };
     Ok((enc, FitRecord { coords, ..record }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixtures::tiny;
+
+    fn record() -> FitRecord {
+        FitRecord { val_fraction: 0.2, summary: None, coords: None }
+    }
+
+    /// The encoder file's bytes with the metadata key `key` removed (what a file written before
+    /// the key existed looks like): the safetensors header is JSON after an 8-byte length.
+    fn without_metadata(bytes: &[u8], key: &str) -> Vec<u8> {
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        assert!(header["__metadata__"].as_object_mut().unwrap().remove(key).is_some(), "no `{key}` to remove");
+        let text = serde_json::to_string(&header).unwrap();
+        let mut out = (text.len() as u64).to_le_bytes().to_vec();
+        out.extend(text.as_bytes());
+        out.extend(&bytes[8 + n..]);
+        out
+    }
+
+    #[test]
+    fn resampling_round_trips_and_old_files_read_as_bilinear() {
+        let origin = Path::new("test.safetensors");
+        for method in Resample::ALL {
+            let (_, _, mut enc) = tiny(1, 3, 4);
+            enc.spec.resample = method;
+            let bytes = encoder_to_bytes(&enc, &record()).unwrap();
+            let (back, _) = encoder_from_bytes(origin, bytes.clone()).unwrap();
+            assert_eq!(back.spec, enc.spec);
+            // Without the key (a file from before resampling was a setting): bilinear, and
+            // every parameter as saved.
+            let (old, _) = encoder_from_bytes(origin, without_metadata(&bytes, RESAMPLE)).unwrap();
+            assert_eq!(old.spec.resample, Resample::Bilinear);
+            assert_eq!(old.spec, crate::model::EncoderSpec { resample: Resample::Bilinear, ..enc.spec.clone() });
+            for ((_, a), (_, b)) in old.named_vars().iter().zip(enc.named_vars().iter()) {
+                let flat = |v: &candle_core::Var| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                assert_eq!(flat(a), flat(b));
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_resampling_is_a_data_error_naming_the_key() {
+        let (_, _, enc) = tiny(1, 3, 4);
+        let bytes = encoder_to_bytes(&enc, &record()).unwrap();
+        let key = b"\"resample\":\"bilinear\"";
+        let at = bytes.windows(key.len()).position(|w| w == key).expect("the key is in the header");
+        // A name of the same length, so the header's length prefix stays right.
+        let mut patched = bytes.clone();
+        patched[at..at + key.len()].copy_from_slice(b"\"resample\":\"triangle\"");
+        let err = encoder_from_bytes(Path::new("old.safetensors"), patched).unwrap_err().to_string();
+        assert!(err.contains("old.safetensors") && err.contains("resample") && err.contains("triangle"), "{err}");
+    }
 }

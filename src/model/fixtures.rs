@@ -30,7 +30,7 @@ pub fn tiny(seed: u64, grid: usize, d: usize) -> (PreparedFeatures, BrainTensors
     };
     let responses = arr(vec![n, v]);
     let coords = arr(vec![v, 3]);
-    let prepared = PreparedFeatures::new(&features, grid).expect("valid features");
+    let prepared = PreparedFeatures::new(&features, grid, crate::model::Resample::Bilinear).expect("valid features");
     let norm = CoordNorm::from_coords(&coords).expect("spread coordinates");
     let pe = norm.encode(&coords).expect("finite coordinates");
     let bt = BrainTensors {
@@ -42,6 +42,7 @@ pub fn tiny(seed: u64, grid: usize, d: usize) -> (PreparedFeatures, BrainTensors
         widths: prepared.widths.clone(),
         d,
         grid,
+        resample: prepared.resample,
         n_voxels: v,
         coord_norm: norm,
         layer_names: features.layer_names.clone(),

@@ -12,6 +12,7 @@ pub mod resample;
 pub mod selections;
 
 pub use encoder::{Encoder, EncoderSpec, Readout};
+pub use resample::Resample;
 pub use fit::{BrainTensors, FieldNames, FitConfig, FitStart, FitSummary, Progress, Split};
 pub use prepared::PreparedFeatures;
 pub use selections::Selections;

@@ -1,15 +1,20 @@
 //! A feature set made ready for fitting: every layer resampled to the shared grid (§3.1) once,
-//! stored cell-major for the channel alignment, with the global tokens beside it.
+//! stored cell-major for the channel alignment, with the global tokens beside it. Every fit,
+//! score, prediction and monitor observation prepares its features here, with the resampling
+//! its settings or its encoder name; `resample::Resample::kernel` decides what that means.
 
 use crate::data::Features;
 use crate::error::{Error, Result};
-use crate::model::resample::{resample, to_cells};
+use crate::model::encoder::EncoderSpec;
+use crate::model::resample::{resample, to_cells, Resample};
 use candle_core::{Device, Tensor};
 
 #[derive(Debug, Clone)]
 pub struct PreparedFeatures {
     pub n_images: usize,
     pub grid: usize,
+    /// How the layers were resized to the grid.
+    pub resample: Resample,
     pub widths: Vec<usize>,
     /// Per layer `[N, G·G, C_l]`.
     pub locals: Vec<Tensor>,
@@ -18,7 +23,12 @@ pub struct PreparedFeatures {
 }
 
 impl PreparedFeatures {
-    pub fn new(features: &Features, grid: usize) -> Result<Self> {
+    /// The features as an encoder with `spec` reads them (its grid and resampling).
+    pub fn for_encoder(features: &Features, spec: &EncoderSpec) -> Result<Self> {
+        Self::new(features, spec.grid, spec.resample)
+    }
+
+    pub fn new(features: &Features, grid: usize, method: Resample) -> Result<Self> {
         if features.layers.is_empty() {
             return Err(Error::invalid("the feature set has no layers"));
         }
@@ -36,7 +46,7 @@ impl PreparedFeatures {
                 )));
             }
             let c = local.shape[1];
-            let cells = to_cells(&resample(local, grid)?)?;
+            let cells = to_cells(&resample(local, grid, method)?)?;
             locals.push(Tensor::from_vec(cells.data, (n, grid * grid, c), &dev)?);
             let g = features.global(l);
             if g.shape != [n, c] {
@@ -45,7 +55,19 @@ impl PreparedFeatures {
             globals.push(Tensor::from_vec(g.data, (n, c), &dev)?);
             widths.push(c);
         }
-        Ok(Self { n_images: n, grid, widths, locals, globals })
+        Ok(Self { n_images: n, grid, resample: method, widths, locals, globals })
+    }
+
+    /// Checks that these features are what an encoder with `spec` reads: its layer widths, grid
+    /// and resampling (the one check, used by every trainer and predictor, CPU and GPU).
+    pub fn check_matches(&self, spec: &EncoderSpec) -> Result<()> {
+        if self.widths != spec.widths || self.grid != spec.grid || self.resample != spec.resample {
+            return Err(Error::mismatch(format!(
+                "features (widths {:?}, grid {}, {} resampling) do not match the encoder (widths {:?}, grid {}, {} resampling)",
+                self.widths, self.grid, self.resample, spec.widths, spec.grid, spec.resample
+            )));
+        }
+        Ok(())
     }
 
     /// The layers' tensors for the images `idx`.

@@ -392,7 +392,7 @@ impl Monitor {
     /// Per-voxel R² of the reference encoder on the held-out images of `f`.
     fn held_out_r2(&self, f: &Features) -> Result<Vec<f32>> {
         let sub = select_images(f, &self.split.val);
-        let prepared = PreparedFeatures::new(&sub, self.encoder.spec.grid)?;
+        let prepared = PreparedFeatures::for_encoder(&sub, &self.encoder.spec)?;
         let pred = self.predictor.predict_all(&prepared)?;
         Ok(r2_per_voxel(&pred, &self.val_target, self.split.val.len(), self.brain.n_voxels()))
     }
@@ -416,7 +416,7 @@ impl Monitor {
     }
 
     fn refit(&self, f: &Features) -> Result<RefitReport> {
-        let prepared = PreparedFeatures::new(f, self.encoder.spec.grid)?;
+        let prepared = PreparedFeatures::for_encoder(f, &self.encoder.spec)?;
         let cfg = FitConfig {
             val_fraction: self.record.val_fraction,
             max_steps: Some(self.config.refit_max_steps),

@@ -87,6 +87,7 @@ fn config_json(c: &MonitorConfig) -> String {
             "min_delta": f.min_delta,
             "d": f.d,
             "grid": f.grid,
+            "resample": f.resample.name(),
             "max_steps": f.max_steps,
             "max_seconds": opt_f64(f.max_seconds),
         }
@@ -120,6 +121,11 @@ fn parse_config(origin: &Path, s: &str) -> Result<MonitorConfig> {
         min_delta: num(f, "min_delta")?,
         d: int(f, "d")? as usize,
         grid: int(f, "grid")? as usize,
+        // States saved before the setting existed fitted with bilinear resampling.
+        resample: match f.get("resample").and_then(Value::as_str) {
+            None => crate::model::Resample::Bilinear,
+            Some(name) => crate::model::Resample::parse(name).map_err(|e| bad(e.to_string()))?,
+        },
         max_steps: f.get("max_steps").and_then(Value::as_u64).map(|x| x as usize),
         max_seconds: opt(f, "max_seconds"),
         ..FitConfig::default()

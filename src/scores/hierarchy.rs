@@ -69,6 +69,31 @@ pub fn argmax_layer(sel: &Selections) -> Vec<usize> {
     rows(sel).map(argmax_of).collect()
 }
 
+/// The largest layer probability minus the second largest (the whole largest one with a
+/// single layer): how clearly one layer wins.
+pub fn top_two_gap_of(p: &[f32]) -> f64 {
+    let (mut first, mut second) = (f64::NEG_INFINITY, 0.0f64);
+    for &x in p {
+        let x = x as f64;
+        if x > first {
+            second = first.max(0.0);
+            first = x;
+        } else if x > second {
+            second = x;
+        }
+    }
+    if p.is_empty() {
+        0.0
+    } else {
+        first - second
+    }
+}
+
+/// Per-voxel [`top_two_gap_of`].
+pub fn top_two_gap(sel: &Selections) -> Vec<f64> {
+    rows(sel).map(top_two_gap_of).collect()
+}
+
 /// Per-voxel normalised selection entropy `e_v`.
 pub fn selection_entropy(sel: &Selections) -> Vec<f64> {
     rows(sel).map(entropy_of).collect()

@@ -64,6 +64,24 @@ pub struct RoiSummary {
     pub mean_entropy: Option<f64>,
     /// Voxel count per argmax layer (length = number of layers).
     pub layer_histogram: Vec<usize>,
+    /// Share of the ROI's voxels whose layer choice is ambiguous: top two layer probabilities
+    /// within [`AMBIGUITY_MARGIN`]. `None` for an empty ROI (and in reports written before it).
+    #[serde(default)]
+    pub ambiguous: Option<f64>,
+}
+
+/// Two layer probabilities closer than this (absolute difference) make a voxel's layer choice
+/// ambiguous: the fit cannot tell those layers apart there (a late CNN layer can carry linearly
+/// what an early one does), so its argmax layer is not a finding.
+pub const AMBIGUITY_MARGIN: f64 = 0.1;
+
+/// How many voxels' layer choices are ambiguous (see [`AMBIGUITY_MARGIN`]).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct Ambiguity {
+    /// The margin: top two layer probabilities closer than this.
+    pub margin: f64,
+    /// Share of all voxels whose choice is ambiguous (per ROI: `rois[].ambiguous`).
+    pub share: f64,
 }
 
 pub use crate::model::FitSummary;
@@ -88,6 +106,14 @@ pub struct FitSettings {
     pub max_steps: Option<usize>,
     pub max_seconds: Option<f64>,
     pub readout: String,
+    /// How the layers' maps were resized to the grid (`bilinear`, `area` or `auto`); reports
+    /// written before the setting existed were fitted with `bilinear`.
+    #[serde(default = "bilinear")]
+    pub resample: String,
+}
+
+fn bilinear() -> String {
+    crate::model::Resample::Bilinear.name().to_string()
 }
 
 impl From<&FitConfig> for FitSettings {
@@ -110,6 +136,7 @@ impl From<&FitConfig> for FitSettings {
             max_steps: c.max_steps,
             max_seconds: c.max_seconds.filter(|s| s.is_finite()),
             readout: format!("{:?}", c.readout).to_lowercase(),
+            resample: c.resample.name().to_string(),
         }
     }
 }
@@ -200,6 +227,9 @@ pub struct Report {
     pub seeds: Option<SeedSpread>,
     pub rois: Vec<RoiSummary>,
     pub fit: Option<FitSummary>,
+    /// Ambiguous layer choices over all voxels (`None` in reports written before it).
+    #[serde(default)]
+    pub ambiguity: Option<Ambiguity>,
 }
 
 fn check_finite(name: &str, xs: &[f32]) -> Result<()> {
@@ -290,6 +320,8 @@ impl Report {
         let depth = hierarchy::voxel_depth(sel);
         let argmax = hierarchy::argmax_layer(sel);
         let entropy = hierarchy::selection_entropy(sel);
+        let ambiguous: Vec<f64> =
+            hierarchy::top_two_gap(sel).iter().map(|&g| if g < AMBIGUITY_MARGIN { 1.0 } else { 0.0 }).collect();
         let hierarchy_scores = HierarchyScores::from_depth(
             &depth,
             &brain.roi,
@@ -342,6 +374,7 @@ impl Report {
                     mean_scale: mean_over(&sel.scale, idx),
                     mean_entropy: mean_over(&entropy, idx),
                     layer_histogram,
+                    ambiguous: mean_over(&ambiguous, idx),
                 }
             })
             .collect();
@@ -366,6 +399,10 @@ impl Report {
             seeds: None,
             rois,
             fit,
+            ambiguity: Some(Ambiguity {
+                margin: AMBIGUITY_MARGIN,
+                share: ambiguous.iter().sum::<f64>() / v as f64,
+            }),
         })
     }
 
@@ -511,6 +548,19 @@ impl Report {
             }
             _ => {}
         }
+        if let Some(a) = &self.ambiguity {
+            let by_roi: Vec<String> = self
+                .rois
+                .iter()
+                .filter_map(|r| r.ambiguous.map(|x| format!("{} {:.0} %", r.name, 100.0 * x)))
+                .collect();
+            s += &format!(
+                "\nambiguous layer choice (top two layer probabilities within {}): {:.1} % of voxels{}",
+                a.margin,
+                100.0 * a.share,
+                if by_roi.is_empty() { String::new() } else { format!(" ({})", by_roi.join(", ")) }
+            );
+        }
         if let Some(sp) = &self.seeds {
             let f = |x: &Option<Spread>| x.as_ref().map(|x| format!("{:.3} ± {:.3}", x.mean, x.std)).unwrap_or("-".into());
             s += &format!(
@@ -588,6 +638,38 @@ mod tests {
             Some(fit),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn ambiguous_layer_choices_per_roi() {
+        // Gaps between the top two probabilities: .05 (ambiguous), .3, 0 (a tie), .01, 1, .15.
+        #[rustfmt::skip]
+        let p = vec![
+            0.5, 0.45, 0.05,
+            0.6, 0.3, 0.1,
+            0.4, 0.2, 0.4,
+            0.34, 0.33, 0.33,
+            0.0, 0.0, 1.0,
+            0.55, 0.05, 0.4,
+        ];
+        let (mut sel, brain) = toy();
+        sel.layer_probs = Array::new(vec![6, 3], p).unwrap();
+        let gaps = hierarchy::top_two_gap(&sel);
+        for (g, want) in gaps.iter().zip([0.05, 0.3, 0.0, 0.01, 1.0, 0.15]) {
+            assert!((g - want).abs() < 1e-6, "{gaps:?}");
+        }
+        let rep = Report::compute("toy", "factortopy", &[], &sel, &[0.1; 6], &[0.1; 6], &brain, false, None).unwrap();
+        // ROIs [0, 0, 1, 2, -1, 2]: V1 {.05, .3} → 1/2; hV4 {0} → 1; FFA {.01, .15} → 1/2;
+        // the voxel without an ROI counts only in the overall share (3 of 6).
+        let amb: Vec<Option<f64>> = rep.rois.iter().map(|r| r.ambiguous).collect();
+        assert_eq!(amb, vec![Some(0.5), Some(1.0), Some(0.5), None]);
+        let a = rep.ambiguity.unwrap();
+        assert_eq!((a.margin, a.share), (AMBIGUITY_MARGIN, 0.5));
+        let head = rep.headline();
+        assert!(head.contains("ambiguous layer choice (top two layer probabilities within 0.1): 50.0 % of voxels"), "{head}");
+        assert!(head.contains("(V1 50 %, hV4 100 %, FFA 50 %)"), "{head}");
+        // A single layer is never ambiguous.
+        assert_eq!(hierarchy::top_two_gap_of(&[1.0]), 1.0);
     }
 
     #[test]

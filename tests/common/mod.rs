@@ -45,12 +45,13 @@ pub fn small_problem(seed: u64) -> (PreparedFeatures, BrainTensors, Encoder, Spl
         seed,
         ..SynthConfig::default()
     });
-    let prepared = PreparedFeatures::new(&syn.features, 4).unwrap();
+    let prepared = PreparedFeatures::new(&syn.features, 4, factortopy::model::Resample::Bilinear).unwrap();
     let bt = BrainTensors::new(&brain, None).unwrap();
     let spec = EncoderSpec {
         widths: prepared.widths.clone(),
         d: 16,
         grid: 4,
+        resample: prepared.resample,
         n_voxels: brain.n_voxels(),
         coord_norm: bt.coord_norm,
         layer_names: syn.features.layer_names.clone(),

@@ -45,12 +45,7 @@ pub const EVAL_CHUNK: usize = 32;
 
 /// Checks that the features, the brain and the encoder belong together.
 fn check_inputs(spec: &EncoderSpec, prepared: &PreparedFeatures, n: usize, v: usize, pe_len: usize) -> Result<()> {
-    if prepared.widths != spec.widths || prepared.grid != spec.grid {
-        return Err(Error::mismatch(format!(
-            "features (widths {:?}, grid {}) do not match the encoder (widths {:?}, grid {})",
-            prepared.widths, prepared.grid, spec.widths, spec.grid
-        )));
-    }
+    prepared.check_matches(spec)?;
     if n != prepared.n_images || v != spec.n_voxels {
         return Err(Error::mismatch(format!(
             "responses are [{n}, {v}] but the features have {} images and the encoder {} voxels",

@@ -50,12 +50,7 @@ impl FastPredictor {
 
     /// Predictions `[idx.len(), V]`, row-major, for the images `idx` of `prepared`.
     pub fn predict(&self, prepared: &PreparedFeatures, idx: &[usize]) -> Result<Vec<f32>> {
-        if prepared.widths != self.spec.widths || prepared.grid != self.spec.grid {
-            return Err(Error::mismatch(format!(
-                "features (widths {:?}, grid {}) do not match the encoder (widths {:?}, grid {})",
-                prepared.widths, prepared.grid, self.spec.widths, self.spec.grid
-            )));
-        }
+        prepared.check_matches(&self.spec)?;
         check_indices(idx, prepared.n_images)?;
         let x = align::Held::new(prepared)?;
         let (l, d, gg) = (self.lay.l, self.lay.d, self.spec.grid * self.spec.grid);

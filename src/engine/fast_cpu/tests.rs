@@ -40,7 +40,7 @@ fn problem(n: usize, v: usize, maps: &[(usize, usize, usize)], d: usize, g: usiz
     // Responses on the scale of the predictions, so both smooth-L1 branches occur.
     let responses = randn(vec![n, v], 0.3);
     let coords = randn(vec![v, 3], 10.0);
-    let prepared = PreparedFeatures::new(&features, g).unwrap();
+    let prepared = PreparedFeatures::new(&features, g, crate::model::Resample::Bilinear).unwrap();
     let norm = CoordNorm::from_coords(&coords).unwrap();
     let pe = norm.encode(&coords).unwrap();
     let bt = BrainTensors {
@@ -52,6 +52,7 @@ fn problem(n: usize, v: usize, maps: &[(usize, usize, usize)], d: usize, g: usiz
         widths: prepared.widths.clone(),
         d,
         grid: g,
+        resample: prepared.resample,
         n_voxels: v,
         coord_norm: norm,
         layer_names: features.layer_names.clone(),
