@@ -41,7 +41,9 @@
  * - Versioning of options: an options struct is frozen once released. A new setting never
  *   changes an existing struct's layout; it arrives as an argument of a new entry point (the
  *   device, for example, through the `_on` variants of ft_fit_new, ft_fit_load, ft_rank and
- *   ft_monitor_new*), so a program compiled against an older header keeps working unchanged.
+ *   ft_monitor_new*, the grid resampling through ft_fit_new_resampled, ft_rank_resampled and
+ *   ft_monitor_new_resampled), so a program compiled against an older header keeps working
+ *   unchanged, with the same results.
  *
  * THREAD SAFETY (per handle)
  *
@@ -814,6 +816,17 @@ enum ft_status ft_fit_options_default(struct ft_fit_options *out);
 enum ft_status ft_fit_options_preset(const char *name, struct ft_fit_options *out);
 
 /**
+ * Writes the grid resampling of a named preset into `*out` (a static string, never freed):
+ * `"bilinear"` for `"design"` (DESIGN §3.1), `"auto"` for `"fast"`. `ft_fit_options` has no
+ * field for it (the struct is frozen); pass it to `ft_fit_new_resampled` and the other
+ * `_resampled` entry points.
+ *
+ * # Safety
+ * `name` is a NUL-terminated string; `out` is valid for writes.
+ */
+enum ft_status ft_fit_options_preset_resample(const char *name, const char **out);
+
+/**
  * Frees a fit (NULL is a no-op).
  *
  * # Safety
@@ -1235,6 +1248,52 @@ enum ft_status ft_rank(const struct ft_features *const *networks,
                        const struct ft_fit_options *options,
                        int32_t method,
                        char **out);
+
+/**
+ * `ft_fit_new_on` with the grid resampling chosen: `resample` is `"bilinear"`, `"area"` or
+ * `"auto"` (NULL: `"auto"`, area averaging where a layer's map is larger than the grid and
+ * bilinear where it is smaller). The choice is saved with the encoder (`ft_fit_save_encoder`)
+ * and used again wherever that encoder reads features. `ft_fit_new` and `ft_fit_new_on`
+ * resample bilinearly, as they did before this entry point existed.
+ *
+ * # Safety
+ * As `ft_fit_new_on`; `resample` is NULL or a NUL-terminated string.
+ */
+enum ft_status ft_fit_new_resampled(const struct ft_features *features,
+                                    const struct ft_brain *brain,
+                                    const struct ft_fit_options *options,
+                                    const char *device,
+                                    const char *resample,
+                                    struct ft_fit **out);
+
+/**
+ * `ft_rank_on` with the grid resampling chosen (see `ft_fit_new_resampled`).
+ *
+ * # Safety
+ * As `ft_rank_on`; `resample` is NULL or a NUL-terminated string.
+ */
+enum ft_status ft_rank_resampled(const struct ft_features *const *networks,
+                                 size_t n_networks,
+                                 const struct ft_brain *brain,
+                                 const struct ft_fit_options *options,
+                                 int32_t method,
+                                 const char *device,
+                                 const char *resample,
+                                 char **out);
+
+/**
+ * `ft_monitor_new_on` with the reference fit's grid resampling chosen (see
+ * `ft_fit_new_resampled`). A monitor made from a saved encoder uses the encoder's.
+ *
+ * # Safety
+ * As `ft_monitor_new_on`; `resample` is NULL or a NUL-terminated string.
+ */
+enum ft_status ft_monitor_new_resampled(const struct ft_brain *brain,
+                                        const struct ft_features *reference,
+                                        const struct ft_monitor_options *options,
+                                        const char *device,
+                                        const char *resample,
+                                        struct ft_monitor **out);
 
 /**
  * Draws the pictures of a fit saved by `factortopy fit` in `fit_dir` (report.json,
