@@ -798,7 +798,11 @@ enum ft_status ft_synth_plant(const struct ft_features *features,
                               struct ft_brain **out);
 
 /**
- * Writes the default fit settings into `*out`.
+ * Writes DESIGN §3.5's fit settings into `*out` (lr 1e-3, batch 8, warm-up over 2000 steps,
+ * patience 5, at most 40 epochs; the `"design"` preset), as every release has: a program that
+ * fills its options with this keeps its results. The default schedule, which follows the
+ * probe-set size and is what NULL options mean in `ft_fit_new`, `ft_rank` and `ft_monitor_new`,
+ * is `ft_fit_options_for_images`.
  *
  * # Safety
  * `out` is valid for writes.
@@ -806,9 +810,21 @@ enum ft_status ft_synth_plant(const struct ft_features *features,
 enum ft_status ft_fit_options_default(struct ft_fit_options *out);
 
 /**
- * Writes a named preset of fit settings into `*out`: `"design"` (DESIGN §3.6: lr 1e-3, batch
+ * Writes the default fit settings for a probe set of `n_images` images into `*out` (the CLI's
+ * `--preset auto`; what NULL options mean): lr 1e-2, batch 32, the warm-up over 150 optimiser
+ * steps, patience about 60 steps (at least 2 epochs) and at most about 1200 steps (3 to 40
+ * epochs). Pass the `n_images` of `ft_brain_shape`.
+ *
+ * # Safety
+ * `out` is valid for writes.
+ */
+enum ft_status ft_fit_options_for_images(size_t n_images, struct ft_fit_options *out);
+
+/**
+ * Writes a named preset of fit settings into `*out`: `"design"` (DESIGN §3.5: lr 1e-3, batch
  * 8; the same as `ft_fit_options_default`) or `"fast"` (lr 1e-2, batch 32, regulariser over 300
- * steps, patience 3: the CLI's `--preset fast`, for small probe sets and quick monitors).
+ * steps, patience 3: the CLI's `--preset fast`). The `"auto"` preset depends on the probe-set
+ * size: `ft_fit_options_for_images`.
  *
  * # Safety
  * `name` is a NUL-terminated string; `out` is valid for writes.
@@ -860,12 +876,22 @@ enum ft_status ft_fit_report_json(const struct ft_fit *fit, char **out);
 enum ft_status ft_fit_save_encoder(const struct ft_fit *fit, const char *path);
 
 /**
- * Writes the default monitor settings into `*out`.
+ * Writes the default monitor settings into `*out`, with `ft_fit_options_default`'s fit settings
+ * (DESIGN §3.5). NULL options in `ft_monitor_new` mean `ft_monitor_options_for_images` instead.
  *
  * # Safety
  * `out` is valid for writes.
  */
 enum ft_status ft_monitor_options_default(struct ft_monitor_options *out);
+
+/**
+ * Writes the default monitor settings for a probe set of `n_images` images into `*out`: the
+ * reference fit and refits run `ft_fit_options_for_images`'s schedule (what NULL options mean).
+ *
+ * # Safety
+ * `out` is valid for writes.
+ */
+enum ft_status ft_monitor_options_for_images(size_t n_images, struct ft_monitor_options *out);
 
 /**
  * Observes the network at training step `step` through its probe-set features. On success
@@ -1167,7 +1193,8 @@ enum ft_status ft_predict_encoder(const char *encoder_path,
                                   size_t capacity);
 
 /**
- * Fits an encoder of `features` to `brain` and scores it. `options` NULL: defaults. Long: runs
+ * Fits an encoder of `features` to `brain` and scores it. `options` NULL: the default schedule
+ * for the brain's number of images (`ft_fit_options_for_images`). Long: runs
  * the whole fit on the calling thread (using the library's worker threads).
  *
  * Runs on the CPU: the `_on` variant with `device` NULL.
@@ -1197,7 +1224,8 @@ enum ft_status ft_fit_load(const char *encoder_path,
 
 /**
  * Creates a monitor: fits the reference encoder on `reference` (the network before
- * fine-tuning) and caches the reference statistics. `options` NULL: defaults. The brain and
+ * fine-tuning) and caches the reference statistics. `options` NULL: the defaults for the
+ * brain's number of images (`ft_monitor_options_for_images`). The brain and
  * features are copied; the handles can be freed afterwards.
  *
  * Runs on the CPU: the `_on` variant with `device` NULL.
@@ -1234,7 +1262,8 @@ enum ft_status ft_monitor_new_from_encoder(const struct ft_brain *brain,
  * interval, 1000 resamples), `p_slope` (permutation p-value) and `vs_next` (paired bootstrap
  * test of the slope difference with the next row)); `slope`, `b0`, `b1` and `spearman` are
  * `null` when undefined, and such rows rank last. Free it with `ft_string_free`. `options`
- * NULL: defaults (`weighted` is honoured); `method` is an `ft_rank_method` value.
+ * NULL: the default schedule for the brain's number of images (`ft_fit_options_for_images`);
+ * `weighted` is honoured; `method` is an `ft_rank_method` value.
  *
  * Runs on the CPU: the `_on` variant with `device` NULL.
  *

@@ -143,12 +143,13 @@ fn unique_names(networks: &[&Features]) -> Vec<String> {
 
 /// Fits every network against `brain` (same split and seed) and returns the rows sorted by
 /// slope, best first (ties: larger Spearman ρ, then input order). `progress` is called with
-/// (index, name) before each fit.
+/// (index, name) before each fit, `on_event` with each fit's epochs (or ridge layers).
 pub fn rank_with_progress(
     brain: &Brain,
     networks: &[&Features],
     cfg: &RankConfig,
     mut progress: Option<&mut dyn FnMut(usize, &str)>,
+    mut on_event: crate::engine::OnEvent<'_>,
 ) -> Result<Ranking> {
     if networks.is_empty() {
         return Err(Error::invalid("rank needs at least one network"));
@@ -165,7 +166,11 @@ pub fn rank_with_progress(
             cb(i, &names[i]);
         }
         let t0 = Instant::now();
-        let report = cfg.estimator.fit(f, brain, None)?.report().clone();
+        let events: crate::engine::OnEvent<'_> = match on_event.as_mut() {
+            Some(cb) => Some(&mut **cb),
+            None => None,
+        };
+        let report = cfg.estimator.fit(f, brain, events)?.report().clone();
         rows.push(row_of(i, names[i].clone(), &report, t0.elapsed().as_secs_f64()));
         reports.push(report);
     }
@@ -211,7 +216,7 @@ fn cmp_opt(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
 /// [`rank_with_progress`] without progress, returning only the rows (best first).
 pub fn rank(brain: &Brain, networks: &[Features], cfg: &RankConfig) -> Result<Vec<RankRow>> {
     let refs: Vec<&Features> = networks.iter().collect();
-    Ok(rank_with_progress(brain, &refs, cfg, None)?.rows)
+    Ok(rank_with_progress(brain, &refs, cfg, None, None)?.rows)
 }
 
 /// Pretty JSON of ranked rows (what [`rank`] returns), for the C ABI and other hosts.

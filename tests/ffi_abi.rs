@@ -236,6 +236,17 @@ fn null_arguments_are_errors_and_outputs_stay_untouched() {
         assert_eq!(ft_fit_options_default(null_mut()), ft_status::FT_ERR_NULL);
         assert_eq!(ft_fit_options_default(&mut fo), ft_status::FT_OK);
         assert_eq!(fo.d, 128);
+        // The default stays DESIGN §3.5 (frozen); the schedule for N images is its own call.
+        assert_eq!((fo.lr, fo.batch_size, fo.reg_steps, fo.patience, fo.max_epochs), (1e-3, 8, 2000, 5, 40));
+        assert_eq!(ft_fit_options_for_images(800, null_mut()), ft_status::FT_ERR_NULL);
+        assert_eq!(ft_fit_options_for_images(800, &mut fo), ft_status::FT_OK);
+        assert_eq!((fo.lr, fo.batch_size, fo.reg_steps, fo.patience, fo.max_epochs), (1e-2, 32, 150, 3, 40));
+        let mut mo = std::mem::zeroed::<ft_monitor_options>();
+        assert_eq!(ft_monitor_options_for_images(800, &mut mo), ft_status::FT_OK);
+        assert_eq!((mo.fit.patience, mo.fit.max_epochs), (3, 40));
+        let auto = CString::new("auto").unwrap();
+        assert_eq!(ft_fit_options_preset(auto.as_ptr(), &mut fo), ft_status::FT_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("ft_fit_options_for_images"));
         let mut r = 0x10 as *mut ft_step_report;
         assert_eq!(ft_monitor_observe(null_mut(), 0, null(), &mut r), ft_status::FT_ERR_NULL);
         assert_eq!(r, 0x10 as *mut ft_step_report);

@@ -269,6 +269,8 @@ _SIGNATURES = {
     "ft_synth_plant": ([_handle, _P(FtSynthOptions), c_char_p, _P(_handle)], _status),
     "ft_fit_options_default": ([_P(FtFitOptions)], _status),
     "ft_fit_options_preset": ([c_char_p, _P(FtFitOptions)], _status),
+    "ft_fit_options_for_images": ([c_size_t, _P(FtFitOptions)], _status),
+    "ft_monitor_options_for_images": ([c_size_t, _P(FtMonitorOptions)], _status),
     "ft_fit_new": ([_handle, _handle, _P(FtFitOptions), _P(_handle)], _status),
     "ft_fit_load": ([c_char_p, _handle, _handle, c_int32, _P(_handle)], _status),
     "ft_fit_free": ([_handle], None),

@@ -13,24 +13,31 @@ from .data import Brain, Features, _Handle, _new_handle
 
 
 class FitOptions:
-    """Settings of a fit. ``FitOptions()`` is DESIGN §3.6's (lr 1e-3, batch 8);
-    ``FitOptions.preset("fast")`` is the CLI's ``--preset fast`` (lr 1e-2, batch 32), suited to small
-    probe sets. Any field can be overridden by keyword: seed, val_fraction, max_epochs,
-    batch_size, lr, weight_decay, d, grid, patience, reg_steps, max_steps (0: none), max_seconds
-    (0: none), weighted (bool), ``device``: ``"cpu"`` (default) or ``"cuda:N"`` (a library
-    built with the ``cuda`` feature on a machine with an NVIDIA driver; anything with a torch
-    ``device`` string works too), and ``resample``: how each layer's map is resized to the grid,
-    ``"bilinear"`` (DESIGN §3.1, the ``design`` preset's), ``"area"`` (each cell the exact average
-    of the pixels it covers) or ``"auto"`` (area where a map shrinks, bilinear where it grows;
-    every other preset's). The resampling is saved with the encoder."""
+    """Settings of a fit. ``FitOptions()`` is the default schedule (the CLI's ``--preset auto``):
+    learning rate, batch, warm-up, patience and maximum epochs follow the number of probe images,
+    so they are set when the fit starts (``struct(n_images)``; reading one of them before gives
+    ``None`` unless you set it). ``FitOptions.preset("design")`` is DESIGN §3 exactly (lr 1e-3,
+    batch 8, warm-up over 2000 steps, bilinear resampling; made for ~10 000 images) and
+    ``FitOptions.preset("fast")`` the CLI's ``--preset fast`` (lr 1e-2, batch 32). Any field can
+    be overridden by keyword: seed, val_fraction, max_epochs, batch_size, lr, weight_decay, d,
+    grid, patience, reg_steps, max_steps (0: none), max_seconds (0: none), weighted (bool),
+    ``device``: ``"cpu"`` (default) or ``"cuda:N"`` (a library built with the ``cuda`` feature on
+    a machine with an NVIDIA driver; anything with a torch ``device`` string works too), and
+    ``resample``: how each layer's map is resized to the grid, ``"bilinear"`` (DESIGN §3.1, the
+    ``design`` preset's), ``"area"`` (each cell the exact average of the pixels it covers) or
+    ``"auto"`` (area where a map shrinks, bilinear where it grows; every other preset's). The
+    resampling is saved with the encoder."""
 
     FIELDS = tuple(name for name, _ in FtFitOptions._fields_) + ("device", "resample")
     RESAMPLE = ("bilinear", "area", "auto")
+    #: The fields the ``auto`` preset sets from the number of probe images.
+    SCHEDULE = ("max_epochs", "batch_size", "lr", "patience", "reg_steps")
 
-    def __init__(self, preset: str = "design", **overrides):
-        self._c = FtFitOptions()
+    def __init__(self, preset: str = "auto", **overrides):
+        self.preset_name = preset
         self.device = "cpu"
-        call("ft_fit_options_preset", preset.encode(), ctypes.byref(self._c))
+        self._overrides: dict = {}
+        self._base(1)  # an unknown preset fails here
         method = ctypes.c_char_p()
         call("ft_fit_options_preset_resample", preset.encode(), ctypes.byref(method))
         self.resample = method.value.decode()
@@ -40,7 +47,23 @@ class FitOptions:
     def preset(cls, name: str, **overrides) -> "FitOptions":
         return cls(name, **overrides)
 
+    def _base(self, n_images: int) -> FtFitOptions:
+        c = FtFitOptions()
+        if self.preset_name == "auto":
+            call("ft_fit_options_for_images", c_size_t(n_images), ctypes.byref(c))
+        else:
+            call("ft_fit_options_preset", self.preset_name.encode(), ctypes.byref(c))
+        return c
+
+    def struct(self, n_images: int) -> FtFitOptions:
+        """The C settings for a probe set of ``n_images`` images: the preset's, then the overrides."""
+        c = self._base(n_images)
+        for k, v in self._overrides.items():
+            set_field(c, k, v)
+        return c
+
     def update(self, **overrides) -> "FitOptions":
+        scratch = self.struct(1)
         for k, v in overrides.items():
             if k not in self.FIELDS:
                 raise TypeError(f"unknown fit option {k!r}; expected one of {', '.join(self.FIELDS)}")
@@ -51,30 +74,36 @@ class FitOptions:
                     raise ValueError(f"unknown resample {v!r}; expected one of {', '.join(self.RESAMPLE)}")
                 self.resample = v
             else:
-                set_field(self._c, k, int(bool(v)) if k == "weighted" else v)
+                v = int(bool(v)) if k == "weighted" else v
+                set_field(scratch, k, v)  # range-checked now, not at fit time
+                self._overrides[k] = v
         return self
+
+    def copy(self) -> "FitOptions":
+        c = FitOptions.__new__(FitOptions)
+        c.preset_name, c.device, c._overrides = self.preset_name, self.device, dict(self._overrides)
+        c.resample = self.resample
+        return c
 
     def __getattr__(self, name):
         if name in FitOptions.FIELDS and name not in ("device", "resample"):
-            return getattr(self._c, name)
+            if self.preset_name == "auto" and name in FitOptions.SCHEDULE and name not in self._overrides:
+                return None
+            return getattr(self.struct(1), name)
         raise AttributeError(name)
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.FIELDS}
 
     def __repr__(self) -> str:
-        return f"FitOptions({self.as_dict()})"
+        return f"FitOptions({self.preset_name!r}, {self.as_dict()})"
 
 
 def _options(options: FitOptions | None, overrides: dict) -> FitOptions:
     if options is None:
         return FitOptions(**overrides)
     if overrides:
-        copy = FitOptions.__new__(FitOptions)
-        copy._c = FtFitOptions.from_buffer_copy(options._c)
-        copy.device = options.device
-        copy.resample = options.resample
-        return copy.update(**overrides)
+        return options.copy().update(**overrides)
     return options
 
 
@@ -137,7 +166,7 @@ def fit(features: Features, brain: Brain, options: FitOptions | None = None, **o
             "ft_fit_new_resampled",
             features.handle,
             brain.handle,
-            ctypes.byref(o._c),
+            ctypes.byref(o.struct(brain.n_images)),
             o.device.encode(),
             o.resample.encode(),
         )
@@ -235,7 +264,7 @@ def rank(
         arr,
         len(nets),
         brain.handle,
-        ctypes.byref(o._c),
+        ctypes.byref(o.struct(brain.n_images)),
         _METHODS[method],
         o.device.encode(),
         o.resample.encode(),

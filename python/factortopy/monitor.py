@@ -33,8 +33,9 @@ class MonitorOptions:
                 v = math.inf
             set_field(self._c, k, v)
 
-    def struct(self) -> FtMonitorOptions:
-        self._c.fit = self.fit._c
+    def struct(self, n_images: int) -> FtMonitorOptions:
+        """The C settings for a probe set of ``n_images`` images (the fit's schedule follows it)."""
+        self._c.fit = self.fit.struct(n_images)
         return self._c
 
     def __getattr__(self, name):
@@ -102,7 +103,7 @@ class Monitor(_Handle):
         """``device`` (``"cpu"``, ``"cuda:N"`` or a ``torch.device``) is where the reference fit,
         retention and refits run; default: the options' ``fit.device`` (``"cpu"``)."""
         o = options if options is not None else MonitorOptions()
-        c = o.struct()
+        c = o.struct(brain.n_images)
         dev = device_name(device if device is not None else o.fit.device).encode()
         if encoder_path is None:
             ptr = _new_handle(

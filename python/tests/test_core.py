@@ -136,6 +136,21 @@ def test_fit_score_and_saved_encoder(tmp_path, features, brain, fast):
         ft.FitOptions.preset("turbo")
 
 
+def test_default_options_follow_the_probe_set_size():
+    # The default schedule is set when the fit starts, from the number of images (issue 11):
+    # lr 1e-2, batch 32, warm-up 150 steps; 800 images (720 train, 23 steps an epoch) give
+    # patience 3 and at most 40 epochs, 10 000 images patience 2 and 5 epochs.
+    o = ft.FitOptions()
+    assert o.lr is None and o.max_epochs is None and o.grid == 8
+    c = o.struct(800)
+    assert (c.lr, c.batch_size, c.reg_steps, c.patience, c.max_epochs) == (1e-2, 32, 150, 3, 40)
+    assert (o.struct(10_000).patience, o.struct(10_000).max_epochs) == (2, 5)
+    # Overrides win over the schedule; "design" is DESIGN §3.5 at any size.
+    assert ft.FitOptions(max_epochs=7).struct(800).max_epochs == 7
+    d = ft.FitOptions.preset("design").struct(800)
+    assert (d.lr, d.batch_size, d.reg_steps, d.patience, d.max_epochs) == (1e-3, 8, 2000, 5, 40)
+
+
 def test_rank_orders_the_real_network_above_its_reversal(features, brain, fast):
     reversed_ = ft.Features([features.layer(l)[0] for l in reversed(range(features.n_layers))])
     ranking = ft.rank({"reversed": reversed_, "real": features}, brain, fast, method="ridge")

@@ -3,7 +3,8 @@
 
 use crate::cli::fit_ridge::RidgeArgs;
 use crate::cli::load_inputs;
-use crate::cli::train_args::{estimator, print_event, DeviceArgs, TrainArgs};
+use crate::cli::progress::FitProgress;
+use crate::cli::train_args::{check_flags, describe_schedule, DeviceArgs, TrainArgs};
 use crate::engine::{FitEvent, Fitted, Method};
 use crate::cli::uncertainty::UncertaintyArgs;
 use crate::error::{Error, Result};
@@ -42,7 +43,7 @@ pub struct FitArgs {
     /// --bootstrap resamples are split over the fits); the outputs are the first seed's fit.
     #[arg(long, value_name = "K", default_value_t = 1)]
     pub seeds: usize,
-    /// No per-epoch progress lines.
+    /// No progress (the bar on a terminal, one line per epoch or ridge layer otherwise).
     #[arg(long)]
     pub quiet: bool,
     /// Write no pictures (the maps and overview.png; `factortopy plot` draws them later).
@@ -64,19 +65,19 @@ pub fn run(a: FitArgs) -> Result<i32> {
             "--seeds applies to the factortopy method (the ridge baseline has no random initialisation)",
         ));
     }
-    let mut est = estimator(a.method, &a.device, &a.train, a.weighted, &a.uncertainty);
+    // The fit settings are named as the flags that set them.
+    let mut est = check_flags(a.method, &a.device, &a.train, a.weighted, &a.uncertainty)?;
     if a.method == Method::Ridge {
         est.ridge = a.ridge.config()?;
     }
-    // The fit settings are named as the flags that set them.
-    est.fit.validate_as(&crate::model::FieldNames::CLI)?;
-    est.validate()?;
     // Read a comparison first so a bad path fails before the fit.
     let compare = match (a.method, &a.ridge.compare) {
         (Method::Ridge, Some(dir)) => Some(crate::cli::fit_ridge::read_compare(dir)?),
         _ => None,
     };
     let (features, brain) = load_inputs(&a.features, &a.brain)?;
+    // The schedule follows the probe-set size.
+    est.fit = a.train.config(brain.n_images());
     crate::data::limits::held_out("--val-fraction", brain.n_images(), est.fit.val_fraction)?;
     // Check the destination before fitting so a long fit never ends in an unwritable directory,
     // but after validating the inputs so bad inputs leave nothing behind; a fit that fails
@@ -91,15 +92,24 @@ pub fn run(a: FitArgs) -> Result<i32> {
         est.method,
         est.device
     );
-    let mut cb = |e: FitEvent<'_>| print_event(e);
-    let quiet = a.quiet;
+    if a.method == Method::Factortopy && !a.quiet {
+        eprintln!("{}", describe_schedule(a.train.preset, &est.fit));
+    }
+    // The bar (a terminal), plain lines (a file or pipe) or nothing (--quiet), on stderr.
+    let progress = std::cell::RefCell::new(FitProgress::stderr(a.quiet));
+    progress.borrow_mut().set_ridge_layers(features.n_layers());
+    let mut cb = |e: FitEvent<'_>| progress.borrow_mut().event(e);
     let mut seed_cb = |seed: u64, r: &crate::scores::Report| {
-        if !quiet {
-            let f = |x: Option<f64>| x.map_or("null".to_string(), |x| format!("{x:.3}"));
-            eprintln!("seed {seed}: slope {}  spearman {}  mean R² {:.4}", f(r.hierarchy.slope), f(r.hierarchy.spearman), r.r2.mean);
-        }
+        let f = |x: Option<f64>| x.map_or("null".to_string(), |x| format!("{x:.3}"));
+        progress.borrow_mut().message(&format!(
+            "seed {seed}: slope {}  spearman {}  mean R² {:.4}",
+            f(r.hierarchy.slope),
+            f(r.hierarchy.spearman),
+            r.r2.mean
+        ));
     };
     let fitted = est.fit_seeds(&features, &brain, a.seeds, if a.quiet { None } else { Some(&mut cb) }, Some(&mut seed_cb))?;
+    progress.borrow_mut().end_line();
     match fitted {
         Fitted::Ridge(fit) => {
             let code = crate::cli::fit_ridge::finish(&a.out, &fit, &brain, compare)?;

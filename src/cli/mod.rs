@@ -12,6 +12,7 @@ pub mod import_algonauts;
 pub mod monitor;
 pub mod plot;
 pub mod predict;
+pub mod progress;
 pub mod rank;
 pub mod score;
 pub mod synth;

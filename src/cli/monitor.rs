@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::cli::train_args::{print_progress, DeviceArgs, TrainArgs};
+use crate::cli::progress::FitProgress;
+use crate::cli::train_args::{describe_schedule, DeviceArgs, TrainArgs, FLAG_CHECK_IMAGES};
 use crate::data::{Brain, Features};
 use crate::error::{Error, Result};
 use crate::monitor::{Monitor, MonitorConfig};
@@ -60,7 +61,7 @@ pub struct MonitorArgs {
     /// Exit with status 3 if any checkpoint raises `should_stop`.
     #[arg(long)]
     pub fail_on_stop: bool,
-    /// No per-epoch progress lines.
+    /// No progress of the reference fit (the bar on a terminal, one line per epoch otherwise).
     #[arg(long)]
     pub quiet: bool,
 }
@@ -73,8 +74,10 @@ pub fn run(a: MonitorArgs) -> Result<i32> {
             a.checkpoints.len()
         )));
     }
-    let fit = a.train.config();
-    let config = MonitorConfig {
+    // The reference fit's schedule follows the probe-set size, known once the brain is read.
+    let config_for = |n_images: usize| {
+        let fit = a.train.config(n_images);
+        MonitorConfig {
         held_out_fraction: fit.val_fraction,
         fit,
         refit_every: a.refit_every,
@@ -83,10 +86,13 @@ pub fn run(a: MonitorArgs) -> Result<i32> {
         forgetting_threshold: a.threshold,
         weighted: a.weighted,
         device: a.device.device,
+    }
     };
-    // The held-out fraction is the --val-fraction flag here.
-    config.validate_as(&crate::model::FieldNames::CLI)?;
+    // The held-out fraction is the --val-fraction flag here. Every schedule a preset produces is
+    // valid, so the flags are checked before any input is read on a nominal size.
+    config_for(FLAG_CHECK_IMAGES).validate_as(&crate::model::FieldNames::CLI)?;
     let brain = Brain::load(&a.brain)?;
+    let config = config_for(brain.n_images());
     let reference = Features::load(&a.reference)?;
     crate::data::check_pair(&reference, &a.reference.display().to_string(), &brain, &a.brain.display().to_string())?;
     if a.encoder.is_none() {
@@ -112,7 +118,11 @@ pub fn run(a: MonitorArgs) -> Result<i32> {
                 brain.n_voxels(),
                 brain.n_images()
             );
-            let mut cb = print_progress;
+            if !a.quiet {
+                eprintln!("{}", describe_schedule(a.train.preset, &config.fit));
+            }
+            let mut progress = FitProgress::stderr(a.quiet);
+            let mut cb = |p: &crate::model::Progress| progress.epoch(p);
             Monitor::new(&brain, &reference, config, if a.quiet { None } else { Some(&mut cb) })?
         }
     };

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::cli::fit::parse_method;
-use crate::cli::train_args::{estimator, DeviceArgs, TrainArgs};
+use crate::cli::progress::FitProgress;
+use crate::cli::train_args::{check_flags, describe_schedule, DeviceArgs, TrainArgs};
 use crate::data::{Brain, Features};
 use crate::error::{Error, Result};
 use crate::cli::uncertainty::UncertaintyArgs;
@@ -74,7 +75,7 @@ pub struct RankArgs {
     /// Weight the hierarchy line by max(R², 0).
     #[arg(long)]
     pub weighted: bool,
-    /// No progress lines.
+    /// No progress (the bar on a terminal, one line per epoch or ridge layer otherwise).
     #[arg(long)]
     pub quiet: bool,
 }
@@ -85,13 +86,16 @@ pub fn run(a: RankArgs) -> Result<i32> {
             return Err(Error::invalid(format!("--min-slope must be finite, got {m}")));
         }
     }
-    let cfg = RankConfig { estimator: estimator(a.method, &a.device, &a.train, a.weighted, &a.uncertainty) };
-    cfg.estimator.fit.validate_as(&crate::model::FieldNames::CLI)?;
-    cfg.estimator.validate()?;
+    let mut cfg = RankConfig { estimator: check_flags(a.method, &a.device, &a.train, a.weighted, &a.uncertainty)? };
     if a.gate == RankGate::Lower && a.min_slope.is_some() && cfg.estimator.uncertainty.bootstrap.n_resamples == 0 {
         return Err(Error::invalid("--gate lower needs intervals: --bootstrap must be positive"));
     }
     let brain = Brain::load(&a.brain)?;
+    // Every network is fitted with the schedule for this probe-set size.
+    cfg.estimator.fit = a.train.config(brain.n_images());
+    if a.method == Method::Factortopy && !a.quiet {
+        eprintln!("{}", describe_schedule(a.train.preset, &cfg.estimator.fit));
+    }
     let mut networks = Vec::with_capacity(a.features.len());
     for path in &a.features {
         let f = Features::load(path)?;
@@ -105,12 +109,21 @@ pub fn run(a: RankArgs) -> Result<i32> {
     let refs: Vec<&Features> = networks.iter().collect();
     let total = refs.len();
     let quiet = a.quiet;
+    // One bar (terminal) or one line per epoch (otherwise) for each network's fit, prefixed with
+    // the network; nothing with --quiet.
+    let progress = std::cell::RefCell::new(FitProgress::stderr(quiet));
+    progress.borrow_mut().set_ridge_layers(networks.first().map_or(0, |f| f.n_layers()));
     let mut cb = |i: usize, name: &str| {
-        if !quiet {
-            eprintln!("[{}/{total}] fitting {name} ({})", i + 1, a.features[i].display());
-        }
+        let mut p = progress.borrow_mut();
+        p.message(&format!("[{}/{total}] fitting {name} ({})", i + 1, a.features[i].display()));
+        p.set_prefix(format!("[{}/{total}] ", i + 1));
+        p.set_ridge_layers(refs[i].n_layers());
+        p.restart();
     };
-    let ranking = rank_with_progress(&brain, &refs, &cfg, Some(&mut cb))?;
+    let mut events = |e: crate::engine::FitEvent<'_>| progress.borrow_mut().event(e);
+    let ranking =
+        rank_with_progress(&brain, &refs, &cfg, Some(&mut cb), if quiet { None } else { Some(&mut events) })?;
+    progress.borrow_mut().end_line();
     for (row, rep) in ranking.rows.iter().zip(&ranking.reports) {
         crate::cli::warn_undefined(&row.name, &rep.hierarchy);
     }

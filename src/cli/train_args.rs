@@ -1,9 +1,10 @@
 //! Settings shared by every subcommand that fits or predicts: the training flags (`TrainArgs`,
-//! with presets), the device (`DeviceArgs`) and the progress lines.
+//! with presets), the device (`DeviceArgs`) and the schedule line.
 
 use crate::cli::uncertainty::UncertaintyArgs;
-use crate::engine::{Device, Estimator, FitEvent, Method};
-use crate::model::{FitConfig, Progress, Resample};
+use crate::engine::{Device, Estimator, Method};
+use crate::error::Result;
+use crate::model::{FieldNames, FitConfig, Preset, Resample};
 use clap::Args;
 
 /// The device flag of every command that fits or predicts.
@@ -20,22 +21,18 @@ fn parse_device(s: &str) -> std::result::Result<Device, String> {
     Device::parse_syntax(s).map_err(|e| e.to_string())
 }
 
-/// Named starting points for the training settings.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Preset {
-    /// DESIGN §3.5: lr 1e-3, batch 8, regulariser over 2000 steps (large probe sets), and
-    /// §3.1's bilinear resampling: the paper's settings, reproducing earlier reports exactly.
-    Design,
-    /// lr 1e-2, batch 32, regulariser over 300 steps (probe sets of a few thousand images);
-    /// `auto` resampling.
-    Fast,
+fn parse_preset(s: &str) -> std::result::Result<Preset, String> {
+    s.parse::<Preset>().map_err(|e| e.to_string())
 }
 
 /// Training settings shared by every subcommand that fits. Flags override the preset.
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Starting point for the settings below.
-    #[arg(long, value_enum, default_value_t = Preset::Design)]
+    /// Starting point for the settings below: auto (the default: lr 1e-2, batch 32, warm-up over
+    /// 150 steps; patience and epochs follow the number of probe images), design (DESIGN §3.5 exactly: lr
+    /// 1e-3, batch 8, warm-up over 2000 steps, for ~10 000 images) or fast (lr 1e-2, batch 32,
+    /// warm-up over 300 steps).
+    #[arg(long, value_name = "PRESET", default_value = "auto", value_parser = parse_preset)]
     pub preset: Preset,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -77,12 +74,15 @@ fn parse_resample(s: &str) -> std::result::Result<Resample, String> {
     })
 }
 
+/// The probe-set size the flags are checked at before the inputs are read (any size would do:
+/// every schedule a preset produces is valid).
+pub const FLAG_CHECK_IMAGES: usize = 1000;
+
 impl TrainArgs {
-    pub fn config(&self) -> FitConfig {
-        let base = match self.preset {
-            Preset::Design => FitConfig::design(),
-            Preset::Fast => FitConfig::fast(),
-        };
+    /// The settings for a probe set of `n_images` images: the preset's schedule for that size
+    /// (`Preset::config`, the one place defaults are resolved), then the flags given.
+    pub fn config(&self, n_images: usize) -> FitConfig {
+        let base = self.preset.config(n_images);
         FitConfig {
             seed: self.seed,
             max_epochs: self.epochs.unwrap_or(base.max_epochs),
@@ -100,33 +100,39 @@ impl TrainArgs {
     }
 }
 
-pub fn print_progress(p: &Progress) {
-    eprintln!(
-        "epoch {:>3}/{}  step {:>6}  loss {:.4}  val R² {:.4}  (best {:.4} at epoch {})  {:.1} s",
-        p.epoch, p.max_epochs, p.step, p.train_loss, p.val_r2, p.best_val_r2, p.best_epoch, p.seconds
-    );
+/// One line naming the schedule a fit runs (the default one depends on the probe-set size).
+pub fn describe_schedule(preset: Preset, c: &FitConfig) -> String {
+    format!(
+        "schedule: preset {preset}: lr {}, batch {}, warm-up {} steps, patience {} epochs, at most {} epochs",
+        c.lr, c.batch_size, c.reg_steps, c.patience, c.max_epochs
+    )
 }
 
-
-/// The estimator of a command: method, device, training flags, hierarchy weighting and the
-/// uncertainty flags.
+/// The estimator of a command for a probe set of `n_images` images: method, device, training
+/// flags, hierarchy weighting and the uncertainty flags.
 pub fn estimator(
+    method: Method,
+    device: &DeviceArgs,
+    train: &TrainArgs,
+    n_images: usize,
+    weighted: bool,
+    uncertainty: &UncertaintyArgs,
+) -> Estimator {
+    Estimator { weighted, uncertainty: uncertainty.config(), ..Estimator::new(method, device.device, train.config(n_images)) }
+}
+
+/// Checks a command's flags and device before any input is read, naming settings as the flags
+/// do. The schedule is resolved once the probe-set size is known; the flags are checked on the
+/// preset's schedule for a nominal size, since every schedule a preset produces is valid.
+pub fn check_flags(
     method: Method,
     device: &DeviceArgs,
     train: &TrainArgs,
     weighted: bool,
     uncertainty: &UncertaintyArgs,
-) -> Estimator {
-    Estimator { weighted, uncertainty: uncertainty.config(), ..Estimator::new(method, device.device, train.config()) }
-}
-
-/// Prints one progress line per epoch (FactorTopy) or layer (ridge) on stderr.
-pub fn print_event(e: FitEvent<'_>) {
-    match e {
-        FitEvent::Epoch(p) => print_progress(p),
-        FitEvent::RidgeLayer(s) => eprintln!(
-            "layer {:>2} ({}, {} features): mean CV score {:.4}  mean held-out R² {:.4}  {:.1} s",
-            s.layer, s.name, s.width, s.mean_cv_score, s.mean_val_r2, s.seconds
-        ),
-    }
+) -> Result<Estimator> {
+    let est = estimator(method, device, train, FLAG_CHECK_IMAGES, weighted, uncertainty);
+    est.fit.validate_as(&FieldNames::CLI)?;
+    est.validate()?;
+    Ok(est)
 }

@@ -13,7 +13,7 @@ use crate::ffi::{
 };
 use crate::engine::Device;
 use crate::model::encoder_file::{save_encoder, FitRecord};
-use crate::model::{Encoder, FitConfig, Resample};
+use crate::model::{Encoder, FitConfig, Preset, Resample};
 use crate::monitor::{Monitor, MonitorConfig, StepReport};
 use crate::scores::Report;
 use crate::synth::{Scenario, SynthConfig};
@@ -717,6 +717,11 @@ pub(crate) fn fit_options_default() -> ft_fit_options {
     fit_options_of(&FitConfig::default())
 }
 
+/// The default schedule for a probe set of `n_images` images (what NULL options mean).
+pub(crate) fn fit_options_for_images(n_images: usize) -> ft_fit_options {
+    fit_options_of(&Preset::Auto.config(n_images))
+}
+
 fn fit_options_of(d: &FitConfig) -> ft_fit_options {
     ft_fit_options {
         seed: d.seed,
@@ -757,7 +762,11 @@ pub(crate) fn fit_config(o: &ft_fit_options) -> FfiResult<FitConfig> {
     Ok(cfg)
 }
 
-/// Writes the default fit settings into `*out`.
+/// Writes DESIGN §3.5's fit settings into `*out` (lr 1e-3, batch 8, warm-up over 2000 steps,
+/// patience 5, at most 40 epochs; the `"design"` preset), as every release has: a program that
+/// fills its options with this keeps its results. The default schedule, which follows the
+/// probe-set size and is what NULL options mean in `ft_fit_new`, `ft_rank` and `ft_monitor_new`,
+/// is `ft_fit_options_for_images`.
 ///
 /// # Safety
 /// `out` is valid for writes.
@@ -769,9 +778,25 @@ pub unsafe extern "C" fn ft_fit_options_default(out: *mut ft_fit_options) -> ft_
     })
 }
 
-/// Writes a named preset of fit settings into `*out`: `"design"` (DESIGN §3.6: lr 1e-3, batch
+/// Writes the default fit settings for a probe set of `n_images` images into `*out` (the CLI's
+/// `--preset auto`; what NULL options mean): lr 1e-2, batch 32, the warm-up over 150 optimiser
+/// steps, patience about 60 steps (at least 2 epochs) and at most about 1200 steps (3 to 40
+/// epochs). Pass the `n_images` of `ft_brain_shape`.
+///
+/// # Safety
+/// `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_fit_options_for_images(n_images: usize, out: *mut ft_fit_options) -> ft_status {
+    guard(|| {
+        *out_arg(out, "out")? = fit_options_for_images(n_images);
+        Ok(())
+    })
+}
+
+/// Writes a named preset of fit settings into `*out`: `"design"` (DESIGN §3.5: lr 1e-3, batch
 /// 8; the same as `ft_fit_options_default`) or `"fast"` (lr 1e-2, batch 32, regulariser over 300
-/// steps, patience 3: the CLI's `--preset fast`, for small probe sets and quick monitors).
+/// steps, patience 3: the CLI's `--preset fast`). The `"auto"` preset depends on the probe-set
+/// size: `ft_fit_options_for_images`.
 ///
 /// # Safety
 /// `name` is a NUL-terminated string; `out` is valid for writes.
@@ -786,17 +811,26 @@ pub unsafe extern "C" fn ft_fit_options_preset(name: *const c_char, out: *mut ft
     })
 }
 
-/// The settings of a named preset.
+/// A preset by name (`model::Preset`: "auto", "design" or "fast").
+fn named_preset(name: &str) -> FfiResult<Preset> {
+    name.parse::<Preset>().map_err(|_| {
+        FfiError::invalid(format!("unknown preset `{name}` (expected \"design\" or \"fast\")"))
+    })
+}
+
+/// The settings of a named preset; "auto" depends on the probe-set size
+/// (`ft_fit_options_for_images`).
 fn preset(name: &str) -> FfiResult<FitConfig> {
-    match name {
-        "design" => Ok(FitConfig::design()),
-        "fast" => Ok(FitConfig::fast()),
-        other => Err(FfiError::invalid(format!("unknown preset `{other}` (expected \"design\" or \"fast\")"))),
+    match named_preset(name)? {
+        Preset::Auto => Err(FfiError::invalid(
+            "the \"auto\" preset follows the probe-set size: use ft_fit_options_for_images",
+        )),
+        p => Ok(p.config(0)),
     }
 }
 
 /// Writes the grid resampling of a named preset into `*out` (a static string, never freed):
-/// `"bilinear"` for `"design"` (DESIGN §3.1), `"auto"` for `"fast"`. `ft_fit_options` has no
+/// `"bilinear"` for `"design"` (DESIGN §3.1), `"auto"` for `"fast"` and `"auto"`. `ft_fit_options` has no
 /// field for it (the struct is frozen); pass it to `ft_fit_new_resampled` and the other
 /// `_resampled` entry points.
 ///
@@ -808,7 +842,8 @@ pub unsafe extern "C" fn ft_fit_options_preset_resample(name: *const c_char, out
         // SAFETY: caller's contract.
         let name = unsafe { str_arg(name, "name") }?;
         let out = out_arg(out, "out")?;
-        *out = match preset(name)?.resample {
+        // The resampling of a preset does not depend on the probe-set size.
+        *out = match named_preset(name)?.config(0).resample {
             Resample::Bilinear => c"bilinear".as_ptr(),
             Resample::Area => c"area".as_ptr(),
             Resample::Auto => c"auto".as_ptr(),
@@ -932,9 +967,19 @@ pub struct ft_monitor_options {
 }
 
 pub(crate) fn monitor_options_default() -> ft_monitor_options {
+    monitor_options_with(fit_options_default())
+}
+
+/// The default monitor settings for a probe set of `n_images` images (what NULL options mean):
+/// the reference fit runs the default schedule for that size.
+pub(crate) fn monitor_options_for_images(n_images: usize) -> ft_monitor_options {
+    monitor_options_with(fit_options_for_images(n_images))
+}
+
+fn monitor_options_with(fit: ft_fit_options) -> ft_monitor_options {
     let d = MonitorConfig::default();
     ft_monitor_options {
-        fit: fit_options_default(),
+        fit,
         held_out_fraction: d.held_out_fraction,
         refit_every: d.refit_every as u32,
         refit_max_steps: d.refit_max_steps as u32,
@@ -960,7 +1005,8 @@ pub(crate) fn monitor_config(o: &ft_monitor_options, device: Device) -> FfiResul
     Ok(cfg)
 }
 
-/// Writes the default monitor settings into `*out`.
+/// Writes the default monitor settings into `*out`, with `ft_fit_options_default`'s fit settings
+/// (DESIGN §3.5). NULL options in `ft_monitor_new` mean `ft_monitor_options_for_images` instead.
 ///
 /// # Safety
 /// `out` is valid for writes.
@@ -968,6 +1014,19 @@ pub(crate) fn monitor_config(o: &ft_monitor_options, device: Device) -> FfiResul
 pub unsafe extern "C" fn ft_monitor_options_default(out: *mut ft_monitor_options) -> ft_status {
     guard(|| {
         *out_arg(out, "out")? = monitor_options_default();
+        Ok(())
+    })
+}
+
+/// Writes the default monitor settings for a probe set of `n_images` images into `*out`: the
+/// reference fit and refits run `ft_fit_options_for_images`'s schedule (what NULL options mean).
+///
+/// # Safety
+/// `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_monitor_options_for_images(n_images: usize, out: *mut ft_monitor_options) -> ft_status {
+    guard(|| {
+        *out_arg(out, "out")? = monitor_options_for_images(n_images);
         Ok(())
     })
 }

@@ -14,8 +14,8 @@ use crate::data::Features;
 use crate::engine::estimator::prediction_coords;
 use crate::engine::{Device, Estimator, Method};
 use crate::ffi::api::{
-    boxed, fit_config, fit_options_default, ft_brain, ft_features, ft_fit, ft_fit_options, ft_monitor,
-    ft_monitor_options, monitor_config, monitor_options_default,
+    boxed, fit_config, fit_options_for_images, ft_brain, ft_features, ft_fit, ft_fit_options, ft_monitor,
+    ft_monitor_options, monitor_config, monitor_options_for_images,
 };
 use crate::ffi::{c_string, ft_status, guard, handle, handle_mut, out_arg, str_arg, FfiError, FfiResult};
 use crate::model::encoder_file::load_encoder;
@@ -156,7 +156,7 @@ pub unsafe extern "C" fn ft_monitor_new_from_encoder_on(
         // SAFETY: caller's contract.
         let device = unsafe { device_arg(device) }?;
         // SAFETY: NULL or valid for reads by the caller's contract.
-        let o = unsafe { options.as_ref() }.copied().unwrap_or_else(monitor_options_default);
+        let o = unsafe { options.as_ref() }.copied().unwrap_or_else(|| monitor_options_for_images(b.inner.n_images()));
         let cfg = monitor_config(&o, device)?;
         let m = Monitor::from_encoder_file(&b.inner, &f.inner, Path::new(path), cfg)?;
         *out = boxed(ft_monitor { inner: m });
@@ -303,7 +303,8 @@ unsafe fn predict_into(
 
 // The device-less entry points of earlier versions: the `_on` variants on the CPU.
 
-/// Fits an encoder of `features` to `brain` and scores it. `options` NULL: defaults. Long: runs
+/// Fits an encoder of `features` to `brain` and scores it. `options` NULL: the default schedule
+/// for the brain's number of images (`ft_fit_options_for_images`). Long: runs
 /// the whole fit on the calling thread (using the library's worker threads).
 ///
 /// Runs on the CPU: the `_on` variant with `device` NULL.
@@ -341,7 +342,8 @@ pub unsafe extern "C" fn ft_fit_load(
 }
 
 /// Creates a monitor: fits the reference encoder on `reference` (the network before
-/// fine-tuning) and caches the reference statistics. `options` NULL: defaults. The brain and
+/// fine-tuning) and caches the reference statistics. `options` NULL: the defaults for the
+/// brain's number of images (`ft_monitor_options_for_images`). The brain and
 /// features are copied; the handles can be freed afterwards.
 ///
 /// Runs on the CPU: the `_on` variant with `device` NULL.
@@ -386,7 +388,8 @@ pub unsafe extern "C" fn ft_monitor_new_from_encoder(
 /// interval, 1000 resamples), `p_slope` (permutation p-value) and `vs_next` (paired bootstrap
 /// test of the slope difference with the next row)); `slope`, `b0`, `b1` and `spearman` are
 /// `null` when undefined, and such rows rank last. Free it with `ft_string_free`. `options`
-/// NULL: defaults (`weighted` is honoured); `method` is an `ft_rank_method` value.
+/// NULL: the default schedule for the brain's number of images (`ft_fit_options_for_images`);
+/// `weighted` is honoured; `method` is an `ft_rank_method` value.
 ///
 /// Runs on the CPU: the `_on` variant with `device` NULL.
 ///
@@ -513,7 +516,7 @@ unsafe fn fit_new(
     // SAFETY: caller's contract.
     let device = unsafe { device_arg(device) }?;
     // SAFETY: NULL or valid for reads by the caller's contract.
-    let o = unsafe { options.as_ref() }.copied().unwrap_or_else(fit_options_default);
+    let o = unsafe { options.as_ref() }.copied().unwrap_or_else(|| fit_options_for_images(b.inner.n_images()));
     let cfg = FitConfig { resample, ..fit_config(&o)? };
     let est = Estimator { weighted: o.weighted != 0, ..Estimator::new(Method::Factortopy, device, cfg) };
     f.inner.validate("features")?;
@@ -556,13 +559,13 @@ unsafe fn rank(
     }
     let method = crate::ffi::rank::method_of(method)?;
     // SAFETY: NULL or valid for reads by the caller's contract.
-    let o = unsafe { options.as_ref() }.copied().unwrap_or_else(fit_options_default);
+    let o = unsafe { options.as_ref() }.copied().unwrap_or_else(|| fit_options_for_images(b.inner.n_images()));
     let fit = FitConfig { resample, ..fit_config(&o)? };
     let cfg = RankConfig { estimator: Estimator { weighted: o.weighted != 0, ..Estimator::new(method, device, fit) } };
     for (i, f) in nets.iter().enumerate() {
         f.validate(&format!("networks[{i}]"))?;
     }
-    let ranking = rank_with_progress(&b.inner, &nets, &cfg, None)?;
+    let ranking = rank_with_progress(&b.inner, &nets, &cfg, None, None)?;
     *out = c_string(ranking.to_json());
     Ok(())
 }
@@ -585,7 +588,7 @@ unsafe fn monitor_new(
     // SAFETY: caller's contract.
     let device = unsafe { device_arg(device) }?;
     // SAFETY: NULL or valid for reads by the caller's contract.
-    let o = unsafe { options.as_ref() }.copied().unwrap_or_else(monitor_options_default);
+    let o = unsafe { options.as_ref() }.copied().unwrap_or_else(|| monitor_options_for_images(b.inner.n_images()));
     let mut cfg = monitor_config(&o, device)?;
     cfg.fit.resample = resample;
     let m = Monitor::new(&b.inner, &f.inner, cfg, None)?;

@@ -9,10 +9,12 @@ pub mod posenc;
 pub mod prepared;
 pub mod readout;
 pub mod resample;
+pub mod schedule;
 pub mod selections;
 
 pub use encoder::{Encoder, EncoderSpec, Readout};
 pub use resample::Resample;
 pub use fit::{BrainTensors, FieldNames, FitConfig, FitStart, FitSummary, Progress, Split};
 pub use prepared::PreparedFeatures;
+pub use schedule::Preset;
 pub use selections::Selections;
