@@ -833,15 +833,14 @@ enum ft_status ft_fit_options_preset(const char *name, struct ft_fit_options *ou
 
 /**
  * Writes the grid resampling of a named preset into `*out` (a static string, never freed):
- * `"bilinear"` for `"design"` (DESIGN §3.1), `"auto"` for `"fast"` and `"auto"`. `ft_fit_options` has no
- * field for it (the struct is frozen); pass it to `ft_fit_new_resampled` and the other
- * `_resampled` entry points.
+ * `"bilinear"` for `"design"` (DESIGN §3.1), `"auto"` for `"fast"` and `"auto"`.
+ * `ft_fit_options` has no field for it (the struct is frozen); pass it to
+ * `ft_fit_new_resampled` and the other `_resampled` entry points.
  *
  * # Safety
  * `name` is a NUL-terminated string; `out` is valid for writes.
  */
-enum ft_status ft_fit_options_preset_resample(const char *name,
-                                              const char **out);
+enum ft_status ft_fit_options_preset_resample(const char *name, const char **out);
 
 /**
  * Frees a fit (NULL is a no-op).

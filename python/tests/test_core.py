@@ -149,6 +149,7 @@ def test_default_options_follow_the_probe_set_size():
     assert ft.FitOptions(max_epochs=7).struct(800).max_epochs == 7
     d = ft.FitOptions.preset("design").struct(800)
     assert (d.lr, d.batch_size, d.reg_steps, d.patience, d.max_epochs) == (1e-3, 8, 2000, 5, 40)
+    assert (o.resample, ft.FitOptions.preset("design").resample) == ("auto", "bilinear")
 
 
 def test_rank_orders_the_real_network_above_its_reversal(features, brain, fast):

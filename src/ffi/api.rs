@@ -830,9 +830,9 @@ fn preset(name: &str) -> FfiResult<FitConfig> {
 }
 
 /// Writes the grid resampling of a named preset into `*out` (a static string, never freed):
-/// `"bilinear"` for `"design"` (DESIGN §3.1), `"auto"` for `"fast"` and `"auto"`. `ft_fit_options` has no
-/// field for it (the struct is frozen); pass it to `ft_fit_new_resampled` and the other
-/// `_resampled` entry points.
+/// `"bilinear"` for `"design"` (DESIGN §3.1), `"auto"` for `"fast"` and `"auto"`.
+/// `ft_fit_options` has no field for it (the struct is frozen); pass it to
+/// `ft_fit_new_resampled` and the other `_resampled` entry points.
 ///
 /// # Safety
 /// `name` is a NUL-terminated string; `out` is valid for writes.
