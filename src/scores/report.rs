@@ -23,7 +23,8 @@ use crate::scores::uncertainty::{IntervalKind, Uncertainty, UncertaintyConfig};
 
 /// Version of the `report.json` layout. Version 1 (unversioned) had `noise_normalized` and no
 /// `schema_version`, `settings`, `noise_ceiling`, `uncertainty` or `seeds`; version 2 had no
-/// `uncertainty.kind` and `uncertainty.n_fits` (its intervals were all refit-free).
+/// `uncertainty.kind` and `uncertainty.n_fits` (its intervals were all refit-free), `ambiguity`
+/// or `rois[].ambiguous`.
 pub const SCHEMA_VERSION: u32 = 3;
 
 /// Mean and median of a per-voxel quantity.
