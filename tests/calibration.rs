@@ -59,7 +59,8 @@ fn ridge(f: &Features, b: &Brain) -> Report {
 
 fn factortopy_estimator() -> Estimator {
     let epochs = env_or("FACTORTOPY_CALIBRATION_EPOCHS", 60);
-    let cfg = FitConfig { max_epochs: epochs, d: 16, grid: 4, reg_steps: 100, patience: 3, ..FitConfig::fast() };
+    let patience = env_or("FACTORTOPY_CALIBRATION_PATIENCE", 3);
+    let cfg = FitConfig { max_epochs: epochs, d: 16, grid: 4, reg_steps: 100, patience, ..FitConfig::fast() };
     Estimator { fit: cfg, ..Estimator::default() }
 }
 
@@ -230,4 +231,40 @@ fn factortopy_calibration() {
         start.elapsed().as_secs_f64()
     );
     check(&Outcome { covered, hier_p, shuffled_p });
+}
+
+/// The study behind README's "What the FactorTopy rows show": for each scenario seed in
+/// FACTORTOPY_CALIBRATION_LIST (default 0..6), K fits (seeds 0..K, default 6) of the noisy and of
+/// the noise-free brain, with their slopes, best epochs and refit-free half-widths. With
+/// FACTORTOPY_CALIBRATION_PATIENCE=1000 and FACTORTOPY_CALIBRATION_EPOCHS=E the fits run E epochs
+/// without early stopping (the best epoch by validation R² is still kept).
+#[test]
+#[ignore = "a study, not a check: 72 FactorTopy fits at the defaults"]
+fn factortopy_noisy_vs_noise_free_study() {
+    let k = env_or("FACTORTOPY_CALIBRATION_K", 6u64);
+    let nc = env_or("FACTORTOPY_CALIBRATION_NC", 0.3);
+    let images = env_or("FACTORTOPY_CALIBRATION_IMAGES", 400);
+    let list: Vec<u64> = std::env::var("FACTORTOPY_CALIBRATION_LIST")
+        .map(|l| l.split(',').map(|x| x.trim().parse().expect("a comma-separated list of seeds")).collect())
+        .unwrap_or_else(|_| (0..6).collect());
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    for seed in list {
+        let (f, noisy) = planted(Scenario::Hierarchical, seed, nc, images, 280);
+        let (_, clean) = planted(Scenario::Hierarchical, seed, 1.0, images, 280);
+        let mut line = format!("scenario seed {seed:>2}:");
+        for (name, brain) in [("noisy", &noisy), ("noise-free", &clean)] {
+            let (mut slopes, mut epochs, mut halves) = (vec![], vec![], vec![]);
+            for fit_seed in 0..k {
+                let mut est = factortopy_estimator();
+                est.fit.seed = fit_seed;
+                let rep = est.fit(&f, brain, None).unwrap().report().clone();
+                slopes.push(round(rep.hierarchy.slope.expect("a defined slope")));
+                epochs.push(rep.fit.as_ref().map_or(0, |s| s.best_epoch));
+                halves.push(rep.uncertainty.as_ref().and_then(|u| u.slope).map_or(f64::NAN, |i| round((i.hi - i.lo) / 2.0)));
+            }
+            let mean = slopes.iter().sum::<f64>() / slopes.len() as f64;
+            line += &format!(" {name} slopes {slopes:?} (mean {mean:.3}) best epochs {epochs:?} refit-free half-widths {halves:?};");
+        }
+        eprintln!("{line}");
+    }
 }
