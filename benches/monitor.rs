@@ -4,7 +4,10 @@
 //! monitor observes every K training steps.
 //!
 //! Usage: `cargo bench --bench monitor -- [--images N --voxels V --layers L --width C
-//! --repeats R --refit-steps S --k K --refit-every E --ref-steps S0]`.
+//! --repeats R --refit-steps S --k K --refit-every E --ref-steps S0 --step-ms T --cache DIR]`.
+//! `--refit-steps 0` skips the refit timings. With `--cache DIR` the synthetic data and the
+//! reference encoder are written there on the first run and read back on later runs of the same
+//! size (the set-up costs minutes on a 2-core machine; the timings do not depend on it).
 //!
 //! The reference encoder comes from short fits of `--ref-steps` optimiser steps, repeated until
 //! its held-out R² is positive (its quality does not change the cost of an observation).
@@ -16,8 +19,8 @@
 
 use std::time::Instant;
 
-use factortopy::data::Features;
-use factortopy::model::encoder_file::FitRecord;
+use factortopy::data::{Brain, Features};
+use factortopy::model::encoder_file::{load_encoder, save_encoder, FitRecord};
 use factortopy::engine::fast_cpu::FastCpuTrainer;
 use factortopy::engine::Trainer;
 use factortopy::model::FitStart;
@@ -34,6 +37,21 @@ fn arg(args: &[String], name: &str, default: usize) -> usize {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// CPU seconds this process has used (user + system, all threads): on a shared machine the
+/// wall time of a parallel section depends on the other load, its CPU time much less.
+fn cpu_seconds() -> f64 {
+    // SAFETY: `getrusage` writes one `rusage` into the zeroed struct we own; RUSAGE_SELF is valid.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + 1e-6 * v.tv_usec as f64;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+fn text_arg(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -70,28 +88,39 @@ fn main() {
     let l = arg(&args, "--layers", 12);
     let c = arg(&args, "--width", 256);
     let repeats = arg(&args, "--repeats", 5).max(1);
-    let refit_steps = arg(&args, "--refit-steps", 50).max(1);
+    let refit_steps = arg(&args, "--refit-steps", 50);
     let k = arg(&args, "--k", 100).max(1);
+    let step_ms = arg(&args, "--step-ms", 100).max(1) as f64;
     let refit_every = arg(&args, "--refit-every", 10).max(1);
     let ref_steps = arg(&args, "--ref-steps", 150).max(1);
+    let cache = text_arg(&args, "--cache").map(|d| std::path::PathBuf::from(d).join(format!("n{n}-v{v}-l{l}-c{c}")));
     let threads = rayon::current_num_threads();
     println!("monitor benchmark: N = {n}, V = {v}, L = {l}, C = {c}, D = 128, G = 8, {threads} threads");
 
     let t = Instant::now();
-    let syn = generate(&SynthConfig {
-        scenario: Scenario::Hierarchical,
-        n_images: n,
-        n_voxels: v,
-        n_layers: l,
-        width: c,
-        grid: 7,
-        ..SynthConfig::default()
-    })
-    .expect("synthetic data");
-    let mut brain = syn.brain;
-    brain.zscore("synthetic").expect("z-score");
-    let reference = syn.features;
-    println!("synthetic data: {:.1} s", t.elapsed().as_secs_f64());
+    let cached = cache.as_ref().filter(|d| d.join("encoder.safetensors").exists());
+    let (reference, brain) = match cached {
+        Some(d) => (
+            Features::load(&d.join("features.safetensors")).expect("cached features"),
+            Brain::load(&d.join("brain.safetensors")).expect("cached brain"),
+        ),
+        None => {
+            let syn = generate(&SynthConfig {
+                scenario: Scenario::Hierarchical,
+                n_images: n,
+                n_voxels: v,
+                n_layers: l,
+                width: c,
+                grid: 7,
+                ..SynthConfig::default()
+            })
+            .expect("synthetic data");
+            let mut brain = syn.brain;
+            brain.zscore("synthetic").expect("z-score");
+            (syn.features, brain)
+        }
+    };
+    println!("synthetic data: {:.1} s{}", t.elapsed().as_secs_f64(), if cached.is_some() { " (read from the cache)" } else { "" });
 
     let config = MonitorConfig {
         fit: FitConfig { lr: 1e-2, batch_size: 16, ..FitConfig::default() },
@@ -107,43 +136,59 @@ fn main() {
     // until the held-out R² is positive (retention needs it); its quality does not change the
     // cost of an observation.
     let t = Instant::now();
-    let cfg = FitConfig { max_steps: Some(ref_steps), val_fraction: config.held_out_fraction, ..config.fit.clone() };
-    let FitStart { prepared, bt, encoder, split } = FitStart::new(&reference, &brain, &cfg).expect("fit start");
-    let mut trainer = FastCpuTrainer::new(&encoder, &prepared, &bt, &cfg).expect("trainer");
-    let order: Vec<usize> = split.train.iter().cycle().take(20 * ref_steps * cfg.batch_size).copied().collect();
-    trainer.set_order(&order).expect("order");
-    let val_target: Vec<f32> = split
-        .val
-        .iter()
-        .flat_map(|&i| brain.responses.data[i * v..(i + 1) * v].iter().copied())
-        .collect();
-    let mut steps = 0usize;
-    let summary = loop {
-        for _ in 0..ref_steps {
-            trainer.step(steps * cfg.batch_size, cfg.batch_size, steps).expect("reference step");
-            steps += 1;
+    let (encoder, record, steps) = match cached {
+        Some(d) => {
+            let (encoder, record) = load_encoder(&d.join("encoder.safetensors")).expect("cached encoder");
+            let steps = record.summary.as_ref().map(|s| s.steps).unwrap_or(0);
+            (encoder, record, steps)
         }
-        let pred = trainer.predict(&split.val).expect("predict");
-        let r2 = r2_per_voxel(&pred, &val_target, split.val.len(), v);
-        let mean = r2.iter().map(|&x| x as f64).sum::<f64>() / v as f64;
-        println!("  reference fit: {steps} steps, held-out R² {mean:.4}");
-        if mean > 0.005 || steps >= 20 * ref_steps {
-            break FitSummary {
-                seed: cfg.seed,
-                n_train: split.train.len(),
-                n_val: split.val.len(),
-                epochs_run: 1,
-                best_epoch: 1,
-                best_val_r2: mean,
-                steps,
+        None => {
+            let cfg = FitConfig { max_steps: Some(ref_steps), val_fraction: config.held_out_fraction, ..config.fit.clone() };
+            let FitStart { prepared, bt, encoder, split } = FitStart::new(&reference, &brain, &cfg).expect("fit start");
+            let mut trainer = FastCpuTrainer::new(&encoder, &prepared, &bt, &cfg).expect("trainer");
+            let order: Vec<usize> = split.train.iter().cycle().take(20 * ref_steps * cfg.batch_size).copied().collect();
+            trainer.set_order(&order).expect("order");
+            let val_target: Vec<f32> = split
+                .val
+                .iter()
+                .flat_map(|&i| brain.responses.data[i * v..(i + 1) * v].iter().copied())
+                .collect();
+            let mut steps = 0usize;
+            let summary = loop {
+                for _ in 0..ref_steps {
+                    trainer.step(steps * cfg.batch_size, cfg.batch_size, steps).expect("reference step");
+                    steps += 1;
+                }
+                let pred = trainer.predict(&split.val).expect("predict");
+                let r2 = r2_per_voxel(&pred, &val_target, split.val.len(), v);
+                let mean = r2.iter().map(|&x| x as f64).sum::<f64>() / v as f64;
+                println!("  reference fit: {steps} steps, held-out R² {mean:.4}");
+                if mean > 0.005 || steps >= 20 * ref_steps {
+                    break FitSummary {
+                        seed: cfg.seed,
+                        n_train: split.train.len(),
+                        n_val: split.val.len(),
+                        epochs_run: 1,
+                        best_epoch: 1,
+                        best_val_r2: mean,
+                        steps,
+                    };
+                }
             };
+            trainer.write_current_into(&encoder).expect("parameters");
+            drop(trainer);
+            drop(prepared);
+            drop(bt);
+            let record = FitRecord { val_fraction: cfg.val_fraction, summary: Some(summary), coords: None };
+            (encoder, record, steps)
         }
     };
-    trainer.write_current_into(&encoder).expect("parameters");
-    drop(trainer);
-    drop(prepared);
-    drop(bt);
-    let record = FitRecord { val_fraction: cfg.val_fraction, summary: Some(summary), coords: None };
+    if let (Some(d), None) = (&cache, cached) {
+        std::fs::create_dir_all(d).expect("cache folder");
+        reference.save(&d.join("features.safetensors")).expect("cache features");
+        brain.save(&d.join("brain.safetensors")).expect("cache brain");
+        save_encoder(&d.join("encoder.safetensors"), &encoder, &record).expect("cache encoder");
+    }
     let fit_s = t.elapsed().as_secs_f64();
     let mut monitor = Monitor::with_encoder(&brain, &reference, encoder, record, config).expect("monitor");
     println!(
@@ -157,13 +202,16 @@ fn main() {
     monitor.observe(0, &reference).expect("observe");
 
     let mut plain = Vec::new();
+    let mut plain_cpu = Vec::new();
     for r in 0..repeats {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_seconds());
         let rep = monitor.observe(1 + r as u64, &x).expect("observe");
         plain.push(t.elapsed().as_secs_f64());
+        plain_cpu.push(cpu_seconds() - c);
         assert!(rep.refit.is_none());
     }
     let obs = median(plain.clone());
+    let obs_cpu = median(plain_cpu);
 
     // The CKA part alone: reference statistics are cached; per observation, one GramStats per
     // layer plus one cross-product per layer.
@@ -179,6 +227,35 @@ fn main() {
     }
     let cka = median(cka_times);
 
+    // Input validation alone (shapes and a finite check of every value).
+    let mut check_times = Vec::new();
+    for _ in 0..repeats {
+        let t = Instant::now();
+        x.validate("features").expect("valid");
+        check_times.push(t.elapsed().as_secs_f64());
+    }
+    let check = median(check_times);
+
+    println!();
+    println!("observe without refit   {:>9.1} ms  (median of {repeats}; all: {:?})", 1e3 * obs, ms(&plain));
+    println!(
+        "  CPU time {:.1} ms over {threads} threads: {:.1} ms of wall time on {threads} idle cores \
+         (load average now {})",
+        1e3 * obs_cpu,
+        1e3 * obs_cpu / threads as f64,
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').next().unwrap_or("?")
+    );
+    println!("  input check of all values (observe checks only the held-out images) {:>7.1} ms", 1e3 * check);
+    println!("  of which CKA ({l} layers, all {n} images) {:>7.1} ms", 1e3 * cka);
+    println!("  the rest (held-out check, resampling, prediction, R²) {:>7.1} ms", 1e3 * (obs - cka));
+    println!(
+        "overhead of one observation every K = {k} steps of a {step_ms} ms training step: {:.2} %",
+        100.0 * 1e3 * obs / (k as f64 * step_ms)
+    );
+    if refit_steps == 0 {
+        return;
+    }
+
     monitor.config_mut().refit_every = 1;
     let mut refits = Vec::new();
     for r in 0..repeats.min(3) {
@@ -190,11 +267,6 @@ fn main() {
     }
     let with_refit = median(refits.clone());
     let refit_only = with_refit - obs;
-
-    println!();
-    println!("observe without refit   {:>9.1} ms  (median of {repeats}; all: {:?})", 1e3 * obs, ms(&plain));
-    println!("  of which CKA ({l} layers, all {n} images) {:>7.1} ms", 1e3 * cka);
-    println!("  of which held-out retention           {:>7.1} ms", 1e3 * (obs - cka));
     println!(
         "observe with refit      {:>9.1} ms  ({refit_steps} refit steps; median of {}; all: {:?})",
         1e3 * with_refit,

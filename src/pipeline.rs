@@ -76,7 +76,6 @@ pub fn write_score_outputs(
     plots: Option<&crate::plot::PlotOptions>,
 ) -> Result<FitOutputs> {
     let scored = est.score(enc, record, features, brain)?;
-    crate::data::io::ensure_output_dir(dir)?;
     let fit = ScoredFit { report: &scored.report, selections: &scored.selections, r2: &scored.r2 };
     write_outputs(dir, enc, record, &fit, brain, plots)
 }
@@ -96,19 +95,21 @@ fn write_outputs(
     brain: &Brain,
     plots: Option<&crate::plot::PlotOptions>,
 ) -> Result<FitOutputs> {
-    let mut out = FitOutputs::in_dir(dir);
-    save_encoder(&out.encoder, enc, record)?;
-    save_selections(&out.selectors, fit.selections, fit.r2)?;
-    if let Some(opts) = plots {
-        let weight = enc.weight.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-        let view = crate::plot::FitView {
-            report: fit.report,
-            selections: fit.selections,
-            r2: fit.r2,
-            readout: Some((&weight, enc.spec.d)),
-        };
-        out.pictures = crate::plot::write_pictures(dir, brain, &view, opts)?.into_iter().map(|(_, p)| p).collect();
-    }
-    fit.report.write_json(&out.report)?;
-    Ok(out)
+    crate::data::write_into(dir, || {
+        let mut out = FitOutputs::in_dir(dir);
+        save_encoder(&out.encoder, enc, record)?;
+        save_selections(&out.selectors, fit.selections, fit.r2)?;
+        if let Some(opts) = plots {
+            let weight = enc.weight.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            let view = crate::plot::FitView {
+                report: fit.report,
+                selections: fit.selections,
+                r2: fit.r2,
+                readout: Some((&weight, enc.spec.d)),
+            };
+            out.pictures = crate::plot::write_pictures(dir, brain, &view, opts)?.into_iter().map(|(_, p)| p).collect();
+        }
+        fit.report.write_json(&out.report)?;
+        Ok(out)
+    })
 }

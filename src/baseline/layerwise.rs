@@ -563,46 +563,47 @@ pub fn write_ridge_outputs(
     brain: &Brain,
     reference: Option<(&Report, &Agreement)>,
 ) -> Result<RidgeOutputs> {
-    crate::data::ensure_output_dir(dir)?;
-    let out = RidgeOutputs {
-        report: dir.join("report.json"),
-        summary: dir.join("ridge.json"),
-        selectors: dir.join("selectors.safetensors"),
-        layer_map: dir.join("layer_map.png"),
-        roi_depth: dir.join("roi_depth.png"),
-    };
-    let v = fit.best_layer.len();
-    let best_layer: Vec<i32> = fit.best_layer.iter().map(|&b| b as i32).collect();
-    let best_alpha: Vec<f32> = fit.best_alpha.iter().map(|&a| a as f32).collect();
-    let tensors = vec![
-        ("layer_probs".to_string(), OutTensor::from_array(&fit.selections.layer_probs)),
-        ("space".to_string(), OutTensor::from_array(&fit.selections.space)),
-        ("scale".to_string(), OutTensor::F32 { shape: vec![v], data: &fit.selections.scale }),
-        ("r2".to_string(), OutTensor::F32 { shape: vec![v], data: &fit.r2 }),
-        ("best_layer".to_string(), OutTensor::I32 { shape: vec![v], data: &best_layer }),
-        ("best_alpha".to_string(), OutTensor::F32 { shape: vec![v], data: &best_alpha }),
-        ("cv_score".to_string(), OutTensor::from_array(&fit.cv_score)),
-        ("val_r2".to_string(), OutTensor::from_array(&fit.val_r2)),
-        ("alpha".to_string(), OutTensor::from_array(&fit.alpha)),
-    ];
-    let mut meta = BTreeMap::new();
-    meta.insert("method".to_string(), METHOD.to_string());
-    meta.insert("model".to_string(), fit.report.model.clone());
-    write_tensors(&out.selectors, &tensors, &meta)?;
-    let title = format!("{}: best ridge layer per voxel", fit.report.model);
-    crate::plot::layer_map(&out.layer_map, brain, &fit.selections, &title)?;
-    let mut charts = vec![(format!("ridge ({})", fit.report.model), &fit.report)];
-    if let Some((r, _)) = reference {
-        charts.push((format!("{} ({})", r.method, r.model), r));
-    }
-    roi_depth_chart(&out.roi_depth, "mean depth per ROI", &charts)?;
-    let summary = fit.summary(reference.map(|(_, a)| a));
-    let mut s = serde_json::to_string_pretty(&summary)
-        .map_err(|e| Error::invalid(format!("cannot serialise the ridge summary: {e}")))?;
-    s.push('\n');
-    crate::data::atomic_write(&out.summary, s.as_bytes())?;
-    fit.report.write_json(&out.report)?;
-    Ok(out)
+    crate::data::write_into(dir, || {
+        let out = RidgeOutputs {
+            report: dir.join("report.json"),
+            summary: dir.join("ridge.json"),
+            selectors: dir.join("selectors.safetensors"),
+            layer_map: dir.join("layer_map.png"),
+            roi_depth: dir.join("roi_depth.png"),
+        };
+        let v = fit.best_layer.len();
+        let best_layer: Vec<i32> = fit.best_layer.iter().map(|&b| b as i32).collect();
+        let best_alpha: Vec<f32> = fit.best_alpha.iter().map(|&a| a as f32).collect();
+        let tensors = vec![
+            ("layer_probs".to_string(), OutTensor::from_array(&fit.selections.layer_probs)),
+            ("space".to_string(), OutTensor::from_array(&fit.selections.space)),
+            ("scale".to_string(), OutTensor::F32 { shape: vec![v], data: &fit.selections.scale }),
+            ("r2".to_string(), OutTensor::F32 { shape: vec![v], data: &fit.r2 }),
+            ("best_layer".to_string(), OutTensor::I32 { shape: vec![v], data: &best_layer }),
+            ("best_alpha".to_string(), OutTensor::F32 { shape: vec![v], data: &best_alpha }),
+            ("cv_score".to_string(), OutTensor::from_array(&fit.cv_score)),
+            ("val_r2".to_string(), OutTensor::from_array(&fit.val_r2)),
+            ("alpha".to_string(), OutTensor::from_array(&fit.alpha)),
+        ];
+        let mut meta = BTreeMap::new();
+        meta.insert("method".to_string(), METHOD.to_string());
+        meta.insert("model".to_string(), fit.report.model.clone());
+        write_tensors(&out.selectors, &tensors, &meta)?;
+        let title = format!("{}: best ridge layer per voxel", fit.report.model);
+        crate::plot::layer_map(&out.layer_map, brain, &fit.selections, &title)?;
+        let mut charts = vec![(format!("ridge ({})", fit.report.model), &fit.report)];
+        if let Some((r, _)) = reference {
+            charts.push((format!("{} ({})", r.method, r.model), r));
+        }
+        roi_depth_chart(&out.roi_depth, "mean depth per ROI", &charts)?;
+        let summary = fit.summary(reference.map(|(_, a)| a));
+        let mut s = serde_json::to_string_pretty(&summary)
+            .map_err(|e| Error::invalid(format!("cannot serialise the ridge summary: {e}")))?;
+        s.push('\n');
+        crate::data::atomic_write(&out.summary, s.as_bytes())?;
+        fit.report.write_json(&out.report)?;
+        Ok(out)
+    })
 }
 
 #[cfg(test)]

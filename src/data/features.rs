@@ -55,6 +55,24 @@ pub(crate) fn non_finite_msg(a: &Array, tensor: &str) -> Option<String> {
     ))
 }
 
+/// [`non_finite_msg`] over the rows (first index) `rows` of `a` only. Rows past the end are
+/// not there to check: the caller compares the image count with what it expects.
+fn non_finite_rows_msg(a: &Array, rows: &[usize], tensor: &str) -> Option<String> {
+    let n = a.shape.first().copied().unwrap_or(0);
+    let row = a.data.len().checked_div(n).unwrap_or(0);
+    for &r in rows.iter().filter(|&&r| r < n) {
+        let at = r * row;
+        if let Some(i) = crate::data::array::first_non_finite(&a.data[at..at + row]) {
+            return Some(format!(
+                "tensor `{tensor}` has a non-finite value ({}) at index {:?}",
+                a.data[at + i],
+                a.unravel(at + i)
+            ));
+        }
+    }
+    None
+}
+
 #[derive(Default)]
 struct Slot {
     local: bool,
@@ -101,6 +119,15 @@ impl Features {
 
     /// Checks the contract of DESIGN §2; `origin` names the source in error messages.
     pub fn validate(&self, origin: &str) -> Result<()> {
+        self.validate_images(origin, None)
+    }
+
+    /// [`Features::validate`] where only the local maps of the images `images` will be read
+    /// (the monitor's retention reads only the held-out images): every shape is checked, but the
+    /// finite check of the local maps covers only those images (global tokens: all of them).
+    /// The finite check reads every value, gigabytes for a large probe set; a value that is never
+    /// read cannot make a result undefined.
+    pub fn validate_images(&self, origin: &str, images: Option<&[usize]>) -> Result<()> {
         let err = |msg: String| Error::data(origin, msg);
         if self.layers.is_empty() {
             return Err(err(
@@ -132,7 +159,11 @@ impl Features {
                 }
                 _ => {}
             }
-            if let Some(m) = non_finite_msg(&layer.local, &name) {
+            let bad = match images {
+                None => non_finite_msg(&layer.local, &name),
+                Some(idx) => non_finite_rows_msg(&layer.local, idx, &name),
+            };
+            if let Some(m) = bad {
                 return Err(err(m));
             }
             if let Some(g) = &layer.global {

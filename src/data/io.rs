@@ -110,9 +110,10 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>> {
 
 /// An output directory made ready for a command: created (with its parents) if missing and
 /// checked writable, so a long computation fails before it starts on a bad destination. Until
-/// [`OutputDir::keep`] is called, dropping the guard (a failed run) removes again every folder
-/// this guard created, as long as it is still empty, so a failed run leaves no empty folder
-/// behind. A folder that existed before is never removed, and nothing inside one is touched.
+/// [`OutputDir::keep`] is called, dropping the guard (a failed run) removes again the folders
+/// this guard created, with whatever the failed run had written into them, so a failed run
+/// leaves no empty or half-filled folder behind. A folder that existed before is never removed,
+/// and nothing inside one is touched.
 #[derive(Debug)]
 pub struct OutputDir {
     path: PathBuf,
@@ -150,14 +151,23 @@ impl OutputDir {
 impl Drop for OutputDir {
     fn drop(&mut self) {
         if !self.kept {
-            for d in &self.created {
-                // `remove_dir` only removes an empty folder; anything written there stays.
-                if fs::remove_dir(d).is_err() {
-                    break;
-                }
+            // The outermost folder this guard created did not exist before the run, so all it
+            // holds is this run's partial output.
+            if let Some(top) = self.created.last() {
+                let _ = fs::remove_dir_all(top);
             }
         }
     }
+}
+
+/// Runs `write` to fill the folder `dir` (created if needed, see [`OutputDir`]): when `write`
+/// fails, the folders created here are removed again with what it wrote. The one way library
+/// functions that write a set of files into a folder create that folder.
+pub fn write_into<T>(dir: &Path, write: impl FnOnce() -> Result<T>) -> Result<T> {
+    let guard = OutputDir::prepare(dir)?;
+    let out = write()?;
+    guard.keep();
+    Ok(out)
 }
 
 /// Creates `dir` (and its parents) if needed and checks that files can be created in it, so a

@@ -13,7 +13,7 @@ pub mod safetensors_io;
 pub use array::Array;
 pub use brain::Brain;
 pub use features::{Features, LayerFeatures};
-pub use io::{atomic_write, ensure_output_dir, OutputDir};
+pub use io::{atomic_write, ensure_output_dir, write_into, OutputDir};
 pub use npy::{npy_bytes, read_npy, read_npy_i64, write_npy};
 pub use safetensors_io::{serialize_tensors, write_tensors, OutTensor, TensorFile};
 

@@ -671,7 +671,6 @@ pub unsafe extern "C" fn ft_synth_plant(
         cfg.n_images = f.n_images();
         let (brain, truth) = crate::synth::plant(f, &cfg)?;
         if let Some(dir) = dir {
-            crate::data::io::ensure_output_dir(Path::new(dir))?;
             crate::synth::write_planted(Path::new(dir), &brain, &truth)?;
         }
         if !out.is_null() {
@@ -1204,7 +1203,6 @@ pub unsafe extern "C" fn ft_monitor_write_curves(monitor: *const ft_monitor, dir
         if m.inner.history().is_empty() {
             return Err(FfiError::invalid("the monitor has no observations to draw yet"));
         }
-        crate::data::io::ensure_output_dir(dir)?;
         crate::monitor::write_curves(dir, &m.inner)?;
         Ok(())
     })

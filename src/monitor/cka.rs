@@ -17,9 +17,8 @@
 //! nothing in exact arithmetic and removes the cancellation that large feature means (ReLU
 //! outputs, for example) would otherwise cause in `‖XᵀY‖² − aᵀb`.
 
-use candle_core::{Device, Tensor};
-
 use crate::data::Array;
+use crate::engine::fast_cpu::gemm::{gemm_rows, rm};
 use crate::error::{Error, Result};
 
 /// The statistics of one side of the comparison (one layer's features), computed once.
@@ -27,10 +26,8 @@ use crate::error::{Error, Result};
 pub struct GramStats {
     pub n: usize,
     pub p: usize,
-    /// Column-centred features, transposed: `[p, n]` f32, contiguous.
-    xt: Tensor,
-    /// Column-centred features `[n, p]` f32.
-    x: Tensor,
+    /// Column-centred features `[n, p]` f32, row-major.
+    x: Vec<f32>,
     /// `a_i = ‖x_i‖²`.
     a: Vec<f64>,
     /// `K̃1 = Xs − a`.
@@ -59,10 +56,16 @@ fn centre(data: &[f32], n: usize, p: usize) -> Vec<f32> {
     out
 }
 
-/// `Σ_ij M_ij²` of a 2-D f32 tensor, accumulated in f64.
-fn frob2(m: &Tensor) -> Result<f64> {
-    let v = m.flatten_all()?.to_vec1::<f32>()?;
-    Ok(v.iter().map(|&x| (x as f64) * (x as f64)).sum())
+/// Output rows per work item of the products below: fixed, so every element is summed in the
+/// same order whatever the thread count.
+const ROW_BLOCK: usize = 32;
+
+/// `‖XᵀY‖²_F` (accumulated in f64) for row-major `x` `[n, p]` and `y` `[n, q]`: one faer
+/// product per block of output rows on rayon's pool (SIMD GEMM, no spinning barrier).
+fn cross_frob2(x: &[f32], p: usize, y: &[f32], q: usize, n: usize) -> Result<f64> {
+    let mut prod: Vec<f32> = crate::data::limits::try_zeroed("CKA cross-product [p, q]", p * q)?;
+    gemm_rows(&mut prod, 0, p, q, q, false, rm(x, n, p).transpose(), rm(y, n, q), ROW_BLOCK);
+    Ok(prod.iter().map(|&v| (v as f64) * (v as f64)).sum())
 }
 
 fn hsic(n: usize, tr_kl: f64, ones_k: f64, ones_l: f64, u_dot_v: f64) -> f64 {
@@ -107,12 +110,9 @@ impl GramStats {
             .map(|(row, &ai)| row.iter().zip(&s).map(|(&x, &sk)| x as f64 * sk).sum::<f64>() - ai)
             .collect();
         let ones = dot(&s, &s) - a.iter().sum::<f64>();
-        let x = Tensor::from_vec(c, (n, p), &Device::Cpu)?;
-        let xt = x.t()?.contiguous()?;
-        let gram = xt.matmul(&x)?;
-        let tr_kk = frob2(&gram)? - dot(&a, &a);
+        let tr_kk = cross_frob2(&c, p, &c, p, n)? - dot(&a, &a);
         let hsic_self = hsic(n, tr_kk, ones, ones, dot(&u, &u));
-        Ok(Self { n, p, xt, x, a, u, ones, hsic_self })
+        Ok(Self { n, p, x: c, a, u, ones, hsic_self })
     }
 
     /// `HSIC₁` between these features and `other`'s (same images, in the same order).
@@ -123,8 +123,7 @@ impl GramStats {
                 self.n, other.n
             )));
         }
-        let cross = self.xt.matmul(&other.x)?;
-        let tr = frob2(&cross)? - dot(&self.a, &other.a);
+        let tr = cross_frob2(&self.x, self.p, &other.x, other.p, self.n)? - dot(&self.a, &other.a);
         Ok(hsic(self.n, tr, self.ones, other.ones, dot(&self.u, &other.u)))
     }
 

@@ -14,33 +14,35 @@ fn titled(what: &str, model: &str) -> String {
 
 /// `forgetting.png` (overall and per ROI) and `cka.png` (per layer) over steps.
 pub fn write_curves(dir: &std::path::Path, m: &Monitor) -> Result<()> {
-    let h = m.history();
-    let mut series = vec![("all voxels".to_string(), h.iter().map(|r| (r.step as f64, r.forgetting)).collect())];
-    for (k, name) in m.brain().roi_names.iter().enumerate() {
-        let pts: Vec<(f64, f64)> =
-            h.iter().map(|r| (r.step as f64, r.rois[k].forgetting.unwrap_or(f64::NAN))).collect();
-        if pts.iter().any(|p| p.1.is_finite()) {
-            series.push((name.clone(), pts));
+    crate::data::write_into(dir, || {
+        let h = m.history();
+        let mut series = vec![("all voxels".to_string(), h.iter().map(|r| (r.step as f64, r.forgetting)).collect())];
+        for (k, name) in m.brain().roi_names.iter().enumerate() {
+            let pts: Vec<(f64, f64)> =
+                h.iter().map(|r| (r.step as f64, r.rois[k].forgetting.unwrap_or(f64::NAN))).collect();
+            if pts.iter().any(|p| p.1.is_finite()) {
+                series.push((name.clone(), pts));
+            }
         }
-    }
-    crate::plot::line_chart(
-        &dir.join("forgetting.png"),
-        &titled("forgetting", m.model()),
-        "training step",
-        "forgetting (1 - retention)",
-        &series,
-    )?;
-    let cka: Vec<(String, Vec<(f64, f64)>)> = m
-        .layer_names()
-        .iter()
-        .enumerate()
-        .map(|(l, name)| (name.clone(), h.iter().map(|r| (r.step as f64, r.cka[l])).collect()))
-        .collect();
-    crate::plot::line_chart(
-        &dir.join("cka.png"),
-        &titled("layer CKA vs reference", m.model()),
-        "training step",
-        "linear CKA",
-        &cka,
-    )
+        crate::plot::line_chart(
+            &dir.join("forgetting.png"),
+            &titled("forgetting", m.model()),
+            "training step",
+            "forgetting (1 - retention)",
+            &series,
+        )?;
+        let cka: Vec<(String, Vec<(f64, f64)>)> = m
+            .layer_names()
+            .iter()
+            .enumerate()
+            .map(|(l, name)| (name.clone(), h.iter().map(|r| (r.step as f64, r.cka[l])).collect()))
+            .collect();
+        crate::plot::line_chart(
+            &dir.join("cka.png"),
+            &titled("layer CKA vs reference", m.model()),
+            "training step",
+            "linear CKA",
+            &cka,
+        )
+    })
 }

@@ -44,7 +44,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::data::{Array, Brain, Features, LayerFeatures};
+use crate::data::{Array, Brain, Features};
 use crate::engine::{Device, Estimator, FitEvent, Method, Predictor};
 use crate::error::{Error, Result};
 use crate::model::encoder_file::{load_encoder, FitRecord};
@@ -160,31 +160,6 @@ pub struct Monitor {
     val_target: Vec<f32>,
     history: Vec<StepReport>,
     history_file: Option<PathBuf>,
-}
-
-/// The images `idx` of a feature set (local maps and global tokens).
-fn select_images(f: &Features, idx: &[usize]) -> Features {
-    let rows = |a: &Array| -> Array {
-        let n = a.shape[0];
-        let row = a.data.len().checked_div(n).unwrap_or(0);
-        let mut data = Vec::with_capacity(idx.len() * row);
-        for &i in idx {
-            data.extend_from_slice(&a.data[i * row..(i + 1) * row]);
-        }
-        let mut shape = a.shape.clone();
-        shape[0] = idx.len();
-        Array { shape, data }
-    };
-    Features {
-        model: f.model.clone(),
-        layer_names: f.layer_names.clone(),
-        stimulus_ids: f.stimulus_ids.as_ref().map(|ids| idx.iter().map(|&i| ids[i].clone()).collect()),
-        layers: f
-            .layers
-            .iter()
-            .map(|l| LayerFeatures { local: rows(&l.local), global: l.global.as_ref().map(rows) })
-            .collect(),
-    }
 }
 
 fn mean_f32(xs: &[f32], idx: Option<&[usize]>) -> Option<f64> {
@@ -383,16 +358,18 @@ impl Monitor {
         Ok(m)
     }
 
-    /// Checks that `f` is a feature set of the same network shape on the same probe images.
+    /// Checks that `f` is a feature set of the same network shape on the same probe images, with
+    /// finite values wherever the next observation reads them: the held-out images' local maps
+    /// and every global token, or everything before a refit.
     fn check_features(&self, f: &Features, origin: &str) -> Result<()> {
-        f.validate(origin)?;
+        let read = (!self.next_is_refit()).then_some(&self.split.val[..]);
+        f.validate_images(origin, read)?;
         check_against(f, origin, &self.widths, self.n_images, self.stimulus_ids.as_deref())
     }
 
     /// Per-voxel R² of the reference encoder on the held-out images of `f`.
     fn held_out_r2(&self, f: &Features) -> Result<Vec<f32>> {
-        let sub = select_images(f, &self.split.val);
-        let prepared = PreparedFeatures::for_encoder(&sub, &self.encoder.spec)?;
+        let prepared = PreparedFeatures::for_images(f, &self.split.val, &self.encoder.spec)?;
         let pred = self.predictor.predict_all(&prepared)?;
         Ok(r2_per_voxel(&pred, &self.val_target, self.split.val.len(), self.brain.n_voxels()))
     }

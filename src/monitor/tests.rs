@@ -247,10 +247,18 @@ fn saved_encoder_file_gives_the_same_monitor() {
 #[test]
 fn bad_observations_are_errors_and_leave_no_trace() {
     let mut m = monitor(small_config());
+    let row = FIXTURE.features.layers[1].local.data.len() / FIXTURE.features.n_images();
+    let held = m.held_out()[0];
     let mut nan = FIXTURE.features.clone();
-    nan.layers[1].local.data[17] = f32::NAN;
+    nan.layers[1].local.data[held * row + 17] = f32::NAN;
     let e = m.observe(1, &nan).unwrap_err().to_string();
     assert!(e.contains("non-finite") && e.contains("step 1"), "{e}");
+    let mut nan_global = FIXTURE.features.clone();
+    let train = (0..FIXTURE.features.n_images()).find(|i| !m.held_out().contains(i)).unwrap();
+    let c = nan_global.layers[0].local.shape[1];
+    let g = nan_global.layers[0].global.get_or_insert_with(|| FIXTURE.features.global(0));
+    g.data[train * c] = f32::INFINITY;
+    assert!(m.observe(1, &nan_global).unwrap_err().to_string().contains("non-finite"));
     let mut fewer = FIXTURE.features.clone();
     fewer.layers.pop();
     fewer.layer_names.pop();
@@ -260,6 +268,26 @@ fn bad_observations_are_errors_and_leave_no_trace() {
     let wide = random_network(300, 4, 8, 4, 1).unwrap();
     assert!(m.observe(4, &wide).unwrap_err().to_string().contains("widths"));
     assert!(m.history().is_empty());
+}
+
+#[test]
+fn observations_check_the_values_they_read() {
+    // Retention reads only the held-out images' local maps: a NaN in a training image's map
+    // cannot change it, and checking every value of a large feature set costs more than the
+    // observation. A refit reads every image, so then the whole set is checked.
+    let mut m = monitor(small_config());
+    let row = FIXTURE.features.layers[1].local.data.len() / FIXTURE.features.n_images();
+    let train = (0..FIXTURE.features.n_images()).find(|i| !m.held_out().contains(i)).unwrap();
+    let mut x = noisy(&FIXTURE.features, 0.7, 9);
+    let clean = m.observe(1, &x).unwrap();
+    x.layers[1].local.data[train * row + 3] = f32::NAN;
+    let with_nan = m.observe(2, &x).unwrap();
+    assert_eq!(clean.retention, with_nan.retention);
+    assert!(with_nan.retention.is_finite());
+    m.config_mut().refit_every = 1;
+    let e = m.observe(3, &x).unwrap_err().to_string();
+    assert!(e.contains("non-finite") && e.contains("step 3"), "{e}");
+    assert_eq!(m.history().len(), 2);
 }
 
 #[test]

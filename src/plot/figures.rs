@@ -307,8 +307,7 @@ pub fn load_selections(path: &Path) -> Result<(Selections, Option<Vec<f32>>)> {
 pub fn plot_fit_dir(fit_dir: &Path, brain: &Brain, out: Option<&Path>, opts: &PlotOptions) -> Result<Vec<(Picture, PathBuf)>> {
     let fit = SavedFit::load(fit_dir)?;
     let out = out.unwrap_or(fit_dir);
-    crate::data::io::ensure_output_dir(out)?;
-    write_pictures(out, brain, &fit.view(), opts)
+    crate::data::write_into(out, || write_pictures(out, brain, &fit.view(), opts))
 }
 
 #[cfg(test)]

@@ -217,17 +217,19 @@ pub fn generate(cfg: &SynthConfig) -> Result<Synthetic> {
 /// Writes `features.safetensors`, `brain.safetensors` and `truth.safetensors` into `dir`
 /// (created if needed), each atomically.
 pub fn write(dir: &Path, data: &Synthetic) -> Result<()> {
-    crate::data::io::ensure_output_dir(dir)?;
-    data.features.save(&dir.join(FEATURES_FILE))?;
-    write_planted(dir, &data.brain, &data.truth)
+    crate::data::write_into(dir, || {
+        data.features.save(&dir.join(FEATURES_FILE))?;
+        write_planted(dir, &data.brain, &data.truth)
+    })
 }
 
 /// Writes only the brain and the truth, for data planted on a network the user already has
 /// features of (`--from-features`).
 pub fn write_planted(dir: &Path, brain: &Brain, truth: &Truth) -> Result<()> {
-    crate::data::io::ensure_output_dir(dir)?;
-    brain.save(&dir.join(BRAIN_FILE))?;
-    truth.save(&dir.join(TRUTH_FILE))
+    crate::data::write_into(dir, || {
+        brain.save(&dir.join(BRAIN_FILE))?;
+        truth.save(&dir.join(TRUTH_FILE))
+    })
 }
 
 #[cfg(test)]
