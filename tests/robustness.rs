@@ -210,6 +210,20 @@ fn a_run_that_fails_after_validation_leaves_no_empty_folder() {
     assert!(!tmp.path().join("a").exists(), "the failed run left {}", out.display());
 }
 
+#[test]
+fn plot_that_fails_leaves_no_folder() {
+    // `plot` prepares --out, then finds that the brain does not match the fit: the folder it
+    // created goes again (every library function that fills a folder goes through one guard).
+    let tmp = tempfile::tempdir().unwrap();
+    let other = tmp.path().join("other");
+    let o = run(&["synth", "--from-features", s(&features()), "--out", s(&other), "--voxels", "30", "--seed", "5"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = tmp.path().join("pics/new");
+    let o = run(&["plot", s(&data().join("fit")), "--brain", s(&other.join("brain.safetensors")), "--out", s(&out)]);
+    fails_cleanly(&o, &[]);
+    assert!(!tmp.path().join("pics").exists(), "the failed plot left {}", out.display());
+}
+
 // 3. No undefined number reported as a number. --------------------------------------------------
 
 #[test]

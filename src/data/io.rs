@@ -291,7 +291,8 @@ mod tests {
         }
     }
 
-    /// Issue 12: a failed run removes the folders it created (when empty) and nothing else.
+    /// Issue 12: a failed run removes the folders it created, with its partial output, and
+    /// nothing else.
     #[test]
     fn output_dir_guard_removes_only_what_it_created() {
         let d = tempfile::tempdir().unwrap();
@@ -304,12 +305,30 @@ mod tests {
         // Existing folder: never removed, even on failure.
         drop(OutputDir::prepare(&out).unwrap());
         assert!(out.is_dir());
-        // A folder that got a file is kept.
+        // A folder this run created goes with what the failed run wrote into it, up to the
+        // outermost folder it created.
         let other = d.path().join("x/y");
         let g = OutputDir::prepare(&other).unwrap();
         fs::write(other.join("f"), b"1").unwrap();
         drop(g);
-        assert!(other.join("f").is_file());
+        assert!(!d.path().join("x").exists());
+        // Failing inside an existing folder leaves the user's files there.
+        fs::write(out.join("mine"), b"user").unwrap();
+        let r: Result<()> = write_into(&out, || {
+            fs::write(out.join("partial"), b"1").unwrap();
+            Err(Error::invalid("failed"))
+        });
+        assert!(r.is_err());
+        assert_eq!(fs::read(out.join("mine")).unwrap(), b"user");
+        // write_into: a failure removes the new folder and what it held; success keeps it.
+        let fresh = d.path().join("p/q");
+        let r: Result<()> = write_into(&fresh, || {
+            fs::write(fresh.join("half"), b"1").unwrap();
+            Err(Error::invalid("failed"))
+        });
+        assert!(r.is_err() && !d.path().join("p").exists());
+        write_into(&fresh, || Ok(fs::write(fresh.join("whole"), b"1").unwrap())).unwrap();
+        assert!(fresh.join("whole").is_file());
     }
 
     #[test]
