@@ -161,27 +161,10 @@ impl WithSimd for Forward<'_, '_> {
             }
             let (offs, coefs) = (&offs[..nt], &coefs[..nt]);
             let w_v = o.w(v);
-            // The mixed feature f_v[b] eight SIMD vectors at a time (all of D = 128 with
-            // AVX-512), held in registers across the taps, then dotted with W[v]; then four at a
-            // time. Independent accumulators hide the FMA latency.
+            // The mixed feature f_v[b] four SIMD vectors at a time, held in registers across the
+            // taps, then dotted with W[v].
             let mut total = simd.splat_f32s(0.0);
             let mut jv = 0;
-            while jv + 8 <= nvec {
-                let mut a = [simd.splat_f32s(0.0); 8];
-                for (&off, &c) in offs.iter().zip(coefs) {
-                    let base = off + jv * lanes;
-                    let m = S::as_simd_f32s(&image[base..base + 8 * lanes]).0;
-                    let c = simd.splat_f32s(c);
-                    for i in 0..8 {
-                        a[i] = simd.mul_add_e_f32s(c, m[i], a[i]);
-                    }
-                }
-                let w = S::as_simd_f32s(&w_v[jv * lanes..(jv + 8) * lanes]).0;
-                for i in 0..8 {
-                    total = simd.mul_add_e_f32s(a[i], w[i], total);
-                }
-                jv += 8;
-            }
             while jv + 4 <= nvec {
                 let mut a = [simd.splat_f32s(0.0); 4];
                 for (&off, &c) in offs.iter().zip(coefs) {
