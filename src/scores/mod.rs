@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod hierarchy;
+pub mod over_seeds;
 pub mod permutation;
 pub mod report;
 pub mod seed_interval;
