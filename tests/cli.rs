@@ -251,7 +251,8 @@ fn assert_contains_json(old: &serde_json::Value, new: &serde_json::Value, at: &s
 
 /// `--preset design` keeps DESIGN §3.1's bilinear resampling, so it reproduces what `fit`
 /// reported before the resampling became a setting: the golden files were written by the
-/// commit before it, on the same synthetic data (grid 3 on 8×8 and 4×4 maps, non-integer ratios
+/// commit before it, on the same synthetic data (`synth --prf-size 0`, the point sampling of
+/// that commit, so this also checks that it plants the same data) (grid 3 on 8×8 and 4×4 maps, non-integer ratios
 /// where `auto` and `bilinear` differ). Selectors byte for byte; every value of the old report
 /// unchanged (the new report only adds keys, such as the resampling itself). Fits are
 /// deterministic on a given machine; these files come from the 2-core x86-64 CI machine.
@@ -262,7 +263,7 @@ fn design_preset_reproduces_the_reports_from_before_resampling_was_a_setting() {
     let syn = tmp.path().join("syn");
     let o = run(&[
         "synth", "--out", s(&syn), "--images", "240", "--voxels", "150", "--layers", "3", "--width", "8", "--grid", "4",
-        "--seed", "5",
+        "--seed", "5", "--prf-size", "0",
     ]);
     assert!(o.status.success(), "synth failed: {}", String::from_utf8_lossy(&o.stderr));
     let (f, b) = (syn.join("features.safetensors"), syn.join("brain.safetensors"));

@@ -39,6 +39,7 @@ fn setup_with(dir: &Path, signal_fraction: f64) -> (factortopy::data::Brain, Vec
         noise_ceiling: 0.8,
         seed: 5,
         signal_fraction,
+        prf_size: None,
     })
     .unwrap();
     let hier = permuted(&data.features, &[0, 1, 2, 3], "net-hier");

@@ -17,6 +17,7 @@ fn synth(scenario: Scenario) -> factortopy::synth::Synthetic {
         noise_ceiling: 0.8,
         seed: 11,
         signal_fraction: 0.9,
+        prf_size: None,
     })
     .unwrap()
 }

@@ -24,6 +24,7 @@ fn small(scenario: Scenario, seed: u64) -> SynthConfig {
         noise_ceiling: 0.5,
         seed,
         signal_fraction: 0.8,
+        prf_size: None,
     }
 }
 
@@ -186,15 +187,79 @@ fn recompute(
     y_raw
 }
 
+/// The clean response of a voxel with a receptive field, recomputed pixel by pixel: each pixel
+/// of the layer's own map weighs the area of its intersection with the square window (side
+/// `f`, centred at (x, y), in image-fraction units) over the window's area: a direct 2-D
+/// computation, not the generator's separable weights.
+fn recompute_window(features: &Features, layer: usize, x: f32, y: f32, f: f64, s: f32, w: &[f32]) -> Vec<f64> {
+    let local = &features.layers[layer].local;
+    let global = features.global(layer);
+    let (n, c, h, wd) = (local.shape[0], local.shape[1], local.shape[2], local.shape[3]);
+    let (cx, cy) = ((x as f64 + 1.0) / 2.0, (y as f64 + 1.0) / 2.0);
+    let overlap = |a0: f64, a1: f64, b0: f64, b1: f64| (a1.min(b1) - a0.max(b0)).max(0.0);
+    let mut weights = vec![0.0f64; h * wd];
+    for py in 0..h {
+        for px in 0..wd {
+            let ax = overlap(cx - f / 2.0, cx + f / 2.0, px as f64 / wd as f64, (px + 1) as f64 / wd as f64);
+            let ay = overlap(cy - f / 2.0, cy + f / 2.0, py as f64 / h as f64, (py + 1) as f64 / h as f64);
+            weights[py * wd + px] = ax * ay / (f * f);
+        }
+    }
+    let mut y_raw: Vec<f64> = (0..n)
+        .map(|img| {
+            (0..c)
+                .map(|ch| {
+                    let plane = &local.data[(img * c + ch) * h * wd..(img * c + ch + 1) * h * wd];
+                    let pooled: f64 = plane.iter().zip(&weights).map(|(&v, &k)| v as f64 * k).sum();
+                    w[ch] as f64 * ((1.0 - s) as f64 * pooled + s as f64 * global.data[img * c + ch] as f64)
+                })
+                .sum()
+        })
+        .collect();
+    let m = y_raw.iter().sum::<f64>() / n as f64;
+    let sd = (y_raw.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n as f64).sqrt();
+    y_raw.iter_mut().for_each(|v| *v = (*v - m) / sd);
+    y_raw
+}
+
+#[test]
+fn receptive_field_responses_equal_direct_recomputation() {
+    // Layers at 2G and G; the default window (one grid cell), a wide one that crosses the
+    // image border, and one narrower than a pixel of the 2G map.
+    for prf in [None, Some(0.45), Some(0.05)] {
+        let cfg = SynthConfig { n_images: 30, n_voxels: 40, n_layers: 5, width: 6, grid: 3, prf_size: prf, ..SynthConfig::default() };
+        let features = factortopy::synth::network::random_network(cfg.n_images, cfg.n_layers, cfg.width, cfg.grid, 11).unwrap();
+        let p = plant_detailed(&features, &cfg).unwrap();
+        let f = prf.unwrap_or(1.0 / 3.0);
+        let mut checked_layers = std::collections::BTreeSet::new();
+        for v in 0..cfg.n_voxels {
+            if p.truth.signal[v] == 0 {
+                continue;
+            }
+            let l = p.truth.layer[v] as usize;
+            let (x, y) = (p.truth.space.data[2 * v], p.truth.space.data[2 * v + 1]);
+            let want = recompute_window(&features, l, x, y, f, p.truth.scale[v], &p.readout[v]);
+            for img in 0..cfg.n_images {
+                let got = p.clean.data[img * cfg.n_voxels + v] as f64;
+                assert!((got - want[img]).abs() < 1e-4, "prf {prf:?} voxel {v} image {img}: {got} vs {}", want[img]);
+            }
+            checked_layers.insert(l);
+        }
+        assert!(checked_layers.len() >= 3, "{checked_layers:?}");
+    }
+}
+
 #[test]
 fn clean_response_equals_direct_recomputation() {
-    // Layers at 2G and G, so both the resampled and the untouched path are covered.
+    // Point sampling (`prf_size` 0) of the G×G resampled maps. Layers at 2G and G, so both the
+    // resampled and the untouched path are covered.
     let cfg = SynthConfig {
         n_images: 30,
         n_voxels: 40,
         n_layers: 5,
         width: 6,
         grid: 3,
+        prf_size: Some(0.0),
         ..SynthConfig::default()
     };
     let features = factortopy::synth::network::random_network(

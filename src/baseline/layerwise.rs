@@ -623,6 +623,7 @@ mod tests {
             noise_ceiling: 0.8,
             seed: 3,
             signal_fraction: 1.0,
+            prf_size: None,
         };
         let data = generate(&cfg).unwrap();
         let rcfg = RidgeBaselineConfig { n_folds: 3, ..RidgeBaselineConfig::default() };

@@ -42,7 +42,8 @@ pub struct SynthArgs {
     /// Channels per layer [default: 64].
     #[arg(long, value_name = "C")]
     pub width: Option<usize>,
-    /// Planting grid G (early layers are 2G×2G, the rest G×G; voxels read the G×G resampled maps).
+    /// Planting grid G (early layers of the built-in network are 2G×2G, the rest G×G; the default
+    /// receptive field is one grid cell).
     #[arg(long, value_name = "G", default_value_t = SynthConfig::default().grid)]
     pub grid: usize,
     /// Fraction of a signal voxel's variance that is explainable, in (0, 1].
@@ -54,6 +55,12 @@ pub struct SynthArgs {
     /// Fraction of voxels that carry planted signal, in [0, 1]; the rest are pure noise.
     #[arg(long, value_name = "F", default_value_t = SynthConfig::default().signal_fraction)]
     pub signal_fraction: f64,
+    /// Side of each signal voxel's receptive field, as a fraction of the image: the voxel reads
+    /// its layer's map averaged over a square window of that side at the layer's own resolution.
+    /// Default: one grid cell (1/G). 0: point sampling of the maps resampled bilinearly to G×G
+    /// (earlier versions' data, byte for byte).
+    #[arg(long, value_name = "F")]
+    pub prf_size: Option<f64>,
     /// Plant on this features file (your own network) instead of the built-in random network.
     #[arg(long, value_name = "FILE")]
     pub from_features: Option<PathBuf>,
@@ -71,6 +78,7 @@ pub fn run(a: SynthArgs) -> Result<i32> {
         noise_ceiling: a.noise_ceiling,
         seed: a.seed,
         signal_fraction: a.signal_fraction,
+        prf_size: a.prf_size,
     };
     // Sizes first (nothing is created for settings that cannot work), then the destination, so
     // an unwritable output directory fails before the work, not after it.

@@ -634,7 +634,52 @@ unsafe fn synth_config(options: *const ft_synth_options) -> FfiResult<SynthConfi
         noise_ceiling: o.noise_ceiling,
         seed: o.seed,
         signal_fraction: o.signal_fraction,
+        // `ft_synth_options` is frozen: these entry points plant as they always did (point
+        // sampling); `ft_synth_write_rf` and `ft_synth_plant_rf` take a receptive field.
+        prf_size: Some(0.0),
     })
+}
+
+/// The receptive-field argument of the `_rf` entry points: a fraction of the image in [0, 1]
+/// (0: point sampling), or any negative value for one grid cell (`1/grid`, the CLI's default).
+fn prf_arg(prf_size: f64) -> Option<f64> {
+    (prf_size.is_nan() || prf_size >= 0.0).then_some(prf_size)
+}
+
+/// `ft_synth_write` with receptive fields: every signal voxel reads its layer's map averaged
+/// over a square window of side `prf_size` (a fraction of the image, in [0, 1]) at the layer's
+/// own resolution; 0 is `ft_synth_write`'s point sampling, a negative value one grid cell (the
+/// CLI's default). A value above 1 (or NaN) is `FT_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// As `ft_synth_write`.
+#[no_mangle]
+pub unsafe extern "C" fn ft_synth_write_rf(dir: *const c_char, options: *const ft_synth_options, prf_size: f64) -> ft_status {
+    guard(|| {
+        // SAFETY: caller's contract.
+        let dir = unsafe { str_arg(dir, "dir") }?;
+        // SAFETY: caller's contract.
+        let cfg = SynthConfig { prf_size: prf_arg(prf_size), ..unsafe { synth_config(options) }? };
+        let data = crate::synth::generate(&cfg)?;
+        crate::synth::write(Path::new(dir), &data)?;
+        Ok(())
+    })
+}
+
+/// `ft_synth_plant` with receptive fields (`prf_size` as in `ft_synth_write_rf`).
+///
+/// # Safety
+/// As `ft_synth_plant`.
+#[no_mangle]
+pub unsafe extern "C" fn ft_synth_plant_rf(
+    features: *const ft_features,
+    options: *const ft_synth_options,
+    prf_size: f64,
+    dir: *const c_char,
+    out: *mut *mut ft_brain,
+) -> ft_status {
+    // SAFETY: forwarded caller's contract.
+    guard(|| unsafe { synth_plant(features, options, Some(prf_arg(prf_size)), dir, out) })
 }
 
 /// Plants a brain on a network's own features (the CLI's `synth --from-features`): each ROI reads
@@ -654,32 +699,8 @@ pub unsafe extern "C" fn ft_synth_plant(
     dir: *const c_char,
     out: *mut *mut ft_brain,
 ) -> ft_status {
-    guard(|| {
-        let f = &handle(features, "features")?.inner;
-        // SAFETY: caller's contract.
-        let mut cfg = unsafe { synth_config(options) }?;
-        // SAFETY: NULL or a NUL-terminated string by the caller's contract.
-        let dir = match dir.is_null() {
-            true => None,
-            false => Some(unsafe { str_arg(dir, "dir") }?),
-        };
-        if dir.is_none() && out.is_null() {
-            return Err(FfiError::null("dir and out (at least one is needed)"));
-        }
-        f.validate("features")?;
-        cfg.n_layers = f.n_layers();
-        cfg.n_images = f.n_images();
-        let (brain, truth) = crate::synth::plant(f, &cfg)?;
-        if let Some(dir) = dir {
-            crate::synth::write_planted(Path::new(dir), &brain, &truth)?;
-        }
-        if !out.is_null() {
-            let mut brain = brain;
-            brain.zscore("planted brain")?;
-            *out_arg(out, "out")? = boxed(ft_brain { inner: brain });
-        }
-        Ok(())
-    })
+    // SAFETY: forwarded caller's contract.
+    guard(|| unsafe { synth_plant(features, options, None, dir, out) })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1346,4 +1367,44 @@ pub unsafe extern "C" fn ft_step_report_json(report: *const ft_step_report, out:
 pub unsafe extern "C" fn ft_step_report_free(report: *mut ft_step_report) {
     // SAFETY: caller's contract.
     unsafe { free_box(report) }
+}
+
+/// The body of `ft_synth_plant` (`prf_size` None: its point sampling) and `ft_synth_plant_rf`.
+///
+/// # Safety
+/// As `ft_synth_plant`.
+unsafe fn synth_plant(
+    features: *const ft_features,
+    options: *const ft_synth_options,
+    prf_size: Option<Option<f64>>,
+    dir: *const c_char,
+    out: *mut *mut ft_brain,
+) -> FfiResult<()> {
+    let f = &handle(features, "features")?.inner;
+    // SAFETY: caller's contract.
+    let mut cfg = unsafe { synth_config(options) }?;
+    if let Some(prf_size) = prf_size {
+        cfg.prf_size = prf_size;
+    }
+    // SAFETY: NULL or a NUL-terminated string by the caller's contract.
+    let dir = match dir.is_null() {
+        true => None,
+        false => Some(unsafe { str_arg(dir, "dir") }?),
+    };
+    if dir.is_none() && out.is_null() {
+        return Err(FfiError::null("dir and out (at least one is needed)"));
+    }
+    f.validate("features")?;
+    cfg.n_layers = f.n_layers();
+    cfg.n_images = f.n_images();
+    let (brain, truth) = crate::synth::plant(f, &cfg)?;
+    if let Some(dir) = dir {
+        crate::synth::write_planted(Path::new(dir), &brain, &truth)?;
+    }
+    if !out.is_null() {
+        let mut brain = brain;
+        brain.zscore("planted brain")?;
+        *out_arg(out, "out")? = boxed(ft_brain { inner: brain });
+    }
+    Ok(())
 }

@@ -2,10 +2,11 @@
 //!
 //! A fixed random multi-layer network ([`network`]) provides features; voxels on a 2-D cortical
 //! sheet ([`cortex`]) are grouped into ROIs, and each ROI reads from a layer chosen by the
-//! [`Scenario`], at a retinotopic image location and a level-dependent scale ([`plant`]). The
-//! planted responses are built with exactly the model's sampling rules ([`sample`]), so the
-//! FactorTopy model of DESIGN §3 can represent them exactly and a good fit must recover the
-//! truth, which is written alongside the data.
+//! [`Scenario`], at a retinotopic image location and a level-dependent scale ([`plant`]). By
+//! default a voxel pools its layer's map over a receptive field of one grid cell at the layer's
+//! own resolution (as a voxel in cortex does); with `prf_size` 0 it point-samples the G×G
+//! resampled map with exactly the model's rules ([`sample`]), which the model of DESIGN §3 can
+//! represent exactly. Either way a good fit must recover the truth written alongside the data.
 //!
 //! ```no_run
 //! use factortopy::synth::{generate, write, Scenario, SynthConfig};
@@ -103,14 +104,21 @@ pub struct SynthConfig {
     pub n_layers: usize,
     /// Channels per layer C.
     pub width: usize,
-    /// Planting grid G: late layers are G×G, early ones 2G×2G, and responses are planted on the
-    /// maps resampled to G×G, as the model sees them (DESIGN §3.1).
+    /// Planting grid G: late layers of the built-in network are G×G, early ones 2G×2G. It sets
+    /// the default receptive field (one grid cell) and, with `prf_size` 0, the G×G maps voxels
+    /// point-sample.
     pub grid: usize,
     /// Fraction of a signal voxel's variance that the planted signal explains (R² units).
     pub noise_ceiling: f64,
     pub seed: u64,
     /// Fraction of voxels that carry planted signal; the rest are pure noise.
     pub signal_fraction: f64,
+    /// Side of a signal voxel's receptive field, as a fraction of the image side: the voxel
+    /// reads its layer's map averaged over a square box window of that side centred on its
+    /// planted location, at the layer's own resolution. `None`: one grid cell (`1/grid`).
+    /// `Some(0.0)`: no receptive field, the voxel point-samples the map resampled bilinearly to
+    /// G×G (the generator before receptive fields, byte for byte).
+    pub prf_size: Option<f64>,
 }
 
 impl Default for SynthConfig {
@@ -125,11 +133,17 @@ impl Default for SynthConfig {
             noise_ceiling: 0.6,
             seed: 0,
             signal_fraction: 0.85,
+            prf_size: None,
         }
     }
 }
 
 impl SynthConfig {
+    /// The receptive-field side in use (see `prf_size`).
+    pub fn prf(&self) -> f64 {
+        self.prf_size.unwrap_or(1.0 / self.grid.max(1) as f64)
+    }
+
     /// Checks the settings that planting uses (everything but the network's shape).
     pub fn validate_planting(&self) -> Result<()> {
         use crate::data::limits;
@@ -147,6 +161,13 @@ impl SynthConfig {
                 "signal fraction must be in [0, 1], got {}",
                 self.signal_fraction
             )));
+        }
+        if let Some(f) = self.prf_size {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(Error::invalid(format!(
+                    "receptive-field size must be a fraction of the image in [0, 1], got {f}"
+                )));
+            }
         }
         if self.n_voxels < ROI_NAMES.len() {
             return Err(Error::invalid(format!(
@@ -287,6 +308,18 @@ mod tests {
             },
             SynthConfig {
                 signal_fraction: -0.1,
+                ..ok.clone()
+            },
+            SynthConfig {
+                prf_size: Some(-0.1),
+                ..ok.clone()
+            },
+            SynthConfig {
+                prf_size: Some(f64::NAN),
+                ..ok.clone()
+            },
+            SynthConfig {
+                prf_size: Some(1.5),
                 ..ok.clone()
             },
         ] {

@@ -1,9 +1,15 @@
 //! Planting voxel responses on a network's features, and the ground truth that results.
 //!
-//! Every choice here keeps the planted response inside what the FactorTopy model (DESIGN §3) can
-//! represent exactly, so that a good fit has a right answer to find:
-//! - responses are read from the layer maps resampled to G×G (§3.1), at one image location with
-//!   the model's bilinear convention (§3.4), mixed with the global token by `(1−s, s)` (§3.4);
+//! Every choice here keeps the planted response close to what the FactorTopy model (DESIGN §3)
+//! can represent, so that a good fit has a right answer to find:
+//! - a voxel with a receptive field (the default, `prf_size` > 0) reads its layer's map averaged
+//!   over a box window of that side centred on its location, at the layer's own resolution (a
+//!   112×112 map contributes all its pixels there, as it does to a real voxel), mixed with the
+//!   global token by `(1−s, s)` (§3.4). Area resampling to the grid (`--resample area|auto`)
+//!   represents a window of one grid cell exactly at cell centres;
+//! - with `prf_size` 0, responses are read from the layer maps resampled bilinearly to G×G
+//!   (§3.1), at one image location with the model's bilinear convention (§3.4), mixed the same
+//!   way: exactly representable by a `bilinear` fit;
 //! - a voxel's channel readout is `w_v = B_l·r_v` with a per-layer basis `B_l` of rank
 //!   `K = min(16, C)`, which the model's shared channel bottleneck (§3.2, width D ≥ K) followed
 //!   by a per-voxel readout can express;
@@ -20,7 +26,7 @@ use crate::data::{Array, Brain, Features};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::synth::cortex::{self, ROI_LEVELS, ROI_NAMES};
-use crate::synth::sample::{bilinear_taps, resize_layer};
+use crate::synth::sample::{bilinear_taps, box_window, resize_layer, window_dot};
 use crate::synth::{Scenario, SynthConfig};
 
 /// Largest rank of the per-layer readout basis.
@@ -253,11 +259,19 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
     (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
 
+/// How a signal voxel reads its layer's local map.
+enum Read {
+    /// Point sampling of the G×G resampled map: bilinear taps, weights already multiplied by
+    /// `1 − s` (`prf_size` 0).
+    Taps([(usize, f32); 4]),
+    /// Box-window average at the layer's own resolution: row and column weights (`box_window`).
+    Window { wy: Vec<(usize, f64)>, wx: Vec<(usize, f64)> },
+}
+
 /// A signal voxel's planting recipe.
 struct Recipe {
     layer: usize,
-    /// Bilinear taps on the G×G plane, weights already multiplied by `1 − s`.
-    taps: [(usize, f32); 4],
+    read: Read,
     scale: f32,
     w: Vec<f32>,
 }
@@ -278,14 +292,22 @@ pub fn plant_detailed(features: &Features, cfg: &SynthConfig) -> Result<Planted>
     let g = cfg.grid;
     let gg = g * g;
     let v = cfg.n_voxels;
+    let prf = cfg.prf();
 
-    // The model sees every layer resampled to G×G (DESIGN §3.1), so that is what voxels read.
-    // Stored cell-major ([N, G·G, C]) so each bilinear tap is a contiguous dot product.
-    let cells: Vec<Vec<f32>> = features
-        .layers
-        .iter()
-        .map(|l| resize_layer(&l.local, g).map(|a| cell_major(&a)))
-        .collect::<Result<_>>()?;
+    // Point sampling reads every layer resampled to G×G as the model sees it (DESIGN §3.1),
+    // stored cell-major ([N, G·G, C]) so each bilinear tap is a contiguous dot product.
+    // Receptive fields read the features as they are.
+    let cells: Vec<Vec<f32>> = if prf == 0.0 {
+        features
+            .layers
+            .iter()
+            .map(|l| resize_layer(&l.local, g).map(|a| cell_major(&a)))
+            .collect::<Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    let dims: Vec<(usize, usize, usize)> =
+        features.layers.iter().map(|l| (l.local.shape[1], l.local.shape[2], l.local.shape[3])).collect();
     let globals: Vec<Array> = (0..n_layers).map(|l| features.global(l)).collect();
     let widths: Vec<usize> = features.layers.iter().map(|l| l.local.shape[1]).collect();
 
@@ -333,14 +355,21 @@ pub fn plant_detailed(features: &Features, cfg: &SynthConfig) -> Result<Planted>
         .map(|i| {
             (signal[i] == 1).then(|| {
                 let s = scale[i];
-                let mut taps =
-                    bilinear_taps(sheet.space.data[2 * i], sheet.space.data[2 * i + 1], g, g);
-                for t in taps.iter_mut() {
-                    t.1 *= 1.0 - s;
-                }
+                let (x, y) = (sheet.space.data[2 * i], sheet.space.data[2 * i + 1]);
+                let l = layer[i] as usize;
+                let read = if prf == 0.0 {
+                    let mut taps = bilinear_taps(x, y, g, g);
+                    for t in taps.iter_mut() {
+                        t.1 *= 1.0 - s;
+                    }
+                    Read::Taps(taps)
+                } else {
+                    let (_, h, w) = dims[l];
+                    Read::Window { wy: box_window(y, prf, h), wx: box_window(x, prf, w) }
+                };
                 Recipe {
-                    layer: layer[i] as usize,
-                    taps,
+                    layer: l,
+                    read,
                     scale: s,
                     w: readout[i].clone(),
                 }
@@ -354,11 +383,21 @@ pub fn plant_detailed(features: &Features, cfg: &SynthConfig) -> Result<Planted>
         for (out, rec) in row.iter_mut().zip(recipes.iter()) {
             let Some(rec) = rec else { continue };
             let c = widths[rec.layer];
-            let map = &cells[rec.layer][img * gg * c..(img + 1) * gg * c];
             let glob = &globals[rec.layer].data[img * c..(img + 1) * c];
             let mut y = rec.scale as f64 * dot(&rec.w, glob);
-            for &(idx, wt) in &rec.taps {
-                y += wt as f64 * dot(&rec.w, &map[idx * c..(idx + 1) * c]);
+            match &rec.read {
+                Read::Taps(taps) => {
+                    let map = &cells[rec.layer][img * gg * c..(img + 1) * gg * c];
+                    for &(idx, wt) in taps {
+                        y += wt as f64 * dot(&rec.w, &map[idx * c..(idx + 1) * c]);
+                    }
+                }
+                Read::Window { wy, wx } => {
+                    let (_, h, w) = dims[rec.layer];
+                    let plane = c * h * w;
+                    let map = &features.layers[rec.layer].local.data[img * plane..(img + 1) * plane];
+                    y += (1.0 - rec.scale as f64) * window_dot(map, c, h, w, wy, wx, &rec.w);
+                }
             }
             *out = y;
         }

@@ -1,7 +1,7 @@
 //! The two interpolation rules the encoding model applies to feature maps (DESIGN §3.1 grid
-//! resampling and §3.4 point sampling). The generator plants responses with exactly these rules,
-//! so the model can represent the planted answer without approximation error; tests recompute
-//! planted responses with the same functions instead of a second copy that could drift.
+//! resampling and §3.4 point sampling), used to plant voxels that point-sample the G×G maps
+//! (`--prf-size 0`: the model can represent the planted answer without approximation error),
+//! and the box window of voxels with a receptive field, read at each layer's own resolution.
 
 use crate::data::Array;
 use crate::error::{Error, Result};
@@ -120,6 +120,47 @@ pub fn bilinear_sample(map: &[f32], c: usize, h: usize, w: usize, x: f32, y: f32
     }
 }
 
+/// Weights `(pixel, weight)` of a box window along one axis of `n` pixels: the window has side
+/// `size` (a fraction of the image) and is centred at `centre` in [-1, 1] (the selector's
+/// convention); pixel `i` covers `[i/n, (i+1)/n]` of the image and weighs the part of it inside
+/// the window divided by the whole window's side, so a window partly outside the image reads
+/// zeros there (the model's zero padding). Computed in f64; `size` must be positive.
+pub fn box_window(centre: f32, size: f64, n: usize) -> Vec<(usize, f64)> {
+    let c = (centre as f64 + 1.0) / 2.0;
+    let (lo, hi) = (c - size / 2.0, c + size / 2.0);
+    let first = ((lo * n as f64).floor().max(0.0)) as usize;
+    let last = (((hi * n as f64).ceil()).min(n as f64)).max(0.0) as usize;
+    (first..last)
+        .filter_map(|i| {
+            let (a, b) = (i as f64 / n as f64, (i + 1) as f64 / n as f64);
+            let overlap = hi.min(b) - lo.max(a);
+            (overlap > 0.0).then(|| (i, overlap / size))
+        })
+        .collect()
+}
+
+/// `w · (window average of a [C, H, W] map)`: every channel averaged over the separable window
+/// `wy × wx` (from [`box_window`]) at the map's own resolution, then read out by `w` (length C).
+/// In f64 with a fixed summation order.
+pub fn window_dot(map: &[f32], c: usize, h: usize, w: usize, wy: &[(usize, f64)], wx: &[(usize, f64)], readout: &[f32]) -> f64 {
+    debug_assert_eq!(map.len(), c * h * w);
+    let mut y = 0.0f64;
+    for (ch, &k) in readout.iter().enumerate().take(c) {
+        let plane = &map[ch * h * w..(ch + 1) * h * w];
+        let mut acc = 0.0f64;
+        for &(py, ay) in wy {
+            let row = &plane[py * w..(py + 1) * w];
+            let mut r = 0.0f64;
+            for &(px, ax) in wx {
+                r += ax * row[px] as f64;
+            }
+            acc += ay * r;
+        }
+        y += k as f64 * acc;
+    }
+    y
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +218,26 @@ mod tests {
         assert!((out[0] - map[0] / 4.0).abs() < 1e-6);
         bilinear_sample(&map, 1, g, g, 1.0, 1.0, &mut out);
         assert!((out[0] - map[g * g - 1] / 4.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn box_window_hand_worked() {
+        // A quarter of the image centred at the centre of an 8-pixel axis: pixels 3 and 4, half
+        // the window each.
+        assert_eq!(box_window(0.0, 0.25, 8), vec![(3, 0.5), (4, 0.5)]);
+        // Centred on pixel 0's centre (x = −1 + 1/8) with one pixel's width: pixel 0 alone.
+        let w = box_window(-1.0 + 1.0 / 8.0, 1.0 / 8.0, 8);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].0, 0);
+        assert!((w[0].1 - 1.0).abs() < 1e-12);
+        // At the border half the window is outside: the weights sum to 1/2 (zero padding).
+        let w = box_window(-1.0, 0.5, 10);
+        assert!((w.iter().map(|p| p.1).sum::<f64>() - 0.5).abs() < 1e-12, "{w:?}");
+        assert_eq!(w.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+        // A window smaller than a pixel inside one pixel reads that pixel with weight 1.
+        let w = box_window(0.1, 0.01, 4);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].0, 2);
+        assert!((w[0].1 - 1.0).abs() < 1e-12, "{w:?}");
     }
 }
