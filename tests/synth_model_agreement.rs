@@ -64,3 +64,33 @@ fn bilinear_taps_agree_with_the_model() {
         }
     }
 }
+
+/// A receptive field of one grid cell centred on a cell is what the model's area resampling
+/// (`--resample area`, and `auto` on shrinking maps) puts in that cell: the generator's window
+/// weights and the model's area weights agree on every axis length, integer ratio or not.
+#[test]
+fn one_cell_receptive_field_is_the_area_resampled_cell() {
+    use factortopy::model::resample::area_weights;
+    use factortopy::synth::sample::box_window;
+    for g in [1usize, 3, 4, 8] {
+        for n in [g, 2 * g, 7, 13, 56, 112] {
+            if n < g {
+                continue;
+            }
+            let area = area_weights(n, g);
+            for (o, cell) in area.iter().enumerate() {
+                let centre = ((2 * o + 1) as f64 / g as f64 - 1.0) as f32;
+                let window = box_window(centre, 1.0 / g as f64, n);
+                let dense = |taps: &[(usize, f64)]| {
+                    let mut d = vec![0.0f64; n];
+                    taps.iter().for_each(|&(i, w)| d[i] += w);
+                    d
+                };
+                let a: Vec<(usize, f64)> = cell.iter().map(|&(i, w)| (i, w as f64)).collect();
+                for (i, (x, y)) in dense(&a).iter().zip(dense(&window)).enumerate() {
+                    assert!((x - y).abs() < 1e-6, "n {n} → g {g}, cell {o}, pixel {i}: {x} vs {y}");
+                }
+            }
+        }
+    }
+}
