@@ -781,6 +781,31 @@ enum ft_status ft_synth_options_default(struct ft_synth_options *out);
 enum ft_status ft_synth_write(const char *dir, const struct ft_synth_options *options);
 
 /**
+ * `ft_synth_write` with receptive fields: every signal voxel reads its layer's map averaged
+ * over a square window of side `prf_size` (a fraction of the image, in [0, 1]) at the layer's
+ * own resolution; 0 is `ft_synth_write`'s point sampling, a negative value one grid cell (the
+ * CLI's default). A value above 1 (or NaN) is `FT_ERR_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * As `ft_synth_write`.
+ */
+enum ft_status ft_synth_write_rf(const char *dir,
+                                 const struct ft_synth_options *options,
+                                 double prf_size);
+
+/**
+ * `ft_synth_plant` with receptive fields (`prf_size` as in `ft_synth_write_rf`).
+ *
+ * # Safety
+ * As `ft_synth_plant`.
+ */
+enum ft_status ft_synth_plant_rf(const struct ft_features *features,
+                                 const struct ft_synth_options *options,
+                                 double prf_size,
+                                 const char *dir,
+                                 struct ft_brain **out);
+
+/**
  * Plants a brain on a network's own features (the CLI's `synth --from-features`): each ROI reads
  * from the layer, location and scale its scenario plants, with noise at the noise ceiling. The
  * brain comes back z-scored, as `ft_brain_load` would give it; `dir` non-NULL also writes

@@ -26,11 +26,26 @@ def _options(scenario: str, overrides: dict) -> FtSynthOptions:
     return o
 
 
-def write(directory: str | os.PathLike, scenario: str = "hierarchical", **options) -> None:
+def _prf(prf_size: float | None) -> float:
+    """The C ABI's receptive-field argument: a negative value means one grid cell."""
+    if prf_size is None:
+        return -1.0
+    prf_size = float(prf_size)
+    if not 0.0 <= prf_size <= 1.0:
+        raise ValueError(f"prf_size must be a fraction of the image in [0, 1], got {prf_size}")
+    return prf_size
+
+
+def write(
+    directory: str | os.PathLike, scenario: str = "hierarchical", *, prf_size: float | None = None, **options
+) -> None:
     """Writes features.safetensors, brain.safetensors and truth.safetensors into ``directory``
-    (options: n_images, n_voxels, n_layers, width, grid, noise_ceiling, signal_fraction, seed)."""
+    (options: n_images, n_voxels, n_layers, width, grid, noise_ceiling, signal_fraction, seed).
+    ``prf_size``: side of each signal voxel's receptive field as a fraction of the image (its
+    layer's map is averaged over that window at the layer's own resolution); None: one grid cell;
+    0: point sampling of the maps resampled to the grid (the CLI's ``synth --prf-size``)."""
     o = _options(scenario, options)
-    call("ft_synth_write", encode_path(directory), ctypes.byref(o))
+    call("ft_synth_write_rf", encode_path(directory), ctypes.byref(o), _prf(prf_size))
 
 
 def plant(
@@ -38,18 +53,20 @@ def plant(
     scenario: str = "hierarchical",
     *,
     directory: str | os.PathLike | None = None,
+    prf_size: float | None = None,
     **options,
 ) -> Brain:
     """Plants a brain on ``features`` (the CLI's ``synth --from-features``): each ROI reads from the
     layer, location and scale the scenario prescribes. Returns it z-scored; with ``directory``, also
     writes brain.safetensors and truth.safetensors there. Options: n_voxels, grid,
-    noise_ceiling, signal_fraction, seed."""
+    noise_ceiling, signal_fraction, seed; ``prf_size`` as in ``write`` (default one grid cell)."""
     o = _options(scenario, options)
     b = Brain.__new__(Brain)
     ptr = _new_handle(
-        "ft_synth_plant",
+        "ft_synth_plant_rf",
         features.handle,
         ctypes.byref(o),
+        _prf(prf_size),
         None if directory is None else encode_path(directory),
     )
     _Handle.__init__(b, ptr)
