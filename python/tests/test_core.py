@@ -162,6 +162,41 @@ def test_rank_orders_the_real_network_above_its_reversal(features, brain, fast):
         ft.rank([features], brain, method="lasso")
 
 
+def test_grid_resampling_is_an_option_saved_with_the_encoder(tmp_path, features, brain, fast):
+    # The design preset keeps DESIGN §3.1's bilinear resampling; every other preset uses auto.
+    assert ft.FitOptions().resample == "bilinear" and fast.resample == "auto"
+    assert ft.FitOptions.preset("fast", resample="area").as_dict()["resample"] == "area"
+    with pytest.raises(ValueError, match="unknown resample"):
+        ft.FitOptions(resample="nearest")
+    # grid 4 on the generator's 6×6 and 3×3 maps: area and bilinear give different fits, and
+    # scoring the saved encoder uses the method it was fitted with.
+    area = ft.fit(features, brain, fast, grid=4, max_epochs=3, resample="area")
+    bilinear = ft.fit(features, brain, fast, grid=4, max_epochs=3, resample="bilinear")
+    assert area.report["settings"]["fit"]["resample"] == "area"
+    assert area.summary["r2_mean"] != bilinear.summary["r2_mean"]
+    area.save_encoder(tmp_path / "area.safetensors")
+    scored = ft.score(tmp_path / "area.safetensors", features, brain)
+    assert scored.summary["r2_mean"] == area.summary["r2_mean"]
+    # The report says how many voxels' layer choices are ambiguous, per ROI.
+    assert area.report["ambiguity"]["margin"] == 0.1
+    assert all(0 <= r["ambiguous"] <= 1 for r in area.report["rois"] if r["n_voxels"])
+
+
+def test_receptive_field_size_of_planted_voxels(tmp_path, features):
+    files = []
+    for name, prf in (("point", 0), ("cell", None), ("wide", 0.5)):
+        b = ft.synth.plant(features, n_voxels=60, grid=3, seed=1, prf_size=prf, directory=tmp_path / name)
+        assert b.shape == (160, 60)
+        files.append((tmp_path / name / "brain.safetensors").read_bytes())
+    assert files[0] != files[1] and files[1] != files[2]
+    # Same seed and size: the same brain.
+    ft.synth.plant(features, n_voxels=60, grid=3, seed=1, directory=tmp_path / "again")
+    assert (tmp_path / "again" / "brain.safetensors").read_bytes() == files[1]
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="prf_size"):
+            ft.synth.plant(features, n_voxels=60, grid=3, prf_size=bad)
+
+
 def test_planting_on_given_features(tmp_path, features):
     b = ft.synth.plant(features, n_voxels=70, grid=3, seed=2, directory=tmp_path / "planted")
     assert b.shape == (160, 70)
