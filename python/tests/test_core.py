@@ -164,7 +164,8 @@ def test_rank_orders_the_real_network_above_its_reversal(features, brain, fast):
 
 def test_grid_resampling_is_an_option_saved_with_the_encoder(tmp_path, features, brain, fast):
     # The design preset keeps DESIGN §3.1's bilinear resampling; every other preset uses auto.
-    assert ft.FitOptions().resample == "bilinear" and fast.resample == "auto"
+    assert ft.FitOptions.preset("design").resample == "bilinear"
+    assert ft.FitOptions().resample == "auto" and fast.resample == "auto"
     assert ft.FitOptions.preset("fast", resample="area").as_dict()["resample"] == "area"
     with pytest.raises(ValueError, match="unknown resample"):
         ft.FitOptions(resample="nearest")
