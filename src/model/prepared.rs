@@ -6,7 +6,7 @@
 use crate::data::{Array, Features};
 use crate::error::{Error, Result};
 use crate::model::encoder::EncoderSpec;
-use crate::model::resample::{resample, to_cells, Resample};
+use crate::model::resample::{resample_cells, Resample};
 use candle_core::{Device, Tensor};
 
 /// The rows `idx` (first axis) of `a`.
@@ -73,10 +73,7 @@ impl PreparedFeatures {
                 )));
             }
             let c = local.shape[1];
-            let cells = match idx {
-                None => to_cells(&resample(local, grid, method)?)?,
-                Some(idx) => to_cells(&resample(&rows(local, idx)?, grid, method)?)?,
-            };
+            let cells = resample_cells(local, idx, grid, method)?;
             locals.push(Tensor::from_vec(cells.data, (n, grid * grid, c), &dev)?);
             let g = features.global(l);
             if g.shape != [n_all, c] {

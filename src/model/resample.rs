@@ -139,12 +139,45 @@ fn weighted_sum(taps: &[(usize, f32)], value: impl Fn(usize) -> f32) -> f32 {
     acc
 }
 
-/// Resizes `[N, C, H, W]` to `[N, C, G, G]` with `method` (see the module docs).
-pub fn resample(local: &Array, g: usize, method: Resample) -> Result<Array> {
+/// Checks a `[N, C, H, W]` map and a grid size before anything is allocated.
+fn check_map(local: &Array, g: usize) -> Result<(usize, usize, usize, usize)> {
     if local.ndim() != 4 || g == 0 || local.shape[2] == 0 || local.shape[3] == 0 {
         return Err(Error::invalid(format!("resample needs a non-empty [N, C, H, W] map and G > 0, got {:?}", local.shape)));
     }
-    let (n, c, h, w) = (local.shape[0], local.shape[1], local.shape[2], local.shape[3]);
+    Ok((local.shape[0], local.shape[1], local.shape[2], local.shape[3]))
+}
+
+/// Resizes one `h × w` plane (row-major `src`) to `G × G` with the per-axis weights `tx`
+/// (G entries over the `w` columns) and `ty` (G entries over the `h` rows), handing every
+/// output cell to `put(oy·G + ox, value)`. `rows` is `h·G` scratch. Along x first (every input
+/// row to G columns), then along y; for bilinear each sum is exactly `a·(1 − w) + b·w`, the
+/// arithmetic of DESIGN §3.1's two-tap formula.
+#[inline]
+fn resample_plane(
+    src: &[f32],
+    w: usize,
+    tx: &[Vec<(usize, f32)>],
+    ty: &[Vec<(usize, f32)>],
+    rows: &mut [f32],
+    mut put: impl FnMut(usize, f32),
+) {
+    let g = tx.len();
+    for (y, out) in rows.chunks_exact_mut(g).enumerate() {
+        let row = &src[y * w..(y + 1) * w];
+        for (o, taps) in out.iter_mut().zip(tx) {
+            *o = weighted_sum(taps, |x| row[x]);
+        }
+    }
+    for (oy, taps) in ty.iter().enumerate() {
+        for ox in 0..g {
+            put(oy * g + ox, weighted_sum(taps, |y| rows[y * g + ox]));
+        }
+    }
+}
+
+/// Resizes `[N, C, H, W]` to `[N, C, G, G]` with `method` (see the module docs).
+pub fn resample(local: &Array, g: usize, method: Resample) -> Result<Array> {
+    let (n, c, h, w) = check_map(local, g)?;
     if h == g && w == g {
         // Every kernel is the identity at equal sizes.
         return Ok(local.clone());
@@ -156,22 +189,41 @@ pub fn resample(local: &Array, g: usize, method: Resample) -> Result<Array> {
     let tx = axis_weights(method.kernel(w, g), w, g);
     out.par_chunks_mut(g * g).enumerate().for_each(|(nc, dst)| {
         let src = &local.data[nc * h * w..(nc + 1) * h * w];
-        // Along x first (every input row to G columns), then along y. For bilinear each sum is
-        // exactly `a·(1 − w) + b·w`, the arithmetic of DESIGN §3.1's two-tap formula.
         let mut rows = vec![0.0f32; h * g];
-        for y in 0..h {
-            let row = &src[y * w..(y + 1) * w];
-            for (ox, taps) in tx.iter().enumerate() {
-                rows[y * g + ox] = weighted_sum(taps, |x| row[x]);
-            }
-        }
-        for (oy, taps) in ty.iter().enumerate() {
-            for ox in 0..g {
-                dst[oy * g + ox] = weighted_sum(taps, |y| rows[y * g + ox]);
+        resample_plane(src, w, &tx, &ty, &mut rows, |cell, v| dst[cell] = v);
+    });
+    Array::new(vec![n, c, g, g], out)
+}
+
+/// The images `idx` (all of them when `None`, in order) of `[N, C, H, W]` resized with `method`
+/// straight into the cell-major layout `[n, G·G, C]` that the channel alignment multiplies:
+/// the same numbers, bit for bit, as [`to_cells`] of [`resample`] of those images, in one pass
+/// that copies and transposes nothing else (the monitor prepares only its held-out images this
+/// way on every observation). Indices must be in range (the caller checks them).
+pub fn resample_cells(local: &Array, idx: Option<&[usize]>, g: usize, method: Resample) -> Result<Array> {
+    let (n_all, c, h, w) = check_map(local, g)?;
+    let n = idx.map_or(n_all, <[usize]>::len);
+    let count = crate::data::limits::elements("resampled local map [N, G·G, C]", &[n, g, g, c])?;
+    let mut out: Vec<f32> = crate::data::limits::try_zeroed("resampled local map", count)?;
+    let identity = h == g && w == g;
+    let ty = axis_weights(method.kernel(h, g), h, g);
+    let tx = axis_weights(method.kernel(w, g), w, g);
+    let plane = h * w;
+    out.par_chunks_mut(g * g * c.max(1)).enumerate().for_each(|(i, dst)| {
+        let image = idx.map_or(i, |idx| idx[i]);
+        let src = &local.data[image * c * plane..(image + 1) * c * plane];
+        let mut rows = vec![0.0f32; h * g];
+        for (ch, src) in src.chunks_exact(plane).enumerate() {
+            if identity {
+                for (cell, &v) in src.iter().enumerate() {
+                    dst[cell * c + ch] = v;
+                }
+            } else {
+                resample_plane(src, w, &tx, &ty, &mut rows, |cell, v| dst[cell * c + ch] = v);
             }
         }
     });
-    Array::new(vec![n, c, g, g], out)
+    Array::new(vec![n, g * g, c], out)
 }
 
 /// `[N, C, G, G]` → `[N, G·G, C]`, the cell-major layout the channel alignment multiplies.
@@ -373,6 +425,28 @@ mod tests {
                 assert!((r.data[oy * 8 + ox] - want).abs() < 1e-4, "column {ox}");
             }
         }
+    }
+
+    #[test]
+    fn cells_in_one_pass_match_resample_then_transpose() {
+        // Shrinking, growing, equal and non-square maps, every method, all images and a subset
+        // with a repeat: the fused path gives the two-pass path's bits.
+        for &(h, w) in &[(14, 14), (7, 7), (8, 8), (14, 6), (3, 11)] {
+            let local = map(4, 5, h, w, (h * 31 + w) as u64);
+            for method in Resample::ALL {
+                let full = to_cells(&resample(&local, 8, method).unwrap()).unwrap();
+                let fused = resample_cells(&local, None, 8, method).unwrap();
+                assert_eq!(fused.shape, full.shape);
+                assert!(fused.data.iter().zip(&full.data).all(|(a, b)| a.to_bits() == b.to_bits()), "{h}x{w} {method}");
+                let idx = [2usize, 0, 2];
+                let some = resample_cells(&local, Some(&idx), 8, method).unwrap();
+                let per = full.data.len() / 4;
+                let want: Vec<f32> = idx.iter().flat_map(|&i| full.data[i * per..(i + 1) * per].to_vec()).collect();
+                assert_eq!(some.shape, vec![3, 64, 5]);
+                assert!(some.data.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{h}x{w} {method} subset");
+            }
+        }
+        assert!(resample_cells(&map(1, 2, 0, 3, 1), None, 8, Resample::Auto).is_err());
     }
 
     #[test]

@@ -70,6 +70,26 @@ pub fn forward(lay: &Layout, gg: usize, params: &[f32], x: &Held<'_>, idx: &[usi
     });
 }
 
+/// Aligns images `idx` into `maps[..idx.len()]` in the cell-major layout `[B, G·G + 1, L, D]`
+/// (per image and cell, every layer side by side) that the fixed-encoder readout multiplies
+/// ([`super::fixed_readout`]): the products of [`forward`], written with a row stride of `L·D`,
+/// in parallel over images.
+pub fn forward_cell_major(lay: &Layout, gg: usize, params: &[f32], x: &Held<'_>, idx: &[usize], maps: &mut [f32]) {
+    let (l_count, d) = (lay.l, lay.d);
+    let ld = l_count * d;
+    maps[..idx.len() * (gg + 1) * ld].par_chunks_mut((gg + 1) * ld).zip(idx.par_iter()).for_each(|(block, &img)| {
+        for l in 0..l_count {
+            let c = lay.widths[l];
+            let xl = &x.local(l)[img * gg * c..(img + 1) * gg * c];
+            let xg = &x.global(l)[img * c..(img + 1) * c];
+            let local = view_mut(block, l * d, gg, d, ld);
+            gemm(local, false, rm(xl, gg, c), view(params, lay.local[l], d, c, c).transpose(), Par::Seq);
+            let global = view_mut(block, gg * ld + l * d, 1, d, ld);
+            gemm(global, false, rm(xg, 1, c), view(params, lay.global[l], d, c, c).transpose(), Par::Seq);
+        }
+    });
+}
+
 fn rm_mut(data: &mut [f32], rows: usize, cols: usize) -> faer::MatMut<'_, f32> {
     view_mut(data, 0, rows, cols, cols)
 }

@@ -4,8 +4,8 @@
 
 use super::layout::{self, Layout};
 use super::mlp::{self, MlpWork};
-use super::readout::{self, TapTable};
-use super::{align, check_indices, predict_with};
+use super::fixed_readout::FixedReadout;
+use super::{align, check_indices, fixed_readout, predict_with};
 use crate::error::{Error, Result};
 use crate::model::encoder::{Encoder, EncoderSpec};
 use crate::model::posenc::ENC_DIM;
@@ -18,7 +18,7 @@ pub struct FastPredictor {
     params: Vec<f32>,
     /// Head outputs `[V, L + 3]`.
     sel: Vec<f32>,
-    taps: TapTable,
+    readout: FixedReadout,
 }
 
 impl FastPredictor {
@@ -38,9 +38,8 @@ impl FastPredictor {
         let mut work = MlpWork::new(&lay);
         mlp::forward(&lay, &params, &pe, &mut work);
         let sel = std::mem::take(&mut work.sel);
-        let mut taps = TapTable::new(spec.n_voxels);
-        taps.update(&sel, lay.sw(), spec.grid);
-        Ok(Self { spec, lay, params, sel, taps })
+        let readout = fixed_readout(&lay, spec.grid, &params, &sel);
+        Ok(Self { spec, lay, params, sel, readout })
     }
 
     /// Selector head outputs `[V, L + 3]` (x, y, p_1..p_L, s).
@@ -55,7 +54,6 @@ impl FastPredictor {
         let x = align::Held::new(prepared)?;
         let (l, d, gg) = (self.lay.l, self.lay.d, self.spec.grid * self.spec.grid);
         let mut maps = vec![0f32; super::EVAL_CHUNK.min(idx.len().max(1)) * l * (gg + 1) * d];
-        let mut scratch = readout::scratch_for(self.spec.n_voxels, l);
-        Ok(predict_with(&self.lay, self.spec.grid, &self.params, &self.sel, &self.taps, &x, idx, &mut maps, &mut scratch))
+        Ok(predict_with(&self.lay, self.spec.grid, &self.params, &self.readout, &x, idx, &mut maps))
     }
 }

@@ -158,15 +158,17 @@ fn steps_match_the_candle_trainer() {
 /// A fixed encoder's predictions: the fast predictor equals the candle path to rounding.
 #[test]
 fn predictor_matches_candle_predictions() {
-    let (prepared, bt, enc) = problem(40, 77, &[(6, 4, 4), (11, 2, 2), (3, 3, 3)], 12, 4, 7);
-    let idx: Vec<usize> = (0..40).rev().collect();
+    // More images than one prediction pass holds (EVAL_CHUNK), in a scrambled order.
+    let n = super::EVAL_CHUNK + 13;
+    let (prepared, bt, enc) = problem(n, 77, &[(6, 4, 4), (11, 2, 2), (3, 3, 3)], 12, 4, 7);
+    let idx: Vec<usize> = (0..n).rev().collect();
     let want = predict_images(&enc, &prepared, &bt.pe, &idx).unwrap();
     let got = FastPredictor::new(&enc, &bt.pe).unwrap().predict(&prepared, &idx).unwrap();
     assert!(max_rel_err(&got, &want) < 1e-5, "{}", max_rel_err(&got, &want));
     let cfg = FitConfig { d: 12, grid: 4, ..FitConfig::default() };
     let got = FastCpuTrainer::new(&enc, &prepared, &bt, &cfg).unwrap().predict(&idx).unwrap();
     assert!(max_rel_err(&got, &want) < 1e-5);
-    assert!(FastPredictor::new(&enc, &bt.pe).unwrap().predict(&prepared, &[40]).is_err());
+    assert!(FastPredictor::new(&enc, &bt.pe).unwrap().predict(&prepared, &[n]).is_err());
 }
 
 /// Same inputs, same numbers: two trainers run the same steps to bit-identical parameters.
