@@ -195,31 +195,77 @@ pub fn resample(local: &Array, g: usize, method: Resample) -> Result<Array> {
     Array::new(vec![n, c, g, g], out)
 }
 
+/// `out[..] = Σ src[offset(i)..][..out.len()]·w` over `taps` in order, element-wise: the
+/// arithmetic of [`weighted_sum`] (first product, then one multiply and one add per tap) for a
+/// row of channels at once, so that the loops vectorise and every channel gets the same bits.
+#[inline]
+fn weighted_rows(taps: &[(usize, f32)], src: &[f32], offset: impl Fn(usize) -> usize, out: &mut [f32]) {
+    let n = out.len();
+    let mut it = taps.iter();
+    let Some(&(i, w)) = it.next() else {
+        out.fill(0.0);
+        return;
+    };
+    for (o, &x) in out.iter_mut().zip(&src[offset(i)..offset(i) + n]) {
+        *o = x * w;
+    }
+    for &(i, w) in it {
+        for (o, &x) in out.iter_mut().zip(&src[offset(i)..offset(i) + n]) {
+            *o += x * w;
+        }
+    }
+}
+
+/// `[C, P]` → `[P, C]` (row-major), sixteen channels at a time.
+fn transpose(src: &[f32], c: usize, p: usize, dst: &mut [f32]) {
+    for c0 in (0..c).step_by(16) {
+        let c1 = (c0 + 16).min(c);
+        for q in 0..p {
+            for ch in c0..c1 {
+                dst[q * c + ch] = src[ch * p + q];
+            }
+        }
+    }
+}
+
 /// The images `idx` (all of them when `None`, in order) of `[N, C, H, W]` resized with `method`
 /// straight into the cell-major layout `[n, G·G, C]` that the channel alignment multiplies:
-/// the same numbers, bit for bit, as [`to_cells`] of [`resample`] of those images, in one pass
-/// that copies and transposes nothing else (the monitor prepares only its held-out images this
+/// the same numbers, bit for bit, as [`to_cells`] of [`resample`] of those images. Each image
+/// is turned pixel-major once (`[H·W, C]`), then both passes run over contiguous channels
+/// (vectorised), and nothing else is copied (the monitor prepares only its held-out images this
 /// way on every observation). Indices must be in range (the caller checks them).
 pub fn resample_cells(local: &Array, idx: Option<&[usize]>, g: usize, method: Resample) -> Result<Array> {
     let (n_all, c, h, w) = check_map(local, g)?;
     let n = idx.map_or(n_all, <[usize]>::len);
     let count = crate::data::limits::elements("resampled local map [N, G·G, C]", &[n, g, g, c])?;
     let mut out: Vec<f32> = crate::data::limits::try_zeroed("resampled local map", count)?;
+    if count == 0 {
+        return Array::new(vec![n, g * g, c], out);
+    }
     let identity = h == g && w == g;
     let ty = axis_weights(method.kernel(h, g), h, g);
     let tx = axis_weights(method.kernel(w, g), w, g);
     let plane = h * w;
-    out.par_chunks_mut(g * g * c.max(1)).enumerate().for_each(|(i, dst)| {
+    out.par_chunks_mut(g * g * c).enumerate().for_each(|(i, dst)| {
         let image = idx.map_or(i, |idx| idx[i]);
         let src = &local.data[image * c * plane..(image + 1) * c * plane];
-        let mut rows = vec![0.0f32; h * g];
-        for (ch, src) in src.chunks_exact(plane).enumerate() {
-            if identity {
-                for (cell, &v) in src.iter().enumerate() {
-                    dst[cell * c + ch] = v;
-                }
-            } else {
-                resample_plane(src, w, &tx, &ty, &mut rows, |cell, v| dst[cell * c + ch] = v);
+        if identity {
+            transpose(src, c, plane, dst);
+            return;
+        }
+        let mut pixels = vec![0f32; plane * c];
+        transpose(src, c, plane, &mut pixels);
+        // Along x (every input row to G columns) into [H, G, C], then along y into the output.
+        let mut rows = vec![0f32; h * g * c];
+        for (y, row) in rows.chunks_exact_mut(g * c).enumerate() {
+            for (out, taps) in row.chunks_exact_mut(c).zip(&tx) {
+                weighted_rows(taps, &pixels, |x| (y * w + x) * c, out);
+            }
+        }
+        for (oy, taps) in ty.iter().enumerate() {
+            for ox in 0..g {
+                let out = &mut dst[(oy * g + ox) * c..(oy * g + ox + 1) * c];
+                weighted_rows(taps, &rows, |y| (y * g + ox) * c, out);
             }
         }
     });
