@@ -245,7 +245,30 @@ fn assert_contains_json(old: &serde_json::Value, new: &serde_json::Value, at: &s
                 assert_contains_json(a, b, &format!("{at}/{i}"));
             }
         }
+        // Prediction-based numbers (R², Pearson r, their intervals) follow the readout's
+        // summation order, which the prediction path may change: equal to f32 rounding.
+        (serde_json::Value::Number(a), serde_json::Value::Number(b)) if a.is_f64() || b.is_f64() => {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{at} changed: {a} vs {b}");
+        }
         _ => assert_eq!(old, new, "{at} changed"),
+    }
+}
+
+/// The selector outputs of `selectors.safetensors` byte for byte, and its per-voxel R² (a
+/// prediction, see above) to f32 rounding.
+fn assert_same_selectors(golden: &[u8], new: &[u8]) {
+    let g = TensorFile::from_bytes(Path::new("golden selectors"), golden.to_vec()).unwrap();
+    let n = TensorFile::from_bytes(Path::new("new selectors"), new.to_vec()).unwrap();
+    assert_eq!(g.names(), n.names());
+    for name in g.names() {
+        let (a, b) = (g.f32(&name).unwrap(), n.f32(&name).unwrap());
+        assert_eq!(a.shape, b.shape, "{name}");
+        if name == "r2" {
+            assert!(a.data.iter().zip(&b.data).all(|(x, y)| (x - y).abs() <= 1e-5), "{name} changed");
+        } else {
+            assert!(a.data.iter().zip(&b.data).all(|(x, y)| x.to_bits() == y.to_bits()), "{name} changed");
+        }
     }
 }
 
@@ -256,6 +279,8 @@ fn assert_contains_json(old: &serde_json::Value, new: &serde_json::Value, at: &s
 /// where `auto` and `bilinear` differ). Selectors byte for byte; every value of the old report
 /// unchanged (the new report only adds keys, such as the resampling itself). Fits are
 /// deterministic on a given machine; these files come from the 2-core x86-64 CI machine.
+/// Prediction-based values (held-out R² and what derives from it) are compared to f32 rounding:
+/// the fixed-encoder readout became dense products after these files were written.
 #[test]
 fn design_preset_reproduces_the_reports_from_before_resampling_was_a_setting() {
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
@@ -279,7 +304,7 @@ fn design_preset_reproduces_the_reports_from_before_resampling_was_a_setting() {
         (report, std::fs::read(out.join("selectors.safetensors")).unwrap())
     };
     let (report, selectors) = fit(&tmp.path().join("design"), &[]);
-    assert!(selectors == std::fs::read(golden.join("design_preset_selectors.safetensors")).unwrap(), "selectors changed");
+    assert_same_selectors(&std::fs::read(golden.join("design_preset_selectors.safetensors")).unwrap(), &selectors);
     let mut old: serde_json::Value =
         serde_json::from_slice(&std::fs::read(golden.join("design_preset_report.json")).unwrap()).unwrap();
     for k in ["library_version", "schema_version"] {
