@@ -64,7 +64,8 @@ fn ridge(f: &Features, b: &Brain) -> Report {
 fn factortopy_estimator() -> Estimator {
     let epochs = env_or("FACTORTOPY_CALIBRATION_EPOCHS", 60);
     let patience = env_or("FACTORTOPY_CALIBRATION_PATIENCE", 3);
-    let cfg = FitConfig { max_epochs: epochs, d: 16, grid: 4, reg_steps: 100, patience, ..FitConfig::fast() };
+    let beta = env_or("FACTORTOPY_CALIBRATION_BETA", FitConfig::fast().beta);
+    let cfg = FitConfig { max_epochs: epochs, d: 16, grid: 4, reg_steps: 100, patience, beta, ..FitConfig::fast() };
     Estimator { fit: cfg, ..Estimator::default() }
 }
 
