@@ -444,7 +444,7 @@ pub unsafe extern "C" fn ft_rank(
 ///
 /// # Safety
 /// `resample` is NULL or a NUL-terminated string.
-unsafe fn resample_arg(resample: *const c_char) -> FfiResult<Resample> {
+pub(crate) unsafe fn resample_arg(resample: *const c_char) -> FfiResult<Resample> {
     if resample.is_null() {
         return Ok(Resample::Auto);
     }
