@@ -5,7 +5,7 @@
 use std::ffi::c_char;
 
 use crate::ffi::engine::resample_arg;
-use crate::ffi::{ft_status, guard, FfiError, FfiResult};
+use crate::ffi::{ft_status, guard, FfiError};
 use crate::model::resample::resample_into;
 
 /// Resizes `n · channels` maps of `height × width` f32 values (row-major `[N, C, H, W]`, `input`
