@@ -1387,6 +1387,41 @@ enum ft_status ft_score_write_dir(const char *encoder_path,
                                   int32_t plots,
                                   const char *out_dir);
 
+/**
+ * Resizes `n · channels` maps of `height × width` f32 values (row-major `[N, C, H, W]`, `input`
+ * holding `input_len` floats, which must be `n · channels · height · width`) to
+ * `out_height × out_width` with the grid resampling the encoders use: `resample` is
+ * `"bilinear"`, `"area"` or `"auto"` (NULL: `"auto"`; see `ft_fit_new_resampled`), each axis
+ * resized by its own rule (`auto`: area where the axis shrinks, bilinear where it grows or
+ * keeps its size). The result, row-major `[N, C, out_height, out_width]`, is written into
+ * `out[0 .. n · channels · out_height · out_width)`; `capacity` is the number of floats `out`
+ * holds. Resizing to the fit's grid G this way gives the maps, bit for bit, that a fit or an
+ * encoder with the same `resample` computes from the full-size maps.
+ *
+ * Errors, with nothing written (except after `FT_ERR_MEMORY`, when `out` may hold some maps):
+ * `FT_ERR_NULL` (`input` or `out` NULL), `FT_ERR_SHAPE` (a zero
+ * height, width or output size, `input_len` not the product of the sizes, `capacity` too
+ * small), `FT_ERR_INVALID_ARGUMENT` (sizes whose product overflows, an unknown `resample`, a
+ * working row of `height · out_width` floats beyond the library's limit on one array, 2³¹
+ * elements), `FT_ERR_DATA` (a NaN or infinite input value, named by its index), `FT_ERR_MEMORY`
+ * (that working row cannot be allocated).
+ *
+ * # Safety
+ * `input` is NULL or valid for `input_len` reads; `out` is NULL or valid for `capacity` writes
+ * and does not overlap `input`; `resample` is NULL or a NUL-terminated string.
+ */
+enum ft_status ft_resample(const float *input,
+                           size_t input_len,
+                           size_t n,
+                           size_t channels,
+                           size_t height,
+                           size_t width,
+                           size_t out_height,
+                           size_t out_width,
+                           const char *resample,
+                           float *out,
+                           size_t capacity);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -228,6 +228,19 @@ fn seeds_report_the_spread_over_refits() {
     let o = run(&bad);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("confidence level"));
+    // SIMEX extrapolates over refits: without --seeds K ≥ 2 it is refused before any fit, and
+    // an unknown correction is a usage error.
+    let simex_out = tmp.path().join("simex");
+    let mut one = fit_args(s(&f), s(&b), s(&simex_out));
+    one.extend(["--bias-correct", "simex"]);
+    let o = run(&one);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("needs --seeds K with K ≥ 2"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!simex_out.exists());
+    let mut unknown = fit_args(s(&f), s(&b), s(&out));
+    unknown.extend(["--seeds", "2", "--bias-correct", "jackknife"]);
+    let o = run(&unknown);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("unknown bias correction"));
 }
 
 /// Every value of `old` is in `new` at the same place, unchanged (`new` may add keys).

@@ -436,6 +436,114 @@ fn grid_resampling_is_chosen_saved_and_reused_through_the_c_abi() {
     }
 }
 
+/// `ft_resample` with every size argument; `out` of `capacity` floats pre-filled with a
+/// sentinel so that an error can be seen to write nothing.
+#[allow(clippy::too_many_arguments)]
+fn resample_c(
+    input: &[f32],
+    input_len: usize,
+    nchw: [usize; 4],
+    out_hw: (usize, usize),
+    rule: Option<&CStr>,
+    capacity: usize,
+) -> (ft_status, Vec<f32>) {
+    let mut out = vec![-7.0f32; capacity.max(1)];
+    let [n, c, h, w] = nchw;
+    // SAFETY: `input` is valid for `input_len` reads whenever the call may read it (the error
+    // cases below pass lengths the library refuses before reading); `out` holds `capacity`.
+    let st = unsafe {
+        ft_resample(
+            input.as_ptr(),
+            input_len,
+            n,
+            c,
+            h,
+            w,
+            out_hw.0,
+            out_hw.1,
+            rule.map_or(null(), |r| r.as_ptr()),
+            out.as_mut_ptr(),
+            capacity,
+        )
+    };
+    out.truncate(capacity);
+    (st, out)
+}
+
+#[test]
+fn resampling_through_the_c_abi_is_the_encoders() {
+    use factortopy::data::Array;
+    use factortopy::model::resample::{resample, resample_to};
+    use factortopy::model::Resample;
+    // Hand-worked: a 4×4 map to 2×2 by area is the mean of each 2×2 block; to 1×3 by area the
+    // rows are averaged (the map's column means, 4 → 3 split at thirds).
+    let x: Vec<f32> = (0..16).map(|i| i as f32).collect();
+    let (st, out) = resample_c(&x, 16, [1, 1, 4, 4], (2, 2), Some(c"area"), 4);
+    assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+    assert_eq!(out, vec![2.5, 4.5, 10.5, 12.5]);
+    let (st, out) = resample_c(&x, 16, [1, 1, 4, 4], (1, 3), Some(c"area"), 3);
+    assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+    // Column means 6, 7, 8, 9; cells cover [0, 4/3), [4/3, 8/3), [8/3, 4).
+    let want = [(6.0 + 7.0 / 3.0) * 0.75, (2.0 / 3.0 * 7.0 + 2.0 / 3.0 * 8.0) * 0.75, (8.0 / 3.0 + 9.0) * 0.75];
+    for (g, w) in out.iter().zip(want) {
+        assert!((g - w).abs() < 1e-5, "{out:?} vs {want:?}");
+    }
+
+    // Bit for bit what the encoder computes from the same maps, for every rule, at the fit's
+    // square grid and at rectangular sizes; NULL is auto.
+    let (n, c, h, w) = (3, 2, 13, 9);
+    let data: Vec<f32> = (0..n * c * h * w).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+    let arr = Array::new(vec![n, c, h, w], data.clone()).unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (name, rule) in [(Some(c"bilinear"), Resample::Bilinear), (Some(c"area"), Resample::Area), (Some(c"auto"), Resample::Auto), (None, Resample::Auto)] {
+        let (st, out) = resample_c(&data, data.len(), [n, c, h, w], (8, 8), name, n * c * 64);
+        assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+        assert_eq!(bits(&out), bits(&resample(&arr, 8, rule).unwrap().data), "{rule}");
+        let (st, out) = resample_c(&data, data.len(), [n, c, h, w], (5, 11), name, n * c * 55 + 3);
+        assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+        assert_eq!(bits(&out[..n * c * 55]), bits(&resample_to(&arr, (5, 11), rule).unwrap().data), "{rule}");
+        assert!(out[n * c * 55..].iter().all(|&v| v == -7.0), "wrote past the output");
+    }
+
+    // Errors: a status, a message, nothing written.
+    let fails = |(st, out): (ft_status, Vec<f32>), want: ft_status, needle: &str| {
+        assert_eq!(st, want, "{}", last_error());
+        assert!(last_error().contains(needle), "`{needle}` not in: {}", last_error());
+        assert!(out.iter().all(|&v| v == -7.0), "an error wrote into out");
+    };
+    let ok = [n, c, h, w];
+    let len = data.len();
+    let mut out = [0.0f32; 4];
+    // SAFETY: NULL pointers are refused before anything is read or written.
+    let st = unsafe { ft_resample(null(), 16, 1, 1, 4, 4, 2, 2, null(), out.as_mut_ptr(), 4) };
+    assert_eq!(st, ft_status::FT_ERR_NULL);
+    assert!(last_error().contains("input"), "{}", last_error());
+    // SAFETY: as above.
+    let st = unsafe { ft_resample(x.as_ptr(), 16, 1, 1, 4, 4, 2, 2, null(), null_mut(), 4) };
+    assert_eq!(st, ft_status::FT_ERR_NULL);
+    assert!(last_error().contains("out"), "{}", last_error());
+    fails(resample_c(&data, len - 1, ok, (8, 8), None, n * c * 64), ft_status::FT_ERR_SHAPE, "input holds");
+    fails(resample_c(&data, len, ok, (8, 8), None, n * c * 64 - 1), ft_status::FT_ERR_SHAPE, "out holds");
+    fails(resample_c(&data, len, [n, c, 0, w], (8, 8), None, n * c * 64), ft_status::FT_ERR_SHAPE, "positive");
+    fails(resample_c(&data, len, ok, (0, 8), None, n * c * 64), ft_status::FT_ERR_SHAPE, "positive");
+    fails(resample_c(&data, len, ok, (8, 0), None, n * c * 64), ft_status::FT_ERR_SHAPE, "positive");
+    fails(resample_c(&data, len, [usize::MAX, c, h, w], (8, 8), None, 8), ft_status::FT_ERR_INVALID_ARGUMENT, "overflows");
+    fails(resample_c(&data, len, ok, (usize::MAX, 2), None, 8), ft_status::FT_ERR_INVALID_ARGUMENT, "overflows");
+    fails(resample_c(&data, len, ok, (8, 8), Some(c"nearest"), n * c * 64), ft_status::FT_ERR_INVALID_ARGUMENT, "nearest");
+    let bad_utf8 = CString::new(vec![0xffu8, 0xfe]).unwrap();
+    fails(resample_c(&data, len, ok, (8, 8), Some(&bad_utf8), n * c * 64), ft_status::FT_ERR_INVALID_ARGUMENT, "UTF-8");
+    let mut nan = data.clone();
+    nan[17] = f32::NAN;
+    fails(resample_c(&nan, len, ok, (8, 8), None, n * c * 64), ft_status::FT_ERR_DATA, "value 17");
+    // A working row (height × output width) beyond the one-array limit is refused before any
+    // allocation: a 2¹⁶ × 1 map to 1 × 2¹⁶ would need 2³² floats of it.
+    let tall = vec![1.0f32; 1 << 16];
+    fails(resample_c(&tall, 1 << 16, [1, 1, 1 << 16, 1], (1, 1 << 16), None, 1 << 16), ft_status::FT_ERR_INVALID_ARGUMENT, "row buffer");
+    // No maps (N = 0) is a valid, empty call.
+    let (st, _) = resample_c(&data, 0, [0, c, h, w], (8, 8), None, 0);
+    assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+}
+
 #[test]
 fn the_committed_header_declares_the_version_of_cargo_toml() {
     let h = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/factortopy.h")).unwrap();

@@ -32,7 +32,7 @@ from .errors import (
 from .fitting import Fit, FitOptions, device_available, fit, predict, rank, score
 from .monitor import Monitor, MonitorOptions, StepReport
 from .plotting import plot, write_fit_dir
-from . import convert, synth
+from . import convert, resampling, synth
 
 __version__ = "0.1.0"
 
@@ -64,6 +64,7 @@ __all__ = [
     "plot",
     "write_fit_dir",
     "convert",
+    "resampling",
     "Monitor",
     "MonitorOptions",
     "StepReport",

@@ -318,6 +318,11 @@ _SIGNATURES = {
         _status,
     ),
     "ft_monitor_new_resampled": ([_handle, _handle, _P(FtMonitorOptions), c_char_p, c_char_p, _P(_handle)], _status),
+    "ft_resample": (
+        # input, input_len, n, channels, height, width, out_height, out_width, resample, out, capacity
+        [_P(ctypes.c_float), c_size_t, c_size_t, c_size_t, c_size_t, c_size_t, c_size_t, c_size_t, c_char_p, _P(ctypes.c_float), c_size_t],
+        _status,
+    ),
 }
 
 _LIB = None

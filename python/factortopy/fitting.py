@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 
 from ._lib import FtFitOptions, FtFitSummary, call, encode_path, set_field, struct_dict, take_string
 from .data import Brain, Features, _Handle, _new_handle
+from .resampling import RULES
 
 
 class FitOptions:
@@ -29,7 +30,7 @@ class FitOptions:
     resampling is saved with the encoder."""
 
     FIELDS = tuple(name for name, _ in FtFitOptions._fields_) + ("device", "resample")
-    RESAMPLE = ("bilinear", "area", "auto")
+    RESAMPLE = RULES
     #: The fields the ``auto`` preset sets from the number of probe images.
     SCHEDULE = ("max_epochs", "batch_size", "lr", "patience", "reg_steps")
 

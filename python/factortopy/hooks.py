@@ -12,12 +12,16 @@ Each watched module's output becomes one layer (in the order given, which should
 Tuple or ``ModelOutput`` outputs use their first tensor. The model runs in eval mode without
 gradients; every module's train/eval mode is restored afterwards, even on error.
 
-With ``grid=G`` each batch's maps are resized to G×G as they arrive, exactly as the library would
-(DESIGN §3.1: bilinear, half-pixel centres, no antialiasing), and kept in ``dtype`` (e.g. bf16), so
-host memory grows with the grid, not with the network's resolution: a ViT-B/16 probe set of 1,000
-images takes 1000·12·768·(64+1)·2 B ≈ 1.2 GB at G = 8 in bf16 instead of ≈ 7.3 GB of f32 tokens.
-The global token of a map without one is then the spatial mean of the full-resolution map (what
-the library would compute from the map it was given), so nothing depends on where resizing ran.
+With ``grid=G`` each batch's maps are resized to G×G as they arrive by the library itself
+(``ft_resample``) with the encoder's rule ``resample`` (``"auto"`` by default, as every preset but
+``design``; ``"bilinear"``, DESIGN §3.1; ``"area"``), so the maps handed over are, bit for bit,
+what the encoder computes from the full maps with that rule; they are kept in ``dtype`` (e.g.
+bf16), so host memory grows with the grid, not with the network's resolution: a ViT-B/16 probe
+set of 1,000 images takes 1000·12·768·(64+1)·2 B ≈ 1.2 GB at G = 8 in bf16 instead of ≈ 7.3 GB
+of f32 tokens. The global token of a map without one is then the spatial mean of the
+full-resolution map (what the library would compute from the map it was given), so nothing
+depends on where resizing ran. Resizing runs on the host in f32: a batch's maps on a GPU are
+copied to the host first, one batch at a time.
 Module names may be given as in the unwrapped model: wrappers' path components (DDP's
 ``module``, FSDP's ``_fsdp_wrapped_module``, activation checkpointing, ``torch.compile``) are
 ignored when a name does not match as it is.
@@ -32,6 +36,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import torch
 
 from .data import Features
+from .resampling import check_rule, resample as _library_resample
 
 LayerSpec = Sequence[str] | Mapping[str, "str | torch.nn.Module"]
 
@@ -87,20 +92,33 @@ def _unwrapped_name(name: str) -> str:
     return ".".join(p for p in name.split(".") if p not in _WRAPPER_PARTS)
 
 
-def to_grid(local: torch.Tensor, glob: torch.Tensor | None, grid: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A ``[N, C, H, W]`` map larger than ``grid`` on either side resized to ``grid``×``grid`` as
-    the library resizes (DESIGN §3.1: bilinear, half-pixel centres, source index clamped at 0, no
-    antialiasing; torch's ``align_corners=False`` bilinear is that formula), computed in f32; a
-    missing global token becomes the full-resolution map's spatial mean. Smaller maps are
-    returned as they are (the library resizes them itself, at no memory cost here)."""
+def _resized(local: torch.Tensor, size: tuple[int, int], resample: str) -> torch.Tensor:
+    """``local`` resized to ``size`` by the library (``ft_resample``) with ``resample``: a host
+    f32 tensor."""
+    host = local.detach().to("cpu", torch.float32)
+    return torch.from_numpy(_library_resample(host.numpy(), size, resample))
+
+
+def to_grid(
+    local: torch.Tensor, glob: torch.Tensor | None, grid: int, resample: str = "auto"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A ``[N, C, H, W]`` map larger than ``grid`` on either side resized to ``grid``×``grid`` by
+    the library with the encoder's rule ``resample`` (``"auto"``, the default of the library and
+    of every preset but ``design``: area averaging on an axis that shrinks, bilinear on one that
+    grows; ``"bilinear"``, DESIGN §3.1; ``"area"``): bit for bit what a fit or encoder with that
+    rule computes from the full map. Pass the encoder's rule: maps resized by another one
+    predict differently. Computed on the host in f32 (a GPU map is copied to the host; the result
+    is a host tensor); a missing global token becomes the full-resolution map's spatial mean.
+    Smaller maps are returned as they are (the library resizes them itself with the same rule,
+    at no memory cost here)."""
+    check_rule(resample)
     h, w = local.shape[-2:]
     if h <= grid and w <= grid:
         return local, glob
-    full = local.float()
+    full = local.detach().to("cpu", torch.float32)
     if glob is None:
         glob = full.mean(dim=(2, 3))
-    small = torch.nn.functional.interpolate(full, size=(grid, grid), mode="bilinear", align_corners=False, antialias=False)
-    return small, glob
+    return _resized(full, (grid, grid), resample), glob
 
 
 def _resolve(model: torch.nn.Module, layers: LayerSpec) -> list[tuple[str, torch.nn.Module]]:
@@ -163,6 +181,7 @@ def collect(
     prefix_tokens: int | str = "auto",
     max_grid: int | None = None,
     grid: int | None = None,
+    resample: str = "auto",
     dtype: torch.dtype | None = None,
     forward: Callable[[torch.nn.Module, torch.Tensor], object] | None = None,
     transform: Callable[[str, object], tuple] | None = None,
@@ -174,14 +193,25 @@ def collect(
     batches (tensors, ``(x, y)`` tuples or dicts with ``pixel_values``). ``layers``: module names
     (``model.named_modules()``) in depth order, or a mapping of display name → name or module.
     ``device``: where to run (default: the model's first parameter's device). ``grid``: resize
-    each batch's maps larger than G on either side to G×G as the library would (DESIGN §3.1) and
+    each batch's maps larger than G on either side to G×G as the library would (``to_grid``) and
     give maps without a global token their full-resolution spatial mean as one; pass the fit's
-    grid. ``dtype``: keep the maps in this dtype (``torch.bfloat16`` or ``torch.float16`` halve
-    host memory; default: as the model produced them). ``max_grid``: first average-pool larger
-    maps down to at most this many cells a side (``grid`` then resizes the pooled map). ``forward(model, batch)`` replaces ``model(batch)``; ``transform(name, output)``
-    replaces the default conversion and returns ``(local, global_or_None)``."""
+    grid. ``resample``: the rule of both resizings, ``"auto"`` (default), ``"area"`` or
+    ``"bilinear"``; pass the encoder's (``FitOptions.resample``). ``dtype``: keep the maps in this
+    dtype (``torch.bfloat16`` or ``torch.float16`` halve host memory; default: as the model
+    produced them). ``max_grid``: first shrink each side longer than this to this many cells by
+    the library with ``resample`` (kept in the map's dtype); ``grid`` or the encoder then resizes
+    the shrunk map. With ``"area"`` or ``"auto"`` and a ``max_grid`` that is a multiple of the
+    encoder's grid G, that is the encoder's result on the full maps up to f32 rounding (an area
+    average of area averages over whole cells); otherwise (``"bilinear"``, whose taps depend on
+    the input size, a ``max_grid`` that G does not divide, or one below G) it is an
+    approximation, and ``grid=G`` is the exact way to save memory. ``forward(model, batch)``
+    replaces ``model(batch)``; ``transform(name, output)`` replaces the default conversion and
+    returns ``(local, global_or_None)``."""
     if grid is not None and grid < 1:
         raise ValueError(f"grid must be at least 1, got {grid}")
+    if max_grid is not None and max_grid < 1:
+        raise ValueError(f"max_grid must be at least 1, got {max_grid}")
+    check_rule(resample)
     watched = _resolve(model, layers)
     if device is None:
         p = next(model.parameters(), None)
@@ -201,9 +231,10 @@ def collect(
             local = local.detach()
             glob = None if glob is None else glob.detach()
             if max_grid is not None and max(local.shape[-2:]) > max_grid:
-                local = torch.nn.functional.adaptive_avg_pool2d(local, (min(local.shape[-2], max_grid), min(local.shape[-1], max_grid)))
-            if grid is not None:  # after pooling: what the library would do with the pooled map
-                local, glob = to_grid(local, glob, grid)
+                size = (min(local.shape[-2], max_grid), min(local.shape[-1], max_grid))
+                local = _resized(local, size, resample).to(local.dtype)
+            if grid is not None:  # after shrinking: what the library would do with the shrunk map
+                local, glob = to_grid(local, glob, grid, resample)
             stores[name].add(local, glob)
 
         return hook

@@ -156,42 +156,125 @@ def design_resize(x: np.ndarray, g: int) -> np.ndarray:
     return y
 
 
-def test_grid_resizing_is_the_design_formula():
+def area_resize(x: np.ndarray, gh: int, gw: int) -> np.ndarray:
+    """Exact area averages written out independently of the library: every pixel replicated into
+    a gh×gw block of sub-pixels, then each output cell the plain mean of its h×w block of
+    sub-pixels (no fractional weights), in f64."""
+    h, w = x.shape[-2:]
+    fine = np.repeat(np.repeat(x.astype(np.float64), gh, axis=-2), gw, axis=-1)  # [.., h·gh, w·gw]
+    return fine.reshape(*x.shape[:-2], gh, h, gw, w).mean(axis=(-3, -1))
+
+
+def test_grid_resizing_is_the_encoders_rule():
     x = torch.randn(3, 5, 13, 9, dtype=torch.float64)  # down along H, up along W
-    small, glob = to_grid(x.float(), None, 8)
+    small, glob = to_grid(x.float(), None, 8, resample="bilinear")
     np.testing.assert_allclose(small.numpy(), design_resize(x.numpy(), 8), rtol=0, atol=2e-6)
     np.testing.assert_allclose(glob.numpy(), x.mean(dim=(2, 3)).numpy(), rtol=0, atol=2e-6)
+    area, _ = to_grid(x.float(), None, 8, resample="area")
+    np.testing.assert_allclose(area.numpy(), area_resize(x.numpy(), 8, 8), rtol=0, atol=2e-6)
+    # The default is the library's: auto, area along the shrinking axis (13 → 8), bilinear along
+    # the growing one (9 → 8 shrinks too here; 5 → 8 below grows).
+    auto, _ = to_grid(x.float(), None, 8)
+    np.testing.assert_array_equal(auto.numpy(), area.numpy())
+    mixed = torch.randn(2, 3, 13, 5)
+    got = to_grid(mixed, None, 8)[0].numpy()
+    rows_area = area_resize(mixed.numpy(), 8, 5)  # H by area; W kept, then bilinear 5 → 8
+    np.testing.assert_allclose(got, design_resize_axis(rows_area, 8, axis=-1), rtol=0, atol=2e-6)
+    # The library's own function, bit for bit.
+    for rule in ft.resampling.RULES:
+        np.testing.assert_array_equal(to_grid(x.float(), None, 8, rule)[0].numpy(), ft.resampling.resample(x.numpy(), 8, rule))
     cls = torch.randn(3, 5)
     assert to_grid(x.float(), cls, 8)[1] is cls
     tiny = torch.randn(2, 4, 3, 3)  # smaller than the grid: left for the library to resize
     same, none = to_grid(tiny, None, 8)
     assert same is tiny and none is None
+    with pytest.raises(ft.InvalidArgumentError, match="nearest"):
+        to_grid(x.float(), None, 8, resample="nearest")
+    with pytest.raises(ft.DataError):
+        ft.resampling.resample(np.full((1, 1, 4, 4), np.nan, dtype=np.float32), 2)
+
+
+def design_resize_axis(x: np.ndarray, g: int, axis: int) -> np.ndarray:
+    """DESIGN §3.1's bilinear taps along one axis only."""
+    x = np.moveaxis(x, axis, -1)
+    n_in = x.shape[-1]
+    out = np.zeros(x.shape[:-1] + (g,))
+    for o in range(g):
+        src = max((o + 0.5) * n_in / g - 0.5, 0.0)
+        i0 = min(int(np.floor(src)), n_in - 1)
+        i1, wt = min(i0 + 1, n_in - 1), src - i0
+        out[..., o] = x[..., i0] * (1 - wt) + x[..., i1] * wt
+    return np.moveaxis(out, -1, axis)
 
 
 def test_grid_resized_features_score_as_the_full_maps(tmp_path):
-    """The library given maps already resized to its grid (and their full-resolution means as
-    global tokens) predicts exactly as from the full maps, up to f32 rounding: a fitted encoder
+    """The library given maps already resized to its grid by `to_grid` with the encoder's rule
+    (the default `auto` here, the fast preset's) and their full-resolution means as global tokens
+    predicts exactly as from the full maps, up to f32 rounding of the means: a fitted encoder
     scores the same on both."""
+    from factortopy.callbacks._driver import MonitorDriver, encoder_resample
+
     g = torch.Generator().manual_seed(3)
     full = [torch.nn.functional.avg_pool2d(torch.randn(200, 8, s, s, generator=g), 3, 1, 1) * 3 for s in (14, 11, 7)]
     feats_full = ft.Features(full)
     brain = ft.synth.plant(feats_full, n_voxels=60, grid=4, noise_ceiling=0.9, seed=1)
     resized = ft.Features([to_grid(m, None, 4) for m in full])
-    # `to_grid` resizes with DESIGN §3.1's bilinear rule, so this compares with an encoder that
-    # resamples the same way (the default `auto` area-averages maps that shrink).
-    fitted = ft.fit(feats_full, brain, ft.FitOptions.preset("fast", grid=4, d=8, max_epochs=30, resample="bilinear"))
+    options = ft.FitOptions.preset("fast", grid=4, d=8, max_epochs=30)
+    assert options.resample == "auto"
+    fitted = ft.fit(feats_full, brain, options)
     assert fitted.summary["r2_mean"] > 0.4  # the encoder reads the maps
-    fitted.save_encoder(tmp_path / "enc.safetensors")
-    a = ft.score(tmp_path / "enc.safetensors", feats_full, brain).report
-    b = ft.score(tmp_path / "enc.safetensors", resized, brain).report
+    enc = tmp_path / "enc.safetensors"
+    fitted.save_encoder(enc)
+    a = ft.score(enc, feats_full, brain).report
+    b = ft.score(enc, resized, brain).report
     assert a["r2"]["mean"] == pytest.approx(fitted.summary["r2_mean"], abs=1e-6)
     for k in ("r2", "pearson"):
         for stat in ("mean", "median"):
             assert b[k][stat] == pytest.approx(a[k][stat], abs=1e-6), (k, stat)
-    # Resizing to a coarser grid by another rule would change the predictions far more.
-    pooled = ft.Features([torch.nn.functional.adaptive_avg_pool2d(m, 4) for m in full])
-    c = ft.score(tmp_path / "enc.safetensors", pooled, brain).report
-    assert a["r2"]["mean"] - c["r2"]["mean"] > 1e-3  # far beyond the 1e-6 of f32 rounding
+    # Resizing by another rule (DESIGN's bilinear, what `to_grid` did before it followed the
+    # encoder) changes the predictions far more than f32 rounding.
+    other = ft.Features([to_grid(m, None, 4, resample="bilinear") for m in full])
+    c = ft.score(enc, other, brain).report
+    assert abs(a["r2"]["mean"] - c["r2"]["mean"]) > 1e-3
+    # The monitor callbacks resize probe features with the encoder's grid and rule.
+    assert encoder_resample(enc) == "auto"
+    opts = MonitorDriver(brain, None, ["x"], encoder_path=enc).collect_options()
+    assert (opts["grid"], opts["resample"]) == (4, "auto")
+    design = ft.MonitorOptions(fit=ft.FitOptions.preset("design", grid=5))
+    opts = MonitorDriver(brain, None, ["x"], options=design).collect_options()
+    assert (opts["grid"], opts["resample"]) == (5, "bilinear")
+    assert MonitorDriver(brain, None, ["x"]).collect_options()["resample"] == "auto"
+    opts = MonitorDriver(brain, None, ["x"], options=design, collect_kwargs={"resample": "area"}).collect_options()
+    assert opts["resample"] == "area"  # the caller's choice wins
+
+
+def test_max_grid_through_a_multiple_of_the_grid_is_the_encoders_area():
+    """Shrinking with `max_grid` first (area, or auto, which shrinks by area) and resizing to the
+    grid afterwards equals resizing once when the grid divides max_grid: every grid cell is the
+    union of whole max_grid cells. Not so for other max_grid values, nor for bilinear."""
+    torch.manual_seed(0)
+    m = TinyCNN()
+    x = torch.randn(5, 3, 26, 26)  # features.2 is 26×26, features.4 13×13
+    layers = ["features.2", "features.4"]
+    once = collect(m, x, layers, grid=4)
+    for rule in ("auto", "area"):
+        twice = collect(m, x, layers, max_grid=8, grid=4, resample=rule)
+        for (_, a, ga), (_, b, gb) in zip(once, twice):
+            np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=0, atol=1e-5)
+        # max_grid alone hands the library maps that it resizes to the same cells.
+        pre = collect(m, x, layers, max_grid=8, resample=rule)
+        for (_, a, _), (_, p, _) in zip(once, pre):
+            assert tuple(p.shape[-2:]) == (8, 8)
+            np.testing.assert_allclose(ft.resampling.resample(p.numpy(), 4, rule), a.numpy(), rtol=0, atol=1e-5)
+    off = collect(m, x, layers, max_grid=6, grid=4)  # 4 does not divide 6
+    assert max(float((a - b).abs().max()) for (_, a, _), (_, b, _) in zip(once, off)) > 1e-3
+    bil_once = collect(m, x, layers, grid=4, resample="bilinear")
+    bil_twice = collect(m, x, layers, max_grid=8, grid=4, resample="bilinear")
+    assert max(float((a - b).abs().max()) for (_, a, _), (_, b, _) in zip(bil_once, bil_twice)) > 1e-3
+    with pytest.raises(ValueError, match="max_grid must be at least 1"):
+        collect(m, x, layers, max_grid=0)
+    with pytest.raises(ValueError, match="nearest"):
+        collect(m, x, layers, grid=4, resample="nearest")
 
 
 def test_collect_with_grid_and_dtype():

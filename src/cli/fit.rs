@@ -8,6 +8,7 @@ use crate::cli::train_args::{check_flags, describe_schedule, DeviceArgs, TrainAr
 use crate::engine::{FitEvent, Fitted, Method};
 use crate::cli::uncertainty::UncertaintyArgs;
 use crate::error::{Error, Result};
+use crate::scores::BiasCorrection;
 use crate::pipeline::write_fit_outputs_with;
 use clap::Args;
 use std::path::PathBuf;
@@ -43,12 +44,22 @@ pub struct FitArgs {
     /// --bootstrap resamples are split over the fits); the outputs are the first seed's fit.
     #[arg(long, value_name = "K", default_value_t = 1)]
     pub seeds: usize,
+    /// Correct the bias that measurement noise puts in slope, b0, b1 and Spearman: `simex`
+    /// refits each of the --seeds K seeds with added noise of 0.5, 1 and 2 times each voxel's
+    /// noise variance (1 − noise ceiling)·Var(y) and extrapolates to no noise (4·K fits; needs
+    /// K ≥ 2 and the brain's noise ceiling); `none` (default) reports fits to the data as given.
+    #[arg(long, value_name = "METHOD", default_value = "none", value_parser = parse_bias_correction)]
+    pub bias_correct: BiasCorrection,
     /// No progress (the bar on a terminal, one line per epoch or ridge layer otherwise).
     #[arg(long)]
     pub quiet: bool,
     /// Write no pictures (the maps and overview.png; `factortopy plot` draws them later).
     #[arg(long)]
     pub no_plots: bool,
+}
+
+fn parse_bias_correction(s: &str) -> std::result::Result<BiasCorrection, String> {
+    s.parse::<BiasCorrection>().map_err(|e| e.to_string())
 }
 
 /// The method flag of `fit` and `rank`.
@@ -66,7 +77,14 @@ pub fn run(a: FitArgs) -> Result<i32> {
         ));
     }
     // The fit settings are named as the flags that set them.
+    if a.bias_correct != BiasCorrection::None && a.seeds < 2 {
+        return Err(Error::invalid(format!(
+            "--bias-correct {} extrapolates over refits: it needs --seeds K with K ≥ 2 (3 or more recommended)",
+            a.bias_correct.name()
+        )));
+    }
     let mut est = check_flags(a.method, &a.device, &a.train, a.weighted, &a.uncertainty)?;
+    est.uncertainty.bias_correction = a.bias_correct;
     if a.method == Method::Ridge {
         est.ridge = a.ridge.config()?;
     }

@@ -27,6 +27,7 @@ impl UncertaintyArgs {
         UncertaintyConfig {
             bootstrap: BootstrapConfig { n_resamples: self.bootstrap, level: self.confidence, seed: self.uncertainty_seed },
             permutation: PermutationConfig { n_permutations: self.permutations, seed: self.uncertainty_seed },
+            bias_correction: Default::default(),
         }
     }
 }

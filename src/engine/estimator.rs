@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::model::encoder_file::FitRecord;
 use crate::model::{BrainTensors, Encoder, FitConfig, FitStart, FitSummary, PreparedFeatures, Progress, Selections, Split};
 use crate::scores::seed_interval::split_resamples;
+use crate::scores::simex::{self, BiasCorrection};
 use crate::scores::{BootstrapConfig, FitSettings, HeldOut, PermutationConfig, Report, SeedSpread, Uncertainty, UncertaintyConfig};
 
 /// How brain and features are related: the FactorTopy encoder or the layer-wise ridge baseline.
@@ -240,6 +241,12 @@ impl Estimator {
     /// Fits `features` to `brain` and scores the result on the held-out images.
     pub fn fit(&self, features: &Features, brain: &Brain, mut on_event: OnEvent<'_>) -> Result<Fitted> {
         self.validate()?;
+        if self.uncertainty.bias_correction != BiasCorrection::None {
+            return Err(Error::invalid(format!(
+                "bias correction {} needs refits over seeds (fit --seeds K); one fit cannot extrapolate",
+                self.uncertainty.bias_correction.name()
+            )));
+        }
         crate::data::check_pair(features, "features", brain, "brain")?;
         match self.method {
             Method::Ridge => {
@@ -302,6 +309,11 @@ impl Estimator {
     /// first fit only. `seed_done` hears of each seed's report. `n_seeds` ≤ 1 is a plain fit
     /// with refit-free intervals. FactorTopy only (the ridge baseline has no random
     /// initialisation).
+    ///
+    /// With `uncertainty.bias_correction = Simex` (K ≥ 2 and a noise ceiling needed), each seed
+    /// is also refitted on the responses with added noise at every λ of
+    /// [`crate::scores::simex::LAMBDAS`] (no bootstrap or permutations there), and the hierarchy
+    /// numbers' intervals are extrapolated to no noise (kind `simex`): K·(1 + 3) fits in all.
     pub fn fit_seeds(
         &self,
         features: &Features,
@@ -315,16 +327,25 @@ impl Estimator {
                 "--seeds applies to the factortopy method (the ridge baseline has no random initialisation)",
             ));
         }
+        let simex = self.uncertainty.bias_correction == BiasCorrection::Simex;
+        if simex && n_seeds < 2 {
+            return Err(Error::invalid(
+                "--bias-correct simex extrapolates over refits: it needs --seeds K with K ≥ 2 (3 or more recommended)",
+            ));
+        }
         if n_seeds <= 1 {
             return self.fit(features, brain, on_event);
         }
         self.validate()?;
+        // Before any fit, so a brain without a noise ceiling fails at once.
+        let noise_var = if simex { Some(simex::noise_variances(brain)?) } else { None };
         let resamples = split_resamples(self.uncertainty.bootstrap.n_resamples, n_seeds)?;
         let with = |k: usize| {
             let u = &self.uncertainty;
             UncertaintyConfig {
                 bootstrap: BootstrapConfig { n_resamples: resamples[k], ..u.bootstrap },
                 permutation: PermutationConfig { n_permutations: if k == 0 { u.permutation.n_permutations } else { 0 }, ..u.permutation },
+                bias_correction: BiasCorrection::None,
             }
         };
         let mut seeds = Vec::with_capacity(n_seeds);
@@ -345,10 +366,25 @@ impl Estimator {
                 first = Some(fitted);
             }
         }
+        // SIMEX refits: the same seeds on responses with added noise at each λ, headline numbers
+        // only (the noise stream depends on the uncertainty seed, λ's index and the fit seed).
+        let mut perturbed = Vec::new();
+        if let Some(noise_var) = &noise_var {
+            let bare = UncertaintyConfig { bias_correction: BiasCorrection::None, ..self.uncertainty.without_resampling() };
+            for (j, &lambda) in simex::LAMBDAS.iter().enumerate() {
+                let mut at = Vec::with_capacity(n_seeds);
+                for &seed in &seeds {
+                    let noisier = simex::perturbed(brain, noise_var, lambda, self.uncertainty.bootstrap.seed, &format!("{j}.{seed}"))?;
+                    let est = Estimator { fit: FitConfig { seed, ..self.fit.clone() }, uncertainty: bare, ..self.clone() };
+                    at.push(est.fit(features, &noisier, reborrow(&mut on_event))?.report().clone());
+                }
+                perturbed.push((lambda, at));
+            }
+        }
         let mut first = first.expect("n_seeds ≥ 2 fits ran");
         let Fitted::Encoder(job) = &mut first else { unreachable!("checked: factortopy") };
         job.report.seeds = Some(SeedSpread::from_reports(&seeds, &reports)?);
-        job.report.uncertainty = Some(Uncertainty::over_seeds(&reports)?);
+        job.report.uncertainty = Some(Uncertainty::over_seeds(&reports, &perturbed)?);
         job.report.settings.uncertainty = Some(self.uncertainty);
         Ok(first)
     }

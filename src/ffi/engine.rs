@@ -38,6 +38,33 @@ unsafe fn device_arg(device: *const c_char) -> FfiResult<Device> {
     Ok(d)
 }
 
+/// The settings every fitting entry point resolves once its handles are checked: the device
+/// (NULL: the CPU; checked for use now) and the options (NULL: the default schedule for the
+/// brain's number of images, `for_images`). The one home of that preamble for `fit_new`, `rank`,
+/// `monitor_new` and `ft_monitor_new_from_encoder_on`.
+///
+/// # Safety
+/// `device` is NULL or a NUL-terminated string; `options` is NULL or valid for reads.
+unsafe fn device_and_options<O: Copy>(
+    brain: &ft_brain,
+    options: *const O,
+    device: *const c_char,
+    for_images: fn(usize) -> O,
+) -> FfiResult<(Device, O)> {
+    // SAFETY: caller's contract.
+    let device = unsafe { device_arg(device) }?;
+    // SAFETY: NULL or valid for reads by the caller's contract.
+    let o = unsafe { options.as_ref() }.copied().unwrap_or_else(|| for_images(brain.inner.n_images()));
+    Ok((device, o))
+}
+
+/// The estimator of `ft_fit_options` (`weighted` honoured) with the grid resampling chosen, for
+/// `fit_new` and `rank`.
+fn fit_estimator(method: Method, device: Device, o: &ft_fit_options, resample: Resample) -> FfiResult<Estimator> {
+    let cfg = FitConfig { resample, ..fit_config(o)? };
+    Ok(Estimator { weighted: o.weighted != 0, ..Estimator::new(method, device, cfg) })
+}
+
 /// `ft_fit_new` on a device: `device` is `"cpu"`, `"cuda"` or `"cuda:N"` (NULL: `"cpu"`). A
 /// device that cannot be used now (a build without CUDA, no driver, NVRTC or cuBLAS, a bad
 /// ordinal) is `FT_ERR_BACKEND` with the reason in `ft_last_error()`, before any work.
@@ -154,9 +181,7 @@ pub unsafe extern "C" fn ft_monitor_new_from_encoder_on(
         let path = unsafe { str_arg(encoder_path, "encoder_path") }?;
         let out = out_arg(out, "out")?;
         // SAFETY: caller's contract.
-        let device = unsafe { device_arg(device) }?;
-        // SAFETY: NULL or valid for reads by the caller's contract.
-        let o = unsafe { options.as_ref() }.copied().unwrap_or_else(|| monitor_options_for_images(b.inner.n_images()));
+        let (device, o) = unsafe { device_and_options(b, options, device, monitor_options_for_images) }?;
         let cfg = monitor_config(&o, device)?;
         let m = Monitor::from_encoder_file(&b.inner, &f.inner, Path::new(path), cfg)?;
         *out = boxed(ft_monitor { inner: m });
@@ -419,7 +444,7 @@ pub unsafe extern "C" fn ft_rank(
 ///
 /// # Safety
 /// `resample` is NULL or a NUL-terminated string.
-unsafe fn resample_arg(resample: *const c_char) -> FfiResult<Resample> {
+pub(crate) unsafe fn resample_arg(resample: *const c_char) -> FfiResult<Resample> {
     if resample.is_null() {
         return Ok(Resample::Auto);
     }
@@ -514,11 +539,8 @@ unsafe fn fit_new(
     let b = handle(brain, "brain")?;
     let out = out_arg(out, "out")?;
     // SAFETY: caller's contract.
-    let device = unsafe { device_arg(device) }?;
-    // SAFETY: NULL or valid for reads by the caller's contract.
-    let o = unsafe { options.as_ref() }.copied().unwrap_or_else(|| fit_options_for_images(b.inner.n_images()));
-    let cfg = FitConfig { resample, ..fit_config(&o)? };
-    let est = Estimator { weighted: o.weighted != 0, ..Estimator::new(Method::Factortopy, device, cfg) };
+    let (device, o) = unsafe { device_and_options(b, options, device, fit_options_for_images) }?;
+    let est = fit_estimator(Method::Factortopy, device, &o, resample)?;
     f.inner.validate("features")?;
     let job = est.fit(&f.inner, &b.inner, None)?.into_encoder_fit()?;
     let record = job.record();
@@ -550,7 +572,7 @@ unsafe fn rank(
         return Err(FfiError::invalid("rank needs at least one network (n_networks is 0)"));
     }
     // SAFETY: caller's contract.
-    let device = unsafe { device_arg(device) }?;
+    let (device, o) = unsafe { device_and_options(b, options, device, fit_options_for_images) }?;
     // SAFETY: non-NULL and valid for `n_networks` reads by the caller's contract.
     let ptrs = unsafe { std::slice::from_raw_parts(networks, n_networks) };
     let mut nets: Vec<&Features> = Vec::with_capacity(n_networks);
@@ -558,10 +580,7 @@ unsafe fn rank(
         nets.push(&handle(p, &format!("networks[{i}]"))?.inner);
     }
     let method = crate::ffi::rank::method_of(method)?;
-    // SAFETY: NULL or valid for reads by the caller's contract.
-    let o = unsafe { options.as_ref() }.copied().unwrap_or_else(|| fit_options_for_images(b.inner.n_images()));
-    let fit = FitConfig { resample, ..fit_config(&o)? };
-    let cfg = RankConfig { estimator: Estimator { weighted: o.weighted != 0, ..Estimator::new(method, device, fit) } };
+    let cfg = RankConfig { estimator: fit_estimator(method, device, &o, resample)? };
     for (i, f) in nets.iter().enumerate() {
         f.validate(&format!("networks[{i}]"))?;
     }
@@ -586,9 +605,7 @@ unsafe fn monitor_new(
     let f = handle(reference, "reference")?;
     let out = out_arg(out, "out")?;
     // SAFETY: caller's contract.
-    let device = unsafe { device_arg(device) }?;
-    // SAFETY: NULL or valid for reads by the caller's contract.
-    let o = unsafe { options.as_ref() }.copied().unwrap_or_else(|| monitor_options_for_images(b.inner.n_images()));
+    let (device, o) = unsafe { device_and_options(b, options, device, monitor_options_for_images) }?;
     let mut cfg = monitor_config(&o, device)?;
     cfg.fit.resample = resample;
     let m = Monitor::new(&b.inner, &f.inner, cfg, None)?;

@@ -24,6 +24,7 @@ pub mod dlpack;
 pub mod engine;
 pub mod plot;
 pub mod rank;
+pub mod resample;
 pub mod tensor;
 
 #[cfg(test)]
@@ -40,6 +41,7 @@ pub use brain_arrays::*;
 pub use engine::*;
 pub use plot::*;
 pub use rank::*;
+pub use resample::*;
 pub use dlpack::{
     DLDataType, DLDevice, DLManagedTensor, DLManagedTensorVersioned, DLPackVersion, DLTensor, FT_DLPACK_MAJOR_VERSION,
 };

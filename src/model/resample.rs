@@ -139,60 +139,81 @@ fn weighted_sum(taps: &[(usize, f32)], value: impl Fn(usize) -> f32) -> f32 {
     acc
 }
 
+/// Resizes `[N, C, H, W]` to `[N, C, G, G]` with `method` (see the module docs).
+pub fn resample(local: &Array, g: usize, method: Resample) -> Result<Array> {
+    resample_to(local, (g, g), method)
+}
+
+/// Resizes `[N, C, H, W]` to `[N, C, out_h, out_w]` with `method`, each axis by its own kernel
+/// ([`Resample::kernel`]); [`resample`] is the square case. Also what the C ABI's `ft_resample`
+/// computes, so callers that shrink maps before handing them over (Python's `to_grid`) use the
+/// same arithmetic as the encoder.
+pub fn resample_to(local: &Array, (out_h, out_w): (usize, usize), method: Resample) -> Result<Array> {
+    if local.ndim() != 4 || out_h == 0 || out_w == 0 || local.shape[2] == 0 || local.shape[3] == 0 {
+        return Err(Error::invalid(format!(
+            "resample needs a non-empty [N, C, H, W] map and an output size > 0, got {:?} to {out_h}×{out_w}",
+            local.shape
+        )));
+    }
+    let (n, c, h, w) = (local.shape[0], local.shape[1], local.shape[2], local.shape[3]);
+    if h == out_h && w == out_w {
+        // Every kernel is the identity at equal sizes.
+        return Ok(local.clone());
+    }
+    // The output size comes from a flag, an encoder file or a C caller: size it before asking.
+    let count = crate::data::limits::elements("resampled local map [N, C, G, G]", &[n, c, out_h, out_w])?;
+    let mut out: Vec<f32> = crate::data::limits::try_zeroed("resampled local map", count)?;
+    resample_into(&local.data, (h, w), (out_h, out_w), method, &mut out)?;
+    Array::new(vec![n, c, out_h, out_w], out)
+}
+
+/// The arithmetic of [`resample_to`] on raw buffers: `src` holds whole `h × w` maps (row-major,
+/// `src.len()` a multiple of `h·w`), `dst` the same number of `out_h × out_w` maps. Sizes are
+/// the caller's to check (all non-zero, `dst.len() / (out_h·out_w) == src.len() / (h·w)`); a
+/// mismatch panics on a slice index rather than reading or writing out of bounds. The one
+/// allocation, a row buffer of `h · out_w` floats per map in flight, is sized and made
+/// fallibly.
+pub fn resample_into(
+    src: &[f32],
+    (h, w): (usize, usize),
+    (out_h, out_w): (usize, usize),
+    method: Resample,
+    dst: &mut [f32],
+) -> Result<()> {
+    assert_eq!(src.len() / (h * w), dst.len() / (out_h * out_w), "resample_into: map counts differ");
+    if h == out_h && w == out_w {
+        dst.copy_from_slice(src);
+        return Ok(());
+    }
+    let row_len = crate::data::limits::elements("resampling row buffer [H, output width]", &[h, out_w])?;
+    let ty = axis_weights(method.kernel(h, out_h), h, out_h);
+    let tx = axis_weights(method.kernel(w, out_w), w, out_w);
+    dst.par_chunks_mut(out_h * out_w).enumerate().try_for_each(|(nc, dst)| {
+        let src = &src[nc * h * w..(nc + 1) * h * w];
+        // Along x first (every input row to out_w columns), then along y. For bilinear each sum
+        // is exactly `a·(1 − w) + b·w`, the arithmetic of DESIGN §3.1's two-tap formula.
+        let mut rows: Vec<f32> = crate::data::limits::try_zeroed("resampling row buffer", row_len)?;
+        for y in 0..h {
+            let row = &src[y * w..(y + 1) * w];
+            for (ox, taps) in tx.iter().enumerate() {
+                rows[y * out_w + ox] = weighted_sum(taps, |x| row[x]);
+            }
+        }
+        for (oy, taps) in ty.iter().enumerate() {
+            for ox in 0..out_w {
+                dst[oy * out_w + ox] = weighted_sum(taps, |y| rows[y * out_w + ox]);
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Checks a `[N, C, H, W]` map and a grid size before anything is allocated.
 fn check_map(local: &Array, g: usize) -> Result<(usize, usize, usize, usize)> {
     if local.ndim() != 4 || g == 0 || local.shape[2] == 0 || local.shape[3] == 0 {
         return Err(Error::invalid(format!("resample needs a non-empty [N, C, H, W] map and G > 0, got {:?}", local.shape)));
     }
     Ok((local.shape[0], local.shape[1], local.shape[2], local.shape[3]))
-}
-
-/// Resizes one `h × w` plane (row-major `src`) to `G × G` with the per-axis weights `tx`
-/// (G entries over the `w` columns) and `ty` (G entries over the `h` rows), handing every
-/// output cell to `put(oy·G + ox, value)`. `rows` is `h·G` scratch. Along x first (every input
-/// row to G columns), then along y; for bilinear each sum is exactly `a·(1 − w) + b·w`, the
-/// arithmetic of DESIGN §3.1's two-tap formula.
-#[inline]
-fn resample_plane(
-    src: &[f32],
-    w: usize,
-    tx: &[Vec<(usize, f32)>],
-    ty: &[Vec<(usize, f32)>],
-    rows: &mut [f32],
-    mut put: impl FnMut(usize, f32),
-) {
-    let g = tx.len();
-    for (y, out) in rows.chunks_exact_mut(g).enumerate() {
-        let row = &src[y * w..(y + 1) * w];
-        for (o, taps) in out.iter_mut().zip(tx) {
-            *o = weighted_sum(taps, |x| row[x]);
-        }
-    }
-    for (oy, taps) in ty.iter().enumerate() {
-        for ox in 0..g {
-            put(oy * g + ox, weighted_sum(taps, |y| rows[y * g + ox]));
-        }
-    }
-}
-
-/// Resizes `[N, C, H, W]` to `[N, C, G, G]` with `method` (see the module docs).
-pub fn resample(local: &Array, g: usize, method: Resample) -> Result<Array> {
-    let (n, c, h, w) = check_map(local, g)?;
-    if h == g && w == g {
-        // Every kernel is the identity at equal sizes.
-        return Ok(local.clone());
-    }
-    // G comes from a flag or an encoder file: size the output before asking for it.
-    let count = crate::data::limits::elements("resampled local map [N, C, G, G]", &[n, c, g, g])?;
-    let mut out: Vec<f32> = crate::data::limits::try_zeroed("resampled local map", count)?;
-    let ty = axis_weights(method.kernel(h, g), h, g);
-    let tx = axis_weights(method.kernel(w, g), w, g);
-    out.par_chunks_mut(g * g).enumerate().for_each(|(nc, dst)| {
-        let src = &local.data[nc * h * w..(nc + 1) * h * w];
-        let mut rows = vec![0.0f32; h * g];
-        resample_plane(src, w, &tx, &ty, &mut rows, |cell, v| dst[cell] = v);
-    });
-    Array::new(vec![n, c, g, g], out)
 }
 
 /// `out[..] = Σ src[offset(i)..][..out.len()]·w` over `taps` in order, element-wise: the
@@ -342,41 +363,41 @@ mod tests {
 
     /// DESIGN §3.1 bilinear as the code computed it before area resampling existed (the two-tap
     /// formula, row by row), the oracle for bit-identity of the bilinear path.
-    fn two_tap_bilinear(local: &Array, g: usize) -> Vec<f32> {
+    fn two_tap_bilinear(local: &Array, (gh, gw): (usize, usize)) -> Vec<f32> {
         let (n, c, h, w) = (local.shape[0], local.shape[1], local.shape[2], local.shape[3]);
-        let (ty, tx) = (axis_taps(h, g), axis_taps(w, g));
-        let mut out = vec![0.0f32; n * c * g * g];
+        let (ty, tx) = (axis_taps(h, gh), axis_taps(w, gw));
+        let mut out = vec![0.0f32; n * c * gh * gw];
         for nc in 0..n * c {
             let src = &local.data[nc * h * w..(nc + 1) * h * w];
             for (oy, &(y0, y1, wy)) in ty.iter().enumerate() {
                 for (ox, &(x0, x1, wx)) in tx.iter().enumerate() {
                     let top = src[y0 * w + x0] * (1.0 - wx) + src[y0 * w + x1] * wx;
                     let bot = src[y1 * w + x0] * (1.0 - wx) + src[y1 * w + x1] * wx;
-                    out[nc * g * g + oy * g + ox] = top * (1.0 - wy) + bot * wy;
+                    out[nc * gh * gw + oy * gw + ox] = top * (1.0 - wy) + bot * wy;
                 }
             }
         }
         out
     }
 
-    /// Exact area averages by supersampling: every input pixel is replicated into a g×g block,
-    /// after which output cell (oy, ox) is the plain mean of the h×w block of sub-pixels
+    /// Exact area averages by supersampling: every input pixel is replicated into a gh×gw
+    /// block, after which output cell (oy, ox) is the plain mean of the h×w block of sub-pixels
     /// starting at (oy·h, ox·w) — no fractional weights anywhere, so independent of
     /// `area_weights`. Computed in f64.
-    fn supersampled_area(local: &Array, g: usize) -> Vec<f64> {
+    fn supersampled_area(local: &Array, (gh, gw): (usize, usize)) -> Vec<f64> {
         let (n, c, h, w) = (local.shape[0], local.shape[1], local.shape[2], local.shape[3]);
-        let mut out = vec![0.0f64; n * c * g * g];
+        let mut out = vec![0.0f64; n * c * gh * gw];
         for nc in 0..n * c {
             let src = &local.data[nc * h * w..(nc + 1) * h * w];
-            for oy in 0..g {
-                for ox in 0..g {
+            for oy in 0..gh {
+                for ox in 0..gw {
                     let mut sum = 0.0f64;
                     for sy in oy * h..(oy + 1) * h {
                         for sx in ox * w..(ox + 1) * w {
-                            sum += src[(sy / g) * w + sx / g] as f64;
+                            sum += src[(sy / gh) * w + sx / gw] as f64;
                         }
                     }
-                    out[nc * g * g + oy * g + ox] = sum / (h * w) as f64;
+                    out[nc * gh * gw + oy * gw + ox] = sum / (h * w) as f64;
                 }
             }
         }
@@ -401,7 +422,7 @@ mod tests {
             let a = map(2, 3, h, w, (h * 100 + w * 10 + g) as u64);
             let got = resample(&a, g, Resample::Area).unwrap();
             assert_eq!(got.shape, vec![2, 3, g, g]);
-            assert_close(&got.data, &supersampled_area(&a, g), &format!("area {h}×{w} → {g}"));
+            assert_close(&got.data, &supersampled_area(&a, (g, g)), &format!("area {h}×{w} → {g}"));
         }
     }
 
@@ -430,7 +451,7 @@ mod tests {
         for &(h, w, g) in &[(16, 16, 8), (13, 13, 8), (8, 8, 3), (3, 3, 8), (14, 6, 8), (7, 11, 5), (1, 4, 3)] {
             let a = map(2, 2, h, w, (h * 7 + w + g) as u64);
             let got = resample(&a, g, Resample::Bilinear).unwrap();
-            let want = two_tap_bilinear(&a, g);
+            let want = two_tap_bilinear(&a, (g, g));
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got.data), bits(&want), "bilinear {h}×{w} → {g}");
         }
@@ -471,6 +492,62 @@ mod tests {
                 assert!((r.data[oy * 8 + ox] - want).abs() < 1e-4, "column {ox}");
             }
         }
+    }
+
+    #[test]
+    fn rectangular_outputs_resize_each_axis_by_its_own_kernel() {
+        // `resample_to` (what `ft_resample` and Python's `to_grid` use) against the same
+        // oracles at output sizes that differ per axis, shrinking on one axis and growing on
+        // the other included.
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for &(h, w, gh, gw) in &[(16, 16, 8, 4), (13, 9, 8, 11), (112, 56, 7, 16), (5, 12, 8, 3), (6, 6, 6, 4)] {
+            let a = map(2, 3, h, w, (h * 31 + w * 7 + gh * 3 + gw) as u64);
+            let area = resample_to(&a, (gh, gw), Resample::Area).unwrap();
+            assert_eq!(area.shape, vec![2, 3, gh, gw]);
+            assert_close(&area.data, &supersampled_area(&a, (gh, gw)), &format!("area {h}×{w} → {gh}×{gw}"));
+            let bil = resample_to(&a, (gh, gw), Resample::Bilinear).unwrap();
+            assert_eq!(bits(&bil.data), bits(&two_tap_bilinear(&a, (gh, gw))), "bilinear {h}×{w} → {gh}×{gw}");
+        }
+        // The square case is `resample`, bit for bit, for every rule.
+        let a = map(1, 2, 13, 10, 9);
+        for r in Resample::ALL {
+            assert_eq!(bits(&resample_to(&a, (6, 6), r).unwrap().data), bits(&resample(&a, 6, r).unwrap().data));
+        }
+        // Equal sizes are the identity, −0 included.
+        assert_eq!(bits(&resample_to(&a, (13, 10), Resample::Bilinear).unwrap().data), bits(&a.data));
+        assert!(resample_to(&a, (0, 4), Resample::Area).is_err());
+        assert!(resample_to(&a, (4, 0), Resample::Area).is_err());
+    }
+
+    #[test]
+    fn area_through_a_multiple_of_the_grid_is_area_to_the_grid() {
+        // Why Python's `collect(max_grid=M)` can shrink maps before the encoder resamples them
+        // to G: area(area(x, M), G) = area(x, G) when G divides M, since every G cell is the
+        // union of M/G whole M cells of equal length along each axis, and the mean over a union
+        // of equal parts is the mean of the parts' means. Integer and non-integer H/M; an axis
+        // no longer than M is left as it is (what `max_grid` does), so `auto` may grow it. Equal
+        // up to f32 rounding of the two summation orders.
+        for &(h, w, m, g) in &[(112, 112, 16, 8), (13, 13, 8, 4), (30, 17, 12, 4), (56, 20, 24, 8), (20, 6, 8, 4), (20, 3, 8, 4)] {
+            let a = map(2, 2, h, w, (h * 13 + w + m * 5 + g) as u64);
+            for r in [Resample::Area, Resample::Auto] {
+                let once = resample(&a, g, r).unwrap();
+                let pre = resample_to(&a, (h.min(m), w.min(m)), r).unwrap();
+                let twice = resample(&pre, g, r).unwrap();
+                let want: Vec<f64> = once.data.iter().map(|&v| v as f64).collect();
+                assert_close(&twice.data, &want, &format!("{r} {h}×{w} → {m} → {g}"));
+            }
+        }
+        // Not so for bilinear, whose taps depend on the input size (16 → 8 → 4 reads every
+        // pixel once, 16 → 4 the middle two of each four), nor for area when G does not divide M
+        // (12 → 5 → 2 splits the middle of the five cells).
+        let a = map(1, 1, 16, 16, 3);
+        let direct = resample(&a, 4, Resample::Bilinear).unwrap();
+        let via = resample(&resample(&a, 8, Resample::Bilinear).unwrap(), 4, Resample::Bilinear).unwrap();
+        assert!(direct.data.iter().zip(&via.data).any(|(x, y)| (x - y).abs() > 1e-3));
+        let a = map(1, 1, 12, 12, 4);
+        let direct = resample(&a, 2, Resample::Area).unwrap();
+        let via = resample(&resample(&a, 5, Resample::Area).unwrap(), 2, Resample::Area).unwrap();
+        assert!(direct.data.iter().zip(&via.data).any(|(x, y)| (x - y).abs() > 1e-3));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod permutation;
 pub mod report;
 pub mod seed_interval;
 pub mod seeds;
+pub mod simex;
 /// Per-voxel statistics live in the leaf module `crate::stats` (shared with the engine).
 pub use crate::stats;
 pub mod uncertainty;
@@ -17,4 +18,5 @@ pub use bootstrap::{BootstrapConfig, HeldOut, Interval, PairedDifference};
 pub use permutation::{PermutationConfig, PermutationTest};
 pub use report::{CeilingAccuracy, FitSettings, FitSummary, Report, RidgeSettings, RoiSummary, Settings, Summary, SCHEMA_VERSION};
 pub use seeds::{SeedSpread, Spread};
+pub use simex::{BiasCorrection, SimexNumber, SimexSummary};
 pub use uncertainty::{IntervalKind, Uncertainty, UncertaintyConfig};

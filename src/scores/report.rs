@@ -24,8 +24,9 @@ use crate::scores::uncertainty::{IntervalKind, Uncertainty, UncertaintyConfig};
 /// Version of the `report.json` layout. Version 1 (unversioned) had `noise_normalized` and no
 /// `schema_version`, `settings`, `noise_ceiling`, `uncertainty` or `seeds`; version 2 had no
 /// `uncertainty.kind` and `uncertainty.n_fits` (its intervals were all refit-free), `ambiguity`
-/// or `rois[].ambiguous`.
-pub const SCHEMA_VERSION: u32 = 3;
+/// or `rois[].ambiguous`; version 3 had no `uncertainty.simex`, kind `simex` or
+/// `settings.uncertainty.bias_correction`.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Mean and median of a per-voxel quantity.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
@@ -539,6 +540,25 @@ impl Report {
                     u.n_resamples
                 );
             }
+            Some(u) if u.kind == IntervalKind::Simex => {
+                let x = u.simex.as_ref();
+                let corrected = |n: Option<&crate::scores::simex::SimexNumber>| n.map_or("null".to_string(), |n| format!("{:.3}", n.corrected));
+                s += &format!(
+                    "\nbias-corrected (SIMEX, {} fits: {} seeds × noise added at λ = {:?}, quadratic extrapolation to no noise): \
+                     slope {}  b0 {}  b1 {}  Spearman {}\nintervals: {:.0} %; slope, b0, b1, Spearman: where a fit to noise-free data lands; \
+                     the others over {} seeds (plus {} refit-free bootstrap resamples)",
+                    u.n_fits,
+                    x.map_or(0, |x| x.fits_per_lambda),
+                    x.map_or(vec![], |x| x.lambdas.clone()),
+                    corrected(x.and_then(|x| x.slope.as_ref())),
+                    corrected(x.and_then(|x| x.b0.as_ref())),
+                    corrected(x.and_then(|x| x.b1.as_ref())),
+                    corrected(x.and_then(|x| x.spearman.as_ref())),
+                    100.0 * u.level,
+                    x.map_or(0, |x| x.fits_per_lambda),
+                    u.n_resamples
+                );
+            }
             Some(u) if u.n_resamples > 0 => {
                 s += &format!(
                     "\nintervals: {:.0} % percentile bootstrap, {} resamples of {} held-out images and of the voxels within each ROI (refit-free)",
@@ -824,7 +844,7 @@ mod tests {
             r
         };
         let reports = [fit(0.80, 0.0001), fit(0.86, 0.0002), fit(0.92, 0.0003)];
-        let u = Uncertainty::over_seeds(&reports).unwrap();
+        let u = Uncertainty::over_seeds(&reports, &[]).unwrap();
         let half = 4.302652729749464 * 0.005f64.sqrt();
         let iv = u.slope.unwrap();
         assert!((iv.lo - (0.86 - half)).abs() < 1e-9 && (iv.hi - (0.86 + half)).abs() < 1e-9, "{iv:?}");
@@ -845,9 +865,9 @@ mod tests {
         let json = Report { uncertainty: Some(u), ..base.clone() }.to_json();
         assert!(json.contains("\"kind\": \"seeds\"") && json.contains("\"n_fits\": 3"), "{json}");
         // One fit, or a fit without uncertainty, is refused.
-        assert!(Uncertainty::over_seeds(&reports[..1]).is_err());
+        assert!(Uncertainty::over_seeds(&reports[..1], &[]).is_err());
         let bare = Report { uncertainty: None, ..base.clone() };
-        assert!(Uncertainty::over_seeds(&[reports[0].clone(), bare]).is_err());
+        assert!(Uncertainty::over_seeds(&[reports[0].clone(), bare], &[]).is_err());
     }
 
     #[test]
@@ -856,7 +876,7 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
         v["schema_version"] = serde_json::json!(1);
         let e = Report::from_json(&v.to_string()).unwrap_err().to_string();
-        assert!(e.contains("schema version 1") && e.contains("reads schema version 3"), "{e}");
+        assert!(e.contains("schema version 1") && e.contains("reads schema version 4"), "{e}");
         v.as_object_mut().unwrap().remove("schema_version");
         let e = Report::from_json(&v.to_string()).unwrap_err().to_string();
         assert!(e.contains("before versioning"), "{e}");

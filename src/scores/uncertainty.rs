@@ -8,6 +8,7 @@ use crate::data::Brain;
 use crate::error::{Error, Result};
 use crate::scores::bootstrap::{bootstrap, percentile_interval, BootstrapConfig, BootstrapInputs, HeldOut, Interval, Replicates};
 use crate::scores::permutation::{permutation_test, PermutationConfig, PermutationTest};
+use crate::scores::simex::{BiasCorrection, SimexSummary};
 
 /// Which variability an interval measures.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,6 +23,10 @@ pub enum IntervalKind {
     /// mean refit-free bootstrap variance ([`crate::scores::seed_interval`]): where another fit
     /// of the same pipeline lands, including fit-to-fit variability.
     Seeds,
+    /// `fit --seeds K --bias-correct simex`: slope, b0, b1 and Spearman get a prediction interval
+    /// of a fit to noise-free data, extrapolated from refits with added noise
+    /// ([`crate::scores::simex`]); the other numbers keep their interval of kind `seeds`.
+    Simex,
 }
 
 impl IntervalKind {
@@ -29,6 +34,7 @@ impl IntervalKind {
         match self {
             IntervalKind::RefitFree => "refit-free",
             IntervalKind::Seeds => "seeds",
+            IntervalKind::Simex => "simex",
         }
     }
 }
@@ -38,6 +44,9 @@ impl IntervalKind {
 pub struct UncertaintyConfig {
     pub bootstrap: BootstrapConfig,
     pub permutation: PermutationConfig,
+    /// Correction of the noise's bias in the hierarchy numbers (needs refits over seeds).
+    #[serde(default)]
+    pub bias_correction: BiasCorrection,
 }
 
 impl UncertaintyConfig {
@@ -51,6 +60,7 @@ impl UncertaintyConfig {
         UncertaintyConfig {
             bootstrap: BootstrapConfig { n_resamples: 0, ..self.bootstrap },
             permutation: PermutationConfig { n_permutations: 0, ..self.permutation },
+            bias_correction: self.bias_correction,
         }
     }
 }
@@ -60,9 +70,10 @@ impl UncertaintyConfig {
 /// no held-out predictions to resample, no bootstrap requested).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Uncertainty {
-    /// What the intervals measure (`refit-free` or `seeds`).
+    /// What the intervals measure (`refit-free`, `seeds` or `simex`).
     pub kind: IntervalKind,
-    /// Fits behind the intervals: 1 for `refit-free`, K for `seeds`.
+    /// Fits behind the intervals: 1 for `refit-free`, K for `seeds`, K·(1 + added-noise levels)
+    /// for `simex`.
     pub n_fits: usize,
     /// Confidence level of every interval.
     pub level: f64,
@@ -92,6 +103,9 @@ pub struct Uncertainty {
     /// ROI levels shuffled across whole ROIs (`null` when there is no line to test); with
     /// `seeds`, the first fit's.
     pub permutation: Option<PermutationTest>,
+    /// With kind `simex`: the λ grid, the fits and the corrected numbers (`null` otherwise).
+    #[serde(default)]
+    pub simex: Option<SimexSummary>,
     /// Every resample's values, for paired comparisons between networks (with `seeds`, the
     /// first fit's); not serialised.
     #[serde(skip)]
@@ -152,6 +166,7 @@ impl Uncertainty {
             algonauts_mean: nn_mean.map(|i| i.scaled(100.0)),
             n_undefined_lines: rep.slope.iter().filter(|x| !x.is_finite()).count(),
             permutation,
+            simex: None,
             replicates: rep,
         })
     }

@@ -25,22 +25,9 @@ int main(int argc, char **argv) {
   const char *dir = argv[1];
   char path[4096];
 
-  ft_synth_options so;
-  CHECK(ft_synth_options_default(&so));
-  so.n_images = N_IMAGES;
-  so.n_voxels = N_VOXELS;
-  so.n_layers = N_LAYERS;
-  so.width = WIDTH;
-  so.grid = GRID;
-  so.noise_ceiling = 0.8;
-  so.seed = 5;
-  CHECK(ft_synth_write(dir, &so));
   ft_brain *brain = NULL;
   ft_features *feats = NULL;
-  snprintf(path, sizeof path, "%s/brain.safetensors", dir);
-  CHECK(ft_brain_load(path, &brain));
-  snprintf(path, sizeof path, "%s/features.safetensors", dir);
-  CHECK(ft_features_load(path, &feats));
+  load_synth(dir, N_IMAGES, N_VOXELS, N_LAYERS, WIDTH, 5, &brain, &feats);
 
   /* Device names: syntax errors and unusable devices are refused before any work. */
   EXPECT_STATUS(ft_device_check("gpu"), FT_ERR_INVALID_ARGUMENT);

@@ -410,22 +410,9 @@ int main(int argc, char **argv) {
          FT_VERSION_PATCH);
 
   /* Synthetic data, loaded back through the loaders. */
-  ft_synth_options so;
-  CHECK(ft_synth_options_default(&so));
-  so.n_images = N_IMAGES;
-  so.n_voxels = N_VOXELS;
-  so.n_layers = N_LAYERS;
-  so.width = WIDTH;
-  so.grid = GRID;
-  so.noise_ceiling = 0.8;
-  so.seed = 11;
-  CHECK(ft_synth_write(dir, &so));
   ft_brain *brain = NULL;
   ft_features *ref = NULL;
-  join(path, sizeof path, dir, "brain.safetensors");
-  CHECK(ft_brain_load(path, &brain));
-  join(path, sizeof path, dir, "features.safetensors");
-  CHECK(ft_features_load(path, &ref));
+  load_synth(dir, N_IMAGES, N_VOXELS, N_LAYERS, WIDTH, 11, &brain, &ref);
   size_t n_images = 0, n_voxels = 0, n_layers = 0;
   CHECK(ft_brain_shape(brain, &n_images, &n_voxels));
   EXPECT(n_images == N_IMAGES && n_voxels == N_VOXELS);

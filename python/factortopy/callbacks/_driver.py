@@ -118,12 +118,16 @@ class MonitorDriver:
     # Features ----------------------------------------------------------------------------------
 
     def collect_options(self) -> dict:
-        """Keywords for ``hooks.collect``: the caller's, with the fit grid and bf16 storage by
-        default (maps are resized batch by batch, DESIGN §3.1, so memory follows the grid)."""
+        """Keywords for ``hooks.collect``: the caller's, with the fit grid, the encoder's
+        resampling rule and bf16 storage by default (maps are resized batch by batch by the
+        library with the rule the encoder uses, so memory follows the grid and the maps are the
+        encoder's own)."""
         kw = dict(self.collect_kwargs)
         kw.pop("model_name", None)  # a collect_features keyword: names the Features, see features()
         if "grid" not in kw:
             kw["grid"] = self._grid()
+        if "resample" not in kw:
+            kw["resample"] = self._resample()
         kw.setdefault("dtype", DEFAULT_DTYPE)
         return kw
 
@@ -131,6 +135,11 @@ class MonitorDriver:
         if self.encoder_path is not None:
             return encoder_grid(self.encoder_path)
         return (self.options if self.options is not None else MonitorOptions()).fit.grid
+
+    def _resample(self) -> str:
+        if self.encoder_path is not None:
+            return encoder_resample(self.encoder_path)
+        return (self.options if self.options is not None else MonitorOptions()).fit.resample
 
     def features(self, model, group: Group | None = None) -> Features | None:
         """The probe features of ``model`` as it is now: on rank 0 a ``Features`` of the whole
@@ -278,9 +287,9 @@ def _fingerprint(images) -> str:
     return f"{type(images).__qualname__}:{n}"
 
 
-def encoder_grid(path: str | os.PathLike) -> int:
-    """The grid of a saved encoder, from its safetensors metadata (DESIGN §3.7), so probe features
-    can be resized to it before the monitor exists."""
+def encoder_metadata(path: str | os.PathLike) -> dict:
+    """The ``__metadata__`` of a saved encoder's safetensors header (DESIGN §3.7), read without
+    loading the tensors, so probe features can be prepared for it before the monitor exists."""
     p = os.fspath(path)
     try:
         with open(p, "rb") as f:
@@ -291,6 +300,32 @@ def encoder_grid(path: str | os.PathLike) -> int:
             if size > 100_000_000:
                 raise ValueError(f"header length {size} is not plausible")
             meta = json.loads(f.read(size)).get("__metadata__", {})
+        if not isinstance(meta, dict):
+            raise ValueError("__metadata__ is not an object")
+        return meta
+    except (OSError, ValueError, TypeError) as e:
+        raise ValueError(f"{p}: cannot read the encoder's metadata ({e})") from e
+
+
+def encoder_grid(path: str | os.PathLike) -> int:
+    """The grid of a saved encoder, from its metadata."""
+    meta = encoder_metadata(path)
+    try:
         return int(meta["grid"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{p}: cannot read the encoder's grid from its metadata ({e}); pass collect_kwargs={{'grid': G}}") from e
+    except (KeyError, ValueError, TypeError) as e:
+        raise ValueError(
+            f"{os.fspath(path)}: cannot read the encoder's grid from its metadata ({e}); pass collect_kwargs={{'grid': G}}"
+        ) from e
+
+
+def encoder_resample(path: str | os.PathLike) -> str:
+    """The resampling rule of a saved encoder, from its metadata; encoders written before the rule
+    was saved were fitted on bilinearly resampled maps, so a missing key reads as ``"bilinear"``
+    (as the library reads it)."""
+    from ..resampling import check_rule
+
+    rule = encoder_metadata(path).get("resample", "bilinear")
+    try:
+        return check_rule(rule)
+    except ValueError as e:
+        raise ValueError(f"{os.fspath(path)}: {e}; pass collect_kwargs={{'resample': ...}}") from e

@@ -20,21 +20,9 @@ int main(int argc, char **argv) {
   }
   const char *dir = argv[1];
   char path[4096];
-  ft_synth_options so;
-  CHECK(ft_synth_options_default(&so));
-  so.n_images = 120;
-  so.n_voxels = 20;
-  so.noise_ceiling = 0.8;
-  so.n_layers = 3;
-  so.width = 8;
-  so.grid = 4;
-  CHECK(ft_synth_write(dir, &so));
   ft_brain *brain = NULL;
   ft_features *feats = NULL;
-  snprintf(path, sizeof path, "%s/brain.safetensors", dir);
-  CHECK(ft_brain_load(path, &brain));
-  snprintf(path, sizeof path, "%s/features.safetensors", dir);
-  CHECK(ft_features_load(path, &feats));
+  load_synth(dir, 120, 20, 3, 8, 0, &brain, &feats);
 
   ft_fit_options fo;
   CHECK(ft_fit_options_default(&fo));

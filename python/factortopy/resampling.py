@@ -1,0 +1,64 @@
+"""The library's grid resampling (``ft_resample``), for maps resized before they reach the library.
+
+Every fit, score, prediction and monitor resizes each layer's ``[N, C, H, W]`` map to the fit's
+G×G grid with the encoder's rule: ``"bilinear"`` (DESIGN §3.1), ``"area"`` (each cell the exact
+average of the pixels it covers) or ``"auto"`` (area on an axis that shrinks, bilinear on one
+that grows). Code that shrinks maps early to save memory (``hooks.to_grid``, ``collect(grid=,
+max_grid=)``) calls the library's own implementation here, so the maps it hands over are, bit for
+bit, what the encoder would have computed from the full maps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import c_size_t
+
+import numpy as np
+
+from ._lib import call
+from .errors import InvalidArgumentError, ShapeError
+
+#: The resampling rules, as the CLI (``--resample``), ``FitOptions(resample=)`` and encoder files
+#: name them.
+RULES = ("bilinear", "area", "auto")
+
+
+def check_rule(rule: str) -> str:
+    """``rule`` if it names a resampling rule, else ``InvalidArgumentError`` (a ``ValueError``)."""
+    if rule not in RULES:
+        raise InvalidArgumentError(f"unknown resample {rule!r}; expected one of {', '.join(RULES)}", "FT_ERR_INVALID_ARGUMENT")
+    return rule
+
+
+def resample(maps, size: int | tuple[int, int], rule: str = "auto") -> np.ndarray:
+    """``maps`` (``[N, C, H, W]``, any real dtype; converted to contiguous f32) resized to
+    ``size`` (G, or ``(out_h, out_w)``) by the library with ``rule`` (``"bilinear"``, ``"area"``
+    or ``"auto"``, each axis by its own kernel), as a new f32 array ``[N, C, out_h, out_w]``.
+    Maps must be finite (``DataError`` otherwise)."""
+    check_rule(rule)
+    out_h, out_w = (size, size) if isinstance(size, (int, np.integer)) else size
+    x = np.ascontiguousarray(maps, dtype=np.float32)
+    if x.ndim != 4:
+        raise ShapeError(f"resample needs [N, C, H, W] maps, got shape {x.shape}", "FT_ERR_SHAPE")
+    n, c, h, w = x.shape
+    out = np.empty((n, c, int(out_h), int(out_w)), dtype=np.float32)
+    if x.size == 0 and out.size == 0:
+        return out  # no maps (N or C is 0): nothing to compute, and NULL is refused
+    call(
+        "ft_resample",
+        x.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+        c_size_t(x.size),
+        c_size_t(n),
+        c_size_t(c),
+        c_size_t(h),
+        c_size_t(w),
+        c_size_t(out.shape[2]),
+        c_size_t(out.shape[3]),
+        rule.encode(),
+        out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+        c_size_t(out.size),
+    )
+    return out
+
+
+__all__ = ["RULES", "check_rule", "resample"]
