@@ -561,7 +561,7 @@ impl Report {
             }
             Some(u) if u.n_resamples > 0 => {
                 s += &format!(
-                    "\nintervals: {:.0} % percentile bootstrap, {} resamples of {} held-out images and of the voxels within each ROI (refit-free)",
+                    "\nintervals: {:.0} % percentile bootstrap centred on the estimates, {} resamples of {} held-out images and of the voxels within each ROI (refit-free)",
                     100.0 * u.level,
                     u.n_resamples,
                     u.n_images_resampled

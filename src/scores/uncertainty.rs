@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Brain;
 use crate::error::{Error, Result};
-use crate::scores::bootstrap::{bootstrap, percentile_interval, BootstrapConfig, BootstrapInputs, HeldOut, Interval, Replicates};
+use crate::scores::bootstrap::{
+    accuracy_of, bootstrap, centred_interval, BootstrapConfig, BootstrapInputs, HeldOut, Interval, Replicates,
+};
+use crate::scores::hierarchy::HierarchyScores;
 use crate::scores::permutation::{permutation_test, PermutationConfig, PermutationTest};
 use crate::scores::simex::{BiasCorrection, SimexSummary};
 
@@ -14,7 +17,7 @@ use crate::scores::simex::{BiasCorrection, SimexSummary};
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum IntervalKind {
-    /// Percentile bootstrap of one fitted encoder over its held-out images and the voxels within
+    /// Percentile bootstrap (centred on the point estimates) of one fitted encoder over its held-out images and the voxels within
     /// ROIs, without refitting: the sampling of images and voxels, not the optimisation's own
     /// variability.
     #[default]
@@ -65,7 +68,7 @@ impl UncertaintyConfig {
     }
 }
 
-/// Intervals (percentile bootstrap at `level`) of the headline numbers and the hierarchy's
+/// Intervals (percentile bootstrap centred on the point estimates, at `level`) of the headline numbers and the hierarchy's
 /// permutation p-values. An interval is `null` when its number is undefined (no noise ceiling,
 /// no held-out predictions to resample, no bootstrap requested).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -141,10 +144,19 @@ impl Uncertainty {
         };
         let bc = &cfg.bootstrap;
         let rep = if bc.n_resamples > 0 { bootstrap(&inputs, bc)? } else { Replicates::default() };
-        let iv = |x: &[f64]| percentile_interval(x, bc.level);
+        // Percentile intervals centred on the point estimates (`centred_interval`: resampled
+        // held-out R² comes out low).
+        let iv = |point: f64, x: &[f64]| centred_interval(point, x, bc.level);
+        let line = HierarchyScores::from_depth(depth, &brain.roi, &brain.roi_levels, weighted.then_some(r2)).ok();
+        let at = |f: fn(&HierarchyScores) -> Option<f64>| line.as_ref().and_then(f).unwrap_or(f64::NAN);
+        let acc = heldout.map(|h| {
+            let (r2, r) = h.scores();
+            accuracy_of(&r2, &r, nc)
+        });
+        let acc_at = |f: fn(&crate::scores::bootstrap::AccuracyPoint) -> f64| acc.as_ref().map_or(f64::NAN, f);
         let permutation =
             permutation_test(depth, &brain.roi, &brain.roi_levels, weighted.then_some(r2), &cfg.permutation)?;
-        let nn_mean = iv(&rep.normalized_mean);
+        let nn_mean = iv(acc_at(|a| a.normalized_mean), &rep.normalized_mean);
         Ok(Self {
             kind: IntervalKind::RefitFree,
             n_fits: 1,
@@ -153,16 +165,16 @@ impl Uncertainty {
             seed: bc.seed,
             n_images_resampled: heldout.filter(|_| bc.n_resamples > 0).map_or(0, |h| h.n),
             n_voxels_resampled: if bc.n_resamples > 0 { brain.roi.iter().filter(|&&r| r >= 0).count() } else { 0 },
-            slope: iv(&rep.slope),
-            b0: iv(&rep.b0),
-            b1: iv(&rep.b1),
-            spearman: iv(&rep.spearman),
-            r2_mean: iv(&rep.r2_mean),
-            r2_median: iv(&rep.r2_median),
-            pearson_mean: iv(&rep.pearson_mean),
-            pearson_median: iv(&rep.pearson_median),
+            slope: iv(at(|s| s.slope), &rep.slope),
+            b0: iv(at(|s| s.b0), &rep.b0),
+            b1: iv(at(|s| s.b1), &rep.b1),
+            spearman: iv(at(|s| s.spearman), &rep.spearman),
+            r2_mean: iv(acc_at(|a| a.r2_mean), &rep.r2_mean),
+            r2_median: iv(acc_at(|a| a.r2_median), &rep.r2_median),
+            pearson_mean: iv(acc_at(|a| a.pearson_mean), &rep.pearson_mean),
+            pearson_median: iv(acc_at(|a| a.pearson_median), &rep.pearson_median),
             noise_normalized_mean: nn_mean,
-            noise_normalized_median: iv(&rep.normalized_median),
+            noise_normalized_median: iv(acc_at(|a| a.normalized_median), &rep.normalized_median),
             algonauts_mean: nn_mean.map(|i| i.scaled(100.0)),
             n_undefined_lines: rep.slope.iter().filter(|x| !x.is_finite()).count(),
             permutation,
