@@ -22,6 +22,7 @@
 
 use super::gemm::{gemm, view, view_mut};
 use crate::model::readout::{taps, OUTSIDE};
+use crate::error::Result;
 use faer::Par;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -56,7 +57,8 @@ pub struct FixedReadout {
 
 impl FixedReadout {
     /// `sel` `[V, L + 3]` (`x, y, p_1..p_L, s`), `wc` `[V, D + 1]` (`W[v]`, `c_v`), grid `g`.
-    pub fn new(sel: &[f32], wc: &[f32], v: usize, l: usize, d: usize, g: usize) -> Self {
+    /// Ω is `V·L·D` floats (31 MB at V 5000, L 12, D 128), sized and allocated fallibly.
+    pub fn new(sel: &[f32], wc: &[f32], v: usize, l: usize, d: usize, g: usize) -> Result<Self> {
         let sw = l + 3;
         let all: Vec<_> = (0..v).map(|i| taps(sel[i * sw], sel[i * sw + 1], g)).collect();
         // Deterministic grouping: blocks in the order of their cells, voxels in index order.
@@ -74,7 +76,8 @@ impl FixedReadout {
         }
         let ld = l * d;
         let inv_d = 1.0 / d as f32;
-        let mut omega = vec![0f32; v * ld];
+        let count = crate::data::limits::elements("fixed readout Ω [V, L·D]", &[v, ld])?;
+        let mut omega: Vec<f32> = crate::data::limits::try_zeroed("fixed readout Ω [V, L·D]", count)?;
         omega.par_chunks_mut(ld).zip(order.par_iter()).for_each(|(row, &i)| {
             let w = &wc[i * (d + 1)..i * (d + 1) + d];
             for (layer, dst) in row.chunks_exact_mut(d).enumerate() {
@@ -100,7 +103,7 @@ impl FixedReadout {
             })
             .collect();
         let bias = order.iter().map(|&i| wc[i * (d + 1) + d]).collect();
-        Self { v, ld, gg: g * g, order, blocks, omega, coef, bias }
+        Ok(Self { v, ld, gg: g * g, order, blocks, omega, coef, bias })
     }
 
     /// Predictions `out` `[B, V]` (row-major) from the aligned maps of `B` images,
@@ -202,7 +205,7 @@ mod tests {
             let mut want = vec![0f32; b * v];
             readout::forward(ops, &mut want, &mut readout::scratch_for(v, l));
             let mut got = vec![f32::NAN; b * v];
-            FixedReadout::new(&sel, &wc, v, l, d, g).forward(&cell_major, b, &mut got);
+            FixedReadout::new(&sel, &wc, v, l, d, g).unwrap().forward(&cell_major, b, &mut got);
             let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
             for (i, (a, e)) in got.iter().zip(&want).enumerate() {
                 assert!((a - e).abs() <= 1e-5 * scale, "b {b} [{i}]: {a} vs {e}");

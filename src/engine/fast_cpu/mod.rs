@@ -87,7 +87,7 @@ fn predict_with(
 }
 
 /// The fixed readout of the current selector outputs `sel` and readout parameters.
-fn fixed_readout(lay: &Layout, grid: usize, params: &[f32], sel: &[f32]) -> FixedReadout {
+fn fixed_readout(lay: &Layout, grid: usize, params: &[f32], sel: &[f32]) -> Result<FixedReadout> {
     FixedReadout::new(sel, &params[lay.wc..lay.wc + lay.v * (lay.d + 1)], lay.v, lay.l, lay.d, grid)
 }
 
@@ -306,7 +306,7 @@ impl Trainer for FastCpuTrainer<'_> {
         check_indices(idx, self.prepared.n_images)?;
         let x = align::Held::new(self.prepared)?;
         mlp::forward(&self.lay, &self.params, &self.pe, &mut self.mlp);
-        let readout = fixed_readout(&self.lay, self.spec.grid, &self.params, &self.mlp.sel);
+        let readout = fixed_readout(&self.lay, self.spec.grid, &self.params, &self.mlp.sel)?;
         Ok(predict_with(&self.lay, self.spec.grid, &self.params, &readout, &x, idx, &mut self.maps))
     }
 

@@ -38,7 +38,7 @@ impl FastPredictor {
         let mut work = MlpWork::new(&lay);
         mlp::forward(&lay, &params, &pe, &mut work);
         let sel = std::mem::take(&mut work.sel);
-        let readout = fixed_readout(&lay, spec.grid, &params, &sel);
+        let readout = fixed_readout(&lay, spec.grid, &params, &sel)?;
         Ok(Self { spec, lay, params, sel, readout })
     }
 
@@ -53,7 +53,9 @@ impl FastPredictor {
         check_indices(idx, prepared.n_images)?;
         let x = align::Held::new(prepared)?;
         let (l, d, gg) = (self.lay.l, self.lay.d, self.spec.grid * self.spec.grid);
-        let mut maps = vec![0f32; super::EVAL_CHUNK.min(idx.len().max(1)) * l * (gg + 1) * d];
+        let shape = [super::EVAL_CHUNK.min(idx.len().max(1)), gg + 1, l, d];
+        let count = crate::data::limits::elements("aligned maps [B, G·G + 1, L, D]", &shape)?;
+        let mut maps: Vec<f32> = crate::data::limits::try_zeroed("aligned maps [B, G·G + 1, L, D]", count)?;
         Ok(predict_with(&self.lay, self.spec.grid, &self.params, &self.readout, &x, idx, &mut maps))
     }
 }
