@@ -168,7 +168,7 @@ fn recompute(
     let global = features.global(layer);
     let (n, c) = (local.shape[0], local.shape[1]);
     let mut sampled = vec![0.0f32; c];
-    let mut y_raw: Vec<f64> = (0..n)
+    let y_raw: Vec<f64> = (0..n)
         .map(|img| {
             let map = &local.data[img * c * grid * grid..(img + 1) * c * grid * grid];
             bilinear_sample(map, c, grid, grid, x, y, &mut sampled);
@@ -181,10 +181,7 @@ fn recompute(
                 .sum()
         })
         .collect();
-    let m = y_raw.iter().sum::<f64>() / n as f64;
-    let sd = (y_raw.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n as f64).sqrt();
-    y_raw.iter_mut().for_each(|v| *v = (*v - m) / sd);
-    y_raw
+    standardised(y_raw)
 }
 
 /// The clean response of a voxel with a receptive field, recomputed pixel by pixel: each pixel
@@ -205,7 +202,7 @@ fn recompute_window(features: &Features, layer: usize, x: f32, y: f32, f: f64, s
             weights[py * wd + px] = ax * ay / (f * f);
         }
     }
-    let mut y_raw: Vec<f64> = (0..n)
+    let y_raw: Vec<f64> = (0..n)
         .map(|img| {
             (0..c)
                 .map(|ch| {
@@ -216,10 +213,7 @@ fn recompute_window(features: &Features, layer: usize, x: f32, y: f32, f: f64, s
                 .sum()
         })
         .collect();
-    let m = y_raw.iter().sum::<f64>() / n as f64;
-    let sd = (y_raw.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n as f64).sqrt();
-    y_raw.iter_mut().for_each(|v| *v = (*v - m) / sd);
-    y_raw
+    standardised(y_raw)
 }
 
 #[test]
@@ -576,4 +570,14 @@ fn cortical_sheet_is_smooth_and_rois_are_contiguous() {
         assert!(lo >= 20.0 * r as f64 && hi <= 20.0 * (r + 1) as f64);
         assert!(hi - lo > 15.0);
     }
+}
+
+/// `y` with mean 0 and standard deviation 1 (population, over its own length), as the generator
+/// standardises every clean response.
+fn standardised(mut y: Vec<f64>) -> Vec<f64> {
+    let n = y.len() as f64;
+    let m = y.iter().sum::<f64>() / n;
+    let sd = (y.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n).sqrt();
+    y.iter_mut().for_each(|v| *v = (*v - m) / sd);
+    y
 }
