@@ -149,13 +149,7 @@ pub fn resample(local: &Array, g: usize, method: Resample) -> Result<Array> {
 /// computes, so callers that shrink maps before handing them over (Python's `to_grid`) use the
 /// same arithmetic as the encoder.
 pub fn resample_to(local: &Array, (out_h, out_w): (usize, usize), method: Resample) -> Result<Array> {
-    if local.ndim() != 4 || out_h == 0 || out_w == 0 || local.shape[2] == 0 || local.shape[3] == 0 {
-        return Err(Error::invalid(format!(
-            "resample needs a non-empty [N, C, H, W] map and an output size > 0, got {:?} to {out_h}×{out_w}",
-            local.shape
-        )));
-    }
-    let (n, c, h, w) = (local.shape[0], local.shape[1], local.shape[2], local.shape[3]);
+    let (n, c, h, w) = check_map(local, (out_h, out_w))?;
     if h == out_h && w == out_w {
         // Every kernel is the identity at equal sizes.
         return Ok(local.clone());
@@ -208,10 +202,14 @@ pub fn resample_into(
     })
 }
 
-/// Checks a `[N, C, H, W]` map and a grid size before anything is allocated.
-fn check_map(local: &Array, g: usize) -> Result<(usize, usize, usize, usize)> {
-    if local.ndim() != 4 || g == 0 || local.shape[2] == 0 || local.shape[3] == 0 {
-        return Err(Error::invalid(format!("resample needs a non-empty [N, C, H, W] map and G > 0, got {:?}", local.shape)));
+/// Checks a `[N, C, H, W]` map and an output size before anything is allocated (every
+/// resampling entry point); returns `(N, C, H, W)`.
+fn check_map(local: &Array, (out_h, out_w): (usize, usize)) -> Result<(usize, usize, usize, usize)> {
+    if local.ndim() != 4 || out_h == 0 || out_w == 0 || local.shape[2] == 0 || local.shape[3] == 0 {
+        return Err(Error::invalid(format!(
+            "resample needs a non-empty [N, C, H, W] map and an output size > 0, got {:?} to {out_h}×{out_w}",
+            local.shape
+        )));
     }
     Ok((local.shape[0], local.shape[1], local.shape[2], local.shape[3]))
 }
@@ -256,7 +254,7 @@ fn transpose(src: &[f32], c: usize, p: usize, dst: &mut [f32]) {
 /// (vectorised), and nothing else is copied (the monitor prepares only its held-out images this
 /// way on every observation). Indices must be in range (the caller checks them).
 pub fn resample_cells(local: &Array, idx: Option<&[usize]>, g: usize, method: Resample) -> Result<Array> {
-    let (n_all, c, h, w) = check_map(local, g)?;
+    let (n_all, c, h, w) = check_map(local, (g, g))?;
     let n = idx.map_or(n_all, <[usize]>::len);
     let count = crate::data::limits::elements("resampled local map [N, G·G, C]", &[n, g, g, c])?;
     let mut out: Vec<f32> = crate::data::limits::try_zeroed("resampled local map", count)?;
