@@ -198,11 +198,10 @@ enum Store {
 }
 
 impl Store {
-    fn upload(g: &Gpu, t: &Tensor, dtype: FeatureDtype) -> Result<Self> {
-        let v = t.flatten_all()?.to_vec1::<f32>()?;
+    fn upload(g: &Gpu, v: &[f32], dtype: FeatureDtype) -> Result<Self> {
         let s = &g.stream;
         Ok(match dtype {
-            FeatureDtype::F32 => Store::F32(s.clone_htod(&v).map_err(cuda("uploading features"))?),
+            FeatureDtype::F32 => Store::F32(s.clone_htod(v).map_err(cuda("uploading features"))?),
             FeatureDtype::F16 => {
                 let bits: Vec<u16> = v.iter().map(|&x| half::f16::from_f32(x).to_bits()).collect();
                 Store::F16(s.clone_htod(&bits).map_err(cuda("uploading features"))?)
@@ -330,8 +329,8 @@ impl GpuTrainer {
         let mut locals = Vec::with_capacity(l);
         let mut globals = Vec::with_capacity(l);
         for li in 0..l {
-            locals.push(Store::upload(&g, &prepared.locals[li], opts.feature_dtype)?);
-            globals.push(Store::upload(&g, &prepared.globals[li], opts.feature_dtype)?);
+            locals.push(Store::upload(&g, prepared.local(li), opts.feature_dtype)?);
+            globals.push(Store::upload(&g, prepared.global(li), opts.feature_dtype)?);
         }
         let can_train = responses.is_some();
         let responses = match responses {

@@ -58,19 +58,20 @@ pub(crate) fn non_finite_msg(a: &Array, tensor: &str) -> Option<String> {
 /// [`non_finite_msg`] over the rows (first index) `rows` of `a` only. Rows past the end are
 /// not there to check: the caller compares the image count with what it expects.
 fn non_finite_rows_msg(a: &Array, rows: &[usize], tensor: &str) -> Option<String> {
+    use rayon::prelude::*;
     let n = a.shape.first().copied().unwrap_or(0);
     let row = a.data.len().checked_div(n).unwrap_or(0);
-    for &r in rows.iter().filter(|&&r| r < n) {
-        let at = r * row;
-        if let Some(i) = crate::data::array::first_non_finite(&a.data[at..at + row]) {
-            return Some(format!(
-                "tensor `{tensor}` has a non-finite value ({}) at index {:?}",
-                a.data[at + i],
-                a.unravel(at + i)
-            ));
-        }
-    }
-    None
+    let in_range: Vec<usize> = rows.iter().copied().filter(|&r| r < n).collect();
+    // One image is smaller than `first_non_finite`'s parallel block: the images are checked in
+    // parallel instead (the monitor checks its held-out images at every observation).
+    let bad = in_range.par_iter().find_first(|&&r| crate::data::array::first_non_finite(&a.data[r * row..(r + 1) * row]).is_some())?;
+    let at = bad * row;
+    let i = crate::data::array::first_non_finite(&a.data[at..at + row])?;
+    Some(format!(
+        "tensor `{tensor}` has a non-finite value ({}) at index {:?}",
+        a.data[at + i],
+        a.unravel(at + i)
+    ))
 }
 
 #[derive(Default)]

@@ -158,6 +158,9 @@ pub struct Monitor {
     predictor: Predictor,
     /// Responses of the held-out images `[n_val, V]`.
     val_target: Vec<f32>,
+    /// The last observation's held-out images, resampled: kept so that the next one resamples
+    /// into the same memory (`n_val·G²·ΣC` floats) instead of faulting in fresh pages.
+    held_out: Option<PreparedFeatures>,
     history: Vec<StepReport>,
     history_file: Option<PathBuf>,
 }
@@ -267,7 +270,7 @@ impl Monitor {
 
     /// Builds the caches. `reference_r2` computes (fresh) or supplies (loaded) the per-voxel
     /// retention denominators, given the half-built monitor.
-    fn assemble(p: Parts, reference_r2: impl FnOnce(&Monitor) -> Result<Vec<f32>>) -> Result<Monitor> {
+    fn assemble(p: Parts, reference_r2: impl FnOnce(&mut Monitor) -> Result<Vec<f32>>) -> Result<Monitor> {
         let v = p.brain.n_voxels();
         let bt = BrainTensors::new(&p.brain, Some(p.encoder.spec.coord_norm))?;
         let predictor = Predictor::new(&p.encoder, &bt.pe, p.config.device)?;
@@ -325,10 +328,11 @@ impl Monitor {
             bt,
             predictor,
             val_target,
+            held_out: None,
             history: p.history,
             history_file: None,
         };
-        let r2 = reference_r2(&m)?;
+        let r2 = reference_r2(&mut m)?;
         if r2.len() != v {
             return Err(Error::invalid(format!(
                 "reference R² must have {v} values (one per voxel), got {}",
@@ -368,9 +372,18 @@ impl Monitor {
     }
 
     /// Per-voxel R² of the reference encoder on the held-out images of `f`.
-    fn held_out_r2(&self, f: &Features) -> Result<Vec<f32>> {
-        let prepared = PreparedFeatures::for_images(f, &self.split.val, &self.encoder.spec)?;
+    fn held_out_r2(&mut self, f: &Features) -> Result<Vec<f32>> {
+        // Into the previous observation's buffers when there are some; after an error they
+        // are dropped (half refilled), and the next observation allocates afresh.
+        let prepared = match self.held_out.take() {
+            Some(mut p) => {
+                p.refill(f, &self.split.val)?;
+                p
+            }
+            None => PreparedFeatures::for_images(f, &self.split.val, &self.encoder.spec)?,
+        };
         let pred = self.predictor.predict_all(&prepared)?;
+        self.held_out = Some(prepared);
         Ok(r2_per_voxel(&pred, &self.val_target, self.split.val.len(), self.brain.n_voxels()))
     }
 

@@ -6,57 +6,12 @@
 
 use super::gemm::{gemm, rm, view, view_mut};
 use super::layout::Layout;
-use crate::error::{Error, Result};
 use crate::model::prepared::PreparedFeatures;
-use candle_core::{CpuStorage, Storage, StorageRef};
 use faer::Par;
 use rayon::prelude::*;
 
-/// Read access to the host storage of a feature set's tensors for the duration of a pass.
-pub struct Held<'t> {
-    locals: Vec<(StorageRef<'t>, usize, usize)>,
-    globals: Vec<(StorageRef<'t>, usize, usize)>,
-}
-
-fn hold<'t>(t: &'t candle_core::Tensor, what: &str) -> Result<(StorageRef<'t>, usize, usize)> {
-    let (guard, layout) = t.storage_and_layout();
-    let (a, b) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| Error::invalid(format!("prepared features: {what} is not contiguous")))?;
-    if !matches!(&*guard, Storage::Cpu(CpuStorage::F32(_))) {
-        return Err(Error::invalid(format!("prepared features: {what} is not an f32 host tensor")));
-    }
-    Ok((guard, a, b))
-}
-
-fn slice<'s>(h: &'s (StorageRef<'_>, usize, usize)) -> &'s [f32] {
-    match &*h.0 {
-        Storage::Cpu(CpuStorage::F32(v)) => &v[h.1..h.2],
-        // Checked in `hold`.
-        _ => &[],
-    }
-}
-
-impl<'t> Held<'t> {
-    pub fn new(p: &'t PreparedFeatures) -> Result<Self> {
-        let mut locals = Vec::with_capacity(p.locals.len());
-        let mut globals = Vec::with_capacity(p.globals.len());
-        for (l, (loc, glob)) in p.locals.iter().zip(&p.globals).enumerate() {
-            locals.push(hold(loc, &format!("layer {l} local map"))?);
-            globals.push(hold(glob, &format!("layer {l} global token"))?);
-        }
-        Ok(Self { locals, globals })
-    }
-    pub fn local(&self, l: usize) -> &[f32] {
-        slice(&self.locals[l])
-    }
-    pub fn global(&self, l: usize) -> &[f32] {
-        slice(&self.globals[l])
-    }
-}
-
 /// Aligns images `idx` into `maps[..idx.len()]` (`[B, L, G·G + 1, D]`).
-pub fn forward(lay: &Layout, gg: usize, params: &[f32], x: &Held<'_>, idx: &[usize], maps: &mut [f32]) {
+pub fn forward(lay: &Layout, gg: usize, params: &[f32], x: &PreparedFeatures, idx: &[usize], maps: &mut [f32]) {
     let (l_count, d) = (lay.l, lay.d);
     let cells = gg + 1;
     maps[..idx.len() * l_count * cells * d].par_chunks_mut(cells * d).enumerate().for_each(|(bl, block)| {
@@ -74,7 +29,7 @@ pub fn forward(lay: &Layout, gg: usize, params: &[f32], x: &Held<'_>, idx: &[usi
 /// (per image and cell, every layer side by side) that the fixed-encoder readout multiplies
 /// ([`super::fixed_readout`]): the products of [`forward`], written with a row stride of `L·D`,
 /// in parallel over images.
-pub fn forward_cell_major(lay: &Layout, gg: usize, params: &[f32], x: &Held<'_>, idx: &[usize], maps: &mut [f32]) {
+pub fn forward_cell_major(lay: &Layout, gg: usize, params: &[f32], x: &PreparedFeatures, idx: &[usize], maps: &mut [f32]) {
     let (l_count, d) = (lay.l, lay.d);
     let ld = l_count * d;
     maps[..idx.len() * (gg + 1) * ld].par_chunks_mut((gg + 1) * ld).zip(idx.par_iter()).for_each(|(block, &img)| {
@@ -95,7 +50,7 @@ fn rm_mut(data: &mut [f32], rows: usize, cols: usize) -> faer::MatMut<'_, f32> {
 }
 
 /// Gradients of `P_l`, `Q_l` (overwritten in `grads`) from `dmaps[..idx.len()]`.
-pub fn backward(lay: &Layout, gg: usize, x: &Held<'_>, idx: &[usize], dmaps: &[f32], grads: &mut [f32]) {
+pub fn backward(lay: &Layout, gg: usize, x: &PreparedFeatures, idx: &[usize], dmaps: &[f32], grads: &mut [f32]) {
     let (l_count, d) = (lay.l, lay.d);
     let cells = gg + 1;
     // Disjoint per-layer gradient slices: P_0..P_{L-1}, then Q_0..Q_{L-1}.

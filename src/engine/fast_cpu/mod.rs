@@ -72,7 +72,7 @@ fn predict_with(
     grid: usize,
     params: &[f32],
     readout: &FixedReadout,
-    x: &align::Held<'_>,
+    x: &PreparedFeatures,
     idx: &[usize],
     maps: &mut [f32],
 ) -> Vec<f32> {
@@ -194,11 +194,11 @@ impl<'a> FastCpuTrainer<'a> {
         let (v, gg) = (dims.v, dims.g * dims.g);
         let lay = &self.lay;
         let idx = &self.order[offset..offset + len];
-        let x = align::Held::new(self.prepared)?;
+        let x = self.prepared;
 
         let reg = mlp::forward(lay, &self.params, &self.pe, &mut self.mlp);
         self.taps.update(&self.mlp.sel, lay.sw(), dims.g);
-        align::forward(lay, gg, &self.params, &x, idx, &mut self.maps);
+        align::forward(lay, gg, &self.params, x, idx, &mut self.maps);
         let per_image = dims.l * dims.cells() * dims.d;
         let (wc_at, wc_len) = (lay.wc, v * (dims.d + 1));
         let ops = Operands {
@@ -222,7 +222,7 @@ impl<'a> FastCpuTrainer<'a> {
         let (before_wc, wc_and_after) = self.grads.split_at_mut(wc_at);
         readout::backward(ops, &self.go[..nb], &mut self.mlp.dsel, &mut wc_and_after[..wc_len], &mut self.dmaps);
         mlp::backward(lay, &self.params, &self.pe, &mut self.mlp, before_wc, reg_w as f32);
-        align::backward(lay, gg, &x, idx, &self.dmaps, before_wc);
+        align::backward(lay, gg, x, idx, &self.dmaps, before_wc);
         let loss = data_loss + if reg_w > 0.0 { reg_w * reg } else { 0.0 };
         if !loss.is_finite() {
             return Err(Error::Numeric(format!("the training loss became {loss} at step {step}")));
@@ -304,10 +304,10 @@ impl Trainer for FastCpuTrainer<'_> {
 
     fn predict(&mut self, idx: &[usize]) -> Result<Vec<f32>> {
         check_indices(idx, self.prepared.n_images)?;
-        let x = align::Held::new(self.prepared)?;
+        let x = self.prepared;
         mlp::forward(&self.lay, &self.params, &self.pe, &mut self.mlp);
         let readout = fixed_readout(&self.lay, self.spec.grid, &self.params, &self.mlp.sel)?;
-        Ok(predict_with(&self.lay, self.spec.grid, &self.params, &readout, &x, idx, &mut self.maps))
+        Ok(predict_with(&self.lay, self.spec.grid, &self.params, &readout, x, idx, &mut self.maps))
     }
 
     fn snapshot_best(&mut self) -> Result<()> {

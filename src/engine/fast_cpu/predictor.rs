@@ -5,12 +5,13 @@
 use super::layout::{self, Layout};
 use super::mlp::{self, MlpWork};
 use super::fixed_readout::FixedReadout;
-use super::{align, check_indices, fixed_readout, predict_with};
+use super::{check_indices, fixed_readout, predict_with};
 use crate::error::{Error, Result};
 use crate::model::encoder::{Encoder, EncoderSpec};
 use crate::model::posenc::ENC_DIM;
 use crate::model::prepared::PreparedFeatures;
 use candle_core::Tensor;
+use std::sync::{Mutex, PoisonError};
 
 pub struct FastPredictor {
     spec: EncoderSpec,
@@ -19,6 +20,9 @@ pub struct FastPredictor {
     /// Head outputs `[V, L + 3]`.
     sel: Vec<f32>,
     readout: FixedReadout,
+    /// The aligned maps of one chunk of images, kept between calls: the monitor predicts at
+    /// every observation, and a fresh buffer of this size costs thousands of page faults.
+    maps: Mutex<Vec<f32>>,
 }
 
 impl FastPredictor {
@@ -39,7 +43,7 @@ impl FastPredictor {
         mlp::forward(&lay, &params, &pe, &mut work);
         let sel = std::mem::take(&mut work.sel);
         let readout = fixed_readout(&lay, spec.grid, &params, &sel)?;
-        Ok(Self { spec, lay, params, sel, readout })
+        Ok(Self { spec, lay, params, sel, readout, maps: Mutex::new(Vec::new()) })
     }
 
     /// Selector head outputs `[V, L + 3]` (x, y, p_1..p_L, s).
@@ -51,11 +55,14 @@ impl FastPredictor {
     pub fn predict(&self, prepared: &PreparedFeatures, idx: &[usize]) -> Result<Vec<f32>> {
         prepared.check_matches(&self.spec)?;
         check_indices(idx, prepared.n_images)?;
-        let x = align::Held::new(prepared)?;
         let (l, d, gg) = (self.lay.l, self.lay.d, self.spec.grid * self.spec.grid);
         let shape = [super::EVAL_CHUNK.min(idx.len().max(1)), gg + 1, l, d];
         let count = crate::data::limits::elements("aligned maps [B, G·G + 1, L, D]", &shape)?;
-        let mut maps: Vec<f32> = crate::data::limits::try_zeroed("aligned maps [B, G·G + 1, L, D]", count)?;
-        Ok(predict_with(&self.lay, self.spec.grid, &self.params, &self.readout, &x, idx, &mut maps))
+        // A panic while the lock was held left only scratch values behind, all overwritten.
+        let mut maps = self.maps.lock().unwrap_or_else(PoisonError::into_inner);
+        if maps.len() < count {
+            *maps = crate::data::limits::try_zeroed("aligned maps [B, G·G + 1, L, D]", count)?;
+        }
+        Ok(predict_with(&self.lay, self.spec.grid, &self.params, &self.readout, prepared, idx, &mut maps))
     }
 }

@@ -198,7 +198,8 @@ fn rejects_out_of_range_batches_and_indices() {
     assert!(t.step(0, 3, 0).is_err());
     assert!(t.predict(&[9]).is_err());
     let other = FitConfig { d: 4, grid: 3, ..cfg.clone() };
-    let prepared3 = PreparedFeatures { grid: 3, ..prepared.clone() };
+    let mut prepared3 = prepared.clone();
+    prepared3.grid = 3;
     assert!(FastCpuTrainer::new(&enc, &prepared3, &bt, &other).is_err());
 }
 
