@@ -27,7 +27,7 @@ use factortopy::engine::Predictor;
 use factortopy::model::{BrainTensors, FitStart, PreparedFeatures};
 use factortopy::scores::stats::r2_per_voxel;
 use factortopy::model::FitConfig;
-use factortopy::monitor::{GramStats, Monitor, MonitorConfig};
+use factortopy::monitor::{layer_cka, GramStats, Monitor, MonitorConfig};
 use factortopy::rng::Rng;
 use factortopy::scores::FitSummary;
 use factortopy::synth::{generate, Scenario, SynthConfig};
@@ -239,12 +239,7 @@ fn main() {
         ("alignment + readout (prediction)", part(&mut || drop(std::hint::black_box(predictor.predict_all(&prepared).expect("predict"))))),
         (
             "CKA (all images' global tokens)",
-            part(&mut || {
-                for (i, rs) in ref_stats.iter().enumerate() {
-                    let s = GramStats::new(&x.global(i)).unwrap();
-                    std::hint::black_box(rs.cka(&s).unwrap());
-                }
-            }),
+            part(&mut || drop(std::hint::black_box(layer_cka(&ref_stats, &x).expect("CKA")))),
         ),
     ];
     // What the resampling cost before the monitor kept its buffers (page faults included).

@@ -35,7 +35,7 @@ pub mod curves;
 pub mod report;
 mod state;
 
-pub use cka::{linear_cka, GramStats};
+pub use cka::{layer_cka, linear_cka, GramStats};
 pub use curves::write_curves;
 pub use report::{RefitReport, RoiForgetting, StepReport};
 
@@ -398,11 +398,7 @@ impl Monitor {
 
     /// Per-layer CKA of `f`'s global tokens against the reference's.
     fn layer_cka(&self, f: &Features) -> Result<Vec<f64>> {
-        self.reference_stats
-            .iter()
-            .enumerate()
-            .map(|(l, r)| r.cka(&GramStats::new(&f.global(l))?))
-            .collect()
+        cka::layer_cka(&self.reference_stats, f)
     }
 
     fn refit(&self, f: &Features) -> Result<RefitReport> {
