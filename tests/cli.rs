@@ -268,8 +268,10 @@ fn assert_contains_json(old: &serde_json::Value, new: &serde_json::Value, at: &s
     }
 }
 
-/// The selector outputs of `selectors.safetensors` byte for byte, and its per-voxel R² (a
-/// prediction, see above) to f32 rounding.
+/// The selector outputs and per-voxel R² of `selectors.safetensors` to f32 rounding (≤ 1e-5;
+/// measured 4e-7 at most): the training readout became blocked matrix products after these
+/// files were written, which sums the same terms in another order. Every discrete outcome (step
+/// counts, layer choices) must still be identical, through the report comparison below.
 fn assert_same_selectors(golden: &[u8], new: &[u8]) {
     let g = TensorFile::from_bytes(Path::new("golden selectors"), golden.to_vec()).unwrap();
     let n = TensorFile::from_bytes(Path::new("new selectors"), new.to_vec()).unwrap();
@@ -277,11 +279,8 @@ fn assert_same_selectors(golden: &[u8], new: &[u8]) {
     for name in g.names() {
         let (a, b) = (g.f32(&name).unwrap(), n.f32(&name).unwrap());
         assert_eq!(a.shape, b.shape, "{name}");
-        if name == "r2" {
-            assert!(a.data.iter().zip(&b.data).all(|(x, y)| (x - y).abs() <= 1e-5), "{name} changed");
-        } else {
-            assert!(a.data.iter().zip(&b.data).all(|(x, y)| x.to_bits() == y.to_bits()), "{name} changed");
-        }
+        let worst = a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-5, "{name} changed by up to {worst:e}");
     }
 }
 
@@ -289,8 +288,9 @@ fn assert_same_selectors(golden: &[u8], new: &[u8]) {
 /// reported before the resampling became a setting: the golden files were written by the
 /// commit before it, on the same synthetic data (`synth --prf-size 0`, the point sampling of
 /// that commit, so this also checks that it plants the same data) (grid 3 on 8×8 and 4×4 maps, non-integer ratios
-/// where `auto` and `bilinear` differ). Selectors byte for byte; every value of the old report
-/// unchanged (the new report only adds keys, such as the resampling itself). Fits are
+/// where `auto` and `bilinear` differ). Selectors to f32 rounding (see `assert_same_selectors`);
+/// every value of the old report unchanged (the new report only adds keys, such as the
+/// resampling itself). Fits are
 /// deterministic on a given machine; these files come from the 2-core x86-64 CI machine.
 /// Prediction-based values (held-out R² and what derives from it) are compared to f32 rounding:
 /// the fixed-encoder readout became dense products after these files were written.

@@ -3,9 +3,10 @@
 //! (`cuda::trainer::GpuTrainer`): one flat buffer each for the parameters, gradients and AdamW
 //! moments ([`layout`]); the three selector MLPs as one chain sharing the positional encoding
 //! ([`mlp`]); the channel alignment as small faer products straight from the resampled features
-//! ([`align`]); the fused readout reading bilinear taps computed once per step ([`readout`]);
-//! then clipping and AdamW ([`adamw`]). Every buffer is allocated when the trainer is built; a
-//! step allocates nothing but a few small per-layer slice lists.
+//! ([`align`]); the readout as blocked matrix products over voxels grouped by the cells their
+//! bilinear taps read, regrouped every step ([`block_readout`], [`blocks`]); then clipping and
+//! AdamW ([`adamw`]). Every buffer is allocated when the trainer is built or by the first step;
+//! later steps allocate nothing but small lists of slices (per layer, per voxel block).
 //!
 //! Parallel work runs on rayon's global pool; every reduction is summed per fixed block and the
 //! blocks in a fixed order, and faer's products partition their outputs deterministically, so
@@ -16,12 +17,13 @@
 
 pub mod adamw;
 pub mod align;
+pub mod block_readout;
+pub mod blocks;
 pub mod fixed_readout;
 pub mod gemm;
 pub mod layout;
 pub mod mlp;
 mod predictor;
-pub mod readout;
 #[cfg(test)]
 mod tests;
 
@@ -39,7 +41,8 @@ use crate::model::readout::Dims;
 use fixed_readout::FixedReadout;
 use layout::Layout;
 use mlp::MlpWork;
-use readout::{Operands, Scratch, TapTable};
+use block_readout::{BlockReadout, Inputs};
+use blocks::TapTable;
 use rayon::prelude::*;
 
 /// Images per forward pass when predicting: the cell-major maps of 64 images at L 12, D 128
@@ -120,7 +123,7 @@ pub struct FastCpuTrainer<'a> {
     dmaps: Vec<f32>,
     pred: Vec<f32>,
     go: Vec<f32>,
-    scratch: Vec<Scratch>,
+    readout: BlockReadout,
     partials: Vec<f64>,
 }
 
@@ -154,7 +157,7 @@ impl<'a> FastCpuTrainer<'a> {
             dmaps: vec![0.0; cfg.batch_size * per_image],
             pred: vec![0.0; cfg.batch_size * v],
             go: vec![0.0; cfg.batch_size * v],
-            scratch: readout::scratch_for(v, l),
+            readout: BlockReadout::default(),
             partials: vec![0.0; total.div_ceil(adamw::CHUNK).max(cfg.batch_size * v)],
             spec,
             cfg: cfg.clone(),
@@ -201,7 +204,7 @@ impl<'a> FastCpuTrainer<'a> {
         align::forward(lay, gg, &self.params, x, idx, &mut self.maps);
         let per_image = dims.l * dims.cells() * dims.d;
         let (wc_at, wc_len) = (lay.wc, v * (dims.d + 1));
-        let ops = Operands {
+        let ops = Inputs {
             d: dims,
             maps: &self.maps[..len * per_image],
             sel: &self.mlp.sel,
@@ -209,7 +212,7 @@ impl<'a> FastCpuTrainer<'a> {
             taps: &self.taps.taps,
         };
         let nb = len * v;
-        readout::forward(ops, &mut self.pred[..nb], &mut self.scratch);
+        self.readout.forward(ops, &mut self.pred[..nb]);
         let data_loss = smooth_l1(
             &self.pred[..nb],
             &self.responses,
@@ -220,7 +223,7 @@ impl<'a> FastCpuTrainer<'a> {
             &mut self.partials,
         );
         let (before_wc, wc_and_after) = self.grads.split_at_mut(wc_at);
-        readout::backward(ops, &self.go[..nb], &mut self.mlp.dsel, &mut wc_and_after[..wc_len], &mut self.dmaps);
+        self.readout.backward(ops, &self.go[..nb], &mut self.mlp.dsel, &mut wc_and_after[..wc_len], &mut self.dmaps);
         mlp::backward(lay, &self.params, &self.pe, &mut self.mlp, before_wc, reg_w as f32);
         align::backward(lay, gg, x, idx, &self.dmaps, before_wc);
         let loss = data_loss + if reg_w > 0.0 { reg_w * reg } else { 0.0 };

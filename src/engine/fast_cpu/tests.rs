@@ -76,8 +76,9 @@ fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
 
 /// Loss and every gradient against candle autograd through the unfused readout, at shapes that
 /// exercise the SIMD tails and edge cases: V not a multiple of the voxel block, D below and above
-/// one SIMD vector and odd, one layer (no entropy term), G = 1, layers of different widths and
-/// map sizes, batches of 1 and odd sizes, the regulariser on and off.
+/// one SIMD vector and odd, one layer (no entropy term), G = 1 (also with groups of voxels larger
+/// than one block of the blocked readout), layers of different widths and map sizes, batches of
+/// 1 and odd sizes, the regulariser on and off.
 #[test]
 fn gradients_match_candle_autograd_at_awkward_shapes() {
     // (N, V, maps, D, G, batch, step of the regulariser clock)
@@ -86,6 +87,8 @@ fn gradients_match_candle_autograd_at_awkward_shapes() {
         (4, 5, vec![(9, 2, 3)], 17, 1, vec![3], 0),
         (6, 130, vec![(16, 8, 8), (4, 5, 5)], 16, 8, vec![5, 1, 4], 0),
         (5, 70, vec![(33, 3, 3), (2, 6, 6), (1, 2, 2), (8, 4, 4)], 33, 2, vec![4, 0], 150),
+        // G 1: most voxels share one cell, so the blocked readout splits their group.
+        (4, 230, vec![(6, 3, 3), (3, 2, 2)], 8, 1, vec![1, 3, 2], 0),
     ];
     for (ci, (n, v, maps, d, g, batch, step)) in cases.into_iter().enumerate() {
         let (prepared, bt, enc) = problem(n, v, &maps, d, g, 100 + ci as u64);
