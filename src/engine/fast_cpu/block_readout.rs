@@ -23,6 +23,9 @@
 //! speed. Every product has a fixed split (blocks, cells, slots in order), so each output is summed
 //! in the same order on every run and thread count. Buffers are allocated by the first step.
 
+// The tap index `k` runs over four parallel arrays at once (cells, weights, slot matrices).
+#![allow(clippy::needless_range_loop)]
+
 use super::blocks::{Block, Grouping};
 use super::gemm::{gemm, view, view_mut};
 use crate::model::readout::{Dims, Taps, OUTSIDE};
