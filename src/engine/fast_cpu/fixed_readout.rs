@@ -13,16 +13,15 @@
 //! with `m[b, g]` the aligned global tokens. Voxels whose taps are the same cells (one of at
 //! most (G+1)² 2×2 blocks, counting the zero padding) share the right-hand sides, so for each
 //! such block and each of its cells the products of all its voxels with all images are one GEMM
-//! `[V_k, L·D] × [L·D, B]`. These are the multiply-adds of the fused readout (§3.8) at the speed
-//! of a blocked GEMM instead of that of scattered reads. Training still uses the fused readout,
-//! whose selectors change every step.
+//! `[V_k, L·D] × [L·D, B]`. Training uses [`super::block_readout`] instead: its selectors change
+//! every step, so an `Ω` built per step would cost more than it saves.
 //!
 //! The maps are read in the cell-major layout `[B, G·G + 1, L, D]` that
 //! [`super::align::forward_cell_major`] writes.
 
-use super::blocks::{Block, Grouping};
+use super::blocks::{Block, Grouping, TapTable};
 use super::gemm::{gemm, view, view_mut};
-use crate::model::readout::{taps, OUTSIDE};
+use crate::model::readout::OUTSIDE;
 use crate::error::Result;
 use faer::Par;
 use rayon::prelude::*;
@@ -52,7 +51,9 @@ impl FixedReadout {
     /// Ω is `V·L·D` floats (31 MB at V 5000, L 12, D 128), sized and allocated fallibly.
     pub fn new(sel: &[f32], wc: &[f32], v: usize, l: usize, d: usize, g: usize) -> Result<Self> {
         let sw = l + 3;
-        let all: Vec<_> = (0..v).map(|i| taps(sel[i * sw], sel[i * sw + 1], g)).collect();
+        let mut table = TapTable::new(v);
+        table.update(sel, sw, g);
+        let all = table.taps;
         let mut grouping = Grouping::default();
         grouping.group(&all, ROWS);
         let Grouping { order, blocks, .. } = grouping;
@@ -143,7 +144,6 @@ impl FixedReadout {
 mod tests {
     use super::*;
     use crate::engine::fast_cpu::block_readout::{BlockReadout, Inputs};
-    use crate::engine::fast_cpu::blocks::TapTable;
     use crate::model::readout::Dims;
     use crate::rng::Rng;
 

@@ -1,6 +1,7 @@
 //! Predictions of a fixed encoder (for validation scores, `predict` and the forgetting
-//! monitor's retention): the selector outputs and bilinear taps are computed once, when the
-//! predictor is built, so a prediction is only the alignment and the fused readout forward.
+//! monitor's retention): the selector outputs, bilinear taps and the readout's `Ω` are computed
+//! once, when the predictor is built, so a prediction is only the alignment and the dense
+//! products of [`FixedReadout`].
 
 use super::layout::{self, Layout};
 use super::mlp::{self, MlpWork};
