@@ -196,7 +196,9 @@ fn main() {
                 .args(["--width", &s.c.to_string(), "--batch", &s.b.to_string()]);
         };
         println!("\nN {} V {} L {} x {} B {}:", s.n, s.v, s.l, s.c, s.b);
-        let mut results: Vec<(String, Result<(f64, f64, f64), String>)> = Vec::new();
+        // Per engine: (ms per step, peak RSS MiB, feature-set MiB) or why it failed.
+        type Timing = Result<(f64, f64, f64), String>;
+        let mut results: Vec<(String, Timing)> = Vec::new();
         for e in &engines {
             let r = match e.as_str() {
                 "fast" | "candle" => {

@@ -338,8 +338,8 @@ mod tests {
             let g = rng.below(groups);
             // Random positive lengths: only the direction is planted.
             let len = 0.5 + 2.0 * rng.uniform();
-            for t in 0..d {
-                x.push((len * (dirs[g][t] + noise * rng.normal())) as f32);
+            for &dir in &dirs[g][..d] {
+                x.push((len * (dir + noise * rng.normal())) as f32);
             }
             labels.push(g);
         }

@@ -11,7 +11,7 @@ use crate::scores::Report;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// `selectors.safetensors`: `layer_probs` [V, L], `space` [V, 2], `scale` [V], `r2` [V].
+/// `selectors.safetensors`: `layer_probs` `[V, L]`, `space` `[V, 2]`, `scale` `[V]`, `r2` `[V]`.
 pub fn save_selections(path: &Path, sel: &Selections, r2: &[f32]) -> Result<()> {
     let v = sel.n_voxels();
     let tensors = vec![

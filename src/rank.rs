@@ -142,13 +142,16 @@ fn unique_names(networks: &[&Features]) -> Vec<String> {
 }
 
 /// Fits every network against `brain` (same split and seed) and returns the rows sorted by
+/// Called with (index, name) before each network's fit.
+pub type OnNetwork<'a> = Option<&'a mut dyn FnMut(usize, &str)>;
+
 /// slope, best first (ties: larger Spearman ρ, then input order). `progress` is called with
 /// (index, name) before each fit, `on_event` with each fit's epochs (or ridge layers).
 pub fn rank_with_progress(
     brain: &Brain,
     networks: &[&Features],
     cfg: &RankConfig,
-    mut progress: Option<&mut dyn FnMut(usize, &str)>,
+    mut progress: OnNetwork<'_>,
     mut on_event: crate::engine::OnEvent<'_>,
 ) -> Result<Ranking> {
     if networks.is_empty() {

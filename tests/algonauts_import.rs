@@ -105,11 +105,11 @@ fn imports_the_fabricated_subject() {
     let name = |v: usize| (b.roi[v] >= 0).then(|| b.roi_names[b.roi[v] as usize].as_str());
     let lh_expect = [Some("V1"), Some("V1"), Some("V2"), Some("V2"), Some("V3"), Some("V3"), Some("hV4"), Some("FFA-1"), Some("PPA"), None];
     let rh_expect = [Some("V1"), Some("V1"), Some("V2"), None, Some("hV4"), Some("FFA-1"), Some("EBA"), None];
-    for v in 0..LH {
-        assert_eq!(name(v), lh_expect[v], "lh vertex {v}");
+    for (v, want) in lh_expect.iter().enumerate() {
+        assert_eq!(name(v), *want, "lh vertex {v}");
     }
-    for v in 0..RH {
-        assert_eq!(name(LH + v), rh_expect[v], "rh vertex {v}");
+    for (v, want) in rh_expect.iter().enumerate() {
+        assert_eq!(name(LH + v), *want, "rh vertex {v}");
     }
     // Coordinates: the all-vertices masks pick fsaverage vertices 0, 2, 4, ... (lh) and
     // 1, 3, 5, ... (rh).

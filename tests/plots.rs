@@ -101,8 +101,8 @@ fn readouts_per_roi(roi: &[i32], d: usize, noise: f64, seed: u64) -> Vec<f32> {
     let mut w = Vec::with_capacity(roi.len() * d);
     for &r in roi {
         let len = 0.3 + rng.uniform();
-        for t in 0..d {
-            w.push((len * (dirs[r.max(0) as usize][t] + noise * rng.normal())) as f32);
+        for &dir in &dirs[r.max(0) as usize][..d] {
+            w.push((len * (dir + noise * rng.normal())) as f32);
         }
     }
     w
@@ -161,8 +161,8 @@ fn clustering_at_40k_voxels_is_bounded_and_deterministic() {
     let mut truth = Vec::with_capacity(n);
     for _ in 0..n {
         let k = rng.below(g);
-        for t in 0..d {
-            x.push((dirs[k][t] + 0.08 * rng.normal()) as f32);
+        for &dir in &dirs[k][..d] {
+            x.push((dir + 0.08 * rng.normal()) as f32);
         }
         truth.push(k);
     }

@@ -640,7 +640,7 @@ mod tests {
         assert!(u.permutation.unwrap().p_slope < 0.01, "{u:?}");
         assert_eq!(fit.report.settings.ridge.as_ref().unwrap().n_folds, 3);
         // Same report fields as FactorTopy: one-hot → zero entropy.
-        assert!(fit.report.rois.iter().all(|r| r.mean_entropy.map_or(true, |e| e.abs() < 1e-9)));
+        assert!(fit.report.rois.iter().all(|r| r.mean_entropy.is_none_or(|e| e.abs() < 1e-9)));
         let ag = agreement(&fit.report, &fit.report, Some((&fit.selections, &fit.selections, &data.brain))).unwrap();
         assert_eq!(ag.same_layer_fraction, Some(1.0));
         assert!(ag.table().contains("V1"));

@@ -360,6 +360,7 @@ fn fold_sets(n: usize, folds: &Folds) -> Result<Vec<(Vec<usize>, Vec<usize>)>> {
 const CHUNK: usize = 64;
 
 /// Adds `Σ_rows (y − μ − Σ_r coef[a,r]·M_r)²` for every α into `err` (`[n_alphas, tb]`).
+#[allow(clippy::too_many_arguments)] // the slices and sizes of one scoring pass; no struct would outlive the call
 fn score_batch(
     m: &[f32],
     yte: &[f32],

@@ -212,7 +212,7 @@ fn epoch_time_left(p: &Progress) -> String {
 
 /// `[#########...............]` for `done` of `total`.
 fn bar(done: usize, total: usize) -> String {
-    let filled = if total == 0 { BAR_WIDTH } else { (done.min(total) * BAR_WIDTH) / total };
+    let filled = (done.min(total) * BAR_WIDTH).checked_div(total).unwrap_or(BAR_WIDTH);
     format!("[{}{}]", "#".repeat(filled), ".".repeat(BAR_WIDTH - filled))
 }
 

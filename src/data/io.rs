@@ -327,7 +327,10 @@ mod tests {
             Err(Error::invalid("failed"))
         });
         assert!(r.is_err() && !d.path().join("p").exists());
-        write_into(&fresh, || Ok(fs::write(fresh.join("whole"), b"1").unwrap())).unwrap();
+        write_into(&fresh, || {
+            fs::write(fresh.join("whole"), b"1").unwrap();
+            Ok(())
+        }).unwrap();
         assert!(fresh.join("whole").is_file());
     }
 

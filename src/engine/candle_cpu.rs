@@ -206,7 +206,7 @@ mod tests {
         let v = candle_core::Var::new(&[3.0f32, 4.0], &Device::Cpu).unwrap();
         let loss = (v.as_tensor() * &Tensor::new(&[3.0f32, 4.0], &Device::Cpu).unwrap()).unwrap().sum_all().unwrap();
         let mut grads = loss.backward().unwrap();
-        let norm = clip_gradients(&mut grads, &[v.clone()], 0.5).unwrap();
+        let norm = clip_gradients(&mut grads, std::slice::from_ref(&v), 0.5).unwrap();
         assert!((norm - 5.0).abs() < 1e-6);
         let g = grads.get(v.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
         assert!((g[0] - 0.3).abs() < 1e-5 && (g[1] - 0.4).abs() < 1e-5, "{g:?}");

@@ -72,6 +72,9 @@ pub enum FitEvent<'a> {
 /// A progress callback.
 pub type OnEvent<'a> = Option<&'a mut dyn FnMut(FitEvent<'_>)>;
 
+/// Called with each seed's report as `fit_seeds` finishes it.
+pub type OnSeedDone<'a> = Option<&'a mut dyn FnMut(u64, &Report)>;
+
 /// A fitted FactorTopy encoder with its per-voxel choices and its report.
 pub struct EncoderFit {
     pub outcome: FitOutcome,
@@ -320,7 +323,7 @@ impl Estimator {
         brain: &Brain,
         n_seeds: usize,
         mut on_event: OnEvent<'_>,
-        mut seed_done: Option<&mut dyn FnMut(u64, &Report)>,
+        mut seed_done: OnSeedDone<'_>,
     ) -> Result<Fitted> {
         if n_seeds > 1 && self.method != Method::Factortopy {
             return Err(Error::invalid(

@@ -9,6 +9,7 @@
 //!   default on the CPU).
 //! - [`candle_cpu`]: the CPU trainer written as the plain formula on candle (the oracle).
 //! - [`predict`]: [`Predictor`], fixed-encoder predictions on any device.
+//!
 //! The CUDA trainer is `crate::cuda::trainer` (feature `cuda`).
 
 pub mod candle_cpu;
@@ -21,7 +22,7 @@ pub mod predict;
 pub mod trainer;
 
 pub use device::Device;
-pub use estimator::{check_encoder_inputs, CpuTrainer, EncoderFit, Estimator, FitEvent, Fitted, Method, OnEvent, Scored};
+pub use estimator::{check_encoder_inputs, CpuTrainer, EncoderFit, Estimator, FitEvent, Fitted, Method, OnEvent, OnSeedDone, Scored};
 pub use outcome::FitOutcome;
 pub use predict::Predictor;
 pub use trainer::{train_loop, Trainer};

@@ -95,7 +95,7 @@ mod tests {
         let row = &enc.data[192..];
         for k in [0usize, 1, 5, 31] {
             let w = frequency(k);
-            let x = (w * 100.0) as f64;
+            let x = w * 100.0;
             assert!((row[k * 2] as f64 - x.sin()).abs() < 1e-5);
             assert!((row[k * 2 + 1] as f64 - x.cos()).abs() < 1e-5);
             let y = w * 25.0;

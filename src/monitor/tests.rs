@@ -111,8 +111,8 @@ fn growing_noise_raises_forgetting_and_lowers_cka() {
     for (k, sigma) in [0.0f32, 0.3, 0.6, 1.2, 2.4].into_iter().enumerate() {
         let r = m.observe(k as u64 * 100, &noisy(&FIXTURE.features, sigma, 7)).unwrap();
         assert!(r.forgetting > last_f, "sigma {sigma}: forgetting {} after {last_f}", r.forgetting);
-        for l in 0..4 {
-            assert!(r.cka[l] < last_cka[l], "sigma {sigma} layer {l}: cka {} after {}", r.cka[l], last_cka[l]);
+        for (l, last) in last_cka.iter().enumerate() {
+            assert!(r.cka[l] < *last, "sigma {sigma} layer {l}: cka {} after {last}", r.cka[l]);
             assert!((r.drift[l] - (1.0 - r.cka[l])).abs() < 1e-12);
         }
         last_f = r.forgetting;

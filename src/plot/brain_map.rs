@@ -5,7 +5,7 @@
 //!
 //! Positions are the brain's `flat` coordinates, or the two main axes of `coords` when there is
 //! no flatmap. Two hemispheres are drawn side by side, left first, when the brain file labels
-//! them (`hemisphere` [V]: 0 left, 1 right) or when the flat coordinates form two separate
+//! them (`hemisphere` `[V]`: 0 left, 1 right) or when the flat coordinates form two separate
 //! sheets along x (a large empty gap between two groups of voxels).
 
 use std::path::Path;

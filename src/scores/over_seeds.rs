@@ -53,7 +53,7 @@ impl Uncertainty {
         let signed = Some((-1.0, 1.0));
         let k = reports.len();
         let mut lambdas = vec![0.0; k];
-        perturbed.iter().for_each(|(l, _)| lambdas.extend(std::iter::repeat(*l).take(k)));
+        perturbed.iter().for_each(|(l, _)| lambdas.extend(std::iter::repeat_n(*l, k)));
         // SIMEX of one hierarchy number: (its corrected interval, the report's entry).
         let simex = |point: Point, reps: Reps, range: Option<(f64, f64)>| {
             let mut values: Vec<f64> = reports.iter().map(|r| point(r).unwrap_or(f64::NAN)).collect();

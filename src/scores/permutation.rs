@@ -72,10 +72,10 @@ fn stats_at(s: &RoiSums, h: &[f64]) -> Option<(f64, f64)> {
     let hm = s.sw.iter().zip(h).map(|(w, h)| w * h).sum::<f64>() / w;
     let dm = s.swd.iter().sum::<f64>() / w;
     let (mut shh, mut shd) = (0.0, 0.0);
-    for k in 0..h.len() {
-        let dh = h[k] - hm;
-        shh += s.sw[k] * dh * dh;
-        shd += dh * (s.swd[k] - s.sw[k] * dm);
+    for ((&hk, &w), &wd) in h.iter().zip(&s.sw).zip(&s.swd) {
+        let dh = hk - hm;
+        shh += w * dh * dh;
+        shd += dh * (wd - w * dm);
     }
     if shh <= 0.0 {
         return None;
@@ -289,7 +289,7 @@ mod tests {
     fn perfect_hierarchy_has_the_smallest_p_and_monte_carlo_is_seeded() {
         // Eight ROIs at distinct levels, depth = position exactly: only the identity reaches the
         // observed slope, so the exact p-value is 1/8!.
-        let roi: Vec<i32> = (0..80).map(|i| (i % 8) as i32).collect();
+        let roi: Vec<i32> = (0..80).map(|i| i % 8).collect();
         let levels: Vec<i32> = (0..8).collect();
         let depth: Vec<f64> = roi.iter().map(|&r| r as f64 / 7.0).collect();
         let t = permutation_test(&depth, &roi, &levels, None, &PermutationConfig { n_permutations: 40_320, seed: 0 })

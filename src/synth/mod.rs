@@ -2,7 +2,7 @@
 //!
 //! A fixed random multi-layer network ([`network`]) provides features; voxels on a 2-D cortical
 //! sheet ([`cortex`]) are grouped into ROIs, and each ROI reads from a layer chosen by the
-//! [`Scenario`], at a retinotopic image location and a level-dependent scale ([`plant`]). By
+//! [`Scenario`], at a retinotopic image location and a level-dependent scale ([`plant()`]). By
 //! default a voxel pools its layer's map over a receptive field of one grid cell at the layer's
 //! own resolution (as a voxel in cortex does); with `prf_size` 0 it point-samples the G×G
 //! resampled map with exactly the model's rules ([`sample`]), which the model of DESIGN §3 can

@@ -78,7 +78,7 @@ impl Truth {
         self.layer.len()
     }
 
-    /// Writes `layer` [V] i32, `space` [V, 2] f32, `scale` [V] f32 and `signal` [V] u8.
+    /// Writes `layer` `[V]` i32, `space` `[V, 2]` f32, `scale` `[V]` f32 and `signal` `[V]` u8.
     pub fn save(&self, path: &Path) -> Result<()> {
         let v = self.n_voxels();
         if self.space.shape != [v, 2] || self.scale.len() != v || self.signal.len() != v {

@@ -39,7 +39,7 @@ pub struct Block {
     pub cells: [usize; 4],
 }
 
-/// Reused buffers of [`group`].
+/// Reused buffers of [`Grouping::group`].
 #[derive(Default)]
 pub struct Grouping {
     keys: Vec<([usize; 4], usize)>,

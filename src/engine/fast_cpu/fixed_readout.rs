@@ -76,9 +76,9 @@ impl FixedReadout {
                 let s = sel[i * sw + 2 + l];
                 let t = &all[i];
                 let mut a = [0f32; 5];
-                for k in 0..4 {
-                    if t.idx[k] != OUTSIDE {
-                        a[k] = (1.0 - s) * t.w[k] * inv_d;
+                for ((ak, &idx), &w) in a.iter_mut().zip(&t.idx).zip(&t.w) {
+                    if idx != OUTSIDE {
+                        *ak = (1.0 - s) * w * inv_d;
                     }
                 }
                 a[4] = s * inv_d;

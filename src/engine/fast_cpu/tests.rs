@@ -82,7 +82,8 @@ fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn gradients_match_candle_autograd_at_awkward_shapes() {
     // (N, V, maps, D, G, batch, step of the regulariser clock)
-    let cases: Vec<(usize, usize, Vec<(usize, usize, usize)>, usize, usize, Vec<usize>, usize)> = vec![
+    type Case = (usize, usize, Vec<(usize, usize, usize)>, usize, usize, Vec<usize>, usize);
+    let cases: Vec<Case> = vec![
         (9, 67, vec![(3, 4, 4), (7, 3, 5), (5, 2, 2)], 5, 3, vec![0, 2, 3, 5], 50),
         (4, 5, vec![(9, 2, 3)], 17, 1, vec![3], 0),
         (6, 130, vec![(16, 8, 8), (4, 5, 5)], 16, 8, vec![5, 1, 4], 0),
