@@ -12,6 +12,7 @@
 //!   aligned global token in the last cell.
 //! - `sel` `[V, L + 3]`: `x, y, p_1..p_L, s` (selector head outputs).
 //! - `wc` `[V, D + 1]`: the readout weight `W[v]` then the bias `c_v`.
+//!
 //! Output `[B, V]`.
 
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Shape, Tensor};
