@@ -66,7 +66,7 @@ fn child(engine: &str, s: Size, steps: usize) {
     let start = FitStart::new(&syn.features, &brain, &cfg).expect("fit start");
     drop(syn.features);
     let gg = cfg.grid * cfg.grid;
-    let features_mib = start.prepared.widths.iter().map(|c| s.n * (gg + 1) * c * 4).sum::<usize>() as f64 / (1 << 20) as f64;
+    let features_mib = start.prepared.widths().iter().map(|c| s.n * (gg + 1) * c * 4).sum::<usize>() as f64 / (1 << 20) as f64;
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let batches: Vec<&[usize]> = start.split.train.chunks(s.b).filter(|b| b.len() == s.b).collect();
     let warm = 3;

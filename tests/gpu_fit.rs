@@ -104,7 +104,7 @@ fn gpu_fit_is_reproducible() {
 fn gpu_and_cpu_predictions_agree() {
     let g = gpu_or_return!("gpu_and_cpu_predictions_agree");
     let (prepared, bt, enc, _) = small_problem(6);
-    let idx: Vec<usize> = (0..prepared.n_images).rev().collect();
+    let idx: Vec<usize> = (0..prepared.n_images()).rev().collect();
     let cpu = Predictor::new(&enc, &bt.pe, Device::Cpu).unwrap().predict(&prepared, &idx).unwrap();
     let gpu = Predictor::new(&enc, &bt.pe, Device::Cuda(g.ordinal)).unwrap().predict(&prepared, &idx).unwrap();
     let scale = cpu.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);

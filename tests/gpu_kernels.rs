@@ -408,7 +408,7 @@ fn whole_objective_gradients_match_candle_autograd() {
             assert_close(&format!("gradient of {name} ({ctx})"), &gvals, &want, TOL);
         }
         // Predictions of the GPU path equal the CPU path's for the same parameters.
-        let idx: Vec<usize> = (0..prepared.n_images).collect();
+        let idx: Vec<usize> = (0..prepared.n_images()).collect();
         let want_pred = factortopy::engine::predict::predict_cpu(&enc, &prepared, &bt.pe, &idx).unwrap();
         assert_close(&format!("predictions ({ctx})"), &tr.predict(&idx).unwrap(), &want_pred, TOL);
     }

@@ -300,7 +300,7 @@ impl GpuTrainer {
     ) -> Result<Self> {
         let spec = encoder.spec.clone();
         prepared.check_matches(&spec)?;
-        let n = prepared.n_images;
+        let n = prepared.n_images();
         if let Some(r) = responses {
             let (n_resp, v_resp) = r.dims2()?;
             if n_resp != n || v_resp != spec.n_voxels {

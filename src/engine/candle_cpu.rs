@@ -41,8 +41,8 @@ impl<'a> CandleTrainer<'a> {
 
 impl Trainer for CandleTrainer<'_> {
     fn set_order(&mut self, order: &[usize]) -> Result<()> {
-        if let Some(&bad) = order.iter().find(|&&i| i >= self.prepared.n_images) {
-            return Err(Error::invalid(format!("image index {bad} out of range for {} images", self.prepared.n_images)));
+        if let Some(&bad) = order.iter().find(|&&i| i >= self.prepared.n_images()) {
+            return Err(Error::invalid(format!("image index {bad} out of range for {} images", self.prepared.n_images())));
         }
         self.order = order.to_vec();
         Ok(())

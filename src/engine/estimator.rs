@@ -463,7 +463,7 @@ impl Estimator {
         let pe = candle_core::Tensor::from_vec(pe.data, pe.shape.as_slice(), &candle_core::Device::Cpu)?;
         let prepared = PreparedFeatures::for_encoder(features, &enc.spec)?;
         let pred = self.predictor(enc, &pe)?.predict_all(&prepared)?;
-        Array::new(vec![prepared.n_images, enc.spec.n_voxels], pred)
+        Array::new(vec![prepared.n_images(), enc.spec.n_voxels], pred)
     }
 
     /// Recomputes the report of a saved encoder on the held-out images it was validated on
@@ -474,7 +474,7 @@ impl Estimator {
         let seed = record.summary.as_ref().map(|s| s.seed).unwrap_or(0);
         let prepared = PreparedFeatures::for_encoder(features, &enc.spec)?;
         let bt = BrainTensors::new(brain, Some(enc.spec.coord_norm))?;
-        let split = Split::new(prepared.n_images, record.val_fraction, seed)?;
+        let split = Split::new(prepared.n_images(), record.val_fraction, seed)?;
         let predictor = self.predictor(enc, &bt.pe)?;
         let pred = predictor.predict(&prepared, &split.val)?;
         let v = enc.spec.n_voxels;

@@ -29,8 +29,8 @@ fn predict_packed(
     idx: &[usize],
 ) -> Result<Vec<f32>> {
     check_features(encoder, prepared)?;
-    if let Some(&bad) = idx.iter().find(|&&i| i >= prepared.n_images) {
-        return Err(Error::invalid(format!("image index {bad} out of range for {} images", prepared.n_images)));
+    if let Some(&bad) = idx.iter().find(|&&i| i >= prepared.n_images()) {
+        return Err(Error::invalid(format!("image index {bad} out of range for {} images", prepared.n_images())));
     }
     let mut out = Vec::with_capacity(idx.len() * encoder.spec.n_voxels);
     for chunk in idx.chunks(CHUNK) {
@@ -107,7 +107,7 @@ impl Predictor {
 
     /// Predictions for every image of `prepared`.
     pub fn predict_all(&self, prepared: &PreparedFeatures) -> Result<Vec<f32>> {
-        let all: Vec<usize> = (0..prepared.n_images).collect();
+        let all: Vec<usize> = (0..prepared.n_images()).collect();
         self.predict(prepared, &all)
     }
 }

@@ -261,7 +261,7 @@ impl FitStart {
         let prepared = PreparedFeatures::new(features, cfg.grid, cfg.resample)?;
         let bt = BrainTensors::new(brain, None)?;
         let spec = EncoderSpec {
-            widths: prepared.widths.clone(),
+            widths: prepared.widths().to_vec(),
             d: cfg.d,
             grid: cfg.grid,
             resample: cfg.resample,
@@ -271,7 +271,7 @@ impl FitStart {
             model: features.model.clone(),
         };
         let encoder = Encoder::new(spec, cfg.seed)?;
-        let split = Split::new(prepared.n_images, cfg.val_fraction, cfg.seed)?;
+        let split = Split::new(prepared.n_images(), cfg.val_fraction, cfg.seed)?;
         Ok(Self { prepared, bt, encoder, split })
     }
 }

@@ -39,10 +39,10 @@ pub fn tiny(seed: u64, grid: usize, d: usize) -> (PreparedFeatures, BrainTensors
         coord_norm: norm,
     };
     let spec = EncoderSpec {
-        widths: prepared.widths.clone(),
+        widths: prepared.widths().to_vec(),
         d,
         grid,
-        resample: prepared.resample,
+        resample: prepared.resample(),
         n_voxels: v,
         coord_norm: norm,
         layer_names: features.layer_names.clone(),

@@ -28,13 +28,16 @@ fn check_layers(features: &Features) -> Result<usize> {
     Ok(n_all)
 }
 
+/// A feature set resampled to an encoder's grid, as every trainer and predictor reads it. Only
+/// the constructors and [`PreparedFeatures::refill`] write it, so its sizes and buffers always
+/// agree; the rest of the crate reads it through the accessors.
 #[derive(Debug, Clone)]
 pub struct PreparedFeatures {
-    pub n_images: usize,
-    pub grid: usize,
+    n_images: usize,
+    grid: usize,
     /// How the layers were resized to the grid.
-    pub resample: Resample,
-    pub widths: Vec<usize>,
+    resample: Resample,
+    widths: Vec<usize>,
     /// Per layer `[N, G·G, C_l]`, row-major. Plain buffers, not tensors, so that
     /// [`PreparedFeatures::refill`] can write the next checkpoint's images into them.
     locals: Vec<Vec<f32>>,
@@ -56,6 +59,26 @@ impl PreparedFeatures {
     /// an encoder with `spec` reads them: the other images are neither copied nor resampled.
     pub fn for_images(features: &Features, idx: &[usize], spec: &EncoderSpec) -> Result<Self> {
         Self::build(features, Some(idx), spec.grid, spec.resample)
+    }
+
+    /// Images N.
+    pub fn n_images(&self) -> usize {
+        self.n_images
+    }
+
+    /// The grid G of the local maps.
+    pub fn grid(&self) -> usize {
+        self.grid
+    }
+
+    /// How the layers were resized to the grid.
+    pub fn resample(&self) -> Resample {
+        self.resample
+    }
+
+    /// Channels C_l per layer.
+    pub fn widths(&self) -> &[usize] {
+        &self.widths
     }
 
     /// Layer `l`'s resampled local maps `[N, G·G, C_l]`, row-major.

@@ -48,17 +48,17 @@ pub fn small_problem(seed: u64) -> (PreparedFeatures, BrainTensors, Encoder, Spl
     let prepared = PreparedFeatures::new(&syn.features, 4, factortopy::model::Resample::Bilinear).unwrap();
     let bt = BrainTensors::new(&brain, None).unwrap();
     let spec = EncoderSpec {
-        widths: prepared.widths.clone(),
+        widths: prepared.widths().to_vec(),
         d: 16,
         grid: 4,
-        resample: prepared.resample,
+        resample: prepared.resample(),
         n_voxels: brain.n_voxels(),
         coord_norm: bt.coord_norm,
         layer_names: syn.features.layer_names.clone(),
         model: "synthetic".into(),
     };
     let enc = Encoder::new(spec, seed).unwrap();
-    let split = Split::new(prepared.n_images, 0.1, seed).unwrap();
+    let split = Split::new(prepared.n_images(), 0.1, seed).unwrap();
     (prepared, bt, enc, split)
 }
 

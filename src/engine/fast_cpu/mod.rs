@@ -52,10 +52,10 @@ pub const EVAL_CHUNK: usize = 64;
 /// Checks that the features, the brain and the encoder belong together.
 fn check_inputs(spec: &EncoderSpec, prepared: &PreparedFeatures, n: usize, v: usize, pe_len: usize) -> Result<()> {
     prepared.check_matches(spec)?;
-    if n != prepared.n_images || v != spec.n_voxels {
+    if n != prepared.n_images() || v != spec.n_voxels {
         return Err(Error::mismatch(format!(
             "responses are [{n}, {v}] but the features have {} images and the encoder {} voxels",
-            prepared.n_images, spec.n_voxels
+            prepared.n_images(), spec.n_voxels
         )));
     }
     if pe_len != spec.n_voxels * ENC_DIM {
@@ -283,7 +283,7 @@ fn smooth_l1(
 
 impl Trainer for FastCpuTrainer<'_> {
     fn set_order(&mut self, order: &[usize]) -> Result<()> {
-        check_indices(order, self.prepared.n_images)?;
+        check_indices(order, self.prepared.n_images())?;
         self.order.clear();
         self.order.extend_from_slice(order);
         Ok(())
@@ -306,7 +306,7 @@ impl Trainer for FastCpuTrainer<'_> {
     }
 
     fn predict(&mut self, idx: &[usize]) -> Result<Vec<f32>> {
-        check_indices(idx, self.prepared.n_images)?;
+        check_indices(idx, self.prepared.n_images())?;
         let x = self.prepared;
         mlp::forward(&self.lay, &self.params, &self.pe, &mut self.mlp);
         let readout = fixed_readout(&self.lay, self.spec.grid, &self.params, &self.mlp.sel)?;

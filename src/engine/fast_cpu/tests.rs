@@ -49,10 +49,10 @@ fn problem(n: usize, v: usize, maps: &[(usize, usize, usize)], d: usize, g: usiz
         coord_norm: norm,
     };
     let spec = EncoderSpec {
-        widths: prepared.widths.clone(),
+        widths: prepared.widths().to_vec(),
         d,
         grid: g,
-        resample: prepared.resample,
+        resample: prepared.resample(),
         n_voxels: v,
         coord_norm: norm,
         layer_names: features.layer_names.clone(),
@@ -202,8 +202,9 @@ fn rejects_out_of_range_batches_and_indices() {
     assert!(t.step(0, 3, 0).is_err());
     assert!(t.predict(&[9]).is_err());
     let other = FitConfig { d: 4, grid: 3, ..cfg.clone() };
-    let mut prepared3 = prepared.clone();
-    prepared3.grid = 3;
+    // Features prepared at another grid than the encoder's.
+    let (prepared3, _, _) = problem(5, 9, &[(3, 2, 2)], 4, 3, 1);
+    assert_eq!(prepared3.grid(), 3);
     assert!(FastCpuTrainer::new(&enc, &prepared3, &bt, &other).is_err());
 }
 
