@@ -363,10 +363,19 @@ impl Ranking {
         if self.n_resamples == 0 {
             return "no bootstrap (--bootstrap 0): no intervals and no paired tests\n".to_string();
         }
+        // FactorTopy fits carry optimisation noise that these refit-free resamples do not see
+        // (README, Uncertainty: fit-to-fit slope differences of 0.01–0.2 on planted data); the
+        // ridge baseline's closed-form fit has none.
+        let refits = if self.method == Method::Factortopy {
+            "; refit-free: another fit of a network can move its slope by more than its interval, so a '>' smaller \
+             than that fit-to-fit spread may not hold on refitting (`fit --seeds 3` measures it per network)"
+        } else {
+            ""
+        };
         format!(
             "CI: {:.0} % bootstrap interval of the slope ({} resamples of held-out images and of voxels within ROIs); \
              p(null): permutation p-value (ROI levels shuffled across ROIs); vs next: paired bootstrap test of the \
-             slope difference with the next row, '>' significant, '≈' not\n",
+             slope difference with the next row, '>' significant, '≈' not{refits}\n",
             100.0 * self.level,
             self.n_resamples
         )
@@ -502,6 +511,10 @@ mod tests {
         assert!(t.contains("slope") && t.contains("95% CI") && t.lines().count() == 4, "{t}");
         assert!(t.lines().nth(1).unwrap().contains("[0.300, 0.700]") && t.lines().nth(1).unwrap().contains("> Δ 0.700"), "{t}");
         assert!(!t.contains("NC-norm"));
+        // FactorTopy's refit-free tests say what they leave out; ridge's closed form has nothing to add.
+        assert!(t.contains("may not hold on refitting (`fit --seeds 3`"), "{t}");
+        let ridge = Ranking { method: Method::Ridge, ..rk.clone() };
+        assert!(!ridge.table().contains("refitting"));
         let md = rk.markdown();
         // Header, separator, two rows, blank line, legend.
         assert!(md.contains("net\\|0") && md.lines().count() == 6, "{md}");
