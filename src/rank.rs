@@ -141,10 +141,10 @@ fn unique_names(networks: &[&Features]) -> Vec<String> {
     out
 }
 
-/// Fits every network against `brain` (same split and seed) and returns the rows sorted by
 /// Called with (index, name) before each network's fit.
 pub type OnNetwork<'a> = Option<&'a mut dyn FnMut(usize, &str)>;
 
+/// Fits every network against `brain` (same split and seed) and returns the rows sorted by
 /// slope, best first (ties: larger Spearman ρ, then input order). `progress` is called with
 /// (index, name) before each fit, `on_event` with each fit's epochs (or ridge layers).
 pub fn rank_with_progress(
