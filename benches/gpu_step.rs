@@ -82,13 +82,13 @@ mod bench {
             stimulus_ids: None,
             layers,
         };
-        let prepared = PreparedFeatures::new(&features, grid, factortopy::model::Resample::Bilinear)?;
+        let prepared = PreparedFeatures::new(&features, grid, factortopy::model::Resample::Bilinear, None)?;
         let responses = randn(vec![n, v])?;
         let coords = randn(vec![v, 3])?;
         let norm = CoordNorm::from_coords(&coords)?;
         let pe = norm.encode(&coords)?;
         let bt = BrainTensors {
-            responses: Tensor::from_vec(responses.data, (n, v), &Device::Cpu)?,
+            responses,
             pe: Tensor::from_vec(pe.data, pe.shape.as_slice(), &Device::Cpu)?,
             coord_norm: norm,
         };

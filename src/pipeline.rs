@@ -2,7 +2,7 @@
 //! itself is `crate::engine`).
 
 use crate::data::safetensors_io::{write_tensors, OutTensor};
-use crate::data::{Brain, Features};
+use crate::data::{Brain, FeatureSource};
 use crate::engine::{EncoderFit, Estimator};
 use crate::error::Result;
 use crate::model::encoder_file::{save_encoder, FitRecord};
@@ -71,7 +71,7 @@ pub fn write_score_outputs(
     est: &Estimator,
     enc: &Encoder,
     record: &FitRecord,
-    features: &Features,
+    features: &dyn FeatureSource,
     brain: &Brain,
     plots: Option<&crate::plot::PlotOptions>,
 ) -> Result<FitOutputs> {

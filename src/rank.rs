@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Brain, Features};
+use crate::data::{Brain, FeatureSource, Features};
 use crate::error::{Error, Result};
 use crate::engine::{Estimator, Method};
 use crate::scores::bootstrap::paired_difference;
@@ -126,10 +126,10 @@ fn slope_difference(a: &Report, b: &Report, level: f64) -> Option<PairedDifferen
 }
 
 /// Unique display names: the model name, with ` #k` appended to repeats.
-fn unique_names(networks: &[&Features]) -> Vec<String> {
+fn unique_names(networks: &[&dyn FeatureSource]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(networks.len());
     for f in networks {
-        let base = if f.model.trim().is_empty() { "unnamed".to_string() } else { f.model.clone() };
+        let base = if f.model().trim().is_empty() { "unnamed".to_string() } else { f.model().to_string() };
         let mut name = base.clone();
         let mut k = 2;
         while out.contains(&name) {
@@ -149,7 +149,7 @@ pub type OnNetwork<'a> = Option<&'a mut dyn FnMut(usize, &str)>;
 /// (index, name) before each fit, `on_event` with each fit's epochs (or ridge layers).
 pub fn rank_with_progress(
     brain: &Brain,
-    networks: &[&Features],
+    networks: &[&dyn FeatureSource],
     cfg: &RankConfig,
     mut progress: OnNetwork<'_>,
     mut on_event: crate::engine::OnEvent<'_>,
@@ -159,7 +159,7 @@ pub fn rank_with_progress(
     }
     cfg.estimator.validate()?;
     for (i, f) in networks.iter().enumerate() {
-        crate::data::check_pair(f, &format!("network {i} ({})", f.model), brain, "brain")?;
+        crate::data::check_pair(*f, &format!("network {i} ({})", f.model()), brain, "brain")?;
     }
     let names = unique_names(networks);
     let mut rows = Vec::with_capacity(networks.len());
@@ -173,7 +173,7 @@ pub fn rank_with_progress(
             Some(cb) => Some(&mut **cb),
             None => None,
         };
-        let report = cfg.estimator.fit(f, brain, events)?.report().clone();
+        let report = cfg.estimator.fit(*f, brain, events)?.report().clone();
         rows.push(row_of(i, names[i].clone(), &report, t0.elapsed().as_secs_f64()));
         reports.push(report);
     }
@@ -218,7 +218,7 @@ fn cmp_opt(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
 
 /// [`rank_with_progress`] without progress, returning only the rows (best first).
 pub fn rank(brain: &Brain, networks: &[Features], cfg: &RankConfig) -> Result<Vec<RankRow>> {
-    let refs: Vec<&Features> = networks.iter().collect();
+    let refs: Vec<&dyn FeatureSource> = networks.iter().map(|f| f as &dyn FeatureSource).collect();
     Ok(rank_with_progress(brain, &refs, cfg, None, None)?.rows)
 }
 

@@ -56,7 +56,7 @@ fn gpu_train(
     opts: &GpuFitOptions,
 ) -> factortopy::engine::FitOutcome {
     let mut tr = GpuTrainer::new(gpu(opts.ordinal).unwrap(), &enc, prepared, bt, cfg, opts).unwrap();
-    let responses = bt.responses.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let responses = bt.responses.data.clone();
     train_loop(&mut tr, enc, &responses, split, cfg, 0, None).unwrap()
 }
 

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::baseline::ridge::{logspace, ridge_cv, shuffled_kfold, Folds, RidgeCv};
 use crate::data::safetensors_io::{write_tensors, OutTensor};
-use crate::data::{Array, Brain, Features};
+use crate::data::{Array, Brain, FeatureSource};
 use crate::error::{Error, Result};
 use crate::model::{FitConfig, Selections, Split};
 use crate::scores::hierarchy;
@@ -164,7 +164,7 @@ fn standardize(train: &mut [f32], other: &mut [f32], cols: usize) {
 /// `weighted` weights the hierarchy line by max(R², 0), as for FactorTopy. `progress` is
 /// called after each layer.
 pub fn fit_ridge_baseline(
-    features: &Features,
+    features: &dyn FeatureSource,
     brain: &Brain,
     cfg: &RidgeBaselineConfig,
     weighted: bool,
@@ -209,7 +209,9 @@ pub fn fit_ridge_baseline(
     let mut layers = Vec::with_capacity(l);
     for layer in 0..l {
         let t0 = Instant::now();
-        let g = features.global(layer);
+        // Only the global tokens are read (the stored ones, or the local maps' spatial means
+        // computed a block of images at a time), one layer at a time.
+        let g = features.global_tokens(layer)?;
         let c = g.shape[1];
         let mut xtr = select_rows(&g.data, c, &split.train);
         let mut xval = select_rows(&g.data, c, &split.val);
@@ -242,7 +244,7 @@ pub fn fit_ridge_baseline(
         val_pearson[layer * v..(layer + 1) * v].copy_from_slice(&pr);
         let summary = LayerSummary {
             layer,
-            name: features.layer_names.get(layer).cloned().unwrap_or_else(|| format!("layer{layer}")),
+            name: features.layer_names().get(layer).cloned().unwrap_or_else(|| format!("layer{layer}")),
             width: c,
             mean_cv_score: stats::mean(&fit.cv_scores),
             mean_val_r2: stats::mean(&r2),
@@ -273,9 +275,9 @@ pub fn fit_ridge_baseline(
     let selections = one_hot_selections(&best_layer, l);
     let heldout = HeldOut::new(&best_pred, &yval, nval, v)?;
     let mut report = Report::compute(
-        &features.model,
+        features.model(),
         METHOD,
-        &features.layer_names,
+        features.layer_names(),
         &selections,
         &r2,
         &pearson,

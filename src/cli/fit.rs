@@ -3,6 +3,7 @@
 
 use crate::cli::fit_ridge::RidgeArgs;
 use crate::cli::load_inputs;
+use crate::data::FeatureSource;
 use crate::cli::progress::FitProgress;
 use crate::cli::train_args::{check_flags, describe_schedule, DeviceArgs, TrainArgs};
 use crate::engine::{FitEvent, Fitted, Method};
@@ -95,7 +96,7 @@ pub fn run(a: FitArgs) -> Result<i32> {
     };
     let (features, brain) = load_inputs(&a.features, &a.brain)?;
     // The schedule follows the probe-set size.
-    est.fit = a.train.config(brain.n_images());
+    est.fit = crate::model::FitConfig { store: a.device.store, ..a.train.config(brain.n_images()) };
     crate::data::limits::held_out("--val-fraction", brain.n_images(), est.fit.val_fraction)?;
     // Check the destination before fitting so a long fit never ends in an unwritable directory,
     // but after validating the inputs so bad inputs leave nothing behind; a fit that fails
@@ -103,7 +104,7 @@ pub fn run(a: FitArgs) -> Result<i32> {
     let out_dir = crate::data::OutputDir::prepare(&a.out)?;
     eprintln!(
         "fitting {} ({} layers) to {} voxels on {} images: method {}, device {}",
-        features.model,
+        features.model(),
         features.n_layers(),
         brain.n_voxels(),
         brain.n_images(),

@@ -1,7 +1,7 @@
 //! The `factortopy` command line. Each subcommand lives in its own file; errors print as one
 //! line and give a non-zero exit status.
 
-use crate::data::{Brain, Features};
+use crate::data::{Brain, FeatureFile};
 use crate::error::Result;
 use clap::{Parser, Subcommand};
 use std::path::Path;
@@ -46,9 +46,10 @@ pub enum Command {
     Plot(plot::PlotArgs),
 }
 
-/// Loads and cross-checks a features file and a brain file (responses z-scored per voxel).
-pub fn load_inputs(features: &Path, brain: &Path) -> Result<(Features, Brain)> {
-    let f = Features::load(features)?;
+/// Opens a features file (its header: values are read when a command uses them) and loads a
+/// brain file (responses z-scored per voxel), and cross-checks them.
+pub fn load_inputs(features: &Path, brain: &Path) -> Result<(FeatureFile, Brain)> {
+    let f = FeatureFile::open(features)?;
     let b = Brain::load(brain)?;
     crate::data::check_pair(&f, &features.display().to_string(), &b, &brain.display().to_string())?;
     Ok((f, b))

@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::cli::progress::FitProgress;
 use crate::cli::train_args::{describe_schedule, DeviceArgs, TrainArgs, FLAG_CHECK_IMAGES};
-use crate::data::{Brain, Features};
+use crate::data::{Brain, FeatureSource};
 use crate::error::{Error, Result};
 use crate::monitor::{Monitor, MonitorConfig};
 
@@ -76,7 +76,7 @@ pub fn run(a: MonitorArgs) -> Result<i32> {
     }
     // The reference fit's schedule follows the probe-set size, known once the brain is read.
     let config_for = |n_images: usize| {
-        let fit = a.train.config(n_images);
+        let fit = crate::model::FitConfig { store: a.device.store, ..a.train.config(n_images) };
         MonitorConfig {
         held_out_fraction: fit.val_fraction,
         fit,
@@ -93,7 +93,7 @@ pub fn run(a: MonitorArgs) -> Result<i32> {
     config_for(FLAG_CHECK_IMAGES).validate_as(&crate::model::FieldNames::CLI)?;
     let brain = Brain::load(&a.brain)?;
     let config = config_for(brain.n_images());
-    let reference = Features::load(&a.reference)?;
+    let reference = crate::data::FeatureFile::open(&a.reference)?;
     crate::data::check_pair(&reference, &a.reference.display().to_string(), &brain, &a.brain.display().to_string())?;
     if a.encoder.is_none() {
         crate::data::limits::held_out("--val-fraction", brain.n_images(), config.held_out_fraction)?;
@@ -102,7 +102,7 @@ pub fn run(a: MonitorArgs) -> Result<i32> {
     // is touched (one at a time, so memory holds one checkpoint), so a bad file fails fast and
     // leaves the previous outputs alone.
     for path in &a.checkpoints {
-        let f = Features::load(path)?;
+        let f = crate::data::FeatureFile::open(path)?;
         let origin = path.display().to_string();
         crate::data::check_pair(&f, &origin, &brain, &a.brain.display().to_string())?;
         crate::monitor::check_same_network(&f, &origin, &reference)?;
@@ -113,7 +113,7 @@ pub fn run(a: MonitorArgs) -> Result<i32> {
         None => {
             eprintln!(
                 "fitting the reference encoder: {} ({} layers), {} voxels, {} images",
-                reference.model,
+                reference.model(),
                 reference.n_layers(),
                 brain.n_voxels(),
                 brain.n_images()
@@ -159,7 +159,7 @@ pub fn run(a: MonitorArgs) -> Result<i32> {
     drop(reference);
     for (k, path) in a.checkpoints.iter().enumerate() {
         let step = a.steps.get(k).copied().unwrap_or(k as u64 + 1);
-        let f = Features::load(path)?;
+        let f = crate::data::FeatureFile::open(path)?;
         let r = monitor.observe(step, &f)?;
         print(&r, &path.display().to_string());
     }

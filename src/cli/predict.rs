@@ -3,7 +3,7 @@
 
 use crate::cli::train_args::DeviceArgs;
 use crate::data::safetensors_io::{write_tensors, OutTensor};
-use crate::data::{Brain, Features};
+use crate::data::{Brain, FeatureSource};
 use crate::engine::estimator::prediction_coords;
 use crate::engine::{Estimator, Method};
 use crate::error::Result;
@@ -38,17 +38,17 @@ pub struct PredictArgs {
 }
 
 pub fn run(a: PredictArgs) -> Result<i32> {
-    let est = Estimator::new(Method::Factortopy, a.device.device, FitConfig::default());
+    let est = Estimator::new(Method::Factortopy, a.device.device, FitConfig { store: a.device.store, ..FitConfig::default() });
     est.validate()?;
     let (enc, record) = load_encoder(&a.encoder)?;
     let brain = a.brain.as_deref().map(Brain::load).transpose()?;
-    let features = Features::load(&a.features)?;
+    let features = crate::data::FeatureFile::open(&a.features)?;
     let coords = prediction_coords(&enc, &record, brain.as_ref())?;
     let pred = est.predict(&enc, coords, &features)?;
     let mut meta = BTreeMap::new();
-    meta.insert("model".to_string(), features.model.clone());
+    meta.insert("model".to_string(), features.model().to_string());
     meta.insert("encoder".to_string(), a.encoder.display().to_string());
-    if let Some(ids) = &features.stimulus_ids {
+    if let Some(ids) = features.stimulus_ids() {
         meta.insert("stimulus_ids".to_string(), serde_json::to_string(ids).expect("strings serialise"));
     }
     write_tensors(&a.out, &[("predictions".to_string(), OutTensor::from_array(&pred))], &meta)?;
@@ -56,7 +56,7 @@ pub fn run(a: PredictArgs) -> Result<i32> {
         "predicted {} voxels on {} images ({}) on {}",
         pred.shape[1],
         pred.shape[0],
-        features.model,
+        features.model(),
         est.device
     );
     println!("predictions: {}", a.out.display());

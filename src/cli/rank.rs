@@ -10,7 +10,7 @@ use clap::Args;
 use crate::cli::fit::parse_method;
 use crate::cli::progress::FitProgress;
 use crate::cli::train_args::{check_flags, describe_schedule, DeviceArgs, TrainArgs};
-use crate::data::{Brain, Features};
+use crate::data::{Brain, FeatureSource};
 use crate::error::{Error, Result};
 use crate::cli::uncertainty::UncertaintyArgs;
 use crate::engine::Method;
@@ -92,13 +92,15 @@ pub fn run(a: RankArgs) -> Result<i32> {
     }
     let brain = Brain::load(&a.brain)?;
     // Every network is fitted with the schedule for this probe-set size.
-    cfg.estimator.fit = a.train.config(brain.n_images());
+    cfg.estimator.fit = crate::model::FitConfig { store: a.device.store, ..a.train.config(brain.n_images()) };
     if a.method == Method::Factortopy && !a.quiet {
         eprintln!("{}", describe_schedule(a.train.preset, &cfg.estimator.fit));
     }
     let mut networks = Vec::with_capacity(a.features.len());
     for path in &a.features {
-        let f = Features::load(path)?;
+        // Headers only: each network's values are read when it is fitted, so one network is in
+        // memory at a time.
+        let f = crate::data::FeatureFile::open(path)?;
         crate::data::check_pair(&f, &path.display().to_string(), &brain, &a.brain.display().to_string())?;
         networks.push(f);
     }
@@ -106,7 +108,7 @@ pub fn run(a: RankArgs) -> Result<i32> {
     // Inputs checked; the destination before the fits (a failure from here on removes a folder
     // this run created while it is still empty).
     let out_dir = a.out.as_deref().map(crate::data::OutputDir::prepare).transpose()?;
-    let refs: Vec<&Features> = networks.iter().collect();
+    let refs: Vec<&dyn crate::data::FeatureSource> = networks.iter().map(|f| f as &dyn crate::data::FeatureSource).collect();
     let total = refs.len();
     let quiet = a.quiet;
     // One bar (terminal) or one line per epoch (otherwise) for each network's fit, prefixed with

@@ -43,7 +43,7 @@ pub fn run(a: ScoreArgs) -> Result<i32> {
     let est = Estimator {
         weighted: a.weighted,
         uncertainty: a.uncertainty.config(),
-        ..Estimator::new(Method::Factortopy, a.device.device, FitConfig::default())
+        ..Estimator::new(Method::Factortopy, a.device.device, FitConfig { store: a.device.store, ..FitConfig::default() })
     };
     est.validate()?;
     let (enc, record) = load_encoder(&a.encoder)?;

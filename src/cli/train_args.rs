@@ -2,17 +2,27 @@
 //! with presets), the device (`DeviceArgs`) and the schedule line.
 
 use crate::cli::uncertainty::UncertaintyArgs;
+use crate::data::Precision;
 use crate::engine::{Device, Estimator, Method};
 use crate::error::Result;
 use crate::model::{FieldNames, FitConfig, Preset, Resample};
 use clap::Args;
 
-/// The device flag of every command that fits or predicts.
+/// Where a command that fits or predicts runs, and how it holds the features there.
 #[derive(Args, Debug, Clone)]
 pub struct DeviceArgs {
     /// Where to run: `cpu` or `cuda:N` (a build with `--features cuda` and an NVIDIA driver).
     #[arg(long, value_name = "DEVICE", default_value = "cpu", value_parser = parse_device)]
     pub device: Device,
+    /// Precision the features are kept in: f32, f16 or bf16 (default: the precision of the
+    /// features file, so 16-bit files stay 16-bit). f16 halves an f32 file's memory; values are
+    /// widened to f32 where they are multiplied.
+    #[arg(long, value_name = "PRECISION", value_parser = parse_precision)]
+    pub store: Option<Precision>,
+}
+
+fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
+    s.parse::<Precision>().map_err(|e| e.to_string())
 }
 
 /// Only the syntax is checked here; whether the device can be used is the engine's check
@@ -118,7 +128,8 @@ pub fn estimator(
     weighted: bool,
     uncertainty: &UncertaintyArgs,
 ) -> Estimator {
-    Estimator { weighted, uncertainty: uncertainty.config(), ..Estimator::new(method, device.device, train.config(n_images)) }
+    let fit = FitConfig { store: device.store, ..train.config(n_images) };
+    Estimator { weighted, uncertainty: uncertainty.config(), ..Estimator::new(method, device.device, fit) }
 }
 
 /// Checks a command's flags and device before any input is read, naming settings as the flags

@@ -293,7 +293,7 @@ impl GpuTrainer {
         g: Arc<Gpu>,
         encoder: &Encoder,
         prepared: &PreparedFeatures,
-        responses: Option<&Tensor>,
+        responses: Option<&crate::data::Array>,
         pe: &Tensor,
         cfg: &FitConfig,
         opts: &GpuFitOptions,
@@ -302,7 +302,10 @@ impl GpuTrainer {
         prepared.check_matches(&spec)?;
         let n = prepared.n_images();
         if let Some(r) = responses {
-            let (n_resp, v_resp) = r.dims2()?;
+            let (n_resp, v_resp) = match r.shape[..] {
+                [a, b] => (a, b),
+                _ => (0, 0),
+            };
             if n_resp != n || v_resp != spec.n_voxels {
                 return Err(Error::mismatch(format!(
                     "responses are [{n_resp}, {v_resp}] but the features have {n} images and the encoder {} voxels",
@@ -329,12 +332,13 @@ impl GpuTrainer {
         let mut locals = Vec::with_capacity(l);
         let mut globals = Vec::with_capacity(l);
         for li in 0..l {
-            locals.push(Store::upload(&g, prepared.local(li), opts.feature_dtype)?);
-            globals.push(Store::upload(&g, prepared.global(li), opts.feature_dtype)?);
+            // 16-bit features are widened one layer at a time for the upload.
+            locals.push(Store::upload(&g, &prepared.local_f32(li)?, opts.feature_dtype)?);
+            globals.push(Store::upload(&g, &prepared.global_f32(li)?, opts.feature_dtype)?);
         }
         let can_train = responses.is_some();
         let responses = match responses {
-            Some(r) => s.clone_htod(&r.flatten_all()?.to_vec1::<f32>()?).map_err(cuda("uploading responses"))?,
+            Some(r) => s.clone_htod(&r.data).map_err(cuda("uploading responses"))?,
             None => zeros(1)?,
         };
         let pe = s.clone_htod(&pe.flatten_all()?.to_vec1::<f32>()?).map_err(cuda("uploading the positional encoding"))?;

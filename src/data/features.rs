@@ -30,13 +30,19 @@ pub struct Features {
 
 /// Reads an optional metadata key holding a JSON list of strings.
 pub(crate) fn json_string_list(file: &TensorFile, key: &str) -> Result<Option<Vec<String>>> {
-    match file.metadata().get(key) {
+    meta_string_list(&file.path, file.metadata(), key)
+}
+
+/// [`json_string_list`] from a file's metadata map.
+pub(crate) fn meta_string_list(
+    path: &Path,
+    meta: &std::collections::HashMap<String, String>,
+    key: &str,
+) -> Result<Option<Vec<String>>> {
+    match meta.get(key) {
         None => Ok(None),
         Some(s) => serde_json::from_str::<Vec<String>>(s).map(Some).map_err(|e| {
-            Error::data(
-                &file.path,
-                format!("metadata `{key}` is not a JSON list of strings: {}", one_line(&e)),
-            )
+            Error::data(path, format!("metadata `{key}` is not a JSON list of strings: {}", one_line(&e)))
         }),
     }
 }
@@ -89,6 +95,44 @@ fn parse_layer_name(name: &str) -> Option<(usize, &str)> {
     (i.to_string() == idx).then_some((i, kind))
 }
 
+/// The layers a features file holds, from its tensor names: per layer `0..L`, whether it has a
+/// stored global token. Refuses unknown `layers.*` names, a global without its local map and gaps
+/// in the indices.
+pub(crate) fn layer_slots(path: &Path, names: &[String]) -> Result<Vec<bool>> {
+    let err = |msg: String| Error::data(path, msg);
+    let mut slots: BTreeMap<usize, Slot> = BTreeMap::new();
+    for name in names {
+        if !name.starts_with("layers.") {
+            // Producers may store extras (e.g. logits); they are not ours to judge.
+            continue;
+        }
+        match parse_layer_name(name) {
+            Some((i, "local")) => slots.entry(i).or_default().local = true,
+            Some((i, "global")) => slots.entry(i).or_default().global = true,
+            _ => {
+                return Err(err(format!(
+                    "unexpected tensor `{name}`; layer tensors must be named \
+                     `layers.{{i}}.local` or `layers.{{i}}.global`"
+                )))
+            }
+        }
+    }
+    for (&i, slot) in &slots {
+        if !slot.local {
+            return Err(err(format!("layer {i} has no local map `layers.{i}.local`")));
+        }
+    }
+    let count = slots.keys().next_back().map_or(0, |&m| m + 1);
+    if let Some(missing) = (0..count).find(|i| !slots.contains_key(i)) {
+        return Err(err(format!(
+            "layer indices must run 0..L-1 without gaps: `layers.{missing}.local` is missing \
+             but `layers.{}.local` exists",
+            count - 1
+        )));
+    }
+    Ok(slots.values().map(|s| s.global).collect())
+}
+
 impl Features {
     /// Number of probe images N (0 when there are no layers).
     pub fn n_images(&self) -> usize {
@@ -109,12 +153,8 @@ impl Features {
         }
         let s = &layer.local.shape;
         let (n, c, hw) = (s[0], s[1], s[2] * s[3]);
-        let mut data = Vec::with_capacity(n * c);
-        for plane in layer.local.data.chunks_exact(hw.max(1)).take(n * c) {
-            // f64 accumulation: large grids of f16-origin values otherwise lose digits.
-            let sum: f64 = plane.iter().map(|&v| v as f64).sum();
-            data.push((sum / hw as f64) as f32);
-        }
+        let data: Vec<f32> =
+            crate::data::feature_source::spatial_means(&layer.local.data, hw).take(n * c).collect();
         Array { shape: vec![n, c], data }
     }
 
@@ -201,45 +241,17 @@ impl Features {
         Ok(())
     }
 
-    /// Loads and validates a features file (DESIGN §2).
+    /// Loads and validates a features file (DESIGN §2), every value decoded to f32 in memory.
+    /// Commands read large files through [`crate::data::FeatureFile`] instead, which reads only
+    /// what is used, a block at a time.
     pub fn load(path: &Path) -> Result<Features> {
         let file = TensorFile::open(path)?;
-        let err = |msg: String| Error::data(path, msg);
-        let mut slots: BTreeMap<usize, Slot> = BTreeMap::new();
-        for name in file.names() {
-            if !name.starts_with("layers.") {
-                // Producers may store extras (e.g. logits); they are not ours to judge.
-                continue;
-            }
-            match parse_layer_name(&name) {
-                Some((i, "local")) => slots.entry(i).or_default().local = true,
-                Some((i, "global")) => slots.entry(i).or_default().global = true,
-                _ => {
-                    return Err(err(format!(
-                        "unexpected tensor `{name}`; layer tensors must be named \
-                         `layers.{{i}}.local` or `layers.{{i}}.global`"
-                    )))
-                }
-            }
-        }
-        for (&i, slot) in &slots {
-            if !slot.local {
-                return Err(err(format!("layer {i} has no local map `layers.{i}.local`")));
-            }
-        }
-        let count = slots.keys().next_back().map_or(0, |&m| m + 1);
-        if let Some(missing) = (0..count).find(|i| !slots.contains_key(i)) {
-            return Err(err(format!(
-                "layer indices must run 0..L-1 without gaps: `layers.{missing}.local` is missing \
-                 but `layers.{}.local` exists",
-                count - 1
-            )));
-        }
+        let slots = layer_slots(path, &file.names())?;
+        let count = slots.len();
         let mut layers = Vec::with_capacity(count);
-        for (i, slot) in &slots {
+        for (i, &has_global) in slots.iter().enumerate() {
             let local = file.f32(&format!("layers.{i}.local"))?;
-            let global =
-                if slot.global { Some(file.f32(&format!("layers.{i}.global"))?) } else { None };
+            let global = if has_global { Some(file.f32(&format!("layers.{i}.global"))?) } else { None };
             layers.push(LayerFeatures { local, global });
         }
         let model = match file.metadata().get("model") {

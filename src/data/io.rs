@@ -62,12 +62,9 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Reads a whole input file into memory: the one way the library reads a user's file.
-///
-/// Only regular files are read, since `/dev/zero` never ends, a FIFO blocks until a writer comes
-/// and a directory has no bytes; files over [`limits::MAX_FILE_BYTES`] are refused, and the buffer
-/// is allocated fallibly (a file larger than free memory is [`Error::Memory`], not an abort).
-pub fn read_input(path: &Path) -> Result<Vec<u8>> {
+/// Opens an input file for reading, refusing anything that is not a regular file (a directory,
+/// device, FIFO or socket) before and after opening it.
+pub fn open_input(path: &Path) -> Result<File> {
     let not_regular = |what: &str| {
         Error::data(path, format!("is {what}, not a regular file; factortopy reads only regular files"))
     };
@@ -86,12 +83,24 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>> {
     if let Some(what) = kind(&meta) {
         return Err(not_regular(what));
     }
-    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let f = File::open(path).map_err(|e| Error::io(path, e))?;
     // Checked again on the open file: the path may have been replaced in between.
     let meta = f.metadata().map_err(|e| Error::io(path, e))?;
     if let Some(what) = kind(&meta) {
         return Err(not_regular(what));
     }
+    Ok(f)
+}
+
+/// Reads a whole input file into memory (large feature files are read through
+/// [`crate::data::TensorIndex`] instead, a block at a time).
+///
+/// Only regular files are read, since `/dev/zero` never ends, a FIFO blocks until a writer comes
+/// and a directory has no bytes; files over [`limits::MAX_FILE_BYTES`] are refused, and the buffer
+/// is allocated fallibly (a file larger than free memory is [`Error::Memory`], not an abort).
+pub fn read_input(path: &Path) -> Result<Vec<u8>> {
+    let mut f = open_input(path)?;
+    let meta = f.metadata().map_err(|e| Error::io(path, e))?;
     let len = meta.len();
     if len > limits::MAX_FILE_BYTES {
         return Err(Error::data(

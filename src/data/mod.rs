@@ -4,15 +4,21 @@
 pub mod algonauts;
 pub mod array;
 pub mod brain;
+pub mod feature_source;
 pub mod features;
 pub mod io;
 pub mod limits;
 pub mod npy;
+pub mod precision;
 pub mod safetensors_io;
+pub mod tensor_index;
 
 pub use array::Array;
 pub use brain::Brain;
+pub use feature_source::{FeatureFile, FeatureSource};
 pub use features::{Features, LayerFeatures};
+pub use precision::{Precision, Store};
+pub use tensor_index::TensorIndex;
 pub use io::{atomic_write, ensure_output_dir, write_into, OutputDir};
 pub use npy::{npy_bytes, read_npy, read_npy_i64, write_npy};
 pub use safetensors_io::{serialize_tensors, write_tensors, OutTensor, TensorFile};
@@ -22,7 +28,7 @@ use crate::error::{Error, Result};
 /// Checks that a features file and a brain file describe the same probe images: the same count
 /// and, when both carry `stimulus_ids`, the same ids in the same order.
 pub fn check_pair(
-    features: &Features,
+    features: &dyn FeatureSource,
     features_origin: &str,
     brain: &Brain,
     brain_origin: &str,
@@ -33,7 +39,7 @@ pub fn check_pair(
             "{features_origin} has {nf} images but {brain_origin} has {nb}"
         )));
     }
-    if let (Some(a), Some(b)) = (&features.stimulus_ids, &brain.stimulus_ids) {
+    if let (Some(a), Some(b)) = (features.stimulus_ids(), brain.stimulus_ids.as_deref()) {
         if let Some(i) = (0..a.len().min(b.len())).find(|&i| a[i] != b[i]) {
             return Err(Error::mismatch(format!(
                 "`stimulus_ids` differ at position {i}: {features_origin} has {:?} but \

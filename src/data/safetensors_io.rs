@@ -34,7 +34,7 @@ pub struct TensorFile {
     entries: HashMap<String, Entry>,
 }
 
-fn corrupt(path: &Path, why: impl std::fmt::Display) -> Error {
+pub(crate) fn corrupt(path: &Path, why: impl std::fmt::Display) -> Error {
     // serde_json messages can span lines in rare cases; the contract is one-line errors.
     let why = why.to_string().replace('\n', " ");
     Error::data(path, format!("truncated or corrupt safetensors file: {why}"))
@@ -116,6 +116,12 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<()> {
     let Ok(text) = std::str::from_utf8(header) else {
         return Ok(());
     };
+    check_header_text(path, text, (bytes.len() - 8 - header.len()) as u64)
+}
+
+/// [`check_header`] on the header's JSON text, for a file whose data section holds `data_len`
+/// bytes.
+pub(crate) fn check_header_text(path: &Path, text: &str, data_len: u64) -> Result<()> {
     if let Err(e) = serde_json::from_str::<NoDuplicateKeys>(text) {
         if e.is_data() {
             return Err(corrupt(path, format!("header: {e}")));
@@ -126,7 +132,6 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<()> {
     let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) else {
         return Ok(());
     };
-    let data_len = bytes.len() - 8 - header.len();
     for (name, info) in &map {
         if name == "__metadata__" {
             continue;
@@ -150,7 +155,7 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<()> {
         let [start, end] = offsets[..] else {
             return Err(bad(format!("has {} data offsets; expected 2", offsets.len())));
         };
-        if start > end || end > data_len as u64 {
+        if start > end || end > data_len {
             return Err(bad(format!(
                 "data offsets [{start}, {end}] are outside the file's {data_len} data bytes"
             )));
@@ -165,6 +170,29 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Decodes little-endian floating-point values (F32, F16, BF16 or F64) to f32, appending to
+/// `out`; `None` for any other dtype. F64 values beyond the f32 range become infinite and are
+/// caught by the loaders' finiteness checks.
+pub(crate) fn decode_f32(dtype: Dtype, raw: &[u8], out: &mut Vec<f32>) -> Option<()> {
+    match dtype {
+        Dtype::F32 => out.extend(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        Dtype::F16 => out.extend(raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())),
+        Dtype::BF16 => out.extend(raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())),
+        Dtype::F64 => out.extend(
+            raw.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32),
+        ),
+        _ => return None,
+    }
+    Some(())
+}
+
+pub(crate) fn not_float(path: &Path, name: &str, dtype: Dtype) -> Error {
+    Error::data(
+        path,
+        format!("tensor `{name}` has dtype {dtype}; expected a floating-point dtype (F32, F16, BF16 or F64)"),
+    )
 }
 
 impl TensorFile {
@@ -246,34 +274,8 @@ impl TensorFile {
     pub fn f32(&self, name: &str) -> Result<Array> {
         let e = self.entry(name)?;
         let raw = self.raw(e);
-        let data: Vec<f32> = match e.dtype {
-            Dtype::F32 => {
-                raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-            }
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::F64 => raw
-                .chunks_exact(8)
-                .map(|c| {
-                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
-                })
-                .collect(),
-            other => {
-                return Err(Error::data(
-                    &self.path,
-                    format!(
-                        "tensor `{name}` has dtype {other}; expected a floating-point dtype \
-                         (F32, F16, BF16 or F64)"
-                    ),
-                ))
-            }
-        };
+        let mut data = crate::data::limits::try_with_capacity(name, raw.len() / (e.dtype.bitsize() / 8).max(1))?;
+        decode_f32(e.dtype, raw, &mut data).ok_or_else(|| not_float(&self.path, name, e.dtype))?;
         Ok(Array { shape: e.shape.clone(), data })
     }
 

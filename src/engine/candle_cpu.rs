@@ -123,8 +123,9 @@ pub fn objective(
     step: usize,
 ) -> Result<Tensor> {
     let (locals, globals) = prepared.batch(batch)?;
-    let ids = Tensor::from_vec(batch.iter().map(|&i| i as u32).collect::<Vec<_>>(), batch.len(), &Device::Cpu)?;
-    let target = bt.responses.index_select(&ids, 0)?;
+    let v = bt.responses.shape.get(1).copied().unwrap_or(0);
+    let rows = crate::engine::trainer::rows(&bt.responses.data, v, batch);
+    let target = Tensor::from_vec(rows, (batch.len(), v), &Device::Cpu)?;
     let sel = encoder.selectors(&bt.pe)?;
     let maps = encoder.align(&locals, &globals)?;
     let pred = encoder.predict(&maps, &sel, cfg.readout)?;

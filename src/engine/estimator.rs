@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::baseline::{fit_ridge_baseline, LayerSummary, RidgeBaseline, RidgeBaselineConfig};
-use crate::data::{Array, Brain, Features};
+use crate::data::{Array, Brain, FeatureSource};
 use crate::engine::candle_cpu::CandleTrainer;
 use crate::engine::fast_cpu::FastCpuTrainer;
 use crate::engine::device::Device;
@@ -242,7 +242,7 @@ impl Estimator {
     }
 
     /// Fits `features` to `brain` and scores the result on the held-out images.
-    pub fn fit(&self, features: &Features, brain: &Brain, mut on_event: OnEvent<'_>) -> Result<Fitted> {
+    pub fn fit(&self, features: &dyn FeatureSource, brain: &Brain, mut on_event: OnEvent<'_>) -> Result<Fitted> {
         self.validate()?;
         if self.uncertainty.bias_correction != BiasCorrection::None {
             return Err(Error::invalid(format!(
@@ -251,6 +251,12 @@ impl Estimator {
             )));
         }
         crate::data::check_pair(features, "features", brain, "brain")?;
+        // Before anything is allocated from the inputs' sizes.
+        match self.method {
+            Method::Ridge => crate::engine::memory::ridge_need(features, brain.n_voxels(), self.fit.val_fraction),
+            Method::Factortopy => crate::engine::memory::fit_need(features, brain.n_voxels(), &self.fit),
+        }
+        .check()?;
         match self.method {
             Method::Ridge => {
                 let mut layer_cb = |s: &LayerSummary| {
@@ -280,9 +286,9 @@ impl Estimator {
                 let (r2, pearson) = heldout.scores();
                 let selections = predictor.selections().clone();
                 let mut report = Report::compute(
-                    &features.model,
+                    features.model(),
                     Method::Factortopy.name(),
-                    &features.layer_names,
+                    features.layer_names(),
                     &selections,
                     &r2,
                     &pearson,
@@ -319,7 +325,7 @@ impl Estimator {
     /// numbers' intervals are extrapolated to no noise (kind `simex`): K·(1 + 3) fits in all.
     pub fn fit_seeds(
         &self,
-        features: &Features,
+        features: &dyn FeatureSource,
         brain: &Brain,
         n_seeds: usize,
         mut on_event: OnEvent<'_>,
@@ -408,9 +414,8 @@ impl Estimator {
             return Err(Error::invalid(format!("method {} does not train an encoder", self.method)));
         }
         self.validate()?;
-        let responses = bt.responses.flatten_all()?.to_vec1::<f32>()?;
         let mut trainer = self.trainer(&encoder, prepared, bt)?;
-        train_loop(trainer.as_mut(), encoder, &responses, split, &self.fit, start_step, progress)
+        train_loop(trainer.as_mut(), encoder, &bt.responses.data, split, &self.fit, start_step, progress)
     }
 
     /// The device's trainer, starting from `encoder`.
@@ -443,10 +448,10 @@ impl Estimator {
 
     /// Predicted responses `[N, V]` of a fixed encoder for every image of `features`, at the
     /// voxels `coords` `[V, 3]` (see [`prediction_coords`]).
-    pub fn predict(&self, enc: &Encoder, coords: &Array, features: &Features) -> Result<Array> {
+    pub fn predict(&self, enc: &Encoder, coords: &Array, features: &dyn FeatureSource) -> Result<Array> {
         self.validate()?;
-        features.validate("features")?;
-        let widths: Vec<usize> = features.layers.iter().map(|l| l.local.shape[1]).collect();
+        features.check()?;
+        let widths = features.widths();
         if widths != enc.spec.widths {
             return Err(Error::mismatch(format!(
                 "the encoder was fitted on layers of widths {:?}, the features have widths {widths:?}",
@@ -461,31 +466,50 @@ impl Estimator {
         }
         let pe = enc.spec.coord_norm.encode(coords)?;
         let pe = candle_core::Tensor::from_vec(pe.data, pe.shape.as_slice(), &candle_core::Device::Cpu)?;
-        let prepared = PreparedFeatures::for_encoder(features, &enc.spec)?;
-        let pred = self.predictor(enc, &pe)?.predict_all(&prepared)?;
-        Array::new(vec![prepared.n_images(), enc.spec.n_voxels], pred)
+        let (n, v) = (features.n_images(), enc.spec.n_voxels);
+        let cfg = FitConfig { grid: enc.spec.grid, d: enc.spec.d, ..self.fit.clone() };
+        // The predictions, and the two copies a caller's file writer makes of them.
+        let mut need = crate::engine::memory::predict_need("predict", features, PREDICT_BLOCK.min(n), v, &cfg, 0);
+        need.items.push(("predictions".into(), 3 * 4 * n as u128 * v as u128));
+        need.check()?;
+        let predictor = self.predictor(enc, &pe)?;
+        let count = crate::data::limits::elements("predictions [N, V]", &[n, v])?;
+        let mut out: Vec<f32> = crate::data::limits::try_with_capacity("predictions [N, V]", count)?;
+        // A block of images at a time: only that block's features are read and resampled, so
+        // the predictions are the only thing that grows with the probe set.
+        for block in (0..n).step_by(PREDICT_BLOCK) {
+            let idx: Vec<usize> = (block..(block + PREDICT_BLOCK).min(n)).collect();
+            let prepared = PreparedFeatures::for_images_in(features, &idx, &enc.spec, self.fit.store)?;
+            out.extend(predictor.predict_all(&prepared)?);
+        }
+        Array::new(vec![n, v], out)
     }
 
     /// Recomputes the report of a saved encoder on the held-out images it was validated on
     /// (the split recreated from its record).
-    pub fn score(&self, enc: &Encoder, record: &FitRecord, features: &Features, brain: &Brain) -> Result<Scored> {
+    pub fn score(&self, enc: &Encoder, record: &FitRecord, features: &dyn FeatureSource, brain: &Brain) -> Result<Scored> {
         crate::data::check_pair(features, "features", brain, "brain")?;
         check_encoder_inputs(enc, features, brain)?;
         let seed = record.summary.as_ref().map(|s| s.seed).unwrap_or(0);
-        let prepared = PreparedFeatures::for_encoder(features, &enc.spec)?;
-        let bt = BrainTensors::new(brain, Some(enc.spec.coord_norm))?;
-        let split = Split::new(prepared.n_images(), record.val_fraction, seed)?;
-        let predictor = self.predictor(enc, &bt.pe)?;
-        let pred = predictor.predict(&prepared, &split.val)?;
+        let split = Split::new(features.n_images(), record.val_fraction, seed)?;
+        let cfg = FitConfig { grid: enc.spec.grid, d: enc.spec.d, ..self.fit.clone() };
+        crate::engine::memory::predict_need("score", features, split.val.len(), enc.spec.n_voxels, &cfg, 3).check()?;
+        // Only the held-out images are read and resampled: they are all the score uses.
+        let prepared = PreparedFeatures::for_images_in(features, &split.val, &enc.spec, self.fit.store)?;
+        let pe = enc.spec.coord_norm.encode(&brain.coords)?;
+        let pe = candle_core::Tensor::from_vec(pe.data, pe.shape.as_slice(), &candle_core::Device::Cpu)?;
+        let predictor = self.predictor(enc, &pe)?;
+        let local: Vec<usize> = (0..split.val.len()).collect();
+        let pred = predictor.predict(&prepared, &local)?;
         let v = enc.spec.n_voxels;
         let target = crate::engine::trainer::rows(&brain.responses.data, v, &split.val);
         let heldout = HeldOut::new(&pred, &target, split.val.len(), v)?;
         let (r2, pearson) = heldout.scores();
         let selections = predictor.selections().clone();
         let report = Report::compute(
-            &features.model,
+            features.model(),
             Method::Factortopy.name(),
-            &features.layer_names,
+            features.layer_names(),
             &selections,
             &r2,
             &pearson,
@@ -497,6 +521,9 @@ impl Estimator {
         Ok(Scored { selections, r2, pearson, report })
     }
 }
+
+/// Images prepared and predicted at once by [`Estimator::predict`].
+const PREDICT_BLOCK: usize = 256;
 
 /// The voxel coordinates to predict at: the brain's when one is given (it must have the
 /// encoder's voxel count), otherwise those saved with the encoder.
@@ -521,8 +548,8 @@ pub fn prediction_coords<'a>(enc: &Encoder, record: &'a FitRecord, brain: Option
 }
 
 /// Checks that a saved encoder can read these features and predict this brain.
-pub fn check_encoder_inputs(enc: &Encoder, features: &Features, brain: &Brain) -> Result<()> {
-    let widths: Vec<usize> = features.layers.iter().map(|l| l.local.shape[1]).collect();
+pub fn check_encoder_inputs(enc: &Encoder, features: &dyn FeatureSource, brain: &Brain) -> Result<()> {
+    let widths = features.widths();
     if widths != enc.spec.widths {
         return Err(Error::mismatch(format!(
             "the encoder was fitted on layers of widths {:?}, the features have widths {widths:?}",

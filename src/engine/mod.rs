@@ -17,6 +17,7 @@ pub mod device;
 pub mod epochs;
 pub mod estimator;
 pub mod fast_cpu;
+pub mod memory;
 pub mod outcome;
 pub mod predict;
 pub mod trainer;

@@ -575,14 +575,14 @@ unsafe fn rank(
     let (device, o) = unsafe { device_and_options(b, options, device, fit_options_for_images) }?;
     // SAFETY: non-NULL and valid for `n_networks` reads by the caller's contract.
     let ptrs = unsafe { std::slice::from_raw_parts(networks, n_networks) };
-    let mut nets: Vec<&Features> = Vec::with_capacity(n_networks);
+    let mut nets: Vec<&dyn crate::data::FeatureSource> = Vec::with_capacity(n_networks);
     for (i, &p) in ptrs.iter().enumerate() {
         nets.push(&handle(p, &format!("networks[{i}]"))?.inner);
     }
     let method = crate::ffi::rank::method_of(method)?;
     let cfg = RankConfig { estimator: fit_estimator(method, device, &o, resample)? };
     for (i, f) in nets.iter().enumerate() {
-        f.validate(&format!("networks[{i}]"))?;
+        f.check_images(&format!("networks[{i}]"), None)?;
     }
     let ranking = rank_with_progress(&b.inner, &nets, &cfg, None, None)?;
     *out = c_string(ranking.to_json());

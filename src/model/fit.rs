@@ -2,7 +2,7 @@
 //! the brain as tensors, the fresh starting point and the summary. The training loop that uses
 //! them is `crate::engine`.
 
-use crate::data::{Brain, Features};
+use crate::data::{Brain, FeatureSource, Precision};
 use crate::error::{Error, Result};
 use crate::model::encoder::{Encoder, EncoderSpec, Readout};
 use crate::model::posenc::CoordNorm;
@@ -46,6 +46,10 @@ pub struct FitConfig {
     pub readout: Readout,
     /// How each layer's map is resized to the grid (§3.1 is `Bilinear`; see `model::resample`).
     pub resample: Resample,
+    /// The precision the resampled features are kept in while fitting (`None`: the precision
+    /// they arrive in, so 16-bit features stay 16-bit); they are widened to f32 an image at a
+    /// time where they are multiplied.
+    pub store: Option<Precision>,
 }
 
 impl Default for FitConfig {
@@ -69,6 +73,7 @@ impl Default for FitConfig {
             max_seconds: None,
             readout: Readout::Fused,
             resample: Resample::Auto,
+            store: None,
         }
     }
 }
@@ -211,8 +216,9 @@ pub struct Progress {
 
 /// The brain side of a fit: z-scored responses as a tensor plus the positional encoding.
 pub struct BrainTensors {
-    /// `[N, V]`.
-    pub responses: Tensor,
+    /// `[N, V]`, row-major (host values: the trainers borrow them, so a subject's responses
+    /// are held once here and once in the brain, not once per trainer).
+    pub responses: crate::data::Array,
     /// `[V, 192]`.
     pub pe: Tensor,
     pub coord_norm: CoordNorm,
@@ -227,7 +233,7 @@ impl BrainTensors {
         let pe = norm.encode(&brain.coords)?;
         let dev = Device::Cpu;
         Ok(Self {
-            responses: Tensor::from_vec(brain.responses.data.clone(), brain.responses.shape.as_slice(), &dev)?,
+            responses: brain.responses.clone(),
             pe: Tensor::from_vec(pe.data, pe.shape.as_slice(), &dev)?,
             coord_norm: norm,
         })
@@ -257,8 +263,8 @@ pub struct FitStart {
 }
 
 impl FitStart {
-    pub fn new(features: &Features, brain: &Brain, cfg: &FitConfig) -> Result<Self> {
-        let prepared = PreparedFeatures::new(features, cfg.grid, cfg.resample)?;
+    pub fn new(features: &dyn FeatureSource, brain: &Brain, cfg: &FitConfig) -> Result<Self> {
+        let prepared = PreparedFeatures::new(features, cfg.grid, cfg.resample, cfg.store)?;
         let bt = BrainTensors::new(brain, None)?;
         let spec = EncoderSpec {
             widths: prepared.widths().to_vec(),
@@ -267,8 +273,8 @@ impl FitStart {
             resample: cfg.resample,
             n_voxels: brain.n_voxels(),
             coord_norm: bt.coord_norm,
-            layer_names: features.layer_names.clone(),
-            model: features.model.clone(),
+            layer_names: features.layer_names().to_vec(),
+            model: features.model().to_string(),
         };
         let encoder = Encoder::new(spec, cfg.seed)?;
         let split = Split::new(prepared.n_images(), cfg.val_fraction, cfg.seed)?;

@@ -30,11 +30,11 @@ pub fn tiny(seed: u64, grid: usize, d: usize) -> (PreparedFeatures, BrainTensors
     };
     let responses = arr(vec![n, v]);
     let coords = arr(vec![v, 3]);
-    let prepared = PreparedFeatures::new(&features, grid, crate::model::Resample::Bilinear).expect("valid features");
+    let prepared = PreparedFeatures::new(&features, grid, crate::model::Resample::Bilinear, None).expect("valid features");
     let norm = CoordNorm::from_coords(&coords).expect("spread coordinates");
     let pe = norm.encode(&coords).expect("finite coordinates");
     let bt = BrainTensors {
-        responses: Tensor::from_vec(responses.data, (n, v), &cpu).expect("shape"),
+        responses,
         pe: Tensor::from_vec(pe.data, pe.shape.as_slice(), &cpu).expect("shape"),
         coord_norm: norm,
     };

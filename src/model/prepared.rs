@@ -3,34 +3,23 @@
 //! score, prediction and monitor observation prepares its features here, with the resampling
 //! its settings or its encoder name; `resample::Resample::kernel` decides what that means.
 
-use crate::data::Features;
+use std::borrow::Cow;
+
+use crate::data::feature_source::{image_blocks, spatial_means};
+use crate::data::{FeatureSource, Precision, Store};
 use crate::error::{Error, Result};
 use crate::model::encoder::EncoderSpec;
-use crate::model::resample::{resample_cells_into, Resample};
+use crate::model::resample::{resample_cells_slice, Resample};
 use candle_core::{Device, Tensor};
-
-/// The number of images, once every layer is checked to be a `[N, C, H, W]` map of the same
-/// `N` (before anything is allocated from those sizes).
-fn check_layers(features: &Features) -> Result<usize> {
-    let Some(first) = features.layers.first() else {
-        return Err(Error::invalid("the feature set has no layers"));
-    };
-    let n_all = first.local.shape.first().copied().unwrap_or(0);
-    for (l, layer) in features.layers.iter().enumerate() {
-        let local = &layer.local;
-        if local.ndim() != 4 || local.shape[0] != n_all {
-            return Err(Error::invalid(format!(
-                "layer {l}: local map must be [N={n_all}, C, H, W], got {:?}",
-                local.shape
-            )));
-        }
-    }
-    Ok(n_all)
-}
 
 /// A feature set resampled to an encoder's grid, as every trainer and predictor reads it. Only
 /// the constructors and [`PreparedFeatures::refill`] write it, so its sizes and buffers always
 /// agree; the rest of the crate reads it through the accessors.
+///
+/// The values are kept in a [`Precision`] (by default the one they arrive in: 16-bit features
+/// stay 16-bit) and widened to f32 an image at a time where they are multiplied
+/// ([`PreparedFeatures::local_image`]), so a subject-scale set takes the bytes of its file and
+/// no more.
 #[derive(Debug, Clone)]
 pub struct PreparedFeatures {
     n_images: usize,
@@ -40,25 +29,45 @@ pub struct PreparedFeatures {
     widths: Vec<usize>,
     /// Per layer `[N, G·G, C_l]`, row-major. Plain buffers, not tensors, so that
     /// [`PreparedFeatures::refill`] can write the next checkpoint's images into them.
-    locals: Vec<Vec<f32>>,
+    locals: Vec<Store>,
     /// Per layer `[N, C_l]`.
-    globals: Vec<Vec<f32>>,
+    globals: Vec<Store>,
+}
+
+/// Bytes a prepared feature set of `n` images takes for layers of `widths` at grid `g` in
+/// `precision` (the memory estimate's main term).
+pub fn prepared_bytes(n: usize, widths: &[usize], g: usize, precision: Precision) -> u128 {
+    widths.iter().map(|&c| n as u128 * (g * g + 1) as u128 * c as u128).sum::<u128>() * precision.bytes() as u128
 }
 
 impl PreparedFeatures {
-    /// The features as an encoder with `spec` reads them (its grid and resampling).
-    pub fn for_encoder(features: &Features, spec: &EncoderSpec) -> Result<Self> {
-        Self::new(features, spec.grid, spec.resample)
+    /// The features as an encoder with `spec` reads them (its grid and resampling), kept in the
+    /// precision they arrive in.
+    pub fn for_encoder(features: &dyn FeatureSource, spec: &EncoderSpec) -> Result<Self> {
+        Self::new(features, spec.grid, spec.resample, None)
     }
 
-    pub fn new(features: &Features, grid: usize, method: Resample) -> Result<Self> {
-        Self::build(features, None, grid, method)
+    /// Every image of `features` resampled to `grid` with `method`, stored in `precision`
+    /// (`None`: the precision the features arrive in).
+    pub fn new(features: &dyn FeatureSource, grid: usize, method: Resample, precision: Option<Precision>) -> Result<Self> {
+        Self::build(features, None, grid, method, precision)
     }
 
-    /// Only the images `idx` of `features`, in that order (the monitor's held-out images), as
-    /// an encoder with `spec` reads them: the other images are neither copied nor resampled.
-    pub fn for_images(features: &Features, idx: &[usize], spec: &EncoderSpec) -> Result<Self> {
-        Self::build(features, Some(idx), spec.grid, spec.resample)
+    /// Only the images `idx` of `features`, in that order (the monitor's and `score`'s held-out
+    /// images), as an encoder with `spec` reads them: the other images are neither read nor
+    /// resampled.
+    pub fn for_images(features: &dyn FeatureSource, idx: &[usize], spec: &EncoderSpec) -> Result<Self> {
+        Self::build(features, Some(idx), spec.grid, spec.resample, None)
+    }
+
+    /// [`PreparedFeatures::for_images`] in a chosen precision.
+    pub fn for_images_in(
+        features: &dyn FeatureSource,
+        idx: &[usize],
+        spec: &EncoderSpec,
+        precision: Option<Precision>,
+    ) -> Result<Self> {
+        Self::build(features, Some(idx), spec.grid, spec.resample, precision)
     }
 
     /// Images N.
@@ -81,26 +90,76 @@ impl PreparedFeatures {
         &self.widths
     }
 
-    /// Layer `l`'s resampled local maps `[N, G·G, C_l]`, row-major.
-    pub fn local(&self, l: usize) -> &[f32] {
-        &self.locals[l]
+    /// The precision the values are kept in.
+    pub fn precision(&self) -> Precision {
+        self.locals.first().map_or(Precision::F32, Store::precision)
     }
 
-    /// Layer `l`'s global tokens `[N, C_l]`, row-major.
-    pub fn global(&self, l: usize) -> &[f32] {
-        &self.globals[l]
+    /// Bytes the values take.
+    pub fn bytes(&self) -> usize {
+        self.locals.iter().chain(&self.globals).map(Store::bytes).sum()
     }
 
-    fn build(features: &Features, idx: Option<&[usize]>, grid: usize, method: Resample) -> Result<Self> {
-        let n = idx.map_or(check_layers(features)?, <[usize]>::len);
-        let mut widths = Vec::with_capacity(features.layers.len());
-        let mut locals = Vec::with_capacity(features.layers.len());
-        let mut globals = Vec::with_capacity(features.layers.len());
-        for layer in &features.layers {
-            let c = layer.local.shape.get(1).copied().unwrap_or(0);
+    /// Image `img`'s layer `l` local map `[G·G, C_l]` as f32: the stored values when they are
+    /// f32, otherwise widened into `scratch`.
+    pub fn local_image<'s>(&'s self, l: usize, img: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
+        let row = self.grid * self.grid * self.widths[l];
+        Self::row(&self.locals[l], img * row, row, scratch)
+    }
+
+    /// Image `img`'s layer `l` global token `[C_l]` as f32 (see [`PreparedFeatures::local_image`]).
+    pub fn global_image<'s>(&'s self, l: usize, img: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
+        let row = self.widths[l];
+        Self::row(&self.globals[l], img * row, row, scratch)
+    }
+
+    fn row<'s>(store: &'s Store, at: usize, len: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
+        if let Some(v) = store.as_f32() {
+            return &v[at..at + len];
+        }
+        scratch.resize(len, 0.0);
+        store.read(at, scratch);
+        scratch
+    }
+
+    /// Layer `l`'s resampled local maps `[N, G·G, C_l]` as f32 (borrowed when stored as f32, a
+    /// widened copy otherwise: the GPU upload).
+    pub fn local_f32(&self, l: usize) -> Result<Cow<'_, [f32]>> {
+        Ok(match self.locals[l].as_f32() {
+            Some(v) => Cow::Borrowed(v),
+            None => Cow::Owned(self.locals[l].to_f32()?),
+        })
+    }
+
+    /// Layer `l`'s global tokens `[N, C_l]` as f32 (see [`PreparedFeatures::local_f32`]).
+    pub fn global_f32(&self, l: usize) -> Result<Cow<'_, [f32]>> {
+        Ok(match self.globals[l].as_f32() {
+            Some(v) => Cow::Borrowed(v),
+            None => Cow::Owned(self.globals[l].to_f32()?),
+        })
+    }
+
+    fn build(
+        features: &dyn FeatureSource,
+        idx: Option<&[usize]>,
+        grid: usize,
+        method: Resample,
+        precision: Option<Precision>,
+    ) -> Result<Self> {
+        let n_layers = features.n_layers();
+        if n_layers == 0 {
+            return Err(Error::invalid("the feature set has no layers"));
+        }
+        let n = idx.map_or(features.n_images(), <[usize]>::len);
+        let precision = precision.unwrap_or_else(|| features.precision());
+        let mut widths = Vec::with_capacity(n_layers);
+        let mut locals = Vec::with_capacity(n_layers);
+        let mut globals = Vec::with_capacity(n_layers);
+        for l in 0..n_layers {
+            let c = features.local_shape(l)[1];
             let count = crate::data::limits::elements("resampled local map [N, G·G, C]", &[n, grid, grid, c])?;
-            locals.push(crate::data::limits::try_zeroed("resampled local map", count)?);
-            globals.push(crate::data::limits::try_zeroed("global tokens", n * c)?);
+            locals.push(Store::zeroed("resampled local map", precision, count)?);
+            globals.push(Store::zeroed("global tokens", precision, n * c)?);
             widths.push(c);
         }
         let mut p = Self { n_images: n, grid, resample: method, widths, locals, globals };
@@ -111,8 +170,8 @@ impl PreparedFeatures {
     /// Replaces the contents with the images `idx` of `features` (the same images, network
     /// shape, grid and resampling as these were prepared with; the monitor's next checkpoint),
     /// reusing the buffers. On an error the contents are undefined: drop them.
-    pub fn refill(&mut self, features: &Features, idx: &[usize]) -> Result<()> {
-        let widths: Vec<usize> = features.layers.iter().map(|l| l.local.shape.get(1).copied().unwrap_or(0)).collect();
+    pub fn refill(&mut self, features: &dyn FeatureSource, idx: &[usize]) -> Result<()> {
+        let widths = features.widths();
         if idx.len() != self.n_images || widths != self.widths {
             return Err(Error::mismatch(format!(
                 "features to refill: {} images of widths {widths:?}, prepared for {} images of widths {:?}",
@@ -125,30 +184,67 @@ impl PreparedFeatures {
     }
 
     /// Resamples the images `idx` (all when `None`) of every layer into the buffers, which have
-    /// the sizes `build` gave them.
-    fn fill(&mut self, features: &Features, idx: Option<&[usize]>) -> Result<()> {
-        let n_all = check_layers(features)?;
+    /// the sizes `build` gave them. Layers already in memory as f32 are resampled in one pass;
+    /// the others are read a block of images at a time, so no more than one block of the
+    /// source is ever held beside the result.
+    fn fill(&mut self, features: &dyn FeatureSource, idx: Option<&[usize]>) -> Result<()> {
+        let n_all = features.n_images();
+        for l in 0..features.n_layers() {
+            let [n, c, h, w] = features.local_shape(l);
+            if n != n_all || c != self.widths[l] {
+                return Err(Error::invalid(format!(
+                    "layer {l}: local map must be [N={n_all}, C={}, H, W], got [{n}, {c}, {h}, {w}]",
+                    self.widths[l]
+                )));
+            }
+        }
         if let Some(&i) = idx.and_then(|idx| idx.iter().find(|&&i| i >= n_all)) {
             return Err(Error::invalid(format!("image index {i} out of range for {n_all} images")));
         }
         let (grid, method) = (self.grid, self.resample);
-        for (l, layer) in features.layers.iter().enumerate() {
-            let local = &layer.local;
-            let c = local.shape[1];
-            resample_cells_into(local, idx, grid, method, &mut self.locals[l])?;
-            let g = features.global(l);
-            if g.shape != [n_all, c] {
-                return Err(Error::invalid(format!(
-                    "layer {l}: global token must be [{n_all}, {c}], got {:?}",
-                    g.shape
-                )));
+        let mut cells: Vec<f32> = Vec::new();
+        for l in 0..features.n_layers() {
+            let shape @ [_, c, h, w] = features.local_shape(l);
+            let stored = features.stored_global(l)?;
+            let local = &mut self.locals[l];
+            let global = &mut self.globals[l];
+            match (features.local_in_memory(l), idx) {
+                (Some(all), _) if local.as_f32().is_some() => {
+                    // The in-memory fast path: straight into the buffer, in parallel over images.
+                    let Store::F32(dst) = local else { unreachable!("checked f32") };
+                    resample_cells_slice(all, shape, idx, grid, method, dst)?;
+                    if stored.is_none() {
+                        let hw = h * w;
+                        let images: Box<dyn Iterator<Item = usize>> = match idx {
+                            Some(idx) => Box::new(idx.iter().copied()),
+                            None => Box::new(0..n_all),
+                        };
+                        for (o, i) in images.enumerate() {
+                            let means: Vec<f32> = spatial_means(&all[i * c * hw..(i + 1) * c * hw], hw).collect();
+                            global.write(o * c, &means);
+                        }
+                    }
+                }
+                (_, None) => {
+                    for images in image_blocks(n_all, c * h * w) {
+                        let block = features.local_rows(l, images.clone())?;
+                        put_block(local, stored.is_none().then_some(&mut *global), images.start, &block, [images.len(), c, h, w], (grid, method), &mut cells)?;
+                    }
+                }
+                (_, Some(idx)) => {
+                    for (o, &i) in idx.iter().enumerate() {
+                        let block = features.local_rows(l, i..i + 1)?;
+                        put_block(local, stored.is_none().then_some(&mut *global), o, &block, [1, c, h, w], (grid, method), &mut cells)?;
+                    }
+                }
             }
-            let dst = &mut self.globals[l];
-            match idx {
-                None => dst.copy_from_slice(&g.data),
-                Some(idx) => {
-                    for (row, &i) in dst.chunks_exact_mut(c.max(1)).zip(idx) {
-                        row.copy_from_slice(&g.data[i * c..(i + 1) * c]);
+            if let Some(g) = stored {
+                match idx {
+                    None => global.write(0, &g),
+                    Some(idx) => {
+                        for (o, &i) in idx.iter().enumerate() {
+                            global.write(o * c, &g[i * c..(i + 1) * c]);
+                        }
                     }
                 }
             }
@@ -168,15 +264,15 @@ impl PreparedFeatures {
         Ok(())
     }
 
-    /// The layers' tensors for the images `idx` (copies; the candle paths' batches).
+    /// The layers' tensors for the images `idx` (f32 copies; the candle paths' batches).
     pub fn batch(&self, idx: &[usize]) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
-        let gather = |data: &[f32], row: usize, shape: &[usize]| -> Result<Tensor> {
-            let mut out = crate::data::limits::try_with_capacity("a batch of prepared features", idx.len() * row)?;
-            for &i in idx {
-                let at = i.checked_mul(row).filter(|&a| a + row <= data.len()).ok_or_else(|| {
+        let gather = |store: &Store, row: usize, shape: &[usize]| -> Result<Tensor> {
+            let mut out = crate::data::limits::try_zeroed("a batch of prepared features", idx.len() * row)?;
+            for (dst, &i) in out.chunks_exact_mut(row.max(1)).zip(idx) {
+                let at = i.checked_mul(row).filter(|&a| a + row <= store.len()).ok_or_else(|| {
                     Error::invalid(format!("image index {i} out of range for {} images", self.n_images))
                 })?;
-                out.extend_from_slice(&data[at..at + row]);
+                store.read(at, dst);
             }
             Ok(Tensor::from_vec(out, shape, &Device::Cpu)?)
         };
@@ -191,10 +287,32 @@ impl PreparedFeatures {
     }
 }
 
+/// Resamples a block of `k` source images (`[k, C, H, W]`) into `local` from output image
+/// `first` on, and writes their spatial means into `global` when the source stores no global
+/// tokens; `cells` is the block's f32 scratch.
+fn put_block(
+    local: &mut Store,
+    global: Option<&mut Store>,
+    first: usize,
+    block: &[f32],
+    shape @ [k, c, h, w]: [usize; 4],
+    (grid, method): (usize, Resample),
+    cells: &mut Vec<f32>,
+) -> Result<()> {
+    cells.resize(k * grid * grid * c, 0.0);
+    resample_cells_slice(block, shape, None, grid, method, cells)?;
+    local.write(first * grid * grid * c, cells);
+    if let Some(global) = global {
+        let means: Vec<f32> = spatial_means(block, h * w).collect();
+        global.write(first * c, &means);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{Array, LayerFeatures};
+    use crate::data::{Array, Features, LayerFeatures};
     use crate::model::resample::{resample_cells, Resample};
     use crate::rng::Rng;
 
@@ -219,11 +337,11 @@ mod tests {
     fn assert_prepared(p: &PreparedFeatures, f: &Features, idx: &[usize]) {
         for l in 0..2 {
             let want = resample_cells(&f.layers[l].local, Some(idx), 3, Resample::Area).unwrap();
-            assert_eq!(p.local(l), &want.data[..], "layer {l} local");
+            assert_eq!(&p.local_f32(l).unwrap()[..], &want.data[..], "layer {l} local");
             let g = f.global(l);
             let c = g.shape[1];
             let want: Vec<f32> = idx.iter().flat_map(|&i| g.data[i * c..(i + 1) * c].to_vec()).collect();
-            assert_eq!(p.global(l), &want[..], "layer {l} global");
+            assert_eq!(&p.global_f32(l).unwrap()[..], &want[..], "layer {l} global");
         }
     }
 
@@ -232,7 +350,7 @@ mod tests {
         let spec_of = |p: &PreparedFeatures| (p.grid, p.resample, p.widths.clone());
         let (a, b) = (features(1, 7), features(2, 7));
         let idx = [5usize, 0, 5, 3];
-        let mut p = PreparedFeatures::build(&a, Some(&idx), 3, Resample::Area).unwrap();
+        let mut p = PreparedFeatures::build(&a, Some(&idx), 3, Resample::Area, None).unwrap();
         assert_prepared(&p, &a, &idx);
         let before = spec_of(&p);
         p.refill(&b, &idx).unwrap();
@@ -245,12 +363,63 @@ mod tests {
         assert!(p.refill(&wider, &idx).unwrap_err().to_string().contains("widths"));
         assert!(p.refill(&b, &[0, 1, 2, 7]).unwrap_err().to_string().contains("out of range"));
         // The batch the candle paths read holds the same numbers.
-        let fresh = PreparedFeatures::build(&b, Some(&idx), 3, Resample::Area).unwrap();
+        let fresh = PreparedFeatures::build(&b, Some(&idx), 3, Resample::Area, None).unwrap();
         let (locals, globals) = fresh.batch(&[3, 1]).unwrap();
         assert_eq!(locals[0].dims(), &[2, 9, 9]);
         assert_eq!(globals[1].dims(), &[2, 4]);
         let row = 9 * 9;
-        assert_eq!(locals[0].flatten_all().unwrap().to_vec1::<f32>().unwrap()[..row], fresh.local(0)[3 * row..4 * row]);
+        assert_eq!(locals[0].flatten_all().unwrap().to_vec1::<f32>().unwrap()[..row], fresh.local_f32(0).unwrap()[3 * row..4 * row]);
         assert!(fresh.batch(&[4]).is_err());
+    }
+
+    /// A features file read a block at a time gives the same prepared values as the whole
+    /// feature set in memory: all images, some images, and with the global token computed.
+    #[test]
+    fn streaming_from_a_file_matches_memory() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f.safetensors");
+        let f = features(4, 9);
+        f.save(&p).unwrap();
+        let file = crate::data::FeatureFile::open(&p).unwrap();
+        for method in [Resample::Area, Resample::Bilinear] {
+            let mem = PreparedFeatures::new(&f, 3, method, None).unwrap();
+            let streamed = PreparedFeatures::new(&file, 3, method, None).unwrap();
+            assert_eq!(streamed.precision(), Precision::F32);
+            for l in 0..2 {
+                assert_eq!(streamed.local_f32(l).unwrap(), mem.local_f32(l).unwrap(), "{method} layer {l}");
+                assert_eq!(streamed.global_f32(l).unwrap(), mem.global_f32(l).unwrap(), "{method} layer {l}");
+            }
+        }
+        let idx = [8usize, 2, 2, 0];
+        let spec_like = PreparedFeatures::build(&file, Some(&idx), 3, Resample::Area, None).unwrap();
+        assert_prepared(&spec_like, &f, &idx);
+    }
+
+    /// 16-bit storage keeps each prepared value rounded to the nearest 16-bit value, and the
+    /// widened rows the trainers read are those values.
+    #[test]
+    fn sixteen_bit_storage_rounds_each_value() {
+        let f = features(5, 6);
+        let wide = PreparedFeatures::new(&f, 3, Resample::Area, None).unwrap();
+        for p in [Precision::F16, Precision::Bf16] {
+            let narrow = PreparedFeatures::new(&f, 3, Resample::Area, Some(p)).unwrap();
+            assert_eq!(narrow.precision(), p);
+            assert_eq!(narrow.bytes() * 2, wide.bytes());
+            for l in 0..2 {
+                let w = wide.local_f32(l).unwrap();
+                let round = |x: f32| match p {
+                    Precision::F16 => half::f16::from_f32(x).to_f32(),
+                    _ => half::bf16::from_f32(x).to_f32(),
+                };
+                let want: Vec<f32> = w.iter().map(|&x| round(x)).collect();
+                assert_eq!(&narrow.local_f32(l).unwrap()[..], &want[..]);
+                let row = 9 * wide.widths()[l];
+                let mut scratch = Vec::new();
+                assert_eq!(narrow.local_image(l, 4, &mut scratch), &want[4 * row..5 * row]);
+                let g: Vec<f32> = wide.global_f32(l).unwrap().iter().map(|&x| round(x)).collect();
+                let c = wide.widths()[l];
+                assert_eq!(narrow.global_image(l, 2, &mut scratch), &g[2 * c..3 * c]);
+            }
+        }
     }
 }

@@ -277,6 +277,25 @@ pub fn resample_cells(local: &Array, idx: Option<&[usize]>, g: usize, method: Re
 /// memory is faulted in each time.
 pub fn resample_cells_into(local: &Array, idx: Option<&[usize]>, g: usize, method: Resample, out: &mut [f32]) -> Result<()> {
     let (n_all, c, h, w) = check_map(local, (g, g))?;
+    resample_cells_slice(&local.data, [n_all, c, h, w], idx, g, method, out)
+}
+
+/// [`resample_cells_into`] on the values of a `[N, C, H, W]` map given as a slice and its
+/// shape (a block of images read from a file, or a layer held in memory).
+pub fn resample_cells_slice(
+    data: &[f32],
+    [n_all, c, h, w]: [usize; 4],
+    idx: Option<&[usize]>,
+    g: usize,
+    method: Resample,
+    out: &mut [f32],
+) -> Result<()> {
+    if h == 0 || w == 0 || g == 0 || data.len() != n_all * c * h * w {
+        return Err(Error::invalid(format!(
+            "resample needs a non-empty [N, C, H, W] map and a grid > 0, got {} values for [{n_all}, {c}, {h}, {w}] to {g}×{g}",
+            data.len()
+        )));
+    }
     let n = idx.map_or(n_all, <[usize]>::len);
     let count = crate::data::limits::elements("resampled local map [N, G·G, C]", &[n, g, g, c])?;
     if out.len() != count {
@@ -297,7 +316,7 @@ pub fn resample_cells_into(local: &Array, idx: Option<&[usize]>, g: usize, metho
     let scratch = || (vec![0f32; plane * c], vec![0f32; h * g * c]);
     out.par_chunks_mut(g * g * c).enumerate().for_each_init(scratch, |(pixels, rows), (i, dst)| {
         let image = idx.map_or(i, |idx| idx[i]);
-        let src = &local.data[image * c * plane..(image + 1) * c * plane];
+        let src = &data[image * c * plane..(image + 1) * c * plane];
         if identity {
             transpose(src, c, plane, dst);
             return;

@@ -17,7 +17,7 @@
 //! nothing in exact arithmetic and removes the cancellation that large feature means (ReLU
 //! outputs, for example) would otherwise cause in `‖XᵀY‖² − aᵀb`.
 
-use crate::data::{Array, Features};
+use crate::data::{Array, FeatureSource};
 use crate::engine::fast_cpu::gemm::{gemm, gemm_rows, rm, view_mut};
 use faer::Par;
 use crate::error::{Error, Result};
@@ -170,16 +170,16 @@ impl GramStats {
 /// same images): the monitor's drift. In parallel over layers: each layer's statistics have
 /// serial `O(n·p)` parts beside their products, and the layers are independent (the same
 /// result on any thread count).
-pub fn layer_cka(reference: &[GramStats], features: &Features) -> Result<Vec<f64>> {
+pub fn layer_cka(reference: &[GramStats], features: &dyn FeatureSource) -> Result<Vec<f64>> {
     use rayon::prelude::*;
-    if features.layers.len() != reference.len() {
+    if features.n_layers() != reference.len() {
         return Err(Error::mismatch(format!(
             "CKA: {} layers against a reference of {}",
-            features.layers.len(),
+            features.n_layers(),
             reference.len()
         )));
     }
-    reference.par_iter().enumerate().map(|(l, r)| r.cka(&GramStats::new(&features.global(l))?)).collect()
+    reference.par_iter().enumerate().map(|(l, r)| r.cka(&GramStats::new(&features.global_tokens(l)?)?)).collect()
 }
 
 /// Linear CKA (unbiased HSIC) between two `[n, p]` / `[n, q]` feature matrices.

@@ -44,7 +44,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::data::{Array, Brain, Features};
+use crate::data::{Array, Brain, FeatureSource};
 use crate::engine::{Device, Estimator, FitEvent, Method, Predictor};
 use crate::error::{Error, Result};
 use crate::model::encoder_file::{load_encoder, FitRecord};
@@ -193,12 +193,12 @@ impl Monitor {
     /// Fits the reference encoder `E_0` on the reference features and builds the monitor.
     pub fn new(
         brain: &Brain,
-        reference: &Features,
+        reference: &dyn FeatureSource,
         config: MonitorConfig,
         progress: Option<&mut dyn FnMut(&Progress)>,
     ) -> Result<Monitor> {
         config.validate()?;
-        reference.validate("reference features")?;
+        reference.check_images("reference features", None)?;
         crate::data::check_pair(reference, "reference features", brain, "brain")?;
         let est = config.estimator(FitConfig { val_fraction: config.held_out_fraction, ..config.fit.clone() });
         let mut progress = progress;
@@ -217,13 +217,13 @@ impl Monitor {
     /// from its record (validation fraction and seed).
     pub fn with_encoder(
         brain: &Brain,
-        reference: &Features,
+        reference: &dyn FeatureSource,
         encoder: Encoder,
         record: FitRecord,
         config: MonitorConfig,
     ) -> Result<Monitor> {
         config.validate()?;
-        reference.validate("reference features")?;
+        reference.check_images("reference features", None)?;
         crate::data::check_pair(reference, "reference features", brain, "brain")?;
         crate::engine::check_encoder_inputs(&encoder, reference, brain)?;
         let seed = record.summary.as_ref().map(|s| s.seed).unwrap_or(0);
@@ -234,7 +234,7 @@ impl Monitor {
     /// [`Monitor::with_encoder`] with an encoder file written by `factortopy fit`.
     pub fn from_encoder_file(
         brain: &Brain,
-        reference: &Features,
+        reference: &dyn FeatureSource,
         encoder_path: &Path,
         config: MonitorConfig,
     ) -> Result<Monitor> {
@@ -244,7 +244,7 @@ impl Monitor {
 
     fn from_parts_fresh(
         brain: &Brain,
-        reference: &Features,
+        reference: &dyn FeatureSource,
         encoder: Encoder,
         record: FitRecord,
         split: Split,
@@ -256,13 +256,13 @@ impl Monitor {
             encoder,
             record,
             split,
-            model: reference.model.clone(),
-            layer_names: reference.layer_names.clone(),
+            model: reference.model().to_string(),
+            layer_names: reference.layer_names().to_vec(),
             n_images: reference.n_images(),
             // The brain's ids stand in when the reference features list none, so checkpoints
             // that list ids are still compared with the probe images' order.
-            stimulus_ids: reference.stimulus_ids.clone().or_else(|| brain.stimulus_ids.clone()),
-            reference_globals: (0..reference.n_layers()).map(|l| reference.global(l)).collect(),
+            stimulus_ids: reference.stimulus_ids().map(<[String]>::to_vec).or_else(|| brain.stimulus_ids.clone()),
+            reference_globals: (0..reference.n_layers()).map(|l| reference.global_tokens(l)).collect::<Result<_>>()?,
             history: Vec::new(),
         };
         Self::assemble(parts, |m| m.held_out_r2(reference))
@@ -365,14 +365,14 @@ impl Monitor {
     /// Checks that `f` is a feature set of the same network shape on the same probe images, with
     /// finite values wherever the next observation reads them: the held-out images' local maps
     /// and every global token, or everything before a refit.
-    fn check_features(&self, f: &Features, origin: &str) -> Result<()> {
+    fn check_features(&self, f: &dyn FeatureSource, origin: &str) -> Result<()> {
         let read = (!self.next_is_refit()).then_some(&self.split.val[..]);
-        f.validate_images(origin, read)?;
+        f.check_images(origin, read)?;
         check_against(f, origin, &self.widths, self.n_images, self.stimulus_ids.as_deref())
     }
 
     /// Per-voxel R² of the reference encoder on the held-out images of `f`.
-    fn held_out_r2(&mut self, f: &Features) -> Result<Vec<f32>> {
+    fn held_out_r2(&mut self, f: &dyn FeatureSource) -> Result<Vec<f32>> {
         // Into the previous observation's buffers when there are some; after an error they
         // are dropped (half refilled), and the next observation allocates afresh.
         let prepared = match self.held_out.take() {
@@ -397,11 +397,11 @@ impl Monitor {
     }
 
     /// Per-layer CKA of `f`'s global tokens against the reference's.
-    fn layer_cka(&self, f: &Features) -> Result<Vec<f64>> {
+    fn layer_cka(&self, f: &dyn FeatureSource) -> Result<Vec<f64>> {
         cka::layer_cka(&self.reference_stats, f)
     }
 
-    fn refit(&self, f: &Features) -> Result<RefitReport> {
+    fn refit(&self, f: &dyn FeatureSource) -> Result<RefitReport> {
         let prepared = PreparedFeatures::for_encoder(f, &self.encoder.spec)?;
         let cfg = FitConfig {
             val_fraction: self.record.val_fraction,
@@ -442,7 +442,7 @@ impl Monitor {
 
     /// Compares the network at training step `step` (its probe-set features) with the reference.
     /// The report is appended to the history (and to the history file, when one is set).
-    pub fn observe(&mut self, step: u64, features: &Features) -> Result<StepReport> {
+    pub fn observe(&mut self, step: u64, features: &dyn FeatureSource) -> Result<StepReport> {
         let origin = format!("features at step {step}");
         self.check_features(features, &origin)?;
         let r2 = self.held_out_r2(features)?;
@@ -497,7 +497,7 @@ impl Monitor {
     }
 
     /// [`Monitor::observe`] that also returns the seconds it took.
-    pub fn observe_timed(&mut self, step: u64, features: &Features) -> Result<(StepReport, f64)> {
+    pub fn observe_timed(&mut self, step: u64, features: &dyn FeatureSource) -> Result<(StepReport, f64)> {
         let t0 = Instant::now();
         let r = self.observe(step, features)?;
         Ok((r, t0.elapsed().as_secs_f64()))
@@ -576,15 +576,14 @@ impl Monitor {
 /// Checks that the checkpoint features `f` come from the same network shape, on the same probe
 /// images, as the `reference` features: what [`Monitor::observe`] will require, for front ends
 /// that check every checkpoint before they start (the CLI does, before touching its outputs).
-pub fn check_same_network(f: &Features, origin: &str, reference: &Features) -> Result<()> {
-    let widths: Vec<usize> = reference.layers.iter().map(|l| l.local.shape[1]).collect();
-    check_against(f, origin, &widths, reference.n_images(), reference.stimulus_ids.as_deref())
+pub fn check_same_network(f: &dyn FeatureSource, origin: &str, reference: &dyn FeatureSource) -> Result<()> {
+    check_against(f, origin, &reference.widths(), reference.n_images(), reference.stimulus_ids())
 }
 
 /// The one comparison of a checkpoint's features with the reference's shape and probe images.
 /// `ids` are the reference's `stimulus_ids`, or the brain's when the reference has none: a
 /// checkpoint that lists ids is compared with whichever is known.
-fn check_against(f: &Features, origin: &str, widths: &[usize], n_images: usize, ids: Option<&[String]>) -> Result<()> {
+fn check_against(f: &dyn FeatureSource, origin: &str, widths: &[usize], n_images: usize, ids: Option<&[String]>) -> Result<()> {
     if f.n_layers() != widths.len() {
         return Err(Error::mismatch(format!(
             "{origin} has {} layers, the reference features have {}",
@@ -592,7 +591,7 @@ fn check_against(f: &Features, origin: &str, widths: &[usize], n_images: usize, 
             widths.len()
         )));
     }
-    let have: Vec<usize> = f.layers.iter().map(|l| l.local.shape[1]).collect();
+    let have = f.widths();
     if have != widths {
         return Err(Error::mismatch(format!(
             "{origin} has layer widths {have:?}, the reference features have {widths:?}"
@@ -604,8 +603,8 @@ fn check_against(f: &Features, origin: &str, widths: &[usize], n_images: usize, 
             f.n_images()
         )));
     }
-    if let (Some(a), Some(b)) = (&f.stimulus_ids, ids) {
-        if a.as_slice() != b {
+    if let (Some(a), Some(b)) = (f.stimulus_ids(), ids) {
+        if a != b {
             let i = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
             return Err(Error::mismatch(format!(
                 "{origin} lists different `stimulus_ids` from the reference (first difference at \

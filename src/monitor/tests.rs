@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::model::encoder_file::save_encoder;
+use crate::data::Features;
 use crate::rng::Rng;
 use crate::synth::{generate, network::random_network, SynthConfig};
 use once_cell::sync::Lazy;

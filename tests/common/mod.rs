@@ -45,7 +45,7 @@ pub fn small_problem(seed: u64) -> (PreparedFeatures, BrainTensors, Encoder, Spl
         seed,
         ..SynthConfig::default()
     });
-    let prepared = PreparedFeatures::new(&syn.features, 4, factortopy::model::Resample::Bilinear).unwrap();
+    let prepared = PreparedFeatures::new(&syn.features, 4, factortopy::model::Resample::Bilinear, None).unwrap();
     let bt = BrainTensors::new(&brain, None).unwrap();
     let spec = EncoderSpec {
         widths: prepared.widths().to_vec(),

@@ -108,7 +108,7 @@ pub struct FastCpuTrainer<'a> {
     lay: Layout,
     prepared: &'a PreparedFeatures,
     /// `[N, V]` responses and `[V, 192]` positional encoding.
-    responses: Vec<f32>,
+    responses: &'a [f32],
     pe: Vec<f32>,
     params: Vec<f32>,
     grads: Vec<f32>,
@@ -129,10 +129,13 @@ pub struct FastCpuTrainer<'a> {
 
 impl<'a> FastCpuTrainer<'a> {
     /// Packs the encoder's parameters and allocates every buffer of the step.
-    pub fn new(encoder: &Encoder, prepared: &'a PreparedFeatures, bt: &BrainTensors, cfg: &FitConfig) -> Result<Self> {
+    pub fn new(encoder: &Encoder, prepared: &'a PreparedFeatures, bt: &'a BrainTensors, cfg: &FitConfig) -> Result<Self> {
         cfg.validate()?;
         let spec = encoder.spec.clone();
-        let (n, v) = bt.responses.dims2()?;
+        let (n, v) = match bt.responses.shape[..] {
+            [n, v] => (n, v),
+            ref s => return Err(Error::invalid(format!("responses must be [N, V], got {s:?}"))),
+        };
         let pe = bt.pe.flatten_all()?.to_vec1::<f32>()?;
         check_inputs(&spec, prepared, n, v, pe.len())?;
         let lay = Layout::new(&spec);
@@ -142,7 +145,7 @@ impl<'a> FastCpuTrainer<'a> {
         let per_image = l * (gg + 1) * d;
         let total = lay.total;
         Ok(Self {
-            responses: bt.responses.flatten_all()?.to_vec1::<f32>()?,
+            responses: &bt.responses.data,
             pe,
             grads: vec![0.0; total],
             adam_m: vec![0.0; total],
@@ -215,7 +218,7 @@ impl<'a> FastCpuTrainer<'a> {
         self.readout.forward(ops, &mut self.pred[..nb]);
         let data_loss = smooth_l1(
             &self.pred[..nb],
-            &self.responses,
+            self.responses,
             idx,
             v,
             self.cfg.beta as f32,

@@ -40,11 +40,11 @@ fn problem(n: usize, v: usize, maps: &[(usize, usize, usize)], d: usize, g: usiz
     // Responses on the scale of the predictions, so both smooth-L1 branches occur.
     let responses = randn(vec![n, v], 0.3);
     let coords = randn(vec![v, 3], 10.0);
-    let prepared = PreparedFeatures::new(&features, g, crate::model::Resample::Bilinear).unwrap();
+    let prepared = PreparedFeatures::new(&features, g, crate::model::Resample::Bilinear, None).unwrap();
     let norm = CoordNorm::from_coords(&coords).unwrap();
     let pe = norm.encode(&coords).unwrap();
     let bt = BrainTensors {
-        responses: Tensor::from_vec(responses.data, (n, v), &Device::Cpu).unwrap(),
+        responses,
         pe: Tensor::from_vec(pe.data, pe.shape.as_slice(), &Device::Cpu).unwrap(),
         coord_norm: norm,
     };
