@@ -645,12 +645,25 @@ enum ft_status ft_brain_shape(const struct ft_brain *brain, size_t *n_images, si
 enum ft_status ft_features_new(struct ft_features **out);
 
 /**
- * Loads and validates a features file (DESIGN §2).
+ * Loads and validates a features file (DESIGN §2) into memory, each tensor in the precision it
+ * is stored in (16-bit files stay 16-bit).
  *
  * # Safety
  * `path` is a NUL-terminated string; `out` is valid for writes.
  */
 enum ft_status ft_features_load(const char *path, struct ft_features **out);
+
+/**
+ * Opens a features file (DESIGN §2) without reading its values: its structure is checked now,
+ * and a fit, score, prediction or observation reads the values it needs a block of images at
+ * a time (each block checked as it is read). A subject-scale file is never held whole: a fit
+ * holds the features resampled to the grid, in the file's precision. `ft_features_layer` and
+ * `ft_features_add_layer*` do not apply to such a set (`ft_features_layer_copy` does).
+ *
+ * # Safety
+ * `path` is a NUL-terminated string; `out` is valid for writes.
+ */
+enum ft_status ft_features_open(const char *path, struct ft_features **out);
 
 /**
  * Frees a feature set (NULL is a no-op).
@@ -751,6 +764,26 @@ enum ft_status ft_features_set_metadata(struct ft_features *features, const char
  * `features` is a live handle; `path` is a NUL-terminated string.
  */
 enum ft_status ft_features_save(const struct ft_features *features, const char *path);
+
+/**
+ * Copies layer `layer` (0-based) of a feature set, widened to f32, into the caller's buffers (a
+ * set opened with `ft_features_open` reads it from its file): `local` (`local_capacity` floats) and, when the layer has a global token, `global`
+ * (`global_capacity` floats). `shape` receives the shapes (its data pointers are NULL), with
+ * `global_shape` `[0, 0]` when the layer has no global token. Pass NULL buffers to ask for the
+ * shapes only. Works whatever precision the layer is kept in (unlike
+ * `ft_features_layer`, which views f32 layers only).
+ *
+ * # Safety
+ * `features` is a live handle; `shape` is valid for writes; `local` and `global` are NULL or
+ * valid for their capacities' writes.
+ */
+enum ft_status ft_features_layer_copy(const struct ft_features *features,
+                                      size_t layer,
+                                      struct ft_layer_view *shape,
+                                      float *local,
+                                      size_t local_capacity,
+                                      float *global,
+                                      size_t global_capacity);
 
 /**
  * A borrowed view of layer `layer` (0-based). The pointers stay valid until `features` is

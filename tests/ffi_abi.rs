@@ -20,24 +20,28 @@ fn new_features() -> *mut ft_features {
     f
 }
 
+/// Layer `l`'s values as f32 copies (whatever precision the set keeps them in), its shape and
+/// its global token.
 fn layer(f: *const ft_features, l: usize) -> (Vec<f32>, Vec<i64>, Option<Vec<f32>>) {
-    let mut v = ft_layer_view {
-        local: null(),
-        local_shape: [0; 4],
-        global: null(),
-        global_shape: [0; 2],
+    let mut v = ft_layer_view { local: null(), local_shape: [0; 4], global: null(), global_shape: [0; 2] };
+    // SAFETY: live handle, valid out-pointer; NULL buffers ask for the shapes.
+    let st = unsafe { ft_features_layer_copy(f, l, &mut v, null_mut(), 0, null_mut(), 0) };
+    assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+    let mut local = vec![0f32; v.local_shape.iter().product::<i64>() as usize];
+    let mut global = vec![0f32; (v.global_shape[0] * v.global_shape[1]) as usize];
+    // SAFETY: the buffers hold the capacities passed.
+    let st = unsafe {
+        ft_features_layer_copy(f, l, &mut v, local.as_mut_ptr(), local.len(), global.as_mut_ptr(), global.len())
     };
+    assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+    (local, v.local_shape.to_vec(), (v.global_shape[0] > 0).then_some(global))
+}
+
+/// Layer `l` through the borrowed f32 view (layers given as f32 only).
+fn layer_view(f: *const ft_features, l: usize) -> ft_status {
+    let mut v = ft_layer_view { local: null(), local_shape: [0; 4], global: null(), global_shape: [0; 2] };
     // SAFETY: live handle, valid out-pointer.
-    assert_eq!(unsafe { ft_features_layer(f, l, &mut v) }, ft_status::FT_OK);
-    let n: i64 = v.local_shape.iter().product();
-    // SAFETY: the view's pointers are valid for the described lengths while `f` lives.
-    let local = unsafe { std::slice::from_raw_parts(v.local, n as usize) }.to_vec();
-    let global = (!v.global.is_null()).then(|| {
-        let g = (v.global_shape[0] * v.global_shape[1]) as usize;
-        // SAFETY: as above.
-        unsafe { std::slice::from_raw_parts(v.global, g) }.to_vec()
-    });
-    (local, v.local_shape.to_vec(), global)
+    unsafe { ft_features_layer(f, l, &mut v) }
 }
 
 fn view(data: *const c_void, dtype: ft_dtype, shape: &[i64], strides: Option<&[i64]>) -> ft_tensor {
@@ -84,6 +88,11 @@ fn dtypes_convert_exactly_where_representable() {
         assert_eq!(s, shape);
         assert!(global.is_none());
     }
+    // 16-bit layers stay 16-bit in the set: the borrowed f32 view is for f32 layers only.
+    assert_eq!(layer_view(f, 0), ft_status::FT_OK);
+    assert_eq!(layer_view(f, 1), ft_status::FT_ERR_DTYPE);
+    assert!(last_error().contains("f16"), "{}", last_error());
+    assert_eq!(layer_view(f, 2), ft_status::FT_ERR_DTYPE);
     // SAFETY: live handle, freed once.
     unsafe { ft_features_free(f) };
 }

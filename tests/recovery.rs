@@ -51,3 +51,34 @@ fn recovers_planted_hierarchy() {
 fn recovery_config() -> FitConfig {
     FitConfig { seed: 0, max_epochs: 6, ..FitConfig::fast() }
 }
+
+/// Features kept in 16 bits give the fit of features kept in f32: the same layer choices and
+/// the same held-out R² to within 1e-3, on the planted hierarchy.
+#[test]
+fn sixteen_bit_storage_recovers_what_f32_does() {
+    use factortopy::data::Precision;
+    let mut syn_cfg = recovery_scenario();
+    // A smaller scenario: two fits must fit the test's time budget.
+    syn_cfg.n_images = 900;
+    syn_cfg.n_voxels = 1200;
+    let (syn, brain) = planted(&syn_cfg);
+    let fit = |store: Option<Precision>| {
+        let est = Estimator { fit: FitConfig { store, max_epochs: 4, ..recovery_config() }, ..Estimator::default() };
+        est.fit(&syn.features, &brain, None).unwrap().into_encoder_fit().unwrap()
+    };
+    let (wide, narrow) = (fit(None), fit(Some(Precision::F16)));
+    let argmax = |sel: &factortopy::model::Selections| -> Vec<usize> {
+        let l = sel.n_layers();
+        sel.layer_probs.data.chunks_exact(l).map(|r| (0..l).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap()).collect()
+    };
+    let (a, b) = (argmax(&wide.selections), argmax(&narrow.selections));
+    let same = a.iter().zip(&b).filter(|(x, y)| x == y).count() as f64 / a.len() as f64;
+    let (ra, rb) = (wide.report.r2.mean, narrow.report.r2.mean);
+    let worst = wide.outcome.val_r2.iter().zip(&narrow.outcome.val_r2).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    eprintln!("same layer choice for {same:.4} of voxels; mean held-out R² {ra:.5} vs {rb:.5}; largest per-voxel difference {worst:.5}");
+    let rw = Recovery::measure(&syn, &brain, syn_cfg.grid, &wide.selections, &wide.outcome.val_r2);
+    let rn = Recovery::measure(&syn, &brain, syn_cfg.grid, &narrow.selections, &narrow.outcome.val_r2);
+    eprintln!("f32 {rw:?}\nf16 {rn:?}");
+    assert!(same >= 0.995, "the layer choice differs for {:.2}% of voxels", 100.0 * (1.0 - same));
+    assert!((ra - rb).abs() <= 1e-3, "mean held-out R² {ra} (f32) vs {rb} (f16)");
+}

@@ -152,7 +152,8 @@ class Features(_Handle):
     """One network's features on the probe images, layer by layer in depth order. Each layer is a
     local map ``[N, C, H, W]`` and optionally a global token ``[N, C]`` (the spatial mean of the
     map is used without one). Layers are read straight from numpy arrays, torch tensors or any
-    ``__dlpack__`` object (f32, f16, bf16; strided views are fine) and copied into the library."""
+    ``__dlpack__`` object (f32, f16, bf16; strided views are fine) and copied into the library,
+    which keeps each layer in the precision it was given in (bf16 and f16 stay 16-bit)."""
 
     _free_name = "ft_features_free"
 
@@ -167,9 +168,20 @@ class Features(_Handle):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Features":
-        """Loads and validates a features file."""
+        """Loads and validates a features file into memory, each tensor in the precision it is
+        stored in (a 16-bit file stays 16-bit)."""
         f = cls.__new__(cls)
         _Handle.__init__(f, _new_handle("ft_features_load", encode_path(path)))
+        return f
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Features":
+        """Opens a features file without reading its values: ``fit``, ``score``, ``predict``,
+        ``rank`` and the monitor read what they use a block of images at a time, so a
+        subject-scale file is never held whole (a fit holds the features resampled to its grid,
+        in the file's precision). ``layer`` and ``add_layer`` do not apply to such a set."""
+        f = cls.__new__(cls)
+        _Handle.__init__(f, _new_handle("ft_features_open", encode_path(path)))
         return f
 
     def add_layer(self, local, global_=None) -> "Features":
@@ -222,15 +234,24 @@ class Features(_Handle):
         return self.n_layers
 
     def layer(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Copies of layer ``i``'s local map and global token (None when it has none)."""
+        """Copies of layer ``i``'s local map and global token (None when it has none), as f32
+        whatever precision the layer is kept in."""
         v = FtLayerView()
-        call("ft_features_layer", self.handle, c_size_t(c_int(c_size_t, i, "layer index")), ctypes.byref(v))
-        n = int(np.prod(v.local_shape))
-        local = np.ctypeslib.as_array(v.local, shape=(n,)).reshape(tuple(v.local_shape)).copy()
-        glob = None
-        if v.global_:
-            g = int(v.global_shape[0] * v.global_shape[1])
-            glob = np.ctypeslib.as_array(v.global_, shape=(g,)).reshape(tuple(v.global_shape)).copy()
+        idx = c_size_t(c_int(c_size_t, i, "layer index"))
+        call("ft_features_layer_copy", self.handle, idx, ctypes.byref(v), None, c_size_t(0), None, c_size_t(0))
+        local = np.empty(tuple(v.local_shape), dtype=np.float32)
+        glob = np.empty(tuple(v.global_shape), dtype=np.float32) if v.global_shape[0] > 0 else None
+        as_ptr = lambda a: a.ctypes.data_as(ctypes.POINTER(ctypes.c_float)) if a is not None else None
+        call(
+            "ft_features_layer_copy",
+            self.handle,
+            idx,
+            ctypes.byref(v),
+            as_ptr(local),
+            c_size_t(local.size),
+            as_ptr(glob),
+            c_size_t(glob.size if glob is not None else 0),
+        )
         return local, glob
 
     def __repr__(self) -> str:

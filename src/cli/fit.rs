@@ -133,6 +133,9 @@ pub fn run(a: FitArgs) -> Result<i32> {
         Fitted::Ridge(fit) => {
             let code = crate::cli::fit_ridge::finish(&a.out, &fit, &brain, compare)?;
             out_dir.keep();
+            if !a.quiet {
+                crate::cli::report_peak_memory(&[&a.features, &a.brain]);
+            }
             Ok(code)
         }
         Fitted::Encoder(job) => {
@@ -147,6 +150,9 @@ pub fn run(a: FitArgs) -> Result<i32> {
             }
             println!("encoder:   {}", out.encoder.display());
             println!("selectors: {}", out.selectors.display());
+            if !a.quiet {
+                crate::cli::report_peak_memory(&[&a.features, &a.brain]);
+            }
             Ok(0)
         }
     }

@@ -55,6 +55,15 @@ pub fn load_inputs(features: &Path, brain: &Path) -> Result<(FeatureFile, Brain)
     Ok((f, b))
 }
 
+/// Prints the process's peak resident memory on stderr, beside the bytes of the input files
+/// it read, so a user sees what a command took (and how it compares with its inputs).
+pub fn report_peak_memory(inputs: &[&Path]) {
+    let Some(peak) = crate::engine::memory::peak_resident_bytes() else { return };
+    let files: u64 = inputs.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    eprintln!("peak memory: {:.3} GiB (input files {:.3} GiB)", gib(peak), gib(files));
+}
+
 /// Prints a report's hierarchy warning (why its scores are `null`) to stderr, prefixed with
 /// `what` (a network name, a step): the one place the CLI says a score is undefined.
 pub fn warn_undefined(what: &str, h: &crate::scores::HierarchyScores) {

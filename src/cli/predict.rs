@@ -60,5 +60,6 @@ pub fn run(a: PredictArgs) -> Result<i32> {
         est.device
     );
     println!("predictions: {}", a.out.display());
+    crate::cli::report_peak_memory(&[&a.features]);
     Ok(0)
 }

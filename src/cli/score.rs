@@ -67,5 +67,6 @@ pub fn run(a: ScoreArgs) -> Result<i32> {
         }
         None => println!("{}", report.to_json()),
     }
+    crate::cli::report_peak_memory(&[&a.features, &a.brain]);
     Ok(0)
 }

@@ -230,6 +230,36 @@ impl FeatureFile {
         self.index.path()
     }
 
+    /// A whole tensor in the precision it is stored in (F64 as f32), checked finite, read a
+    /// block of rows at a time (the values pass through f32 exactly).
+    pub fn read_store(&self, name: &str) -> Result<crate::data::Store> {
+        let shape = self.index.shape(name)?.to_vec();
+        let precision = Precision::of_dtype(self.index.dtype(name)?);
+        let count = crate::data::limits::elements(&format!("tensor `{name}`"), &shape)?;
+        let mut store = crate::data::Store::zeroed(name, precision, count)?;
+        let n = shape.first().copied().unwrap_or(1);
+        let row = count / n.max(1);
+        for rows in image_blocks(n, row) {
+            let block = self.read_checked(name, rows.clone())?;
+            store.write(rows.start * row, &block);
+        }
+        Ok(store)
+    }
+
+    /// Replaces the descriptive metadata (the C ABI's `ft_features_set_metadata`); the caller
+    /// has checked the counts.
+    pub fn set_names(&mut self, model: Option<String>, layer_names: Option<Vec<String>>, ids: Option<Vec<String>>) {
+        if let Some(m) = model {
+            self.model = m;
+        }
+        if let Some(n) = layer_names {
+            self.layer_names = n;
+        }
+        if ids.is_some() {
+            self.stimulus_ids = ids;
+        }
+    }
+
     /// Reads rows of a tensor and checks them finite, naming the first bad value by its index
     /// in the whole tensor.
     fn read_checked(&self, name: &str, rows: Range<usize>) -> Result<Vec<f32>> {

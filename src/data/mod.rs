@@ -11,6 +11,7 @@ pub mod limits;
 pub mod npy;
 pub mod precision;
 pub mod safetensors_io;
+pub mod stored_features;
 pub mod tensor_index;
 
 pub use array::Array;
@@ -18,6 +19,7 @@ pub use brain::Brain;
 pub use feature_source::{FeatureFile, FeatureSource};
 pub use features::{Features, LayerFeatures};
 pub use precision::{Precision, Store};
+pub use stored_features::{StoredFeatures, StoredLayer};
 pub use tensor_index::TensorIndex;
 pub use io::{atomic_write, ensure_output_dir, write_into, OutputDir};
 pub use npy::{npy_bytes, read_npy, read_npy_i64, write_npy};

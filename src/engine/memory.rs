@@ -152,9 +152,15 @@ fn trainer_bytes(widths: &[usize], n_voxels: usize, n_val: usize, cfg: &FitConfi
     4 * (5 * params + v * per_voxel + maps + preds)
 }
 
-/// Blocks of the source the streaming preparation holds at once (the raw bytes, the decoded
-/// block and its resampled cells).
-const STREAM_BYTES: u128 = 3 * (64 << 20);
+/// Blocks of the source the streaming preparation holds at once: the raw bytes, the decoded
+/// block and its resampled cells, each at most 64 MiB and at most one layer.
+fn stream_bytes(features: &dyn FeatureSource) -> u128 {
+    let largest = (0..features.n_layers())
+        .map(|l| 4 * features.local_shape(l).iter().map(|&d| d as u128).product::<u128>())
+        .max()
+        .unwrap_or(0);
+    3 * largest.min(64 << 20)
+}
 
 /// What a FactorTopy fit of `features` to `n_voxels` voxels will allocate.
 pub fn fit_need(features: &dyn FeatureSource, n_voxels: usize, cfg: &FitConfig) -> Need {
@@ -165,7 +171,7 @@ pub fn fit_need(features: &dyn FeatureSource, n_voxels: usize, cfg: &FitConfig) 
     Need {
         what: "fit".into(),
         items: vec![
-            (format!("prepared features in {precision}"), prepared_bytes(n, &widths, cfg.grid, precision) + STREAM_BYTES),
+            (format!("prepared features in {precision}"), prepared_bytes(n, &widths, cfg.grid, precision) + stream_bytes(features)),
             ("responses".into(), 4 * n as u128 * n_voxels as u128),
             ("trainer".into(), trainer_bytes(&widths, n_voxels, n_val, cfg)),
         ],
@@ -206,7 +212,7 @@ pub fn predict_need(
     Need {
         what: what.into(),
         items: vec![
-            (format!("prepared features in {precision}"), prepared_bytes(n_images, &widths, cfg.grid, precision) + STREAM_BYTES),
+            (format!("prepared features in {precision}"), prepared_bytes(n_images, &widths, cfg.grid, precision) + stream_bytes(features)),
             ("predictions".into(), copies * 4 * n_images as u128 * n_voxels as u128),
             ("predictor".into(), trainer_bytes(&widths, n_voxels, 0, cfg)),
         ],

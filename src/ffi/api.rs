@@ -5,7 +5,7 @@
 use std::ffi::c_char;
 use std::path::{Path, PathBuf};
 
-use crate::data::{Array, Brain, Features, LayerFeatures};
+use crate::data::{Array, Brain, FeatureFile, FeatureSource, Features, Precision, Store, StoredFeatures, StoredLayer};
 use crate::ffi::dlpack::{DLManagedTensor, DLManagedTensorVersioned, DLTensor, FT_DLPACK_MAJOR_VERSION};
 use crate::ffi::tensor::{ft_tensor, RawView};
 use crate::ffi::{
@@ -31,7 +31,44 @@ pub struct ft_brain {
 /// `const ft_features *` may run concurrently with each other; `ft_features_add_layer*` needs
 /// exclusive access (no other call on the same handle meanwhile).
 pub struct ft_features {
-    pub(crate) inner: Features,
+    pub(crate) inner: FeatureSet,
+}
+
+/// What a feature handle holds: layers in memory, each in the precision it was given in (16-bit
+/// tensors stay 16-bit), or a features file opened by `ft_features_open`, read a block of images
+/// at a time when a fit, score or observation uses it.
+pub(crate) enum FeatureSet {
+    Memory(StoredFeatures),
+    File(FeatureFile),
+}
+
+impl FeatureSet {
+    /// The feature set as every consumer reads it.
+    pub(crate) fn source(&self) -> &dyn FeatureSource {
+        match self {
+            FeatureSet::Memory(f) => f,
+            FeatureSet::File(f) => f,
+        }
+    }
+
+    /// Every value widened to f32 in memory (the paths that need whole arrays: writing a file,
+    /// planting a synthetic brain).
+    pub(crate) fn to_features(&self) -> crate::error::Result<Features> {
+        match self {
+            FeatureSet::Memory(f) => f.to_features(),
+            FeatureSet::File(f) => Features::load(f.path()),
+        }
+    }
+
+    fn memory_mut(&mut self, what: &str) -> FfiResult<&mut StoredFeatures> {
+        match self {
+            FeatureSet::Memory(f) => Ok(f),
+            FeatureSet::File(f) => Err(FfiError::invalid(format!(
+                "{what}: the feature set reads {} on demand (ft_features_open); add layers to a set made with ft_features_new",
+                f.path().display()
+            ))),
+        }
+    }
 }
 
 /// A fitted and scored encoder. Immutable: safe to share between threads.
@@ -160,13 +197,14 @@ pub unsafe extern "C" fn ft_features_new(out: *mut *mut ft_features) -> ft_statu
     guard(|| {
         let out = out_arg(out, "out")?;
         *out = boxed(ft_features {
-            inner: Features { model: "network".to_string(), layer_names: Vec::new(), stimulus_ids: None, layers: Vec::new() },
+            inner: FeatureSet::Memory(StoredFeatures::new("network")),
         });
         Ok(())
     })
 }
 
-/// Loads and validates a features file (DESIGN §2).
+/// Loads and validates a features file (DESIGN §2) into memory, each tensor in the precision it
+/// is stored in (16-bit files stay 16-bit).
 ///
 /// # Safety
 /// `path` is a NUL-terminated string; `out` is valid for writes.
@@ -176,8 +214,28 @@ pub unsafe extern "C" fn ft_features_load(path: *const c_char, out: *mut *mut ft
         let out = out_arg(out, "out")?;
         // SAFETY: caller's contract.
         let path = unsafe { str_arg(path, "path") }?;
-        let f = Features::load(Path::new(path))?;
-        *out = boxed(ft_features { inner: f });
+        let f = StoredFeatures::load(Path::new(path))?;
+        *out = boxed(ft_features { inner: FeatureSet::Memory(f) });
+        Ok(())
+    })
+}
+
+/// Opens a features file (DESIGN §2) without reading its values: its structure is checked now,
+/// and a fit, score, prediction or observation reads the values it needs a block of images at
+/// a time (each block checked as it is read). A subject-scale file is never held whole: a fit
+/// holds the features resampled to the grid, in the file's precision. `ft_features_layer` and
+/// `ft_features_add_layer*` do not apply to such a set (`ft_features_layer_copy` does).
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_features_open(path: *const c_char, out: *mut *mut ft_features) -> ft_status {
+    guard(|| {
+        let out = out_arg(out, "out")?;
+        // SAFETY: caller's contract.
+        let path = unsafe { str_arg(path, "path") }?;
+        let f = FeatureFile::open(Path::new(path))?;
+        *out = boxed(ft_features { inner: FeatureSet::File(f) });
         Ok(())
     })
 }
@@ -206,16 +264,16 @@ pub unsafe extern "C" fn ft_features_shape(
         let f = handle(features, "features")?;
         let n = out_arg(n_images, "n_images")?;
         let l = out_arg(n_layers, "n_layers")?;
-        *n = f.inner.n_images();
-        *l = f.inner.n_layers();
+        *n = f.inner.source().n_images();
+        *l = f.inner.source().n_layers();
         Ok(())
     })
 }
 
-/// Checks a converted layer against the feature set and appends it; the set is unchanged on
-/// error.
-fn push_layer(f: &mut Features, local: Array, global: Option<Array>) -> FfiResult<()> {
-    let l = f.layers.len();
+/// Checks a converted layer against the feature set and appends it, kept in `precision` (the
+/// precision the caller's tensor was in); the set is unchanged on error.
+fn push_layer(f: &mut StoredFeatures, local: Array, global: Option<Array>, precision: Precision) -> FfiResult<()> {
+    let l = f.layers().len();
     let shape_err = |m: String| FfiError::new(ft_status::FT_ERR_SHAPE, m);
     if local.shape.len() != 4 || local.shape.contains(&0) {
         return Err(shape_err(format!(
@@ -224,8 +282,8 @@ fn push_layer(f: &mut Features, local: Array, global: Option<Array>) -> FfiResul
         )));
     }
     let (n, c) = (local.shape[0], local.shape[1]);
-    if let Some(first) = f.layers.first() {
-        let n0 = first.local.shape[0];
+    if let Some(first) = f.layers().first() {
+        let n0 = first.shape()[0];
         if n != n0 {
             return Err(shape_err(format!("layer {l}: the local map has {n} images but layer 0 has {n0}")));
         }
@@ -248,8 +306,22 @@ fn push_layer(f: &mut Features, local: Array, global: Option<Array>) -> FfiResul
             }
         }
     }
-    f.layers.push(LayerFeatures { local, global });
-    f.layer_names.push(format!("layer{l}"));
+    // f32 values move into the store; 16-bit values are narrowed back exactly (they came from
+    // 16 bits), so the set keeps the caller's bytes per value.
+    let keep = |a: Array| -> FfiResult<Store> {
+        Ok(match precision {
+            Precision::F32 => Store::F32(a.data),
+            p => {
+                let mut s = Store::zeroed("a 16-bit layer", p, a.data.len())?;
+                s.write(0, &a.data);
+                s
+            }
+        })
+    };
+    let shape = [local.shape[0], local.shape[1], local.shape[2], local.shape[3]];
+    let local = keep(local)?;
+    let global = global.map(keep).transpose()?;
+    f.push(StoredLayer::new(shape, local, global)?)?;
     Ok(())
 }
 
@@ -282,17 +354,20 @@ unsafe fn add_layer_from<T>(
     global: *const T,
     describe: unsafe fn(&T, &str) -> FfiResult<RawView>,
 ) -> FfiResult<()> {
-    let f = handle_mut(features, "features")?;
+    let f = handle_mut(features, "features")?.inner.memory_mut("ft_features_add_layer")?;
     let local = handle(local, "local")?;
     // SAFETY: forwarded contract.
-    let local = unsafe { describe(local, "local")?.to_array()? };
+    let view = unsafe { describe(local, "local")? };
+    let precision = view.precision();
+    // SAFETY: forwarded contract.
+    let local = unsafe { view.to_array()? };
     // SAFETY: forwarded contract.
     let global = match unsafe { global.as_ref() } {
         None => None,
         // SAFETY: forwarded contract.
         Some(g) => Some(unsafe { describe(g, "global")?.to_array()? }),
     };
-    push_layer(&mut f.inner, local, global)
+    push_layer(f, local, global, precision)
 }
 
 /// Appends a layer from DLPack tensors (`local` `[N, C, H, W]`, optional `global` `[N, C]`), as
@@ -453,30 +528,36 @@ pub unsafe extern "C" fn ft_features_set_metadata(features: *mut ft_features, js
         let json = unsafe { str_arg(json, "json") }?;
         let m: FeaturesMetadata =
             serde_json::from_str(json).map_err(|e| FfiError::invalid(format!("features metadata: {e}")))?;
+        let (n_images, n_layers) = (f.inner.source().n_images(), f.inner.source().n_layers());
         if let Some(names) = &m.layer_names {
-            if names.len() != f.inner.n_layers() {
+            if names.len() != n_layers {
                 return Err(FfiError::new(
                     ft_status::FT_ERR_MISMATCH,
-                    format!("layer_names has {} names but the feature set has {} layers", names.len(), f.inner.n_layers()),
+                    format!("layer_names has {} names but the feature set has {n_layers} layers", names.len()),
                 ));
             }
         }
         if let Some(ids) = &m.stimulus_ids {
-            if ids.len() != f.inner.n_images() {
+            if ids.len() != n_images {
                 return Err(FfiError::new(
                     ft_status::FT_ERR_MISMATCH,
-                    format!("stimulus_ids has {} entries but the feature set has {} images", ids.len(), f.inner.n_images()),
+                    format!("stimulus_ids has {} entries but the feature set has {n_images} images", ids.len()),
                 ));
             }
         }
-        if let Some(model) = m.model {
-            f.inner.model = model;
-        }
-        if let Some(names) = m.layer_names {
-            f.inner.layer_names = names;
-        }
-        if m.stimulus_ids.is_some() {
-            f.inner.stimulus_ids = m.stimulus_ids;
+        match &mut f.inner {
+            FeatureSet::Memory(s) => {
+                if let Some(model) = m.model {
+                    s.model = model;
+                }
+                if let Some(names) = m.layer_names {
+                    s.layer_names = names;
+                }
+                if m.stimulus_ids.is_some() {
+                    s.stimulus_ids = m.stimulus_ids;
+                }
+            }
+            FeatureSet::File(file) => file.set_names(m.model, m.layer_names, m.stimulus_ids),
         }
         Ok(())
     })
@@ -493,8 +574,65 @@ pub unsafe extern "C" fn ft_features_save(features: *const ft_features, path: *c
         let f = handle(features, "features")?;
         // SAFETY: caller's contract.
         let path = unsafe { str_arg(path, "path") }?;
-        f.inner.validate(path)?;
-        f.inner.save(Path::new(path))?;
+        f.inner.source().check_images(path, None)?;
+        f.inner.to_features()?.save(Path::new(path))?;
+        Ok(())
+    })
+}
+
+/// Copies layer `layer` (0-based) of a feature set, widened to f32, into the caller's buffers (a
+/// set opened with `ft_features_open` reads it from its file): `local` (`local_capacity` floats) and, when the layer has a global token, `global`
+/// (`global_capacity` floats). `shape` receives the shapes (its data pointers are NULL), with
+/// `global_shape` `[0, 0]` when the layer has no global token. Pass NULL buffers to ask for the
+/// shapes only. Works whatever precision the layer is kept in (unlike
+/// `ft_features_layer`, which views f32 layers only).
+///
+/// # Safety
+/// `features` is a live handle; `shape` is valid for writes; `local` and `global` are NULL or
+/// valid for their capacities' writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_features_layer_copy(
+    features: *const ft_features,
+    layer: usize,
+    shape: *mut ft_layer_view,
+    local: *mut f32,
+    local_capacity: usize,
+    global: *mut f32,
+    global_capacity: usize,
+) -> ft_status {
+    guard(|| {
+        let f = handle(features, "features")?;
+        let shape = out_arg(shape, "shape")?;
+        let src = f.inner.source();
+        if layer >= src.n_layers() {
+            return Err(FfiError::invalid(format!("layer {layer} does not exist (the feature set has {} layers)", src.n_layers())));
+        }
+        let [n, c, h, w] = src.local_shape(layer);
+        let has_global = src.has_global(layer);
+        *shape = ft_layer_view {
+            local: std::ptr::null(),
+            local_shape: [n as i64, c as i64, h as i64, w as i64],
+            global: std::ptr::null(),
+            global_shape: if has_global { [n as i64, c as i64] } else { [0, 0] },
+        };
+        if !local.is_null() {
+            let need = n * c * h * w;
+            if local_capacity < need {
+                return Err(FfiError::new(ft_status::FT_ERR_SHAPE, format!("local holds {local_capacity} floats; the layer has {need}")));
+            }
+            let rows = src.local_rows(layer, 0..n)?;
+            // SAFETY: non-NULL and valid for `local_capacity` ≥ `need` writes by the caller's contract.
+            unsafe { std::slice::from_raw_parts_mut(local, need) }.copy_from_slice(&rows);
+        }
+        if !global.is_null() && has_global {
+            let need = n * c;
+            if global_capacity < need {
+                return Err(FfiError::new(ft_status::FT_ERR_SHAPE, format!("global holds {global_capacity} floats; the token has {need}")));
+            }
+            let g = src.stored_global(layer)?.expect("checked: the layer has a global token");
+            // SAFETY: non-NULL and valid for `global_capacity` ≥ `need` writes by the caller's contract.
+            unsafe { std::slice::from_raw_parts_mut(global, need) }.copy_from_slice(&g);
+        }
         Ok(())
     })
 }
@@ -513,18 +651,30 @@ pub unsafe extern "C" fn ft_features_layer(
     guard(|| {
         let f = handle(features, "features")?;
         let out = out_arg(out, "out")?;
-        let l = f.inner.layers.get(layer).ok_or_else(|| {
-            FfiError::invalid(format!("layer {layer} does not exist (the feature set has {} layers)", f.inner.n_layers()))
+        let n_layers = f.inner.source().n_layers();
+        let FeatureSet::Memory(set) = &f.inner else {
+            return Err(FfiError::invalid(
+                "the feature set reads its file on demand (ft_features_open); load it with ft_features_load for views",
+            ));
+        };
+        let l = set.layers().get(layer).ok_or_else(|| {
+            FfiError::invalid(format!("layer {layer} does not exist (the feature set has {n_layers} layers)"))
         })?;
-        let s = &l.local.shape;
+        let s = l.shape();
+        let local = l.local_f32().ok_or_else(|| {
+            FfiError::new(
+                ft_status::FT_ERR_DTYPE,
+                format!("layer {layer} is kept in {} (as it was given); views are of f32 layers only", l.precision()),
+            )
+        })?;
         let mut view = ft_layer_view {
-            local: l.local.data.as_ptr(),
+            local: local.as_ptr(),
             local_shape: [s[0] as i64, s[1] as i64, s[2] as i64, s[3] as i64],
             global: std::ptr::null(),
             global_shape: [s[0] as i64, s[1] as i64],
         };
-        if let Some(g) = &l.global {
-            view.global = g.data.as_ptr();
+        if let Some(g) = l.global_f32() {
+            view.global = g.as_ptr();
         }
         *out = view;
         Ok(())
@@ -1070,7 +1220,7 @@ pub unsafe extern "C" fn ft_monitor_observe(
         let m = handle_mut(monitor, "monitor")?;
         let f = handle(features, "features")?;
         let out = out_arg(out, "out")?;
-        let r = m.inner.observe(step, &f.inner)?;
+        let r = m.inner.observe(step, f.inner.source())?;
         *out = boxed(ft_step_report { inner: r });
         Ok(())
     })
@@ -1380,7 +1530,7 @@ unsafe fn synth_plant(
     dir: *const c_char,
     out: *mut *mut ft_brain,
 ) -> FfiResult<()> {
-    let f = &handle(features, "features")?.inner;
+    let f = &handle(features, "features")?.inner.to_features()?;
     // SAFETY: caller's contract.
     let mut cfg = unsafe { synth_config(options) }?;
     if let Some(prf_size) = prf_size {

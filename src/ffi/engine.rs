@@ -10,7 +10,6 @@
 use std::ffi::c_char;
 use std::path::Path;
 
-use crate::data::Features;
 use crate::engine::estimator::prediction_coords;
 use crate::engine::{Device, Estimator, Method};
 use crate::ffi::api::{
@@ -106,9 +105,9 @@ pub unsafe extern "C" fn ft_fit_load_on(
         // SAFETY: caller's contract.
         let device = unsafe { device_arg(device) }?;
         let est = Estimator { weighted: weighted != 0, ..Estimator::new(Method::Factortopy, device, FitConfig::default()) };
-        f.inner.validate("features")?;
+        f.inner.source().check_images("features", None)?;
         let (encoder, record) = load_encoder(Path::new(path))?;
-        let report = est.score(&encoder, &record, &f.inner, &b.inner)?.report;
+        let report = est.score(&encoder, &record, f.inner.source(), &b.inner)?.report;
         *out = boxed(ft_fit { report, encoder, record });
         Ok(())
     })
@@ -141,7 +140,7 @@ pub unsafe extern "C" fn ft_fit_predict(
         // SAFETY: caller's contract.
         let device = unsafe { device_arg(device) }?;
         // SAFETY: caller's contract.
-        unsafe { predict_into(&fit.encoder, &fit.record, &f.inner, brain, device, out, capacity) }
+        unsafe { predict_into(&fit.encoder, &fit.record, f.inner.source(), brain, device, out, capacity) }
     })
 }
 
@@ -183,7 +182,7 @@ pub unsafe extern "C" fn ft_monitor_new_from_encoder_on(
         // SAFETY: caller's contract.
         let (device, o) = unsafe { device_and_options(b, options, device, monitor_options_for_images) }?;
         let cfg = monitor_config(&o, device)?;
-        let m = Monitor::from_encoder_file(&b.inner, &f.inner, Path::new(path), cfg)?;
+        let m = Monitor::from_encoder_file(&b.inner, f.inner.source(), Path::new(path), cfg)?;
         *out = boxed(ft_monitor { inner: m });
         Ok(())
     })
@@ -288,7 +287,7 @@ pub unsafe extern "C" fn ft_predict_encoder(
         let device = unsafe { device_arg(device) }?;
         let (encoder, record) = load_encoder(Path::new(path))?;
         // SAFETY: caller's contract.
-        unsafe { predict_into(&encoder, &record, &f.inner, brain, device, out, capacity) }
+        unsafe { predict_into(&encoder, &record, f.inner.source(), brain, device, out, capacity) }
     })
 }
 
@@ -299,7 +298,7 @@ pub unsafe extern "C" fn ft_predict_encoder(
 unsafe fn predict_into(
     encoder: &crate::model::Encoder,
     record: &crate::model::encoder_file::FitRecord,
-    features: &Features,
+    features: &dyn crate::data::FeatureSource,
     brain: Option<&crate::data::Brain>,
     device: Device,
     out: *mut f32,
@@ -541,8 +540,8 @@ unsafe fn fit_new(
     // SAFETY: caller's contract.
     let (device, o) = unsafe { device_and_options(b, options, device, fit_options_for_images) }?;
     let est = fit_estimator(Method::Factortopy, device, &o, resample)?;
-    f.inner.validate("features")?;
-    let job = est.fit(&f.inner, &b.inner, None)?.into_encoder_fit()?;
+    f.inner.source().check_images("features", None)?;
+    let job = est.fit(f.inner.source(), &b.inner, None)?.into_encoder_fit()?;
     let record = job.record();
     *out = boxed(ft_fit { report: job.report, encoder: job.outcome.encoder, record });
     Ok(())
@@ -577,7 +576,7 @@ unsafe fn rank(
     let ptrs = unsafe { std::slice::from_raw_parts(networks, n_networks) };
     let mut nets: Vec<&dyn crate::data::FeatureSource> = Vec::with_capacity(n_networks);
     for (i, &p) in ptrs.iter().enumerate() {
-        nets.push(&handle(p, &format!("networks[{i}]"))?.inner);
+        nets.push(handle(p, &format!("networks[{i}]"))?.inner.source());
     }
     let method = crate::ffi::rank::method_of(method)?;
     let cfg = RankConfig { estimator: fit_estimator(method, device, &o, resample)? };
@@ -608,7 +607,7 @@ unsafe fn monitor_new(
     let (device, o) = unsafe { device_and_options(b, options, device, monitor_options_for_images) }?;
     let mut cfg = monitor_config(&o, device)?;
     cfg.fit.resample = resample;
-    let m = Monitor::new(&b.inner, &f.inner, cfg, None)?;
+    let m = Monitor::new(&b.inner, f.inner.source(), cfg, None)?;
     *out = boxed(ft_monitor { inner: m });
     Ok(())
 }

@@ -99,11 +99,11 @@ pub unsafe extern "C" fn ft_score_write_dir(
         let b = handle(brain, "brain")?;
         // SAFETY: caller's contract.
         let dir = unsafe { str_arg(out_dir, "out_dir") }?;
-        f.inner.validate("features")?;
+        f.inner.source().check_images("features", None)?;
         let (enc, record) = crate::model::encoder_file::load_encoder(Path::new(enc_path))?;
         let opts = PlotOptions::default();
         let est = crate::engine::Estimator { weighted: weighted != 0, ..crate::engine::Estimator::default() };
-        crate::pipeline::write_score_outputs(Path::new(dir), &est, &enc, &record, &f.inner, &b.inner, (plots != 0).then_some(&opts))?;
+        crate::pipeline::write_score_outputs(Path::new(dir), &est, &enc, &record, f.inner.source(), &b.inner, (plots != 0).then_some(&opts))?;
         Ok(())
     })
 }

@@ -45,6 +45,15 @@ pub(crate) enum Elem {
 }
 
 impl Elem {
+    /// The precision a feature set keeps values of this element type in.
+    pub(crate) fn precision(self) -> crate::data::Precision {
+        match self {
+            Elem::F32 => crate::data::Precision::F32,
+            Elem::F16 => crate::data::Precision::F16,
+            Elem::BF16 => crate::data::Precision::Bf16,
+        }
+    }
+
     fn size(self) -> usize {
         match self {
             Elem::F32 => 4,
@@ -255,6 +264,11 @@ impl RawView {
                 device_name(device_type)
             ),
         ))
+    }
+
+    /// The precision of the viewed elements.
+    pub fn precision(&self) -> crate::data::Precision {
+        self.elem.precision()
     }
 
     /// Copies the elements, in row-major order, into an owned f32 array.
