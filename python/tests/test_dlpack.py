@@ -93,3 +93,35 @@ def test_device_memory_is_a_clear_error():
     with pytest.raises(ft.DeviceError, match="CUDA"):
         _lib.call("ft_features_add_layer_dlpack", f.handle, ctypes.byref(t), None)
     assert f.n_layers == 0
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * ctypes.sizeof(ctypes.c_void_p) * 512  # pages of 4 KiB
+
+
+def test_16_bit_tensors_stay_16_bit_in_the_library():
+    # 64 MiB of bf16: kept as f32 it would take 128 MiB of the library's memory.
+    x = torch.randn(2048, 256, 8, 8).to(torch.bfloat16)
+    nbytes = x.numel() * x.element_size()
+    before = _rss_bytes()
+    f = ft.Features([x])
+    grew = _rss_bytes() - before
+    assert grew < 1.4 * nbytes, f"the library took {grew / 2**20:.0f} MiB for {nbytes / 2**20:.0f} MiB of bf16"
+    np.testing.assert_array_equal(f.layer(0)[0][:2], x[:2].float().numpy())
+
+
+def test_an_opened_file_fits_as_the_loaded_file_does(tmp_path):
+    rng = np.random.default_rng(3)
+    layers = [rng.standard_normal((60, 8, 4, 4)).astype(np.float16) for _ in range(2)]
+    path = tmp_path / "features.safetensors"
+    ft.Features(layers, model="toy").save(path)
+    brain = ft.synth.plant(ft.Features.load(path), n_voxels=80, grid=4, seed=1)
+    opened, loaded = ft.Features.open(path), ft.Features.load(path)
+    assert opened.shape == loaded.shape == (60, 2)
+    for l in range(2):
+        np.testing.assert_array_equal(opened.layer(l)[0], loaded.layer(l)[0])
+    fast = ft.FitOptions.preset("fast", grid=4, d=8, max_epochs=2)
+    a = ft.fit(opened, brain, fast).report
+    b = ft.fit(loaded, brain, fast).report
+    assert a["hierarchy"] == b["hierarchy"] and a["r2"] == b["r2"]

@@ -329,24 +329,8 @@ impl FeatureSource for FeatureFile {
 mod tests {
     use super::*;
     use crate::data::safetensors_io::tests::{bf16_bytes, f16_bytes, write_raw};
-    use crate::data::LayerFeatures;
+    use crate::data::features::tests::sample;
     use safetensors::Dtype;
-
-    fn sample() -> Features {
-        let arr = |shape: Vec<usize>, seed: f32| {
-            let n = shape.iter().product();
-            Array { shape, data: (0..n).map(|i| ((i as f32) * 0.37 + seed).sin()).collect() }
-        };
-        Features {
-            model: "toy".into(),
-            layer_names: vec!["a".into(), "b".into()],
-            stimulus_ids: Some(vec!["s0".into(), "s1".into(), "s2".into()]),
-            layers: vec![
-                LayerFeatures { local: arr(vec![3, 4, 2, 2], 0.0), global: None },
-                LayerFeatures { local: arr(vec![3, 5, 3, 1], 1.0), global: Some(arr(vec![3, 5], 2.0)) },
-            ],
-        }
-    }
 
     /// The file reader gives what the whole-file loader gives, block by block.
     #[test]

@@ -288,7 +288,7 @@ impl Features {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::data::safetensors_io::tests::{bf16_bytes, f16_bytes, write_raw};
     use safetensors::Dtype;
@@ -298,7 +298,8 @@ mod tests {
         Array { shape, data: (0..n).map(|i| ((i as f32) * 0.37 + seed).sin()).collect() }
     }
 
-    fn sample() -> Features {
+    /// A small two-layer feature set: one layer without a global token, one with.
+    pub(crate) fn sample() -> Features {
         Features {
             model: "toy".into(),
             layer_names: vec!["a".into(), "b".into()],
