@@ -52,8 +52,15 @@ fn recovery_config() -> FitConfig {
     FitConfig { seed: 0, max_epochs: 6, ..FitConfig::fast() }
 }
 
-/// Features kept in 16 bits give the fit of features kept in f32: the same layer choices and
-/// the same held-out R² to within 1e-3, on the planted hierarchy.
+/// Features kept in 16 bits recover the planted hierarchy as features kept in f32 do.
+///
+/// Not voxel for voxel: a fit is chaotic in its rounding over hundreds of optimiser steps, so any
+/// change in the last bits of the inputs redraws its optimisation noise. Measured on this
+/// scenario, f32 inputs multiplied by (1 + 1e-6), or by random factors of f16's rounding size
+/// (±2⁻¹¹), change the argmax layer of 0.6–1.0 % of voxels, the mean held-out R² by up to
+/// 0.008 and the planted-layer accuracy by up to 0.004; f16 storage at seeds 0–3 changed
+/// 0.5–2.6 % of the layer choices, the mean R² by 0.0002–0.0034 and the accuracy by −0.02 to
+/// +0.004. The bounds below sit just outside that spread.
 #[test]
 fn sixteen_bit_storage_recovers_what_f32_does() {
     use factortopy::data::Precision;
@@ -74,11 +81,12 @@ fn sixteen_bit_storage_recovers_what_f32_does() {
     let (a, b) = (argmax(&wide.selections), argmax(&narrow.selections));
     let same = a.iter().zip(&b).filter(|(x, y)| x == y).count() as f64 / a.len() as f64;
     let (ra, rb) = (wide.report.r2.mean, narrow.report.r2.mean);
-    let worst = wide.outcome.val_r2.iter().zip(&narrow.outcome.val_r2).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-    eprintln!("same layer choice for {same:.4} of voxels; mean held-out R² {ra:.5} vs {rb:.5}; largest per-voxel difference {worst:.5}");
     let rw = Recovery::measure(&syn, &brain, syn_cfg.grid, &wide.selections, &wide.outcome.val_r2);
     let rn = Recovery::measure(&syn, &brain, syn_cfg.grid, &narrow.selections, &narrow.outcome.val_r2);
+    eprintln!("same layer choice for {same:.4} of voxels; mean held-out R² {ra:.5} (f32) vs {rb:.5} (f16)");
     eprintln!("f32 {rw:?}\nf16 {rn:?}");
-    assert!(same >= 0.995, "the layer choice differs for {:.2}% of voxels", 100.0 * (1.0 - same));
-    assert!((ra - rb).abs() <= 1e-3, "mean held-out R² {ra} (f32) vs {rb} (f16)");
+    assert!(same >= 0.96, "the layer choice differs for {:.2}% of voxels", 100.0 * (1.0 - same));
+    assert!((ra - rb).abs() <= 0.01, "mean held-out R² {ra} (f32) vs {rb} (f16)");
+    assert!(rn.layer_acc >= rw.layer_acc - 0.03, "planted layer recovered for {} (f16) vs {} (f32)", rn.layer_acc, rw.layer_acc);
+    assert!((rn.slope - rw.slope).abs() <= 0.05 && (rn.spearman - rw.spearman).abs() <= 0.05, "{rn:?} vs {rw:?}");
 }
