@@ -77,7 +77,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
         "T" => 1 << 40,
         _ => return None,
     };
-    (x.is_finite() && x >= 0.0).then(|| (x * mult as f64) as u64)
+    (x.is_finite() && x >= 0.0).then_some((x * mult as f64) as u64)
 }
 
 /// This process's resident memory now (`VmRSS`), in bytes.
