@@ -1,4 +1,4 @@
-//! Grouping voxels by their channel readout (the channel map of issue 13): spherical k-means on
+//! Grouping voxels by their channel readout (the channel map: which voxels read the same channels): spherical k-means on
 //! the rows of the readout `W` [V, D], seeded k-means++ and a fixed iteration cap.
 //!
 //! The paper's code groups channels with a k-means + Ward loop that is reported to oscillate for

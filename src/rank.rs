@@ -2,7 +2,7 @@
 //! every network is fitted against the same brain with the same split and seed, scored with
 //! DESIGN §4, and sorted by the alignment slope. Every row carries the slope's bootstrap interval
 //! and permutation p-value, and adjacent rows a paired bootstrap test of their difference (same
-//! held-out images and voxels in every resample, issue 14). The CLI (`factortopy rank`) gates on
+//! held-out images and voxels in every resample, so the two share their noise). The CLI (`factortopy rank`) gates on
 //! the best slope or its interval's lower bound; the C ABI wraps [`rank`] and
 //! [`Ranking::to_json`].
 

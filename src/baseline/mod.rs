@@ -1,4 +1,4 @@
-//! The layer-wise ridge baseline (issue 5): a fast, closed-form estimate of which layer each
+//! The layer-wise ridge baseline: a fast, closed-form estimate of which layer each
 //! voxel reads from, and the sanity check for FactorTopy's maps.
 //!
 //! - [`ridge`]: ridge regression with per-target cross-validated penalties (the scheme of

@@ -1,4 +1,4 @@
-//! Flags of the uncertainty estimates (issue 14), shared by `fit`, `score` and `rank`.
+//! Flags of the uncertainty estimates, shared by `fit`, `score` and `rank`.
 
 use clap::Args;
 

@@ -181,7 +181,7 @@ pub struct Estimator {
     pub ridge: RidgeBaselineConfig,
     /// Weight the hierarchy line by max(R², 0).
     pub weighted: bool,
-    /// Bootstrap intervals and the hierarchy's permutation null of the report (issue 14).
+    /// Bootstrap intervals and the hierarchy's permutation null, so every headline number comes with how far it can be trusted.
     pub uncertainty: UncertaintyConfig,
     /// Which CPU trainer runs on `Device::Cpu`.
     pub cpu_trainer: CpuTrainer,

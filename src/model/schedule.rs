@@ -1,4 +1,4 @@
-//! The schedule of a fit for a probe set of N images (issue 11): the optimiser step, how long the
+//! The schedule of a fit for a probe set of N images (a probe set of hundreds of images needs a shorter warm-up than DESIGN's ten thousand): the optimiser step, how long the
 //! regulariser's warm-up lasts, how patient early stopping is and how long a fit may run. The one
 //! place where a front end's default settings are resolved ([`Preset::config`]): the CLI (`fit`,
 //! `rank`, `monitor`), the C ABI (NULL options, `ft_fit_options_for_images`) and Python go

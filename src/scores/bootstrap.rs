@@ -1,4 +1,4 @@
-//! Refit-free bootstrap of the headline scores (DESIGN §4 "Uncertainty", issue 14).
+//! Refit-free bootstrap of the headline scores (DESIGN §4 "Uncertainty").
 //!
 //! One resample draws, independently:
 //! - **images**: the held-out images with replacement (multiplicities `c_i`, `Σ c_i = n`); every

@@ -1,4 +1,4 @@
-//! Intervals over seeds from the reports of K fits (issue 14): the one place that reads whole
+//! Intervals over seeds from the reports of K fits: the one place that reads whole
 //! reports to build an [`Uncertainty`], so `uncertainty` (which `report` embeds) does not depend
 //! on `report`.
 

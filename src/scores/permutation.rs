@@ -1,4 +1,4 @@
-//! A null for the hierarchy (DESIGN §4, issue 14): how often would ROI levels assigned at random
+//! A null for the hierarchy (DESIGN §4: how often would ROI levels assigned at random
 //! to whole ROIs give a line at least as steep (and a rank agreement at least as strong) as the
 //! observed one?
 //!

@@ -1,4 +1,4 @@
-//! Intervals that include the fit's own variability (issue 14): from K fits of the same data
+//! Intervals that include the fit's own variability: from K fits of the same data
 //! with different seeds (`fit --seeds K`), each with its refit-free bootstrap.
 //!
 //! Why not the refit-free bootstrap alone: it resamples held-out images and voxels of one fitted

@@ -1,4 +1,4 @@
-//! The fit's own randomness (issue 14): the spread of every headline number over refits with
+//! The fit's own randomness: the spread of every headline number over refits with
 //! several seeds (`fit --seeds K`). A seed sets the encoder's initialisation, the batch order and
 //! the train/validation split, so the spread covers all three.
 

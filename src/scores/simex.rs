@@ -1,9 +1,9 @@
 //! Correction of the bias that measurement noise introduces in the hierarchy's headline numbers
 //! (slope, b0, b1, Spearman ρ) by simulation–extrapolation (SIMEX; Cook & Stefanski 1994,
-//! JASA 89:1314), with `fit --seeds K --bias-correct simex` (issue 14).
+//! JASA 89:1314), with `fit --seeds K --bias-correct simex`.
 //!
 //! Why: an interval built from fits to the noisy data alone (refit-free bootstrap, spread over
-//! seeds) describes where another fit *to the same noisy data* lands. The check of issue 14 asks
+//! seeds) describes where another fit *to the same noisy data* lands. Calibration on planted data asks
 //! for the number that the same pipeline reaches on noise-free data, and on planted data the
 //! noisy fits sit systematically away from it (README, Uncertainty). SIMEX measures how a number
 //! moves when noise of known variance is added and extrapolates back to no noise at all.

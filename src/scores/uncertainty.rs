@@ -1,4 +1,4 @@
-//! Uncertainty of every headline number (DESIGN §4, issue 14): bootstrap intervals
+//! Uncertainty of every headline number (DESIGN §4: bootstrap intervals
 //! ([`crate::scores::bootstrap`]) and the hierarchy's permutation null
 //! ([`crate::scores::permutation`]), as one block of the report.
 

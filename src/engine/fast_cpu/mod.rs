@@ -1,4 +1,4 @@
-//! The fast CPU trainer (issue 11): an explicit forward and backward of the whole model of
+//! The fast CPU trainer (autograd's graph costs more than the arithmetic at these sizes): an explicit forward and backward of the whole model of
 //! DESIGN §3 on flat host buffers, no autograd graph on the hot path. It mirrors the CUDA trainer
 //! (`cuda::trainer::GpuTrainer`): one flat buffer each for the parameters, gradients and AdamW
 //! moments ([`layout`]); the three selector MLPs as one chain sharing the positional encoding
