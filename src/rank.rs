@@ -364,7 +364,7 @@ impl Ranking {
             return "no bootstrap (--bootstrap 0): no intervals and no paired tests\n".to_string();
         }
         // FactorTopy fits carry optimisation noise that these refit-free resamples do not see
-        // (README, Uncertainty: fit-to-fit slope differences of 0.01–0.2 on planted data); the
+        // (docs/uncertainty.md: fit-to-fit slope differences of 0.01–0.2 on planted data); the
         // ridge baseline's closed-form fit has none.
         let refits = if self.method == Method::Factortopy {
             "; refit-free: another fit of a network can move its slope by more than its interval, so a '>' smaller \

@@ -18,8 +18,8 @@
 // SIMEX,PRF} (defaults 20, 0..SEEDS, 3, 400, 60, 3, 0.3, the fast preset's smooth-L1 β 0.1, 0,
 // 0; SIMEX=1 gives `--bias-correct simex`, PRF=-1 the generator's default receptive fields).
 // Last runs (2-core machine, one run at a time, 2026-11-29): 20/20 on scenario seeds 0–19 and
-// 19/20 on seeds 20–39 (LIST=20,...,39), 18/20 with K = 5; ≈ 6–7 min for 100 fits. README
-// "Uncertainty" has the numbers, the noise-induced shift that the interval's width covers at
+// 19/20 on seeds 20–39 (LIST=20,...,39), 18/20 with K = 5; ≈ 6–7 min for 100 fits.
+// docs/uncertainty.md has the numbers, the noise-induced shift that the interval's width covers at
 // K = 3–5, and the earlier runs (17/20 before the trainer's summation order changed).
 // The schedule is explicit (fast preset, d 16, grid 4, regulariser over 100 steps,
 // early stopping with patience 3, at most EPOCHS epochs) so that changes of the default
@@ -188,7 +188,7 @@ fn ridge_calibration() {
 }
 
 #[test]
-#[ignore = "≈ 7 minutes on the 2-core machine (100 FactorTopy fits); last runs 20/20 and 19/20 (seeds 20–39): README, Uncertainty"]
+#[ignore = "≈ 7 minutes on the 2-core machine (100 FactorTopy fits); last runs 20/20 and 19/20 (seeds 20–39): docs/uncertainty.md"]
 fn factortopy_calibration() {
     let seeds = env_or("FACTORTOPY_CALIBRATION_SEEDS", SEEDS);
     let k = env_or("FACTORTOPY_CALIBRATION_K", 3usize);
@@ -281,7 +281,7 @@ fn factortopy_calibration() {
     check(&Outcome { covered, hier_p, shuffled_p });
 }
 
-/// The study behind README's "What the FactorTopy rows show": for each scenario seed in
+/// The study behind docs/uncertainty.md ("What the FactorTopy rows show"): for each scenario seed in
 /// FACTORTOPY_CALIBRATION_LIST (default 0..6), K fits (seeds 0..K, default 6) of the noisy and of
 /// the noise-free brain, with their slopes, best epochs and refit-free half-widths. With
 /// FACTORTOPY_CALIBRATION_PATIENCE=1000 and FACTORTOPY_CALIBRATION_EPOCHS=E the fits run E epochs
@@ -319,7 +319,7 @@ fn factortopy_noisy_vs_noise_free_study() {
 
 /// SIMEX end to end on tiny planted data, in seconds: an under-trained schedule (the warm-up
 /// that raises layer entropy fades over 100 optimiser steps and the fit stops soon after) lets
-/// measurement noise attenuate the slope strongly (README, Uncertainty: noisy fits learn the
+/// measurement noise attenuate the slope strongly (docs/uncertainty.md: noisy fits learn the
 /// layer choice more slowly), so the fits to the noisy brain sit well below the fit to the
 /// noise-free one. The SIMEX-corrected slope must move toward the noise-free fit's slope (at the
 /// first seed, as in the calibration) and its interval cover it; the report carries the kind,

@@ -1,7 +1,7 @@
 //! The default schedule (issue 11, `model::schedule`): on planted data (DESIGN §8) of small probe
 //! sets the default preset recovers the planted layers, locations and hierarchy. The ignored
 //! `schedule_study` compares it with DESIGN's schedule from 400 to 10 000 images (the numbers in
-//! README "Default schedule"):
+//! docs/schedule.md):
 //! `cargo test --release --test schedule -- --ignored --nocapture`.
 
 use factortopy::engine::Estimator;
@@ -61,7 +61,7 @@ fn default_schedule_recovers_small_probe_sets() {
     }
 }
 
-/// The measured study of README "Default schedule": DESIGN's schedule and the default one on the
+/// The measured study of docs/schedule.md: DESIGN's schedule and the default one on the
 /// same planted data at each size (several minutes: DESIGN's schedule at 10 000 images runs tens
 /// of thousands of optimiser steps).
 #[test]

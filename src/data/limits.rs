@@ -6,8 +6,8 @@
 //! the user's run. Rust aborts the process when an allocation fails and panics on a capacity
 //! overflow, so every size a user can choose is checked here *before* memory is asked for:
 //! either against a limit (a size the model cannot sensibly use) or with a fallible allocation
-//! ([`try_zeroed`], [`try_with_capacity`]) whose failure is [`Error::Memory`]. README.md
-//! ("Limits") lists the same numbers.
+//! ([`try_zeroed`], [`try_with_capacity`]) whose failure is [`Error::Memory`]. docs/limits.md
+//! lists the same numbers.
 
 use crate::error::{Error, Result};
 

@@ -22,8 +22,8 @@
 //! - patience is [`PATIENCE_STEPS`] = 60 optimiser steps, in whole epochs, at least two;
 //! - a fit runs at most [`MAX_STEPS`] = 1200 optimiser steps (38 400 image presentations, which
 //!   bounds the wall time whatever N), in whole epochs, at least [`MIN_EPOCHS`] and at most
-//!   DESIGN's 40: planted data converge in 300–500 steps from 400 to 10 000 images (README
-//!   "Default schedule"), so early stopping is the usual end.
+//!   DESIGN's 40: planted data converge in 300–500 steps from 400 to 10 000 images
+//!   (docs/schedule.md), so early stopping is the usual end.
 
 use std::fmt;
 use std::str::FromStr;

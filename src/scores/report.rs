@@ -561,7 +561,7 @@ impl Report {
             }
             Some(u) if u.n_resamples > 0 => {
                 // A FactorTopy fit's own optimisation noise is larger than these intervals
-                // (README, Uncertainty: they covered a noise-free refit in 7 of 20 planted seeds);
+                // (docs/uncertainty.md: they covered a noise-free refit in 7 of 20 planted seeds);
                 // the ridge baseline's closed-form fit has none.
                 let refits = if self.settings.fit.is_some() {
                     "; another fit of the same data can land outside them: `--seeds 3` gives intervals that include fit-to-fit variability"

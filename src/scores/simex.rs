@@ -5,7 +5,7 @@
 //! Why: an interval built from fits to the noisy data alone (refit-free bootstrap, spread over
 //! seeds) describes where another fit *to the same noisy data* lands. Calibration on planted data asks
 //! for the number that the same pipeline reaches on noise-free data, and on planted data the
-//! noisy fits sit systematically away from it (README, Uncertainty). SIMEX measures how a number
+//! noisy fits sit systematically away from it (docs/uncertainty.md). SIMEX measures how a number
 //! moves when noise of known variance is added and extrapolates back to no noise at all.
 //!
 //! **Noise variance per voxel.** The brain's noise ceiling NC_v is the explainable fraction of
