@@ -50,7 +50,7 @@ fn main() {
     let depth: Vec<f64> = roi.iter().map(|&r| 0.15 * r as f64 + 0.2 * rng.uniform()).collect();
     let nc: Vec<f32> = (0..voxels).map(|_| rng.uniform_range(0.2, 0.8) as f32).collect();
     let brain = Brain {
-        responses: Array::zeros(vec![1, voxels]),
+        responses: Array::zeros(vec![1, voxels]).into(),
         coords: Array::zeros(vec![voxels, 3]),
         roi: roi.clone(),
         noise_ceiling: Some(nc.clone()),

@@ -88,7 +88,7 @@ mod bench {
         let norm = CoordNorm::from_coords(&coords)?;
         let pe = norm.encode(&coords)?;
         let bt = BrainTensors {
-            responses,
+            responses: responses.into(),
             pe: Tensor::from_vec(pe.data, pe.shape.as_slice(), &Device::Cpu)?,
             coord_norm: norm,
         };
@@ -101,6 +101,7 @@ mod bench {
             coord_norm: norm,
             layer_names: features.layer_names.clone(),
             model: "bench".into(),
+            layer_scale: None,
         };
         let enc = Encoder::new(spec, 0)?;
         let cfg = FitConfig { d, grid, batch_size: b, ..FitConfig::default() };

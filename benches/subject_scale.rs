@@ -709,11 +709,31 @@ impl Files {
         ]
     }
 
-    /// Writes the files that are not there yet, one at a time.
-    fn generate(&self, size: &Size) -> io::Result<()> {
+    /// The files `cmds` read (a monitor-only run needs none of the subject-sized files).
+    fn needed(&self, cmds: &[Cmd]) -> Vec<&FileSpec> {
+        let has = |c: Cmd| cmds.contains(&c);
+        let subject = cmds.iter().any(|&c| c != Cmd::Monitor);
+        let mut out = Vec::new();
+        if subject {
+            out.push(&self.features_a);
+        }
+        if has(Cmd::Rank) {
+            out.push(&self.features_b);
+        }
+        if subject {
+            out.push(&self.brain);
+        }
+        if has(Cmd::Monitor) {
+            out.extend([&self.probe_a, &self.probe_b, &self.probe_brain]);
+        }
+        out
+    }
+
+    /// Writes the files `cmds` read that are not there yet, one at a time.
+    fn generate(&self, size: &Size, cmds: &[Cmd]) -> io::Result<()> {
         // One cortex for both brains: the probe set is shown to the same vertices.
         let cortex = Cortex::new(size.vertices, size.layers, 3);
-        for spec in self.all() {
+        for spec in self.needed(cmds) {
             let name = spec.path.file_name().unwrap_or_default().to_string_lossy();
             if spec.already_there() {
                 eprintln!(
@@ -1184,7 +1204,7 @@ fn generate_and_run(
     out: &Path,
     opts: &Opts,
 ) -> io::Result<()> {
-    let total: u64 = files.all().iter().map(|s| s.file_bytes()).sum();
+    let total: u64 = files.needed(cmds).iter().map(|s| s.file_bytes()).sum();
     eprintln!(
         "{}: {} images × {} vertices, {} × {}; {:.2} GiB of input files in {}",
         size.name,
@@ -1195,9 +1215,9 @@ fn generate_and_run(
         total as f64 / GIB,
         out.parent().unwrap_or(out).display()
     );
-    files.generate(size)?;
+    files.generate(size, cmds)?;
     let Some(bin) = bin else {
-        for spec in files.all() {
+        for spec in files.needed(cmds) {
             println!(
                 "{:>8.3} GiB  {}",
                 spec.file_bytes() as f64 / GIB,

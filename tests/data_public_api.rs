@@ -30,7 +30,7 @@ fn features_and_brain_files_pair_up() {
     let responses =
         Array::new(vec![n, v], (0..n * v).map(|i| ((i * 5) % 7) as f32).collect()).unwrap();
     let b = Brain {
-        responses,
+        responses: responses.into(),
         coords: Array::zeros(vec![v, 3]),
         roi: vec![0, 1, -1],
         noise_ceiling: None,
@@ -51,7 +51,7 @@ fn features_and_brain_files_pair_up() {
     assert_eq!(f2.global(0).shape, vec![n, 2]);
 
     let mut short = b.clone();
-    short.responses = Array::zeros(vec![n - 1, v]);
+    short.responses = Array::zeros(vec![n - 1, v]).into();
     short.stimulus_ids = None;
     let e = check_pair(&f2, "features.safetensors", &short, "brain.safetensors").unwrap_err();
     assert!(matches!(e, Error::Mismatch(_)));

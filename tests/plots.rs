@@ -225,7 +225,7 @@ fn hemispheres_are_drawn_side_by_side() {
     let (brain, truth) = planted();
     let v = brain.roi.len();
     let mut two = brain.clone();
-    two.responses = Array::zeros(vec![2, 2 * v]);
+    two.responses = Array::zeros(vec![2, 2 * v]).into();
     two.coords.data.extend_from_within(..);
     two.coords.shape = vec![2 * v, 3];
     two.flat = None;

@@ -45,7 +45,7 @@ fn toy(with_flat: bool) -> (Brain, Selections) {
         }
     }
     let brain = Brain {
-        responses: Array::zeros(vec![10, v]),
+        responses: Array::zeros(vec![10, v]).into(),
         coords: Array::new(vec![v, 3], coords).unwrap(),
         roi,
         noise_ceiling: None,

@@ -54,7 +54,7 @@ fn write_inputs(dir: &Path, n: usize, layers: usize, c: usize, v: usize) -> (std
     let side = (v as f64).sqrt().ceil() as usize;
     let coords: Vec<f32> = (0..v).flat_map(|i| [(i % side) as f32, (i / side) as f32, ((i * 7) % 5) as f32]).collect();
     let brain = Brain {
-        responses: Array::new(vec![n, v], values(99, n * v).collect()).unwrap(),
+        responses: Array::new(vec![n, v], values(99, n * v).collect()).unwrap().into(),
         coords: Array::new(vec![v, 3], coords).unwrap(),
         roi: (0..v).map(|i| (i % 5) as i32).collect(),
         noise_ceiling: None,

@@ -75,6 +75,12 @@ pub struct TrainArgs {
     /// map shrinks, bilinear where it grows; every other preset's). Saved with the encoder.
     #[arg(long, value_name = "METHOD", value_parser = parse_resample)]
     pub resample: Option<Resample>,
+    /// The units each layer's features are fitted in: `common` (every layer's local maps and
+    /// global tokens scaled to a root mean square of 1 over the probe set, so that a layer's
+    /// units cannot decide which voxels choose it; every preset's but `design`) or `raw` (as
+    /// they come, DESIGN §3). Saved with the encoder.
+    #[arg(long, value_name = "UNITS", value_parser = ["common", "raw"])]
+    pub layer_units: Option<String>,
 }
 
 fn parse_resample(s: &str) -> std::result::Result<Resample, String> {
@@ -105,6 +111,7 @@ impl TrainArgs {
             patience: self.patience.unwrap_or(base.patience),
             reg_steps: self.reg_steps.unwrap_or(base.reg_steps),
             resample: self.resample.unwrap_or(base.resample),
+            normalise_layers: self.layer_units.as_deref().map_or(base.normalise_layers, |u| u == "common"),
             ..base
         }
     }

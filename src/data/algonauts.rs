@@ -235,7 +235,7 @@ pub fn import_algonauts(dir: &Path, opts: &AlgonautsOptions) -> Result<Algonauts
         .clone()
         .or_else(|| dir.canonicalize().ok()?.file_name().map(|s| s.to_string_lossy().into_owned()));
     let brain = Brain {
-        responses,
+        responses: responses.into(),
         coords,
         roi: roi.clone(),
         noise_ceiling,

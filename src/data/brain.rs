@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct Brain {
     /// `[N, V]` responses (z-scored per voxel after `zscore()`; loaders do this by default).
-    pub responses: Array,
+    /// Shared, not copied, with the trainers' [`crate::model::BrainTensors`]: at a whole
+    /// subject they are 1.5 GiB. Write through `Arc::make_mut`.
+    pub responses: std::sync::Arc<Array>,
     /// `[V, 3]` voxel positions.
     pub coords: Array,
     /// `[V]` index into `roi_names`, -1 outside every ROI.
@@ -249,7 +251,7 @@ impl Brain {
         let stimulus_ids = json_string_list(&file, "stimulus_ids")?;
         let subject = file.metadata().get("subject").cloned();
         let mut b = Brain {
-            responses,
+            responses: responses.into(),
             coords,
             roi,
             noise_ceiling,
@@ -272,7 +274,7 @@ impl Brain {
     /// f64. A voxel whose responses are all equal cannot be standardised and is an error (it
     /// carries no signal and would otherwise become NaN or huge rounding noise).
     pub fn zscore(&mut self, origin: &str) -> Result<()> {
-        let r = &mut self.responses;
+        let r = std::sync::Arc::make_mut(&mut self.responses);
         if r.shape.len() != 2 || r.data.len() != r.shape.iter().product::<usize>() {
             return Err(Error::data(
                 origin,
@@ -392,7 +394,7 @@ mod tests {
             data: (0..n * v).map(|i| ((i * 7 % 11) as f32) * 0.5 + (i % v) as f32).collect(),
         };
         Brain {
-            responses,
+            responses: responses.into(),
             coords: Array { shape: vec![v, 3], data: (0..3 * v).map(|i| i as f32).collect() },
             roi: vec![0, 1, -1, 1],
             noise_ceiling: Some(vec![0.1, 0.5, 0.0, 1.0]),
@@ -448,7 +450,7 @@ mod tests {
         assert_eq!((b.n_images(), b.n_voxels()), (5, 4));
 
         let mut b = sample();
-        b.responses = Array { shape: vec![5, 0], data: vec![] };
+        b.responses = Array { shape: vec![5, 0], data: vec![] }.into();
         let s = e(b);
         assert!(
             s.contains("brain.safetensors") && s.contains("`responses`") && s.contains("[5, 0]"),
@@ -456,7 +458,7 @@ mod tests {
         );
 
         let mut b = sample();
-        b.responses.data[2 * 4 + 3] = f32::NAN;
+        std::sync::Arc::make_mut(&mut b.responses).data[2 * 4 + 3] = f32::NAN;
         let s = e(b);
         assert!(
             s.contains("`responses`") && s.contains("NaN") && s.contains("[image 2, voxel 3]"),
@@ -543,11 +545,11 @@ mod tests {
         }
         let mut b = sample();
         for i in 0..5 {
-            b.responses.data[i * 4 + 1] = 0.1;
-            b.responses.data[i * 4 + 3] = -2.0;
+            std::sync::Arc::make_mut(&mut b.responses).data[i * 4 + 1] = 0.1;
+            std::sync::Arc::make_mut(&mut b.responses).data[i * 4 + 3] = -2.0;
         }
         let mut nan = b.clone();
-        nan.responses.data[6] = f32::NAN;
+        std::sync::Arc::make_mut(&mut nan.responses).data[6] = f32::NAN;
         assert!(data_err(nan.zscore("z").map(|_| ())).contains("[image 1, voxel 2]"));
         let s = data_err(b.zscore("brain.safetensors").map(|_| ()));
         assert!(

@@ -75,7 +75,7 @@ mod tests {
 
     fn brain(n: usize, ids: Option<Vec<&str>>) -> Brain {
         Brain {
-            responses: Array::zeros(vec![n, 1]),
+            responses: Array::zeros(vec![n, 1]).into(),
             coords: Array::zeros(vec![1, 3]),
             roi: vec![0],
             noise_ceiling: None,

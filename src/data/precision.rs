@@ -151,6 +151,34 @@ impl Store {
     pub fn bytes(&self) -> usize {
         self.len() * self.precision().bytes()
     }
+
+    /// The sum of the squared values, in f64, widened a block at a time in parallel (a pass
+    /// over a subject's features takes seconds, and no copy).
+    pub fn sum_squares(&self) -> f64 {
+        use rayon::prelude::*;
+        const BLOCK: usize = 1 << 16;
+        (0..self.len().div_ceil(BLOCK))
+            .into_par_iter()
+            .map(|b| {
+                let at = b * BLOCK;
+                let mut buf = vec![0f32; BLOCK.min(self.len() - at)];
+                self.read(at, &mut buf);
+                buf.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()
+            })
+            .collect::<Vec<f64>>()
+            .iter()
+            .sum()
+    }
+
+    /// Multiplies every value by `k` (rounding to the store's precision).
+    pub fn scale(&mut self, k: f32) {
+        use rayon::prelude::*;
+        match self {
+            Store::F32(v) => v.par_iter_mut().for_each(|x| *x *= k),
+            Store::F16(v) => v.par_iter_mut().for_each(|x| *x = half::f16::from_f32(x.to_f32() * k)),
+            Store::Bf16(v) => v.par_iter_mut().for_each(|x| *x = half::bf16::from_f32(x.to_f32() * k)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -104,7 +104,7 @@ fn brain_from_arrays(a: &ft_brain_arrays) -> FfiResult<Brain> {
     };
     let roi_levels = meta.roi_levels.unwrap_or_else(|| roi_names.iter().map(|n| Brain::default_level(n)).collect());
     let mut brain = Brain {
-        responses,
+        responses: responses.into(),
         coords,
         roi,
         noise_ceiling: noise_ceiling.map(|a| a.data),

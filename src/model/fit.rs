@@ -50,6 +50,10 @@ pub struct FitConfig {
     /// they arrive in, so 16-bit features stay 16-bit); they are widened to f32 an image at a
     /// time where they are multiplied.
     pub store: Option<Precision>,
+    /// Put every layer's features in common units before fitting
+    /// ([`PreparedFeatures::normalise`]; the factors are saved in the encoder): a layer's units
+    /// then cannot decide the fit. DESIGN §3 fits the features as they come.
+    pub normalise_layers: bool,
 }
 
 impl Default for FitConfig {
@@ -74,6 +78,7 @@ impl Default for FitConfig {
             readout: Readout::Fused,
             resample: Resample::Auto,
             store: None,
+            normalise_layers: true,
         }
     }
 }
@@ -82,7 +87,7 @@ impl FitConfig {
     /// DESIGN §3 exactly, including §3.1's bilinear resampling: the `design` preset, which
     /// reproduces the paper's code and this library's reports from before `auto` existed.
     pub fn design() -> Self {
-        Self { resample: Resample::Bilinear, ..Self::default() }
+        Self { resample: Resample::Bilinear, normalise_layers: false, ..Self::default() }
     }
 
     /// Settings for small probe sets (a few thousand images or fewer, as in the synthetic demo
@@ -216,9 +221,9 @@ pub struct Progress {
 
 /// The brain side of a fit: z-scored responses as a tensor plus the positional encoding.
 pub struct BrainTensors {
-    /// `[N, V]`, row-major (host values: the trainers borrow them, so a subject's responses
-    /// are held once here and once in the brain, not once per trainer).
-    pub responses: crate::data::Array,
+    /// `[N, V]`, row-major: the brain's own array, shared (the trainers borrow it), so a
+    /// subject's responses are held once.
+    pub responses: std::sync::Arc<crate::data::Array>,
     /// `[V, 192]`.
     pub pe: Tensor,
     pub coord_norm: CoordNorm,
@@ -264,7 +269,8 @@ pub struct FitStart {
 
 impl FitStart {
     pub fn new(features: &dyn FeatureSource, brain: &Brain, cfg: &FitConfig) -> Result<Self> {
-        let prepared = PreparedFeatures::new(features, cfg.grid, cfg.resample, cfg.store)?;
+        let mut prepared = PreparedFeatures::new(features, cfg.grid, cfg.resample, cfg.store)?;
+        let layer_scale = cfg.normalise_layers.then(|| prepared.normalise());
         let bt = BrainTensors::new(brain, None)?;
         let spec = EncoderSpec {
             widths: prepared.widths().to_vec(),
@@ -275,6 +281,7 @@ impl FitStart {
             coord_norm: bt.coord_norm,
             layer_names: features.layer_names().to_vec(),
             model: features.model().to_string(),
+            layer_scale,
         };
         let encoder = Encoder::new(spec, cfg.seed)?;
         let split = Split::new(prepared.n_images(), cfg.val_fraction, cfg.seed)?;

@@ -34,7 +34,7 @@ pub fn tiny(seed: u64, grid: usize, d: usize) -> (PreparedFeatures, BrainTensors
     let norm = CoordNorm::from_coords(&coords).expect("spread coordinates");
     let pe = norm.encode(&coords).expect("finite coordinates");
     let bt = BrainTensors {
-        responses,
+        responses: responses.into(),
         pe: Tensor::from_vec(pe.data, pe.shape.as_slice(), &cpu).expect("shape"),
         coord_norm: norm,
     };
@@ -47,6 +47,7 @@ pub fn tiny(seed: u64, grid: usize, d: usize) -> (PreparedFeatures, BrainTensors
         coord_norm: norm,
         layer_names: features.layer_names.clone(),
         model: "tiny".into(),
+        layer_scale: None,
     };
     let enc = Encoder::new(spec, seed).expect("valid spec");
     for (_, var) in enc.named_vars() {

@@ -32,6 +32,9 @@ pub struct PreparedFeatures {
     locals: Vec<Store>,
     /// Per layer `[N, C_l]`.
     globals: Vec<Store>,
+    /// Per layer, the factors the local maps and the global tokens were multiplied by after
+    /// resampling (1 unless the features are put in common units: [`PreparedFeatures::normalise`]).
+    scales: Vec<[f32; 2]>,
 }
 
 /// Bytes a prepared feature set of `n` images takes for layers of `widths` at grid `g` in
@@ -44,20 +47,20 @@ impl PreparedFeatures {
     /// The features as an encoder with `spec` reads them (its grid and resampling), kept in the
     /// precision they arrive in.
     pub fn for_encoder(features: &dyn FeatureSource, spec: &EncoderSpec) -> Result<Self> {
-        Self::new(features, spec.grid, spec.resample, None)
+        Self::build(features, None, spec.grid, spec.resample, None, spec.layer_scale.as_deref())
     }
 
     /// Every image of `features` resampled to `grid` with `method`, stored in `precision`
     /// (`None`: the precision the features arrive in).
     pub fn new(features: &dyn FeatureSource, grid: usize, method: Resample, precision: Option<Precision>) -> Result<Self> {
-        Self::build(features, None, grid, method, precision)
+        Self::build(features, None, grid, method, precision, None)
     }
 
     /// Only the images `idx` of `features`, in that order (the monitor's and `score`'s held-out
     /// images), as an encoder with `spec` reads them: the other images are neither read nor
     /// resampled.
     pub fn for_images(features: &dyn FeatureSource, idx: &[usize], spec: &EncoderSpec) -> Result<Self> {
-        Self::build(features, Some(idx), spec.grid, spec.resample, None)
+        Self::build(features, Some(idx), spec.grid, spec.resample, None, spec.layer_scale.as_deref())
     }
 
     /// [`PreparedFeatures::for_images`] in a chosen precision.
@@ -67,7 +70,7 @@ impl PreparedFeatures {
         spec: &EncoderSpec,
         precision: Option<Precision>,
     ) -> Result<Self> {
-        Self::build(features, Some(idx), spec.grid, spec.resample, precision)
+        Self::build(features, Some(idx), spec.grid, spec.resample, precision, spec.layer_scale.as_deref())
     }
 
     /// Images N.
@@ -98,6 +101,32 @@ impl PreparedFeatures {
     /// Bytes the values take.
     pub fn bytes(&self) -> usize {
         self.locals.iter().chain(&self.globals).map(Store::bytes).sum()
+    }
+
+    /// Per layer, the factors `[local, global]` the resampled values were multiplied by.
+    pub fn scales(&self) -> &[[f32; 2]] {
+        &self.scales
+    }
+
+    /// Puts every layer in common units: multiplies its local maps and its global tokens each by
+    /// one factor that gives them a root mean square of 1 over these images, and returns the
+    /// factors `[local, global]` per layer (an encoder fitted on these features keeps them, and
+    /// `score`, `predict` and the monitor apply them to new features). Multiplying a layer of the
+    /// input by any positive constant then changes nothing the trainer sees but rounding: its
+    /// learning rate, weight decay and initialisation act on every layer alike, and a layer's
+    /// units cannot decide whether voxels choose it. A layer that is all zeros keeps factor 1.
+    pub fn normalise(&mut self) -> Vec<[f32; 2]> {
+        for (l, (local, global)) in self.locals.iter_mut().zip(self.globals.iter_mut()).enumerate() {
+            for (k, store) in [local, global].into_iter().enumerate() {
+                let rms = (store.sum_squares() / store.len().max(1) as f64).sqrt();
+                let factor = if rms > 0.0 && rms.is_finite() { (1.0 / rms) as f32 } else { 1.0 };
+                if factor.is_finite() && factor != 1.0 {
+                    store.scale(factor);
+                    self.scales[l][k] *= factor;
+                }
+            }
+        }
+        self.scales.clone()
     }
 
     /// Image `img`'s layer `l` local map `[G·G, C_l]` as f32: the stored values when they are
@@ -145,11 +174,22 @@ impl PreparedFeatures {
         grid: usize,
         method: Resample,
         precision: Option<Precision>,
+        scales: Option<&[[f32; 2]]>,
     ) -> Result<Self> {
         let n_layers = features.n_layers();
         if n_layers == 0 {
             return Err(Error::invalid("the feature set has no layers"));
         }
+        let scales = match scales {
+            None => vec![[1.0; 2]; n_layers],
+            Some(s) if s.len() == n_layers && s.iter().flatten().all(|x| x.is_finite() && *x > 0.0) => s.to_vec(),
+            Some(s) => {
+                return Err(Error::mismatch(format!(
+                    "the encoder has layer scales for {} layers (each must be positive and finite); the features have {n_layers}",
+                    s.len()
+                )))
+            }
+        };
         let n = idx.map_or(features.n_images(), <[usize]>::len);
         let precision = precision.unwrap_or_else(|| features.precision());
         let mut widths = Vec::with_capacity(n_layers);
@@ -162,7 +202,7 @@ impl PreparedFeatures {
             globals.push(Store::zeroed("global tokens", precision, n * c)?);
             widths.push(c);
         }
-        let mut p = Self { n_images: n, grid, resample: method, widths, locals, globals };
+        let mut p = Self { n_images: n, grid, resample: method, widths, locals, globals, scales };
         p.fill(features, idx)?;
         Ok(p)
     }
@@ -247,6 +287,15 @@ impl PreparedFeatures {
                         }
                     }
                 }
+            }
+            // The encoder's units, applied after resampling exactly as the fit applied them
+            // (`normalise`), so a fit and a later `score` see the same numbers.
+            let [ks, kg] = self.scales[l];
+            if ks != 1.0 {
+                local.scale(ks);
+            }
+            if kg != 1.0 {
+                global.scale(kg);
             }
         }
         Ok(())
@@ -350,7 +399,7 @@ mod tests {
         let spec_of = |p: &PreparedFeatures| (p.grid, p.resample, p.widths.clone());
         let (a, b) = (features(1, 7), features(2, 7));
         let idx = [5usize, 0, 5, 3];
-        let mut p = PreparedFeatures::build(&a, Some(&idx), 3, Resample::Area, None).unwrap();
+        let mut p = PreparedFeatures::build(&a, Some(&idx), 3, Resample::Area, None, None).unwrap();
         assert_prepared(&p, &a, &idx);
         let before = spec_of(&p);
         p.refill(&b, &idx).unwrap();
@@ -363,7 +412,7 @@ mod tests {
         assert!(p.refill(&wider, &idx).unwrap_err().to_string().contains("widths"));
         assert!(p.refill(&b, &[0, 1, 2, 7]).unwrap_err().to_string().contains("out of range"));
         // The batch the candle paths read holds the same numbers.
-        let fresh = PreparedFeatures::build(&b, Some(&idx), 3, Resample::Area, None).unwrap();
+        let fresh = PreparedFeatures::build(&b, Some(&idx), 3, Resample::Area, None, None).unwrap();
         let (locals, globals) = fresh.batch(&[3, 1]).unwrap();
         assert_eq!(locals[0].dims(), &[2, 9, 9]);
         assert_eq!(globals[1].dims(), &[2, 4]);
@@ -391,7 +440,7 @@ mod tests {
             }
         }
         let idx = [8usize, 2, 2, 0];
-        let spec_like = PreparedFeatures::build(&file, Some(&idx), 3, Resample::Area, None).unwrap();
+        let spec_like = PreparedFeatures::build(&file, Some(&idx), 3, Resample::Area, None, None).unwrap();
         assert_prepared(&spec_like, &f, &idx);
     }
 

@@ -201,7 +201,7 @@ fn save_load_observe_matches_uninterrupted_run() {
     assert_eq!(c.history(), a.history());
     // The state refuses another brain.
     let mut other = FIXTURE.brain.clone();
-    other.responses.data[0] += 1.0;
+    std::sync::Arc::make_mut(&mut other.responses).data[0] += 1.0;
     let e = Monitor::load(&path, &other).err().unwrap().to_string();
     assert!(e.contains("different brain"), "{e}");
 }

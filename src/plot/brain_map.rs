@@ -526,7 +526,7 @@ mod tests {
             coords.extend_from_slice(&[x, y, 0.01 * x * x]);
         }
         Brain {
-            responses: Array::zeros(vec![2, v]),
+            responses: Array::zeros(vec![2, v]).into(),
             coords: Array::new(vec![v, 3], coords).unwrap(),
             roi: (0..v).map(|i| i32::from(i % 20 >= 10)).collect(),
             noise_ceiling: None,

@@ -73,7 +73,7 @@ mod tests {
     #[test]
     fn mismatched_selections_rejected() {
         let brain = Brain {
-            responses: Array::zeros(vec![2, 3]),
+            responses: Array::zeros(vec![2, 3]).into(),
             coords: Array::zeros(vec![3, 3]),
             roi: vec![0, 0, -1],
             noise_ceiling: None,

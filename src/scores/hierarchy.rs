@@ -311,7 +311,7 @@ mod tests {
             scale: vec![0.5; v],
         };
         let brain = Brain {
-            responses: Array::zeros(vec![4, v]),
+            responses: Array::zeros(vec![4, v]).into(),
             coords: Array::zeros(vec![v, 3]),
             roi: vec![0, 0, 1, 2, -1, 2],
             noise_ceiling: None,

@@ -112,6 +112,14 @@ pub struct FitSettings {
     /// written before the setting existed were fitted with `bilinear`.
     #[serde(default = "bilinear")]
     pub resample: String,
+    /// Whether each layer's features were put in common units before the fit (`common`) or
+    /// fitted as they came (`raw`, DESIGN §3; reports written before the setting existed).
+    #[serde(default = "raw_units")]
+    pub layer_units: String,
+}
+
+fn raw_units() -> String {
+    "raw".to_string()
 }
 
 fn bilinear() -> String {
@@ -139,6 +147,7 @@ impl From<&FitConfig> for FitSettings {
             max_seconds: c.max_seconds.filter(|s| s.is_finite()),
             readout: format!("{:?}", c.readout).to_lowercase(),
             resample: c.resample.name().to_string(),
+            layer_units: if c.normalise_layers { "common" } else { "raw" }.to_string(),
         }
     }
 }
@@ -628,7 +637,7 @@ mod tests {
             scale: vec![0.1, 0.3, 0.5, 0.5, 0.9, 0.7],
         };
         let brain = Brain {
-            responses: Array::zeros(vec![4, v]),
+            responses: Array::zeros(vec![4, v]).into(),
             coords: Array::zeros(vec![v, 3]),
             roi: vec![0, 0, 1, 2, -1, 2],
             noise_ceiling: Some(vec![0.5, 0.0, 0.25, 0.8, 0.5, 0.1]),

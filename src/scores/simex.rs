@@ -227,7 +227,7 @@ pub fn perturbed(brain: &Brain, noise_var: &[f64], lambda: f64, seed: u64, label
     }
     let (mean, var) = moments(&brain.responses);
     let mut out = brain.clone();
-    let r = &mut out.responses;
+    let r = std::sync::Arc::make_mut(&mut out.responses);
     let n = r.shape[0];
     for (j, &s2) in noise_var.iter().enumerate() {
         let sd = (lambda * s2).sqrt();
@@ -365,7 +365,7 @@ mod tests {
         let mut rng = Rng::new(3);
         let data: Vec<f32> = (0..n * v).map(|i| (2.0 + (i % v) as f64 + rng.normal()) as f32).collect();
         Brain {
-            responses: Array::new(vec![n, v], data).unwrap(),
+            responses: Array::new(vec![n, v], data).unwrap().into(),
             coords: Array::new(vec![v, 3], vec![0.0; v * 3]).unwrap(),
             roi: vec![0; v],
             noise_ceiling: nc,

@@ -461,7 +461,7 @@ pub fn plant_detailed(features: &Features, cfg: &SynthConfig) -> Result<Planted>
     }
 
     let brain = Brain {
-        responses: Array::new(vec![n, v], responses)?,
+        responses: Array::new(vec![n, v], responses)?.into(),
         coords: sheet.coords,
         roi: sheet.roi,
         noise_ceiling: Some(

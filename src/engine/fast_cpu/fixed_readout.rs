@@ -33,13 +33,17 @@ const ROWS: usize = 128;
 /// A fixed encoder's readout, ready to multiply.
 pub struct FixedReadout {
     v: usize,
-    ld: usize,
+    l: usize,
+    d: usize,
     gg: usize,
     /// Sorted row → voxel.
     order: Vec<usize>,
     blocks: Vec<Block>,
-    /// `Ω` `[V, L·D]`, rows in the sorted order.
-    omega: Vec<f32>,
+    /// Per sorted row: `p_v1..p_vL`, then `W_v`. `Ω` is `V·L·D` floats (0.23 GiB at a whole
+    /// subject's 39,548 vertices, L 12, D 128), so each work item builds its own rows of it
+    /// from these `L + D` numbers a voxel as it multiplies: `V·L·D` multiplies against the
+    /// product's `5·V·L·D·B`.
+    pw: Vec<f32>,
     /// Per sorted row: the four tap coefficients `a_vk` (0 outside the map), then `a_vg`.
     coef: Vec<[f32; 5]>,
     /// Per sorted row: `c_v`.
@@ -48,7 +52,6 @@ pub struct FixedReadout {
 
 impl FixedReadout {
     /// `sel` `[V, L + 3]` (`x, y, p_1..p_L, s`), `wc` `[V, D + 1]` (`W[v]`, `c_v`), grid `g`.
-    /// Ω is `V·L·D` floats (31 MB at V 5000, L 12, D 128), sized and allocated fallibly.
     pub fn new(sel: &[f32], wc: &[f32], v: usize, l: usize, d: usize, g: usize) -> Result<Self> {
         let sw = l + 3;
         let mut table = TapTable::new(v);
@@ -57,18 +60,12 @@ impl FixedReadout {
         let mut grouping = Grouping::default();
         grouping.group(&all, ROWS);
         let Grouping { order, blocks, .. } = grouping;
-        let ld = l * d;
         let inv_d = 1.0 / d as f32;
-        let count = crate::data::limits::elements("fixed readout Ω [V, L·D]", &[v, ld])?;
-        let mut omega: Vec<f32> = crate::data::limits::try_zeroed("fixed readout Ω [V, L·D]", count)?;
-        omega.par_chunks_mut(ld).zip(order.par_iter()).for_each(|(row, &i)| {
-            let w = &wc[i * (d + 1)..i * (d + 1) + d];
-            for (layer, dst) in row.chunks_exact_mut(d).enumerate() {
-                let p = sel[i * sw + 2 + layer];
-                for (o, &x) in dst.iter_mut().zip(w) {
-                    *o = p * x;
-                }
-            }
+        let count = crate::data::limits::elements("fixed readout [V, L + D]", &[v, l + d])?;
+        let mut pw: Vec<f32> = crate::data::limits::try_zeroed("fixed readout [V, L + D]", count)?;
+        pw.par_chunks_mut(l + d).zip(order.par_iter()).for_each(|(row, &i)| {
+            row[..l].copy_from_slice(&sel[i * sw + 2..i * sw + 2 + l]);
+            row[l..].copy_from_slice(&wc[i * (d + 1)..i * (d + 1) + d]);
         });
         let coef = order
             .iter()
@@ -86,13 +83,14 @@ impl FixedReadout {
             })
             .collect();
         let bias = order.iter().map(|&i| wc[i * (d + 1) + d]).collect();
-        Ok(Self { v, ld, gg: g * g, order, blocks, omega, coef, bias })
+        Ok(Self { v, l, d, gg: g * g, order, blocks, pw, coef, bias })
     }
 
     /// Predictions `out` `[B, V]` (row-major) from the aligned maps of `B` images,
     /// `maps` `[B, G·G + 1, L, D]`.
     pub fn forward(&self, maps: &[f32], b: usize, out: &mut [f32]) {
-        let (ld, v) = (self.ld, self.v);
+        let (l, d, v) = (self.l, self.d, self.v);
+        let ld = l * d;
         let stride = (self.gg + 1) * ld;
         // Results per sorted row `[V, B]`: each block owns a contiguous range.
         let mut sorted = vec![0f32; v * b];
@@ -104,7 +102,16 @@ impl FixedReadout {
             rest = after;
         }
         parts.into_par_iter().for_each(|(blk, dst)| {
-            let omega = view(&self.omega, blk.first * ld, blk.len, ld, ld);
+            let mut omega = vec![0f32; blk.len * ld];
+            for (row, pw) in omega.chunks_exact_mut(ld).zip(self.pw[blk.first * (l + d)..].chunks_exact(l + d)) {
+                let (p, w) = pw.split_at(l);
+                for (dst, &p) in row.chunks_exact_mut(d).zip(p) {
+                    for (o, &x) in dst.iter_mut().zip(w) {
+                        *o = p * x;
+                    }
+                }
+            }
+            let omega = view(&omega, 0, blk.len, ld, ld);
             let coef = &self.coef[blk.first..blk.first + blk.len];
             let mut prod = vec![0f32; blk.len * b];
             for (k, &cell) in blk.cells.iter().chain(std::iter::once(&self.gg)).enumerate() {
@@ -134,9 +141,9 @@ impl FixedReadout {
         });
     }
 
-    /// Bytes held (Ω dominates: `V·L·D` floats).
+    /// Bytes held: `L + D + 6` floats and an index a voxel.
     pub fn bytes(&self) -> usize {
-        4 * (self.omega.len() + 5 * self.coef.len() + self.bias.len()) + 8 * self.order.len()
+        4 * (self.pw.len() + 5 * self.coef.len() + self.bias.len()) + 8 * self.order.len()
     }
 }
 

@@ -44,7 +44,7 @@ fn problem(n: usize, v: usize, maps: &[(usize, usize, usize)], d: usize, g: usiz
     let norm = CoordNorm::from_coords(&coords).unwrap();
     let pe = norm.encode(&coords).unwrap();
     let bt = BrainTensors {
-        responses,
+        responses: responses.into(),
         pe: Tensor::from_vec(pe.data, pe.shape.as_slice(), &Device::Cpu).unwrap(),
         coord_norm: norm,
     };
@@ -57,6 +57,7 @@ fn problem(n: usize, v: usize, maps: &[(usize, usize, usize)], d: usize, g: usiz
         coord_norm: norm,
         layer_names: features.layer_names.clone(),
         model: "awkward".into(),
+        layer_scale: None,
     };
     let enc = Encoder::new(spec, seed).unwrap();
     for (_, var) in enc.named_vars() {

