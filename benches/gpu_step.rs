@@ -101,7 +101,7 @@ mod bench {
             coord_norm: norm,
             layer_names: features.layer_names.clone(),
             model: "bench".into(),
-            layer_scale: None,
+            layer_units: None,
         };
         let enc = Encoder::new(spec, 0)?;
         let cfg = FitConfig { d, grid, batch_size: b, ..FitConfig::default() };

@@ -901,6 +901,16 @@ enum ft_status ft_fit_options_preset(const char *name, struct ft_fit_options *ou
 enum ft_status ft_fit_options_preset_resample(const char *name, const char **out);
 
 /**
+ * Writes the layers' units of a named preset into `*out` (a static string, never freed):
+ * `"raw"` for `"design"` (DESIGN §3), `"common"` for `"fast"` and `"auto"`. Append it to the
+ * resampling, after a comma, in `ft_fit_new_resampled` and the other `_resampled` entry points.
+ *
+ * # Safety
+ * `name` is a NUL-terminated string; `out` is valid for writes.
+ */
+enum ft_status ft_fit_options_preset_layer_units(const char *name, const char **out);
+
+/**
  * Frees a fit (NULL is a no-op).
  *
  * # Safety
@@ -1337,11 +1347,14 @@ enum ft_status ft_rank(const struct ft_features *const *networks,
                        char **out);
 
 /**
- * `ft_fit_new_on` with the grid resampling chosen: `resample` is `"bilinear"`, `"area"` or
- * `"auto"` (NULL: `"auto"`, area averaging where a layer's map is larger than the grid and
- * bilinear where it is smaller). The choice is saved with the encoder (`ft_fit_save_encoder`)
- * and used again wherever that encoder reads features. `ft_fit_new` and `ft_fit_new_on`
- * resample bilinearly, as they did before this entry point existed.
+ * `ft_fit_new_on` with the features' preparation chosen: `resample` is `"bilinear"`, `"area"`
+ * or `"auto"` (NULL: `"auto"`, area averaging where a layer's map is larger than the grid and
+ * bilinear where it is smaller), optionally followed by the layers' units, `",common"` (every
+ * layer scaled to a root mean square of 1 over the probe set, so a layer's units cannot decide
+ * the fit; the default) or `",raw"` (as they come, DESIGN §3): `"bilinear,raw"` is DESIGN §3.
+ * The choice is saved with the encoder (`ft_fit_save_encoder`) and used again wherever that
+ * encoder reads features. `ft_fit_new` and `ft_fit_new_on` prepare features as DESIGN §3
+ * does, as they did before this entry point existed.
  *
  * # Safety
  * As `ft_fit_new_on`; `resample` is NULL or a NUL-terminated string.

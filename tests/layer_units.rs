@@ -1,7 +1,7 @@
 //! A layer's units never decide the fit: with the default settings, multiplying one layer's
 //! features by a positive constant changes the layer choices and the held-out R² only as much as
 //! any change in the last bits of the inputs does, because every layer is put in common units
-//! first; the factors travel in the encoder, so `score` on new features in the same units gives
+//! first (channels centred, each layer scaled); the factors travel in the encoder, so `score` on new features in the same units gives
 //! the fit's numbers.
 //!
 //! The fits here are chaotic in their rounding (tests/recovery.rs measured it: a change of the
@@ -53,8 +53,8 @@ fn units_of_a_layer_do_not_decide_the_fit() {
     let base = fit(&cfg, &syn.features, &brain);
     let rb = Recovery::measure(&syn, &brain, syn_cfg.grid, &base.selections, &base.outcome.val_r2);
     eprintln!("as generated: {rb:?}");
-    let scales = base.outcome.encoder.spec.layer_scale.clone().expect("the encoder keeps the layers' units");
-    assert_eq!(scales.len(), 6);
+    let units = base.outcome.encoder.spec.layer_units.clone().expect("the encoder keeps the layers' units");
+    assert_eq!(units.len(), 6);
     for factors in [extremes, falling] {
         let features = rescaled(&syn.features, &factors);
         let got = fit(&cfg, &features, &brain);
@@ -66,12 +66,16 @@ fn units_of_a_layer_do_not_decide_the_fit() {
         assert!(same >= 0.96, "× {factors:?}: the layer choice differs for {:.2}% of voxels", 100.0 * (1.0 - same));
         assert!((r0 - r1).abs() <= 0.01, "× {factors:?}: mean held-out R² {r0} vs {r1}");
         assert!((rg.layer_acc - rb.layer_acc).abs() <= 0.03, "× {factors:?}: {rg:?} vs {rb:?}");
-        // The factors the fit kept undo the ones applied, layer by layer.
-        let kept = got.outcome.encoder.spec.layer_scale.as_ref().unwrap();
-        for (l, (k, k0)) in kept.iter().zip(&scales).enumerate() {
-            for j in 0..2 {
-                let ratio = k[j] * factors[l] / k0[j];
-                assert!((ratio - 1.0).abs() < 1e-4, "layer {l}: factor {} vs {} × {}", k[j], k0[j], factors[l]);
+        // The units the fit kept undo the factors applied, layer by layer: scales divided by
+        // them, channel means multiplied.
+        let kept = got.outcome.encoder.spec.layer_units.as_ref().unwrap();
+        for (l, (u, u0)) in kept.iter().zip(&units).enumerate() {
+            for (k, k0) in [(u.local_scale, u0.local_scale), (u.global_scale, u0.global_scale)] {
+                let ratio = k * factors[l] / k0;
+                assert!((ratio - 1.0).abs() < 1e-4, "layer {l}: scale {k} vs {k0} / {}", factors[l]);
+            }
+            for (m, m0) in u.local_mean.iter().zip(&u0.local_mean) {
+                assert!((m - m0 * factors[l]).abs() <= 1e-4 * (m0 * factors[l]).abs() + 1e-6 * factors[l], "layer {l}: mean {m} vs {m0} × {}", factors[l]);
             }
         }
     }
@@ -101,7 +105,7 @@ fn score_applies_the_units_the_fit_kept() {
     factortopy::model::encoder_file::save_encoder(&path, &job.outcome.encoder, &job.record()).unwrap();
     let (enc, record) = factortopy::model::encoder_file::load_encoder(&path).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(enc.spec.layer_scale, job.outcome.encoder.spec.layer_scale);
+    assert_eq!(enc.spec.layer_units, job.outcome.encoder.spec.layer_units);
     let scored = Estimator { fit: cfg, ..Estimator::default() }.score(&enc, &record, &features, &brain).unwrap();
     for (v, (a, b)) in scored.r2.iter().zip(&job.outcome.val_r2).enumerate() {
         assert!((a - b).abs() <= 1e-5, "voxel {v}: score R² {a} vs the fit's {b}");
@@ -119,6 +123,6 @@ fn design_settings_fit_raw_units() {
     let design = FitConfig { max_epochs: 1, ..FitConfig::design() };
     assert!(!design.normalise_layers);
     let job = fit(&design, &syn.features, &brain);
-    assert_eq!(job.outcome.encoder.spec.layer_scale, None);
+    assert_eq!(job.outcome.encoder.spec.layer_units, None);
     assert_eq!(job.report.settings.fit.as_ref().map(|s| s.layer_units.as_str()), Some("raw"));
 }

@@ -315,6 +315,7 @@ _SIGNATURES = {
     ),
     "ft_monitor_set_device": ([_handle, c_char_p], _status),
     "ft_fit_options_preset_resample": ([c_char_p, _P(c_char_p)], _status),
+    "ft_fit_options_preset_layer_units": ([c_char_p, _P(c_char_p)], _status),
     "ft_synth_write_rf": ([c_char_p, _P(FtSynthOptions), c_double], _status),
     "ft_synth_plant_rf": ([_handle, _P(FtSynthOptions), c_double, c_char_p, _P(_handle)], _status),
     "ft_fit_new_resampled": ([_handle, _handle, _P(FtFitOptions), c_char_p, c_char_p, _P(_handle)], _status),

@@ -26,10 +26,15 @@ class FitOptions:
     a machine with an NVIDIA driver; anything with a torch ``device`` string works too), and
     ``resample``: how each layer's map is resized to the grid, ``"bilinear"`` (DESIGN §3.1, the
     ``design`` preset's), ``"area"`` (each cell the exact average of the pixels it covers) or
-    ``"auto"`` (area where a map shrinks, bilinear where it grows; every other preset's). The
-    resampling is saved with the encoder."""
+    ``"auto"`` (area where a map shrinks, bilinear where it grows; every other preset's), and
+    ``layer_units``: ``"common"`` (each layer's features scaled to a root mean square of 1 over
+    the probe set, so that a layer's units cannot decide which voxels choose it; every preset's
+    but ``design``) or ``"raw"`` (as they come, DESIGN §3). Both are saved with the encoder."""
 
-    FIELDS = tuple(name for name, _ in FtFitOptions._fields_) + ("device", "resample")
+    FIELDS = tuple(name for name, _ in FtFitOptions._fields_) + ("device", "resample", "layer_units")
+    LAYER_UNITS = ("common", "raw")
+    #: The fields that are not in the C struct.
+    PREPARATION = ("device", "resample", "layer_units")
     RESAMPLE = RULES
     #: The fields the ``auto`` preset sets from the number of probe images.
     SCHEDULE = ("max_epochs", "batch_size", "lr", "patience", "reg_steps")
@@ -42,6 +47,9 @@ class FitOptions:
         method = ctypes.c_char_p()
         call("ft_fit_options_preset_resample", preset.encode(), ctypes.byref(method))
         self.resample = method.value.decode()
+        units = ctypes.c_char_p()
+        call("ft_fit_options_preset_layer_units", preset.encode(), ctypes.byref(units))
+        self.layer_units = units.value.decode()
         self.update(**overrides)
 
     @classmethod
@@ -74,6 +82,10 @@ class FitOptions:
                 if v not in self.RESAMPLE:
                     raise ValueError(f"unknown resample {v!r}; expected one of {', '.join(self.RESAMPLE)}")
                 self.resample = v
+            elif k == "layer_units":
+                if v not in self.LAYER_UNITS:
+                    raise ValueError(f"unknown layer_units {v!r}; expected one of {', '.join(self.LAYER_UNITS)}")
+                self.layer_units = v
             else:
                 v = int(bool(v)) if k == "weighted" else v
                 set_field(scratch, k, v)  # range-checked now, not at fit time
@@ -84,14 +96,19 @@ class FitOptions:
         c = FitOptions.__new__(FitOptions)
         c.preset_name, c.device, c._overrides = self.preset_name, self.device, dict(self._overrides)
         c.resample = self.resample
+        c.layer_units = self.layer_units
         return c
 
     def __getattr__(self, name):
-        if name in FitOptions.FIELDS and name not in ("device", "resample"):
+        if name in FitOptions.FIELDS and name not in FitOptions.PREPARATION:
             if self.preset_name == "auto" and name in FitOptions.SCHEDULE and name not in self._overrides:
                 return None
             return getattr(self.struct(1), name)
         raise AttributeError(name)
+
+    def preparation(self) -> bytes:
+        """The features' preparation as the C ABI's ``_resampled`` entry points read it."""
+        return f"{self.resample},{self.layer_units}".encode()
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.FIELDS}
@@ -169,7 +186,7 @@ def fit(features: Features, brain: Brain, options: FitOptions | None = None, **o
             brain.handle,
             ctypes.byref(o.struct(brain.n_images)),
             o.device.encode(),
-            o.resample.encode(),
+            o.preparation(),
         )
     )
 
@@ -268,7 +285,7 @@ def rank(
         ctypes.byref(o.struct(brain.n_images)),
         _METHODS[method],
         o.device.encode(),
-        o.resample.encode(),
+        o.preparation(),
         ctypes.byref(out),
     )
     return json.loads(take_string(out))

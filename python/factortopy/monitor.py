@@ -107,7 +107,7 @@ class Monitor(_Handle):
         dev = device_name(device if device is not None else o.fit.device).encode()
         if encoder_path is None:
             ptr = _new_handle(
-                "ft_monitor_new_resampled", brain.handle, reference.handle, ctypes.byref(c), dev, o.fit.resample.encode()
+                "ft_monitor_new_resampled", brain.handle, reference.handle, ctypes.byref(c), dev, o.fit.preparation()
             )
         else:
             ptr = _new_handle(

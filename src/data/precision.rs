@@ -152,31 +152,63 @@ impl Store {
         self.len() * self.precision().bytes()
     }
 
-    /// The sum of the squared values, in f64, widened a block at a time in parallel (a pass
-    /// over a subject's features takes seconds, and no copy).
-    pub fn sum_squares(&self) -> f64 {
+    /// Per channel sums and the sum of squares of all values, in f64, for a buffer of rows of
+    /// `c` channels; widened a block of rows at a time in parallel (a pass over a subject's
+    /// features takes seconds, and no copy).
+    pub fn channel_moments(&self, c: usize) -> (Vec<f64>, f64) {
         use rayon::prelude::*;
-        const BLOCK: usize = 1 << 16;
-        (0..self.len().div_ceil(BLOCK))
+        let c = c.max(1);
+        let rows = (1usize << 16).div_ceil(c).max(1) * c;
+        let parts: Vec<(Vec<f64>, f64)> = (0..self.len().div_ceil(rows))
             .into_par_iter()
             .map(|b| {
-                let at = b * BLOCK;
-                let mut buf = vec![0f32; BLOCK.min(self.len() - at)];
+                let at = b * rows;
+                let mut buf = vec![0f32; rows.min(self.len() - at)];
                 self.read(at, &mut buf);
-                buf.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()
+                let mut sums = vec![0f64; c];
+                let mut sq = 0f64;
+                for row in buf.chunks(c) {
+                    for (s, &x) in sums.iter_mut().zip(row) {
+                        *s += x as f64;
+                        sq += (x as f64) * (x as f64);
+                    }
+                }
+                (sums, sq)
             })
-            .collect::<Vec<f64>>()
-            .iter()
-            .sum()
+            .collect();
+        // Summed in block order: the same numbers on every run and thread count.
+        let mut sums = vec![0f64; c];
+        let mut sq = 0f64;
+        for (s, q) in parts {
+            sums.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
+            sq += q;
+        }
+        (sums, sq)
     }
 
-    /// Multiplies every value by `k` (rounding to the store's precision).
-    pub fn scale(&mut self, k: f32) {
+    /// Replaces every value `x` of channel `j` (rows of `mean.len()` channels) by
+    /// `(x − mean[j])·k`, rounding once to the store's precision.
+    pub fn affine(&mut self, mean: &[f32], k: f32) {
         use rayon::prelude::*;
+        let c = mean.len().max(1);
+        let rows = (1usize << 16).div_ceil(c).max(1) * c;
+        let f = |x: f32, j: usize| (x - mean.get(j).copied().unwrap_or(0.0)) * k;
         match self {
-            Store::F32(v) => v.par_iter_mut().for_each(|x| *x *= k),
-            Store::F16(v) => v.par_iter_mut().for_each(|x| *x = half::f16::from_f32(x.to_f32() * k)),
-            Store::Bf16(v) => v.par_iter_mut().for_each(|x| *x = half::bf16::from_f32(x.to_f32() * k)),
+            Store::F32(v) => v.par_chunks_mut(rows).for_each(|b| {
+                for row in b.chunks_mut(c) {
+                    row.iter_mut().enumerate().for_each(|(j, x)| *x = f(*x, j));
+                }
+            }),
+            Store::F16(v) => v.par_chunks_mut(rows).for_each(|b| {
+                for row in b.chunks_mut(c) {
+                    row.iter_mut().enumerate().for_each(|(j, x)| *x = half::f16::from_f32(f(x.to_f32(), j)));
+                }
+            }),
+            Store::Bf16(v) => v.par_chunks_mut(rows).for_each(|b| {
+                for row in b.chunks_mut(c) {
+                    row.iter_mut().enumerate().for_each(|(j, x)| *x = half::bf16::from_f32(f(x.to_f32(), j)));
+                }
+            }),
         }
     }
 }

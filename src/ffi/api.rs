@@ -1022,6 +1022,23 @@ pub unsafe extern "C" fn ft_fit_options_preset_resample(name: *const c_char, out
     })
 }
 
+/// Writes the layers' units of a named preset into `*out` (a static string, never freed):
+/// `"raw"` for `"design"` (DESIGN §3), `"common"` for `"fast"` and `"auto"`. Append it to the
+/// resampling, after a comma, in `ft_fit_new_resampled` and the other `_resampled` entry points.
+///
+/// # Safety
+/// `name` is a NUL-terminated string; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_fit_options_preset_layer_units(name: *const c_char, out: *mut *const c_char) -> ft_status {
+    guard(|| {
+        // SAFETY: caller's contract.
+        let name = unsafe { str_arg(name, "name") }?;
+        let out = out_arg(out, "out")?;
+        *out = if named_preset(name)?.config(0).normalise_layers { c"common".as_ptr() } else { c"raw".as_ptr() };
+        Ok(())
+    })
+}
+
 /// Headline numbers of a fit's report (DESIGN §4).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]

@@ -18,7 +18,7 @@ use crate::ffi::api::{
 };
 use crate::ffi::{c_string, ft_status, guard, handle, handle_mut, out_arg, str_arg, FfiError, FfiResult};
 use crate::model::encoder_file::load_encoder;
-use crate::model::{FitConfig, Resample};
+use crate::model::{FitConfig, Preparation, Resample};
 use crate::monitor::Monitor;
 use crate::rank::{rank_with_progress, RankConfig};
 
@@ -59,8 +59,8 @@ unsafe fn device_and_options<O: Copy>(
 
 /// The estimator of `ft_fit_options` (`weighted` honoured) with the grid resampling chosen, for
 /// `fit_new` and `rank`.
-fn fit_estimator(method: Method, device: Device, o: &ft_fit_options, resample: Resample) -> FfiResult<Estimator> {
-    let cfg = FitConfig { resample, ..fit_config(o)? };
+fn fit_estimator(method: Method, device: Device, o: &ft_fit_options, prep: Preparation) -> FfiResult<Estimator> {
+    let cfg = prep.apply(fit_config(o)?);
     Ok(Estimator { weighted: o.weighted != 0, ..Estimator::new(method, device, cfg) })
 }
 
@@ -80,7 +80,7 @@ pub unsafe extern "C" fn ft_fit_new_on(
     out: *mut *mut ft_fit,
 ) -> ft_status {
     // SAFETY: forwarded caller's contract.
-    guard(|| unsafe { fit_new(features, brain, options, device, Resample::Bilinear, out) })
+    guard(|| unsafe { fit_new(features, brain, options, device, Preparation::DESIGN, out) })
 }
 
 /// `ft_fit_load` on a device (see `ft_fit_new_on`).
@@ -157,7 +157,7 @@ pub unsafe extern "C" fn ft_monitor_new_on(
     out: *mut *mut ft_monitor,
 ) -> ft_status {
     // SAFETY: forwarded caller's contract.
-    guard(|| unsafe { monitor_new(brain, reference, options, device, Resample::Bilinear, out) })
+    guard(|| unsafe { monitor_new(brain, reference, options, device, Preparation::DESIGN, out) })
 }
 
 /// `ft_monitor_new_from_encoder` on a device.
@@ -223,7 +223,7 @@ pub unsafe extern "C" fn ft_rank_on(
     out: *mut *mut c_char,
 ) -> ft_status {
     // SAFETY: forwarded caller's contract.
-    guard(|| unsafe { rank(networks, n_networks, brain, options, method, device, Resample::Bilinear, out) })
+    guard(|| unsafe { rank(networks, n_networks, brain, options, method, device, Preparation::DESIGN, out) })
 }
 
 /// Checks that `device` (`"cpu"`, `"cuda"`, `"cuda:N"`) can be used now: `FT_OK`, or
@@ -452,11 +452,30 @@ pub(crate) unsafe fn resample_arg(resample: *const c_char) -> FfiResult<Resample
     Ok(Resample::parse(name)?)
 }
 
-/// `ft_fit_new_on` with the grid resampling chosen: `resample` is `"bilinear"`, `"area"` or
-/// `"auto"` (NULL: `"auto"`, area averaging where a layer's map is larger than the grid and
-/// bilinear where it is smaller). The choice is saved with the encoder (`ft_fit_save_encoder`)
-/// and used again wherever that encoder reads features. `ft_fit_new` and `ft_fit_new_on`
-/// resample bilinearly, as they did before this entry point existed.
+/// The preparation named by `resample` in the `_resampled` entry points: `METHOD[,UNITS]`, the
+/// resampling as [`resample_arg`] reads it, then optionally the layers' units, `common` (every
+/// layer scaled to a root mean square of 1 over the probe set, saved with the encoder; the
+/// default) or `raw` (the features as they come, DESIGN §3). NULL: `"auto,common"`.
+///
+/// # Safety
+/// `resample` is NULL or a NUL-terminated string.
+pub(crate) unsafe fn preparation_arg(resample: *const c_char) -> FfiResult<Preparation> {
+    if resample.is_null() {
+        return Ok(Preparation { resample: Resample::Auto, normalise_layers: true });
+    }
+    // SAFETY: non-NULL and NUL-terminated by the caller's contract.
+    let name = unsafe { str_arg(resample, "resample") }?;
+    Ok(Preparation::parse(name)?)
+}
+
+/// `ft_fit_new_on` with the features' preparation chosen: `resample` is `"bilinear"`, `"area"`
+/// or `"auto"` (NULL: `"auto"`, area averaging where a layer's map is larger than the grid and
+/// bilinear where it is smaller), optionally followed by the layers' units, `",common"` (every
+/// layer scaled to a root mean square of 1 over the probe set, so a layer's units cannot decide
+/// the fit; the default) or `",raw"` (as they come, DESIGN §3): `"bilinear,raw"` is DESIGN §3.
+/// The choice is saved with the encoder (`ft_fit_save_encoder`) and used again wherever that
+/// encoder reads features. `ft_fit_new` and `ft_fit_new_on` prepare features as DESIGN §3
+/// does, as they did before this entry point existed.
 ///
 /// # Safety
 /// As `ft_fit_new_on`; `resample` is NULL or a NUL-terminated string.
@@ -471,7 +490,7 @@ pub unsafe extern "C" fn ft_fit_new_resampled(
 ) -> ft_status {
     guard(|| {
         // SAFETY: caller's contract.
-        let r = unsafe { resample_arg(resample) }?;
+        let r = unsafe { preparation_arg(resample) }?;
         // SAFETY: forwarded caller's contract.
         unsafe { fit_new(features, brain, options, device, r, out) }
     })
@@ -494,7 +513,7 @@ pub unsafe extern "C" fn ft_rank_resampled(
 ) -> ft_status {
     guard(|| {
         // SAFETY: caller's contract.
-        let r = unsafe { resample_arg(resample) }?;
+        let r = unsafe { preparation_arg(resample) }?;
         // SAFETY: forwarded caller's contract.
         unsafe { rank(networks, n_networks, brain, options, method, device, r, out) }
     })
@@ -516,7 +535,7 @@ pub unsafe extern "C" fn ft_monitor_new_resampled(
 ) -> ft_status {
     guard(|| {
         // SAFETY: caller's contract.
-        let r = unsafe { resample_arg(resample) }?;
+        let r = unsafe { preparation_arg(resample) }?;
         // SAFETY: forwarded caller's contract.
         unsafe { monitor_new(brain, reference, options, device, r, out) }
     })
@@ -531,7 +550,7 @@ unsafe fn fit_new(
     brain: *const ft_brain,
     options: *const ft_fit_options,
     device: *const c_char,
-    resample: Resample,
+    prep: Preparation,
     out: *mut *mut ft_fit,
 ) -> FfiResult<()> {
     let f = handle(features, "features")?;
@@ -539,7 +558,7 @@ unsafe fn fit_new(
     let out = out_arg(out, "out")?;
     // SAFETY: caller's contract.
     let (device, o) = unsafe { device_and_options(b, options, device, fit_options_for_images) }?;
-    let est = fit_estimator(Method::Factortopy, device, &o, resample)?;
+    let est = fit_estimator(Method::Factortopy, device, &o, prep)?;
     f.inner.source().check_images("features", None)?;
     let job = est.fit(f.inner.source(), &b.inner, None)?.into_encoder_fit()?;
     let record = job.record();
@@ -559,7 +578,7 @@ unsafe fn rank(
     options: *const ft_fit_options,
     method: i32,
     device: *const c_char,
-    resample: Resample,
+    prep: Preparation,
     out: *mut *mut c_char,
 ) -> FfiResult<()> {
     let b = handle(brain, "brain")?;
@@ -579,7 +598,7 @@ unsafe fn rank(
         nets.push(handle(p, &format!("networks[{i}]"))?.inner.source());
     }
     let method = crate::ffi::rank::method_of(method)?;
-    let cfg = RankConfig { estimator: fit_estimator(method, device, &o, resample)? };
+    let cfg = RankConfig { estimator: fit_estimator(method, device, &o, prep)? };
     for (i, f) in nets.iter().enumerate() {
         f.check_images(&format!("networks[{i}]"), None)?;
     }
@@ -597,7 +616,7 @@ unsafe fn monitor_new(
     reference: *const ft_features,
     options: *const ft_monitor_options,
     device: *const c_char,
-    resample: Resample,
+    prep: Preparation,
     out: *mut *mut ft_monitor,
 ) -> FfiResult<()> {
     let b = handle(brain, "brain")?;
@@ -606,7 +625,7 @@ unsafe fn monitor_new(
     // SAFETY: caller's contract.
     let (device, o) = unsafe { device_and_options(b, options, device, monitor_options_for_images) }?;
     let mut cfg = monitor_config(&o, device)?;
-    cfg.fit.resample = resample;
+    cfg.fit = prep.apply(cfg.fit);
     let m = Monitor::new(&b.inner, f.inner.source(), cfg, None)?;
     *out = boxed(ft_monitor { inner: m });
     Ok(())

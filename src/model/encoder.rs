@@ -39,11 +39,10 @@ pub struct EncoderSpec {
     pub layer_names: Vec<String>,
     /// Name of the network the encoder was fitted on.
     pub model: String,
-    /// Per layer, the factors `[local, global]` its resampled features are multiplied by before
-    /// the channel alignment: the common units the fit put them in
-    /// ([`crate::model::PreparedFeatures::normalise`]), which `score`, `predict` and the monitor
-    /// apply to new features. `None`: the features as they come (DESIGN §3).
-    pub layer_scale: Option<Vec<[f32; 2]>>,
+    /// Per layer, the common units the fit put its resampled features in before the channel
+    /// alignment ([`crate::model::PreparedFeatures::normalise`]), which `score`, `predict` and
+    /// the monitor apply to new features. `None`: the features as they come (DESIGN §3).
+    pub layer_units: Option<Vec<crate::model::preparation::LayerUnits>>,
 }
 
 impl EncoderSpec {

@@ -25,10 +25,10 @@ pub const COORDS: &str = "voxel_coords";
 /// fitted on bilinearly resampled maps (DESIGN §3.1), so a missing key reads as `bilinear`.
 pub const RESAMPLE: &str = "resample";
 
-/// Metadata key of the per-layer `[local, global]` factors that put the features in the fit's
-/// units. Absent in encoders fitted on the features as they come (DESIGN §3, converted
+/// Metadata key of the per-layer units the fit put the features in (channel means and scales,
+/// JSON). Absent in encoders fitted on the features as they come (DESIGN §3, converted
 /// checkpoints, files written before the setting existed).
-pub const LAYER_SCALE: &str = "layer_scale";
+pub const LAYER_UNITS: &str = "layer_units";
 
 /// Metadata about how a saved encoder was fitted.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,8 +80,8 @@ pub fn encoder_to_bytes(enc: &Encoder, record: &FitRecord) -> Result<Vec<u8>> {
     meta.insert("d".into(), spec.d.to_string());
     meta.insert("grid".into(), spec.grid.to_string());
     meta.insert(RESAMPLE.into(), spec.resample.name().into());
-    if let Some(k) = &spec.layer_scale {
-        meta.insert(LAYER_SCALE.into(), json(k));
+    if let Some(u) = &spec.layer_units {
+        meta.insert(LAYER_UNITS.into(), json(u));
     }
     meta.insert("n_voxels".into(), spec.n_voxels.to_string());
     meta.insert("widths".into(), json(&spec.widths));
@@ -136,18 +136,18 @@ fn encoder_from_file(file: TensorFile) -> Result<(Encoder, FitRecord)> {
         },
         layer_names: typed(path, "layer_names", parse("layer_names")?)?,
         model: get("model")?.clone(),
-        layer_scale: match meta.get(LAYER_SCALE) {
+        layer_units: match meta.get(LAYER_UNITS) {
             None => None,
             Some(_) => {
-                let k: Vec<[f32; 2]> = typed(path, LAYER_SCALE, parse(LAYER_SCALE)?)?;
-                let widths: &Vec<usize> = &typed(path, "widths", parse("widths")?)?;
-                if k.len() != widths.len() || !k.iter().flatten().all(|x| x.is_finite() && *x > 0.0) {
-                    return Err(Error::data(
-                        path,
-                        format!("metadata `{LAYER_SCALE}` must give two positive finite factors for each of the {} layers", widths.len()),
-                    ));
+                let units: Vec<crate::model::preparation::LayerUnits> = typed(path, LAYER_UNITS, parse(LAYER_UNITS)?)?;
+                let widths: Vec<usize> = typed(path, "widths", parse("widths")?)?;
+                if units.len() != widths.len() {
+                    return Err(Error::data(path, format!("metadata `{LAYER_UNITS}` has {} layers, the encoder {}", units.len(), widths.len())));
                 }
-                Some(k)
+                for (l, (u, &c)) in units.iter().zip(&widths).enumerate() {
+                    u.check(c, &format!("layer {l}")).map_err(|e| Error::data(path, format!("metadata `{LAYER_UNITS}`: {e}")))?;
+                }
+                Some(units)
             }
         },
     };

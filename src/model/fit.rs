@@ -270,7 +270,7 @@ pub struct FitStart {
 impl FitStart {
     pub fn new(features: &dyn FeatureSource, brain: &Brain, cfg: &FitConfig) -> Result<Self> {
         let mut prepared = PreparedFeatures::new(features, cfg.grid, cfg.resample, cfg.store)?;
-        let layer_scale = cfg.normalise_layers.then(|| prepared.normalise());
+        let layer_units = cfg.normalise_layers.then(|| prepared.normalise());
         let bt = BrainTensors::new(brain, None)?;
         let spec = EncoderSpec {
             widths: prepared.widths().to_vec(),
@@ -281,7 +281,7 @@ impl FitStart {
             coord_norm: bt.coord_norm,
             layer_names: features.layer_names().to_vec(),
             model: features.model().to_string(),
-            layer_scale,
+            layer_units,
         };
         let encoder = Encoder::new(spec, cfg.seed)?;
         let split = Split::new(prepared.n_images(), cfg.val_fraction, cfg.seed)?;

@@ -47,7 +47,7 @@ pub fn tiny(seed: u64, grid: usize, d: usize) -> (PreparedFeatures, BrainTensors
         coord_norm: norm,
         layer_names: features.layer_names.clone(),
         model: "tiny".into(),
-        layer_scale: None,
+        layer_units: None,
     };
     let enc = Encoder::new(spec, seed).expect("valid spec");
     for (_, var) in enc.named_vars() {

@@ -9,6 +9,7 @@ use crate::data::feature_source::{image_blocks, spatial_means};
 use crate::data::{FeatureSource, Precision, Store};
 use crate::error::{Error, Result};
 use crate::model::encoder::EncoderSpec;
+use crate::model::preparation::LayerUnits;
 use crate::model::resample::{resample_cells_slice, Resample};
 use candle_core::{Device, Tensor};
 
@@ -32,9 +33,9 @@ pub struct PreparedFeatures {
     locals: Vec<Store>,
     /// Per layer `[N, C_l]`.
     globals: Vec<Store>,
-    /// Per layer, the factors the local maps and the global tokens were multiplied by after
-    /// resampling (1 unless the features are put in common units: [`PreparedFeatures::normalise`]).
-    scales: Vec<[f32; 2]>,
+    /// Per layer, the units the values were put in after resampling (the identity unless the
+    /// features are put in common units: [`PreparedFeatures::normalise`]).
+    units: Vec<LayerUnits>,
 }
 
 /// Bytes a prepared feature set of `n` images takes for layers of `widths` at grid `g` in
@@ -47,7 +48,7 @@ impl PreparedFeatures {
     /// The features as an encoder with `spec` reads them (its grid and resampling), kept in the
     /// precision they arrive in.
     pub fn for_encoder(features: &dyn FeatureSource, spec: &EncoderSpec) -> Result<Self> {
-        Self::build(features, None, spec.grid, spec.resample, None, spec.layer_scale.as_deref())
+        Self::build(features, None, spec.grid, spec.resample, None, spec.layer_units.as_deref())
     }
 
     /// Every image of `features` resampled to `grid` with `method`, stored in `precision`
@@ -60,7 +61,7 @@ impl PreparedFeatures {
     /// images), as an encoder with `spec` reads them: the other images are neither read nor
     /// resampled.
     pub fn for_images(features: &dyn FeatureSource, idx: &[usize], spec: &EncoderSpec) -> Result<Self> {
-        Self::build(features, Some(idx), spec.grid, spec.resample, None, spec.layer_scale.as_deref())
+        Self::build(features, Some(idx), spec.grid, spec.resample, None, spec.layer_units.as_deref())
     }
 
     /// [`PreparedFeatures::for_images`] in a chosen precision.
@@ -70,7 +71,7 @@ impl PreparedFeatures {
         spec: &EncoderSpec,
         precision: Option<Precision>,
     ) -> Result<Self> {
-        Self::build(features, Some(idx), spec.grid, spec.resample, precision, spec.layer_scale.as_deref())
+        Self::build(features, Some(idx), spec.grid, spec.resample, precision, spec.layer_units.as_deref())
     }
 
     /// Images N.
@@ -103,30 +104,39 @@ impl PreparedFeatures {
         self.locals.iter().chain(&self.globals).map(Store::bytes).sum()
     }
 
-    /// Per layer, the factors `[local, global]` the resampled values were multiplied by.
-    pub fn scales(&self) -> &[[f32; 2]] {
-        &self.scales
+    /// Per layer, the units the resampled values were put in.
+    pub fn units(&self) -> &[LayerUnits] {
+        &self.units
     }
 
-    /// Puts every layer in common units: multiplies its local maps and its global tokens each by
-    /// one factor that gives them a root mean square of 1 over these images, and returns the
-    /// factors `[local, global]` per layer (an encoder fitted on these features keeps them, and
-    /// `score`, `predict` and the monitor apply them to new features). Multiplying a layer of the
-    /// input by any positive constant then changes nothing the trainer sees but rounding: its
-    /// learning rate, weight decay and initialisation act on every layer alike, and a layer's
-    /// units cannot decide whether voxels choose it. A layer that is all zeros keeps factor 1.
-    pub fn normalise(&mut self) -> Vec<[f32; 2]> {
+    /// Puts every layer in common units ([`LayerUnits`]): centres each channel of its local maps
+    /// and of its global tokens on its mean over these images (and cells), and scales each of
+    /// the two to a root mean square of 1; returns the units per layer (an encoder fitted on
+    /// these features keeps them, and `score`, `predict` and the monitor apply them to new
+    /// features). Multiplying a layer of the input by a positive constant, or adding a constant
+    /// to a channel, then changes nothing the trainer sees but rounding: the learning rate,
+    /// weight decay and initialisation act on every layer alike, and a layer's units cannot
+    /// decide whether voxels choose it. A layer without spread keeps scale 1.
+    pub fn normalise(&mut self) -> Vec<LayerUnits> {
         for (l, (local, global)) in self.locals.iter_mut().zip(self.globals.iter_mut()).enumerate() {
-            for (k, store) in [local, global].into_iter().enumerate() {
-                let rms = (store.sum_squares() / store.len().max(1) as f64).sqrt();
-                let factor = if rms > 0.0 && rms.is_finite() { (1.0 / rms) as f32 } else { 1.0 };
-                if factor.is_finite() && factor != 1.0 {
-                    store.scale(factor);
-                    self.scales[l][k] *= factor;
-                }
-            }
+            let c = self.widths[l];
+            let fit = |store: &mut Store| -> (Vec<f32>, f32) {
+                let (sums, sq) = store.channel_moments(c);
+                let rows = (store.len() / c.max(1)).max(1) as f64;
+                let mean: Vec<f64> = sums.iter().map(|s| s / rows).collect();
+                // Mean square about the channel means, pooled over channels.
+                let var = (sq / rows - mean.iter().map(|m| m * m).sum::<f64>()) / c.max(1) as f64;
+                let sd = var.max(0.0).sqrt();
+                let k = if sd > 0.0 && (1.0 / sd).is_finite() { (1.0 / sd) as f32 } else { 1.0 };
+                let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+                store.affine(&mean, k);
+                (mean, k)
+            };
+            let (local_mean, local_scale) = fit(local);
+            let (global_mean, global_scale) = fit(global);
+            self.units[l] = LayerUnits { local_mean, local_scale, global_mean, global_scale };
         }
-        self.scales.clone()
+        self.units.clone()
     }
 
     /// Image `img`'s layer `l` local map `[G·G, C_l]` as f32: the stored values when they are
@@ -174,20 +184,22 @@ impl PreparedFeatures {
         grid: usize,
         method: Resample,
         precision: Option<Precision>,
-        scales: Option<&[[f32; 2]]>,
+        units: Option<&[LayerUnits]>,
     ) -> Result<Self> {
         let n_layers = features.n_layers();
         if n_layers == 0 {
             return Err(Error::invalid("the feature set has no layers"));
         }
-        let scales = match scales {
-            None => vec![[1.0; 2]; n_layers],
-            Some(s) if s.len() == n_layers && s.iter().flatten().all(|x| x.is_finite() && *x > 0.0) => s.to_vec(),
-            Some(s) => {
-                return Err(Error::mismatch(format!(
-                    "the encoder has layer scales for {} layers (each must be positive and finite); the features have {n_layers}",
-                    s.len()
-                )))
+        let units = match units {
+            None => features.widths().into_iter().map(LayerUnits::identity).collect(),
+            Some(u) if u.len() == n_layers => {
+                for (l, (u, c)) in u.iter().zip(features.widths()).enumerate() {
+                    u.check(c, &format!("layer {l}"))?;
+                }
+                u.to_vec()
+            }
+            Some(u) => {
+                return Err(Error::mismatch(format!("the encoder has units for {} layers, the features have {n_layers}", u.len())))
             }
         };
         let n = idx.map_or(features.n_images(), <[usize]>::len);
@@ -202,7 +214,7 @@ impl PreparedFeatures {
             globals.push(Store::zeroed("global tokens", precision, n * c)?);
             widths.push(c);
         }
-        let mut p = Self { n_images: n, grid, resample: method, widths, locals, globals, scales };
+        let mut p = Self { n_images: n, grid, resample: method, widths, locals, globals, units };
         p.fill(features, idx)?;
         Ok(p)
     }
@@ -290,12 +302,10 @@ impl PreparedFeatures {
             }
             // The encoder's units, applied after resampling exactly as the fit applied them
             // (`normalise`), so a fit and a later `score` see the same numbers.
-            let [ks, kg] = self.scales[l];
-            if ks != 1.0 {
-                local.scale(ks);
-            }
-            if kg != 1.0 {
-                global.scale(kg);
+            let u = &self.units[l];
+            if u != &LayerUnits::identity(c) {
+                local.affine(&u.local_mean, u.local_scale);
+                global.affine(&u.global_mean, u.global_scale);
             }
         }
         Ok(())

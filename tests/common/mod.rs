@@ -56,7 +56,7 @@ pub fn small_problem(seed: u64) -> (PreparedFeatures, BrainTensors, Encoder, Spl
         coord_norm: bt.coord_norm,
         layer_names: syn.features.layer_names.clone(),
         model: "synthetic".into(),
-        layer_scale: None,
+        layer_units: None,
     };
     let enc = Encoder::new(spec, seed).unwrap();
     let split = Split::new(prepared.n_images(), 0.1, seed).unwrap();

@@ -57,7 +57,7 @@ fn problem(n: usize, v: usize, maps: &[(usize, usize, usize)], d: usize, g: usiz
         coord_norm: norm,
         layer_names: features.layer_names.clone(),
         model: "awkward".into(),
-        layer_scale: None,
+        layer_units: None,
     };
     let enc = Encoder::new(spec, seed).unwrap();
     for (_, var) in enc.named_vars() {
