@@ -88,6 +88,48 @@ def planted_layers(brain_dir: Path) -> dict[str, int]:
     return out
 
 
+def subspace_brain(f, dense_dir: Path, out_dir: Path, seed: int, k: int = 8, prf: float = 1 / 8) -> None:
+    """The dense plant's voxels (layers, locations, scales, ROIs) with a different readout: each
+    voxel reads a random direction within its layer's `k` leading principal components (over
+    images and positions) instead of a random direction over all channels; noise ceiling 0.6."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    with safe_open(dense_dir / "truth.safetensors", "np") as t:
+        truth = {key: t.get_tensor(key) for key in t.keys()}
+        truth_meta = t.metadata()
+    with safe_open(dense_dir / "brain.safetensors", "np") as t:
+        brain = {key: t.get_tensor(key) for key in t.keys()}
+        brain_meta = t.metadata()
+    rng = np.random.default_rng(1000 + seed)
+    n, v = brain["responses"].shape
+    out = np.zeros((n, v), dtype=np.float64)
+    for layer in np.unique(truth["layer"]):
+        local = f.layer(int(layer))[0].astype(np.float32)
+        _, c, h, w = local.shape
+        rows = local.transpose(0, 2, 3, 1).reshape(-1, c)
+        pick = rng.choice(len(rows), size=min(len(rows), 20000), replace=False)
+        x = rows[pick] - rows[pick].mean(axis=0)
+        basis = np.linalg.svd(x, full_matrices=False)[2][:k].T  # [c, k]
+        glob = local.mean(axis=(2, 3))
+        for vox in np.flatnonzero(truth["layer"] == layer):
+            cx, cy = (truth["space"][vox] + 1) / 2 * np.array([w, h])
+            half = max(prf * w / 2, 0.5)
+            x0, x1 = int(max(0, np.floor(cx - half))), int(min(w, np.ceil(cx + half)))
+            y0, y1 = int(max(0, np.floor(cy - half))), int(min(h, np.ceil(cy + half)))
+            patch = local[:, :, y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)].mean(axis=(2, 3))
+            s = truth["scale"][vox]
+            feat = (1 - s) * patch + s * glob
+            out[:, vox] = feat @ (basis @ rng.standard_normal(basis.shape[1]))
+    out = (out - out.mean(0)) / (out.std(0) + 1e-12)
+    ceiling = 0.6
+    out = np.sqrt(ceiling) * out + np.sqrt(1 - ceiling) * rng.standard_normal(out.shape)
+    brain["responses"] = out.astype(np.float32)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(brain, out_dir / "brain.safetensors", metadata=brain_meta)
+    save_file(truth, out_dir / "truth.safetensors", metadata=truth_meta)
+
+
 def run_fit(feat_path: Path, brain_dir: Path, out: Path, flags: list[str], seed: int) -> dict:
     report = out / "report.json"
     if not report.exists():
@@ -117,7 +159,7 @@ def main() -> int:
     ap.add_argument("--images", default="400")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--variants", default="default,design")
-    ap.add_argument("--plant", default="dense", choices=["dense"])
+    ap.add_argument("--plant", default="dense", choices=["dense", "subspace"])
     ap.add_argument("--voxels", type=int, default=700)
     ap.add_argument("--out", default="/tmp/layer-choice")
     ap.add_argument("--extra", default="", help="flags added to every variant's fit")
@@ -134,11 +176,14 @@ def main() -> int:
         f, feat_path = features(n, out)
         print(f"{n} images: layers " + ", ".join(f"{f.layer(i)[0].shape[1]}×{f.layer(i)[0].shape[-1]}²" for i in range(f.n_layers)), flush=True)
         for seed in seeds:
-            brain_dir = out / f"brain-{a.plant}-{n}-s{seed}"
-            if not (brain_dir / "truth.safetensors").exists():
-                brain_dir.mkdir(exist_ok=True)
-                ft.synth.plant(f, "hierarchical", directory=brain_dir, n_voxels=a.voxels, grid=8,
+            dense_dir = out / f"brain-dense-{n}-s{seed}"
+            if not (dense_dir / "truth.safetensors").exists():
+                dense_dir.mkdir(exist_ok=True)
+                ft.synth.plant(f, "hierarchical", directory=dense_dir, n_voxels=a.voxels, grid=8,
                                noise_ceiling=0.6, signal_fraction=1.0, seed=seed, prf_size=1 / 8)
+            brain_dir = out / f"brain-{a.plant}-{n}-s{seed}"
+            if a.plant == "subspace" and not (brain_dir / "truth.safetensors").exists():
+                subspace_brain(f, dense_dir, brain_dir, seed)
             planted = planted_layers(brain_dir)
             for v in variants:
                 flags = VARIANTS[v] + a.extra.split()

@@ -297,6 +297,24 @@ impl Estimator {
                     Some(outcome.summary.clone()),
                 )?
                 .with_uncertainty(&selections, brain, Some(heldout), &r2, &self.uncertainty)?;
+                let boot = &self.uncertainty.bootstrap;
+                if boot.n_resamples > 0 {
+                    let margins = crate::scores::layer_margin::layer_margins(
+                        &outcome.encoder,
+                        &start.prepared,
+                        &outcome.split,
+                        &brain.responses,
+                        &selections,
+                        &brain.roi,
+                        brain.roi_names.len(),
+                        boot.level,
+                        boot.n_resamples,
+                        boot.seed,
+                    )?;
+                    for (roi, m) in report.rois.iter_mut().zip(margins) {
+                        roi.layer_margin = m;
+                    }
+                }
                 report.settings.fit = Some(FitSettings::from(&self.fit));
                 Ok(Fitted::Encoder(Box::new(EncoderFit {
                     outcome,

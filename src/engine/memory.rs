@@ -137,7 +137,7 @@ fn feature_hints(precision: Precision) -> Vec<String> {
 }
 
 /// The trainer's buffers beside the features: parameters with gradients, AdamW moments and the
-/// best copy; the per-voxel buffers (measured at about 38 KB a voxel for 12 layers and a batch
+/// best copy; the per-voxel buffers (measured at about 29 KB a voxel for 12 layers and a batch
 /// of 32); the aligned maps of a batch; predictions and their gradients; the validation
 /// predictions.
 fn trainer_bytes(widths: &[usize], n_voxels: usize, n_val: usize, cfg: &FitConfig) -> u128 {

@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod hierarchy;
+pub mod layer_margin;
 pub mod over_seeds;
 pub mod permutation;
 pub mod report;

@@ -70,6 +70,12 @@ pub struct RoiSummary {
     /// within [`AMBIGUITY_MARGIN`]. `None` for an empty ROI (and in reports written before it).
     #[serde(default)]
     pub ambiguous: Option<f64>,
+    /// How much better the chosen layers predict held-out responses than the best other layer,
+    /// with an interval ([`crate::scores::layer_margin`]): an interval that includes 0 means the
+    /// data cannot tell them apart. Computed by `fit` (it needs the training images); `None`
+    /// in `score` reports, without bootstrap resamples and in reports written before it.
+    #[serde(default)]
+    pub layer_margin: Option<crate::scores::layer_margin::LayerMargin>,
 }
 
 /// Two layer probabilities closer than this (absolute difference) make a voxel's layer choice
@@ -386,6 +392,7 @@ impl Report {
                     mean_entropy: mean_over(&entropy, idx),
                     layer_histogram,
                     ambiguous: mean_over(&ambiguous, idx),
+                    layer_margin: None,
                 }
             })
             .collect();
