@@ -1,4 +1,4 @@
-// Cost of the uncertainty estimates (issue 14): B bootstrap resamples (held-out images and
+// Cost of the uncertainty estimates: B bootstrap resamples (held-out images and
 // voxels within ROIs) and P permutations of ROI levels, at the DESIGN benchmark size V = 5000.
 //
 //   cargo bench --bench bootstrap -- [--voxels V] [--images N] [--resamples B]

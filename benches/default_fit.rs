@@ -1,5 +1,5 @@
 //! Wall time of `factortopy fit` and `factortopy rank` with their default settings, as a user
-//! runs them (issue 11: the default `fit` at 800 images × 4 000 voxels × 6 layers in ≤ 2 minutes,
+//! runs them (the goal: the default `fit` at 800 images × 4 000 voxels × 6 layers in ≤ 2 minutes,
 //! `rank` of three such networks in ≤ 6 minutes on the 2-core machine). Everything the commands
 //! do is timed: reading the inputs, the fit with the default schedule, the bootstrap and
 //! permutations, and (for `fit`) the pictures. The planted data come from `factortopy synth`

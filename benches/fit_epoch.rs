@@ -1,8 +1,8 @@
 //! Time per optimiser step (forward, backward, clipped AdamW) of the fast CPU trainer against
 //! PyTorch eager on the same model (`benches/torch_reference.py`), same machine, same threads,
-//! in one run (issue 11); the candle-autograd trainer is printed beside them. Default sizes: the
+//! in one run; the candle-autograd trainer is printed beside them. Default sizes: the
 //! core size N 1000, V 5000, L 12 × 256, G 8, D 128, B 8, and 800 images × 4,000 voxels × 6
-//! layers (the probe-set size of issue 11's fit target).
+//! layers (the probe-set size of the default-fit benchmark).
 //!
 //! Usage: `cargo bench --bench fit_epoch -- [--steps S --torch-steps T --candle-steps K
 //! --engines fast,candle,torch --images N --voxels V --layers L --width C --batch B]`.

@@ -1,4 +1,4 @@
-//! Latency of `Monitor::observe` (issue 3) at the core benchmark size: N = 1000 probe images,
+//! Latency of `Monitor::observe` at the core benchmark size: N = 1000 probe images,
 //! V = 5000 voxels, L = 12 layers of width 256 (synthetic network, early layers 14×14, late
 //! 7×7), encoder D = 128, G = 8, on CPU; and the overhead per training step it implies when the
 //! monitor observes every K training steps.

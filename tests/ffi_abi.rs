@@ -427,13 +427,22 @@ fn grid_resampling_is_chosen_saved_and_reused_through_the_c_abi() {
         // The method changes the fit (area vs bilinear), and NULL is auto.
         assert_ne!(r2[0], r2[1]);
         assert_eq!(r2[2].to_bits(), r2[3].to_bits());
-        // The older entry point resamples as it always did: bilinear.
+        // The older entry point prepares features as it always did (DESIGN §3: bilinear, raw
+        // units), which the resampled one names "bilinear,raw"; a method alone is in common units.
+        let summary = |fit: *mut ft_fit| {
+            let mut s = std::mem::zeroed::<ft_fit_summary>();
+            ft_fit_report_summary(fit, &mut s);
+            ft_fit_free(fit);
+            s.r2_mean
+        };
         let mut fit = null_mut();
         assert_eq!(ft_fit_new_on(feats, brain, &fo, null(), &mut fit), ft_status::FT_OK, "{}", last_error());
-        let mut s = std::mem::zeroed::<ft_fit_summary>();
-        ft_fit_report_summary(fit, &mut s);
-        assert_eq!(s.r2_mean.to_bits(), r2[1].to_bits());
-        ft_fit_free(fit);
+        let old = summary(fit);
+        let mut fit = null_mut();
+        let st = ft_fit_new_resampled(feats, brain, &fo, null(), c"bilinear,raw".as_ptr(), &mut fit);
+        assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+        assert_eq!(summary(fit).to_bits(), old.to_bits());
+        assert_ne!(old.to_bits(), r2[1].to_bits());
         // An unknown method is refused before any work, leaving `out` untouched.
         let mut untouched = 0x10 as *mut ft_fit;
         let st = ft_fit_new_resampled(feats, brain, &fo, null(), c"nearest".as_ptr(), &mut untouched);

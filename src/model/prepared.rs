@@ -325,6 +325,19 @@ impl PreparedFeatures {
 
     /// The layers' tensors for the images `idx` (f32 copies; the candle paths' batches).
     pub fn batch(&self, idx: &[usize]) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+        let mut locals = Vec::with_capacity(self.widths.len());
+        let mut globals = Vec::with_capacity(self.widths.len());
+        for l in 0..self.widths.len() {
+            let (a, b) = self.layer_batch(l, idx)?;
+            locals.push(a);
+            globals.push(b);
+        }
+        Ok((locals, globals))
+    }
+
+    /// Layer `l`'s local maps `[B, G·G, C_l]` and global tokens `[B, C_l]` for the images `idx`
+    /// (f32 copies).
+    pub fn layer_batch(&self, l: usize, idx: &[usize]) -> Result<(Tensor, Tensor)> {
         let gather = |store: &Store, row: usize, shape: &[usize]| -> Result<Tensor> {
             let mut out = crate::data::limits::try_zeroed("a batch of prepared features", idx.len() * row)?;
             for (dst, &i) in out.chunks_exact_mut(row.max(1)).zip(idx) {
@@ -336,13 +349,8 @@ impl PreparedFeatures {
             Ok(Tensor::from_vec(out, shape, &Device::Cpu)?)
         };
         let gg = self.grid * self.grid;
-        let mut locals = Vec::with_capacity(self.widths.len());
-        let mut globals = Vec::with_capacity(self.widths.len());
-        for (l, &c) in self.widths.iter().enumerate() {
-            locals.push(gather(&self.locals[l], gg * c, &[idx.len(), gg, c])?);
-            globals.push(gather(&self.globals[l], c, &[idx.len(), c])?);
-        }
-        Ok((locals, globals))
+        let c = *self.widths.get(l).ok_or_else(|| Error::invalid(format!("layer {l} out of range for {} layers", self.widths.len())))?;
+        Ok((gather(&self.locals[l], gg * c, &[idx.len(), gg, c])?, gather(&self.globals[l], c, &[idx.len(), c])?))
     }
 }
 

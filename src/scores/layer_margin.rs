@@ -16,7 +16,7 @@
 //!
 //! Cost is bounded whatever the subject's size: at most [`VOXELS_PER_ROI`] voxels an ROI,
 //! [`MAX_TRAIN_IMAGES`] training and [`MAX_HELD_OUT_IMAGES`] held-out images, whose aligned maps
-//! are held once (`images × L × (G² + 1) × D` floats).
+//! are held one layer at a time (`images × (G² + 1) × D` floats).
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -55,11 +55,11 @@ pub struct LayerMargin {
     pub n_held_out: usize,
 }
 
-/// Bytes [`layer_margins`] holds at most (its aligned maps and held-out predictions), for the
-/// memory estimate.
+/// Bytes [`layer_margins`] holds at most (one layer's aligned maps and the held-out
+/// predictions), for the memory estimate.
 pub fn margin_bytes(n_train: usize, n_val: usize, n_layers: usize, grid: usize, d: usize, n_rois: usize) -> u128 {
     let n = (n_train.min(MAX_TRAIN_IMAGES) + n_val.min(MAX_HELD_OUT_IMAGES)) as u128;
-    let maps = 4 * n * n_layers as u128 * (grid * grid + 1) as u128 * d as u128;
+    let maps = 4 * n * (grid * grid + 1) as u128 * d as u128;
     let preds = 4 * (n_rois * VOXELS_PER_ROI) as u128 * n_layers as u128 * n_val.min(MAX_HELD_OUT_IMAGES) as u128;
     maps + preds
 }
@@ -79,15 +79,26 @@ fn sample(items: &[usize], k: usize, rng: &mut Rng) -> Vec<usize> {
     out
 }
 
+/// The training and held-out images the margins use: seeded samples of the split's, at most
+/// [`MAX_TRAIN_IMAGES`] and [`MAX_HELD_OUT_IMAGES`]. `fit` and `score` draw the same ones.
+pub fn margin_images(split: &Split, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = Rng::derive(seed, "layer margin images");
+    let train = sample(&split.train, MAX_TRAIN_IMAGES, &mut rng);
+    let val = sample(&split.val, MAX_HELD_OUT_IMAGES, &mut rng);
+    (train, val)
+}
+
 /// The margins of every ROI of `roi` (`n_rois` of them; `None` for an ROI without voxels or
-/// a fit with fewer than 3 held-out images or a single layer), with intervals at `level` from
-/// `resamples` bootstrap resamples. `responses` `[N, V]` and `prepared` are the fit's; `split`
-/// its train/validation split.
+/// with fewer than 3 training or held-out images or a single layer), with intervals at `level`
+/// from `resamples` bootstrap resamples. `train` and `val` are [`margin_images`] (image indices
+/// of `responses` `[N, V]`), and `rows` the rows of `prepared` that hold those images, training
+/// then held-out (`prepared` may hold all images or only these).
 #[allow(clippy::too_many_arguments)]
 pub fn layer_margins(
     enc: &Encoder,
     prepared: &PreparedFeatures,
-    split: &Split,
+    rows: &[usize],
+    (train, val): (&[usize], &[usize]),
     responses: &Array,
     sel: &Selections,
     roi: &[i32],
@@ -98,73 +109,80 @@ pub fn layer_margins(
 ) -> Result<Vec<Option<LayerMargin>>> {
     let (l, d, g) = (enc.spec.n_layers(), enc.spec.d, enc.spec.grid);
     let v = responses.shape.get(1).copied().unwrap_or(0);
-    if sel.n_voxels() != v || roi.len() != v {
+    if sel.n_voxels() != v || roi.len() != v || rows.len() != train.len() + val.len() {
         return Err(Error::mismatch(format!(
-            "layer margins: {v} voxels of responses, {} of selections, {} ROI labels",
+            "layer margins: {v} voxels of responses, {} of selections, {} ROI labels; {} rows for {} images",
             sel.n_voxels(),
-            roi.len()
+            roi.len(),
+            rows.len(),
+            train.len() + val.len()
         )));
     }
-    if l < 2 || split.val.len() < 3 || split.train.len() < 3 {
+    if l < 2 || val.len() < 3 || train.len() < 3 {
         return Ok(vec![None; n_rois]);
     }
-    let mut rng = Rng::derive(seed, "layer margins");
-    let train = sample(&split.train, MAX_TRAIN_IMAGES, &mut rng);
-    let val = sample(&split.val, MAX_HELD_OUT_IMAGES, &mut rng);
+    let mut rng = Rng::derive(seed, "layer margin voxels");
     let voxels: Vec<Vec<usize>> = (0..n_rois)
         .map(|r| {
             let members: Vec<usize> = (0..v).filter(|&i| roi[i] == r as i32).collect();
             sample(&members, VOXELS_PER_ROI, &mut rng)
         })
         .collect();
-    let images: Vec<usize> = train.iter().chain(&val).copied().collect();
+    let images: Vec<usize> = train.iter().chain(val).copied().collect();
     let cells = g * g + 1;
-    let per_image = l * cells * d;
-    let count = crate::data::limits::elements("aligned maps for the layer margins", &[images.len(), l, cells, d])?;
-    let mut maps: Vec<f32> = crate::data::limits::try_zeroed("aligned maps for the layer margins", count)?;
-    for (chunk, dst) in images.chunks(CHUNK).zip(maps.chunks_mut(CHUNK * per_image)) {
-        let (locals, globals) = prepared.batch(chunk)?;
-        let m = enc.align(&locals, &globals)?.flatten_all()?.to_vec1::<f32>()?;
-        dst[..m.len()].copy_from_slice(&m);
-    }
     let (nt, nv) = (train.len(), val.len());
     let lp = &sel.layer_probs.data;
-    // Per sampled voxel: its chosen layer and the held-out predictions of every layer [L, nv].
     let all: Vec<usize> = voxels.iter().flatten().copied().collect();
-    let fitted: Vec<(usize, Vec<f32>)> = all
-        .par_iter()
-        .map(|&vox| -> Result<(usize, Vec<f32>)> {
-            let t = taps(sel.space.data[2 * vox], sel.space.data[2 * vox + 1], g);
-            let s = sel.scale[vox];
-            let y: Vec<f64> = images.iter().map(|&i| responses.data[i * v + vox] as f64).collect();
-            let mut preds = vec![0f32; l * nv];
-            let mut x = vec![0f64; images.len() * d];
-            for layer in 0..l {
+    let taps_of: Vec<_> = all.iter().map(|&vox| taps(sel.space.data[2 * vox], sel.space.data[2 * vox + 1], g)).collect();
+    let ys: Vec<Vec<f64>> = all.iter().map(|&vox| images.iter().map(|&i| responses.data[i * v + vox] as f64).collect()).collect();
+    // Held-out predictions of every layer per sampled voxel, `[L, nv]`, filled a layer at a time:
+    // one layer's aligned maps are held at once (`images × (G² + 1) × D` floats).
+    let mut preds: Vec<Vec<f32>> = vec![vec![0f32; l * nv]; all.len()];
+    let count = crate::data::limits::elements("aligned maps for the layer margins", &[images.len(), cells, d])?;
+    let mut maps: Vec<f32> = crate::data::limits::try_zeroed("aligned maps for the layer margins", count)?;
+    let per_image = cells * d;
+    for layer in 0..l {
+        for (chunk, dst) in rows.chunks(CHUNK).zip(maps.chunks_mut(CHUNK * per_image)) {
+            let (local, global) = prepared.layer_batch(layer, chunk)?;
+            let m = enc.align_layer(layer, &local, &global)?.flatten_all()?.to_vec1::<f32>()?;
+            dst[..m.len()].copy_from_slice(&m);
+        }
+        let maps = &maps;
+        preds
+            .par_iter_mut()
+            .zip(all.par_iter().zip(&taps_of).zip(&ys).collect::<Vec<_>>())
+            .try_for_each(|(out, ((&vox, t), y))| -> Result<()> {
+                let s = sel.scale[vox];
+                let mut x = vec![0f64; images.len() * d];
                 for (b, row) in x.chunks_exact_mut(d).enumerate() {
-                    let base = b * per_image + layer * cells * d;
+                    let base = b * per_image;
                     let global = &maps[base + (cells - 1) * d..base + cells * d];
-                    for (k, o) in row.iter_mut().enumerate() {
-                        *o = s as f64 * global[k] as f64;
+                    for (o, &m) in row.iter_mut().zip(global) {
+                        *o = s as f64 * m as f64;
                     }
                     for (&c, &w) in t.idx.iter().zip(&t.w) {
                         if c == OUTSIDE {
                             continue;
                         }
-                        let cell = &maps[base + c * d..base + (c + 1) * d];
                         let a = ((1.0 - s) * w) as f64;
-                        for (o, &m) in row.iter_mut().zip(cell) {
+                        for (o, &m) in row.iter_mut().zip(&maps[base + c * d..base + (c + 1) * d]) {
                             *o += a * m as f64;
                         }
                     }
                 }
                 let p = ridge_gcv(&x[..nt * d], &y[..nt], &x[nt * d..], d)?;
-                preds[layer * nv..(layer + 1) * nv].iter_mut().zip(p).for_each(|(o, p)| *o = p as f32);
-            }
+                out[layer * nv..(layer + 1) * nv].iter_mut().zip(p).for_each(|(o, p)| *o = p as f32);
+                Ok(())
+            })?;
+    }
+    let fitted: Vec<(usize, Vec<f32>)> = all
+        .iter()
+        .zip(preds)
+        .map(|(&vox, p)| {
             let row = &lp[vox * l..(vox + 1) * l];
-            let chosen = (0..l).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0);
-            Ok((chosen, preds))
+            ((0..l).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0), p)
         })
-        .collect::<Result<_>>()?;
+        .collect();
     let targets: Vec<Vec<f64>> = all.iter().map(|&vox| val.iter().map(|&i| responses.data[i * v + vox] as f64).collect()).collect();
     // Each voxel's rival: the other layer that predicts the held-out images best. Fixed here, so
     // that the bootstrap resamples the comparison the estimate makes (re-choosing the rival in

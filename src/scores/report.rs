@@ -26,7 +26,7 @@ use crate::scores::uncertainty::{IntervalKind, Uncertainty, UncertaintyConfig};
 /// `uncertainty.kind` and `uncertainty.n_fits` (its intervals were all refit-free), `ambiguity`
 /// or `rois[].ambiguous`; version 3 had no `uncertainty.simex`, kind `simex` or
 /// `settings.uncertainty.bias_correction`.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Mean and median of a per-voxel quantity.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
@@ -606,6 +606,20 @@ impl Report {
                 if by_roi.is_empty() { String::new() } else { format!(" ({})", by_roi.join(", ")) }
             );
         }
+        let margins: Vec<String> = self
+            .rois
+            .iter()
+            .filter_map(|r| {
+                r.layer_margin.as_ref().map(|m| {
+                    let verdict = if m.lo > 0.0 { "" } else { " (cannot tell)" };
+                    format!("{} {:+.3} [{:+.3}, {:+.3}]{verdict}", r.name, m.margin, m.lo, m.hi)
+                })
+            })
+            .collect();
+        if !margins.is_empty() {
+            s += &format!("
+layer margin (held-out R² of the chosen layers over the best other layer): {}", margins.join(", "));
+        }
         if let Some(sp) = &self.seeds {
             let f = |x: &Option<Spread>| x.as_ref().map(|x| format!("{:.3} ± {:.3}", x.mean, x.std)).unwrap_or("-".into());
             s += &format!(
@@ -908,7 +922,7 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
         v["schema_version"] = serde_json::json!(1);
         let e = Report::from_json(&v.to_string()).unwrap_err().to_string();
-        assert!(e.contains("schema version 1") && e.contains("reads schema version 4"), "{e}");
+        assert!(e.contains("schema version 1") && e.contains(&format!("reads schema version {SCHEMA_VERSION}")), "{e}");
         v.as_object_mut().unwrap().remove("schema_version");
         let e = Report::from_json(&v.to_string()).unwrap_err().to_string();
         assert!(e.contains("before versioning"), "{e}");
