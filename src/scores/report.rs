@@ -72,8 +72,8 @@ pub struct RoiSummary {
     pub ambiguous: Option<f64>,
     /// How much better the chosen layers predict held-out responses than the best other layer,
     /// with an interval ([`crate::scores::layer_margin`]): an interval that includes 0 means the
-    /// data cannot tell them apart. Computed by `fit` (it needs the training images); `None`
-    /// in `score` reports, without bootstrap resamples and in reports written before it.
+    /// data cannot tell them apart. Computed by `fit` and `score` on the same images; `None`
+    /// without bootstrap resamples and in reports written before it.
     #[serde(default)]
     pub layer_margin: Option<crate::scores::layer_margin::LayerMargin>,
 }
