@@ -75,7 +75,10 @@ def features(n: int, cache: Path, network: str):
         rng = np.random.default_rng(0)
         crops, _ = ex.random_crops(list(ex.photographs().values()), n, 224, rng)
         net = ex.pretrained_network(10).eval()
-        f = collect_features(net, crops, LAYERS, batch_size=50, model_name="efficientnet-lite0")
+        # Above 1,000 crops the maps are kept in f16 (half the host memory), as a collector would.
+        dtype = torch.float16 if n > 1000 else None
+        f = collect_features(net, crops, LAYERS, batch_size=50, model_name="efficientnet-lite0", dtype=dtype)
+        del crops
     tmp = path.with_suffix(".partial")
     f.save(tmp)
     os.replace(tmp, path)
