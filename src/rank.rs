@@ -533,7 +533,7 @@ mod tests {
         assert!("xml".parse::<RankFormat>().is_err());
     }
 
-    /// Issue 12: a network whose hierarchy scores are undefined ranks after every defined one,
+    /// Degenerate input: a network whose hierarchy scores are undefined ranks after every defined one,
     /// prints `-` (JSON `null`), and never passes a `--min-slope` gate.
     #[test]
     fn undefined_slope_ranks_last_and_fails_the_gate() {
@@ -559,7 +559,7 @@ mod tests {
         assert!(v["rows"][0]["slope"].is_null() && v["rows"][0]["spearman"].is_null());
     }
 
-    /// Issue 12: a very long (or control-character) model name must not panic the table.
+    /// Hostile input: a very long (or control-character) model name must not panic the table.
     #[test]
     fn long_names_are_cut_in_tables() {
         let rep = fake(0.5, 0.4);

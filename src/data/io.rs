@@ -280,7 +280,7 @@ mod tests {
         ensure_output_dir(&out).unwrap();
     }
 
-    /// Issue 12: a device that never ends, a FIFO that blocks and a directory are refused by
+    /// Hostile input: a device that never ends, a FIFO that blocks and a directory are refused by
     /// the one reader of input files, before any read.
     #[test]
     fn read_input_refuses_non_regular_files() {
@@ -300,7 +300,7 @@ mod tests {
         }
     }
 
-    /// Issue 12: a failed run removes the folders it created, with its partial output, and
+    /// Hostile input: a failed run removes the folders it created, with its partial output, and
     /// nothing else.
     #[test]
     fn output_dir_guard_removes_only_what_it_created() {

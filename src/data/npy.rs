@@ -519,7 +519,7 @@ mod tests {
         }
     }
 
-    /// Issue 12: a descriptor without a byte-order character (`'f4'`, as `np.dtype('f4')`
+    /// Hostile input: a descriptor without a byte-order character (`'f4'`, as `np.dtype('f4')`
     /// accepts) is native order, not refused as big-endian.
     #[test]
     fn descriptor_without_byte_order_is_native() {

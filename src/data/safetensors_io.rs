@@ -678,7 +678,7 @@ pub(crate) mod tests {
         b.push(0);
         std::fs::write(&q, &b).unwrap();
         assert!(one_line(&TensorFile::open(&q).unwrap_err()).contains("corrupt"));
-        // Issue 12: duplicate keys in the header (a tensor, or a metadata entry, given twice)
+        // Hostile input: duplicate keys in the header (a tensor, or a metadata entry, given twice)
         // are refused, and a shape that does not match its bytes names the tensor.
         for (header, want) in [
             (r#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, "key `x` appears twice"),

@@ -373,7 +373,7 @@ mod tests {
         assert!(HierarchyScores::compute(&sel, &brain, None).is_err());
     }
 
-    /// Issue 12: one ROI level, one voxel, or no spread in depth leave the line and the rank
+    /// Degenerate input: one ROI level, one voxel, or no spread in depth leave the line and the rank
     /// correlation undefined; they are `null` with a warning, never `slope 0`.
     #[test]
     fn undefined_line_is_null_with_a_warning() {
