@@ -9,7 +9,7 @@ use factortopy::model::FitConfig;
 
 mod common;
 
-use common::{planted, recovery_scenario};
+use common::planted_recovery;
 
 fn margins(features: &Features, brain: &factortopy::data::Brain) -> Vec<(String, factortopy::scores::layer_margin::LayerMargin)> {
     let cfg = FitConfig { seed: 0, max_epochs: 4, ..FitConfig::fast() };
@@ -21,10 +21,7 @@ fn margins(features: &Features, brain: &factortopy::data::Brain) -> Vec<(String,
 
 #[test]
 fn margins_separate_supported_choices_from_coin_tosses() {
-    let mut syn_cfg = recovery_scenario();
-    syn_cfg.n_images = 900;
-    syn_cfg.n_voxels = 1200;
-    let (syn, brain) = planted(&syn_cfg);
+    let (_, syn, brain) = planted_recovery(900, 1200);
     for (name, m) in margins(&syn.features, &brain) {
         assert!(m.lo <= m.margin && m.margin <= m.hi, "{name}: {m:?}");
         assert!(m.n_voxels > 0 && m.n_voxels <= factortopy::scores::layer_margin::VOXELS_PER_ROI, "{name}: {m:?}");

@@ -14,7 +14,7 @@ use factortopy::model::FitConfig;
 
 mod common;
 
-use common::{planted, recovery_scenario, Recovery};
+use common::{planted_recovery, Recovery};
 
 /// `features` with layer `l` multiplied by `factors[l]`, local maps and global tokens alike.
 fn rescaled(features: &Features, factors: &[f32]) -> Features {
@@ -40,10 +40,7 @@ fn argmax(sel: &factortopy::model::Selections) -> Vec<usize> {
 
 #[test]
 fn units_of_a_layer_do_not_decide_the_fit() {
-    let mut syn_cfg = recovery_scenario();
-    syn_cfg.n_images = 900;
-    syn_cfg.n_voxels = 1200;
-    let (syn, brain) = planted(&syn_cfg);
+    let (syn_cfg, syn, brain) = planted_recovery(900, 1200);
     let cfg = FitConfig { seed: 0, max_epochs: 4, ..FitConfig::fast() };
     assert!(cfg.normalise_layers, "the default settings put layers in common units");
     // The extremes of the promise, and layer scales falling with depth as in a freshly
@@ -92,10 +89,7 @@ fn units_of_a_layer_do_not_decide_the_fit() {
 /// same units as the fit's gives the fit's held-out R² voxel for voxel.
 #[test]
 fn score_applies_the_units_the_fit_kept() {
-    let mut syn_cfg = recovery_scenario();
-    syn_cfg.n_images = 300;
-    syn_cfg.n_voxels = 400;
-    let (syn, brain) = planted(&syn_cfg);
+    let (_, syn, brain) = planted_recovery(300, 400);
     let features = rescaled(&syn.features, &[50.0, 1.0, 0.01, 1.0, 1.0, 3.0]);
     let cfg = FitConfig { seed: 2, max_epochs: 2, ..FitConfig::fast() };
     let job = fit(&cfg, &features, &brain);
@@ -116,10 +110,7 @@ fn score_applies_the_units_the_fit_kept() {
 /// multiplied by 1000 there does change the fit (which is why the default does not).
 #[test]
 fn design_settings_fit_raw_units() {
-    let mut syn_cfg = recovery_scenario();
-    syn_cfg.n_images = 300;
-    syn_cfg.n_voxels = 400;
-    let (syn, brain) = planted(&syn_cfg);
+    let (_, syn, brain) = planted_recovery(300, 400);
     let design = FitConfig { max_epochs: 1, ..FitConfig::design() };
     assert!(!design.normalise_layers);
     let job = fit(&design, &syn.features, &brain);

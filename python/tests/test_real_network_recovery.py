@@ -43,15 +43,20 @@ def _example():
     return mod
 
 
-@pytest.fixture(scope="module")
-def features():
+def _collect(layers):
+    """The network's features of ``N_IMAGES`` seeded crops at ``layers``."""
     ex = _example()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     crops, _ = ex.random_crops(list(ex.photographs().values()), N_IMAGES, 224, rng)
     net = ex.pretrained_network(10).eval()
+    return collect_features(net, crops, layers, batch_size=50, model_name="efficientnet-lite0")
+
+
+@pytest.fixture(scope="module")
+def features():
     t = time.time()
-    f = collect_features(net, crops, LAYERS, batch_size=50, model_name="efficientnet-lite0")
+    f = _collect(LAYERS)
     print(f"\nfeatures of {N_IMAGES} crops in {time.time() - t:.1f} s")
     return f
 
@@ -113,12 +118,7 @@ LAYERS_8 = ["_blocks.0", "_blocks.2", "_blocks.4", "_blocks.7", "_blocks.10", "_
 
 @pytest.fixture(scope="module")
 def features_8():
-    ex = _example()
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    crops, _ = ex.random_crops(list(ex.photographs().values()), N_IMAGES, 224, rng)
-    net = ex.pretrained_network(10).eval()
-    return collect_features(net, crops, LAYERS_8, batch_size=50, model_name="efficientnet-lite0")
+    return _collect(LAYERS_8)
 
 
 def test_layer_choice_follows_evidence_not_width_on_eight_efficientnet_layers(features_8):

@@ -28,6 +28,13 @@ impl LayerUnits {
         Self { local_mean: vec![0.0; c], local_scale: 1.0, global_mean: vec![0.0; c], global_scale: 1.0 }
     }
 
+    /// Whether these units change nothing (every mean 0, both scales 1).
+    pub fn is_identity(&self) -> bool {
+        self.local_scale == 1.0
+            && self.global_scale == 1.0
+            && self.local_mean.iter().chain(&self.global_mean).all(|&m| m == 0.0)
+    }
+
     /// Checks these units against a layer of `c` channels: `c` means each, all finite, scales
     /// positive. `what` names the layer for the message.
     pub fn check(&self, c: usize, what: &str) -> Result<()> {

@@ -303,7 +303,7 @@ impl PreparedFeatures {
             // The encoder's units, applied after resampling exactly as the fit applied them
             // (`normalise`), so a fit and a later `score` see the same numbers.
             let u = &self.units[l];
-            if u != &LayerUnits::identity(c) {
+            if !u.is_identity() {
                 local.affine(&u.local_mean, u.local_scale);
                 global.affine(&u.global_mean, u.global_scale);
             }

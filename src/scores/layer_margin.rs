@@ -148,10 +148,8 @@ pub fn layer_margins(
             dst[..m.len()].copy_from_slice(&m);
         }
         let maps = &maps;
-        preds
-            .par_iter_mut()
-            .zip(all.par_iter().zip(&taps_of).zip(&ys).collect::<Vec<_>>())
-            .try_for_each(|(out, ((&vox, t), y))| -> Result<()> {
+        preds.par_iter_mut().enumerate().try_for_each(|(j, out)| -> Result<()> {
+                let (vox, t, y) = (all[j], &taps_of[j], &ys[j]);
                 let s = sel.scale[vox];
                 let mut x = vec![0f64; images.len() * d];
                 for (b, row) in x.chunks_exact_mut(d).enumerate() {

@@ -32,6 +32,14 @@ pub fn recovery_scenario() -> SynthConfig {
     }
 }
 
+/// The recovery scenario at `n_images` × `n_voxels` (smaller ones keep several fits within a
+/// test's time budget), planted and z-scored; also returns the scenario's settings.
+pub fn planted_recovery(n_images: usize, n_voxels: usize) -> (SynthConfig, Synthetic, Brain) {
+    let cfg = SynthConfig { n_images, n_voxels, ..recovery_scenario() };
+    let (syn, brain) = planted(&cfg);
+    (cfg, syn, brain)
+}
+
 /// A small fitting problem: prepared features, brain tensors, a fresh encoder (D 16, G 4) and
 /// the split, on 60 images × 150 voxels × 4 layers.
 pub fn small_problem(seed: u64) -> (PreparedFeatures, BrainTensors, Encoder, Split) {
