@@ -14,6 +14,7 @@ pub mod plot;
 pub mod predict;
 pub mod progress;
 pub mod rank;
+pub mod rank_workers;
 pub mod score;
 pub mod synth;
 pub mod train_args;
@@ -36,7 +37,7 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// Predict the brain's responses to new images' features with a saved encoder.
     Predict(predict::PredictArgs),
-    /// Rank networks against one brain by hierarchy slope (exit status 3 below --min-slope).
+    /// Rank networks against one or several subjects by hierarchy slope (exit status 3 below --min-slope).
     Rank(rank::RankArgs),
     /// Convert an Algonauts 2023 subject folder into a brain file.
     ImportAlgonauts(import_algonauts::ImportAlgonautsArgs),

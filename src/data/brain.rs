@@ -33,6 +33,33 @@ pub struct Brain {
     pub subject: Option<String>,
 }
 
+/// What a brain file's header says, read without its values: enough to check that several
+/// subjects' brains share their images before any of them is loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrainHeader {
+    pub n_images: usize,
+    pub n_voxels: usize,
+    pub subject: Option<String>,
+    pub stimulus_ids: Option<Vec<String>>,
+}
+
+impl BrainHeader {
+    /// Reads the header of `path` (the tensor `responses` must be `[N, V]`).
+    pub fn read(path: &Path) -> Result<BrainHeader> {
+        let index = crate::data::tensor_index::TensorIndex::open(path)?;
+        let shape = index.shape("responses")?;
+        if shape.len() != 2 {
+            return Err(Error::data(path, format!("tensor `responses` has shape {shape:?}; expected [N, V]")));
+        }
+        Ok(BrainHeader {
+            n_images: shape[0],
+            n_voxels: shape[1],
+            subject: index.metadata().get("subject").cloned(),
+            stimulus_ids: crate::data::features::meta_string_list(path, index.metadata(), "stimulus_ids")?,
+        })
+    }
+}
+
 impl Brain {
     pub fn n_images(&self) -> usize {
         self.responses.shape.first().copied().unwrap_or(0)

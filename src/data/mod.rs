@@ -15,7 +15,7 @@ pub mod stored_features;
 pub mod tensor_index;
 
 pub use array::Array;
-pub use brain::Brain;
+pub use brain::{Brain, BrainHeader};
 pub use feature_source::{FeatureFile, FeatureSource};
 pub use features::{Features, LayerFeatures};
 pub use precision::{Precision, Store};

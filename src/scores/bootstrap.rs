@@ -303,20 +303,44 @@ impl RoiStrata {
 }
 
 /// The replicates of every headline number, one entry per resample (NaN where the statistic is
-/// undefined in that resample, e.g. no noise ceiling). Kept in memory for paired comparisons;
-/// never written to a report.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// undefined in that resample, e.g. no noise ceiling). Kept in memory for paired comparisons and
+/// never written to a report; a ranking's pair files carry them (NaN as `null`) so that pairs
+/// fitted in other processes can still be compared.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Replicates {
+    #[serde(with = "nan_as_null")]
     pub slope: Vec<f64>,
+    #[serde(with = "nan_as_null")]
     pub b0: Vec<f64>,
+    #[serde(with = "nan_as_null")]
     pub b1: Vec<f64>,
+    #[serde(with = "nan_as_null")]
     pub spearman: Vec<f64>,
+    #[serde(with = "nan_as_null")]
     pub r2_mean: Vec<f64>,
+    #[serde(with = "nan_as_null")]
     pub r2_median: Vec<f64>,
+    #[serde(with = "nan_as_null")]
     pub pearson_mean: Vec<f64>,
+    #[serde(with = "nan_as_null")]
     pub pearson_median: Vec<f64>,
+    #[serde(with = "nan_as_null")]
     pub normalized_mean: Vec<f64>,
+    #[serde(with = "nan_as_null")]
     pub normalized_median: Vec<f64>,
+}
+
+/// JSON has no NaN: an undefined replicate travels as `null` and comes back as NaN.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        v.iter().map(|x| x.is_finite().then_some(*x)).collect::<Vec<Option<f64>>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        Ok(Vec::<Option<f64>>::deserialize(d)?.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+    }
 }
 
 /// What one resample needs besides the draws.

@@ -6,6 +6,10 @@
 //! the best slope or its interval's lower bound; the C ABI wraps [`rank`] and
 //! [`Ranking::to_json`].
 
+pub mod grid;
+pub mod pair;
+pub mod subjects;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -66,6 +70,9 @@ pub struct RankRow {
     /// Noise-normalised accuracy (mean, median) where the brain has a noise ceiling.
     pub noise_normalized_mean: Option<f64>,
     pub noise_normalized_median: Option<f64>,
+    /// Wall time of the fit: printed in tables, left out of the JSON, which is the same
+    /// wherever and however fast the fits ran.
+    #[serde(skip_serializing, default)]
     pub fit_seconds: f64,
     /// Mean voxel depth per ROI, in the brain's ROI order (`None` for an empty ROI).
     pub roi_depth: Vec<Option<f64>>,
@@ -75,6 +82,9 @@ pub struct RankRow {
     pub p_slope: Option<f64>,
     /// Paired bootstrap test of `slope − slope of the next row` (`None` on the last row).
     pub vs_next: Option<PairedDifference>,
+    /// Per-layer held-out R² per ROI of the layer-wise ridge baseline (`rank --with-layers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<pair::LayerScores>,
 }
 
 /// A finished ranking: rows sorted best first, plus what is needed to print and plot it.
@@ -112,6 +122,7 @@ fn row_of(index: usize, name: String, report: &Report, seconds: f64) -> RankRow 
         slope_interval: report.uncertainty.as_ref().and_then(|u| u.slope),
         p_slope: report.uncertainty.as_ref().and_then(|u| u.permutation).map(|p| p.p_slope),
         vs_next: None,
+        layers: None,
     }
 }
 
@@ -125,20 +136,9 @@ fn slope_difference(a: &Report, b: &Report, level: f64) -> Option<PairedDifferen
     paired_difference(a.hierarchy.slope?, &ua.replicates.slope, b.hierarchy.slope?, &ub.replicates.slope, level)
 }
 
-/// Unique display names: the model name, with ` #k` appended to repeats.
-fn unique_names(networks: &[&dyn FeatureSource]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(networks.len());
-    for f in networks {
-        let base = if f.model().trim().is_empty() { "unnamed".to_string() } else { f.model().to_string() };
-        let mut name = base.clone();
-        let mut k = 2;
-        while out.contains(&name) {
-            name = format!("{base} #{k}");
-            k += 1;
-        }
-        out.push(name);
-    }
-    out
+/// Unique display names: the model name (`unnamed` when empty), with ` #k` appended to repeats.
+fn unique_names<'a>(models: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    grid::unique(models.into_iter().map(|m| if m.trim().is_empty() { "unnamed".to_string() } else { m.to_string() }))
 }
 
 /// Called with (index, name) before each network's fit.
@@ -161,7 +161,7 @@ pub fn rank_with_progress(
     for (i, f) in networks.iter().enumerate() {
         crate::data::check_pair(*f, &format!("network {i} ({})", f.model()), brain, "brain")?;
     }
-    let names = unique_names(networks);
+    let names = unique_names(networks.iter().map(|f| f.model()));
     let mut rows = Vec::with_capacity(networks.len());
     let mut reports = Vec::with_capacity(networks.len());
     for (i, f) in networks.iter().enumerate() {
@@ -177,39 +177,81 @@ pub fn rank_with_progress(
         rows.push(row_of(i, names[i].clone(), &report, t0.elapsed().as_secs_f64()));
         reports.push(report);
     }
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (x, y) = (&rows[a], &rows[b]);
-        // Undefined scores rank after every defined one (`None < Some` in `Option`'s order).
-        cmp_opt(y.slope, x.slope)
-            .then(cmp_opt(y.spearman, x.spearman))
-            .then(x.index.cmp(&y.index))
-    });
-    let mut sorted_rows = Vec::with_capacity(rows.len());
-    let mut sorted_reports = Vec::with_capacity(rows.len());
-    for (k, &i) in order.iter().enumerate() {
-        let mut r = rows[i].clone();
-        r.rank = k + 1;
-        sorted_rows.push(r);
-        sorted_reports.push(reports[i].clone());
+    Ok(Ranking::from_rows(
+        cfg.estimator.method,
+        cfg.estimator.uncertainty.bootstrap.level,
+        cfg.estimator.uncertainty.bootstrap.n_resamples,
+        brain.subject.clone(),
+        brain.roi_names.clone(),
+        rows,
+        reports,
+    ))
+}
+
+impl Ranking {
+    /// Sorts unranked rows (in input order, with their reports) by slope, best first (ties:
+    /// larger Spearman ρ, then input order), numbers them and tests each against the next.
+    pub fn from_rows(
+        method: Method,
+        level: f64,
+        n_resamples: usize,
+        subject: Option<String>,
+        roi_names: Vec<String>,
+        rows: Vec<RankRow>,
+        reports: Vec<Report>,
+    ) -> Ranking {
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (x, y) = (&rows[a], &rows[b]);
+            // Undefined scores rank after every defined one (`None < Some` in `Option`'s order).
+            cmp_opt(y.slope, x.slope).then(cmp_opt(y.spearman, x.spearman)).then(x.index.cmp(&y.index))
+        });
+        let mut sorted_rows = Vec::with_capacity(rows.len());
+        let mut sorted_reports = Vec::with_capacity(rows.len());
+        for (k, &i) in order.iter().enumerate() {
+            let mut r = rows[i].clone();
+            r.rank = k + 1;
+            sorted_rows.push(r);
+            sorted_reports.push(reports[i].clone());
+        }
+        for k in 0..sorted_rows.len().saturating_sub(1) {
+            sorted_rows[k].vs_next = slope_difference(&sorted_reports[k], &sorted_reports[k + 1], level);
+        }
+        Ranking { method, level, n_resamples, subject, roi_names, rows: sorted_rows, reports: sorted_reports }
     }
-    let level = cfg.estimator.uncertainty.bootstrap.level;
-    for k in 0..sorted_rows.len().saturating_sub(1) {
-        sorted_rows[k].vs_next = slope_difference(&sorted_reports[k], &sorted_reports[k + 1], level);
+
+    /// The ranking of one subject's pairs (every network against one brain, in network order).
+    pub fn from_outcomes(outcomes: &[&pair::PairOutcome]) -> Result<Ranking> {
+        let first = outcomes.first().ok_or_else(|| Error::invalid("a ranking needs at least one network"))?;
+        let (method, level, n_resamples) = settings_of(&first.report)?;
+        let names = unique_names(outcomes.iter().map(|p| p.network_name()));
+        let mut rows = Vec::with_capacity(outcomes.len());
+        let mut reports = Vec::with_capacity(outcomes.len());
+        for (i, p) in outcomes.iter().enumerate() {
+            let mut row = row_of(p.network, names[i].clone(), &p.report, p.seconds);
+            row.layers = p.layers.clone();
+            rows.push(row);
+            reports.push(p.report.clone());
+        }
+        let roi_names = first.report.rois.iter().map(|r| r.name.clone()).collect();
+        Ok(Ranking::from_rows(method, level, n_resamples, first.report.subject.clone(), roi_names, rows, reports))
     }
-    Ok(Ranking {
-        method: cfg.estimator.method,
-        level,
-        n_resamples: cfg.estimator.uncertainty.bootstrap.n_resamples,
-        subject: brain.subject.clone(),
-        roi_names: brain.roi_names.clone(),
-        rows: sorted_rows,
-        reports: sorted_reports,
-    })
+}
+
+/// The method and the bootstrap's level and resample count a report was made with.
+fn settings_of(report: &Report) -> Result<(Method, f64, usize)> {
+    let method: Method = report.method.parse()?;
+    let (level, n) = report
+        .settings
+        .uncertainty
+        .as_ref()
+        .map(|u| (u.bootstrap.level, u.bootstrap.n_resamples))
+        .unwrap_or((crate::scores::BootstrapConfig::default().level, 0));
+    Ok((method, level, n))
 }
 
 /// Total order on optional scores: `None` below every number, numbers by `total_cmp`.
-fn cmp_opt(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
+pub(crate) fn cmp_opt(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
     match (a, b) {
         (Some(a), Some(b)) => a.total_cmp(&b),
         (a, b) => a.is_some().cmp(&b.is_some()),
@@ -265,7 +307,7 @@ fn vs_text(d: Option<PairedDifference>) -> String {
 const MAX_NAME_WIDTH: usize = 48;
 
 /// A network name for a table: control characters escaped, cut to [`MAX_NAME_WIDTH`].
-fn table_name(name: &str) -> String {
+pub(crate) fn table_name(name: &str) -> String {
     let clean = crate::error::one_line(name);
     if clean.chars().count() <= MAX_NAME_WIDTH {
         return clean;
@@ -275,7 +317,7 @@ fn table_name(name: &str) -> String {
     cut
 }
 
-fn opt(x: Option<f64>) -> String {
+pub(crate) fn opt(x: Option<f64>) -> String {
     x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".to_string())
 }
 
@@ -355,7 +397,13 @@ impl Ranking {
             );
         }
         s += &self.legend();
+        s += &self.layers_text();
         s
+    }
+
+    /// The per-layer scores of the rows that have them (`rank --with-layers`).
+    fn layers_text(&self) -> String {
+        self.rows.iter().filter_map(|r| r.layers.as_ref().map(|l| subjects::layer_table(&r.name, l))).collect()
     }
 
     /// What the uncertainty columns mean (one line).
@@ -418,6 +466,7 @@ impl Ranking {
         }
         s += "\n";
         s += &self.legend();
+        s += &self.layers_text();
         s
     }
 
@@ -580,6 +629,6 @@ mod tests {
     fn unique_display_names() {
         let f = Features { model: "net".into(), layer_names: vec![], stimulus_ids: None, layers: vec![] };
         let g = Features { model: "".into(), ..f.clone() };
-        assert_eq!(unique_names(&[&f, &f, &g, &f]), vec!["net", "net #2", "unnamed", "net #3"]);
+        assert_eq!(unique_names([&f, &f, &g, &f].map(|x| x.model.as_str())), vec!["net", "net #2", "unnamed", "net #3"]);
     }
 }
