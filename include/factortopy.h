@@ -1434,6 +1434,120 @@ enum ft_status ft_score_write_dir(const char *encoder_path,
                                   const char *out_dir);
 
 /**
+ * Plans a grid of `networks` (features files) × `brains` (brain files, one per subject, the
+ * same images): checks the files' headers and returns, as JSON in `*out` (free with
+ * `ft_string_free`), `subjects` (names) and `jobs`, one per pair: `network` and `subject`
+ * (indices into the lists), `digest` (of both files' contents and the settings) and `done`
+ * (whether `out_dir`, NULL for none, already holds that pair's outcome). Settings as
+ * `ft_rank_resampled`; `with_layers` non-zero also scores every layer with the ridge baseline.
+ *
+ * # Safety
+ * `networks` and `brains` are valid for `n_networks` / `n_brains` reads of NUL-terminated
+ * strings; `options` is NULL or valid for reads; `device`, `resample`, `out_dir` are NULL or
+ * NUL-terminated; `out` is valid for writes.
+ */
+enum ft_status ft_rank_plan(const char *const *networks,
+                            size_t n_networks,
+                            const char *const *brains,
+                            size_t n_brains,
+                            const struct ft_fit_options *options,
+                            int32_t method,
+                            const char *device,
+                            const char *resample,
+                            int32_t with_layers,
+                            const char *out_dir,
+                            char **out);
+
+/**
+ * Fits one pair of a grid: the features file `network_path` against the brain file
+ * `brain_path`, recorded as network `network` × subject `subject` of the grid. `*out` is the
+ * pair's outcome as JSON (free with `ft_string_free`), for `ft_rank_store` and
+ * `ft_rank_combine`. Settings as `ft_rank_plan` (the same settings give the same digest).
+ *
+ * # Safety
+ * `network_path`, `brain_path` are NUL-terminated; `options` NULL or valid for reads; `device`,
+ * `resample` NULL or NUL-terminated; `out` valid for writes.
+ */
+enum ft_status ft_rank_pair(const char *network_path,
+                            const char *brain_path,
+                            size_t network,
+                            size_t subject,
+                            const struct ft_fit_options *options,
+                            int32_t method,
+                            const char *device,
+                            const char *resample,
+                            int32_t with_layers,
+                            char **out);
+
+/**
+ * Saves a pair's outcome (JSON from `ft_rank_pair`) into `out_dir`'s store, atomically, so a
+ * later `ft_rank_plan` with the same `out_dir` marks the pair done.
+ *
+ * # Safety
+ * `out_dir` and `outcome` are NUL-terminated.
+ */
+enum ft_status ft_rank_store(const char *out_dir, const char *outcome);
+
+/**
+ * The stored outcome with `digest` from `out_dir`'s store, recorded as network `network` ×
+ * subject `subject` (identical inputs share one stored outcome). `*out` is its JSON (free with
+ * `ft_string_free`); `FT_ERR_IO` when the store has no readable outcome with that digest.
+ *
+ * # Safety
+ * `out_dir` and `digest` are NUL-terminated; `out` is valid for writes.
+ */
+enum ft_status ft_rank_load(const char *out_dir,
+                            const char *digest,
+                            size_t network,
+                            size_t subject,
+                            char **out);
+
+/**
+ * Combines a complete grid's outcomes (JSON from `ft_rank_pair` or `ft_rank_load`, every
+ * network × subject once) into the ranking, as JSON in `*out` (free with `ft_string_free`):
+ * with one subject the layout of `ft_rank`; with several, `subjects` and `rows` each with
+ * `across` (mean over subjects and t-interval of slope, spearman, b1, noise-normalised
+ * accuracy), `vs_next` (paired t-test over subjects) and `subjects` (the network's row in each
+ * subject's own ranking).
+ *
+ * # Safety
+ * `outcomes` is valid for `n` reads of NUL-terminated strings; `out` is valid for writes.
+ */
+enum ft_status ft_rank_combine(const char *const *outcomes, size_t n, char **out);
+
+/**
+ * Runs a whole grid in this process (pairs one after another, each brain loaded once) and
+ * returns the ranking as `ft_rank_combine` does. With `out_dir` (NULL: none), each finished
+ * pair is stored there as it finishes and pairs already stored are not fitted again. When
+ * pairs fail, the others still run (and are stored); the status is the failure's and
+ * `ft_last_error()` names every failed pair.
+ *
+ * # Safety
+ * As `ft_rank_plan`; `device` must name a usable device.
+ */
+enum ft_status ft_rank_grid(const char *const *networks,
+                            size_t n_networks,
+                            const char *const *brains,
+                            size_t n_brains,
+                            const struct ft_fit_options *options,
+                            int32_t method,
+                            const char *device,
+                            const char *resample,
+                            int32_t with_layers,
+                            const char *out_dir,
+                            char **out);
+
+/**
+ * What a brain file's header says, without reading its values: `*out` is JSON with
+ * `n_images`, `n_voxels` and `subject` (`null` when the file names none); free it with
+ * `ft_string_free`. For planning a grid (the schedule follows the number of images).
+ *
+ * # Safety
+ * `path` is NUL-terminated; `out` is valid for writes.
+ */
+enum ft_status ft_brain_file_header(const char *path, char **out);
+
+/**
  * Resizes `n · channels` maps of `height × width` f32 values (row-major `[N, C, H, W]`, `input`
  * holding `input_len` floats, which must be `n · channels · height · width`) to
  * `out_height × out_width` with the grid resampling the encoders use: `resample` is

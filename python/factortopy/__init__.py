@@ -32,7 +32,8 @@ from .errors import (
 from .fitting import Fit, FitOptions, device_available, fit, predict, rank, score
 from .monitor import Monitor, MonitorOptions, StepReport
 from .plotting import plot, write_fit_dir
-from . import convert, resampling, synth
+from .grid import RankGridError, rank_grid
+from . import convert, grid, resampling, synth
 
 __version__ = "0.1.0"
 
@@ -61,6 +62,9 @@ __all__ = [
     "predict",
     "device_available",
     "rank",
+    "rank_grid",
+    "RankGridError",
+    "grid",
     "plot",
     "write_fit_dir",
     "convert",

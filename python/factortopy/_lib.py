@@ -324,6 +324,24 @@ _SIGNATURES = {
         _status,
     ),
     "ft_monitor_new_resampled": ([_handle, _handle, _P(FtMonitorOptions), c_char_p, c_char_p, _P(_handle)], _status),
+    "ft_rank_plan": (
+        # networks, n_networks, brains, n_brains, options, method, device, resample, with_layers, out_dir, out
+        [_P(c_char_p), c_size_t, _P(c_char_p), c_size_t, _P(FtFitOptions), c_int32, c_char_p, c_char_p, c_int32, c_char_p, _P(c_void_p)],
+        _status,
+    ),
+    "ft_rank_pair": (
+        # network_path, brain_path, network, subject, options, method, device, resample, with_layers, out
+        [c_char_p, c_char_p, c_size_t, c_size_t, _P(FtFitOptions), c_int32, c_char_p, c_char_p, c_int32, _P(c_void_p)],
+        _status,
+    ),
+    "ft_rank_store": ([c_char_p, c_char_p], _status),
+    "ft_rank_load": ([c_char_p, c_char_p, c_size_t, c_size_t, _P(c_void_p)], _status),
+    "ft_rank_combine": ([_P(c_char_p), c_size_t, _P(c_void_p)], _status),
+    "ft_rank_grid": (
+        [_P(c_char_p), c_size_t, _P(c_char_p), c_size_t, _P(FtFitOptions), c_int32, c_char_p, c_char_p, c_int32, c_char_p, _P(c_void_p)],
+        _status,
+    ),
+    "ft_brain_file_header": ([c_char_p, _P(c_void_p)], _status),
     "ft_resample": (
         # input, input_len, n, channels, height, width, out_height, out_width, resample, out, capacity
         [_P(ctypes.c_float), c_size_t, c_size_t, c_size_t, c_size_t, c_size_t, c_size_t, c_size_t, c_char_p, _P(ctypes.c_float), c_size_t],
@@ -332,6 +350,18 @@ _SIGNATURES = {
 }
 
 _LIB = None
+#: True in a child forked from a process that had loaded the library: the library's worker
+#: threads did not come along, so a parallel fit in the child would wait for them forever.
+FORKED_AFTER_LOAD = False
+
+
+def _after_fork_in_child() -> None:
+    global FORKED_AFTER_LOAD
+    if _LIB is not None:
+        FORKED_AFTER_LOAD = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def lib() -> ctypes.CDLL:

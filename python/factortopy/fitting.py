@@ -254,20 +254,65 @@ _METHODS = {"factortopy": 0, "ridge": 1}
 
 
 def rank(
-    networks: Sequence[Features] | Mapping[str, Features],
-    brain: Brain,
+    networks: Sequence[Features] | Mapping[str, Features] | Sequence,
+    brain,
     options: FitOptions | None = None,
     *,
     method: str = "factortopy",
+    executor=None,
+    with_layers: bool = False,
+    out=None,
+    progress=None,
     **overrides,
 ) -> dict:
-    """Fits every network against ``brain`` (same split and seed) and ranks them by hierarchy
-    slope. A mapping's keys name the networks (set as each feature set's ``model``). Returns the
-    ranking as a dict: ``rows`` best first, each with ``rank``, ``index``, ``name``, ``slope``,
-    ``spearman``, ``r2_mean``, ... ``method`` is ``"factortopy"`` or ``"ridge"`` (a fast
-    layer-wise estimate)."""
+    """Fits every network against the brain(s) (same split and seed) and ranks them by
+    hierarchy slope.
+
+    Parameters
+    ----------
+    networks : sequence or mapping of Features, or sequence of path-like
+        In-memory feature sets (a mapping's keys name them, set as each one's ``model``), or
+        features files.
+    brain : Brain, or path-like, or sequence of path-like
+        One in-memory brain, or brain files (one per subject, the same images): files make a
+        grid of networks × subjects, see :func:`factortopy.grid.rank_grid`.
+    options : FitOptions, optional
+        Settings shared by every fit; keyword ``overrides`` update them.
+    method : {"factortopy", "ridge"}
+        ``"ridge"`` is a fast layer-wise estimate.
+    executor : concurrent.futures.Executor, optional
+        Files only: where the pairs run (a process pool, a dask or Ray executor).
+    with_layers : bool
+        Files only: also report every layer's held-out R² per ROI (layer-wise ridge baseline).
+    out : path-like, optional
+        Files only: keep finished pairs there and skip them when rerun.
+    progress : callable, optional
+        Files only, with an executor: ``progress(done, total, label)`` after each pair.
+
+    Returns
+    -------
+    dict
+        The ranking: ``rows`` best first, each with ``rank``, ``index``, ``name``, ``slope``,
+        ``spearman``, ``r2_mean``, ...; over several subjects, each row's ``across`` and
+        ``subjects`` as :func:`factortopy.grid.rank_grid` describes.
+    """
     if method not in _METHODS:
         raise ValueError(f"unknown rank method {method!r}; expected 'factortopy' or 'ridge'")
+    if not isinstance(brain, Brain):
+        from .grid import rank_grid
+
+        return rank_grid(
+            networks,
+            brain,
+            _options(options, overrides),
+            method=method,
+            executor=executor,
+            with_layers=with_layers,
+            out=out,
+            progress=progress,
+        )
+    if executor is not None or with_layers or out is not None or progress is not None:
+        raise TypeError("executor, with_layers, out and progress need files: pass brain and networks as paths")
     if isinstance(networks, Mapping):
         for name, f in networks.items():
             f.set_metadata(model=str(name))
@@ -276,7 +321,7 @@ def rank(
         nets = list(networks)
     o = _options(options, overrides)
     arr = (c_void_p * len(nets))(*[n.handle.value for n in nets])
-    out = c_void_p()
+    out_json = c_void_p()
     call(
         "ft_rank_resampled",
         arr,
@@ -286,9 +331,9 @@ def rank(
         _METHODS[method],
         o.device.encode(),
         o.preparation(),
-        ctypes.byref(out),
+        ctypes.byref(out_json),
     )
-    return json.loads(take_string(out))
+    return json.loads(take_string(out_json))
 
 
 __all__ = ["FitOptions", "Fit", "fit", "score", "predict", "rank", "device_available"]

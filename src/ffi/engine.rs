@@ -59,7 +59,7 @@ unsafe fn device_and_options<O: Copy>(
 
 /// The estimator of `ft_fit_options` (`weighted` honoured) with the grid resampling chosen, for
 /// `fit_new` and `rank`.
-fn fit_estimator(method: Method, device: Device, o: &ft_fit_options, prep: Preparation) -> FfiResult<Estimator> {
+pub(crate) fn fit_estimator(method: Method, device: Device, o: &ft_fit_options, prep: Preparation) -> FfiResult<Estimator> {
     let cfg = prep.apply(fit_config(o)?);
     Ok(Estimator { weighted: o.weighted != 0, ..Estimator::new(method, device, cfg) })
 }

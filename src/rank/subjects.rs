@@ -175,7 +175,8 @@ pub fn combine(outcomes: &[PairOutcome]) -> Result<GridRanking> {
             r.n_resamples
         )));
     }
-    let subjects: Vec<String> = (0..n_sub).map(|s| at(0, s).subject_name.clone()).collect();
+    // Pairs fitted apart name their subjects alone; two brains may carry the same name.
+    let subjects = crate::rank::grid::unique((0..n_sub).map(|s| at(0, s).subject_name.clone()));
     let mut rows: Vec<NetworkRow> = (0..n_net)
         .map(|i| {
             let subjects: Vec<RankRow> = per_subject
