@@ -131,14 +131,17 @@ pub fn run(a: RankArgs) -> Result<i32> {
     }
     print!("{}", ranking.render(a.format));
     if let Some(dir) = &a.out {
-        for (row, rep) in ranking.rows.iter().zip(&ranking.reports) {
-            rep.write_json(&dir.join(format!("report.{}.json", row.index)))?;
-        }
         let chart = dir.join("roi_depth.png");
-        ranking.roi_chart(&chart)?;
-        let mut json = ranking.to_json();
-        json.push('\n');
-        crate::data::io::atomic_write(&dir.join("rank.json"), json.as_bytes())?;
+        // One set: every report, the chart and rank.json move in together or not at all.
+        crate::data::write_into(dir, |stage| {
+            for (row, rep) in ranking.rows.iter().zip(&ranking.reports) {
+                rep.write_json(&stage.join(format!("report.{}.json", row.index)))?;
+            }
+            ranking.roi_chart(&stage.join("roi_depth.png"))?;
+            let mut json = ranking.to_json();
+            json.push('\n');
+            crate::data::io::atomic_write(&stage.join("rank.json"), json.as_bytes())
+        })?;
         if !quiet {
             eprintln!("wrote {} and {}", dir.join("rank.json").display(), chart.display());
         }
