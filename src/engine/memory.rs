@@ -9,6 +9,18 @@
 //! K/M/G/T suffix, powers of 1024) caps what the process may use in all, for a job that shares
 //! its machine; otherwise the limit is what the system reports available (`MemAvailable`, and a
 //! cgroup's `memory.max` when one is set).
+//!
+//! Under an address-space limit (`ulimit -v`, `RLIMIT_AS`) every mapping counts, and one that
+//! the limit refuses aborts the process. The largest mappings that are not the command's own
+//! data are the workspace of the `gemm` crate behind candle's CPU matrix products: every matrix
+//! product packs its right operand into a buffer allocated (infallibly) for that call, sized
+//! from the cache sizes the crate reads from `/sys` — up to the whole L3 cache, which the crate
+//! takes to be private to each thread — plus a per-thread slab of the L2 size; and each thread
+//! that allocates gets a malloc arena of up to 64 MiB. The crate has no setting that bounds the
+//! buffer (its cache sizes are detected once, with no override), so that workspace is reserved
+//! for every worker thread ([`matmul_workspace_per_thread`]) out of the address space left, and
+//! a command that would not fit with it stops with one line naming the threads and the
+//! workspace, instead of aborting once enough threads multiply at once.
 
 use crate::data::{FeatureSource, Precision};
 use crate::error::{Error, Result};
@@ -99,9 +111,33 @@ fn kib_field(text: &str, key: &str) -> Option<u64> {
     text.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The address space a worker thread may map beside the command's own data while it multiplies
+/// matrices (see the module docs): the packed right operand (at most about the L3 size the
+/// `gemm` crate detects), its per-thread L2 slab and packed left operand (each at most the L2
+/// size), and one malloc arena (64 MiB on 64-bit glibc).
+pub fn matmul_workspace_per_thread() -> u64 {
+    const ARENA: u64 = 64 << 20;
+    let info = &*gemm_common::cache::CACHE_INFO;
+    info[2].cache_bytes as u64 + 2 * info[1].cache_bytes as u64 + ARENA
+}
+
+/// The soft address-space limit of this process (`ulimit -v`), from `/proc/self/limits`;
+/// `None` when unlimited or unknown.
+pub fn address_space_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    limits_field(&text, "Max address space")
+}
+
+fn limits_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    line[name.len()..].split_whitespace().next()?.parse().ok()
+}
+
 /// The memory available to this process: the smallest of `FACTORTOPY_MEMORY_LIMIT` less what
-/// the process already holds, the system's `MemAvailable`, and the cgroup's `memory.max` less
-/// its `memory.current`. `None` when none of them can be read (then nothing is refused).
+/// the process already holds, the system's `MemAvailable`, the cgroup's `memory.max` less its
+/// `memory.current`, and an address-space limit (`ulimit -v`) less what the process has mapped
+/// and the matrix-product workspace of every worker thread. `None` when none of them can be
+/// read (then nothing is refused).
 pub fn available() -> Option<Available> {
     let mut best: Option<Available> = None;
     let mut consider = |bytes: u64, source: String| {
@@ -121,6 +157,22 @@ pub fn available() -> Option<Available> {
     let cg = |f: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{f}")).ok().and_then(|s| s.trim().parse::<u64>().ok());
     if let (Some(max), Some(cur)) = (cg("memory.max"), cg("memory.current")) {
         consider(max.saturating_sub(cur), "the cgroup's memory.max".into());
+    }
+    if let Some(limit) = address_space_limit() {
+        let mapped = status_kib("VmSize:").map_or(0, |k| k * 1024);
+        let threads = rayon::current_num_threads() as u64;
+        let per = matmul_workspace_per_thread();
+        let workspace = threads.saturating_mul(per);
+        consider(
+            limit.saturating_sub(mapped).saturating_sub(workspace),
+            format!(
+                "the address-space limit (ulimit -v) of {} less the {} this process has mapped and the matrix-product \
+                 workspace of {threads} threads × {} (fewer threads with RAYON_NUM_THREADS, or a higher ulimit -v)",
+                gib(limit as u128),
+                gib(mapped as u128),
+                gib(per as u128)
+            ),
+        );
     }
     best
 }
@@ -236,6 +288,17 @@ mod tests {
         assert_eq!(parse_size("1.5K"), Some(1536));
         assert_eq!(parse_size("lots"), None);
         assert_eq!(parse_size("3X"), None);
+    }
+
+    #[test]
+    fn address_space_limits_parse() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units\n\
+                    Max stack size            8388608              unlimited            bytes\n\
+                    Max address space         6442450944           unlimited            bytes\n";
+        assert_eq!(limits_field(text, "Max address space"), Some(6 << 30));
+        assert_eq!(limits_field(&text.replace("6442450944", "unlimited"), "Max address space"), None);
+        // The workspace is at least the arena and the caches the crate detected.
+        assert!(matmul_workspace_per_thread() >= 64 << 20);
     }
 
     #[test]
