@@ -70,6 +70,14 @@ class FactortopyMemoryError(FactortopyError, MemoryError):
     status = "FT_ERR_MEMORY"
 
 
+class BusyError(FactortopyError, RuntimeError):
+    """The handle is in use by a call on another thread that must not overlap with this one
+    (two calls on one monitor); nothing was done. The package's own objects serialise such
+    calls, so this is seen only when a handle is shared with other code."""
+
+    status = "FT_ERR_BUSY"
+
+
 _BY_STATUS = {
     1: NullArgumentError,
     2: InvalidArgumentError,
@@ -83,6 +91,7 @@ _BY_STATUS = {
     10: BackendError,
     11: InternalError,
     12: FactortopyMemoryError,
+    13: BusyError,
 }
 
 
