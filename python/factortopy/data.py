@@ -20,9 +20,9 @@ from ._tensors import HostF32, borrow_features, to_numpy
 
 class _Handle:
     """Owns one library handle; freed once, by ``close()`` or when collected. Each handle has a
-    lock: the calls the library forbids to overlap on one handle (any two on a monitor, adding
-    to a feature set) take it, so threads sharing a Python object wait for each other instead
-    of getting ``BusyError``, and ``close()`` waits for a call in progress."""
+    lock: the calls that change a handle (every call on a monitor, adding to a feature set)
+    take it, so threads sharing a Python object wait for each other instead of getting
+    ``BusyError``, and ``close()`` waits for such a call in progress."""
 
     _free_name = ""
 

@@ -71,9 +71,10 @@ class FactortopyMemoryError(FactortopyError, MemoryError):
 
 
 class BusyError(FactortopyError, RuntimeError):
-    """The handle is in use by a call on another thread that must not overlap with this one
-    (two calls on one monitor); nothing was done. The package's own objects serialise such
-    calls, so this is seen only when a handle is shared with other code."""
+    """The handle is in use by a call on another thread that must not overlap with this one;
+    nothing was done. The package's objects serialise the calls that change a handle (every
+    monitor call, adding a layer), so this is seen when a layer is added to a feature set that
+    another thread is reading, or when a handle is shared with other code."""
 
     status = "FT_ERR_BUSY"
 
