@@ -505,7 +505,7 @@ fn monitor_that_cannot_write_its_state_keeps_the_previous_history() {
 }
 
 /// A noise ceiling so small that the planted noise would be infinite is refused by validation,
-/// before any file is written (it passed validation and failed on non-finite responses).
+/// before any file is written, not found later as non-finite responses.
 #[test]
 fn a_tiny_noise_ceiling_is_refused_before_anything_is_written() {
     let tmp = tempfile::tempdir().unwrap();

@@ -403,7 +403,7 @@ static void memory_paths(const char *dir, ft_brain *brain, ft_monitor *mon) {
 
 /* Two threads on one monitor, which the header forbids: the library detects the overlap and the
  * later call returns FT_ERR_BUSY doing nothing, instead of reading the history while the other
- * call grows it (a use-after-free under AddressSanitizer before the check existed). */
+ * call grows it (a use-after-free, which the AddressSanitizer build of this program reports). */
 struct overlap {
   ft_monitor *mon;
   ft_features *f;
