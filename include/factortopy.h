@@ -52,6 +52,9 @@
  *   access to the handle.
  * - ft_monitor: not thread-safe; calls on one monitor must not overlap. It may be used from
  *   different threads one after another. Different monitors are independent.
+ * - Overlapping calls the rules above forbid are detected, not raced: the later call returns
+ *   FT_ERR_BUSY at once, doing nothing (retry after the other call has returned). Freeing a
+ *   handle while another thread uses it is not detected: never do it.
  * - The library runs its computations on an internal worker pool; every call blocks until done.
  *
  * VERSION: FT_VERSION_MAJOR/MINOR/PATCH and FT_VERSION_STRING match ft_version() and the
@@ -150,6 +153,12 @@ typedef enum ft_status {
    * An allocation sized by the input failed; the process and the library stay usable.
    */
   FT_ERR_MEMORY = 12,
+  /**
+   * The handle is in use by a call on another thread that the thread-safety rules forbid to
+   * overlap with this one (two calls on one monitor, or adding a layer to a feature set
+   * while it is read). Nothing was done; retry once the other call has returned.
+   */
+  FT_ERR_BUSY = 13,
 } ft_status;
 
 /**
@@ -1561,10 +1570,12 @@ enum ft_status ft_brain_file_header(const char *path, char **out);
  * Errors, with nothing written (except after `FT_ERR_MEMORY`, when `out` may hold some maps):
  * `FT_ERR_NULL` (`input` or `out` NULL), `FT_ERR_SHAPE` (a zero
  * height, width or output size, `input_len` not the product of the sizes, `capacity` too
- * small), `FT_ERR_INVALID_ARGUMENT` (sizes whose product overflows, an unknown `resample`, a
- * working row of `height · out_width` floats beyond the library's limit on one array, 2³¹
- * elements), `FT_ERR_DATA` (a NaN or infinite input value, named by its index), `FT_ERR_MEMORY`
- * (that working row cannot be allocated).
+ * small), `FT_ERR_INVALID_ARGUMENT` (sizes whose product overflows, an unknown `resample`, one
+ * input map (`height · width`), one output map (`out_height · out_width`) or the working row
+ * (`height · out_width`) beyond the library's limit on one array, 2³¹ elements, even when `n`
+ * or `channels` is 0), `FT_ERR_DATA` (a NaN or infinite input value, named by its index),
+ * `FT_ERR_MEMORY` (that working row cannot be allocated). Nothing else is allocated: no table
+ * is sized by the requested output.
  *
  * # Safety
  * `input` is NULL or valid for `input_len` reads; `out` is NULL or valid for `capacity` writes

@@ -95,10 +95,13 @@ fn write_outputs(
     brain: &Brain,
     plots: Option<&crate::plot::PlotOptions>,
 ) -> Result<FitOutputs> {
-    crate::data::write_into(dir, || {
+    // The whole set is staged and moves in at once (`write_into`): a failure anywhere, the
+    // report included, leaves `dir` as it was.
+    crate::data::write_into(dir, |stage| {
         let mut out = FitOutputs::in_dir(dir);
-        save_encoder(&out.encoder, enc, record)?;
-        save_selections(&out.selectors, fit.selections, fit.r2)?;
+        let staged = FitOutputs::in_dir(stage);
+        save_encoder(&staged.encoder, enc, record)?;
+        save_selections(&staged.selectors, fit.selections, fit.r2)?;
         if let Some(opts) = plots {
             let weight = enc.weight.as_tensor().flatten_all()?.to_vec1::<f32>()?;
             let view = crate::plot::FitView {
@@ -107,9 +110,12 @@ fn write_outputs(
                 r2: fit.r2,
                 readout: Some((&weight, enc.spec.d)),
             };
-            out.pictures = crate::plot::write_pictures(dir, brain, &view, opts)?.into_iter().map(|(_, p)| p).collect();
+            out.pictures = crate::plot::write_pictures(stage, brain, &view, opts)?
+                .into_iter()
+                .map(|(p, _)| dir.join(p.file_name()))
+                .collect();
         }
-        fit.report.write_json(&out.report)?;
+        fit.report.write_json(&staged.report)?;
         Ok(out)
     })
 }

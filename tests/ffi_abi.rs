@@ -560,6 +560,17 @@ fn resampling_through_the_c_abi_is_the_encoders() {
     // No maps (N = 0) is a valid, empty call.
     let (st, _) = resample_c(&data, 0, [0, c, h, w], (8, 8), None, 0);
     assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+    // Hostile sizes with no maps: nothing to compute, but one map of the requested size is over
+    // the one-array limit (an unchecked table of 2⁴⁰ taps would abort), and sizes whose
+    // per-map product wraps are refused rather than divided by.
+    fails(resample_c(&data, 0, [0, c, h, w], (1 << 40, 1), None, 0), ft_status::FT_ERR_INVALID_ARGUMENT, "output map");
+    fails(resample_c(&data, 0, [0, 1, 1 << 32, 1 << 32], (8, 8), None, 0), ft_status::FT_ERR_INVALID_ARGUMENT, "input map");
+    fails(resample_c(&data, 0, [0, 1, 4, 4], (1 << 32, 1 << 32), None, 0), ft_status::FT_ERR_INVALID_ARGUMENT, "output map");
+    // A tall output of a legitimate size costs only itself: one pixel to 2²² × 1 by area is
+    // that pixel everywhere.
+    let (st, out) = resample_c(&[2.5], 1, [1, 1, 1, 1], (1 << 22, 1), Some(c"area"), 1 << 22);
+    assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+    assert!(out.iter().all(|&v| v == 2.5));
 }
 
 #[test]

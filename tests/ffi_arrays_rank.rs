@@ -178,6 +178,54 @@ fn bad_brain_arrays_are_clear_errors_and_write_nothing() {
     assert_eq!(unsafe { ft_brain_new(null(), &mut out) }, ft_status::FT_ERR_NULL);
 }
 
+/// Hostile lengths: a C length argument far beyond what its pointer can hold is a length error
+/// (`FT_ERR_INVALID_ARGUMENT` naming the argument), checked before anything is read or
+/// allocated, never a caught capacity-overflow panic.
+#[test]
+fn huge_c_length_arguments_are_length_errors() {
+    let (n, v) = (6usize, 4usize);
+    let resp: Vec<f32> = (0..n * v).map(|i| ((i * 7) % 5) as f32).collect();
+    let coords = vec![0.5f32; v * 3];
+    let roi = [0i32, 0, 1, -1];
+    let (rs, cs) = ([n as i64, v as i64], [v as i64, 3]);
+    let names = CString::new(r#"{"roi_names": ["V1", "V2"]}"#).unwrap();
+    let (r, c) = (view(&resp, &rs), view(&coords, &cs));
+    let mut arrays = ft_brain_arrays {
+        responses: &r,
+        coords: &c,
+        roi: roi.as_ptr(),
+        roi_len: usize::MAX / 2,
+        noise_ceiling: null(),
+        flat: null(),
+        metadata_json: names.as_ptr(),
+        zscore: 1,
+    };
+    // SAFETY: the refused length is checked before `roi` is read; the handles below come from
+    // the library and are freed once.
+    unsafe {
+        let mut brain = null_mut();
+        for len in [usize::MAX / 2, usize::MAX, (1usize << 31) + 1] {
+            arrays.roi_len = len;
+            assert_eq!(ft_brain_new(&arrays, &mut brain), ft_status::FT_ERR_INVALID_ARGUMENT, "{}", last_error());
+            assert!(last_error().contains("roi_len") && last_error().contains(&len.to_string()), "{}", last_error());
+            assert!(brain.is_null());
+        }
+        arrays.roi_len = roi.len();
+        assert_eq!(ft_brain_new(&arrays, &mut brain), ft_status::FT_OK, "{}", last_error());
+        let junk = [1u8, 2, 3];
+        let mut mon = null_mut();
+        assert_eq!(ft_monitor_load_bytes(junk.as_ptr(), usize::MAX / 2, brain, &mut mon), ft_status::FT_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("monitor state bytes"), "{}", last_error());
+        assert!(mon.is_null());
+        let nets = [null::<ft_features>()];
+        let mut out = null_mut();
+        assert_eq!(ft_rank(nets.as_ptr(), usize::MAX / 2, brain, null(), 0, &mut out), ft_status::FT_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("n_networks"), "{}", last_error());
+        assert!(out.is_null());
+        ft_brain_free(brain);
+    }
+}
+
 #[test]
 fn features_metadata_and_files_round_trip() {
     let dir = tempfile::tempdir().unwrap();

@@ -96,6 +96,25 @@ fn huge_flags_are_refused_before_allocating() {
         let o = run(&["fit", "--features", s(&f), "--brain", s(&b), "--out", s(&out), "--epochs", "1", flag, value]);
         fails_cleanly(&o, &[word]);
     }
+    // Counts that multiply work (each seed is a whole fit) or size a table (a row per
+    // resample): refused above their documented limit, not run for days or aborted allocating.
+    for (flag, value, limit) in [
+        ("--seeds", "4294967296", "1000"),
+        ("--seeds", max.as_str(), "1000"),
+        ("--seeds", "1000000", "1000"),
+        ("--epochs", max.as_str(), "100000"),
+        ("--patience", max.as_str(), "100000"),
+        ("--bootstrap", max.as_str(), "100000"),
+        ("--permutations", max.as_str(), "1000000"),
+    ] {
+        let mut a = vec!["fit", "--features", s(&f), "--brain", s(&b), "--out", s(&out), flag, value];
+        if flag != "--epochs" {
+            a.extend(["--epochs", "1"]);
+        }
+        fails_cleanly(&run(&a), &[flag, limit]);
+    }
+    let o = run(&["monitor", "--brain", s(&b), "--reference", s(&f), s(&f), "--out", s(&out), "--refit-every", "1", "--refit-steps", max.as_str()]);
+    fails_cleanly(&o, &["refit", "100000000"]);
     let o = run(&["fit", "--method", "ridge", "--features", s(&f), "--brain", s(&b), "--out", s(&out), "--alphas", &format!("0:1:{max}")]);
     fails_cleanly(&o, &["--alphas"]);
     for args in [
@@ -334,4 +353,199 @@ fn rank_with_a_very_long_model_name_does_not_panic() {
     assert!(table.contains('…') && table.lines().take(3).all(|l| l.chars().count() < 200), "{table}");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("rank.json")).unwrap()).unwrap();
     assert!(json["rows"].as_array().unwrap().iter().any(|r| r["name"].as_str().unwrap().len() == 70_000));
+}
+
+// 3. A folder gets a command's whole set of files, or is left as it was. ----------------------
+
+/// Every file in `dir` with its bytes (hidden ones included), to compare a folder before and
+/// after a failed run.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let bytes = if e.path().is_file() { std::fs::read(e.path()).unwrap() } else { b"<dir>".to_vec() };
+            (e.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+}
+
+/// Overwrites element `index` of the f32 tensor `name` of a safetensors file.
+fn poke_f32(path: &Path, name: &str, index: usize, value: f32) {
+    let mut b = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    let h: serde_json::Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
+    let start = h[name]["data_offsets"][0].as_u64().unwrap() as usize + 8 + n + 4 * index;
+    b[start..start + 4].copy_from_slice(&value.to_le_bytes());
+    std::fs::write(path, b).unwrap();
+}
+
+/// `plot FIT_DIR` (whose default output is the fit folder) checks the whole fit before it
+/// draws: a report that does not match, a corrupt encoder, selectors over more layers than the
+/// report or a NaN R² are refused, and not one of the existing pictures is replaced.
+#[test]
+fn plot_checks_the_whole_fit_before_replacing_any_picture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fit = data().join("fit");
+    type Edit = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Edit, &[&str])> = vec![
+        (
+            "a report whose ROI histograms do not match its layers",
+            Box::new(|d: &Path| {
+                let p = d.join("report.json");
+                let mut r: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                for roi in r["rois"].as_array_mut().unwrap() {
+                    roi["layer_histogram"] = serde_json::json!([1, 2, 3, 4, 5]);
+                }
+                std::fs::write(&p, serde_json::to_vec(&r).unwrap()).unwrap();
+            }),
+            &["histogram"],
+        ),
+        (
+            "a report over fewer layers than the selectors",
+            Box::new(|d: &Path| {
+                let p = d.join("report.json");
+                let mut r: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                r["n_layers"] = serde_json::json!(1);
+                std::fs::write(&p, serde_json::to_vec(&r).unwrap()).unwrap();
+            }),
+            &["layers"],
+        ),
+        ("a NaN R²", Box::new(|d: &Path| poke_f32(&d.join("selectors.safetensors"), "r2", 3, f32::NAN)), &["r2", "non-finite"]),
+        (
+            "a corrupt encoder (a NaN bias)",
+            Box::new(|d: &Path| poke_f32(&d.join("encoder.safetensors"), "bias", 0, f32::NAN)),
+            &["encoder.safetensors", "bias"],
+        ),
+        (
+            "an encoder whose metadata contradicts its tensors",
+            Box::new(|d: &Path| {
+                let p = d.join("encoder.safetensors");
+                set_meta(&p.clone(), &p, "grid", "0");
+            }),
+            &["encoder.safetensors", "grid"],
+        ),
+    ];
+    for (i, (what, edit, words)) in cases.iter().enumerate() {
+        let dir = tmp.path().join(format!("fit{i}"));
+        copy_dir(&fit, &dir);
+        edit(&dir);
+        let before = snapshot(&dir);
+        let o = run(&["plot", s(&dir), "--brain", s(&brain())]);
+        let line = fails_cleanly(&o, words);
+        assert_eq!(snapshot(&dir), before, "{what}: the failed plot changed the fit folder ({line})");
+    }
+    // The unedited fit redraws; a temporary left by a killed run (a pid that cannot exist) goes.
+    let dir = tmp.path().join("good");
+    copy_dir(&fit, &dir);
+    let stale = dir.join(".layer_map.png.4194399.0.tmp");
+    std::fs::write(&stale, b"half").unwrap();
+    let o = run(&["plot", s(&dir), "--brain", s(&brain())]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!stale.exists(), "the stale temporary of a dead process is still there");
+    assert!(!snapshot(&dir).iter().any(|(n, _)| n.starts_with(".factortopy")), "{:?}", snapshot(&dir));
+}
+
+/// `fit` whose report.json cannot be written (here a folder of that name) fails with the name
+/// and leaves the output folder as it was: no encoder, selectors or pictures of the failed run.
+#[test]
+fn fit_that_cannot_write_its_report_leaves_the_folder_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(out.join("report.json")).unwrap();
+    std::fs::write(out.join("report.json/keep"), b"x").unwrap();
+    std::fs::write(out.join("layer_map.png"), b"the user's picture").unwrap();
+    let before = snapshot(&out);
+    let o = run(&[
+        "fit", "--features", s(&features()), "--brain", s(&brain()), "--out", s(&out), "--preset", "fast", "--epochs", "1",
+        "--dim", "4", "--grid", "2", "--quiet",
+    ]);
+    fails_cleanly(&o, &["report.json"]);
+    assert_eq!(snapshot(&out), before);
+}
+
+/// `monitor` whose state cannot be written (a folder named monitor.safetensors) keeps the
+/// previous history.jsonl and charts: the history is not replaced before the state is written.
+#[test]
+fn monitor_that_cannot_write_its_state_keeps_the_previous_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    // An encoder that predicts the held-out images (the shared one is fitted for one epoch).
+    let fit = tmp.path().join("fit");
+    let o = run(&[
+        "fit", "--features", s(&features()), "--brain", s(&brain()), "--out", s(&fit), "--preset", "fast", "--epochs", "40",
+        "--dim", "4", "--grid", "2", "--bootstrap", "0", "--permutations", "0", "--no-plots", "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let enc = fit.join("encoder.safetensors");
+    let out = tmp.path().join("out");
+    let args = |out: &Path, steps: &str| -> Output {
+        run(&[
+            "monitor", "--brain", s(&brain()), "--reference", s(&features()), "--encoder", s(&enc), "--out", s(out),
+            "--steps", steps, s(&features()), "--quiet",
+        ])
+    };
+    let o = args(&out, "5");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::remove_file(out.join("monitor.safetensors")).unwrap();
+    std::fs::create_dir_all(out.join("monitor.safetensors/x")).unwrap();
+    let before = snapshot(&out);
+    fails_cleanly(&args(&out, "9"), &["monitor.safetensors"]);
+    assert_eq!(snapshot(&out), before);
+    assert!(String::from_utf8_lossy(&std::fs::read(out.join("history.jsonl")).unwrap()).contains("\"step\":5"));
+}
+
+/// A noise ceiling so small that the planted noise would be infinite is refused by validation,
+/// before any file is written, not found later as non-finite responses.
+#[test]
+fn a_tiny_noise_ceiling_is_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("syn");
+    for nc in ["1e-320", "1e-9"] {
+        let o = run(&["synth", "--out", s(&out), "--images", "20", "--voxels", "10", "--noise-ceiling", nc]);
+        fails_cleanly(&o, &["noise ceiling", "1e-6"]);
+        assert!(!out.exists());
+    }
+}
+
+// 4. Under an address-space limit, no abort. ---------------------------------------------------
+
+/// `fit` under `ulimit -v` with many worker threads: the matrix-product workspace each thread
+/// may map (sized by the `gemm` crate from the cache sizes, allocated infallibly) is reserved
+/// out of the address space before anything is allocated, so the run either fits or stops with
+/// one line naming the limit; it is never killed by an aborted allocation.
+#[test]
+fn fit_under_an_address_space_limit_fits_or_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (threads, kib) in [(6, 6 << 20), (64, 6 << 20), (6, 3 << 20)] {
+        let out = tmp.path().join(format!("out-{threads}-{kib}"));
+        let script = format!(
+            "ulimit -v {kib} && RAYON_NUM_THREADS={threads} exec '{}' fit --features '{}' --brain '{}' --out '{}' \
+             --preset fast --epochs 1 --dim 4 --grid 2 --bootstrap 0 --permutations 0 --quiet",
+            env!("CARGO_BIN_EXE_factortopy"),
+            s(&features()),
+            s(&brain()),
+            s(&out)
+        );
+        let o = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        match o.status.code() {
+            Some(0) => assert!(out.join("report.json").is_file(), "{err}"),
+            Some(1) => {
+                let line = fails_cleanly(&o, &[]);
+                assert!(line.contains("ulimit -v") || line.contains("out of memory"), "{line}");
+                assert!(!out.exists(), "the refused fit left {}", out.display());
+            }
+            _ => panic!("{threads} threads under ulimit -v {kib}: {:?}\n{err}", o.status),
+        }
+    }
 }

@@ -16,6 +16,7 @@ from ._lib import LibraryNotFoundError, candidate_paths
 from .data import Brain, Features
 from .errors import (
     BackendError,
+    BusyError,
     DataError,
     DeviceError,
     DtypeError,
@@ -88,6 +89,7 @@ __all__ = [
     "MismatchError",
     "NumericError",
     "BackendError",
+    "BusyError",
     "InternalError",
     "FactortopyMemoryError",
 ]

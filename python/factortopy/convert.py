@@ -20,8 +20,10 @@ Only numpy is needed for ``.safetensors`` checkpoints; ``.pth``/``.pt`` files ar
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
+import stat
 import struct
 import warnings
 from pathlib import Path
@@ -30,6 +32,17 @@ from typing import Mapping
 import numpy as np
 
 FORMAT = "factortopy-encoder/1"
+
+# The library's limits on sizes read from files (src/data/limits.rs, docs/limits.md): an encoder
+# written here is one the library's loader accepts, and a hostile checkpoint is refused before
+# it is read into memory. A test compares these numbers with the Rust constants.
+MAX_ELEMENTS = 2**31
+MAX_D = 8192
+MAX_GRID = 256
+MAX_LAYERS = 4096
+MAX_FILE_BYTES = 64 << 30
+# The safetensors format's own bound on a header.
+MAX_HEADER_BYTES = 100_000_000
 
 _SAFETENSORS_DTYPES = {
     "F64": np.float64,
@@ -40,37 +53,105 @@ _SAFETENSORS_DTYPES = {
 }
 
 
+def _open_regular(path):
+    """``path`` opened for binary reading, refused (``ValueError`` naming it) unless it is a
+    regular file of at most ``MAX_FILE_BYTES``: a FIFO would block the open or the read
+    forever, ``/dev/zero`` (or a symlink to it) never ends, and a directory has no bytes. The
+    file is opened without blocking and checked again on the open descriptor, since the path
+    may be replaced between the two checks. Returns ``(file, size)``."""
+    path = Path(path)
+
+    def check(st):
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a device, FIFO or socket"
+            raise ValueError(f"{path}: is {kind}, not a regular file; only regular files are read")
+        if st.st_size > MAX_FILE_BYTES:
+            raise ValueError(f"{path}: is {st.st_size} bytes, over the {MAX_FILE_BYTES} byte limit on input files")
+        return st.st_size
+
+    check(os.stat(path))
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        size = check(os.fstat(fd))
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    return f, size
+
+
+def _shape(path, name, info) -> tuple[int, ...]:
+    shape = info.get("shape") if isinstance(info, dict) else None
+    if not isinstance(shape, list) or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in shape):
+        raise ValueError(f"{path}: tensor `{name}` has shape {shape!r}; expected a list of non-negative integers")
+    n = 1
+    for x in shape:
+        n *= x
+    if n > MAX_ELEMENTS:
+        raise ValueError(f"{path}: tensor `{name}` of shape {shape} has more than {MAX_ELEMENTS} elements (the limit on one array)")
+    return tuple(shape)
+
+
 def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Tensors (as float32/int numpy arrays) and metadata of a safetensors file. Handles F64,
-    F32, F16, BF16, I64 and I32."""
-    data = Path(path).read_bytes()
-    if len(data) < 8:
-        raise ValueError(f"{path}: too short to be a safetensors file")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > len(data) - 8:
-        raise ValueError(f"{path}: header length {n} runs past the end of the file")
-    header = json.loads(data[8 : 8 + n])
-    body = memoryview(data)[8 + n :]
+    F32, F16, BF16, I64 and I32. Only regular files are read (see ``MAX_FILE_BYTES``); the header
+    and every tensor's shape and byte range are checked before any tensor is built."""
+    f, size = _open_regular(path)
+    with f:
+        if size < 8:
+            raise ValueError(f"{path}: too short to be a safetensors file")
+        (n,) = struct.unpack("<Q", f.read(8))
+        if n > min(size - 8, MAX_HEADER_BYTES):
+            raise ValueError(f"{path}: header length {n} runs past the end of the file or over {MAX_HEADER_BYTES} bytes")
+        try:
+            header = json.loads(f.read(n))
+        except ValueError as e:
+            raise ValueError(f"{path}: the header is not valid JSON: {e}") from None
+        if not isinstance(header, dict):
+            raise ValueError(f"{path}: the header is not a JSON object")
+        # `size` bounds the read even if the file grows while it is read.
+        data = f.read(size - 8 - n)
+    body = memoryview(data)
     meta = header.pop("__metadata__", None) or {}
     out = {}
     for name, info in header.items():
-        start, end = info["data_offsets"]
-        raw = body[start:end]
-        dt = info["dtype"]
+        shape = _shape(path, name, info)
+        dt = info.get("dtype")
+        if dt == "BF16":
+            itemsize = 2
+        elif dt in _SAFETENSORS_DTYPES:
+            itemsize = np.dtype(_SAFETENSORS_DTYPES[dt]).itemsize
+        else:
+            raise ValueError(f"{path}: tensor `{name}` has unsupported dtype {dt}")
+        offsets = info.get("data_offsets")
+        want = int(np.prod(shape, dtype=np.int64)) * itemsize
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= len(body)
+            or offsets[1] - offsets[0] != want
+        ):
+            raise ValueError(
+                f"{path}: tensor `{name}` has data_offsets {offsets!r}; its shape {list(shape)} of {dt} needs {want} bytes "
+                f"inside the {len(body)} data bytes"
+            )
+        raw = body[offsets[0] : offsets[1]]
         if dt == "BF16":
             bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
             arr = bits.view(np.float32)
-        elif dt in _SAFETENSORS_DTYPES:
-            arr = np.frombuffer(raw, dtype=np.dtype(_SAFETENSORS_DTYPES[dt]).newbyteorder("<"))
         else:
-            raise ValueError(f"{path}: tensor `{name}` has unsupported dtype {dt}")
-        out[name] = arr.reshape(info["shape"])
+            arr = np.frombuffer(raw, dtype=np.dtype(_SAFETENSORS_DTYPES[dt]).newbyteorder("<"))
+        out[name] = arr.reshape(shape)
     return out, meta
 
 
 def write_safetensors(path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> None:
-    """Writes float32 tensors and string metadata as safetensors, atomically (temporary file,
-    then rename)."""
+    """Writes float32 tensors and string metadata as safetensors, atomically: a hidden temporary
+    file beside ``path`` (``.<name>.<pid>.<n>.tmp``, the library's naming, so the library's next
+    write to the folder removes it if this process is killed before the rename), synced, then
+    renamed over ``path``. On any failure the temporary file is removed and ``path`` is as it
+    was."""
     header: dict = {"__metadata__": dict(metadata)}
     offset = 0
     blobs = []
@@ -83,13 +164,27 @@ def write_safetensors(path, tensors: Mapping[str, np.ndarray], metadata: Mapping
     h = json.dumps(header, separators=(",", ":")).encode()
     h += b" " * (-len(h) % 8)
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
+    global _TEMP_COUNTER
+    _TEMP_COUNTER += 1
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{_TEMP_COUNTER}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(struct.pack("<Q", len(h)))
+            f.write(h)
+            for b in blobs:
+                f.write(b)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+_TEMP_COUNTER = 0
 
 
 def coord_normalisation(coords) -> tuple[list[float], float]:
@@ -125,7 +220,9 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
     else:
         import torch
 
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        f, _ = _open_regular(path)
+        with f:
+            obj = torch.load(f, map_location="cpu", weights_only=True)
         if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
             obj = obj["state_dict"]
         if not isinstance(obj, Mapping):
@@ -167,6 +264,9 @@ def convert_state_dict(
     if not layers or layers != list(range(len(layers))):
         raise ValueError(f"expected local_token_bottleneck.0.weight ... .{{L-1}}.weight, found layers {layers}")
     n_layers = len(layers)
+    if n_layers > MAX_LAYERS:
+        raise ValueError(f"the state dict has {n_layers} layers; at most {MAX_LAYERS} are supported")
+    grid = _grid(grid)
     expected = (
         [f"local_token_bottleneck.{l}.weight" for l in range(n_layers)]
         + [f"global_token_bottleneck.{l}.weight" for l in range(n_layers)]
@@ -183,6 +283,12 @@ def convert_state_dict(
     if w.ndim != 2:
         raise ValueError(f"`weight` has shape {list(w.shape)}; expected [V, D]")
     v, d = w.shape
+    if v < 1:
+        raise ValueError("`weight` has no rows; an encoder needs at least one voxel")
+    if not 1 <= d <= MAX_D:
+        raise ValueError(f"`weight` has shape {list(w.shape)}: the bottleneck width D must be between 1 and {MAX_D}")
+    if v * d > MAX_ELEMENTS:
+        raise ValueError(f"`weight` of shape {list(w.shape)} has more than {MAX_ELEMENTS} elements (the limit on one array)")
     widths = []
     for l in range(n_layers):
         loc = sd[f"local_token_bottleneck.{l}.weight"]
@@ -194,7 +300,10 @@ def convert_state_dict(
         glo = sd[f"global_token_bottleneck.{l}.weight"]
         if glo.shape != (d, loc.shape[1]):
             raise ValueError(f"global_token_bottleneck.{l}.weight has shape {list(glo.shape)}; expected [{d}, {loc.shape[1]}]")
-        widths.append(int(loc.shape[1]))
+        c = int(loc.shape[1])
+        if c < 1 or d * c > MAX_ELEMENTS:
+            raise ValueError(f"local_token_bottleneck.{l}.weight has shape {list(loc.shape)}; a layer's width must be at least 1 and D·C at most {MAX_ELEMENTS}")
+        widths.append(c)
     outs = {"space": 2, "layer": n_layers, "scale": 1}
     for head, k in outs.items():
         for name, shape in (("1.weight", (128, 192)), ("1.bias", (128,)), ("3.weight", (128, 128)), ("3.bias", (128,)), ("5.weight", (k, 128))):
@@ -216,8 +325,6 @@ def convert_state_dict(
         cmin, cscale = coord_normalisation(coords)
     else:
         raise ValueError("give the coordinate normalisation (coord_min and coord_scale) or the coords to recompute it")
-    if int(grid) < 1:
-        raise ValueError(f"grid {grid} must be at least 1")
     if not 0.0 < float(val_fraction) < 1.0:
         raise ValueError(f"val_fraction {val_fraction} must be in (0, 1)")
     names = list(layer_names) if layer_names is not None else [f"layer{l}" for l in range(n_layers)]
@@ -226,7 +333,7 @@ def convert_state_dict(
     meta = {
         "format": FORMAT,
         "d": str(d),
-        "grid": str(int(grid)),
+        "grid": str(grid),
         "n_voxels": str(v),
         "widths": json.dumps(widths),
         "coord_min": json.dumps(cmin),
@@ -236,6 +343,16 @@ def convert_state_dict(
         "val_fraction": json.dumps(float(val_fraction)),
     }
     return {k: sd[k] for k in expected}, meta
+
+
+def _grid(grid) -> int:
+    """The grid G as the library reads it: an integer (not a float that would be truncated, nor a
+    bool) between 1 and ``MAX_GRID``."""
+    if isinstance(grid, bool) or not isinstance(grid, numbers.Integral):
+        raise ValueError(f"grid must be an integer, got {grid!r}")
+    if not 1 <= int(grid) <= MAX_GRID:
+        raise ValueError(f"grid must be between 1 and {MAX_GRID}, got {grid}")
+    return int(grid)
 
 
 def convert_checkpoint(src, dst, *, grid: int, coords=None, coord_min=None, coord_scale=None, layer_names=None,

@@ -4,8 +4,10 @@ per-layer features on the same images), as handles owned by the library (DESIGN 
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
+import threading
 from ctypes import c_size_t, c_void_p
 from typing import Iterable, Sequence
 
@@ -17,12 +19,16 @@ from ._tensors import HostF32, borrow_features, to_numpy
 
 
 class _Handle:
-    """Owns one library handle; freed once, by ``close()`` or when collected."""
+    """Owns one library handle; freed once, by ``close()`` or when collected. Each handle has a
+    lock: the calls that change a handle (every call on a monitor, adding to a feature set)
+    take it, so threads sharing a Python object wait for each other instead of getting
+    ``BusyError``, and ``close()`` waits for such a call in progress."""
 
     _free_name = ""
 
     def __init__(self, ptr: int):
         self._ptr = c_void_p(ptr)
+        self._lock = threading.RLock()
 
     @property
     def handle(self) -> c_void_p:
@@ -31,9 +37,13 @@ class _Handle:
         return self._ptr
 
     def close(self) -> None:
-        if self._ptr:
-            getattr(lib(), self._free_name)(self._ptr)
-            self._ptr = c_void_p()
+        lock = getattr(self, "_lock", None)
+        if lock is None:  # never initialised (a failed constructor): nothing to free
+            return
+        with lock:
+            if self._ptr:
+                getattr(lib(), self._free_name)(self._ptr)
+                self._ptr = c_void_p()
 
     def __enter__(self):
         return self
@@ -46,6 +56,17 @@ class _Handle:
             self.close()
         except Exception:
             pass
+
+
+def serialised(method):
+    """Runs ``method`` holding its handle's lock (see ``_Handle``)."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return run
 
 
 def _new_handle(fn: str, *args) -> int:
@@ -184,6 +205,7 @@ class Features(_Handle):
         _Handle.__init__(f, _new_handle("ft_features_open", encode_path(path)))
         return f
 
+    @serialised
     def add_layer(self, local, global_=None) -> "Features":
         """Appends a layer (the data is read in place and copied by the library; nothing of the
         caller's is kept)."""
@@ -192,6 +214,7 @@ class Features(_Handle):
         call("ft_features_add_layer_dlpack", self.handle, loc.ptr, glo.ptr if glo else None)
         return self
 
+    @serialised
     def set_metadata(
         self,
         *,

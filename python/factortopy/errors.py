@@ -70,6 +70,15 @@ class FactortopyMemoryError(FactortopyError, MemoryError):
     status = "FT_ERR_MEMORY"
 
 
+class BusyError(FactortopyError, RuntimeError):
+    """The handle is in use by a call on another thread that must not overlap with this one;
+    nothing was done. The package's objects serialise the calls that change a handle (every
+    monitor call, adding a layer), so this is seen when a layer is added to a feature set that
+    another thread is reading, or when a handle is shared with other code."""
+
+    status = "FT_ERR_BUSY"
+
+
 _BY_STATUS = {
     1: NullArgumentError,
     2: InvalidArgumentError,
@@ -83,6 +92,7 @@ _BY_STATUS = {
     10: BackendError,
     11: InternalError,
     12: FactortopyMemoryError,
+    13: BusyError,
 }
 
 

@@ -201,7 +201,7 @@ def score(
             encode_path(encoder_path),
             features.handle,
             brain.handle,
-            int(weighted),
+            int(bool(weighted)),
             device_name(device).encode(),
         )
     )

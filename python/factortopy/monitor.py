@@ -10,7 +10,7 @@ import os
 from ctypes import c_double, c_size_t, c_void_p
 
 from ._lib import FtMonitorOptions, FtStepSummary, c_int, call, encode_path, lib, set_field, struct_dict, take_string
-from .data import Brain, Features, _Handle, _new_handle
+from .data import Brain, Features, _Handle, _new_handle, serialised
 from .fitting import FitOptions, device_name
 
 
@@ -120,6 +120,7 @@ class Monitor(_Handle):
             )
         super().__init__(ptr)
 
+    @serialised
     def set_device(self, device) -> None:
         """Moves the monitor to ``device`` (a restored monitor starts on the CPU)."""
         call("ft_monitor_set_device", self.handle, device_name(device).encode())
@@ -130,11 +131,13 @@ class Monitor(_Handle):
         _Handle.__init__(m, ptr)
         return m
 
+    @serialised
     def observe(self, step: int, features: Features) -> StepReport:
         r = StepReport.__new__(StepReport)
         _Handle.__init__(r, _new_handle("ft_monitor_observe", self.handle, ctypes.c_uint64(c_int(ctypes.c_uint64, step, "step")), features.handle))
         return r
 
+    @serialised
     def save(self, path: str | os.PathLike) -> None:
         call("ft_monitor_save", self.handle, encode_path(path))
 
@@ -146,6 +149,7 @@ class Monitor(_Handle):
             m.set_device(device)
         return m
 
+    @serialised
     def to_bytes(self) -> bytes:
         """The state file's bytes, for storing inside a framework's checkpoint."""
         data, n = c_void_p(), c_size_t()
@@ -163,10 +167,12 @@ class Monitor(_Handle):
             m.set_device(device)
         return m
 
+    @serialised
     def set_history_file(self, path: str | os.PathLike | None) -> None:
         """Appends every later observation to ``path`` as a JSON line (None: stop)."""
         call("ft_monitor_set_history_file", self.handle, None if path is None else encode_path(path))
 
+    @serialised
     def write_curves(self, directory: str | os.PathLike) -> dict:
         """Draws the history into ``directory``: ``forgetting.png`` (overall and per ROI) and
         ``cka.png`` (per layer) over training steps. Returns their paths."""
@@ -175,6 +181,7 @@ class Monitor(_Handle):
         return {"forgetting": os.path.join(d, "forgetting.png"), "cka": os.path.join(d, "cka.png")}
 
     @property
+    @serialised
     def history(self) -> list[dict]:
         out = c_void_p()
         call("ft_monitor_history_json", self.handle, ctypes.byref(out))

@@ -10,7 +10,8 @@ from ctypes import c_void_p
 from pathlib import Path
 from typing import Sequence
 
-from ._lib import call, encode_path, take_string
+from ._lib import c_int, call, encode_path, take_string
+from .errors import InvalidArgumentError
 from .data import Brain, Features
 
 MAPS = ("layer", "space", "scale", "r2", "channels", "profile", "overview")
@@ -32,9 +33,18 @@ def plot(
     ``groups`` is the number of channel groups. Returns ``{name: path}`` in drawing order."""
     if maps is not None and not isinstance(maps, str):
         maps = ",".join(maps)
-    w, h = (int(x) for x in size)
-    if w <= 0 or h <= 0 or groups <= 0:
-        raise ValueError(f"size {size} and groups {groups} must be positive")
+    try:
+        w, h = size
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"size must be (width, height), got {size!r}", "FT_ERR_INVALID_ARGUMENT") from None
+    # Range-checked for the C types before ctypes narrows them: 2**32 + 800 would otherwise
+    # arrive as 800. The library checks the picture and group limits themselves.
+    w = c_int(ctypes.c_uint32, w, "size width")
+    h = c_int(ctypes.c_uint32, h, "size height")
+    groups = c_int(ctypes.c_uint32, groups, "groups")
+    if w == 0 or h == 0 or groups == 0:
+        # 0 means "the default" to the C ABI; from Python it is a mistake.
+        raise InvalidArgumentError(f"size {size} and groups {groups} must be positive", "FT_ERR_INVALID_ARGUMENT")
     out = c_void_p()
     call(
         "ft_plot",
@@ -44,7 +54,7 @@ def plot(
         encode_path(out_dir) if out_dir is not None else None,
         w,
         h,
-        int(groups),
+        groups,
         ctypes.byref(out),
     )
     return {item["map"]: Path(item["path"]) for item in json.loads(take_string(out))}
@@ -68,8 +78,8 @@ def write_fit_dir(
         encode_path(encoder_path),
         features.handle,
         brain.handle,
-        int(weighted),
-        int(plots),
+        int(bool(weighted)),
+        int(bool(plots)),
         encode_path(out_dir),
     )
     return Path(out_dir)

@@ -15,8 +15,12 @@ from ctypes import c_size_t
 
 import numpy as np
 
-from ._lib import call
-from .errors import InvalidArgumentError, ShapeError
+from ._lib import c_int, call
+from .errors import FactortopyMemoryError, InvalidArgumentError, ShapeError
+
+#: The library's limit on the elements of one array (src/data/limits.rs): one output map may
+#: hold at most this many values.
+MAX_ELEMENTS = 2**31
 
 #: The resampling rules, as the CLI (``--resample``), ``FitOptions(resample=)`` and encoder files
 #: name them.
@@ -37,11 +41,24 @@ def resample(maps, size: int | tuple[int, int], rule: str = "auto") -> np.ndarra
     Maps must be finite (``DataError`` otherwise)."""
     check_rule(rule)
     out_h, out_w = (size, size) if isinstance(size, (int, np.integer)) else size
+    # Checked before numpy allocates the output or ctypes narrows them: a negative, fractional or
+    # huge size is the library's one-line error, not a wrapped size_t or an interpreter killed
+    # by an allocation.
+    out_h = c_int(ctypes.c_size_t, out_h, "output height")
+    out_w = c_int(ctypes.c_size_t, out_w, "output width")
+    if out_h < 1 or out_w < 1 or out_h * out_w > MAX_ELEMENTS:
+        raise InvalidArgumentError(
+            f"resample: the output size {out_h}×{out_w} must be positive and hold at most {MAX_ELEMENTS} values per map",
+            "FT_ERR_INVALID_ARGUMENT",
+        )
     x = np.ascontiguousarray(maps, dtype=np.float32)
     if x.ndim != 4:
         raise ShapeError(f"resample needs [N, C, H, W] maps, got shape {x.shape}", "FT_ERR_SHAPE")
     n, c, h, w = x.shape
-    out = np.empty((n, c, int(out_h), int(out_w)), dtype=np.float32)
+    try:
+        out = np.empty((n, c, out_h, out_w), dtype=np.float32)
+    except (MemoryError, ValueError) as e:
+        raise FactortopyMemoryError(f"resample: cannot allocate the [{n}, {c}, {out_h}, {out_w}] output ({e})") from None
     if x.size == 0 and out.size == 0:
         return out  # no maps (N or C is 0): nothing to compute, and NULL is refused
     call(

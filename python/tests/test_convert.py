@@ -184,3 +184,135 @@ def test_bad_checkpoints_are_refused(tmp_path):
     sd["weight"] = sd["weight"][:, :5]
     with pytest.raises(ValueError, match="local_token_bottleneck.0.weight"):
         ft.convert.convert_state_dict(sd, grid=grid, coords=coords)
+
+
+def _small_state_dict(v=6, d=4, widths=(3, 2)):
+    """A minimal state dict of the right names and shapes (values need not fit anything)."""
+    rng = np.random.default_rng(0)
+    sd = {}
+    for l, c in enumerate(widths):
+        sd[f"local_token_bottleneck.{l}.weight"] = rng.standard_normal((d, c, 1, 1)).astype(np.float32)
+        sd[f"global_token_bottleneck.{l}.weight"] = rng.standard_normal((d, c)).astype(np.float32)
+    for head, k in (("space", 2), ("layer", len(widths)), ("scale", 1)):
+        for name, shape in (("1.weight", (128, 192)), ("1.bias", (128,)), ("3.weight", (128, 128)), ("3.bias", (128,)), ("5.weight", (k, 128))):
+            sd[f"{head}_selector_mlp.{name}"] = rng.standard_normal(shape).astype(np.float32) * 0.01
+    sd["weight"] = rng.standard_normal((v, d)).astype(np.float32)
+    sd["bias"] = np.zeros(v, dtype=np.float32)
+    return sd
+
+
+NORM = {"coord_min": [0.0, 0.0, 0.0], "coord_scale": 1.0}
+
+
+def test_hostile_checkpoint_files_are_refused_without_reading_them(tmp_path):
+    import os
+    import signal
+
+    def hang(*_):
+        raise AssertionError("reading the checkpoint blocked")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(20)
+    try:
+        fifo = tmp_path / "blocks.pth"
+        os.mkfifo(fifo)
+        with pytest.raises(ValueError, match="FIFO.*not a regular file"):
+            convert_checkpoint(fifo, tmp_path / "a.safetensors", grid=2, **NORM)
+        endless = tmp_path / "endless.safetensors"
+        endless.symlink_to("/dev/zero")
+        with pytest.raises(ValueError, match="not a regular file"):
+            convert_checkpoint(endless, tmp_path / "b.safetensors", grid=2, **NORM)
+        folder = tmp_path / "folder.safetensors"
+        folder.mkdir()
+        with pytest.raises(ValueError, match="directory"):
+            read_safetensors(folder)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocks.pth", "endless.safetensors", "folder.safetensors"]
+
+
+def _with_header(path, header, body=b""):
+    h = json.dumps(header).encode()
+    path.write_bytes(len(h).to_bytes(8, "little") + h + body)
+
+
+def test_lying_safetensors_headers_are_refused(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    for header, body, needle in [
+        ({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, b"\0" * 4, "non-negative"),
+        ({"w": {"dtype": "F32", "shape": [2**20, 2**20], "data_offsets": [0, 4]}}, b"\0" * 4, "elements"),
+        ({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 4]}}, b"\0" * 4, "needs 12 bytes"),
+        ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}}, b"\0" * 4, "data_offsets"),
+        ({"w": {"dtype": "F32", "shape": [1.5], "data_offsets": [0, 4]}}, b"\0" * 4, "shape"),
+    ]:
+        _with_header(bad, header, body)
+        with pytest.raises(ValueError, match=needle):
+            read_safetensors(bad)
+    bad.write_bytes((1 << 40).to_bytes(8, "little") + b"{}")
+    with pytest.raises(ValueError, match="header length"):
+        read_safetensors(bad)
+
+
+def test_shapes_the_library_refuses_are_refused_by_the_converter():
+    sd = _small_state_dict()
+    tensors, meta = ft.convert.convert_state_dict(sd, grid=3, **NORM)
+    assert meta["grid"] == "3" and meta["d"] == "4" and json.loads(meta["widths"]) == [3, 2]
+    for grid, needle in [(1e9, "integer"), (2.7, "integer"), (True, "integer"), (0, "between 1 and 256"),
+                         (10**9, "between 1 and 256"), (-3, "between 1 and 256")]:
+        with pytest.raises(ValueError, match=needle):
+            ft.convert.convert_state_dict(sd, grid=grid, **NORM)
+    assert ft.convert.convert_state_dict(sd, grid=np.int64(4), **NORM)[1]["grid"] == "4"
+    zero_d = _small_state_dict(d=4)
+    zero_d["weight"] = np.zeros((6, 0), dtype=np.float32)
+    with pytest.raises(ValueError, match="bottleneck width D"):
+        ft.convert.convert_state_dict(zero_d, grid=2, **NORM)
+    wide = _small_state_dict(d=4)
+    wide["weight"] = np.zeros((1, 8193), dtype=np.float32)
+    with pytest.raises(ValueError, match="8192"):
+        ft.convert.convert_state_dict(wide, grid=2, **NORM)
+    no_voxels = _small_state_dict(v=0)
+    with pytest.raises(ValueError, match="at least one voxel"):
+        ft.convert.convert_state_dict(no_voxels, grid=2, **NORM)
+    zero_c = _small_state_dict(widths=(3, 0))
+    with pytest.raises(ValueError, match="width must be at least 1"):
+        ft.convert.convert_state_dict(zero_c, grid=2, **NORM)
+
+
+def test_converted_encoders_load_in_the_library(tmp_path):
+    src = tmp_path / "ckpt.safetensors"
+    write_safetensors(src, _small_state_dict(), {})
+    enc = convert_checkpoint(src, tmp_path / "enc.safetensors", grid=256, **NORM)
+    # The library's own loader (what `fit`, `score`, `predict` and `plot` use) accepts it.
+    import ctypes
+    from factortopy._lib import call, encode_path
+
+    n = ctypes.c_size_t()
+    call("ft_encoder_n_voxels", encode_path(enc), ctypes.byref(n))
+    assert n.value == 6
+
+
+def test_a_failed_rename_leaves_no_temporary_file(tmp_path):
+    src = tmp_path / "ckpt.safetensors"
+    write_safetensors(src, _small_state_dict(), {})
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "keep").write_text("user")
+    with pytest.raises(OSError):
+        convert_checkpoint(src, dst, grid=2, **NORM)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.safetensors", "dst"]
+    assert (dst / "keep").read_text() == "user"
+
+
+def test_converter_limits_are_the_librarys():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "src/data/limits.rs").read_text()
+
+    def rust(name):
+        expr = re.search(rf"pub const {name}: \w+ = ([^;]+);", text).group(1).replace("_", "")
+        return eval(expr, {})  # integer arithmetic on literals only: `1 << 31`, `64 << 30`, `8192`
+
+    for name in ("MAX_ELEMENTS", "MAX_D", "MAX_GRID", "MAX_LAYERS", "MAX_FILE_BYTES"):
+        assert getattr(ft.convert, name) == rust(name), name

@@ -52,3 +52,51 @@ def test_zero_stride_view_past_memory_is_a_shape_error():
     x = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape=(2**20, 2**20, 4, 4), strides=(0, 0, 0, 0))
     with pytest.raises(ft.ShapeError, match="elements"):
         ft.Features([x], model="zero-stride")
+
+
+def test_resample_sizes_are_checked_and_a_tall_output_costs_only_itself():
+    one = np.ones((1, 1, 1, 1), dtype=np.float32)
+    # A legitimate 256 MiB output: one pixel to 2**26 × 1 by area is that pixel everywhere.
+    tall = ft.resampling.resample(one * 3.0, (2**26, 1), "area")
+    assert tall.shape == (1, 1, 2**26, 1) and tall.min() == 3.0 and tall.max() == 3.0
+    del tall
+    for size, needle in [((0, 0), "positive"), ((-1, 4), "output height"), ((4, 2**64), "output width"),
+                         ((2.5, 4), "output height"), ((2**40, 1), "at most")]:
+        with pytest.raises(ft.InvalidArgumentError, match=needle):
+            ft.resampling.resample(one, size)
+    # No maps: still a size the library refuses.
+    with pytest.raises(ft.InvalidArgumentError, match="at most"):
+        ft.resampling.resample(np.ones((0, 1, 1, 1), dtype=np.float32), (2**40, 1))
+
+
+def test_plot_integers_are_range_checked_before_ctypes_narrows_them(tmp_path, brain):
+    # 2**32 + 800 would reach C as 800 and 2**32 + 3 groups as 3: refused first, by name.
+    for kwargs, needle in [({"size": (2**32 + 800, 600)}, "size width"), ({"size": (800, -600)}, "size height"),
+                           ({"groups": 2**32 + 3}, "groups"), ({"size": (800.5, 600)}, "size width"),
+                           ({"groups": 0}, "positive"), ({"size": (800,)}, "width, height")]:
+        with pytest.raises(ft.InvalidArgumentError, match=needle):
+            ft.plot(tmp_path, brain, **kwargs)
+
+
+def test_one_monitor_used_from_two_threads_waits_instead_of_racing(features, brain, fast):
+    import threading
+
+    mon = ft.Monitor(brain, features, ft.MonitorOptions(fast))
+    errors, steps = [], list(range(1, 7))
+
+    def observe(mine):
+        try:
+            for step in mine:
+                mon.observe(step, features)
+                assert isinstance(mon.history, list)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=observe, args=(steps[i::2],)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(r["step"] for r in mon.history) == steps
+    assert issubclass(ft.BusyError, ft.FactortopyError) and ft.BusyError.status == "FT_ERR_BUSY"

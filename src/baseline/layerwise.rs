@@ -565,14 +565,15 @@ pub fn write_ridge_outputs(
     brain: &Brain,
     reference: Option<(&Report, &Agreement)>,
 ) -> Result<RidgeOutputs> {
-    crate::data::write_into(dir, || {
-        let out = RidgeOutputs {
-            report: dir.join("report.json"),
-            summary: dir.join("ridge.json"),
-            selectors: dir.join("selectors.safetensors"),
-            layer_map: dir.join("layer_map.png"),
-            roi_depth: dir.join("roi_depth.png"),
+    crate::data::write_into(dir, |stage| {
+        let in_dir = |d: &Path| RidgeOutputs {
+            report: d.join("report.json"),
+            summary: d.join("ridge.json"),
+            selectors: d.join("selectors.safetensors"),
+            layer_map: d.join("layer_map.png"),
+            roi_depth: d.join("roi_depth.png"),
         };
+        let (final_paths, out) = (in_dir(dir), in_dir(stage));
         let v = fit.best_layer.len();
         let best_layer: Vec<i32> = fit.best_layer.iter().map(|&b| b as i32).collect();
         let best_alpha: Vec<f32> = fit.best_alpha.iter().map(|&a| a as f32).collect();
@@ -604,7 +605,7 @@ pub fn write_ridge_outputs(
         s.push('\n');
         crate::data::atomic_write(&out.summary, s.as_bytes())?;
         fit.report.write_json(&out.report)?;
-        Ok(out)
+        Ok(final_paths)
     })
 }
 

@@ -69,9 +69,7 @@ pub fn parse_method(s: &str) -> std::result::Result<Method, String> {
 }
 
 pub fn run(a: FitArgs) -> Result<i32> {
-    if a.seeds == 0 {
-        return Err(Error::invalid("--seeds must be at least 1"));
-    }
+    crate::data::limits::positive_at_most("--seeds", a.seeds, crate::data::limits::MAX_SEEDS)?;
     if a.seeds > 1 && a.method == Method::Ridge {
         return Err(Error::invalid(
             "--seeds applies to the factortopy method (the ridge baseline has no random initialisation)",

@@ -163,12 +163,15 @@ pub fn run(a: MonitorArgs) -> Result<i32> {
         let r = monitor.observe(step, &f)?;
         print(&r, &path.display().to_string());
     }
-    // Only a run that observed every checkpoint writes: the history replaces the previous one
-    // in one atomic rename, so a failure above leaves an existing history.jsonl as it was.
+    // Only a run that observed every checkpoint writes, and its history, charts and state move
+    // in as one set (`write_into`): a failure above or while writing any of them leaves the
+    // previous history.jsonl, charts and state as they were.
     let history = a.out.join("history.jsonl");
-    monitor.write_history_jsonl(&history)?;
-    crate::monitor::write_curves(&a.out, &monitor)?;
-    monitor.save(&a.out.join("monitor.safetensors"))?;
+    crate::data::write_into(&a.out, |stage| {
+        monitor.write_history_jsonl(&stage.join("history.jsonl"))?;
+        crate::monitor::write_curves(stage, &monitor)?;
+        monitor.save(&stage.join("monitor.safetensors"))
+    })?;
     out_dir.keep();
     println!("history:    {}", history.display());
     println!("forgetting: {}", a.out.join("forgetting.png").display());

@@ -238,19 +238,23 @@ fn human_seconds(s: f64) -> String {
 fn write_outputs(ranking: &GridRanking, dir: &Path, quiet: bool) -> Result<()> {
     let per = ranking.per_subject();
     let several = per.len() > 1;
-    let mut charts = Vec::new();
-    for (s, r) in per.iter().enumerate() {
-        for (row, rep) in r.rows.iter().zip(&r.reports) {
-            let name = if several { format!("report.{}.s{s}.json", row.index) } else { format!("report.{}.json", row.index) };
-            rep.write_json(&dir.join(name))?;
+    let charts: Vec<PathBuf> = (0..per.len())
+        .map(|s| dir.join(if several { format!("roi_depth.s{s}.png") } else { "roi_depth.png".to_string() }))
+        .collect();
+    // One set: every report, the charts and rank.json move in together or not at all.
+    crate::data::write_into(dir, |stage| {
+        for (s, r) in per.iter().enumerate() {
+            for (row, rep) in r.rows.iter().zip(&r.reports) {
+                let name =
+                    if several { format!("report.{}.s{s}.json", row.index) } else { format!("report.{}.json", row.index) };
+                rep.write_json(&stage.join(name))?;
+            }
+            r.roi_chart(&stage.join(charts[s].file_name().expect("a chart has a file name")))?;
         }
-        let chart = dir.join(if several { format!("roi_depth.s{s}.png") } else { "roi_depth.png".to_string() });
-        r.roi_chart(&chart)?;
-        charts.push(chart);
-    }
-    let mut json = ranking.to_json();
-    json.push('\n');
-    crate::data::io::atomic_write(&dir.join("rank.json"), json.as_bytes())?;
+        let mut json = ranking.to_json();
+        json.push('\n');
+        crate::data::io::atomic_write(&stage.join("rank.json"), json.as_bytes())
+    })?;
     if !quiet {
         let names: Vec<String> = charts.iter().map(|c| c.display().to_string()).collect();
         eprintln!("wrote {} and {}", dir.join("rank.json").display(), names.join(", "));

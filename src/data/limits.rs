@@ -28,6 +28,23 @@ pub const MAX_ALPHAS: usize = 1000;
 pub const MAX_FILE_BYTES: u64 = 64 << 30;
 /// Largest mini-batch (`--batch-size`, `batch_size`).
 pub const MAX_BATCH: usize = 65536;
+/// Most refits over seeds (`fit --seeds`): each is a whole fit, and bias correction runs four
+/// per seed.
+pub const MAX_SEEDS: usize = 1000;
+/// Most epochs (`--epochs`, `max_epochs`) and most epochs of patience (`--patience`).
+pub const MAX_EPOCHS: usize = 100_000;
+/// Most optimiser steps in one step budget (`--refit-steps`, `refit_max_steps`, `max_steps`).
+pub const MAX_STEPS: usize = 100_000_000;
+/// Most bootstrap resamples (`--bootstrap`, `n_resamples`; default 1000). Every resample keeps
+/// a row of statistics, so this also bounds that table.
+pub const MAX_BOOTSTRAP: usize = 100_000;
+/// Most random permutations of the hierarchy test (`--permutations`, `n_permutations`; default
+/// 10 000).
+pub const MAX_PERMUTATIONS: usize = 1_000_000;
+/// Smallest noise ceiling of synthetic data (`synth --noise-ceiling`): a signal voxel's noise has
+/// standard deviation √((1 − nc)/nc), 1000 here, so the responses stay finite in f32 however
+/// many images there are.
+pub const MIN_NOISE_CEILING: f64 = 1e-6;
 /// Fewest held-out (validation) images a `val_fraction` may leave: `round(N · val_fraction)`
 /// below this is refused rather than quietly raised, so the images a report is scored on are
 /// the ones asked for.
@@ -51,6 +68,14 @@ pub fn elements(what: &str, shape: &[usize]) -> Result<usize> {
 pub fn positive_at_most(what: &str, value: usize, max: usize) -> Result<usize> {
     if value == 0 || value > max {
         return Err(Error::invalid(format!("{what} must be between 1 and {max}, got {value}")));
+    }
+    Ok(value)
+}
+
+/// A count the user chose where 0 is allowed (it switches something off): refused above `max`.
+pub fn at_most(what: &str, value: usize, max: usize) -> Result<usize> {
+    if value > max {
+        return Err(Error::invalid(format!("{what} must be at most {max}, got {value}")));
     }
     Ok(value)
 }
@@ -130,6 +155,9 @@ mod tests {
         let e = positive_at_most("--grid", usize::MAX, MAX_GRID).unwrap_err().to_string();
         assert!(e.contains("--grid") && e.contains("256"), "{e}");
         assert!(positive_at_most("--dim", 0, MAX_D).is_err());
+        assert_eq!(at_most("--bootstrap", 0, MAX_BOOTSTRAP).unwrap(), 0);
+        let e = at_most("--permutations", usize::MAX, MAX_PERMUTATIONS).unwrap_err().to_string();
+        assert!(e.contains("--permutations") && e.contains("1000000"), "{e}");
     }
 
     #[test]

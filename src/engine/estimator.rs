@@ -335,6 +335,7 @@ impl Estimator {
         mut on_event: OnEvent<'_>,
         mut seed_done: OnSeedDone<'_>,
     ) -> Result<Fitted> {
+        crate::data::limits::positive_at_most("--seeds", n_seeds, crate::data::limits::MAX_SEEDS)?;
         if n_seeds > 1 && self.method != Method::Factortopy {
             return Err(Error::invalid(
                 "--seeds applies to the factortopy method (the ridge baseline has no random initialisation)",

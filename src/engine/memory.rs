@@ -9,6 +9,19 @@
 //! K/M/G/T suffix, powers of 1024) caps what the process may use in all, for a job that shares
 //! its machine; otherwise the limit is what the system reports available (`MemAvailable`, and a
 //! cgroup's `memory.max` when one is set).
+//!
+//! Under an address-space limit (`ulimit -v`, `RLIMIT_AS`) every mapping counts, and one that
+//! the limit refuses aborts the process. The largest mappings that are not the command's own
+//! data are the matrix-product workspaces of faer's x86 kernels (`private-gemm-x86`, used for
+//! every f32/f64 product past a small size on a machine with AVX2): each thread that multiplies
+//! keeps, for the life of the thread, a buffer of twice the L3 size the crate detects (for the
+//! packed left and right operands), allocated infallibly; the crate reads the cache sizes from
+//! `/sys` once and offers no setting or variable that bounds the buffer. Beside it, candle's
+//! `gemm` keeps an L2-sized slab per thread, and each thread that allocates gets a malloc arena
+//! of up to 64 MiB. That workspace is reserved for every worker thread
+//! ([`matmul_workspace_per_thread`]) out of the address space left, so a command that would
+//! not fit with it stops with one line naming the threads and the workspace, instead of
+//! aborting once enough threads multiply at once.
 
 use crate::data::{FeatureSource, Precision};
 use crate::error::{Error, Result};
@@ -99,9 +112,94 @@ fn kib_field(text: &str, key: &str) -> Option<u64> {
     text.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The address space a worker thread may map beside the command's own data while it multiplies
+/// matrices (see the module docs): faer's packed operands (twice the L3 cache as its kernels
+/// count it: every L3 instance of the machine), candle's L2 slab and a packed left operand (the
+/// L2 size each), and one malloc arena (64 MiB on 64-bit glibc).
+pub fn matmul_workspace_per_thread() -> u64 {
+    const ARENA: u64 = 64 << 20;
+    let caches = cache_sizes();
+    2 * caches.l3_total + 2 * caches.l2 + ARENA
+}
+
+/// Cache sizes as the matrix-product kernels see them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CacheSizes {
+    /// The L2 cache of one core.
+    l2: u64,
+    /// The sizes of every distinct L3 cache added up: what faer's kernels size their buffers by
+    /// (each instance's size over the threads sharing it, times the cores).
+    l3_total: u64,
+}
+
+/// Read once from `/sys/devices/system/cpu/cpu*/cache/index*` (level, type, size and the CPUs
+/// sharing each cache); where that cannot be read, 32 MiB of L3 and 1 MiB of L2, the kernels'
+/// own defaults' order of magnitude.
+fn cache_sizes() -> CacheSizes {
+    static SIZES: std::sync::OnceLock<CacheSizes> = std::sync::OnceLock::new();
+    *SIZES.get_or_init(|| read_cache_sizes(std::path::Path::new("/sys/devices/system/cpu")).unwrap_or(CacheSizes {
+        l2: 1 << 20,
+        l3_total: 32 << 20,
+    }))
+}
+
+fn read_cache_sizes(cpus: &std::path::Path) -> Option<CacheSizes> {
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    let mut l2 = 0u64;
+    let mut l3 = std::collections::BTreeMap::<String, u64>::new();
+    for cpu in std::fs::read_dir(cpus).ok()?.flatten() {
+        let name = cpu.file_name().to_string_lossy().into_owned();
+        if !name.strip_prefix("cpu").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+            continue;
+        }
+        let Ok(indices) = std::fs::read_dir(cpu.path().join("cache")) else { continue };
+        for index in indices.flatten() {
+            let dir = index.path();
+            let (Some(level), Some(kind), Some(size)) = (read(dir.join("level")), read(dir.join("type")), read(dir.join("size")))
+            else {
+                continue;
+            };
+            if kind == "Instruction" {
+                continue;
+            }
+            let Some(bytes) = parse_size(&size) else { continue };
+            match level.as_str() {
+                "2" => l2 = l2.max(bytes),
+                "3" => {
+                    l3.insert(read(dir.join("shared_cpu_list")).unwrap_or_else(|| name.clone()), bytes);
+                }
+                _ => {}
+            }
+        }
+    }
+    (l2 > 0 || !l3.is_empty()).then(|| CacheSizes { l2, l3_total: l3.values().sum() })
+}
+
+/// Growth of the mapped address space since the first memory check: the workspace of threads
+/// that have already multiplied is part of it (their buffers live as long as the threads), so
+/// it is not reserved a second time.
+fn mapped_since_first_check(mapped: u64) -> u64 {
+    static FIRST: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    mapped.saturating_sub(*FIRST.get_or_init(|| mapped))
+}
+
+/// The soft address-space limit of this process (`ulimit -v`), from `/proc/self/limits`;
+/// `None` when unlimited or unknown.
+pub fn address_space_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    limits_field(&text, "Max address space")
+}
+
+fn limits_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    line[name.len()..].split_whitespace().next()?.parse().ok()
+}
+
 /// The memory available to this process: the smallest of `FACTORTOPY_MEMORY_LIMIT` less what
-/// the process already holds, the system's `MemAvailable`, and the cgroup's `memory.max` less
-/// its `memory.current`. `None` when none of them can be read (then nothing is refused).
+/// the process already holds, the system's `MemAvailable`, the cgroup's `memory.max` less its
+/// `memory.current`, and an address-space limit (`ulimit -v`) less what the process has mapped
+/// and the matrix-product workspace of every worker thread. `None` when none of them can be
+/// read (then nothing is refused).
 pub fn available() -> Option<Available> {
     let mut best: Option<Available> = None;
     let mut consider = |bytes: u64, source: String| {
@@ -121,6 +219,22 @@ pub fn available() -> Option<Available> {
     let cg = |f: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{f}")).ok().and_then(|s| s.trim().parse::<u64>().ok());
     if let (Some(max), Some(cur)) = (cg("memory.max"), cg("memory.current")) {
         consider(max.saturating_sub(cur), "the cgroup's memory.max".into());
+    }
+    if let Some(limit) = address_space_limit() {
+        let mapped = status_kib("VmSize:").map_or(0, |k| k * 1024);
+        let threads = rayon::current_num_threads() as u64;
+        let per = matmul_workspace_per_thread();
+        let workspace = threads.saturating_mul(per).saturating_sub(mapped_since_first_check(mapped));
+        consider(
+            limit.saturating_sub(mapped).saturating_sub(workspace),
+            format!(
+                "the address-space limit (ulimit -v) of {} less the {} this process has mapped and the matrix-product \
+                 workspace of {threads} threads × {} (fewer threads with RAYON_NUM_THREADS, or a higher ulimit -v)",
+                gib(limit as u128),
+                gib(mapped as u128),
+                gib(per as u128)
+            ),
+        );
     }
     best
 }
@@ -236,6 +350,44 @@ mod tests {
         assert_eq!(parse_size("1.5K"), Some(1536));
         assert_eq!(parse_size("lots"), None);
         assert_eq!(parse_size("3X"), None);
+    }
+
+    #[test]
+    fn address_space_limits_parse() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units\n\
+                    Max stack size            8388608              unlimited            bytes\n\
+                    Max address space         6442450944           unlimited            bytes\n";
+        assert_eq!(limits_field(text, "Max address space"), Some(6 << 30));
+        assert_eq!(limits_field(&text.replace("6442450944", "unlimited"), "Max address space"), None);
+        // The workspace is at least the arena and the caches the kernels detect.
+        assert!(matmul_workspace_per_thread() >= 64 << 20);
+    }
+
+    #[test]
+    fn cache_sizes_add_up_every_l3_instance() {
+        let d = tempfile::tempdir().unwrap();
+        // Two L3 instances of 32 MiB (cpus 0-1 and 2-3), a 1 MiB L2 per core, an L1 and an
+        // instruction cache that do not count.
+        for cpu in 0..4 {
+            for (i, (level, kind, size, shared)) in [
+                ("1", "Data", "48K", format!("{cpu}")),
+                ("1", "Instruction", "32K", format!("{cpu}")),
+                ("2", "Unified", "1024K", format!("{cpu}")),
+                ("3", "Unified", "32768K", if cpu < 2 { "0-1".to_string() } else { "2-3".to_string() }),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let dir = d.path().join(format!("cpu{cpu}/cache/index{i}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                for (f, v) in [("level", level), ("type", kind), ("size", size), ("shared_cpu_list", shared.as_str())] {
+                    std::fs::write(dir.join(f), format!("{v}\n")).unwrap();
+                }
+            }
+        }
+        std::fs::create_dir_all(d.path().join("cpufreq")).unwrap();
+        assert_eq!(read_cache_sizes(d.path()), Some(CacheSizes { l2: 1 << 20, l3_total: 64 << 20 }));
+        assert_eq!(read_cache_sizes(&d.path().join("missing")), None);
     }
 
     #[test]

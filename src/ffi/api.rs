@@ -9,7 +9,8 @@ use crate::data::{Array, Brain, FeatureFile, FeatureSource, Features, Precision,
 use crate::ffi::dlpack::{DLManagedTensor, DLManagedTensorVersioned, DLTensor, FT_DLPACK_MAJOR_VERSION};
 use crate::ffi::tensor::{ft_tensor, RawView};
 use crate::ffi::{
-    c_string, ft_status, guard, guard_value, handle, handle_mut, out_arg, str_arg, FfiError, FfiResult,
+    c_string, exclusive, ft_status, guard, guard_value, handle, out_arg, shared, str_arg, Busy, FfiError, FfiResult,
+    Immutable, Policed,
 };
 use crate::engine::Device;
 use crate::model::encoder_file::{save_encoder, FitRecord};
@@ -31,7 +32,8 @@ pub struct ft_brain {
 /// `const ft_features *` may run concurrently with each other; `ft_features_add_layer*` needs
 /// exclusive access (no other call on the same handle meanwhile).
 pub struct ft_features {
-    pub(crate) inner: FeatureSet,
+    busy: Busy,
+    inner: FeatureSet,
 }
 
 /// What a feature handle holds: layers in memory, each in the precision it was given in (16-bit
@@ -81,8 +83,53 @@ pub struct ft_fit {
 /// The forgetting monitor. Not thread-safe: calls on one monitor must not overlap (serialise
 /// them, e.g. call from the training loop's thread); it may move between threads.
 pub struct ft_monitor {
-    pub(crate) inner: Monitor,
+    busy: Busy,
+    inner: Monitor,
 }
+
+impl ft_features {
+    pub(crate) fn new(inner: FeatureSet) -> Self {
+        Self { busy: Busy::default(), inner }
+    }
+}
+
+impl ft_monitor {
+    pub(crate) fn new(inner: Monitor) -> Self {
+        Self { busy: Busy::default(), inner }
+    }
+}
+
+// The header's rules: reading a feature set may overlap other reads (adding a layer may not);
+// no two calls on one monitor may overlap.
+impl Policed for ft_features {
+    type Inner = FeatureSet;
+    const SHARED_READS: bool = true;
+    unsafe fn busy_of(p: *const Self) -> *const Busy {
+        // SAFETY: `p` is live by the caller's contract; no reference to the handle is made.
+        unsafe { std::ptr::addr_of!((*p).busy) }
+    }
+    unsafe fn inner_of(p: *mut Self) -> *mut FeatureSet {
+        // SAFETY: as above.
+        unsafe { std::ptr::addr_of_mut!((*p).inner) }
+    }
+}
+
+impl Policed for ft_monitor {
+    type Inner = Monitor;
+    const SHARED_READS: bool = false;
+    unsafe fn busy_of(p: *const Self) -> *const Busy {
+        // SAFETY: `p` is live by the caller's contract; no reference to the handle is made.
+        unsafe { std::ptr::addr_of!((*p).busy) }
+    }
+    unsafe fn inner_of(p: *mut Self) -> *mut Monitor {
+        // SAFETY: as above.
+        unsafe { std::ptr::addr_of_mut!((*p).inner) }
+    }
+}
+
+impl Immutable for ft_brain {}
+impl Immutable for ft_fit {}
+impl Immutable for ft_step_report {}
 
 /// One observation's report. Immutable: safe to share between threads.
 pub struct ft_step_report {
@@ -196,9 +243,7 @@ pub struct ft_layer_view {
 pub unsafe extern "C" fn ft_features_new(out: *mut *mut ft_features) -> ft_status {
     guard(|| {
         let out = out_arg(out, "out")?;
-        *out = boxed(ft_features {
-            inner: FeatureSet::Memory(StoredFeatures::new("network")),
-        });
+        *out = boxed(ft_features::new(FeatureSet::Memory(StoredFeatures::new("network"))));
         Ok(())
     })
 }
@@ -215,7 +260,7 @@ pub unsafe extern "C" fn ft_features_load(path: *const c_char, out: *mut *mut ft
         // SAFETY: caller's contract.
         let path = unsafe { str_arg(path, "path") }?;
         let f = StoredFeatures::load(Path::new(path))?;
-        *out = boxed(ft_features { inner: FeatureSet::Memory(f) });
+        *out = boxed(ft_features::new(FeatureSet::Memory(f)));
         Ok(())
     })
 }
@@ -235,7 +280,7 @@ pub unsafe extern "C" fn ft_features_open(path: *const c_char, out: *mut *mut ft
         // SAFETY: caller's contract.
         let path = unsafe { str_arg(path, "path") }?;
         let f = FeatureFile::open(Path::new(path))?;
-        *out = boxed(ft_features { inner: FeatureSet::File(f) });
+        *out = boxed(ft_features::new(FeatureSet::File(f)));
         Ok(())
     })
 }
@@ -261,11 +306,11 @@ pub unsafe extern "C" fn ft_features_shape(
     n_layers: *mut usize,
 ) -> ft_status {
     guard(|| {
-        let f = handle(features, "features")?;
+        let f = shared(features, "features")?;
         let n = out_arg(n_images, "n_images")?;
         let l = out_arg(n_layers, "n_layers")?;
-        *n = f.inner.source().n_images();
-        *l = f.inner.source().n_layers();
+        *n = f.source().n_images();
+        *l = f.source().n_layers();
         Ok(())
     })
 }
@@ -354,8 +399,9 @@ unsafe fn add_layer_from<T>(
     global: *const T,
     describe: unsafe fn(&T, &str) -> FfiResult<RawView>,
 ) -> FfiResult<()> {
-    let f = handle_mut(features, "features")?.inner.memory_mut("ft_features_add_layer")?;
-    let local = handle(local, "local")?;
+    let mut guard = exclusive(features, "features")?;
+    let f = guard.memory_mut("ft_features_add_layer")?;
+    let local = crate::ffi::arg_ref(local, "local")?;
     // SAFETY: forwarded contract.
     let view = unsafe { describe(local, "local")? };
     let precision = view.precision();
@@ -523,12 +569,12 @@ struct FeaturesMetadata {
 #[no_mangle]
 pub unsafe extern "C" fn ft_features_set_metadata(features: *mut ft_features, json: *const c_char) -> ft_status {
     guard(|| {
-        let f = handle_mut(features, "features")?;
+        let mut f = exclusive(features, "features")?;
         // SAFETY: caller's contract.
         let json = unsafe { str_arg(json, "json") }?;
         let m: FeaturesMetadata =
             serde_json::from_str(json).map_err(|e| FfiError::invalid(format!("features metadata: {e}")))?;
-        let (n_images, n_layers) = (f.inner.source().n_images(), f.inner.source().n_layers());
+        let (n_images, n_layers) = (f.source().n_images(), f.source().n_layers());
         if let Some(names) = &m.layer_names {
             if names.len() != n_layers {
                 return Err(FfiError::new(
@@ -545,7 +591,7 @@ pub unsafe extern "C" fn ft_features_set_metadata(features: *mut ft_features, js
                 ));
             }
         }
-        match &mut f.inner {
+        match &mut *f {
             FeatureSet::Memory(s) => {
                 if let Some(model) = m.model {
                     s.model = model;
@@ -571,11 +617,11 @@ pub unsafe extern "C" fn ft_features_set_metadata(features: *mut ft_features, js
 #[no_mangle]
 pub unsafe extern "C" fn ft_features_save(features: *const ft_features, path: *const c_char) -> ft_status {
     guard(|| {
-        let f = handle(features, "features")?;
+        let f = shared(features, "features")?;
         // SAFETY: caller's contract.
         let path = unsafe { str_arg(path, "path") }?;
-        f.inner.source().check_images(path, None)?;
-        f.inner.to_features()?.save(Path::new(path))?;
+        f.source().check_images(path, None)?;
+        f.to_features()?.save(Path::new(path))?;
         Ok(())
     })
 }
@@ -601,9 +647,9 @@ pub unsafe extern "C" fn ft_features_layer_copy(
     global_capacity: usize,
 ) -> ft_status {
     guard(|| {
-        let f = handle(features, "features")?;
+        let f = shared(features, "features")?;
         let shape = out_arg(shape, "shape")?;
-        let src = f.inner.source();
+        let src = f.source();
         if layer >= src.n_layers() {
             return Err(FfiError::invalid(format!("layer {layer} does not exist (the feature set has {} layers)", src.n_layers())));
         }
@@ -649,10 +695,10 @@ pub unsafe extern "C" fn ft_features_layer(
     out: *mut ft_layer_view,
 ) -> ft_status {
     guard(|| {
-        let f = handle(features, "features")?;
+        let f = shared(features, "features")?;
         let out = out_arg(out, "out")?;
-        let n_layers = f.inner.source().n_layers();
-        let FeatureSet::Memory(set) = &f.inner else {
+        let n_layers = f.source().n_layers();
+        let FeatureSet::Memory(set) = &*f else {
             return Err(FfiError::invalid(
                 "the feature set reads its file on demand (ft_features_open); load it with ft_features_load for views",
             ));
@@ -1234,10 +1280,10 @@ pub unsafe extern "C" fn ft_monitor_observe(
     out: *mut *mut ft_step_report,
 ) -> ft_status {
     guard(|| {
-        let m = handle_mut(monitor, "monitor")?;
-        let f = handle(features, "features")?;
+        let mut m = exclusive(monitor, "monitor")?;
+        let f = shared(features, "features")?;
         let out = out_arg(out, "out")?;
-        let r = m.inner.observe(step, f.inner.source())?;
+        let r = m.observe(step, f.source())?;
         *out = boxed(ft_step_report { inner: r });
         Ok(())
     })
@@ -1251,10 +1297,10 @@ pub unsafe extern "C" fn ft_monitor_observe(
 #[no_mangle]
 pub unsafe extern "C" fn ft_monitor_save(monitor: *const ft_monitor, path: *const c_char) -> ft_status {
     guard(|| {
-        let m = handle(monitor, "monitor")?;
+        let m = shared(monitor, "monitor")?;
         // SAFETY: caller's contract.
         let path = unsafe { str_arg(path, "path") }?;
-        m.inner.save(Path::new(path))?;
+        m.save(Path::new(path))?;
         Ok(())
     })
 }
@@ -1276,7 +1322,7 @@ pub unsafe extern "C" fn ft_monitor_load(
         let b = handle(brain, "brain")?;
         let out = out_arg(out, "out")?;
         let m = Monitor::load(Path::new(path), &b.inner)?;
-        *out = boxed(ft_monitor { inner: m });
+        *out = boxed(ft_monitor::new(m));
         Ok(())
     })
 }
@@ -1289,10 +1335,10 @@ pub unsafe extern "C" fn ft_monitor_load(
 #[no_mangle]
 pub unsafe extern "C" fn ft_monitor_save_bytes(monitor: *const ft_monitor, data: *mut *mut u8, len: *mut usize) -> ft_status {
     guard(|| {
-        let m = handle(monitor, "monitor")?;
+        let m = shared(monitor, "monitor")?;
         let data = out_arg(data, "data")?;
         let len = out_arg(len, "len")?;
-        let bytes = m.inner.to_bytes()?.into_boxed_slice();
+        let bytes = m.to_bytes()?.into_boxed_slice();
         *len = bytes.len();
         *data = Box::into_raw(bytes).cast::<u8>();
         Ok(())
@@ -1317,10 +1363,11 @@ pub unsafe extern "C" fn ft_monitor_load_bytes(
         }
         let b = handle(brain, "brain")?;
         let out = out_arg(out, "out")?;
+        let max = usize::try_from(crate::data::limits::MAX_FILE_BYTES).unwrap_or(usize::MAX);
         // SAFETY: non-NULL and valid for `len` reads by the caller's contract.
-        let bytes = unsafe { std::slice::from_raw_parts(data, len) }.to_vec();
+        let bytes = unsafe { crate::ffi::copy_arg(data, len, "monitor state bytes (len)", max) }?;
         let m = Monitor::from_bytes(Path::new("monitor state bytes"), bytes, &b.inner)?;
-        *out = boxed(ft_monitor { inner: m });
+        *out = boxed(ft_monitor::new(m));
         Ok(())
     })
 }
@@ -1350,13 +1397,13 @@ pub unsafe extern "C" fn ft_bytes_free(data: *mut u8, len: usize) {
 #[no_mangle]
 pub unsafe extern "C" fn ft_monitor_set_history_file(monitor: *mut ft_monitor, path: *const c_char) -> ft_status {
     guard(|| {
-        let m = handle_mut(monitor, "monitor")?;
+        let mut m = exclusive(monitor, "monitor")?;
         let p = match path.is_null() {
             true => None,
             // SAFETY: non-NULL, caller's contract.
             false => Some(PathBuf::from(unsafe { str_arg(path, "path") }?)),
         };
-        m.inner.set_history_file(p);
+        m.set_history_file(p);
         Ok(())
     })
 }
@@ -1368,9 +1415,9 @@ pub unsafe extern "C" fn ft_monitor_set_history_file(monitor: *mut ft_monitor, p
 #[no_mangle]
 pub unsafe extern "C" fn ft_monitor_history_json(monitor: *const ft_monitor, out: *mut *mut c_char) -> ft_status {
     guard(|| {
-        let m = handle(monitor, "monitor")?;
+        let m = shared(monitor, "monitor")?;
         let out = out_arg(out, "out")?;
-        let s = serde_json::to_string(m.inner.history()).expect("step reports serialise");
+        let s = serde_json::to_string(m.history()).expect("step reports serialise");
         *out = c_string(s);
         Ok(())
     })
@@ -1385,13 +1432,13 @@ pub unsafe extern "C" fn ft_monitor_history_json(monitor: *const ft_monitor, out
 #[no_mangle]
 pub unsafe extern "C" fn ft_monitor_write_curves(monitor: *const ft_monitor, dir: *const c_char) -> ft_status {
     guard(|| {
-        let m = handle(monitor, "monitor")?;
+        let m = shared(monitor, "monitor")?;
         // SAFETY: caller's contract.
         let dir = Path::new(unsafe { str_arg(dir, "dir") }?);
-        if m.inner.history().is_empty() {
+        if m.history().is_empty() {
             return Err(FfiError::invalid("the monitor has no observations to draw yet"));
         }
-        crate::monitor::write_curves(dir, &m.inner)?;
+        crate::monitor::write_curves(dir, &m)?;
         Ok(())
     })
 }
@@ -1547,7 +1594,7 @@ unsafe fn synth_plant(
     dir: *const c_char,
     out: *mut *mut ft_brain,
 ) -> FfiResult<()> {
-    let f = &handle(features, "features")?.inner.to_features()?;
+    let f = &shared(features, "features")?.to_features()?;
     // SAFETY: caller's contract.
     let mut cfg = unsafe { synth_config(options) }?;
     if let Some(prf_size) = prf_size {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::data::{Array, Brain};
 use crate::ffi::api::ft_brain;
 use crate::ffi::tensor::{ft_tensor, RawView};
-use crate::ffi::{c_string, ft_status, guard, handle, out_arg, str_arg, FfiError, FfiResult};
+use crate::ffi::{c_string, copy_arg, ft_status, guard, handle, out_arg, str_arg, FfiError, FfiResult};
 
 /// The arrays of a brain (DESIGN §2), for `ft_brain_new`. Optional members are NULL when absent.
 #[repr(C)]
@@ -72,7 +72,7 @@ fn brain_from_arrays(a: &ft_brain_arrays) -> FfiResult<Brain> {
         return Err(FfiError::null("arrays.roi"));
     }
     // SAFETY: non-NULL and, by the contract, valid for `roi_len` reads.
-    let roi = unsafe { std::slice::from_raw_parts(a.roi, a.roi_len) }.to_vec();
+    let roi = unsafe { copy_arg(a.roi, a.roi_len, "arrays.roi (roi_len)", crate::data::limits::MAX_ELEMENTS) }?;
     // SAFETY: as above for the optional tensors.
     let noise_ceiling = unsafe { opt_array(a.noise_ceiling, "noise_ceiling") }?;
     // SAFETY: as above.
@@ -132,7 +132,7 @@ fn brain_from_arrays(a: &ft_brain_arrays) -> FfiResult<Brain> {
 #[no_mangle]
 pub unsafe extern "C" fn ft_brain_new(arrays: *const ft_brain_arrays, out: *mut *mut ft_brain) -> ft_status {
     guard(|| {
-        let a = handle(arrays, "arrays")?;
+        let a = crate::ffi::arg_ref(arrays, "arrays")?;
         let out = out_arg(out, "out")?;
         let brain = brain_from_arrays(a)?;
         *out = Box::into_raw(Box::new(ft_brain { inner: brain }));

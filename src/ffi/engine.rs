@@ -16,7 +16,7 @@ use crate::ffi::api::{
     boxed, fit_config, fit_options_for_images, ft_brain, ft_features, ft_fit, ft_fit_options, ft_monitor,
     ft_monitor_options, monitor_config, monitor_options_for_images,
 };
-use crate::ffi::{c_string, ft_status, guard, handle, handle_mut, out_arg, str_arg, FfiError, FfiResult};
+use crate::ffi::{c_string, exclusive, ft_status, guard, handle, out_arg, shared, str_arg, FfiError, FfiResult};
 use crate::model::encoder_file::load_encoder;
 use crate::model::{FitConfig, Preparation, Resample};
 use crate::monitor::Monitor;
@@ -99,15 +99,15 @@ pub unsafe extern "C" fn ft_fit_load_on(
     guard(|| {
         // SAFETY: caller's contract.
         let path = unsafe { str_arg(encoder_path, "encoder_path") }?;
-        let f = handle(features, "features")?;
+        let f = shared(features, "features")?;
         let b = handle(brain, "brain")?;
         let out = out_arg(out, "out")?;
         // SAFETY: caller's contract.
         let device = unsafe { device_arg(device) }?;
         let est = Estimator { weighted: weighted != 0, ..Estimator::new(Method::Factortopy, device, FitConfig::default()) };
-        f.inner.source().check_images("features", None)?;
+        f.source().check_images("features", None)?;
         let (encoder, record) = load_encoder(Path::new(path))?;
-        let report = est.score(&encoder, &record, f.inner.source(), &b.inner)?.report;
+        let report = est.score(&encoder, &record, f.source(), &b.inner)?.report;
         *out = boxed(ft_fit { report, encoder, record });
         Ok(())
     })
@@ -135,12 +135,12 @@ pub unsafe extern "C" fn ft_fit_predict(
 ) -> ft_status {
     guard(|| {
         let fit = handle(fit, "fit")?;
-        let f = handle(features, "features")?;
+        let f = shared(features, "features")?;
         let brain = if brain.is_null() { None } else { Some(&handle(brain, "brain")?.inner) };
         // SAFETY: caller's contract.
         let device = unsafe { device_arg(device) }?;
         // SAFETY: caller's contract.
-        unsafe { predict_into(&fit.encoder, &fit.record, f.inner.source(), brain, device, out, capacity) }
+        unsafe { predict_into(&fit.encoder, &fit.record, f.source(), brain, device, out, capacity) }
     })
 }
 
@@ -175,15 +175,15 @@ pub unsafe extern "C" fn ft_monitor_new_from_encoder_on(
 ) -> ft_status {
     guard(|| {
         let b = handle(brain, "brain")?;
-        let f = handle(reference, "reference")?;
+        let f = shared(reference, "reference")?;
         // SAFETY: caller's contract.
         let path = unsafe { str_arg(encoder_path, "encoder_path") }?;
         let out = out_arg(out, "out")?;
         // SAFETY: caller's contract.
         let (device, o) = unsafe { device_and_options(b, options, device, monitor_options_for_images) }?;
         let cfg = monitor_config(&o, device)?;
-        let m = Monitor::from_encoder_file(&b.inner, f.inner.source(), Path::new(path), cfg)?;
-        *out = boxed(ft_monitor { inner: m });
+        let m = Monitor::from_encoder_file(&b.inner, f.source(), Path::new(path), cfg)?;
+        *out = boxed(ft_monitor::new(m));
         Ok(())
     })
 }
@@ -197,13 +197,13 @@ pub unsafe extern "C" fn ft_monitor_new_from_encoder_on(
 #[no_mangle]
 pub unsafe extern "C" fn ft_monitor_set_device(monitor: *mut ft_monitor, device: *const c_char) -> ft_status {
     guard(|| {
-        let m = handle_mut(monitor, "monitor")?;
+        let mut m = exclusive(monitor, "monitor")?;
         if device.is_null() {
             return Err(FfiError::null("device"));
         }
         // SAFETY: caller's contract.
         let device = unsafe { device_arg(device) }?;
-        m.inner.set_device(device)?;
+        m.set_device(device)?;
         Ok(())
     })
 }
@@ -281,13 +281,13 @@ pub unsafe extern "C" fn ft_predict_encoder(
     guard(|| {
         // SAFETY: caller's contract.
         let path = unsafe { str_arg(encoder_path, "encoder_path") }?;
-        let f = handle(features, "features")?;
+        let f = shared(features, "features")?;
         let brain = if brain.is_null() { None } else { Some(&handle(brain, "brain")?.inner) };
         // SAFETY: caller's contract.
         let device = unsafe { device_arg(device) }?;
         let (encoder, record) = load_encoder(Path::new(path))?;
         // SAFETY: caller's contract.
-        unsafe { predict_into(&encoder, &record, f.inner.source(), brain, device, out, capacity) }
+        unsafe { predict_into(&encoder, &record, f.source(), brain, device, out, capacity) }
     })
 }
 
@@ -553,14 +553,14 @@ unsafe fn fit_new(
     prep: Preparation,
     out: *mut *mut ft_fit,
 ) -> FfiResult<()> {
-    let f = handle(features, "features")?;
+    let f = shared(features, "features")?;
     let b = handle(brain, "brain")?;
     let out = out_arg(out, "out")?;
     // SAFETY: caller's contract.
     let (device, o) = unsafe { device_and_options(b, options, device, fit_options_for_images) }?;
     let est = fit_estimator(Method::Factortopy, device, &o, prep)?;
-    f.inner.source().check_images("features", None)?;
-    let job = est.fit(f.inner.source(), &b.inner, None)?.into_encoder_fit()?;
+    f.source().check_images("features", None)?;
+    let job = est.fit(f.source(), &b.inner, None)?.into_encoder_fit()?;
     let record = job.record();
     *out = boxed(ft_fit { report: job.report, encoder: job.outcome.encoder, record });
     Ok(())
@@ -592,11 +592,13 @@ unsafe fn rank(
     // SAFETY: caller's contract.
     let (device, o) = unsafe { device_and_options(b, options, device, fit_options_for_images) }?;
     // SAFETY: non-NULL and valid for `n_networks` reads by the caller's contract.
-    let ptrs = unsafe { std::slice::from_raw_parts(networks, n_networks) };
-    let mut nets: Vec<&dyn crate::data::FeatureSource> = Vec::with_capacity(n_networks);
+    let ptrs = unsafe { crate::ffi::copy_arg(networks, n_networks, "networks (n_networks)", crate::data::limits::MAX_ELEMENTS) }?;
+    // Every network stays borrowed (its flag held) until the ranking is done.
+    let mut held = crate::data::limits::try_with_capacity("networks", n_networks)?;
     for (i, &p) in ptrs.iter().enumerate() {
-        nets.push(handle(p, &format!("networks[{i}]"))?.inner.source());
+        held.push(shared(p, &format!("networks[{i}]"))?);
     }
+    let nets: Vec<&dyn crate::data::FeatureSource> = held.iter().map(|f| f.source()).collect();
     let method = crate::ffi::rank::method_of(method)?;
     let cfg = RankConfig { estimator: fit_estimator(method, device, &o, prep)? };
     for (i, f) in nets.iter().enumerate() {
@@ -620,13 +622,13 @@ unsafe fn monitor_new(
     out: *mut *mut ft_monitor,
 ) -> FfiResult<()> {
     let b = handle(brain, "brain")?;
-    let f = handle(reference, "reference")?;
+    let f = shared(reference, "reference")?;
     let out = out_arg(out, "out")?;
     // SAFETY: caller's contract.
     let (device, o) = unsafe { device_and_options(b, options, device, monitor_options_for_images) }?;
     let mut cfg = monitor_config(&o, device)?;
     cfg.fit = prep.apply(cfg.fit);
-    let m = Monitor::new(&b.inner, f.inner.source(), cfg, None)?;
-    *out = boxed(ft_monitor { inner: m });
+    let m = Monitor::new(&b.inner, f.source(), cfg, None)?;
+    *out = boxed(ft_monitor::new(m));
     Ok(())
 }

@@ -90,6 +90,10 @@ pub enum ft_status {
     FT_ERR_PANIC = 11,
     /// An allocation sized by the input failed; the process and the library stay usable.
     FT_ERR_MEMORY = 12,
+    /// The handle is in use by a call on another thread that the thread-safety rules forbid to
+    /// overlap with this one (two calls on one monitor, or adding a layer to a feature set
+    /// while it is read). Nothing was done; retry once the other call has returned.
+    FT_ERR_BUSY = 13,
 }
 
 /// An error on its way to the boundary.
@@ -190,6 +194,29 @@ pub(crate) unsafe fn str_arg<'a>(p: *const c_char, name: &str) -> FfiResult<&'a 
     c.to_str().map_err(|_| FfiError::invalid(format!("argument `{name}` is not valid UTF-8")))
 }
 
+/// A caller's array argument `ptr[0 .. len)` copied into a new vector. `len` is checked before
+/// anything is read or allocated: above `max` (the limit on what the argument can sensibly hold:
+/// [`crate::data::limits::MAX_ELEMENTS`] elements for an array, the input file limit for bytes)
+/// it is `FT_ERR_INVALID_ARGUMENT` naming `what`, where an unchecked `len` would make a slice the
+/// language forbids and a copy that panics on a capacity overflow or aborts. The copy is
+/// allocated fallibly (`FT_ERR_MEMORY`).
+///
+/// # Safety
+/// `ptr` is non-NULL and valid for `len` reads of `T` (when `len` is within `max`).
+pub(crate) unsafe fn copy_arg<T: Copy>(ptr: *const T, len: usize, what: &str, max: usize) -> FfiResult<Vec<T>> {
+    let fits_a_slice = len.checked_mul(std::mem::size_of::<T>()).is_some_and(|b| b <= isize::MAX as usize);
+    if len > max || !fits_a_slice {
+        return Err(FfiError::invalid(format!("{what} has length {len}, over the limit of {max}")));
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|e| FfiError::new(ft_status::FT_ERR_MEMORY, format!("{what}: cannot allocate {len} elements ({e})")))?;
+    // SAFETY: non-NULL and valid for `len` reads by the caller's contract; `len` elements span at
+    // most `isize::MAX` bytes (checked above).
+    v.extend_from_slice(unsafe { std::slice::from_raw_parts(ptr, len) });
+    Ok(v)
+}
+
 /// Hands a Rust string to C; the caller frees it with `ft_string_free`.
 pub(crate) fn c_string(s: String) -> *mut c_char {
     CString::new(s.replace('\0', " ")).unwrap_or_default().into_raw()
@@ -201,17 +228,153 @@ pub(crate) fn out_arg<'a, T>(p: *mut T, name: &str) -> FfiResult<&'a mut T> {
     unsafe { p.as_mut() }.ok_or_else(|| FfiError::null(name))
 }
 
-/// A required handle, shared.
-pub(crate) fn handle<'a, T>(p: *const T, name: &str) -> FfiResult<&'a T> {
-    // SAFETY: a non-NULL handle is, by the caller's contract, a live handle from this library.
+/// A required argument read through a pointer (a tensor description, an arrays struct).
+pub(crate) fn arg_ref<'a, T>(p: *const T, name: &str) -> FfiResult<&'a T> {
+    // SAFETY: a non-NULL argument pointer is, by the caller's contract, valid for reads of one T
+    // for the duration of the call.
     unsafe { p.as_ref() }.ok_or_else(|| FfiError::null(name))
 }
 
-/// A required handle, exclusive.
-pub(crate) fn handle_mut<'a, T>(p: *mut T, name: &str) -> FfiResult<&'a mut T> {
-    // SAFETY: as `handle`, and the caller does not use the handle from another thread meanwhile
-    // (the per-handle thread-safety rules of the header).
-    unsafe { p.as_mut() }.ok_or_else(|| FfiError::null(name))
+/// Handles that are immutable once made (`ft_brain`, `ft_fit`, `ft_step_report`): any number
+/// of calls may use one at once, so they are borrowed without a check.
+pub(crate) trait Immutable {}
+
+/// A required immutable handle.
+pub(crate) fn handle<'a, T: Immutable>(p: *const T, name: &str) -> FfiResult<&'a T> {
+    // SAFETY: a non-NULL handle is, by the caller's contract, a live handle from this library;
+    // nothing mutates an immutable handle while it is live.
+    unsafe { p.as_ref() }.ok_or_else(|| FfiError::null(name))
+}
+
+/// Handles whose calls the header forbids to overlap (`ft_monitor`: any two calls;
+/// `ft_features`: adding a layer with anything else). Such a handle keeps its contents in
+/// `Inner` beside a flag, [`Busy`]; [`shared`] and [`exclusive`], the only way they are
+/// borrowed, take the flag for the duration of the call, so a call that would overlap another
+/// returns `FT_ERR_BUSY` instead of racing with it.
+pub(crate) trait Policed {
+    type Inner;
+    /// Whether calls that only read may overlap each other (features: yes; monitor: no, every
+    /// call is exclusive).
+    const SHARED_READS: bool;
+    /// The flag of the handle at `p`.
+    ///
+    /// # Safety
+    /// `p` is a live handle.
+    unsafe fn busy_of(p: *const Self) -> *const Busy;
+    /// The contents of the handle at `p`: a field disjoint from the flag, so that borrowing one
+    /// never aliases a borrow of the other.
+    ///
+    /// # Safety
+    /// `p` is a live handle.
+    unsafe fn inner_of(p: *mut Self) -> *mut Self::Inner;
+}
+
+/// The flag of a [`Policed`] handle: the number of calls reading it, or −1 while one call holds
+/// it exclusively.
+#[derive(Debug, Default)]
+pub(crate) struct Busy(std::sync::atomic::AtomicIsize);
+
+impl Busy {
+    fn busy(name: &str) -> FfiError {
+        FfiError::new(
+            ft_status::FT_ERR_BUSY,
+            format!("`{name}` is in use by a call on another thread; calls on it must not overlap (see THREAD SAFETY in the header)"),
+        )
+    }
+
+    fn read(&self, name: &str) -> FfiResult<()> {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed};
+        let mut n = self.0.load(Relaxed);
+        loop {
+            if n < 0 {
+                return Err(Self::busy(name));
+            }
+            match self.0.compare_exchange_weak(n, n + 1, Acquire, Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(now) => n = now,
+            }
+        }
+    }
+
+    fn write(&self, name: &str) -> FfiResult<()> {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed};
+        self.0.compare_exchange(0, -1, Acquire, Relaxed).map(|_| ()).map_err(|_| Self::busy(name))
+    }
+}
+
+/// A policed handle borrowed for reading; the flag is released when it is dropped.
+pub(crate) struct Shared<'a, H: Policed> {
+    p: *mut H,
+    exclusive: bool,
+    _life: std::marker::PhantomData<&'a H>,
+}
+
+impl<H: Policed> std::ops::Deref for Shared<'_, H> {
+    type Target = H::Inner;
+    fn deref(&self) -> &H::Inner {
+        // SAFETY: the flag is held for reading (or exclusively), so no call holds the contents
+        // mutably; `p` is live for `'a` by the caller's contract.
+        unsafe { &*H::inner_of(self.p) }
+    }
+}
+
+impl<H: Policed> Drop for Shared<'_, H> {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Release;
+        // SAFETY: `p` is live for `'a`; the flag is only ever accessed atomically.
+        let busy = unsafe { &*H::busy_of(self.p) };
+        if self.exclusive {
+            busy.0.store(0, Release);
+        } else {
+            busy.0.fetch_sub(1, Release);
+        }
+    }
+}
+
+/// A policed handle borrowed exclusively; the flag is released when it is dropped.
+pub(crate) struct Exclusive<'a, H: Policed>(Shared<'a, H>);
+
+impl<H: Policed> std::ops::Deref for Exclusive<'_, H> {
+    type Target = H::Inner;
+    fn deref(&self) -> &H::Inner {
+        &self.0
+    }
+}
+
+impl<H: Policed> std::ops::DerefMut for Exclusive<'_, H> {
+    fn deref_mut(&mut self) -> &mut H::Inner {
+        // SAFETY: the flag is held exclusively: no other call reads or writes the contents.
+        unsafe { &mut *H::inner_of(self.0.p) }
+    }
+}
+
+/// A required policed handle, borrowed for a call that only reads it: `FT_ERR_BUSY` while a
+/// call that the header forbids to overlap with this one is running on it.
+pub(crate) fn shared<'a, H: Policed>(p: *const H, name: &str) -> FfiResult<Shared<'a, H>> {
+    if p.is_null() {
+        return Err(FfiError::null(name));
+    }
+    // SAFETY: non-NULL, so a live handle by the caller's contract; the flag is a field of its
+    // own, only accessed atomically.
+    let busy = unsafe { &*H::busy_of(p) };
+    if H::SHARED_READS {
+        busy.read(name)?;
+    } else {
+        busy.write(name)?;
+    }
+    Ok(Shared { p: p.cast_mut(), exclusive: !H::SHARED_READS, _life: std::marker::PhantomData })
+}
+
+/// A required policed handle, borrowed for a call that changes it: `FT_ERR_BUSY` while any
+/// other call is running on it.
+pub(crate) fn exclusive<'a, H: Policed>(p: *mut H, name: &str) -> FfiResult<Exclusive<'a, H>> {
+    if p.is_null() {
+        return Err(FfiError::null(name));
+    }
+    // SAFETY: as in `shared`.
+    let busy = unsafe { &*H::busy_of(p) };
+    busy.write(name)?;
+    Ok(Exclusive(Shared { p, exclusive: true, _life: std::marker::PhantomData }))
 }
 
 /// The library version, e.g. "0.1.0" (the same as `FT_VERSION_STRING`). Static; never free it.
@@ -247,6 +410,7 @@ pub extern "C" fn ft_status_name(status: i32) -> *const c_char {
         10 => c"FT_ERR_BACKEND",
         11 => c"FT_ERR_PANIC",
         12 => c"FT_ERR_MEMORY",
+        13 => c"FT_ERR_BUSY",
         _ => c"FT_UNKNOWN_STATUS",
     };
     s.as_ptr()

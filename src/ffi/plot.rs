@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::cluster::DEFAULT_K;
 use crate::ffi::api::ft_brain;
-use crate::ffi::{c_string, ft_status, guard, handle, out_arg, str_arg, FfiError};
+use crate::ffi::{c_string, ft_status, guard, handle, out_arg, shared, str_arg, FfiError};
 use crate::plot::figures::{plot_fit_dir, Picture, PlotOptions};
 
 /// An optional string argument: NULL or "" is `None`.
@@ -95,15 +95,15 @@ pub unsafe extern "C" fn ft_score_write_dir(
     guard(|| {
         // SAFETY: caller's contract.
         let enc_path = unsafe { str_arg(encoder_path, "encoder_path") }?;
-        let f = handle(features, "features")?;
+        let f = shared(features, "features")?;
         let b = handle(brain, "brain")?;
         // SAFETY: caller's contract.
         let dir = unsafe { str_arg(out_dir, "out_dir") }?;
-        f.inner.source().check_images("features", None)?;
+        f.source().check_images("features", None)?;
         let (enc, record) = crate::model::encoder_file::load_encoder(Path::new(enc_path))?;
         let opts = PlotOptions::default();
         let est = crate::engine::Estimator { weighted: weighted != 0, ..crate::engine::Estimator::default() };
-        crate::pipeline::write_score_outputs(Path::new(dir), &est, &enc, &record, f.inner.source(), &b.inner, (plots != 0).then_some(&opts))?;
+        crate::pipeline::write_score_outputs(Path::new(dir), &est, &enc, &record, f.source(), &b.inner, (plots != 0).then_some(&opts))?;
         Ok(())
     })
 }

@@ -21,10 +21,12 @@ use crate::model::resample::resample_into;
 /// Errors, with nothing written (except after `FT_ERR_MEMORY`, when `out` may hold some maps):
 /// `FT_ERR_NULL` (`input` or `out` NULL), `FT_ERR_SHAPE` (a zero
 /// height, width or output size, `input_len` not the product of the sizes, `capacity` too
-/// small), `FT_ERR_INVALID_ARGUMENT` (sizes whose product overflows, an unknown `resample`, a
-/// working row of `height · out_width` floats beyond the library's limit on one array, 2³¹
-/// elements), `FT_ERR_DATA` (a NaN or infinite input value, named by its index), `FT_ERR_MEMORY`
-/// (that working row cannot be allocated).
+/// small), `FT_ERR_INVALID_ARGUMENT` (sizes whose product overflows, an unknown `resample`, one
+/// input map (`height · width`), one output map (`out_height · out_width`) or the working row
+/// (`height · out_width`) beyond the library's limit on one array, 2³¹ elements, even when `n`
+/// or `channels` is 0), `FT_ERR_DATA` (a NaN or infinite input value, named by its index),
+/// `FT_ERR_MEMORY` (that working row cannot be allocated). Nothing else is allocated: no table
+/// is sized by the requested output.
 ///
 /// # Safety
 /// `input` is NULL or valid for `input_len` reads; `out` is NULL or valid for `capacity` writes

@@ -81,3 +81,43 @@ fn strings_round_trip_and_free_accepts_null() {
         ft_string_free(std::ptr::null_mut());
     }
 }
+
+/// Overlapping calls the header forbids are detected in the one place policed handles are
+/// borrowed: while a call holds a feature set exclusively (adding a layer), every other call on
+/// it is `FT_ERR_BUSY` and does nothing; reads may overlap each other, but not a write; the flag
+/// is released when the call ends, whatever its outcome.
+#[test]
+fn overlapping_calls_on_a_handle_are_busy_not_raced() {
+    let mut f: *mut ft_features = std::ptr::null_mut();
+    // SAFETY: `out` is valid for writes; the handle is freed once at the end.
+    assert_eq!(unsafe { ft_features_new(&mut f) }, ft_status::FT_OK);
+    let (mut n, mut l) = (7usize, 7usize);
+    let meta = c"{\"model\": \"m\"}";
+    // SAFETY: `f` is live until the end of the test; the out-pointers are valid for writes.
+    let shape = |n: &mut usize, l: &mut usize| unsafe { ft_features_shape(f, n, l) };
+    // SAFETY: `f` is live; `json` is NUL-terminated.
+    let set_meta = |json: &CStr| unsafe { ft_features_set_metadata(f, json.as_ptr()) };
+    {
+        let _writer = exclusive(f, "features").unwrap();
+        assert_eq!(shape(&mut n, &mut l), ft_status::FT_ERR_BUSY);
+        assert!(last_error().contains("`features` is in use"), "{}", last_error());
+        assert_eq!((n, l), (7, 7), "a busy call wrote its outputs");
+        assert_eq!(set_meta(meta), ft_status::FT_ERR_BUSY);
+        assert!(exclusive(f, "features").is_err() && shared(f, "features").is_err());
+    }
+    {
+        let _reader = shared(f, "features").unwrap();
+        assert_eq!(shape(&mut n, &mut l), ft_status::FT_OK, "{}", last_error());
+        assert_eq!((n, l), (0, 0));
+        assert_eq!(set_meta(meta), ft_status::FT_ERR_BUSY);
+    }
+    // Released on every path: a failed call (bad JSON) leaves the handle usable.
+    assert_eq!(set_meta(c"{"), ft_status::FT_ERR_INVALID_ARGUMENT);
+    assert_eq!(set_meta(meta), ft_status::FT_OK, "{}", last_error());
+    assert!(exclusive(f, "features").is_ok());
+    // SAFETY: static NUL-terminated strings.
+    let name = unsafe { CStr::from_ptr(ft_status_name(ft_status::FT_ERR_BUSY as i32)) };
+    assert_eq!(name.to_str().unwrap(), "FT_ERR_BUSY");
+    // SAFETY: freed once.
+    unsafe { ft_features_free(f) };
+}

@@ -114,8 +114,10 @@ impl FitConfig {
         limits::positive_at_most(names.d, self.d, limits::MAX_D)?;
         limits::positive_at_most(names.grid, self.grid, limits::MAX_GRID)?;
         limits::positive_at_most(names.batch_size, self.batch_size, limits::MAX_BATCH)?;
-        if self.max_epochs == 0 {
-            return Err(Error::invalid(format!("{} must be at least 1", names.max_epochs)));
+        limits::positive_at_most(names.max_epochs, self.max_epochs, limits::MAX_EPOCHS)?;
+        limits::at_most(names.patience, self.patience, limits::MAX_EPOCHS)?;
+        if let Some(s) = self.max_steps {
+            limits::positive_at_most("max_steps", s, limits::MAX_STEPS)?;
         }
         let finite = |what: &str, x: f64, ok: bool, want: &str| -> Result<()> {
             if x.is_finite() && ok {
@@ -145,6 +147,7 @@ pub struct FieldNames {
     pub grid: &'static str,
     pub batch_size: &'static str,
     pub max_epochs: &'static str,
+    pub patience: &'static str,
     pub lr: &'static str,
     pub weight_decay: &'static str,
     pub max_seconds: &'static str,
@@ -158,6 +161,7 @@ impl FieldNames {
         grid: "grid",
         batch_size: "batch_size",
         max_epochs: "max_epochs",
+        patience: "patience",
         lr: "lr",
         weight_decay: "weight_decay",
         max_seconds: "max_seconds",
@@ -169,6 +173,7 @@ impl FieldNames {
         grid: "--grid",
         batch_size: "--batch-size",
         max_epochs: "--epochs",
+        patience: "--patience",
         lr: "--lr",
         weight_decay: "--weight-decay",
         max_seconds: "max_seconds",

@@ -81,50 +81,75 @@ impl std::str::FromStr for Resample {
     }
 }
 
-/// Source taps along one axis: for each output index, (i0, i1, weight of i1).
-/// Half-pixel centres, `src = (dst + 0.5)·in/out − 0.5` clamped at 0, the upper tap clamped at
-/// the last index; no antialiasing (what PyTorch's bilinear `align_corners=False` does).
-pub fn axis_taps(n_in: usize, n_out: usize) -> Vec<(usize, usize, f32)> {
+/// The bilinear tap of output index `o` of an axis of `n_in` pixels resized to `n_out`:
+/// `(i0, i1, weight of i1)`. Half-pixel centres, `src = (dst + 0.5)·in/out − 0.5` clamped at 0,
+/// the upper tap clamped at the last index; no antialiasing (what PyTorch's bilinear
+/// `align_corners=False` does).
+fn bilinear_tap(n_in: usize, n_out: usize, o: usize) -> (usize, usize, f32) {
     let scale = n_in as f64 / n_out as f64;
-    (0..n_out)
-        .map(|o| {
-            let src = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
-            let i0 = (src.floor() as usize).min(n_in - 1);
-            let i1 = (i0 + 1).min(n_in - 1);
-            (i0, i1, (src - i0 as f64) as f32)
-        })
-        .collect()
+    let src = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
+    let i0 = (src.floor() as usize).min(n_in - 1);
+    let i1 = (i0 + 1).min(n_in - 1);
+    (i0, i1, (src - i0 as f64) as f32)
 }
 
-/// Area weights along one axis: output cell `o` covers `[o·s, (o+1)·s)` in input pixel units
-/// (`s = n_in/n_out`); input pixel `i` (covering `[i, i+1)`) gets the length of the overlap
-/// divided by `s`, so each cell's weights sum to 1. Computed in f64, stored as f32.
-pub fn area_weights(n_in: usize, n_out: usize) -> Vec<Vec<(usize, f32)>> {
+/// Source taps along one axis: for each output index, (i0, i1, weight of i1) (see
+/// [`bilinear_tap`]).
+pub fn axis_taps(n_in: usize, n_out: usize) -> Vec<(usize, usize, f32)> {
+    (0..n_out).map(|o| bilinear_tap(n_in, n_out, o)).collect()
+}
+
+/// The area taps of output index `o`, appended to `buf`: the cell covers `[o·s, (o+1)·s)` in
+/// input pixel units (`s = n_in/n_out`); input pixel `i` (covering `[i, i+1)`) gets the length
+/// of the overlap divided by `s`, so the weights sum to 1. Computed in f64, stored as f32.
+fn area_taps(n_in: usize, n_out: usize, o: usize, buf: &mut Vec<(usize, f32)>) {
     let s = n_in as f64 / n_out as f64;
+    let (lo, hi) = (o as f64 * s, (o + 1) as f64 * s);
+    let first = lo.floor() as usize;
+    let last = ((hi.ceil() as usize).max(first + 1)).min(n_in);
+    buf.extend((first..last).filter_map(|i| {
+        let overlap = (hi.min((i + 1) as f64) - lo.max(i as f64)).max(0.0);
+        (overlap > 0.0).then(|| (i, (overlap / s) as f32))
+    }));
+}
+
+/// Area weights along one axis, for every output index (see [`area_taps`]).
+pub fn area_weights(n_in: usize, n_out: usize) -> Vec<Vec<(usize, f32)>> {
     (0..n_out)
         .map(|o| {
-            let (lo, hi) = (o as f64 * s, (o + 1) as f64 * s);
-            let first = lo.floor() as usize;
-            let last = ((hi.ceil() as usize).max(first + 1)).min(n_in);
-            (first..last)
-                .filter_map(|i| {
-                    let overlap = (hi.min((i + 1) as f64) - lo.max(i as f64)).max(0.0);
-                    (overlap > 0.0).then(|| (i, (overlap / s) as f32))
-                })
-                .collect()
+            let mut taps = Vec::new();
+            area_taps(n_in, n_out, o, &mut taps);
+            taps
         })
         .collect()
 }
 
-/// The taps `(input index, weight)` of every output index of one axis under `kernel`. Bilinear
-/// keeps both taps even when they coincide (a clamped border), in the order and with the
-/// weights `(1 − w, w)` of [`axis_taps`], so the separable sum below gives the same bits as the
-/// direct two-tap formula of DESIGN §3.1.
-pub fn axis_weights(kernel: Kernel, n_in: usize, n_out: usize) -> Vec<Vec<(usize, f32)>> {
+/// The taps `(input index, weight)` of output index `o` of one axis under `kernel`, in `buf`
+/// (cleared first). Bilinear keeps both taps even when they coincide (a clamped border), in the
+/// order and with the weights `(1 − w, w)` of [`bilinear_tap`], so the separable sum below gives
+/// the same bits as the direct two-tap formula of DESIGN §3.1.
+fn taps_of(kernel: Kernel, n_in: usize, n_out: usize, o: usize, buf: &mut Vec<(usize, f32)>) {
+    buf.clear();
     match kernel {
-        Kernel::Bilinear => axis_taps(n_in, n_out).into_iter().map(|(i0, i1, w)| vec![(i0, 1.0 - w), (i1, w)]).collect(),
-        Kernel::Area => area_weights(n_in, n_out),
+        Kernel::Bilinear => {
+            let (i0, i1, w) = bilinear_tap(n_in, n_out, o);
+            buf.extend([(i0, 1.0 - w), (i1, w)]);
+        }
+        Kernel::Area => area_taps(n_in, n_out, o, buf),
     }
+}
+
+/// The taps of every output index of one axis under `kernel` (see [`taps_of`]). Tables are only
+/// built for grids (at most [`crate::data::limits::MAX_GRID`] entries); an output of any size
+/// goes through [`resample_into`], which computes each index's taps as it needs them.
+pub fn axis_weights(kernel: Kernel, n_in: usize, n_out: usize) -> Vec<Vec<(usize, f32)>> {
+    (0..n_out)
+        .map(|o| {
+            let mut taps = Vec::new();
+            taps_of(kernel, n_in, n_out, o, &mut taps);
+            taps
+        })
+        .collect()
 }
 
 /// `Σ value(i)·w` over `taps` in order, starting from the first product (not from 0, which
@@ -161,12 +186,13 @@ pub fn resample_to(local: &Array, (out_h, out_w): (usize, usize), method: Resamp
     Array::new(vec![n, c, out_h, out_w], out)
 }
 
-/// The arithmetic of [`resample_to`] on raw buffers: `src` holds whole `h × w` maps (row-major,
-/// `src.len()` a multiple of `h·w`), `dst` the same number of `out_h × out_w` maps. Sizes are
-/// the caller's to check (all non-zero, `dst.len() / (out_h·out_w) == src.len() / (h·w)`); a
-/// mismatch panics on a slice index rather than reading or writing out of bounds. The one
-/// allocation, a row buffer of `h · out_w` floats per map in flight, is sized and made
-/// fallibly.
+/// The arithmetic of [`resample_to`] on raw buffers: `src` holds whole `h × w` maps (row-major),
+/// `dst` the same number of `out_h × out_w` maps. Every size is checked here (the C ABI passes a
+/// caller's sizes straight through): all non-zero, one input map, one output map and the
+/// working row `h · out_w` within the limit on one array, and `src` and `dst` holding the same
+/// number of whole maps. No table is sized by the output: each output index's taps are
+/// computed when its row or column is filled, so a tall or wide output costs only itself. The
+/// one allocation, a row buffer of `h · out_w` floats per map in flight, is made fallibly.
 pub fn resample_into(
     src: &[f32],
     (h, w): (usize, usize),
@@ -174,28 +200,47 @@ pub fn resample_into(
     method: Resample,
     dst: &mut [f32],
 ) -> Result<()> {
-    assert_eq!(src.len() / (h * w), dst.len() / (out_h * out_w), "resample_into: map counts differ");
+    use crate::data::limits::elements;
+    if h == 0 || w == 0 || out_h == 0 || out_w == 0 {
+        return Err(Error::invalid(format!(
+            "resample needs map sizes > 0, got {h}×{w} to {out_h}×{out_w}"
+        )));
+    }
+    let in_plane = elements("one input map [H, W]", &[h, w])?;
+    let out_plane = elements("one output map [output height, output width]", &[out_h, out_w])?;
+    let row_len = elements("resampling row buffer [H, output width]", &[h, out_w])?;
+    let maps = src.len() / in_plane;
+    if src.len() % in_plane != 0 || dst.len() % out_plane != 0 || dst.len() / out_plane != maps {
+        return Err(Error::mismatch(format!(
+            "resample: {} input values are not whole {h}×{w} maps matching {} output values of {out_h}×{out_w} maps",
+            src.len(),
+            dst.len()
+        )));
+    }
+    if maps == 0 {
+        return Ok(());
+    }
     if h == out_h && w == out_w {
         dst.copy_from_slice(src);
         return Ok(());
     }
-    let row_len = crate::data::limits::elements("resampling row buffer [H, output width]", &[h, out_w])?;
-    let ty = axis_weights(method.kernel(h, out_h), h, out_h);
-    let tx = axis_weights(method.kernel(w, out_w), w, out_w);
-    dst.par_chunks_mut(out_h * out_w).enumerate().try_for_each(|(nc, dst)| {
-        let src = &src[nc * h * w..(nc + 1) * h * w];
+    let (ky, kx) = (method.kernel(h, out_h), method.kernel(w, out_w));
+    dst.par_chunks_mut(out_plane).enumerate().try_for_each(|(nc, dst)| {
+        let src = &src[nc * in_plane..(nc + 1) * in_plane];
+        let mut taps = Vec::new();
         // Along x first (every input row to out_w columns), then along y. For bilinear each sum
         // is exactly `a·(1 − w) + b·w`, the arithmetic of DESIGN §3.1's two-tap formula.
         let mut rows: Vec<f32> = crate::data::limits::try_zeroed("resampling row buffer", row_len)?;
-        for y in 0..h {
-            let row = &src[y * w..(y + 1) * w];
-            for (ox, taps) in tx.iter().enumerate() {
-                rows[y * out_w + ox] = weighted_sum(taps, |x| row[x]);
+        for ox in 0..out_w {
+            taps_of(kx, w, out_w, ox, &mut taps);
+            for y in 0..h {
+                rows[y * out_w + ox] = weighted_sum(&taps, |x| src[y * w + x]);
             }
         }
-        for (oy, taps) in ty.iter().enumerate() {
+        for oy in 0..out_h {
+            taps_of(ky, h, out_h, oy, &mut taps);
             for ox in 0..out_w {
-                dst[oy * out_w + ox] = weighted_sum(taps, |y| rows[y * out_w + ox]);
+                dst[oy * out_w + ox] = weighted_sum(&taps, |y| rows[y * out_w + ox]);
             }
         }
         Ok(())
@@ -296,6 +341,8 @@ pub fn resample_cells_slice(
             data.len()
         )));
     }
+    // The grid sizes the axis tables and each worker's scratch: held to the grid limit.
+    crate::data::limits::positive_at_most("grid", g, crate::data::limits::MAX_GRID)?;
     let n = idx.map_or(n_all, <[usize]>::len);
     let count = crate::data::limits::elements("resampled local map [N, G·G, C]", &[n, g, g, c])?;
     if out.len() != count {

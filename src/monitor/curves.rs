@@ -14,7 +14,7 @@ fn titled(what: &str, model: &str) -> String {
 
 /// `forgetting.png` (overall and per ROI) and `cka.png` (per layer) over steps.
 pub fn write_curves(dir: &std::path::Path, m: &Monitor) -> Result<()> {
-    crate::data::write_into(dir, || {
+    crate::data::write_into(dir, |stage| {
         let h = m.history();
         let mut series = vec![("all voxels".to_string(), h.iter().map(|r| (r.step as f64, r.forgetting)).collect())];
         for (k, name) in m.brain().roi_names.iter().enumerate() {
@@ -25,7 +25,7 @@ pub fn write_curves(dir: &std::path::Path, m: &Monitor) -> Result<()> {
             }
         }
         crate::plot::line_chart(
-            &dir.join("forgetting.png"),
+            &stage.join("forgetting.png"),
             &titled("forgetting", m.model()),
             "training step",
             "forgetting (1 - retention)",
@@ -38,7 +38,7 @@ pub fn write_curves(dir: &std::path::Path, m: &Monitor) -> Result<()> {
             .map(|(l, name)| (name.clone(), h.iter().map(|r| (r.step as f64, r.cka[l])).collect()))
             .collect();
         crate::plot::line_chart(
-            &dir.join("cka.png"),
+            &stage.join("cka.png"),
             &titled("layer CKA vs reference", m.model()),
             "training step",
             "linear CKA",

@@ -105,6 +105,7 @@ impl MonitorConfig {
         if self.refit_every > 0 && self.refit_max_steps == 0 {
             return Err(Error::invalid("refits need a step budget of at least 1 (refit_max_steps)"));
         }
+        crate::data::limits::at_most("refit_max_steps", self.refit_max_steps, crate::data::limits::MAX_STEPS)?;
         if let Some(s) = self.refit_max_seconds {
             if !(s.is_finite() && s > 0.0) {
                 return Err(Error::invalid(format!("refit time budget must be positive and finite, got {s} s")));

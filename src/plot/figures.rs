@@ -189,6 +189,18 @@ pub fn write_pictures(dir: &Path, brain: &Brain, fit: &FitView, opts: &PlotOptio
     let geo = Geometry::of(brain)?;
     let model = &fit.report.model;
     let overview = pictures.contains(&Picture::Overview);
+    // The profile's checks of the report (one histogram per ROI over the report's layers), on a
+    // small canvas before any picture is drawn or written.
+    if overview || pictures.contains(&Picture::Profile) {
+        profile::render((MIN_SIDE, MIN_SIDE), fit.report)?;
+    }
+    if fit.selections.layer_probs.shape.get(1) != Some(&fit.report.n_layers) {
+        return Err(Error::mismatch(format!(
+            "the selectors choose among {:?} layers, the report has {}",
+            fit.selections.layer_probs.shape.get(1),
+            fit.report.n_layers
+        )));
+    }
     // Every map the overview or a file needs, built once.
     let wanted: Vec<Picture> = if overview { available(fit) } else { pictures.clone() };
     let mut panels: Vec<(Picture, Panel)> = Vec::new();
@@ -253,17 +265,36 @@ impl SavedFit {
         if r2.len() != selections.n_voxels() {
             return Err(Error::data(&sel_path, format!("tensor `r2` has {} values for {} voxels", r2.len(), selections.n_voxels())));
         }
+        if let Some(i) = r2.iter().position(|x| !x.is_finite()) {
+            return Err(Error::data(&sel_path, format!("tensor `r2` has a non-finite value at voxel {i}")));
+        }
+        let (v, l) = (selections.n_voxels(), selections.layer_probs.shape[1]);
+        if report.n_voxels != v || report.n_layers != l {
+            return Err(Error::data(
+                &sel_path,
+                format!(
+                    "the selectors are of {v} voxels over {l} layers, report.json of {} voxels over {} layers",
+                    report.n_voxels, report.n_layers
+                ),
+            ));
+        }
         let enc_path = dir.join("encoder.safetensors");
         let readout = if enc_path.is_file() {
-            let f = TensorFile::open(&enc_path)?;
-            let w = f.f32("weight")?;
-            if w.shape.len() != 2 || w.shape[0] != selections.n_voxels() {
+            // The whole encoder, through the loader `fit`, `score` and `predict` use: a corrupt
+            // encoder is refused here, not drawn.
+            let (enc, _) = crate::model::encoder_file::load_encoder(&enc_path)?;
+            if enc.spec.n_voxels != v || enc.spec.widths.len() != l {
                 return Err(Error::data(
                     &enc_path,
-                    format!("tensor `weight` has shape {:?}, expected [{}, D]", w.shape, selections.n_voxels()),
+                    format!(
+                        "the encoder is of {} voxels over {} layers, the selectors of {v} voxels over {l} layers",
+                        enc.spec.n_voxels,
+                        enc.spec.widths.len()
+                    ),
                 ));
             }
-            Some((w.data, w.shape[1]))
+            let w = enc.weight.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            Some((w, enc.spec.d))
         } else {
             None
         };
@@ -307,7 +338,8 @@ pub fn load_selections(path: &Path) -> Result<(Selections, Option<Vec<f32>>)> {
 pub fn plot_fit_dir(fit_dir: &Path, brain: &Brain, out: Option<&Path>, opts: &PlotOptions) -> Result<Vec<(Picture, PathBuf)>> {
     let fit = SavedFit::load(fit_dir)?;
     let out = out.unwrap_or(fit_dir);
-    crate::data::write_into(out, || write_pictures(out, brain, &fit.view(), opts))
+    let written = crate::data::write_into(out, |stage| write_pictures(stage, brain, &fit.view(), opts))?;
+    Ok(written.into_iter().map(|(p, _)| (p, out.join(p.file_name()))).collect())
 }
 
 #[cfg(test)]

@@ -263,6 +263,7 @@ impl BootstrapConfig {
         if self.n_resamples == 1 {
             return Err(Error::invalid("a bootstrap needs at least 2 resamples (or 0 for none)"));
         }
+        crate::data::limits::at_most("bootstrap resamples (--bootstrap)", self.n_resamples, crate::data::limits::MAX_BOOTSTRAP)?;
         Ok(())
     }
 }

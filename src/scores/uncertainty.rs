@@ -54,7 +54,13 @@ pub struct UncertaintyConfig {
 
 impl UncertaintyConfig {
     pub fn validate(&self) -> Result<()> {
-        self.bootstrap.validate()
+        self.bootstrap.validate()?;
+        crate::data::limits::at_most(
+            "permutations (--permutations)",
+            self.permutation.n_permutations,
+            crate::data::limits::MAX_PERMUTATIONS,
+        )?;
+        Ok(())
     }
 
     /// The same settings with no bootstrap resamples and no permutations (the refits of a

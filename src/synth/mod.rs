@@ -150,9 +150,12 @@ impl SynthConfig {
         limits::positive_at_most("grid", self.grid, limits::MAX_GRID)?;
         // Every voxel gets coordinates, a layer, a cell and weights: V is bounded like an array.
         limits::elements("voxels", &[self.n_voxels, 3])?;
-        if !(self.noise_ceiling > 0.0 && self.noise_ceiling <= 1.0) {
+        // The noise of a signal voxel has standard deviation √((1 − nc)/nc): a tiny (or
+        // subnormal) ceiling would make it, and the f32 responses, infinite.
+        if !(self.noise_ceiling >= limits::MIN_NOISE_CEILING && self.noise_ceiling <= 1.0) {
             return Err(Error::invalid(format!(
-                "noise ceiling must be in (0, 1], got {}",
+                "noise ceiling must be in [{:?}, 1], got {:?}",
+                limits::MIN_NOISE_CEILING,
                 self.noise_ceiling
             )));
         }
@@ -238,18 +241,19 @@ pub fn generate(cfg: &SynthConfig) -> Result<Synthetic> {
 /// Writes `features.safetensors`, `brain.safetensors` and `truth.safetensors` into `dir`
 /// (created if needed), each atomically.
 pub fn write(dir: &Path, data: &Synthetic) -> Result<()> {
-    crate::data::write_into(dir, || {
-        data.features.save(&dir.join(FEATURES_FILE))?;
-        write_planted(dir, &data.brain, &data.truth)
+    crate::data::write_into(dir, |stage| {
+        data.features.save(&stage.join(FEATURES_FILE))?;
+        data.brain.save(&stage.join(BRAIN_FILE))?;
+        data.truth.save(&stage.join(TRUTH_FILE))
     })
 }
 
 /// Writes only the brain and the truth, for data planted on a network the user already has
 /// features of (`--from-features`).
 pub fn write_planted(dir: &Path, brain: &Brain, truth: &Truth) -> Result<()> {
-    crate::data::write_into(dir, || {
-        brain.save(&dir.join(BRAIN_FILE))?;
-        truth.save(&dir.join(TRUTH_FILE))
+    crate::data::write_into(dir, |stage| {
+        brain.save(&stage.join(BRAIN_FILE))?;
+        truth.save(&stage.join(TRUTH_FILE))
     })
 }
 

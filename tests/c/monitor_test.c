@@ -14,6 +14,7 @@
 #include "factortopy.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -386,13 +387,73 @@ static void memory_paths(const char *dir, ft_brain *brain, ft_monitor *mon) {
   join(path, sizeof path, dir, "made_brain.safetensors");
   CHECK(ft_brain_save(made, path));
   ft_brain_free(made);
-  responses[7] = NAN;
+  /* A length far beyond what `roi` holds: a length error before anything is read. */
   ft_brain *bad = (ft_brain *)0x10;
+  arrays.roi_len = SIZE_MAX / 2;
+  EXPECT_STATUS(ft_brain_new(&arrays, &bad), FT_ERR_INVALID_ARGUMENT);
+  EXPECT(bad == (ft_brain *)0x10 && strstr(ft_last_error(), "roi_len") != NULL);
+  arrays.roi_len = V;
+  responses[7] = NAN;
   EXPECT_STATUS(ft_brain_new(&arrays, &bad), FT_ERR_DATA);
   EXPECT(bad == (ft_brain *)0x10);
   arrays.metadata_json = "{\"roi_names\": [\"V1\"";
   EXPECT_STATUS(ft_brain_new(&arrays, &bad), FT_ERR_INVALID_ARGUMENT);
   printf("memory paths: state %zu bytes round-trips, curves drawn, brain from arrays\n", nbytes);
+}
+
+/* Two threads on one monitor, which the header forbids: the library detects the overlap and the
+ * later call returns FT_ERR_BUSY doing nothing, instead of reading the history while the other
+ * call grows it (a use-after-free, which the AddressSanitizer build of this program reports). */
+struct overlap {
+  ft_monitor *mon;
+  ft_features *f;
+  volatile int done;
+  int observed, busy, other;
+};
+
+static void *observer(void *arg) {
+  struct overlap *o = arg;
+  for (int k = 0; k < 3;) {
+    ft_step_report *r = NULL;
+    ft_status st = ft_monitor_observe(o->mon, (uint64_t)(1000 + k), o->f, &r);
+    if (st == FT_OK) {
+      ft_step_report_free(r);
+      o->observed++;
+      k++;
+    } else if (st == FT_ERR_BUSY) {
+      o->busy++;
+    } else {
+      o->other++;
+      break;
+    }
+  }
+  __atomic_store_n(&o->done, 1, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+static void overlapping_calls(ft_monitor *mon, ft_features *f) {
+  struct overlap o = {mon, f, 0, 0, 0, 0};
+  pthread_t t;
+  EXPECT(pthread_create(&t, NULL, observer, &o) == 0);
+  int ok = 0, busy = 0, other = 0;
+  while (!__atomic_load_n(&o.done, __ATOMIC_SEQ_CST)) {
+    char *h = NULL;
+    ft_status st = ft_monitor_history_json(mon, &h);
+    if (st == FT_OK) {
+      ok++;
+      ft_string_free(h);
+    } else if (st == FT_ERR_BUSY) {
+      busy++;
+      EXPECT(h == NULL && strstr(ft_last_error(), "in use") != NULL);
+    } else {
+      other++;
+    }
+  }
+  pthread_join(t, NULL);
+  EXPECT(o.observed == 3 && o.other == 0 && other == 0);
+  printf("overlapping calls on one monitor: %d observations (%d busy retries), %d history reads, %d busy\n",
+         o.observed, o.busy, ok, busy);
+  EXPECT(strcmp(ft_status_name(FT_ERR_BUSY), "FT_ERR_BUSY") == 0);
 }
 
 int main(int argc, char **argv) {
@@ -525,6 +586,7 @@ int main(int argc, char **argv) {
 
   error_paths(dir, brain, ref, mon);
   memory_paths(dir, brain, again);
+  overlapping_calls(again, last);
 
   /* Free everything (NULL is fine too). */
   ft_monitor_free(again);
