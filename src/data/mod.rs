@@ -35,23 +35,30 @@ pub fn check_pair(
     brain: &Brain,
     brain_origin: &str,
 ) -> Result<()> {
-    let (nf, nb) = (features.n_images(), brain.n_images());
-    if nf != nb {
-        return Err(Error::mismatch(format!(
-            "{features_origin} has {nf} images but {brain_origin} has {nb}"
-        )));
+    same_images(
+        (features_origin, features.n_images(), features.stimulus_ids()),
+        (brain_origin, brain.n_images(), brain.stimulus_ids.as_deref()),
+    )
+}
+
+/// Two inputs list the same images: the same count, and the same `stimulus_ids` in the same
+/// order where both have them. Each side is (origin for messages, image count, ids).
+pub fn same_images(a: (&str, usize, Option<&[String]>), b: (&str, usize, Option<&[String]>)) -> Result<()> {
+    let ((a_origin, na, a_ids), (b_origin, nb, b_ids)) = (a, b);
+    if na != nb {
+        return Err(Error::mismatch(format!("{a_origin} has {na} images but {b_origin} has {nb}")));
     }
-    if let (Some(a), Some(b)) = (features.stimulus_ids(), brain.stimulus_ids.as_deref()) {
+    if let (Some(a), Some(b)) = (a_ids, b_ids) {
         if let Some(i) = (0..a.len().min(b.len())).find(|&i| a[i] != b[i]) {
             return Err(Error::mismatch(format!(
-                "`stimulus_ids` differ at position {i}: {features_origin} has {:?} but \
-                 {brain_origin} has {:?}; both files must list the same images in the same order",
+                "`stimulus_ids` differ at position {i}: {a_origin} has {:?} but \
+                 {b_origin} has {:?}; both files must list the same images in the same order",
                 a[i], b[i]
             )));
         }
         if a.len() != b.len() {
             return Err(Error::mismatch(format!(
-                "`stimulus_ids`: {features_origin} lists {} ids but {brain_origin} lists {}",
+                "`stimulus_ids`: {a_origin} lists {} ids but {b_origin} lists {}",
                 a.len(),
                 b.len()
             )));

@@ -6,10 +6,10 @@
 //! outcomes. A pair that fails does not stop the others; the grid reports every failure, by
 //! network and subject, once the rest have finished.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::data::{Brain, BrainHeader, FeatureFile, FeatureSource};
+use crate::data::{same_images, Brain, BrainHeader, FeatureFile, FeatureSource};
 use crate::engine::{Estimator, OnEvent};
 use crate::error::{Error, Result};
 use crate::rank::pair::{fit_pair, pair_digest, settings_text, FileDigests, PairOutcome, PairStore};
@@ -71,14 +71,17 @@ impl Grid {
         let (first, first_path) = (&brains[0], &self.brains[0]);
         for (b, path) in brains.iter().zip(&self.brains).skip(1) {
             same_images(
-                (first.n_images, first.stimulus_ids.as_deref(), first_path),
-                (b.n_images, b.stimulus_ids.as_deref(), path),
+                (&first_path.display().to_string(), first.n_images, first.stimulus_ids.as_deref()),
+                (&path.display().to_string(), b.n_images, b.stimulus_ids.as_deref()),
             )?;
         }
         for path in &self.networks {
             let f = FeatureFile::open(path)?;
             for (b, bpath) in brains.iter().zip(&self.brains) {
-                same_images((f.n_images(), f.stimulus_ids(), path), (b.n_images, b.stimulus_ids.as_deref(), bpath))?;
+                same_images(
+                    (&path.display().to_string(), f.n_images(), f.stimulus_ids()),
+                    (&bpath.display().to_string(), b.n_images, b.stimulus_ids.as_deref()),
+                )?;
             }
         }
         let subjects = subject_names(&brains, &self.brains);
@@ -235,35 +238,6 @@ fn check_outcome(p: &PairOutcome, job: &PairJob) -> Result<()> {
             "an outcome for network {} × subject {} came back for network {} × subject {}",
             p.network, p.subject, job.network, job.subject
         )));
-    }
-    Ok(())
-}
-
-/// Two inputs must list the same images: the same count, and the same `stimulus_ids` where both
-/// have them.
-fn same_images(a: (usize, Option<&[String]>, &Path), b: (usize, Option<&[String]>, &Path)) -> Result<()> {
-    if a.0 != b.0 {
-        return Err(Error::mismatch(format!("{} has {} images but {} has {}", a.2.display(), a.0, b.2.display(), b.0)));
-    }
-    if let (Some(x), Some(y)) = (a.1, b.1) {
-        if let Some(i) = (0..x.len().min(y.len())).find(|&i| x[i] != y[i]) {
-            return Err(Error::mismatch(format!(
-                "`stimulus_ids` differ at position {i}: {} has {:?} but {} has {:?}; every subject must see the same images in the same order",
-                a.2.display(),
-                x[i],
-                b.2.display(),
-                y[i]
-            )));
-        }
-        if x.len() != y.len() {
-            return Err(Error::mismatch(format!(
-                "`stimulus_ids`: {} lists {} ids but {} lists {}",
-                a.2.display(),
-                x.len(),
-                b.2.display(),
-                y.len()
-            )));
-        }
     }
     Ok(())
 }
