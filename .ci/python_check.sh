@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Python package (issues 6 and 15): builds its wheel the way `pip install ./python` does (the
+# The Python package: builds its wheel the way `pip install ./python` does (the
 # package's build step runs `cargo build --release --lib` and bundles the library), installs that
 # wheel into a brand-new virtual environment holding only what the wheel declares (numpy) plus
 # pytest and runs the core tests there, then installs the same wheel into target/ci-venv next to
