@@ -34,7 +34,7 @@ from .monitor import Monitor, MonitorOptions, StepReport
 from .plotting import plot, write_fit_dir
 from . import convert, resampling, synth
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def library_version() -> str:
