@@ -29,3 +29,7 @@ rm -rf target/book
 echo "== links, anchors, DESIGN citations and CLI flags"
 cargo build --release --bin factortopy
 python3 .ci/check_docs.py --cli target/release/factortopy --book target/book
+
+echo "== Rust API documentation (cargo doc, warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
+echo "== docs check passed"
