@@ -1,6 +1,8 @@
 //! A fit's output folder: the files `factortopy fit` writes, with its pictures (the fitting
 //! itself is `crate::engine`).
 
+#![warn(missing_docs)]
+
 use crate::data::safetensors_io::{write_tensors, OutTensor};
 use crate::data::{Brain, FeatureSource};
 use crate::engine::{EncoderFit, Estimator};

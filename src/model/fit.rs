@@ -2,8 +2,6 @@
 //! the brain as tensors, the fresh starting point and the summary. The training loop that uses
 //! them is `crate::engine`.
 
-#![warn(missing_docs)]
-
 use crate::data::{Brain, FeatureSource, Precision};
 use crate::error::{Error, Result};
 use crate::model::encoder::{Encoder, EncoderSpec, Readout};

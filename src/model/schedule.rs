@@ -26,8 +26,6 @@
 //!   DESIGN's 40: planted data converge in 300–500 steps from 400 to 10 000 images
 //!   (docs/schedule.md), so early stopping is the usual end.
 
-#![warn(missing_docs)]
-
 use std::fmt;
 use std::str::FromStr;
 

@@ -30,6 +30,8 @@
 //! - The saved state holds the reference global tokens (CKA), not the local maps: retention
 //!   needs only the cached per-voxel reference R², and refits use `Φ_t`.
 
+#![warn(missing_docs)]
+
 pub mod cka;
 pub mod curves;
 pub mod report;

@@ -8,8 +8,6 @@
 //! produced them), and reading one of another schema version is an error, so numbers from
 //! different versions are never silently compared.
 
-#![warn(missing_docs)]
-
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};

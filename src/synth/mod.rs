@@ -16,6 +16,8 @@
 //! # Ok::<(), factortopy::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod cortex;
 pub mod network;
 pub mod plant;
