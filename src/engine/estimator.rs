@@ -3,8 +3,6 @@
 //! (CLI, C ABI, Python, monitor, rank) builds one and calls it, so choosing a method and a device
 //! happens here and nowhere else.
 
-#![warn(missing_docs)]
-
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
