@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# C ABI check (DESIGN §6, issue 3). Called from .ci/run.
+# C ABI check (DESIGN §6). Called from .ci/run.
 #
 # 1. The committed include/factortopy.h is exactly what the pinned cbindgen generates from
 #    src/ffi/ with cbindgen.toml (any difference fails: regenerate and commit).
@@ -78,7 +78,7 @@ for src in tests/c/compat/*.c; do
 done
 
 # The C side built with AddressSanitizer and UndefinedBehaviorSanitizer: the misuse cases (NULLs,
-# bad shapes and dtypes, zero-stride views past memory, out-of-range options, issue 12) and the
+# bad shapes and dtypes, zero-stride views past memory, out-of-range options) and the
 # rest of the program must not touch memory they do not own. Leak checking is valgrind's job below
 # (LeakSanitizer would report rayon's global worker pool, which lives until exit by design).
 for src in "${programs[@]}"; do

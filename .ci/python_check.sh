@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The Python package (issues 6 and 15): builds its wheel the way `pip install ./python` does (the
-# package's build step runs `cargo build --release --lib` and bundles the library), installs that
-# wheel into a brand-new virtual environment holding only what the wheel declares (numpy) plus
-# pytest and runs the core tests there, then installs the same wheel into target/ci-venv next to
+# The Python package: builds its manylinux wheel with scripts/build_wheel.sh (the package's build
+# step runs `cargo build --release --lib` and bundles the library; auditwheel checks and tags it),
+# installs that wheel into a brand-new virtual environment holding only what the wheel declares
+# (numpy) plus pytest and runs the core tests there, with no cargo on PATH and from a folder where
+# the source tree is not importable, then installs the same wheel into target/ci-venv next to
 # torch, lightning and transformers from PyPI and runs the whole pytest suite against it: numpy/
 # DLPack round trips, hooks and bounded-memory collection, the Lightning and Hugging Face callbacks
 # inside real Trainer runs (single-process, and 2-process DDP/torchrun jobs on gloo), and
@@ -26,8 +27,8 @@ fi
 "$VENV/bin/pip" install "${PIP_FLAGS[@]}" -r python/requirements-ci.txt
 
 rm -rf "$WHEELS"
-env -u FACTORTOPY_LIB "$VENV/bin/pip" wheel "${PIP_FLAGS[@]}" --no-deps -w "$WHEELS" ./python
-WHEEL=$(ls "$WHEELS"/factortopy-*.whl)
+env -u FACTORTOPY_LIB bash scripts/build_wheel.sh "$WHEELS"
+WHEEL=$(ls "$WHEELS"/factortopy-*-manylinux_*.whl)
 echo "built $(basename "$WHEEL")"
 
 # The installed package must find the library inside itself (no environment variable), and it
@@ -48,8 +49,19 @@ PY
 rm -rf "$FRESH"
 python3 -m venv "$FRESH"
 "$FRESH/bin/pip" install "${PIP_FLAGS[@]}" "$WHEEL" "$(grep '^pytest==' python/requirements-ci.txt)"
+# A user's machine without Rust: PATH holds the fresh environment and a shell, nothing else (no
+# cargo), and the tests that need no framework run from a copy outside the repository, so only the
+# installed package can answer `import factortopy`.
+CORE="$(mktemp -d)"
+trap 'rm -rf "$CORE"' EXIT
+mkdir "$CORE/bin"
+ln -s "$(command -v bash)" "$CORE/bin/bash"
+cp python/tests/conftest.py python/tests/test_core.py python/tests/test_robustness.py "$CORE/"
 check_installed "$FRESH/bin/python"
-env -u FACTORTOPY_LIB OMP_NUM_THREADS=2 "$FRESH/bin/python" -m pytest -q -p no:cacheprovider python/tests/test_core.py
+( cd "$CORE" && env -u FACTORTOPY_LIB -u CARGO_TARGET_DIR PATH="$FRESH/bin:$CORE/bin" OMP_NUM_THREADS=2 bash -c '
+    if command -v cargo >/dev/null; then echo "cargo is still on PATH: $(command -v cargo)" >&2; exit 1; fi
+    python -c "import factortopy, sys; assert \"site-packages\" in factortopy.__file__, factortopy.__file__"
+    python -m pytest -q -p no:cacheprovider .' )
 
 # The CI environment with the frameworks: the same wheel, the whole suite.
 "$VENV/bin/pip" install "${PIP_FLAGS[@]}" --force-reinstall --no-deps "$WHEEL"

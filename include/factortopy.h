@@ -84,7 +84,7 @@
 /**
  * Minor version of the library; matches `Cargo.toml`.
  */
-#define FT_VERSION_MINOR 1
+#define FT_VERSION_MINOR 2
 
 /**
  * Patch version of the library; matches `Cargo.toml`.

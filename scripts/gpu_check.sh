@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (issue 10): on a machine with an NVIDIA driver (CUDA 13, e.g. an H100/H200) and
+# The GPU check: on a machine with an NVIDIA driver (CUDA 13, e.g. an H100/H200) and
 # no Rust toolchain, runs the binaries that scripts/build_gpu_bins.sh built, and writes every
 # result into one folder:
 #   - kernel parity: every CUDA kernel against the CPU op it replaces (gpu_kernels);

@@ -12,6 +12,8 @@
 //! Rows are compared by direction (cosine similarity): a readout's length says how strongly a
 //! voxel responds, its direction which channels it reads, and the map is about the latter.
 
+#![warn(missing_docs)]
+
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};

@@ -1,17 +1,28 @@
 //! The library's one error type. Every message names what went wrong and, for data problems,
 //! the file and tensor, so a user can fix the input without reading the source.
 
+#![warn(missing_docs)]
+
 use std::path::Path;
 
+/// Every failure of the library: the variant says what kind, the message (`Display`, one line
+/// after [`one_line`]) says what exactly.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file's content is invalid: bad shape, dtype, non-finite value, truncated header, ...
     #[error("{file}: {msg}")]
-    Data { file: String, msg: String },
+    Data {
+        /// The file.
+        file: String,
+        /// What is wrong with it, naming the tensor.
+        msg: String,
+    },
     /// The operating system refused a read or write.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder.
         path: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -36,18 +47,23 @@ pub enum Error {
     Memory(String),
 }
 
+/// The library's result type.
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// [`Error::Data`] for `file`.
     pub fn data(file: impl AsRef<Path>, msg: impl Into<String>) -> Self {
         Error::Data { file: file.as_ref().display().to_string(), msg: msg.into() }
     }
+    /// [`Error::Io`] for `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io { path: path.as_ref().display().to_string(), source }
     }
+    /// [`Error::InvalidArgument`].
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidArgument(msg.into())
     }
+    /// [`Error::Mismatch`].
     pub fn mismatch(msg: impl Into<String>) -> Self {
         Error::Mismatch(msg.into())
     }

@@ -1,6 +1,8 @@
 //! A fit's output folder: the files `factortopy fit` writes, with its pictures (the fitting
 //! itself is `crate::engine`).
 
+#![warn(missing_docs)]
+
 use crate::data::safetensors_io::{write_tensors, OutTensor};
 use crate::data::{Brain, FeatureSource};
 use crate::engine::{EncoderFit, Estimator};
@@ -25,15 +27,20 @@ pub fn save_selections(path: &Path, sel: &Selections, r2: &[f32]) -> Result<()> 
 
 /// Paths of the files a fit writes into its output directory.
 pub struct FitOutputs {
+    /// `report.json`.
     pub report: PathBuf,
+    /// `encoder.safetensors`.
     pub encoder: PathBuf,
+    /// `selectors.safetensors`: layer probabilities, location, scale and R² per voxel.
     pub selectors: PathBuf,
+    /// `layer_map.png`.
     pub layer_map: PathBuf,
     /// Every picture written (`crate::plot::figures`), the overview last.
     pub pictures: Vec<PathBuf>,
 }
 
 impl FitOutputs {
+    /// The paths in `dir` (no pictures listed yet).
     pub fn in_dir(dir: &Path) -> Self {
         Self {
             report: dir.join("report.json"),

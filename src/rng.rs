@@ -2,6 +2,9 @@
 //! the library (synthetic data, initialisation, splits) is reproducible across platforms and
 //! dependency upgrades; general-purpose RNG crates do not promise stable streams.
 
+#![warn(missing_docs)]
+
+/// xoshiro256** seeded through SplitMix64; see the module docs.
 #[derive(Debug, Clone)]
 pub struct Rng {
     s: [u64; 4],
@@ -17,6 +20,7 @@ fn splitmix64(state: &mut u64) -> u64 {
 }
 
 impl Rng {
+    /// A generator seeded from `seed`.
     pub fn new(seed: u64) -> Self {
         let mut st = seed;
         let s = [splitmix64(&mut st), splitmix64(&mut st), splitmix64(&mut st), splitmix64(&mut st)];
@@ -34,6 +38,7 @@ impl Rng {
         Self::new(seed ^ h.rotate_left(17))
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
         let t = self.s[1] << 17;

@@ -8,6 +8,8 @@
 //! `mean`, `median` and `std` of nothing are NaN, and callers that may see empty groups (the report's
 //! per-ROI summaries) check for emptiness first.
 
+#![warn(missing_docs)]
+
 use rayon::prelude::*;
 
 /// Voxel columns handled per rayon task: the [N, V] arrays are row-major, so each task walks rows

@@ -1,5 +1,5 @@
 // `factortopy import-algonauts` on a small fabricated directory with the Algonauts 2023 layout
-// and file names (issue 5).
+// and file names.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,4 +1,4 @@
-//! The one fit engine (issue 10): every entry point reaches it with the device it was given, a
+//! The one fit engine: every entry point reaches it with the device it was given, a
 //! device that cannot be used is a one-line error before any work, `--device cpu` changes
 //! nothing, and `predict` agrees with the engine's own validation predictions.
 

@@ -1,4 +1,4 @@
-//! Issue 12's fuzz suite: valid features, brain, encoder, monitor-state and `.npy` files are
+//! The fuzz suite for bad input: valid features, brain, encoder, monitor-state and `.npy` files are
 //! mutated (truncation, flipped bytes, header lengths, dtypes, shapes, NaN/Inf, metadata JSON,
 //! control characters, duplicate keys) and handed to every loader (in process, under
 //! `catch_unwind`) and to the CLI commands that read them (as subprocesses with a time limit).

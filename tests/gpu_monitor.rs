@@ -1,4 +1,4 @@
-//! The forgetting monitor on a CUDA device (DESIGN §5, issue 10): the reference fit, `observe`
+//! The forgetting monitor on a CUDA device (DESIGN §5): the reference fit, `observe`
 //! (retention through the one predict path) and refits run on the GPU, and agree with the same
 //! monitor on the CPU. Without a GPU each test prints `SKIPPED: <reason>`; the device errors are
 //! checked everywhere.

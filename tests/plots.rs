@@ -1,4 +1,4 @@
-//! The maps of issue 13 on planted data, checked through their pixels: the space map's hue at
+//! The maps on planted data, checked through their pixels: the space map's hue at
 //! each voxel follows the planted image location, the channel map's colours group the voxels
 //! that were planted with the same readout direction, and the profile chart draws the report's
 //! histograms. The clustering behind the channel map is timed and checked for determinism at

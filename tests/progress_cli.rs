@@ -1,4 +1,4 @@
-//! Progress of the long commands (issue 11): with stderr not a terminal (here a pipe), `fit`,
+//! Progress of the long commands: with stderr not a terminal (here a pipe), `fit`,
 //! `fit --method ridge`, `rank` and `monitor` print one plain line per epoch or ridge layer with
 //! the held-out R² and the time left, and no terminal control characters; `--quiet` prints none.
 //! (The bar drawn on a terminal is tested in `cli::progress`.)

@@ -1,4 +1,4 @@
-// `factortopy rank` and `factortopy::rank::rank` on planted data (issue 5): three networks
+// `factortopy rank` and `factortopy::rank::rank` on planted data: three networks
 // against one brain planted with a hierarchy on the first. The second network is the first
 // with its layers in reverse order (so the brain's hierarchy is reversed relative to it), the
 // third has them shuffled. The ranking must put the hierarchical network first and the

@@ -1,4 +1,4 @@
-// The layer-wise ridge baseline on planted-hierarchy data (issue 5): its per-ROI best layers
+// The layer-wise ridge baseline on planted-hierarchy data: its per-ROI best layers
 // must be the planted ones on the `hierarchical` scenario, its report has the FactorTopy fields,
 // and its outputs are written.
 

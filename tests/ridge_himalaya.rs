@@ -1,4 +1,4 @@
-// Agreement with himalaya's RidgeCV (issue 5). The arrays and himalaya's answers are made by
+// Agreement with himalaya's RidgeCV. The arrays and himalaya's answers are made by
 // tests/himalaya/run.sh (which installs himalaya into a virtual environment and sets
 // FACTORTOPY_HIMALAYA_DIR); without that variable this test only says it was skipped.
 //

@@ -1,4 +1,4 @@
-//! Issue 12, class by class, through the `factortopy` binary as a user (or a hostile file) meets
+//! Bad input, class by class, through the `factortopy` binary as a user (or a hostile file) meets
 //! it: sizes checked before allocation, no output clobbered or left half-made, no undefined
 //! score reported as a number, one-line errors that name the thing. Each test failed on the code
 //! before the fix. The randomised counterpart is `tests/fuzz_inputs.rs`.

@@ -1,4 +1,4 @@
-//! The default schedule (issue 11, `model::schedule`): on planted data (DESIGN §8) of small probe
+//! The default schedule (`model::schedule`): on planted data (DESIGN §8) of small probe
 //! sets the default preset recovers the planted layers, locations and hierarchy. The ignored
 //! `schedule_study` compares it with DESIGN's schedule from 400 to 10 000 images (the numbers in
 //! docs/schedule.md):

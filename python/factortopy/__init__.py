@@ -36,18 +36,29 @@ from .plotting import plot, write_fit_dir
 from .grid import RankGridError, rank_grid
 from . import convert, grid, resampling, synth
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def library_version() -> str:
-    """The version of the loaded shared library (it must match this package's)."""
+    """The version of the loaded shared library (it must match this package's).
+
+    Returns
+    -------
+    str
+        E.g. ``"0.2.0"``.
+    """
     from ._lib import lib
 
     return lib().ft_version().decode()
 
 
 def library_path():
-    """Where the loaded shared library is."""
+    """Where the loaded shared library is (inside the package for an installed wheel).
+
+    Returns
+    -------
+    pathlib.Path
+    """
     from ._lib import lib
 
     return lib().path

@@ -95,7 +95,20 @@ def _shape(path, name, info) -> tuple[int, ...]:
 def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Tensors (as float32/int numpy arrays) and metadata of a safetensors file. Handles F64,
     F32, F16, BF16, I64 and I32. Only regular files are read (see ``MAX_FILE_BYTES``); the header
-    and every tensor's shape and byte range are checked before any tensor is built."""
+    and every tensor's shape and byte range are checked before any tensor is built.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A safetensors file.
+
+    Returns
+    -------
+    tensors : dict of str to numpy.ndarray
+        Floating tensors as float32, integer tensors as int64 or int32.
+    metadata : dict of str to str
+        The ``__metadata__`` entries.
+    """
     f, size = _open_regular(path)
     with f:
         if size < 8:
@@ -151,7 +164,17 @@ def write_safetensors(path, tensors: Mapping[str, np.ndarray], metadata: Mapping
     file beside ``path`` (``.<name>.<pid>.<n>.tmp``, the library's naming, so the library's next
     write to the folder removes it if this process is killed before the rename), synced, then
     renamed over ``path``. On any failure the temporary file is removed and ``path`` is as it
-    was."""
+    was.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    tensors : mapping of str to numpy.ndarray
+        Stored as float32.
+    metadata : mapping of str to str
+        Stored as ``__metadata__``.
+    """
     header: dict = {"__metadata__": dict(metadata)}
     offset = 0
     blobs = []
@@ -189,7 +212,20 @@ _TEMP_COUNTER = 0
 
 def coord_normalisation(coords) -> tuple[list[float], float]:
     """DESIGN §3.3's constants for ``coords`` [V, 3]: the per-axis minimum and
-    ``100 / max_axis(max - min)`` (1 when all voxels sit at one point)."""
+    ``100 / max_axis(max - min)`` (1 when all voxels sit at one point).
+
+    Parameters
+    ----------
+    coords : array_like
+        ``[V, 3]`` voxel positions.
+
+    Returns
+    -------
+    minimum : list of float
+        The per-axis minimum.
+    scale : float
+        ``100 / max_axis(max - min)``.
+    """
     c = np.asarray(coords, dtype=np.float64)
     if c.ndim != 2 or c.shape[1] != 3:
         raise ValueError(f"coords have shape {c.shape}; expected [V, 3]")
@@ -256,7 +292,34 @@ def convert_state_dict(
     (values may be torch tensors or numpy arrays). The coordinate normalisation is either given
     (``coord_min`` [3] and ``coord_scale``) or recomputed from ``coords`` [V, 3], the voxel
     positions the model was trained with. Shapes are checked against each other and against
-    DESIGN §3; keys that are not encoder parameters are ignored with a warning."""
+    DESIGN §3; keys that are not encoder parameters are ignored with a warning.
+
+    Parameters
+    ----------
+    state_dict : mapping
+        The PyTorch model's ``state_dict()`` (DESIGN §3.7 names).
+    grid : int
+        The local grid G the model was trained with.
+    coords : array_like, optional
+        ``[V, 3]`` voxel positions the model was trained with.
+    coord_min : sequence of float, optional
+        The per-axis minimum of the normalisation, instead of ``coords``.
+    coord_scale : float, optional
+        The normalisation's scale, with ``coord_min``.
+    layer_names : sequence of str, optional
+        One name per layer, stored in the metadata.
+    model : str
+        The network's name, stored in the metadata.
+    val_fraction : float
+        Fraction of images ``score`` holds out (default 0.1).
+
+    Returns
+    -------
+    tensors : dict of str to numpy.ndarray
+        The encoder's tensors.
+    metadata : dict of str to str
+        The encoder file's metadata.
+    """
     sd = {k: _to_numpy(v) for k, v in state_dict.items()}
     layers = sorted(
         int(m.group(1)) for k in sd if (m := re.fullmatch(r"local_token_bottleneck\.(\d+)\.weight", k))
@@ -359,7 +422,22 @@ def convert_checkpoint(src, dst, *, grid: int, coords=None, coord_min=None, coor
                        model: str | None = None, val_fraction: float = 0.1) -> Path:
     """Reads a PyTorch FactorTopy checkpoint (``.pth``/``.pt`` or ``.safetensors``) and writes a
     factortopy ``encoder.safetensors`` to ``dst`` (see :func:`convert_state_dict` for the
-    arguments). ``model`` defaults to the checkpoint's file name. Returns ``dst``."""
+    arguments). ``model`` defaults to the checkpoint's file name.
+
+    Parameters
+    ----------
+    src : str or os.PathLike
+        The checkpoint.
+    dst : str or os.PathLike
+        The encoder file to write.
+    grid, coords, coord_min, coord_scale, layer_names, model, val_fraction
+        As in :func:`convert_state_dict`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``dst``.
+    """
     tensors, meta = convert_state_dict(
         load_state_dict(src),
         grid=grid,

@@ -77,7 +77,40 @@ def _new_handle(fn: str, *args) -> int:
 
 class Brain(_Handle):
     """A subject's responses ``[N images, V voxels]``, voxel positions, ROI labels and optional
-    noise ceiling and flatmap. Responses are z-scored per voxel unless ``zscore=False``."""
+    noise ceiling and flatmap. Responses are z-scored per voxel unless ``zscore=False``.
+
+    Arrays may be numpy arrays, torch tensors or any ``__dlpack__`` object; they are copied into
+    the library.
+
+    Parameters
+    ----------
+    responses : array_like
+        ``[N, V]`` responses to the probe images, in any consistent unit.
+    coords : array_like
+        ``[V, 3]`` voxel or vertex positions (the selectors are functions of position).
+    roi : array_like of int
+        ``[V]`` index into ``roi_names``; -1 for voxels outside every ROI.
+    roi_names : sequence of str
+        The ROIs' names.
+    roi_levels : sequence of int, optional
+        Each ROI's position on the visual hierarchy (default from the usual NSD names: V1 0, V2
+        1, V3 2, hV4/V4 3, anything else 4).
+    noise_ceiling : array_like, optional
+        ``[V]`` in R² units.
+    flat : array_like, optional
+        ``[V, 2]`` flatmap positions for the pictures.
+    subject : str, optional
+        Stored in reports.
+    stimulus_ids : sequence of str, optional
+        The N images' identifiers; checked against the features' when both have them.
+    zscore : bool
+        Z-score each voxel's responses (default True).
+
+    Raises
+    ------
+    ShapeError, InvalidArgumentError, NumericError
+        For inconsistent shapes, labels outside the ROI list, or non-finite values.
+    """
 
     _free_name = "ft_brain_free"
 
@@ -129,37 +162,58 @@ class Brain(_Handle):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Brain":
-        """Loads and validates a brain file (z-scoring each voxel)."""
+        """Loads and validates a brain file (z-scoring each voxel).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A brain file (safetensors; see the File formats page of the docs).
+
+        Returns
+        -------
+        Brain
+        """
         b = cls.__new__(cls)
         _Handle.__init__(b, _new_handle("ft_brain_load", encode_path(path)))
         return b
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes a brain file (atomically) that ``Brain.load`` and the CLI read."""
+        """Writes a brain file (atomically) that ``Brain.load`` and the CLI read.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+        """
         call("ft_brain_save", self.handle, encode_path(path))
 
     @property
     def info(self) -> dict:
+        """Sizes and metadata: ``n_images``, ``n_voxels``, ``roi_names``, ``roi_levels``, ..."""
         out = c_void_p()
         call("ft_brain_info_json", self.handle, ctypes.byref(out))
         return json.loads(take_string(out))
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(images, voxels)."""
         n, v = c_size_t(), c_size_t()
         call("ft_brain_shape", self.handle, ctypes.byref(n), ctypes.byref(v))
         return n.value, v.value
 
     @property
     def n_images(self) -> int:
+        """Number of probe images N."""
         return self.shape[0]
 
     @property
     def n_voxels(self) -> int:
+        """Number of voxels V."""
         return self.shape[1]
 
     @property
     def roi_names(self) -> list[str]:
+        """The ROIs' names, in label order."""
         return self.info["roi_names"]
 
     def __repr__(self) -> str:
@@ -174,7 +228,18 @@ class Features(_Handle):
     local map ``[N, C, H, W]`` and optionally a global token ``[N, C]`` (the spatial mean of the
     map is used without one). Layers are read straight from numpy arrays, torch tensors or any
     ``__dlpack__`` object (f32, f16, bf16; strided views are fine) and copied into the library,
-    which keeps each layer in the precision it was given in (bf16 and f16 stay 16-bit)."""
+    which keeps each layer in the precision it was given in (bf16 and f16 stay 16-bit).
+
+    Parameters
+    ----------
+    layers : iterable
+        Layers in depth order, each a local map or a ``(local, global)`` pair (see
+        :meth:`add_layer`).
+    model : str, optional
+        The network's name, stored in reports.
+    layer_names : sequence of str, optional
+        One name per layer.
+    """
 
     _free_name = "ft_features_free"
 
@@ -190,7 +255,17 @@ class Features(_Handle):
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Features":
         """Loads and validates a features file into memory, each tensor in the precision it is
-        stored in (a 16-bit file stays 16-bit)."""
+        stored in (a 16-bit file stays 16-bit).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A features file (safetensors).
+
+        Returns
+        -------
+        Features
+        """
         f = cls.__new__(cls)
         _Handle.__init__(f, _new_handle("ft_features_load", encode_path(path)))
         return f
@@ -200,7 +275,17 @@ class Features(_Handle):
         """Opens a features file without reading its values: ``fit``, ``score``, ``predict``,
         ``rank`` and the monitor read what they use a block of images at a time, so a
         subject-scale file is never held whole (a fit holds the features resampled to its grid,
-        in the file's precision). ``layer`` and ``add_layer`` do not apply to such a set."""
+        in the file's precision). ``layer`` and ``add_layer`` do not apply to such a set.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A features file (safetensors); its header is validated now.
+
+        Returns
+        -------
+        Features
+        """
         f = cls.__new__(cls)
         _Handle.__init__(f, _new_handle("ft_features_open", encode_path(path)))
         return f
@@ -208,7 +293,20 @@ class Features(_Handle):
     @serialised
     def add_layer(self, local, global_=None) -> "Features":
         """Appends a layer (the data is read in place and copied by the library; nothing of the
-        caller's is kept)."""
+        caller's is kept).
+
+        Parameters
+        ----------
+        local : array_like
+            ``[N, C, H, W]`` patch-token map (numpy, torch or ``__dlpack__``; f32, f16 or bf16).
+        global_ : array_like, optional
+            ``[N, C]`` global token; without it the spatial mean of ``local`` stands in.
+
+        Returns
+        -------
+        Features
+            ``self``, for chaining.
+        """
         loc = borrow_features(local)
         glo = borrow_features(global_) if global_ is not None else None
         call("ft_features_add_layer_dlpack", self.handle, loc.ptr, glo.ptr if glo else None)
@@ -222,6 +320,22 @@ class Features(_Handle):
         layer_names: Sequence[str] | None = None,
         stimulus_ids: Sequence[str] | None = None,
     ) -> "Features":
+        """Sets metadata stored in features files and reports; ``None`` leaves a field as it is.
+
+        Parameters
+        ----------
+        model : str, optional
+            The network's name.
+        layer_names : sequence of str, optional
+            One name per layer.
+        stimulus_ids : sequence of str, optional
+            The N images' identifiers.
+
+        Returns
+        -------
+        Features
+            ``self``, for chaining.
+        """
         meta = {}
         if model is not None:
             meta["model"] = model
@@ -235,7 +349,13 @@ class Features(_Handle):
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes a features file (atomically) for the CLI (``fit``, ``rank``, ``synth
-        --from-features``)."""
+        --from-features``).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+        """
         call("ft_features_save", self.handle, encode_path(path))
 
     @property
@@ -247,18 +367,32 @@ class Features(_Handle):
 
     @property
     def n_images(self) -> int:
+        """Number of probe images N."""
         return self.shape[0]
 
     @property
     def n_layers(self) -> int:
+        """Number of layers L."""
         return self.shape[1]
 
     def __len__(self) -> int:
         return self.n_layers
 
     def layer(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Copies of layer ``i``'s local map and global token (None when it has none), as f32
-        whatever precision the layer is kept in."""
+        """Copies of one layer's arrays, as f32 whatever precision the layer is kept in.
+
+        Parameters
+        ----------
+        i : int
+            Layer index, 0 for the first.
+
+        Returns
+        -------
+        local : numpy.ndarray
+            ``[N, C, H, W]``.
+        global_ : numpy.ndarray or None
+            ``[N, C]``, or None when the layer has no global token.
+        """
         v = FtLayerView()
         idx = c_size_t(c_int(c_size_t, i, "layer index"))
         call("ft_features_layer_copy", self.handle, idx, ctypes.byref(v), None, c_size_t(0), None, c_size_t(0))

@@ -29,7 +29,23 @@ class FitOptions:
     ``"auto"`` (area where a map shrinks, bilinear where it grows; every other preset's), and
     ``layer_units``: ``"common"`` (each layer's features scaled to a root mean square of 1 over
     the probe set, so that a layer's units cannot decide which voxels choose it; every preset's
-    but ``design``) or ``"raw"`` (as they come, DESIGN §3). Both are saved with the encoder."""
+    but ``design``) or ``"raw"`` (as they come, DESIGN §3). Both are saved with the encoder.
+
+    Parameters
+    ----------
+    preset : str
+        ``"auto"`` (default), ``"design"`` or ``"fast"``.
+    **overrides
+        Any of :attr:`FIELDS`, by name.
+
+    Raises
+    ------
+    InvalidArgumentError
+        For an unknown preset, or a value outside the field's range (checked here, not when the
+        fit starts).
+    TypeError
+        For an unknown field.
+    """
 
     FIELDS = tuple(name for name, _ in FtFitOptions._fields_) + ("device", "resample", "layer_units")
     LAYER_UNITS = ("common", "raw")
@@ -54,6 +70,19 @@ class FitOptions:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "FitOptions":
+        """The settings of a named preset with some fields overridden.
+
+        Parameters
+        ----------
+        name : str
+            ``"auto"``, ``"design"`` or ``"fast"``.
+        **overrides
+            Any of :attr:`FIELDS`, by name.
+
+        Returns
+        -------
+        FitOptions
+        """
         return cls(name, **overrides)
 
     def _base(self, n_images: int) -> FtFitOptions:
@@ -65,13 +94,36 @@ class FitOptions:
         return c
 
     def struct(self, n_images: int) -> FtFitOptions:
-        """The C settings for a probe set of ``n_images`` images: the preset's, then the overrides."""
+        """The C settings for a probe set of ``n_images`` images: the preset's, then the overrides.
+
+        Parameters
+        ----------
+        n_images : int
+            Number of probe images (only the ``auto`` preset depends on it).
+
+        Returns
+        -------
+        FtFitOptions
+            The ``ft_fit_options`` struct of ``include/factortopy.h``.
+        """
         c = self._base(n_images)
         for k, v in self._overrides.items():
             set_field(c, k, v)
         return c
 
     def update(self, **overrides) -> "FitOptions":
+        """Overrides fields in place.
+
+        Parameters
+        ----------
+        **overrides
+            Any of :attr:`FIELDS`, by name; each value is range-checked now.
+
+        Returns
+        -------
+        FitOptions
+            ``self``, for chaining.
+        """
         scratch = self.struct(1)
         for k, v in overrides.items():
             if k not in self.FIELDS:
@@ -93,6 +145,12 @@ class FitOptions:
         return self
 
     def copy(self) -> "FitOptions":
+        """An independent copy (the preset, the device and every override).
+
+        Returns
+        -------
+        FitOptions
+        """
         c = FitOptions.__new__(FitOptions)
         c.preset_name, c.device, c._overrides = self.preset_name, self.device, dict(self._overrides)
         c.resample = self.resample
@@ -111,6 +169,12 @@ class FitOptions:
         return f"{self.resample},{self.layer_units}".encode()
 
     def as_dict(self) -> dict:
+        """Every field by name (schedule fields of ``auto`` that are not set yet are ``None``).
+
+        Returns
+        -------
+        dict
+        """
         return {k: getattr(self, k) for k in self.FIELDS}
 
     def __repr__(self) -> str:
@@ -133,23 +197,48 @@ class Fit(_Handle):
 
     @property
     def summary(self) -> dict:
+        """The headline numbers: ``slope``, ``b0``, ``b1``, ``spearman`` (``None`` when the
+        hierarchy line is undefined), ``r2_mean``, ``r2_median``, ``n_voxels``, ... (the fields of
+        ``ft_fit_summary`` in ``include/factortopy.h``)."""
         s = FtFitSummary()
         call("ft_fit_report_summary", self.handle, ctypes.byref(s))
         return struct_dict(s)
 
     @property
     def report(self) -> dict:
+        """The full report, as ``factortopy fit`` writes it to ``report.json`` (see the File
+        formats page of the docs)."""
         out = c_void_p()
         call("ft_fit_report_json", self.handle, ctypes.byref(out))
         return json.loads(take_string(out))
 
     def save_encoder(self, path: str | os.PathLike) -> None:
-        """Saves the encoder (DESIGN §3.7 names), e.g. to build a ``Monitor`` from later."""
+        """Saves the encoder (DESIGN §3.7 names), e.g. to build a ``Monitor`` from later.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The safetensors file to write (written under a temporary name, then renamed).
+        """
         call("ft_fit_save_encoder", self.handle, encode_path(path))
 
     def predict(self, features: Features, *, brain: Brain | None = None, device="cpu"):
-        """Predicted responses ``[N, V]`` (float32 numpy, z-scored units) of the fitted voxels to
-        the images of ``features`` (same network layers as the fit)."""
+        """Predicted responses of the fitted voxels to the images of ``features``.
+
+        Parameters
+        ----------
+        features : Features
+            Features of the images to predict, from the same network layers as the fit.
+        brain : Brain, optional
+            Not needed for a fit made here (it keeps its voxels' positions).
+        device : str or torch.device
+            ``"cpu"`` (default) or ``"cuda:N"``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``[N, V]`` float32, in the z-scored units the encoder was fitted in.
+        """
         import numpy as np
 
         out = np.empty((features.n_images, self.summary["n_voxels"]), dtype=np.float32)
@@ -177,7 +266,30 @@ def _wrap_fit(ptr: int) -> Fit:
 
 
 def fit(features: Features, brain: Brain, options: FitOptions | None = None, **overrides) -> Fit:
-    """Fits a FactorTopy encoder of ``features`` to ``brain`` and scores it (blocks until done)."""
+    """Fits a FactorTopy encoder of ``features`` to ``brain`` and scores it (blocks until done).
+
+    Parameters
+    ----------
+    features : Features
+        The network's per-layer features of the N probe images.
+    brain : Brain
+        The responses to the same N images.
+    options : FitOptions, optional
+        The settings; default ``FitOptions()``, the schedule for the probe-set size.
+    **overrides
+        Fields of :class:`FitOptions` to override (e.g. ``seed=1``, ``device="cuda:0"``).
+
+    Returns
+    -------
+    Fit
+        The fitted encoder with its ``summary`` and ``report``.
+
+    Raises
+    ------
+    FactortopyError
+        A subclass naming the problem: mismatched inputs, a device this build or machine cannot
+        use, too little memory, ...
+    """
     o = _options(options, overrides)
     return _wrap_fit(
         _new_handle(
@@ -194,7 +306,26 @@ def fit(features: Features, brain: Brain, options: FitOptions | None = None, **o
 def score(
     encoder_path: str | os.PathLike, features: Features, brain: Brain, *, weighted: bool = False, device="cpu"
 ) -> Fit:
-    """Scores a saved encoder on ``features`` and ``brain`` (on the images it was validated on)."""
+    """Scores a saved encoder on ``features`` and ``brain`` (on the images it was validated on).
+
+    Parameters
+    ----------
+    encoder_path : str or os.PathLike
+        ``encoder.safetensors`` from a fit, or a converted checkpoint.
+    features : Features
+        The features the encoder was fitted on (same images and layers).
+    brain : Brain
+        The brain the encoder was fitted to.
+    weighted : bool
+        Weight the hierarchy line by max(R², 0).
+    device : str or torch.device
+        ``"cpu"`` (default) or ``"cuda:N"``.
+
+    Returns
+    -------
+    Fit
+        The report of the saved encoder (the same numbers ``fit`` reported).
+    """
     return _wrap_fit(
         _new_handle(
             "ft_fit_load_on",
@@ -208,9 +339,25 @@ def score(
 
 
 def predict(encoder_path: str | os.PathLike, features: Features, *, brain: Brain | None = None, device="cpu"):
-    """Predicted responses ``[N, V]`` (float32 numpy) of a saved encoder to the images of
-    ``features``. ``brain`` is needed only for encoders that carry no voxel coordinates (those
-    converted from other implementations)."""
+    """Predicted responses of a saved encoder to the images of ``features``.
+
+    Parameters
+    ----------
+    encoder_path : str or os.PathLike
+        A saved encoder.
+    features : Features
+        Features of the images to predict (same network layers as the fit).
+    brain : Brain, optional
+        Needed only for encoders that carry no voxel coordinates (those converted from other
+        implementations).
+    device : str or torch.device
+        ``"cpu"`` (default) or ``"cuda:N"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[N, V]`` float32, in the z-scored units the encoder was fitted in.
+    """
     import numpy as np
 
     n_voxels = c_size_t()
@@ -230,8 +377,18 @@ def predict(encoder_path: str | os.PathLike, features: Features, *, brain: Brain
 
 
 def device_name(device) -> str:
-    """``"cpu"``/``"cuda:N"`` from a string or anything with a torch-style ``type``/``index``
-    (``torch.device``); ``cuda`` alone is ``cuda:0``."""
+    """The library's name of a device.
+
+    Parameters
+    ----------
+    device : str, torch.device or None
+        A string, or anything with a torch-style ``type`` and ``index``; ``None`` is the CPU.
+
+    Returns
+    -------
+    str
+        ``"cpu"`` or ``"cuda:N"`` (a torch ``cuda`` device without an index is ``cuda:0``).
+    """
     if device is None:
         return "cpu"
     if not isinstance(device, str):
@@ -244,7 +401,19 @@ def device_name(device) -> str:
 
 
 def device_available(device) -> bool:
-    """Whether this library can run on ``device`` now (a CUDA build, a driver, the ordinal)."""
+    """Whether this library can run on ``device`` now.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"cpu"`` or ``"cuda:N"``.
+
+    Returns
+    -------
+    bool
+        False when the library was built without CUDA, the machine has no usable driver, NVRTC
+        or cuBLAS, or the ordinal does not exist.
+    """
     from ._lib import lib
 
     return lib().ft_device_check(device_name(device).encode()) == 0
@@ -288,6 +457,8 @@ def rank(
         Files only: keep finished pairs there and skip them when rerun.
     progress : callable, optional
         Files only, with an executor: ``progress(done, total, label)`` after each pair.
+    **overrides
+        Fields of :class:`FitOptions` to override.
 
     Returns
     -------

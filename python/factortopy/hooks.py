@@ -53,7 +53,24 @@ def _first_tensor(out):
 
 def prefix_token_count(n_tokens: int, prefix_tokens: int | str = "auto") -> int:
     """How many leading tokens are not patches. ``"auto"``: the fewest (0 to 8) that leave a
-    square number of patch tokens."""
+    square number of patch tokens.
+
+    Parameters
+    ----------
+    n_tokens : int
+        Tokens per image, prefix (CLS, registers) and patches together.
+    prefix_tokens : int or str
+        The count, to be checked, or ``"auto"``.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        When the remaining tokens do not form a square grid.
+    """
     if prefix_tokens != "auto":
         k = int(prefix_tokens)
         if k < 0 or k >= n_tokens or math.isqrt(n_tokens - k) ** 2 != n_tokens - k:
@@ -70,7 +87,23 @@ def prefix_token_count(n_tokens: int, prefix_tokens: int | str = "auto") -> int:
 
 
 def to_layer(out: torch.Tensor, prefix_tokens: int | str = "auto") -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One module output as (local ``[N, C, H, W]``, global ``[N, C]`` or None)."""
+    """One module output as a layer: CNN maps as they are, ViT tokens as a grid and a CLS token.
+
+    Parameters
+    ----------
+    out : torch.Tensor
+        ``[N, C, H, W]`` (a map), ``[N, T, C]`` (tokens; the prefix tokens are dropped and the
+        first one, if any, is the global token) or ``[N, C]`` (a vector, as a 1×1 map).
+    prefix_tokens : int or str
+        As in :func:`prefix_token_count`.
+
+    Returns
+    -------
+    local : torch.Tensor
+        ``[N, C, H, W]``.
+    global_ : torch.Tensor or None
+        ``[N, C]``, or None when the output has none.
+    """
     if out.dim() == 4:
         return out, None
     if out.dim() == 3:
@@ -110,7 +143,27 @@ def to_grid(
     predict differently. Computed on the host in f32 (a GPU map is copied to the host; the result
     is a host tensor); a missing global token becomes the full-resolution map's spatial mean.
     Smaller maps are returned as they are (the library resizes them itself with the same rule,
-    at no memory cost here)."""
+    at no memory cost here).
+
+    Parameters
+    ----------
+    local : torch.Tensor
+        ``[N, C, H, W]`` map.
+    glob : torch.Tensor or None
+        ``[N, C]`` global token.
+    grid : int
+        The fit's grid G.
+    resample : str
+        The encoder's rule: ``"auto"`` (default), ``"area"`` or ``"bilinear"``.
+
+    Returns
+    -------
+    local : torch.Tensor
+        ``[N, C, G, G]`` (or the map as given, when it is not larger than G).
+    global_ : torch.Tensor or None
+        The global token, or the full map's spatial mean when there was none and the map was
+        resized.
+    """
     check_rule(resample)
     h, w = local.shape[-2:]
     if h <= grid and w <= grid:
@@ -206,7 +259,24 @@ def collect(
     the input size, a ``max_grid`` that G does not divide, or one below G) it is an
     approximation, and ``grid=G`` is the exact way to save memory. ``forward(model, batch)``
     replaces ``model(batch)``; ``transform(name, output)`` replaces the default conversion and
-    returns ``(local, global_or_None)``."""
+    returns ``(local, global_or_None)``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network; its modes are restored afterwards (see :func:`eval_mode`).
+    images : torch.Tensor or iterable
+        The probe images or batches of them.
+    layers : sequence of str, or mapping
+        The modules to watch, in depth order.
+    batch_size, device, prefix_tokens, max_grid, grid, resample, dtype, forward, transform
+        As described above.
+
+    Returns
+    -------
+    list of (str, torch.Tensor, torch.Tensor or None)
+        ``(name, local, global)`` per watched layer, in the order of ``layers``.
+    """
     if grid is not None and grid < 1:
         raise ValueError(f"grid must be at least 1, got {grid}")
     if max_grid is not None and max_grid < 1:
@@ -316,13 +386,43 @@ def collect_features(
     **kwargs,
 ) -> Features:
     """``collect`` straight into a library ``Features`` (read from the tensors without an extra
-    copy; f32, f16 and bf16 kept as they are). Keyword arguments as ``collect``."""
+    copy; f32, f16 and bf16 kept as they are). Keyword arguments as ``collect``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+    images : torch.Tensor or iterable
+        The probe images or batches of them.
+    layers : sequence of str, or mapping
+        The modules to watch, in depth order.
+    model_name : str, optional
+        Stored as the features' ``model`` (default: the model's class name).
+    **kwargs
+        As :func:`collect`.
+
+    Returns
+    -------
+    Features
+    """
     return to_features(collect(model, images, layers, **kwargs), model_name or type(model).__name__)
 
 
 def to_features(collected: list, model_name: str) -> Features:
     """``collect``'s output into a library ``Features``, emptying ``collected``: each layer's tensors
-    are released once the library has its copy, so the peak is not both copies of everything."""
+    are released once the library has its copy, so the peak is not both copies of everything.
+
+    Parameters
+    ----------
+    collected : list
+        :func:`collect`'s output; emptied.
+    model_name : str
+        Stored as the features' ``model``.
+
+    Returns
+    -------
+    Features
+    """
     names = [name for name, _, _ in collected]
     feats = Features()
     while collected:

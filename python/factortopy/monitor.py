@@ -18,7 +18,23 @@ class MonitorOptions:
     """Settings of a monitor. ``fit`` (a ``FitOptions``) fits the reference encoder and refits;
     ``held_out_fraction`` of the probe images measure retention; ``refit_every`` observations (0:
     never) a warm-started refit of ``refit_max_steps`` steps gives hierarchy scores;
-    ``should_stop`` is raised when forgetting exceeds ``forgetting_threshold``."""
+    ``should_stop`` is raised when forgetting exceeds ``forgetting_threshold``.
+
+    Parameters
+    ----------
+    fit : FitOptions, optional
+        Settings of the reference fit and the refits; default ``FitOptions()``.
+    held_out_fraction : float
+        Fraction of probe images held out of the reference fit (default 0.1).
+    refit_every : int
+        Refit every this many observations (default 0: never).
+    refit_max_steps : int
+        Optimiser steps of one refit (default 200).
+    refit_max_seconds : float
+        Time limit of one refit (default 0: none).
+    forgetting_threshold : float or None
+        Forgetting above which ``should_stop`` is raised (default 0.2; None: never).
+    """
 
     FIELDS = ("held_out_fraction", "refit_every", "refit_max_steps", "refit_max_seconds", "forgetting_threshold")
 
@@ -34,7 +50,18 @@ class MonitorOptions:
             set_field(self._c, k, v)
 
     def struct(self, n_images: int) -> FtMonitorOptions:
-        """The C settings for a probe set of ``n_images`` images (the fit's schedule follows it)."""
+        """The C settings for a probe set of ``n_images`` images (the fit's schedule follows it).
+
+        Parameters
+        ----------
+        n_images : int
+            Number of probe images.
+
+        Returns
+        -------
+        FtMonitorOptions
+            The ``ft_monitor_options`` struct of ``include/factortopy.h``.
+        """
         self._c.fit = self.fit.struct(n_images)
         return self._c
 
@@ -53,18 +80,27 @@ class StepReport(_Handle):
 
     @property
     def summary(self) -> dict:
+        """The headline numbers: ``step``, ``retention``, ``forgetting``, ``min_cka``,
+        ``mean_cka``, ``should_stop``, and a refit's scores when this observation refitted."""
         s = FtStepSummary()
         call("ft_step_report_summary", self.handle, ctypes.byref(s))
         return struct_dict(s)
 
     @property
     def cka(self) -> list[float]:
+        """Linear CKA between the reference features and these, one value per layer."""
         n = self.summary["n_layers"]
         buf = (c_double * max(n, 1))()
         call("ft_step_report_cka", self.handle, buf, c_size_t(n))
         return list(buf[:n])
 
     def as_dict(self) -> dict:
+        """The full report of the observation, as a line of the history file.
+
+        Returns
+        -------
+        dict
+        """
         out = c_void_p()
         call("ft_step_report_json", self.handle, ctypes.byref(out))
         return json.loads(take_string(out))
@@ -100,8 +136,22 @@ class Monitor(_Handle):
         encoder_path: str | os.PathLike | None = None,
         device=None,
     ):
-        """``device`` (``"cpu"``, ``"cuda:N"`` or a ``torch.device``) is where the reference fit,
-        retention and refits run; default: the options' ``fit.device`` (``"cpu"``)."""
+        """Fits (or loads) the reference encoder and builds the monitor.
+
+        Parameters
+        ----------
+        brain : Brain
+            The brain the reference encoder is fitted to.
+        reference : Features
+            The network's features of the probe images before fine-tuning (step 0).
+        options : MonitorOptions, optional
+            Default ``MonitorOptions()``.
+        encoder_path : str or os.PathLike, optional
+            A saved reference encoder to use instead of fitting one.
+        device : str or torch.device, optional
+            Where the reference fit, retention and refits run (``"cpu"``, ``"cuda:N"``); default:
+            the options' ``fit.device`` (``"cpu"``).
+        """
         o = options if options is not None else MonitorOptions()
         c = o.struct(brain.n_images)
         dev = device_name(device if device is not None else o.fit.device).encode()
@@ -122,7 +172,13 @@ class Monitor(_Handle):
 
     @serialised
     def set_device(self, device) -> None:
-        """Moves the monitor to ``device`` (a restored monitor starts on the CPU)."""
+        """Moves the monitor to another device (a restored monitor starts on the CPU).
+
+        Parameters
+        ----------
+        device : str or torch.device
+            ``"cpu"`` or ``"cuda:N"``.
+        """
         call("ft_monitor_set_device", self.handle, device_name(device).encode())
 
     @classmethod
@@ -133,17 +189,52 @@ class Monitor(_Handle):
 
     @serialised
     def observe(self, step: int, features: Features) -> StepReport:
+        """Measures forgetting at one training step.
+
+        Parameters
+        ----------
+        step : int
+            The training step (recorded in the history).
+        features : Features
+            The network's features of the same probe images now.
+
+        Returns
+        -------
+        StepReport
+            Retention, forgetting, CKA per layer, ``should_stop``, and refit scores when due.
+        """
         r = StepReport.__new__(StepReport)
         _Handle.__init__(r, _new_handle("ft_monitor_observe", self.handle, ctypes.c_uint64(c_int(ctypes.c_uint64, step, "step")), features.handle))
         return r
 
     @serialised
     def save(self, path: str | os.PathLike) -> None:
+        """Saves the whole state (reference encoder, statistics, history) to a safetensors file.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (atomically).
+        """
         call("ft_monitor_save", self.handle, encode_path(path))
 
     @classmethod
     def load(cls, path: str | os.PathLike, brain: Brain, *, device="cpu") -> "Monitor":
-        """Restores a saved monitor for the brain it was created with (checked), on ``device``."""
+        """Restores a saved monitor.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`save`.
+        brain : Brain
+            The brain the monitor was created with (checked).
+        device : str or torch.device
+            Where it runs from now on (default ``"cpu"``).
+
+        Returns
+        -------
+        Monitor
+        """
         m = cls._wrap(_new_handle("ft_monitor_load", encode_path(path), brain.handle))
         if device_name(device) != "cpu":
             m.set_device(device)
@@ -151,7 +242,12 @@ class Monitor(_Handle):
 
     @serialised
     def to_bytes(self) -> bytes:
-        """The state file's bytes, for storing inside a framework's checkpoint."""
+        """The state file's bytes, for storing inside a framework's checkpoint.
+
+        Returns
+        -------
+        bytes
+        """
         data, n = c_void_p(), c_size_t()
         call("ft_monitor_save_bytes", self.handle, ctypes.byref(data), ctypes.byref(n))
         try:
@@ -161,6 +257,21 @@ class Monitor(_Handle):
 
     @classmethod
     def from_bytes(cls, data: bytes, brain: Brain, *, device="cpu") -> "Monitor":
+        """Restores a monitor from :meth:`to_bytes`'s bytes.
+
+        Parameters
+        ----------
+        data : bytes
+            The state, as :meth:`to_bytes` returned it.
+        brain : Brain
+            The brain the monitor was created with (checked).
+        device : str or torch.device
+            Where it runs from now on (default ``"cpu"``).
+
+        Returns
+        -------
+        Monitor
+        """
         buf = ctypes.create_string_buffer(bytes(data), len(data))
         m = cls._wrap(_new_handle("ft_monitor_load_bytes", buf, c_size_t(len(data)), brain.handle))
         if device_name(device) != "cpu":
@@ -169,13 +280,30 @@ class Monitor(_Handle):
 
     @serialised
     def set_history_file(self, path: str | os.PathLike | None) -> None:
-        """Appends every later observation to ``path`` as a JSON line (None: stop)."""
+        """Appends every later observation to a file as a JSON line.
+
+        Parameters
+        ----------
+        path : str, os.PathLike or None
+            The history file; None stops appending.
+        """
         call("ft_monitor_set_history_file", self.handle, None if path is None else encode_path(path))
 
     @serialised
     def write_curves(self, directory: str | os.PathLike) -> dict:
         """Draws the history into ``directory``: ``forgetting.png`` (overall and per ROI) and
-        ``cka.png`` (per layer) over training steps. Returns their paths."""
+        ``cka.png`` (per layer) over training steps.
+
+        Parameters
+        ----------
+        directory : str or os.PathLike
+            An existing folder.
+
+        Returns
+        -------
+        dict
+            The pictures' paths, under ``forgetting`` and ``cka``.
+        """
         call("ft_monitor_write_curves", self.handle, encode_path(directory))
         d = os.fspath(directory)
         return {"forgetting": os.path.join(d, "forgetting.png"), "cka": os.path.join(d, "cka.png")}
@@ -183,6 +311,7 @@ class Monitor(_Handle):
     @property
     @serialised
     def history(self) -> list[dict]:
+        """Every observation so far, oldest first, as :meth:`StepReport.as_dict` gives them."""
         out = c_void_p()
         call("ft_monitor_history_json", self.handle, ctypes.byref(out))
         return json.loads(take_string(out))

@@ -30,7 +30,28 @@ def plot(
     comma-separated string, ``"all"``), or ``None`` for every picture the fit has (a ridge fit
     has no space, scale or channel map). ``out_dir`` defaults to ``fit_dir``; ``size`` is each
     picture's (width, height) in pixels (the overview's panels are three quarters of it);
-    ``groups`` is the number of channel groups. Returns ``{name: path}`` in drawing order."""
+    ``groups`` is the number of channel groups.
+
+    Parameters
+    ----------
+    fit_dir : str or os.PathLike
+        The output folder of ``factortopy fit`` (or :func:`write_fit_dir`).
+    brain : Brain
+        The brain the fit was made on.
+    maps : str or sequence of str, optional
+        Names among ``MAPS``, ``"all"``, or None for every picture the fit has.
+    out_dir : str or os.PathLike, optional
+        Where to write the pictures (default ``fit_dir``).
+    size : tuple of int
+        Each picture's (width, height) in pixels (default (800, 600)).
+    groups : int
+        Number of channel groups on the channel map (default 20).
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        Each picture's path by map name, in drawing order.
+    """
     if maps is not None and not isinstance(maps, str):
         maps = ",".join(maps)
     try:
@@ -71,8 +92,29 @@ def write_fit_dir(
 ) -> Path:
     """Scores a saved encoder (``factortopy fit``'s, or a checkpoint converted with
     ``factortopy.convert``) and writes the directory ``factortopy fit`` writes: report.json,
-    encoder.safetensors, selectors.safetensors and, with ``plots``, every picture. Returns
-    ``out_dir``; :func:`plot` redraws from it."""
+    encoder.safetensors, selectors.safetensors and, with ``plots``, every picture; :func:`plot`
+    redraws from it.
+
+    Parameters
+    ----------
+    encoder_path : str or os.PathLike
+        A saved encoder.
+    features : Features
+        The features the encoder was fitted on.
+    brain : Brain
+        The brain the encoder was fitted to.
+    out_dir : str or os.PathLike
+        The folder to write (created; an existing folder is written into).
+    weighted : bool
+        Weight the hierarchy line by max(R², 0).
+    plots : bool
+        Draw the pictures (default True).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
+    """
     call(
         "ft_score_write_dir",
         encode_path(encoder_path),

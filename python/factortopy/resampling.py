@@ -28,7 +28,23 @@ RULES = ("bilinear", "area", "auto")
 
 
 def check_rule(rule: str) -> str:
-    """``rule`` if it names a resampling rule, else ``InvalidArgumentError`` (a ``ValueError``)."""
+    """Checks the name of a resampling rule.
+
+    Parameters
+    ----------
+    rule : str
+        ``"bilinear"``, ``"area"`` or ``"auto"``.
+
+    Returns
+    -------
+    str
+        ``rule``.
+
+    Raises
+    ------
+    InvalidArgumentError
+        (a ``ValueError``) for any other name.
+    """
     if rule not in RULES:
         raise InvalidArgumentError(f"unknown resample {rule!r}; expected one of {', '.join(RULES)}", "FT_ERR_INVALID_ARGUMENT")
     return rule
@@ -38,7 +54,22 @@ def resample(maps, size: int | tuple[int, int], rule: str = "auto") -> np.ndarra
     """``maps`` (``[N, C, H, W]``, any real dtype; converted to contiguous f32) resized to
     ``size`` (G, or ``(out_h, out_w)``) by the library with ``rule`` (``"bilinear"``, ``"area"``
     or ``"auto"``, each axis by its own kernel), as a new f32 array ``[N, C, out_h, out_w]``.
-    Maps must be finite (``DataError`` otherwise)."""
+    Maps must be finite (``DataError`` otherwise).
+
+    Parameters
+    ----------
+    maps : array_like
+        ``[N, C, H, W]``, any real dtype.
+    size : int or tuple of int
+        G for a G×G grid, or ``(out_h, out_w)``.
+    rule : str
+        ``"bilinear"``, ``"area"`` or ``"auto"`` (default).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[N, C, out_h, out_w]`` float32.
+    """
     check_rule(rule)
     out_h, out_w = (size, size) if isinstance(size, (int, np.integer)) else size
     # Checked before numpy allocates the output or ctypes narrows them: a negative, fractional or

@@ -43,7 +43,20 @@ def write(
     (options: n_images, n_voxels, n_layers, width, grid, noise_ceiling, signal_fraction, seed).
     ``prf_size``: side of each signal voxel's receptive field as a fraction of the image (its
     layer's map is averaged over that window at the layer's own resolution); None: one grid cell;
-    0: point sampling of the maps resampled to the grid (the CLI's ``synth --prf-size``)."""
+    0: point sampling of the maps resampled to the grid (the CLI's ``synth --prf-size``).
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The folder to write into (created if needed).
+    scenario : str
+        One of ``SCENARIOS`` (default ``"hierarchical"``).
+    prf_size : float, optional
+        Receptive-field side as a fraction of the image, in [0, 1]; None: one grid cell.
+    **options
+        ``n_images``, ``n_voxels``, ``n_layers``, ``width``, ``grid``, ``noise_ceiling``,
+        ``signal_fraction``, ``seed`` (the defaults of ``factortopy synth``).
+    """
     o = _options(scenario, options)
     call("ft_synth_write_rf", encode_path(directory), ctypes.byref(o), _prf(prf_size))
 
@@ -59,7 +72,26 @@ def plant(
     """Plants a brain on ``features`` (the CLI's ``synth --from-features``): each ROI reads from the
     layer, location and scale the scenario prescribes. Returns it z-scored; with ``directory``, also
     writes brain.safetensors and truth.safetensors there. Options: n_voxels, grid,
-    noise_ceiling, signal_fraction, seed; ``prf_size`` as in ``write`` (default one grid cell)."""
+    noise_ceiling, signal_fraction, seed; ``prf_size`` as in ``write`` (default one grid cell).
+
+    Parameters
+    ----------
+    features : Features
+        The network's features to plant on.
+    scenario : str
+        One of ``SCENARIOS`` (default ``"hierarchical"``).
+    directory : str or os.PathLike, optional
+        Also write brain.safetensors and truth.safetensors here.
+    prf_size : float, optional
+        Receptive-field side as a fraction of the image, in [0, 1]; None: one grid cell.
+    **options
+        ``n_voxels``, ``grid``, ``noise_ceiling``, ``signal_fraction``, ``seed``.
+
+    Returns
+    -------
+    Brain
+        The planted brain, z-scored.
+    """
     o = _options(scenario, options)
     b = Brain.__new__(Brain)
     ptr = _new_handle(

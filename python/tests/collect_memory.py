@@ -4,7 +4,7 @@
 
 A stand-in network whose ``N_LAYERS`` blocks each emit ViT-like tokens ``[B, TOKENS, WIDTH]``
 (CLS + a square grid; random values, since memory does not depend on them) runs on ``N_IMAGES``
-probe images; ``MODE`` is ``full`` (f32 tokens kept at full resolution, as before issue 15) or
+probe images; ``MODE`` is ``full`` (f32 tokens kept at full resolution, unbounded) or
 ``grid`` (resized to the default fit grid batch by batch and kept in bf16, as the callbacks do).
 Prints one JSON line, in bytes: how much the process's peak resident set grew while collecting
 (``collect_growth``) and by the end, once the library holds its f32 copy of the features

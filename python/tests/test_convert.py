@@ -1,4 +1,4 @@
-"""The checkpoint converter (issue 13): a PyTorch FactorTopy model written here from DESIGN §3
+"""The checkpoint converter: a PyTorch FactorTopy model written here from DESIGN §3
 saves its state dict; ``factortopy.convert`` turns it into ``encoder.safetensors``; factortopy
 must then predict what the PyTorch model predicts.
 

@@ -137,7 +137,7 @@ def test_fit_score_and_saved_encoder(tmp_path, features, brain, fast):
 
 
 def test_default_options_follow_the_probe_set_size():
-    # The default schedule is set when the fit starts, from the number of images (issue 11):
+    # The default schedule is set when the fit starts, from the number of images:
     # lr 1e-2, batch 32, warm-up 150 steps; 800 images (720 train, 23 steps an epoch) give
     # patience 3 and at most 40 epochs, 10 000 images patience 2 and 5 epochs.
     o = ft.FitOptions()

@@ -1,4 +1,4 @@
-"""The engine through Python (issue 10): a device on every call that fits, predicts or observes,
+"""The engine through Python: a device on every call that fits, predicts or observes,
 the one-line refusal of a device this build cannot use, ``predict``, DLPack 1.x capsules, and the
 callbacks' default device."""
 

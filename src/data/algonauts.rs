@@ -52,8 +52,11 @@ pub struct AlgonautsOptions {
 /// What the importer found, for the user.
 #[derive(Debug, Clone)]
 pub struct AlgonautsImport {
+    /// The brain file's contents.
     pub brain: Brain,
+    /// Vertices of the left hemisphere (they come first).
     pub n_lh: usize,
+    /// Vertices of the right hemisphere.
     pub n_rh: usize,
     /// Vertices in no ROI.
     pub unlabelled: usize,
@@ -61,6 +64,7 @@ pub struct AlgonautsImport {
     pub overlapping: usize,
     /// ROI class files that were not present.
     pub missing_masks: Vec<String>,
+    /// No coordinates were given, so each ROI's vertices got placeholder positions.
     pub placeholder_coords: bool,
 }
 

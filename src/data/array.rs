@@ -18,13 +18,17 @@ pub fn first_non_finite(data: &[f32]) -> Option<usize> {
     data[start..].iter().position(|v| !v.is_finite()).map(|i| start + i)
 }
 
+/// A dense row-major f32 array: the library's plain host tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Array {
+    /// The size of each dimension.
     pub shape: Vec<usize>,
+    /// The values, row-major (the last index varies fastest).
     pub data: Vec<f32>,
 }
 
 impl Array {
+    /// An array of `shape` holding `data`; an error when the sizes disagree.
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
         let n: usize = shape.iter().product();
         if n != data.len() {
@@ -35,13 +39,16 @@ impl Array {
         }
         Ok(Self { shape, data })
     }
+    /// An array of zeros.
     pub fn zeros(shape: Vec<usize>) -> Self {
         let n = shape.iter().product();
         Self { shape, data: vec![0.0; n] }
     }
+    /// Number of values.
     pub fn numel(&self) -> usize {
         self.data.len()
     }
+    /// Number of dimensions.
     pub fn ndim(&self) -> usize {
         self.shape.len()
     }

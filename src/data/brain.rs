@@ -9,6 +9,8 @@ use crate::data::features::{json_string_list, non_finite_msg, one_line};
 use crate::data::safetensors_io::{write_tensors, OutTensor, TensorFile};
 use crate::error::{Error, Result};
 
+/// One subject: responses to the probe images, voxel positions, ROI labels and what else the
+/// brain file holds. [`Brain::load`] reads and validates a file.
 #[derive(Debug, Clone)]
 pub struct Brain {
     /// `[N, V]` responses (z-scored per voxel after `zscore()`; loaders do this by default).
@@ -26,10 +28,13 @@ pub struct Brain {
     /// `[V]` hemisphere of each voxel (0 = left, 1 = right), when known: pictures draw the two
     /// hemispheres side by side.
     pub hemisphere: Option<Vec<u8>>,
+    /// The ROIs' names.
     pub roi_names: Vec<String>,
     /// Position of each ROI on the visual hierarchy (same length as `roi_names`).
     pub roi_levels: Vec<i32>,
+    /// The N images' identifiers, when known (checked against the features').
     pub stimulus_ids: Option<Vec<String>>,
+    /// The subject's name, when known.
     pub subject: Option<String>,
 }
 
@@ -37,9 +42,13 @@ pub struct Brain {
 /// subjects' brains share their images before any of them is loaded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrainHeader {
+    /// Rows of `responses`.
     pub n_images: usize,
+    /// Columns of `responses`.
     pub n_voxels: usize,
+    /// The `subject` metadata, if any.
     pub subject: Option<String>,
+    /// The `stimulus_ids` metadata, if any.
     pub stimulus_ids: Option<Vec<String>>,
 }
 
@@ -61,10 +70,12 @@ impl BrainHeader {
 }
 
 impl Brain {
+    /// Number of probe images N.
     pub fn n_images(&self) -> usize {
         self.responses.shape.first().copied().unwrap_or(0)
     }
 
+    /// Number of voxels V.
     pub fn n_voxels(&self) -> usize {
         self.responses.shape.get(1).copied().unwrap_or(0)
     }

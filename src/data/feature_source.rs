@@ -23,7 +23,9 @@ pub trait FeatureSource: Sync {
     fn model(&self) -> &str;
     /// One name per layer.
     fn layer_names(&self) -> &[String];
+    /// The N images' identifiers, when the source names them.
     fn stimulus_ids(&self) -> Option<&[String]>;
+    /// Number of layers L.
     fn n_layers(&self) -> usize;
     /// `[N, C, H, W]` of layer `l`'s local map.
     fn local_shape(&self, l: usize) -> [usize; 4];
@@ -226,6 +228,7 @@ impl FeatureFile {
         Ok(FeatureFile { index, model, layer_names, stimulus_ids, shapes, globals, precision: precision.unwrap_or_default() })
     }
 
+    /// The features file.
     pub fn path(&self) -> &Path {
         self.index.path()
     }

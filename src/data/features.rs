@@ -8,6 +8,7 @@ use crate::data::array::Array;
 use crate::data::safetensors_io::{write_tensors, OutTensor, TensorFile};
 use crate::error::{Error, Result};
 
+/// One layer of a feature set.
 #[derive(Debug, Clone)]
 pub struct LayerFeatures {
     /// `[N, C, H, W]` patch-token map.
@@ -16,6 +17,9 @@ pub struct LayerFeatures {
     pub global: Option<Array>,
 }
 
+/// One network's features of the N probe images, in f32 and in memory. [`Features::load`]
+/// reads and validates a file; [`crate::data::FeatureFile`] reads one a block of images at a
+/// time instead.
 #[derive(Debug, Clone)]
 pub struct Features {
     /// Free text from the file's `model` metadata.
@@ -139,6 +143,7 @@ impl Features {
         self.layers.first().and_then(|l| l.local.shape.first().copied()).unwrap_or(0)
     }
 
+    /// Number of layers L.
     pub fn n_layers(&self) -> usize {
         self.layers.len()
     }

@@ -199,6 +199,8 @@ pub struct OutputDir {
 }
 
 impl OutputDir {
+    /// Creates `dir` (and missing parents) or checks an existing one; dropped without
+    /// [`OutputDir::keep`], the guard removes the folders it created.
     pub fn prepare(dir: &Path) -> Result<OutputDir> {
         let mut created = Vec::new();
         let mut p = Some(dir);
@@ -214,6 +216,7 @@ impl OutputDir {
         Ok(guard)
     }
 
+    /// The output folder.
     pub fn path(&self) -> &Path {
         &self.path
     }

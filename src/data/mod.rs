@@ -1,6 +1,8 @@
 //! Data contracts of DESIGN §2: loaders, validation and writers for the features and brain files,
 //! plain `.npy` arrays, and atomic file output.
 
+#![warn(missing_docs)]
+
 pub mod algonauts;
 pub mod array;
 pub mod brain;

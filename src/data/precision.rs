@@ -16,13 +16,17 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
+    /// 32-bit IEEE floats.
     #[default]
     F32,
+    /// 16-bit IEEE floats.
     F16,
+    /// bfloat16: f32's exponent range with 8 bits of mantissa.
     Bf16,
 }
 
 impl Precision {
+    /// Every precision.
     pub const ALL: [Precision; 3] = [Precision::F32, Precision::F16, Precision::Bf16];
 
     /// The name used on the command line, in Python, in the C ABI and in reports.
@@ -73,8 +77,11 @@ impl FromStr for Precision {
 /// crate's conversions); reads widen exactly.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Store {
+    /// f32 values.
     F32(Vec<f32>),
+    /// f16 values.
     F16(Vec<f16>),
+    /// bf16 values.
     Bf16(Vec<bf16>),
 }
 
@@ -90,6 +97,7 @@ impl Store {
         })
     }
 
+    /// The precision the values are kept in.
     pub fn precision(&self) -> Precision {
         match self {
             Store::F32(_) => Precision::F32,
@@ -98,6 +106,7 @@ impl Store {
         }
     }
 
+    /// Number of values.
     pub fn len(&self) -> usize {
         match self {
             Store::F32(v) => v.len(),
@@ -106,6 +115,7 @@ impl Store {
         }
     }
 
+    /// Whether there are no values.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

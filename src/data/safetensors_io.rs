@@ -27,6 +27,7 @@ struct Entry {
 /// A safetensors file read fully into memory and validated. Tensors are decoded on request.
 #[derive(Debug, Clone)]
 pub struct TensorFile {
+    /// The file, for error messages.
     pub path: PathBuf,
     /// The `__metadata__` string map (empty when the file has none).
     pub metadata: HashMap<String, String>,
@@ -241,10 +242,12 @@ impl TensorFile {
         v
     }
 
+    /// Whether the file holds a tensor of this name.
     pub fn has(&self, name: &str) -> bool {
         self.entries.contains_key(name)
     }
 
+    /// The `__metadata__` string map.
     pub fn metadata(&self) -> &HashMap<String, String> {
         &self.metadata
     }
@@ -351,9 +354,27 @@ impl TensorFile {
 /// serialisation.
 #[derive(Debug, Clone)]
 pub enum OutTensor<'a> {
-    F32 { shape: Vec<usize>, data: &'a [f32] },
-    I32 { shape: Vec<usize>, data: &'a [i32] },
-    U8 { shape: Vec<usize>, data: &'a [u8] },
+    /// An f32 tensor.
+    F32 {
+        /// The size of each dimension.
+        shape: Vec<usize>,
+        /// The values, row-major.
+        data: &'a [f32],
+    },
+    /// An i32 tensor.
+    I32 {
+        /// The size of each dimension.
+        shape: Vec<usize>,
+        /// The values, row-major.
+        data: &'a [i32],
+    },
+    /// A u8 tensor.
+    U8 {
+        /// The size of each dimension.
+        shape: Vec<usize>,
+        /// The values, row-major.
+        data: &'a [u8],
+    },
 }
 
 impl<'a> OutTensor<'a> {

@@ -41,6 +41,7 @@ impl StoredLayer {
         Ok(Self { shape, local, global })
     }
 
+    /// `[N, C, H, W]` of the local map.
     pub fn shape(&self) -> [usize; 4] {
         self.shape
     }
@@ -55,10 +56,12 @@ impl StoredLayer {
         self.global.as_ref().and_then(Store::as_f32)
     }
 
+    /// Whether the layer has a global token (else the local map's spatial mean stands in).
     pub fn has_global(&self) -> bool {
         self.global.is_some()
     }
 
+    /// The precision the layer is kept in.
     pub fn precision(&self) -> Precision {
         self.local.precision()
     }
@@ -67,17 +70,22 @@ impl StoredLayer {
 /// A feature set (DESIGN §2) in memory, each layer in its own precision.
 #[derive(Debug, Clone, Default)]
 pub struct StoredFeatures {
+    /// Free text naming the network.
     pub model: String,
+    /// One name per layer.
     pub layer_names: Vec<String>,
+    /// The N images' identifiers, when known.
     pub stimulus_ids: Option<Vec<String>>,
     layers: Vec<StoredLayer>,
 }
 
 impl StoredFeatures {
+    /// An empty feature set of the network `model`.
     pub fn new(model: impl Into<String>) -> Self {
         Self { model: model.into(), ..Self::default() }
     }
 
+    /// The layers, in depth order.
     pub fn layers(&self) -> &[StoredLayer] {
         &self.layers
     }

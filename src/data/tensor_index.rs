@@ -106,6 +106,7 @@ impl TensorIndex {
         Ok(TensorIndex { path: path.to_path_buf(), file, metadata, entries })
     }
 
+    /// The file.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -117,10 +118,12 @@ impl TensorIndex {
         v
     }
 
+    /// Whether the file holds a tensor of this name.
     pub fn has(&self, name: &str) -> bool {
         self.entries.contains_key(name)
     }
 
+    /// The `__metadata__` string map.
     pub fn metadata(&self) -> &HashMap<String, String> {
         &self.metadata
     }
@@ -129,10 +132,12 @@ impl TensorIndex {
         self.entries.get(name).ok_or_else(|| Error::data(&self.path, format!("tensor `{name}` is missing")))
     }
 
+    /// A tensor's shape; an error naming the file when it is missing.
     pub fn shape(&self, name: &str) -> Result<&[usize]> {
         Ok(&self.entry(name)?.shape)
     }
 
+    /// A tensor's dtype; an error naming the file when it is missing.
     pub fn dtype(&self, name: &str) -> Result<Dtype> {
         Ok(self.entry(name)?.dtype)
     }

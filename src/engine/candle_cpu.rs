@@ -75,6 +75,7 @@ pub struct TrainState {
 }
 
 impl TrainState {
+    /// candle's AdamW over the encoder's parameters, with the settings' learning rate and decay.
     pub fn new(encoder: &Encoder, cfg: &FitConfig) -> Result<Self> {
         let vars = encoder.vars();
         let opt = AdamW::new(

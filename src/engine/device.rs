@@ -13,6 +13,7 @@ use std::str::FromStr;
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Device {
+    /// The CPU.
     #[default]
     Cpu,
     /// A CUDA device by ordinal.
@@ -43,6 +44,7 @@ impl Device {
         Err(Error::invalid(format!("unknown device `{s}`; expected `cpu` or `cuda:N` (N = 0, 1, ...)")))
     }
 
+    /// Whether this is a CUDA device.
     pub fn is_cuda(&self) -> bool {
         matches!(self, Device::Cuda(_))
     }

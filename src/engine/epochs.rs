@@ -9,6 +9,8 @@ use crate::engine::outcome::FitOutcome;
 use crate::model::loss::regulariser_weight;
 use crate::model::{Encoder, FitConfig, FitSummary, Progress, Split};
 
+/// The training loop's bookkeeping: the regulariser's step clock, the epoch's loss, the best
+/// epoch and its scores, and when to stop.
 pub struct EpochTracker<'c> {
     cfg: &'c FitConfig,
     t0: Instant,
@@ -33,6 +35,8 @@ pub fn mean(xs: &[f32]) -> f64 {
 }
 
 impl<'c> EpochTracker<'c> {
+    /// A tracker for a fit with settings `cfg` whose regulariser clock starts at `start_step`
+    /// (0 for a fresh fit, the reference fit's steps for a warm start).
     pub fn new(cfg: &'c FitConfig, start_step: usize) -> Self {
         Self {
             cfg,
@@ -54,6 +58,7 @@ impl<'c> EpochTracker<'c> {
         self.step
     }
 
+    /// Starts an epoch's loss average.
     pub fn begin_epoch(&mut self) {
         self.loss_sum = 0.0;
         self.n_batches = 0;

@@ -34,6 +34,7 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method, in the order the CLI lists them.
     pub const ALL: [Method; 2] = [Method::Factortopy, Method::Ridge];
 
     /// The name used in reports, flags, the C ABI and Python.
@@ -78,9 +79,13 @@ pub type OnSeedDone<'a> = Option<&'a mut dyn FnMut(u64, &Report)>;
 
 /// A fitted FactorTopy encoder with its per-voxel choices and its report.
 pub struct EncoderFit {
+    /// The trained encoder, its split, per-voxel held-out R² and Pearson r, and how the fit went.
     pub outcome: FitOutcome,
+    /// Every voxel's layer probabilities, location and scale.
     pub selections: Selections,
+    /// The scores on the held-out images.
     pub report: Report,
+    /// Fraction of images held out (recorded with the encoder so `score` recreates the split).
     pub val_fraction: f64,
     /// The fitted voxels' coordinates `[V, 3]` (saved with the encoder for `predict`).
     pub coords: Array,
@@ -99,23 +104,29 @@ impl EncoderFit {
 
 /// The result of [`Estimator::fit`].
 pub enum Fitted {
+    /// A FactorTopy encoder.
     Encoder(Box<EncoderFit>),
+    /// The layer-wise ridge baseline.
     Ridge(Box<RidgeBaseline>),
 }
 
 impl Fitted {
+    /// The method that made this fit.
     pub fn method(&self) -> Method {
         match self {
             Fitted::Encoder(_) => Method::Factortopy,
             Fitted::Ridge(_) => Method::Ridge,
         }
     }
+    /// The scores on the held-out images.
     pub fn report(&self) -> &Report {
         match self {
             Fitted::Encoder(f) => &f.report,
             Fitted::Ridge(f) => &f.report,
         }
     }
+    /// Every voxel's layer probabilities, location and scale (the ridge baseline's are its
+    /// chosen layer, one-hot, at the image centre on the global token).
     pub fn selections(&self) -> &Selections {
         match self {
             Fitted::Encoder(f) => &f.selections,
@@ -136,12 +147,14 @@ impl Fitted {
             Fitted::Ridge(f) => &f.pearson,
         }
     }
+    /// The train/validation split of the images.
     pub fn split(&self) -> &Split {
         match self {
             Fitted::Encoder(f) => &f.outcome.split,
             Fitted::Ridge(f) => &f.split,
         }
     }
+    /// How the FactorTopy fit went (none for the ridge baseline).
     pub fn summary(&self) -> Option<&FitSummary> {
         match self {
             Fitted::Encoder(f) => Some(&f.outcome.summary),
@@ -155,6 +168,7 @@ impl Fitted {
             Fitted::Ridge(_) => None,
         }
     }
+    /// The FactorTopy fit; an error for the ridge baseline.
     pub fn into_encoder_fit(self) -> Result<EncoderFit> {
         match self {
             Fitted::Encoder(f) => Ok(*f),
@@ -165,16 +179,22 @@ impl Fitted {
 
 /// A saved encoder scored again on its own held-out images.
 pub struct Scored {
+    /// Every voxel's layer probabilities, location and scale.
     pub selections: Selections,
+    /// Held-out R² per voxel.
     pub r2: Vec<f32>,
+    /// Held-out Pearson r per voxel.
     pub pearson: Vec<f32>,
+    /// The scores, as `fit` reported them.
     pub report: Report,
 }
 
 /// Method × device × settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Estimator {
+    /// FactorTopy or the ridge baseline.
     pub method: Method,
+    /// Where fits, predictions and scores run.
     pub device: Device,
     /// FactorTopy settings; their `seed` and `val_fraction` also set the ridge baseline's split.
     pub fit: FitConfig,
@@ -206,6 +226,7 @@ impl Default for Estimator {
 }
 
 impl Estimator {
+    /// An estimator with the default ridge, uncertainty and CPU-trainer settings.
     pub fn new(method: Method, device: Device, fit: FitConfig) -> Self {
         Self {
             method,

@@ -36,12 +36,14 @@ pub const LIMIT_VAR: &str = "FACTORTOPY_MEMORY_LIMIT";
 pub struct Need {
     /// The command or step, for the message (`fit`, `score`, ...).
     pub what: String,
+    /// Each allocation by name, in bytes.
     pub items: Vec<(String, u128)>,
     /// What would make it smaller, for the message.
     pub hints: Vec<String>,
 }
 
 impl Need {
+    /// The bytes of all items together.
     pub fn total(&self) -> u128 {
         self.items.iter().map(|(_, b)| b).sum()
     }
@@ -72,7 +74,9 @@ fn gib(b: u128) -> String {
 /// Memory the process may still allocate, and where that number comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Available {
+    /// Bytes the process may still allocate.
     pub bytes: u64,
+    /// Where the number comes from (`MemAvailable`, a cgroup limit, `FACTORTOPY_MEMORY_LIMIT`).
     pub source: String,
 }
 

@@ -12,6 +12,8 @@
 //!
 //! The CUDA trainer is `crate::cuda::trainer` (feature `cuda`).
 
+#![warn(missing_docs)]
+
 pub mod candle_cpu;
 pub mod device;
 pub mod epochs;

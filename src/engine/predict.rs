@@ -75,10 +75,12 @@ impl Predictor {
         })
     }
 
+    /// Where the predictions run.
     pub fn device(&self) -> Device {
         self.device
     }
 
+    /// The fixed encoder.
     pub fn encoder(&self) -> &Encoder {
         &self.encoder
     }

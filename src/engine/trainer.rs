@@ -10,11 +10,13 @@ use crate::model::{Encoder, FitConfig, Progress, Split};
 use crate::rng::Rng;
 use crate::stats::{pearson_per_voxel, r2_per_voxel};
 
-/// AdamW's moment decay rates (β1, β2) and ε: PyTorch's defaults, which DESIGN §3.5 uses. Every
+/// AdamW's moment decay rates (β1, β2): PyTorch's defaults, which DESIGN §3.5 uses. Every
 /// trainer takes them from here.
 pub const ADAMW_BETAS: (f64, f64) = (0.9, 0.999);
+/// AdamW's ε, PyTorch's default.
 pub const ADAMW_EPS: f64 = 1e-8;
 
+/// One device's implementation of the optimisation (see the module docs).
 pub trait Trainer {
     /// Starts an epoch: `order` is the shuffled list of training images. Steps refer to slices of
     /// it, so a device trainer can upload it once per epoch.

@@ -50,14 +50,14 @@ pub use tensor::{ft_dtype, ft_tensor};
 /// Major version of the library; matches `Cargo.toml` (checked by a test).
 pub const FT_VERSION_MAJOR: u32 = 0;
 /// Minor version of the library; matches `Cargo.toml`.
-pub const FT_VERSION_MINOR: u32 = 1;
+pub const FT_VERSION_MINOR: u32 = 2;
 /// Patch version of the library; matches `Cargo.toml`.
 pub const FT_VERSION_PATCH: u32 = 0;
 /// The version as a string, as `ft_version()` returns it. (In C, `FT_VERSION_STRING` is built
 /// from the three numbers by the header.)
 ///
 /// cbindgen:ignore
-pub const FT_VERSION_STRING: &str = "0.1.0";
+pub const FT_VERSION_STRING: &str = "0.2.0";
 
 /// Outcome of every fallible call. `FT_OK` is 0; every other value is an error, described by
 /// `ft_last_error()`.

@@ -14,8 +14,10 @@ use candle_core::{DType, Device, Tensor, Var, D};
 /// unfused one materialises `[B, L, V, D]` and exists as the benchmark baseline and test oracle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Readout {
+    /// The fused op of DESIGN §3.8: nothing `[B, V, L, D]`-sized is stored.
     #[default]
     Fused,
+    /// The plain formula, materialising the sampled features.
     Unfused,
 }
 
@@ -34,8 +36,11 @@ pub struct EncoderSpec {
     /// How features are resized to the grid (saved with the encoder, so `score`, `predict` and
     /// the monitor prepare features as the fit did).
     pub resample: Resample,
+    /// Number of voxels V the readout predicts.
     pub n_voxels: usize,
+    /// The coordinate normalisation of DESIGN §3.3 (stored in the encoder file's metadata).
     pub coord_norm: CoordNorm,
+    /// The layers' names, from the features the encoder was fitted on.
     pub layer_names: Vec<String>,
     /// Name of the network the encoder was fitted on.
     pub model: String,
@@ -46,6 +51,7 @@ pub struct EncoderSpec {
 }
 
 impl EncoderSpec {
+    /// Number of layers L.
     pub fn n_layers(&self) -> usize {
         self.widths.len()
     }
@@ -91,10 +97,15 @@ impl EncoderSpec {
 /// One selector MLP: 192 → 128 → GELU → 128 → GELU → K (last layer bias-free).
 #[derive(Debug, Clone)]
 pub struct SelectorMlp {
+    /// First layer's weight `[128, 192]` (saved as `*_selector_mlp.1.weight`).
     pub w1: Var,
+    /// First layer's bias `[128]`.
     pub b1: Var,
+    /// Second layer's weight `[128, 128]` (`*_selector_mlp.3.weight`).
     pub w3: Var,
+    /// Second layer's bias `[128]`.
     pub b3: Var,
+    /// Last layer's weight `[K, 128]`, initialised to zero (`*_selector_mlp.5.weight`).
     pub w5: Var,
 }
 
@@ -141,6 +152,7 @@ impl SelectorOutputs {
         Tensor::cat(&[&self.space, &self.probs, &self.scale.unsqueeze(1)?], 1)
     }
 
+    /// The selections as host arrays.
     pub fn to_host(&self) -> Result<Selections> {
         let (v, l) = self.probs.dims2()?;
         Ok(Selections {
@@ -151,15 +163,22 @@ impl SelectorOutputs {
     }
 }
 
+/// The FactorTopy encoder of DESIGN §3: channel alignment, the three selectors and the readout.
+/// Its tensors are candle `Var`s on the CPU; `Clone` shares their storage (see
+/// [`Encoder::deep_copy`]).
 #[derive(Debug, Clone)]
 pub struct Encoder {
+    /// Sizes, resampling, units and metadata.
     pub spec: EncoderSpec,
     /// `P_l` as `[D, C_l]` (saved as `[D, C_l, 1, 1]`).
     pub local_bottleneck: Vec<Var>,
     /// `Q_l` `[D, C_l]`.
     pub global_bottleneck: Vec<Var>,
+    /// The space selector (K = 2, tanh).
     pub space_mlp: SelectorMlp,
+    /// The layer selector (K = L, softmax).
     pub layer_mlp: SelectorMlp,
+    /// The scale selector (K = 1, sigmoid).
     pub scale_mlp: SelectorMlp,
     /// `W` `[V, D]`.
     pub weight: Var,
@@ -201,6 +220,7 @@ impl Encoder {
         self.spec.param_names().into_iter().zip(vars).collect()
     }
 
+    /// The parameters in the order of [`Encoder::named_vars`].
     pub fn vars(&self) -> Vec<Var> {
         self.named_vars().into_iter().map(|(_, v)| v.clone()).collect()
     }

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// The `format` metadata value of an encoder file.
 pub const FORMAT: &str = "factortopy-encoder/1";
 
 /// The optional tensor with the fitted voxels' coordinates.
@@ -33,7 +34,9 @@ pub const LAYER_UNITS: &str = "layer_units";
 /// Metadata about how a saved encoder was fitted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitRecord {
+    /// Fraction of images the fit held out (with the summary's seed, `score` recreates the split).
     pub val_fraction: f64,
+    /// How the fit went; absent in converted checkpoints.
     pub summary: Option<FitSummary>,
     /// Coordinates `[V, 3]` of the voxels the encoder was fitted to (tensor `voxel_coords`), so
     /// `predict` needs no brain file. Absent in encoders converted from other implementations.
@@ -44,6 +47,7 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("plain data serialises")
 }
 
+/// Writes an encoder file (DESIGN §3.7 tensor names, the record in its metadata), atomically.
 pub fn save_encoder(path: &Path, enc: &Encoder, record: &FitRecord) -> Result<()> {
     atomic_write(path, &encoder_to_bytes(enc, record)?)
 }
@@ -96,6 +100,7 @@ pub fn encoder_to_bytes(enc: &Encoder, record: &FitRecord) -> Result<Vec<u8>> {
     serialize_tensors(&tensors, &meta)
 }
 
+/// Reads and validates an encoder file.
 pub fn load_encoder(path: &Path) -> Result<(Encoder, FitRecord)> {
     encoder_from_file(TensorFile::open(path)?)
 }

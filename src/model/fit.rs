@@ -16,12 +16,18 @@ use candle_core::{Device, Tensor};
 /// keeps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitConfig {
+    /// Seed of the split, the initialisation and the order of the batches: the same inputs and
+    /// seed give the same fit on the same backend.
     pub seed: u64,
     /// Fraction of images held out for validation.
     pub val_fraction: f64,
+    /// Maximum number of epochs.
     pub max_epochs: usize,
+    /// Images per optimiser step.
     pub batch_size: usize,
+    /// AdamW learning rate.
     pub lr: f64,
+    /// AdamW weight decay.
     pub weight_decay: f64,
     /// Global gradient-norm clip.
     pub clip_norm: f64,
@@ -40,9 +46,11 @@ pub struct FitConfig {
     pub d: usize,
     /// Local grid G.
     pub grid: usize,
-    /// Hard limits, used by warm-started refits in the monitor.
+    /// Hard limit on optimiser steps, used by warm-started refits in the monitor.
     pub max_steps: Option<usize>,
+    /// Hard limit on wall-clock seconds (makes a fit depend on the machine's speed).
     pub max_seconds: Option<f64>,
+    /// Which implementation of the readout of DESIGN §3.4 prediction uses.
     pub readout: Readout,
     /// How each layer's map is resized to the grid (§3.1 is `Bilinear`; see `model::resample`).
     pub resample: Resample,
@@ -142,14 +150,23 @@ impl FitConfig {
 /// How a front end names the fit settings in its error messages.
 #[derive(Debug, Clone, Copy)]
 pub struct FieldNames {
+    /// The name of [`FitConfig::val_fraction`].
     pub val_fraction: &'static str,
+    /// The name of [`FitConfig::d`].
     pub d: &'static str,
+    /// The name of [`FitConfig::grid`].
     pub grid: &'static str,
+    /// The name of [`FitConfig::batch_size`].
     pub batch_size: &'static str,
+    /// The name of [`FitConfig::max_epochs`].
     pub max_epochs: &'static str,
+    /// The name of [`FitConfig::patience`].
     pub patience: &'static str,
+    /// The name of [`FitConfig::lr`].
     pub lr: &'static str,
+    /// The name of [`FitConfig::weight_decay`].
     pub weight_decay: &'static str,
+    /// The name of [`FitConfig::max_seconds`].
     pub max_seconds: &'static str,
 }
 
@@ -189,11 +206,14 @@ impl FieldNames {
 /// The seeded train/validation split of the probe images.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
+    /// Indices of the training images, ascending.
     pub train: Vec<usize>,
+    /// Indices of the held-out images, ascending.
     pub val: Vec<usize>,
 }
 
 impl Split {
+    /// The split of `n` images with `val_fraction` of them held out, drawn from `seed`.
     pub fn new(n: usize, val_fraction: f64, seed: u64) -> Result<Self> {
         Self::named("val_fraction", n, val_fraction, seed)
     }
@@ -214,13 +234,21 @@ impl Split {
 /// What the training loop reports after every epoch.
 #[derive(Debug, Clone)]
 pub struct Progress {
+    /// The epoch just finished, counted from 1.
     pub epoch: usize,
+    /// The epoch limit.
     pub max_epochs: usize,
+    /// Optimiser steps so far.
     pub step: usize,
+    /// Mean training loss of the epoch.
     pub train_loss: f64,
+    /// Mean validation R² after the epoch.
     pub val_r2: f64,
+    /// The best mean validation R² so far.
     pub best_val_r2: f64,
+    /// The epoch that reached it.
     pub best_epoch: usize,
+    /// Seconds since the fit started.
     pub seconds: f64,
 }
 
@@ -229,12 +257,15 @@ pub struct BrainTensors {
     /// `[N, V]`, row-major: the brain's own array, shared (the trainers borrow it), so a
     /// subject's responses are held once.
     pub responses: std::sync::Arc<crate::data::Array>,
-    /// `[V, 192]`.
+    /// `[V, 192]`: the sinusoidal encoding of the voxels' positions (DESIGN §3.3).
     pub pe: Tensor,
+    /// The coordinate normalisation the encoding used (stored with the encoder).
     pub coord_norm: CoordNorm,
 }
 
 impl BrainTensors {
+    /// The brain's tensors; `coord_norm` reuses a saved encoder's normalisation, `None`
+    /// computes it from the brain's coordinates.
     pub fn new(brain: &Brain, coord_norm: Option<CoordNorm>) -> Result<Self> {
         let norm = match coord_norm {
             Some(n) => n,
@@ -253,12 +284,19 @@ impl BrainTensors {
 /// How a fit went (DESIGN §3.6): stored in the report and the encoder file.
 #[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
 pub struct FitSummary {
+    /// The fit's seed.
     pub seed: u64,
+    /// Training images.
     pub n_train: usize,
+    /// Held-out images.
     pub n_val: usize,
+    /// Epochs run before the limit or early stopping.
     pub epochs_run: usize,
+    /// The epoch whose parameters were kept.
     pub best_epoch: usize,
+    /// Its mean validation R².
     pub best_val_r2: f64,
+    /// Optimiser steps run.
     pub steps: usize,
 }
 
@@ -266,13 +304,18 @@ pub struct FitSummary {
 /// the brain as tensors, an encoder initialised from `cfg.seed` and the seeded train/validation
 /// split. Shared by the CPU and GPU fits and the benchmarks.
 pub struct FitStart {
+    /// The features resampled to the grid (and in common units when the settings say so).
     pub prepared: PreparedFeatures,
+    /// The brain's responses and positional encoding.
     pub bt: BrainTensors,
+    /// The freshly initialised encoder.
     pub encoder: Encoder,
+    /// The train/validation split.
     pub split: Split,
 }
 
 impl FitStart {
+    /// Prepares the features, the brain, the encoder and the split for `cfg`.
     pub fn new(features: &dyn FeatureSource, brain: &Brain, cfg: &FitConfig) -> Result<Self> {
         let mut prepared = PreparedFeatures::new(features, cfg.grid, cfg.resample, cfg.store)?;
         let layer_units = cfg.normalise_layers.then(|| prepared.normalise());

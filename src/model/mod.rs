@@ -1,5 +1,7 @@
 //! The FactorTopy encoding model of DESIGN §3.
 
+#![warn(missing_docs)]
+
 pub mod encoder;
 pub mod encoder_file;
 pub mod fit;

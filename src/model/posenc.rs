@@ -17,12 +17,14 @@ pub fn frequency(k: usize) -> f64 {
 /// Normalisation constants, stored with the model so a reloaded encoder sees the same inputs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CoordNorm {
+    /// Per-axis minimum of the coordinates, subtracted first.
     pub min: [f64; 3],
     /// Multiplier `100 / max_axis(max − min)`.
     pub scale: f64,
 }
 
 impl CoordNorm {
+    /// The constants of DESIGN §3.3 for voxel positions `[V, 3]`.
     pub fn from_coords(coords: &Array) -> Result<Self> {
         check_coords(coords)?;
         let v = coords.shape[0];

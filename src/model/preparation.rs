@@ -16,9 +16,13 @@ use crate::model::{FitConfig, Resample};
 /// 0.42 centred and scaled).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerUnits {
+    /// Each channel's mean over the probe set's images and grid cells, subtracted first.
     pub local_mean: Vec<f32>,
+    /// Multiplier that brings the centred local maps to a root mean square of 1.
     pub local_scale: f32,
+    /// Each channel's mean over the probe set's global tokens.
     pub global_mean: Vec<f32>,
+    /// Multiplier that brings the centred global tokens to a root mean square of 1.
     pub global_scale: f32,
 }
 
@@ -62,6 +66,7 @@ impl LayerUnits {
 /// The features' preparation a fit uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Preparation {
+    /// How each layer's map is resized to the grid.
     pub resample: Resample,
     /// Put every layer in common units (see [`crate::model::PreparedFeatures::normalise`]).
     pub normalise_layers: bool,

@@ -22,12 +22,18 @@ use rayon::prelude::*;
 /// Voxels per parallel work item; large enough to amortise scheduling, small enough to balance.
 const VOXEL_CHUNK: usize = 64;
 
+/// The sizes of one readout call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dims {
+    /// Images in the batch B.
     pub b: usize,
+    /// Layers L.
     pub l: usize,
+    /// Grid side G.
     pub g: usize,
+    /// Common channel width D.
     pub d: usize,
+    /// Voxels V.
     pub v: usize,
 }
 
@@ -36,6 +42,7 @@ impl Dims {
     pub fn cells(&self) -> usize {
         self.g * self.g + 1
     }
+    /// Columns of the packed selector operand: `(x, y)`, the L layer probabilities and the scale.
     pub fn sel_width(&self) -> usize {
         self.l + 3
     }
@@ -46,11 +53,15 @@ impl Dims {
 pub struct Taps {
     /// Cell index `y·G + x`, or `usize::MAX` for a tap outside the map (zero padding).
     pub idx: [usize; 4],
+    /// The taps' bilinear weights.
     pub w: [f32; 4],
+    /// The weights' derivatives in x.
     pub dw_dx: [f32; 4],
+    /// The weights' derivatives in y.
     pub dw_dy: [f32; 4],
 }
 
+/// The cell index of a tap outside the map.
 pub const OUTSIDE: usize = usize::MAX;
 
 /// Bilinear taps at selector coordinates `(x, y)` in [-1, 1]² on a G×G map, half-pixel
@@ -303,6 +314,7 @@ pub fn backward(
 /// The candle op wrapping [`forward`] and [`backward`].
 #[derive(Debug, Clone, Copy)]
 pub struct FusedReadout {
+    /// Grid side G.
     pub grid: usize,
 }
 

@@ -32,11 +32,14 @@ pub enum Resample {
 /// The resizing kernel of one axis, as chosen by [`Resample::kernel`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
+    /// Bilinear interpolation with half-pixel centres.
     Bilinear,
+    /// Exact area averaging.
     Area,
 }
 
 impl Resample {
+    /// Every rule.
     pub const ALL: [Resample; 3] = [Resample::Bilinear, Resample::Area, Resample::Auto];
 
     /// The name used on the command line, in Python, in reports and in encoder files.

@@ -1,5 +1,6 @@
-//! The schedule of a fit for a probe set of N images (a probe set of hundreds of images needs a shorter warm-up than DESIGN's ten thousand): the optimiser step, how long the
-//! regulariser's warm-up lasts, how patient early stopping is and how long a fit may run. The one
+//! The schedule of a fit for a probe set of N images (a probe set of hundreds of images needs a
+//! shorter warm-up than DESIGN's ten thousand): the optimiser step, how long the regulariser's
+//! warm-up lasts, how patient early stopping is and how long a fit may run. The one
 //! place where a front end's default settings are resolved ([`Preset::config`]): the CLI (`fit`,
 //! `rank`, `monitor`), the C ABI (NULL options, `ft_fit_options_for_images`) and Python go
 //! through it.
@@ -31,8 +32,9 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 use crate::model::FitConfig;
 
-/// Learning rate and batch of the default schedule.
+/// Learning rate of the default schedule.
 pub const LR: f64 = 1e-2;
+/// Batch size of the default schedule.
 pub const BATCH: usize = 32;
 /// Optimiser steps over which the warm-up regulariser fades.
 pub const WARMUP_STEPS: usize = 150;
@@ -40,9 +42,11 @@ pub const WARMUP_STEPS: usize = 150;
 pub const PATIENCE_STEPS: usize = 60;
 /// Fewest epochs of patience.
 pub const MIN_PATIENCE_EPOCHS: usize = 2;
-/// Longest fit in optimiser steps, and its bounds in epochs.
+/// Longest fit in optimiser steps.
 pub const MAX_STEPS: usize = 1200;
+/// Fewest epochs [`MAX_STEPS`] may turn into.
 pub const MIN_EPOCHS: usize = 3;
+/// Most epochs [`MAX_STEPS`] may turn into (DESIGN's maximum).
 pub const MAX_EPOCHS: usize = 40;
 
 impl FitConfig {
@@ -81,6 +85,7 @@ pub enum Preset {
 }
 
 impl Preset {
+    /// Every preset, the default first.
     pub const ALL: [Preset; 3] = [Preset::Auto, Preset::Design, Preset::Fast];
 
     /// The name used by the CLI's `--preset`, the C ABI and Python.

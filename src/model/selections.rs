@@ -3,6 +3,7 @@
 
 use crate::data::Array;
 
+/// Every voxel's layer distribution, image location and scale.
 #[derive(Debug, Clone)]
 pub struct Selections {
     /// `[V, L]` softmax over layers, rows sum to 1.
@@ -14,9 +15,11 @@ pub struct Selections {
 }
 
 impl Selections {
+    /// Number of voxels V.
     pub fn n_voxels(&self) -> usize {
         self.scale.len()
     }
+    /// Number of layers L.
     pub fn n_layers(&self) -> usize {
         self.layer_probs.shape[1]
     }

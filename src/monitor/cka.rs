@@ -25,7 +25,9 @@ use crate::error::{Error, Result};
 /// The statistics of one side of the comparison (one layer's features), computed once.
 #[derive(Debug, Clone)]
 pub struct GramStats {
+    /// Number of images (rows).
     pub n: usize,
+    /// Number of features (columns).
     pub p: usize,
     /// Column-centred features `[n, p]` f32, row-major.
     x: Vec<f32>,

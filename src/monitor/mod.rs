@@ -30,6 +30,8 @@
 //! - The saved state holds the reference global tokens (CKA), not the local maps: retention
 //!   needs only the cached per-voxel reference R², and refits use `Φ_t`.
 
+#![warn(missing_docs)]
+
 pub mod cka;
 pub mod curves;
 pub mod report;
@@ -510,6 +512,7 @@ impl Monitor {
         self.history_file = path;
     }
 
+    /// The file observations are appended to, if any.
     pub fn history_file(&self) -> Option<&Path> {
         self.history_file.as_deref()
     }
@@ -524,9 +527,11 @@ impl Monitor {
         crate::data::io::atomic_write(path, s.as_bytes())
     }
 
+    /// Every observation so far, oldest first.
     pub fn history(&self) -> &[StepReport] {
         &self.history
     }
+    /// The monitor's settings.
     pub fn config(&self) -> &MonitorConfig {
         &self.config
     }
@@ -535,21 +540,27 @@ impl Monitor {
     pub fn config_mut(&mut self) -> &mut MonitorConfig {
         &mut self.config
     }
+    /// The reference encoder `E_0` (refits do not replace it).
     pub fn encoder(&self) -> &Encoder {
         &self.encoder
     }
+    /// What the encoder file records about the reference fit.
     pub fn fit_record(&self) -> &FitRecord {
         &self.record
     }
+    /// The reference features' layer names.
     pub fn layer_names(&self) -> &[String] {
         &self.layer_names
     }
+    /// Number of layers the observed features must have.
     pub fn n_layers(&self) -> usize {
         self.widths.len()
     }
+    /// Number of probe images the observed features must have.
     pub fn n_images(&self) -> usize {
         self.n_images
     }
+    /// The network's name, from the reference features.
     pub fn model(&self) -> &str {
         &self.model
     }
@@ -569,6 +580,7 @@ impl Monitor {
     pub fn reference_hierarchy(&self) -> &HierarchyScores {
         &self.reference_hierarchy
     }
+    /// The brain the monitor was created with.
     pub fn brain(&self) -> &Brain {
         &self.brain
     }

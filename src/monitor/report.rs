@@ -13,6 +13,7 @@ use crate::scores::HierarchyScores;
 /// that mean relative to the reference features'.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct RoiForgetting {
+    /// The ROI's name.
     pub name: String,
     /// `r2 / reference_r2`; `None` when the reference encoder does not predict this ROI
     /// (reference mean R² ≤ 0) or the ROI has no voxels.
@@ -82,6 +83,7 @@ impl StepReport {
         serde_json::to_string_pretty(self).expect("a StepReport always serialises")
     }
 
+    /// Parses a report written by [`StepReport::to_json`] or a history line.
     pub fn from_json(s: &str) -> Result<StepReport> {
         serde_json::from_str(s).map_err(|e| Error::invalid(format!("not a factortopy step report: {e}")))
     }

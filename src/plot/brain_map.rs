@@ -19,6 +19,7 @@ use super::colormap;
 /// Near-black behind the voxels. Any mid grey would equal some darkened mid-depth voxel and
 /// hide it; against black, certain voxels stand out and uncertain ones recede.
 pub const PANEL_BG: Rgb = [24, 24, 28];
+/// Colour of titles and labels on the white page.
 pub const TEXT: Rgb = [20, 20, 20];
 const SUBTLE: Rgb = [90, 90, 90];
 /// How far a layer-map voxel with uniform layer probabilities (entropy 1) is darkened. Less
@@ -28,13 +29,18 @@ pub const UNCERTAIN_DARKEN: f64 = 0.7;
 /// A rectangle on a canvas, in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rect {
+    /// Left edge.
     pub x: i64,
+    /// Top edge.
     pub y: i64,
+    /// Width.
     pub w: i64,
+    /// Height.
     pub h: i64,
 }
 
 impl Rect {
+    /// The rectangle with top-left corner `(x, y)` and size `w`×`h`.
     pub fn new(x: i64, y: i64, w: i64, h: i64) -> Self {
         Self { x, y, w, h }
     }
@@ -43,6 +49,7 @@ impl Rect {
 /// Where each voxel sits in the picture's 2-D plane (y up), hemispheres already side by side.
 #[derive(Debug, Clone)]
 pub struct Geometry {
+    /// Each voxel's position in the plane.
     pub points: Vec<[f64; 2]>,
     /// How the positions were obtained, for the subtitle.
     pub source: String,
@@ -55,6 +62,7 @@ pub struct Geometry {
 pub struct Sheet {
     /// Name written above the sheet ("left hemisphere"), empty when not named.
     pub name: String,
+    /// The voxels on this sheet.
     pub voxels: Vec<usize>,
 }
 
@@ -155,7 +163,9 @@ impl Geometry {
 /// Voxel positions in pixels (NaN for voxels without a finite position) and the dot radius.
 #[derive(Debug, Clone)]
 pub struct Placement {
+    /// Each voxel's position in pixels.
     pub px: Vec<[f64; 2]>,
+    /// Radius of a voxel's dot, in pixels.
     pub radius: f64,
 }
 
@@ -299,18 +309,40 @@ pub enum Legend {
     /// A vertical colour bar with labelled ticks at positions in [0, 1] (0 at the bottom),
     /// optional marks (a labelled arrow at a position), extra swatches below it (e.g. the
     /// colour of voxels outside the bar's range) and the layer map's darkening key.
-    Bar { title: String, map: fn(f64) -> Rgb, ticks: Vec<(f64, String)>, marks: Vec<(f64, String)>, swatches: Vec<(Rgb, String)>, entropy_key: bool },
+    Bar {
+        /// Title above the bar.
+        title: String,
+        /// Colour of a position in [0, 1].
+        map: fn(f64) -> Rgb,
+        /// Labelled ticks.
+        ticks: Vec<(f64, String)>,
+        /// Labelled arrows.
+        marks: Vec<(f64, String)>,
+        /// Extra swatches below the bar.
+        swatches: Vec<(Rgb, String)>,
+        /// Draw the layer map's darkening key.
+        entropy_key: bool,
+    },
     /// The 2-D colour wheel of image locations.
     Wheel,
     /// One swatch per category.
-    Swatches { title: String, items: Vec<(Rgb, String)> },
+    Swatches {
+        /// Title above the swatches.
+        title: String,
+        /// Each category's colour and label.
+        items: Vec<(Rgb, String)>,
+    },
 }
 
 /// One map: colours per voxel, the drawing order (later on top), the title and the legend.
 pub struct BrainMap {
+    /// The map's title.
     pub title: String,
+    /// Each voxel's colour.
     pub colors: Vec<Rgb>,
+    /// Voxel indices in drawing order (later on top).
     pub order: Vec<usize>,
+    /// The legend column.
     pub legend: Legend,
 }
 

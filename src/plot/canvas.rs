@@ -8,14 +8,18 @@ use font8x8::{UnicodeFonts, BASIC_FONTS, LATIN_FONTS};
 
 use crate::error::{Error, Result};
 
+/// A colour as red, green and blue bytes.
 pub type Rgb = [u8; 3];
 
+/// White.
 pub const WHITE: Rgb = [255, 255, 255];
+/// Black.
 pub const BLACK: Rgb = [0, 0, 0];
 
 /// Side of one glyph of the built-in font, in pixels at scale 1.
 pub const GLYPH: i64 = 8;
 
+/// An RGB image being drawn, written out as PNG.
 pub struct Canvas {
     width: usize,
     height: usize,
@@ -42,6 +46,7 @@ fn glyph(c: char) -> [u8; 8] {
 }
 
 impl Canvas {
+    /// A `width`×`height` canvas filled with `background`.
     pub fn new(width: usize, height: usize, background: Rgb) -> Self {
         let mut pixels = Vec::with_capacity(width * height * 3);
         for _ in 0..width * height {
@@ -54,10 +59,12 @@ impl Canvas {
         }
     }
 
+    /// Width in pixels.
     pub fn width(&self) -> usize {
         self.width
     }
 
+    /// Height in pixels.
     pub fn height(&self) -> usize {
         self.height
     }
@@ -93,6 +100,7 @@ impl Canvas {
         }
     }
 
+    /// Fills the rectangle at `(x, y)` of size `w`×`h`, clipped to the canvas.
     pub fn fill_rect(&mut self, x: i64, y: i64, w: i64, h: i64, c: Rgb) {
         let (x0, x1) = (x.max(0), (x + w).min(self.width as i64));
         let (y0, y1) = (y.max(0), (y + h).min(self.height as i64));
@@ -215,6 +223,7 @@ impl Canvas {
         }
     }
 
+    /// The image as PNG bytes.
     pub fn to_png_bytes(&self) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         {

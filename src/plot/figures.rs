@@ -17,16 +17,24 @@ use super::{channel_map, layer_map, profile, r2_map, scale_map, space_map};
 /// One picture of a fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Picture {
+    /// Each voxel coloured by the depth of the layer it reads from (`layer_map.png`).
     Layer,
+    /// Each voxel coloured by its image location (`space_map.png`).
     Space,
+    /// Each voxel coloured by its scale, patch to global token (`scale_map.png`).
     Scale,
+    /// Each voxel's held-out R² (`r2_map.png`).
     R2,
+    /// Each voxel coloured by its group of readout directions (`channel_map.png`).
     Channels,
+    /// Per-ROI histogram of argmax layers (`profile.png`).
     Profile,
+    /// The maps and the profile on one page (`overview.png`).
     Overview,
 }
 
 impl Picture {
+    /// Every picture, in drawing order.
     pub const ALL: [Picture; 7] =
         [Picture::Layer, Picture::Space, Picture::Scale, Picture::R2, Picture::Channels, Picture::Profile, Picture::Overview];
 
@@ -87,6 +95,7 @@ impl Picture {
 
 /// Smallest and largest side of a picture, in pixels.
 pub const MIN_SIDE: usize = 320;
+/// Largest side of a picture, in pixels.
 pub const MAX_SIDE: usize = 8000;
 
 /// `WxH`, each side in [`MIN_SIDE`, `MAX_SIDE`].
@@ -127,7 +136,9 @@ impl Default for PlotOptions {
 
 /// A fit as the pictures need it.
 pub struct FitView<'a> {
+    /// The fit's report.
     pub report: &'a Report,
+    /// Every voxel's layer probabilities, location and scale.
     pub selections: &'a Selections,
     /// Held-out R² per voxel.
     pub r2: &'a [f32],
@@ -244,8 +255,11 @@ pub fn write_pictures(dir: &Path, brain: &Brain, fit: &FitView, opts: &PlotOptio
 
 /// A fit read back from its output directory.
 pub struct SavedFit {
+    /// `report.json`.
     pub report: Report,
+    /// The selections of `selectors.safetensors`.
     pub selections: Selections,
+    /// Held-out R² per voxel, from `selectors.safetensors`.
     pub r2: Vec<f32>,
     /// `W` `[V, D]` and D from `encoder.safetensors`, when the directory has one.
     pub readout: Option<(Vec<f32>, usize)>,
@@ -301,6 +315,7 @@ impl SavedFit {
         Ok(Self { report, selections, r2, readout })
     }
 
+    /// The fit as the pictures need it.
     pub fn view(&self) -> FitView<'_> {
         FitView {
             report: &self.report,

@@ -2,6 +2,8 @@
 //! (`brain_map`); each map, the profile chart and the overview have their own file; `figures`
 //! decides which pictures a fit has and writes them.
 
+#![warn(missing_docs)]
+
 pub mod brain_map;
 pub mod canvas;
 pub mod channel_map;

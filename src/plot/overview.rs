@@ -11,7 +11,9 @@ use super::profile;
 
 /// One cell of the overview.
 pub enum Panel<'a> {
+    /// A map on the cortex.
     Map(BrainMap),
+    /// The per-ROI layer profile of a report.
     Profile(&'a Report),
 }
 

@@ -17,11 +17,15 @@ const DEPTH_LINE: Rgb = [215, 30, 40];
 /// One ROI's row of the chart.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProfileRow {
+    /// The ROI's name.
     pub name: String,
+    /// Its hierarchy level.
     pub level: i32,
+    /// Its voxel count.
     pub n_voxels: usize,
     /// Voxels per argmax layer.
     pub counts: Vec<usize>,
+    /// Mean voxel depth.
     pub mean_depth: Option<f64>,
 }
 
@@ -47,7 +51,9 @@ pub fn profile_rows(report: &Report) -> Vec<ProfileRow> {
 /// Where the chart put its cells: `cells[row][layer]`, for checking the picture.
 #[derive(Debug, Clone)]
 pub struct ProfileLayout {
+    /// The chart's rows, top to bottom.
     pub rows: Vec<ProfileRow>,
+    /// Each row's cells, one per layer.
     pub cells: Vec<Vec<Rect>>,
 }
 

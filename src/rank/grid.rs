@@ -21,8 +21,11 @@ pub const MAX_GRID_SIDE: usize = 10_000;
 /// The networks, the subjects and how every pair is fitted.
 #[derive(Debug, Clone)]
 pub struct Grid {
+    /// Features files, one per network.
     pub networks: Vec<PathBuf>,
+    /// Brain files, one per subject (the same images).
     pub brains: Vec<PathBuf>,
+    /// How every pair is fitted.
     pub estimator: Estimator,
     /// Also score every layer on its own with the layer-wise ridge baseline.
     pub with_layers: bool,
@@ -31,8 +34,11 @@ pub struct Grid {
 /// One pair to fit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairJob {
+    /// Position of the network in [`Grid::networks`].
     pub network: usize,
+    /// Position of the subject in [`Grid::brains`].
     pub subject: usize,
+    /// [`pair_digest`] of the pair's inputs and settings.
     pub digest: String,
 }
 
@@ -40,7 +46,9 @@ pub struct PairJob {
 /// serial run loads each brain once).
 #[derive(Debug, Clone)]
 pub struct GridPlan {
+    /// The subjects' names, in [`Grid::brains`] order.
     pub subjects: Vec<String>,
+    /// Every pair, subject-major.
     pub jobs: Vec<PairJob>,
 }
 
@@ -48,14 +56,33 @@ pub struct GridPlan {
 #[derive(Debug, Clone, Copy)]
 pub enum GridEvent<'a> {
     /// Before any fit: `done` of `total` pairs were found finished in the store.
-    Planned { done: usize, total: usize },
+    Planned {
+        /// Pairs found finished.
+        done: usize,
+        /// Pairs in the grid.
+        total: usize,
+    },
     /// A pair finished (`ok` false: it failed); `done` counts finished pairs including resumed
     /// ones, `seconds_left` estimates the rest from the pairs fitted so far.
-    Finished { job: &'a PairJob, subject: &'a str, ok: bool, done: usize, total: usize, seconds_left: Option<f64> },
+    Finished {
+        /// The pair.
+        job: &'a PairJob,
+        /// Its subject's name.
+        subject: &'a str,
+        /// False when it failed.
+        ok: bool,
+        /// Finished pairs so far, resumed ones included.
+        done: usize,
+        /// Pairs in the grid.
+        total: usize,
+        /// Estimated seconds of fitting left (one pair after another).
+        seconds_left: Option<f64>,
+    },
 }
 
 /// Runs pairs: each job exactly once, reporting each outcome (in any order) through `done`.
 pub trait PairExecutor {
+    /// Runs `jobs`, calling `done` once per job as each finishes.
     fn execute(&mut self, grid: &Grid, plan: &GridPlan, jobs: &[PairJob], done: &mut dyn FnMut(&PairJob, Result<PairOutcome>));
 }
 
@@ -270,11 +297,14 @@ pub fn unique(names: impl IntoIterator<Item = String>) -> Vec<String> {
 /// (the plan is subject-major). `on_event` receives each fit's epochs (or ridge layers);
 /// `on_start` is called before each pair.
 pub struct Serial<'a> {
+    /// Called before each pair with the pair and its subject's name.
     pub on_start: Option<&'a mut dyn FnMut(&PairJob, &str)>,
+    /// Receives each fit's epochs (or ridge layers).
     pub on_event: Option<&'a mut dyn FnMut(crate::engine::FitEvent<'_>)>,
 }
 
 impl PairExecutor for Serial<'_> {
+    /// Runs `jobs`, calling `done` once per job as each finishes.
     fn execute(&mut self, grid: &Grid, plan: &GridPlan, jobs: &[PairJob], done: &mut dyn FnMut(&PairJob, Result<PairOutcome>)) {
         let mut loaded: Option<(usize, Brain)> = None;
         for job in jobs {

@@ -5,6 +5,11 @@
 //! held-out images and voxels in every resample, so the two share their noise). The CLI (`factortopy rank`) gates on
 //! the best slope or its interval's lower bound; the C ABI wraps [`rank`] and
 //! [`Ranking::to_json`].
+//!
+//! Over several subjects (one brain each, the same images), [`grid`] fits every network ×
+//! subject pair (here, in worker processes or anywhere through [`pair`]'s outcomes) and
+//! [`subjects`] ranks the networks with subjects as the random effect.
+#![warn(missing_docs)]
 
 pub mod grid;
 pub mod pair;
@@ -25,6 +30,7 @@ use crate::scores::{Interval, PairedDifference, Report};
 /// seed, and the uncertainty settings, so that the networks' bootstrap replicates are paired).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RankConfig {
+    /// The estimator every network is fitted with.
     pub estimator: Estimator,
 }
 
@@ -62,16 +68,22 @@ pub struct RankRow {
     pub name: String,
     /// Hierarchy scores; `None` (`null`) when undefined (see [`crate::scores::HierarchyScores`]).
     pub slope: Option<f64>,
+    /// Fitted depth at the bottom of the hierarchy.
     pub b0: Option<f64>,
+    /// Fitted depth at the top of the hierarchy.
     pub b1: Option<f64>,
+    /// Spearman ρ between ROI position and voxel depth.
     pub spearman: Option<f64>,
+    /// Mean held-out R².
     pub r2_mean: f64,
+    /// Median held-out R².
     pub r2_median: f64,
     /// Noise-normalised accuracy (mean, median) where the brain has a noise ceiling.
     pub noise_normalized_mean: Option<f64>,
+    /// Median noise-normalised accuracy.
     pub noise_normalized_median: Option<f64>,
-    /// Wall time of the fit: printed in tables, left out of the JSON, which is the same
-    /// wherever and however fast the fits ran.
+    /// Wall-clock seconds of this network's fit: printed in tables, left out of the JSON, which
+    /// is the same wherever and however fast the fits ran.
     #[serde(skip_serializing, default)]
     pub fit_seconds: f64,
     /// Mean voxel depth per ROI, in the brain's ROI order (`None` for an empty ROI).
@@ -90,13 +102,17 @@ pub struct RankRow {
 /// A finished ranking: rows sorted best first, plus what is needed to print and plot it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ranking {
+    /// How every network was fitted.
     pub method: Method,
     /// Confidence level of the intervals and of the paired tests.
     pub level: f64,
     /// Bootstrap resamples behind them (0 = none).
     pub n_resamples: usize,
+    /// The brain's subject, when known.
     pub subject: Option<String>,
+    /// The brain's ROIs, in the order of [`RankRow::roi_depth`].
     pub roi_names: Vec<String>,
+    /// One row per network, best first.
     pub rows: Vec<RankRow>,
     /// The full report of every network, in row order.
     #[serde(skip)]
@@ -272,9 +288,12 @@ pub fn rows_to_json(rows: &[RankRow]) -> String {
 /// Output formats of a ranking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RankFormat {
+    /// Aligned columns for a terminal, with a legend.
     #[default]
     Table,
+    /// The ranking as JSON.
     Json,
+    /// A Markdown table, e.g. for a CI job's summary.
     Markdown,
 }
 

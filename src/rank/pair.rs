@@ -30,7 +30,9 @@ pub const PAIR_FORMAT: u32 = 1;
 /// signal in each ROI, from the same split as the pair's fit.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct LayerScores {
+    /// The network's layers, in depth order.
     pub layer_names: Vec<String>,
+    /// The brain's ROIs.
     pub roi_names: Vec<String>,
     /// `r2[roi][layer]`: mean held-out R² over the ROI's voxels of a ridge fit on that layer
     /// alone (`null` for an ROI without voxels).
@@ -76,12 +78,14 @@ pub struct PairOutcome {
     pub digest: String,
     /// Position of the network and of the subject in the grid's input lists.
     pub network: usize,
+    /// See `network`.
     pub subject: usize,
     /// The subject's name (the brain's `subject` metadata, else the file's stem).
     pub subject_name: String,
     /// Wall time of the fit (not part of any ranking's JSON, which is the same wherever and
     /// however fast its pairs ran).
     pub seconds: f64,
+    /// The pair's full report.
     pub report: Report,
     /// Bootstrap replicates of the headline numbers (`None` without a bootstrap).
     pub replicates: Option<Replicates>,
@@ -90,6 +94,7 @@ pub struct PairOutcome {
 }
 
 impl PairOutcome {
+    /// Compact JSON (NaN replicates as `null`).
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a pair outcome always serialises")
     }
@@ -180,6 +185,7 @@ pub struct FileDigests {
 }
 
 impl FileDigests {
+    /// The digest of `path`'s contents.
     pub fn of(&mut self, path: &Path) -> Result<[u8; 32]> {
         if let Some(d) = self.known.get(path) {
             return Ok(*d);
@@ -222,6 +228,7 @@ impl PairStore {
         PairStore { dir: out.join("pairs") }
     }
 
+    /// Where the pair with `digest` is kept.
     pub fn path(&self, digest: &str) -> PathBuf {
         self.dir.join(format!("{digest}.json"))
     }

@@ -17,6 +17,7 @@ use crate::scores::Interval;
 /// The mean over subjects of one number, with its t-interval.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
 pub struct MeanInterval {
+    /// Mean over the subjects where the number is defined.
     pub mean: f64,
     /// Subjects where the number is defined.
     pub n: usize,
@@ -87,9 +88,13 @@ pub fn paired_t(a: &[Option<f64>], b: &[Option<f64>], level: f64) -> Option<Subj
 /// A network's headline numbers over subjects.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct AcrossSubjects {
+    /// Hierarchy slope.
     pub slope: Option<MeanInterval>,
+    /// Spearman ρ of depth and ROI level.
     pub spearman: Option<MeanInterval>,
+    /// Depth at the top of the hierarchy.
     pub b1: Option<MeanInterval>,
+    /// Mean noise-normalised accuracy (subjects with a noise ceiling).
     pub noise_normalized_mean: Option<MeanInterval>,
 }
 
@@ -100,7 +105,9 @@ pub struct NetworkRow {
     pub rank: usize,
     /// Position of the network in the input list.
     pub index: usize,
+    /// The features file's `model` metadata (made unique with ` #k`).
     pub name: String,
+    /// Headline numbers over subjects.
     pub across: AcrossSubjects,
     /// Paired t-test over subjects of `slope − slope of the next row` (`None` on the last row).
     pub vs_next: Option<SubjectsDifference>,
@@ -112,12 +119,15 @@ pub struct NetworkRow {
 /// Networks ranked over several subjects.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct SubjectsRanking {
+    /// How every pair was fitted.
     pub method: Method,
     /// Confidence level of every interval and test.
     pub level: f64,
     /// Bootstrap resamples behind each subject's intervals (0 = none).
     pub n_resamples: usize,
+    /// The subjects' names, in input order.
     pub subjects: Vec<String>,
+    /// Best first.
     pub rows: Vec<NetworkRow>,
     /// Each subject's own ranking, in subject order.
     #[serde(skip)]
@@ -127,7 +137,9 @@ pub struct SubjectsRanking {
 /// A finished grid: one subject gives the one-brain ranking, several a ranking over subjects.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GridRanking {
+    /// One subject: the one-brain ranking.
     One(Ranking),
+    /// Several subjects.
     Subjects(SubjectsRanking),
 }
 
@@ -232,6 +244,7 @@ fn vs_text(d: Option<SubjectsDifference>) -> String {
 }
 
 impl SubjectsRanking {
+    /// The best row (largest mean slope).
     pub fn best(&self) -> Option<&NetworkRow> {
         self.rows.first()
     }
@@ -261,6 +274,7 @@ impl SubjectsRanking {
         )
     }
 
+    /// A fixed-width table for a terminal: one row per network, each subject's row below it, a legend.
     pub fn table(&self) -> String {
         let mut names: Vec<String> = self.rows.iter().map(|r| table_name(&r.name)).collect();
         names.extend(self.subjects.iter().map(|s| format!("  {}", table_name(s))));
@@ -309,6 +323,7 @@ impl SubjectsRanking {
         s
     }
 
+    /// A GitHub-flavoured Markdown table with the legend below it.
     pub fn markdown(&self) -> String {
         let esc = |x: &str| x.replace('|', "\\|");
         let nc = self.has_nc();
@@ -432,6 +447,7 @@ impl GridRanking {
         }
     }
 
+    /// What `gate` compares with a threshold (see [`SubjectsRanking::gated_value`] and [`Ranking::gated_value`]).
     pub fn gated_value(&self, gate: RankGate) -> Option<f64> {
         match self {
             GridRanking::One(r) => r.gated_value(gate),
@@ -455,6 +471,7 @@ impl GridRanking {
         }
     }
 
+    /// Renders in `format` (JSON with a trailing newline).
     pub fn render(&self, format: RankFormat) -> String {
         match (self, format) {
             (GridRanking::One(r), _) => r.render(format),

@@ -27,13 +27,18 @@ use crate::scores::stats;
 /// Held-out predictions and targets, row-major `[n, v]` (image-major, as the fit produces them).
 #[derive(Debug, Clone, Copy)]
 pub struct HeldOut<'a> {
+    /// Predicted responses `[n, v]`.
     pub pred: &'a [f32],
+    /// Measured responses `[n, v]`.
     pub target: &'a [f32],
+    /// Held-out images.
     pub n: usize,
+    /// Voxels.
     pub v: usize,
 }
 
 impl<'a> HeldOut<'a> {
+    /// Checks the sizes (and that there are at least 2 images to resample).
     pub fn new(pred: &'a [f32], target: &'a [f32], n: usize, v: usize) -> Result<Self> {
         let want = n.checked_mul(v).ok_or_else(|| Error::invalid(format!("held-out size {n}×{v} overflows")))?;
         if pred.len() != want || target.len() != want {
@@ -62,15 +67,19 @@ impl<'a> HeldOut<'a> {
 /// A two-sided interval `[lo, hi]`.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
 pub struct Interval {
+    /// Lower bound.
     pub lo: f64,
+    /// Upper bound.
     pub hi: f64,
 }
 
 impl Interval {
+    /// Whether `x` lies in `[lo, hi]`.
     pub fn contains(&self, x: f64) -> bool {
         self.lo <= x && x <= self.hi
     }
 
+    /// Both bounds multiplied by `k` (a positive `k` keeps them ordered).
     pub fn scaled(self, k: f64) -> Self {
         Self { lo: self.lo * k, hi: self.hi * k }
     }
@@ -201,11 +210,17 @@ pub fn resampled_scores(h: &HeldOut, counts: &[u32]) -> (Vec<f32>, Vec<f32>) {
 /// a positive finite ceiling.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AccuracyPoint {
+    /// Mean R².
     pub r2_mean: f64,
+    /// Median R².
     pub r2_median: f64,
+    /// Mean Pearson r.
     pub pearson_mean: f64,
+    /// Median Pearson r.
     pub pearson_median: f64,
+    /// Mean noise-normalised accuracy (NaN without a noise ceiling).
     pub normalized_mean: f64,
+    /// Median noise-normalised accuracy (NaN without a noise ceiling).
     pub normalized_median: f64,
 }
 
@@ -227,6 +242,7 @@ fn mean_median(xs: &[f64]) -> (f64, f64) {
     (stats::mean(xs), stats::median(xs))
 }
 
+/// The [`AccuracyPoint`] of per-voxel R², Pearson r and, when given, noise ceilings.
 pub fn accuracy_of(r2: &[f32], pearson: &[f32], nc: Option<&[f32]>) -> AccuracyPoint {
     let r2: Vec<f64> = r2.iter().map(|&x| x as f64).collect();
     let r: Vec<f64> = pearson.iter().map(|&x| x as f64).collect();
@@ -246,6 +262,7 @@ pub struct BootstrapConfig {
     pub n_resamples: usize,
     /// Confidence level of the intervals, in (0, 1).
     pub level: f64,
+    /// Seed of the resampling draws (independent of the fit's seed).
     pub seed: u64,
 }
 
@@ -256,6 +273,7 @@ impl Default for BootstrapConfig {
 }
 
 impl BootstrapConfig {
+    /// Checks that the level is in (0, 1) and that there are no resamples or at least 2.
     pub fn validate(&self) -> Result<()> {
         if !(self.level > 0.0 && self.level < 1.0) {
             return Err(Error::invalid(format!("the confidence level must be in (0, 1), got {}", self.level)));
@@ -276,6 +294,7 @@ pub struct RoiStrata {
 }
 
 impl RoiStrata {
+    /// Groups the voxels by ROI label (-1: outside every ROI, left out).
     pub fn new(roi: &[i32], n_rois: usize) -> Result<Self> {
         let mut groups = vec![Vec::new(); n_rois];
         for (i, &r) in roi.iter().enumerate() {
@@ -309,24 +328,34 @@ impl RoiStrata {
 /// fitted in other processes can still be compared.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Replicates {
+    /// Hierarchy slope.
     #[serde(with = "nan_as_null")]
     pub slope: Vec<f64>,
+    /// Depth at the bottom of the hierarchy.
     #[serde(with = "nan_as_null")]
     pub b0: Vec<f64>,
+    /// Depth at the top of the hierarchy.
     #[serde(with = "nan_as_null")]
     pub b1: Vec<f64>,
+    /// Spearman ρ.
     #[serde(with = "nan_as_null")]
     pub spearman: Vec<f64>,
+    /// Mean R².
     #[serde(with = "nan_as_null")]
     pub r2_mean: Vec<f64>,
+    /// Median R².
     #[serde(with = "nan_as_null")]
     pub r2_median: Vec<f64>,
+    /// Mean Pearson r.
     #[serde(with = "nan_as_null")]
     pub pearson_mean: Vec<f64>,
+    /// Median Pearson r.
     #[serde(with = "nan_as_null")]
     pub pearson_median: Vec<f64>,
+    /// Mean noise-normalised accuracy.
     #[serde(with = "nan_as_null")]
     pub normalized_mean: Vec<f64>,
+    /// Median noise-normalised accuracy.
     #[serde(with = "nan_as_null")]
     pub normalized_median: Vec<f64>,
 }
@@ -348,14 +377,18 @@ mod nan_as_null {
 pub struct BootstrapInputs<'a> {
     /// Per-voxel depth `d_v` (DESIGN §4).
     pub depth: &'a [f64],
+    /// Per-voxel ROI label (-1 outside every ROI).
     pub roi: &'a [i32],
+    /// Each ROI's hierarchy level.
     pub roi_levels: &'a [i32],
+    /// Per-voxel noise ceiling, when known.
     pub noise_ceiling: Option<&'a [f32]>,
     /// Held-out predictions; without them the images are not resampled and the accuracy numbers
     /// get no interval.
     pub heldout: Option<HeldOut<'a>>,
     /// Point per-voxel R² (the weights when `weighted` and there is no `heldout`).
     pub r2: &'a [f32],
+    /// Weight the hierarchy line by max(R², 0).
     pub weighted: bool,
 }
 

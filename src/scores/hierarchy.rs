@@ -120,6 +120,7 @@ pub fn roi_positions(levels: &[i32]) -> Vec<f64> {
 /// made up for an undefined score.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct HierarchyScores {
+    /// Slope of the least-squares line `d = b0 + slope·h` of voxel depth on ROI position.
     pub slope: Option<f64>,
     /// Fitted depth at the bottom of the hierarchy (h = 0): where early cortex reads from.
     pub b0: Option<f64>,

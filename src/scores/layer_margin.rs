@@ -44,14 +44,17 @@ const CHUNK: usize = 64;
 pub struct LayerMargin {
     /// Mean over the sampled voxels of (held-out R² of the chosen layer − best other layer's).
     pub margin: f64,
+    /// Lower bound of the bootstrap interval of `margin`.
     pub lo: f64,
+    /// Upper bound of the bootstrap interval of `margin`.
     pub hi: f64,
     /// Confidence level of `lo`–`hi`.
     pub level: f64,
     /// Voxels sampled from the ROI.
     pub n_voxels: usize,
-    /// Training and held-out images the regressions used.
+    /// Training images the regressions used.
     pub n_train: usize,
+    /// Held-out images they were scored on.
     pub n_held_out: usize,
 }
 

@@ -1,6 +1,8 @@
 //! Hierarchy scores and prediction quality (DESIGN §4), their uncertainty (bootstrap intervals,
 //! the hierarchy's permutation null, spread over seeds), and the serde `Report`.
 
+#![warn(missing_docs)]
+
 pub mod bootstrap;
 pub mod hierarchy;
 pub mod layer_margin;

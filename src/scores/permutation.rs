@@ -25,6 +25,7 @@ use crate::scores::stats;
 pub struct PermutationConfig {
     /// Random permutations P when the ROIs have more than P orderings (0 = no test).
     pub n_permutations: usize,
+    /// Seed of the random permutations.
     pub seed: u64,
 }
 

@@ -25,13 +25,16 @@ use crate::scores::uncertainty::{IntervalKind, Uncertainty, UncertaintyConfig};
 /// `schema_version`, `settings`, `noise_ceiling`, `uncertainty` or `seeds`; version 2 had no
 /// `uncertainty.kind` and `uncertainty.n_fits` (its intervals were all refit-free), `ambiguity`
 /// or `rois[].ambiguous`; version 3 had no `uncertainty.simex`, kind `simex` or
-/// `settings.uncertainty.bias_correction`.
+/// `settings.uncertainty.bias_correction`; version 4 had no `rois[].layer_margin` or
+/// `settings.fit.layer_units`, and its fits were in raw units.
 pub const SCHEMA_VERSION: u32 = 5;
 
 /// Mean and median of a per-voxel quantity.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
 pub struct Summary {
+    /// Mean over the voxels.
     pub mean: f64,
+    /// Median over the voxels.
     pub median: f64,
 }
 
@@ -52,17 +55,23 @@ impl Summary {
 /// One ROI's share of the map. Means are `None` when the ROI has no voxels.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct RoiSummary {
+    /// The ROI's name, from the brain file's `roi_names`.
     pub name: String,
     /// Level on the visual hierarchy, as given in the brain file.
     pub level: i32,
     /// `level / max level`: the `h` the hierarchy line is fitted against.
     pub position: f64,
+    /// Number of voxels labelled with this ROI.
     pub n_voxels: usize,
+    /// Mean voxel depth `d_v = Σ_l p_vl · l/(L−1)` (DESIGN §4), in [0, 1].
     pub mean_depth: Option<f64>,
     /// Population standard deviation of the voxel depths.
     pub std_depth: Option<f64>,
+    /// Mean held-out R².
     pub mean_r2: Option<f64>,
+    /// Mean scale `s_v` (0: local patch token, 1: global token).
     pub mean_scale: Option<f64>,
+    /// Mean selection entropy `H(p_v)/log L`, in [0, 1].
     pub mean_entropy: Option<f64>,
     /// Voxel count per argmax layer (length = number of layers).
     pub layer_histogram: Vec<usize>,
@@ -97,22 +106,39 @@ pub use crate::model::FitSummary;
 /// The FactorTopy fit settings behind a report (DESIGN §3.5–§3.6), as `FitConfig` holds them.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct FitSettings {
+    /// Seed of the split, the initialisation and the batches.
     pub seed: u64,
+    /// Fraction of images held out for validation and scoring.
     pub val_fraction: f64,
+    /// Maximum number of epochs.
     pub max_epochs: usize,
+    /// Images per optimiser step.
     pub batch_size: usize,
+    /// AdamW learning rate.
     pub lr: f64,
+    /// AdamW weight decay.
     pub weight_decay: f64,
+    /// Gradient norm clip.
     pub clip_norm: f64,
+    /// Smooth-L1 β.
     pub beta: f64,
+    /// Weight λ of the warm-up regulariser.
     pub reg_lambda: f64,
+    /// Optimiser steps T over which the regulariser fades.
     pub reg_steps: usize,
+    /// Epochs without improvement before stopping.
     pub patience: usize,
+    /// Smallest improvement of mean validation R² that counts.
     pub min_delta: f64,
+    /// Common channel width D.
     pub d: usize,
+    /// Sampling grid G.
     pub grid: usize,
+    /// Hard limit on optimiser steps, if any.
     pub max_steps: Option<usize>,
+    /// Hard limit on wall-clock seconds, if any.
     pub max_seconds: Option<f64>,
+    /// The readout implementation (`fused`, ...), as `FitConfig::readout` names it.
     pub readout: String,
     /// How the layers' maps were resized to the grid (`bilinear`, `area` or `auto`); reports
     /// written before the setting existed were fitted with `bilinear`.
@@ -161,10 +187,15 @@ impl From<&FitConfig> for FitSettings {
 /// The layer-wise ridge baseline's settings behind a report.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct RidgeSettings {
+    /// Seed of the split and the folds.
     pub seed: u64,
+    /// Fraction of images held out for scoring.
     pub val_fraction: f64,
+    /// The penalty grid each voxel's penalty is chosen from.
     pub alphas: Vec<f64>,
+    /// Cross-validation folds inside the training images.
     pub n_folds: usize,
+    /// Whether each feature was standardised on the training images before the ridge.
     pub standardize: bool,
 }
 
@@ -216,20 +247,31 @@ impl CeilingAccuracy {
     }
 }
 
+/// The scores of one fit: what `report.json` holds (every field is described in
+/// `docs/formats.md`). Serialise it with serde; [`Report::headline`] gives the terminal summary.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Report {
     /// [`SCHEMA_VERSION`] of this layout.
     pub schema_version: u32,
     /// The factortopy version that wrote the report.
     pub library_version: String,
+    /// The network, from the features' `model` metadata.
     pub model: String,
+    /// `factortopy` or `ridge`.
     pub method: String,
+    /// The subject, from the brain's metadata.
     pub subject: Option<String>,
+    /// Number of probe images N.
     pub n_images: usize,
+    /// Number of voxels V.
     pub n_voxels: usize,
+    /// Number of layers L.
     pub n_layers: usize,
+    /// The layers' names (`layer 0`, ... when the features name none).
     pub layer_names: Vec<String>,
+    /// The settings that produced the numbers.
     pub settings: Settings,
+    /// Brain–network alignment: slope, b0, b1 and Spearman ρ (DESIGN §4).
     pub hierarchy: HierarchyScores,
     /// Held-out R² over all voxels.
     pub r2: Summary,
@@ -242,7 +284,10 @@ pub struct Report {
     pub uncertainty: Option<Uncertainty>,
     /// Spread of the headline numbers over refits with several seeds (`fit --seeds K`).
     pub seeds: Option<SeedSpread>,
+    /// One summary per ROI, in the brain's ROI order.
     pub rois: Vec<RoiSummary>,
+    /// How the FactorTopy fit went (split sizes, epochs, best epoch, steps); `None` for the ridge
+    /// baseline.
     pub fit: Option<FitSummary>,
     /// Ambiguous layer choices over all voxels (`None` in reports written before it).
     #[serde(default)]
@@ -478,6 +523,7 @@ impl Report {
         crate::data::io::atomic_write(path, s.as_bytes())
     }
 
+    /// Reads a `report.json`, refusing one of another schema version; errors name the file.
     pub fn read_json(path: &Path) -> Result<Report> {
         let bytes = crate::data::io::read_input(path)?;
         let s = String::from_utf8(bytes).map_err(|_| Error::data(path, "not a factortopy report: not UTF-8 text"))?;

@@ -89,7 +89,9 @@ pub fn student_t_two_sided(level: f64, df: usize) -> f64 {
 /// bootstrap replicates in each fit (`None` when no bootstrap ran).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OverSeeds<'a> {
+    /// The statistic's value in each of the K fits.
     pub points: &'a [f64],
+    /// The variance of its refit-free bootstrap replicates in each fit.
     pub bootstrap_variances: Option<&'a [f64]>,
     /// The statistic's range, if it has one (the interval is clipped to it).
     pub range: Option<(f64, f64)>,

@@ -11,10 +11,13 @@ use crate::scores::Report;
 /// Spread of one number over the seeds' fits.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Spread {
+    /// Mean over the fits.
     pub mean: f64,
     /// Sample standard deviation (divides by K − 1).
     pub std: f64,
+    /// Smallest value.
     pub min: f64,
+    /// Largest value.
     pub max: f64,
     /// One value per seed, in the order of `SeedSpread::seeds`.
     pub values: Vec<f64>,
@@ -42,14 +45,23 @@ impl Spread {
 /// Spread of the headline numbers over K refits.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct SeedSpread {
+    /// The fits' seeds, in fitting order.
     pub seeds: Vec<u64>,
+    /// Spread of the hierarchy slope.
     pub slope: Option<Spread>,
+    /// Spread of b0.
     pub b0: Option<Spread>,
+    /// Spread of b1.
     pub b1: Option<Spread>,
+    /// Spread of Spearman ρ.
     pub spearman: Option<Spread>,
+    /// Spread of the mean held-out R².
     pub r2_mean: Option<Spread>,
+    /// Spread of the median held-out R².
     pub r2_median: Option<Spread>,
+    /// Spread of the mean Pearson r.
     pub pearson_mean: Option<Spread>,
+    /// Spread of the mean noise-normalised accuracy.
     pub noise_normalized_mean: Option<Spread>,
 }
 

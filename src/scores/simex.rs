@@ -71,6 +71,7 @@ pub enum BiasCorrection {
 }
 
 impl BiasCorrection {
+    /// The name used by `--bias-correct` and in reports.
     pub fn name(self) -> &'static str {
         match self {
             BiasCorrection::None => "none",
@@ -93,7 +94,9 @@ impl std::str::FromStr for BiasCorrection {
 /// The corrected value of one number and the interval of the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Extrapolation {
+    /// The value extrapolated to no noise.
     pub estimate: f64,
+    /// Its interval.
     pub interval: Interval,
 }
 
@@ -253,7 +256,9 @@ pub fn perturbed(brain: &Brain, noise_var: &[f64], lambda: f64, seed: u64, label
 /// K fits at each λ (the first, λ = 0, is the uncorrected mean over seeds).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct SimexNumber {
+    /// The value extrapolated to no noise.
     pub corrected: f64,
+    /// Mean over the K fits at each λ of `SimexSummary::lambdas`.
     pub means: Vec<f64>,
 }
 
@@ -268,9 +273,13 @@ pub struct SimexSummary {
     pub fits_per_lambda: usize,
     /// Fits in all: K·(1 + number of added-noise levels).
     pub n_fits: usize,
+    /// The corrected hierarchy slope.
     pub slope: Option<SimexNumber>,
+    /// The corrected b0.
     pub b0: Option<SimexNumber>,
+    /// The corrected b1.
     pub b1: Option<SimexNumber>,
+    /// The corrected Spearman ρ.
     pub spearman: Option<SimexNumber>,
 }
 

@@ -33,6 +33,7 @@ pub enum IntervalKind {
 }
 
 impl IntervalKind {
+    /// The name written in reports.
     pub fn name(self) -> &'static str {
         match self {
             IntervalKind::RefitFree => "refit-free",
@@ -45,7 +46,9 @@ impl IntervalKind {
 /// Settings of the uncertainty estimates.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Default)]
 pub struct UncertaintyConfig {
+    /// The bootstrap behind every interval.
     pub bootstrap: BootstrapConfig,
+    /// The permutation test of the hierarchy line.
     pub permutation: PermutationConfig,
     /// Correction of the noise's bias in the hierarchy numbers (needs refits over seeds).
     #[serde(default)]
@@ -53,6 +56,7 @@ pub struct UncertaintyConfig {
 }
 
 impl UncertaintyConfig {
+    /// Checks the bootstrap settings.
     pub fn validate(&self) -> Result<()> {
         self.bootstrap.validate()?;
         crate::data::limits::at_most(
@@ -88,21 +92,32 @@ pub struct Uncertainty {
     pub level: f64,
     /// Bootstrap resamples B (with `seeds`: over all K fits together, split evenly).
     pub n_resamples: usize,
+    /// Seed of the bootstrap draws.
     pub seed: u64,
     /// Held-out images drawn with replacement in each resample (0 when the images were not
     /// resampled: no held-out predictions, so the accuracy numbers have no interval).
     pub n_images_resampled: usize,
     /// Voxels drawn with replacement within their ROI in each resample.
     pub n_voxels_resampled: usize,
+    /// Interval of the hierarchy slope.
     pub slope: Option<Interval>,
+    /// Interval of b0.
     pub b0: Option<Interval>,
+    /// Interval of b1.
     pub b1: Option<Interval>,
+    /// Interval of Spearman ρ.
     pub spearman: Option<Interval>,
+    /// Interval of the mean held-out R².
     pub r2_mean: Option<Interval>,
+    /// Interval of the median held-out R².
     pub r2_median: Option<Interval>,
+    /// Interval of the mean Pearson r.
     pub pearson_mean: Option<Interval>,
+    /// Interval of the median Pearson r.
     pub pearson_median: Option<Interval>,
+    /// Interval of the mean noise-normalised accuracy.
     pub noise_normalized_mean: Option<Interval>,
+    /// Interval of the median noise-normalised accuracy.
     pub noise_normalized_median: Option<Interval>,
     /// `noise_normalized_mean` × 100 (the Algonauts challenge form).
     pub algonauts_mean: Option<Interval>,

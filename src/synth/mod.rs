@@ -16,6 +16,8 @@
 //! # Ok::<(), factortopy::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod cortex;
 pub mod network;
 pub mod plant;
@@ -48,6 +50,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// Every scenario, in the order the CLI lists them.
     pub const ALL: [Scenario; 5] = [
         Scenario::Hierarchical,
         Scenario::Reversed,
@@ -95,6 +98,7 @@ impl FromStr for Scenario {
 /// network; when planting on given features they come from those features instead.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SynthConfig {
+    /// Which layer each ROI reads from.
     pub scenario: Scenario,
     /// Number of probe images N.
     pub n_images: usize,
@@ -110,6 +114,7 @@ pub struct SynthConfig {
     pub grid: usize,
     /// Fraction of a signal voxel's variance that the planted signal explains (R² units).
     pub noise_ceiling: f64,
+    /// Seed of everything random: the same seed and settings give byte-identical data.
     pub seed: u64,
     /// Fraction of voxels that carry planted signal; the rest are pure noise.
     pub signal_fraction: f64,
@@ -214,14 +219,19 @@ impl SynthConfig {
 /// A generated data set: the network's features, the brain planted on them, and the truth.
 #[derive(Debug, Clone)]
 pub struct Synthetic {
+    /// The built-in network's features of the probe images.
     pub features: Features,
+    /// The brain planted on them (responses z-scored per voxel).
     pub brain: Brain,
+    /// Every voxel's planted layer, location and scale.
     pub truth: Truth,
 }
 
-/// File names inside an output directory.
+/// The features file's name inside an output directory.
 pub const FEATURES_FILE: &str = "features.safetensors";
+/// The brain file's name inside an output directory.
 pub const BRAIN_FILE: &str = "brain.safetensors";
+/// The truth file's name inside an output directory.
 pub const TRUTH_FILE: &str = "truth.safetensors";
 
 /// Generates features from the built-in random network and plants a brain on them.

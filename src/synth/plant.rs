@@ -74,6 +74,7 @@ pub struct Truth {
 }
 
 impl Truth {
+    /// Number of voxels V.
     pub fn n_voxels(&self) -> usize {
         self.layer.len()
     }
@@ -181,7 +182,9 @@ impl Truth {
 /// Everything planting produces, including the intermediate quantities tests check.
 #[derive(Debug, Clone)]
 pub struct Planted {
+    /// The planted brain (responses z-scored per voxel).
     pub brain: Brain,
+    /// Every voxel's planted layer, location and scale.
     pub truth: Truth,
     /// `[N, V]` clean response, standardised over images; zero for pure-noise voxels.
     pub clean: Array,

@@ -1,5 +1,5 @@
 /*
- * The engine through the C ABI (issue 10): fits and monitors on a named device, predictions from
+ * The engine through the C ABI: fits and monitors on a named device, predictions from
  * a fit and from a saved encoder, and the one-line refusal of a device this build or machine
  * cannot use.
  *

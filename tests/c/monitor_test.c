@@ -306,7 +306,7 @@ static void error_paths(const char *dir, ft_brain *brain, ft_features *ref, ft_m
   EXPECT_STATUS(ft_monitor_new(brain, ref, &mo, &m2), FT_ERR_INVALID_ARGUMENT);
   EXPECT(m2 == (ft_monitor *)(uintptr_t)0x1);
 
-  /* Issue 12: sizes past memory are refused before anything is allocated, never an abort. A
+  /* Sizes past memory are refused before anything is allocated, never an abort. A
    * zero-stride view describes 2^52 elements with one float of memory. */
   int64_t huge[4] = {(int64_t)1 << 20, (int64_t)1 << 20, 64, 64};
   int64_t zero_strides[4] = {0, 0, 0, 0};

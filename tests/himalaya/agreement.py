@@ -1,4 +1,4 @@
-"""Reference side of the himalaya agreement test (issue 5).
+"""Reference side of the himalaya agreement test.
 
 usage: python tests/himalaya/agreement.py OUT_DIR
 

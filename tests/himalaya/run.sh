@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Agreement test against himalaya (issue 5): installs himalaya into a virtual environment under
+# Agreement test against himalaya: installs himalaya into a virtual environment under
 # target/, lets it fit RidgeCV on generated arrays, then runs tests/ridge_himalaya.rs, which fits
 # factortopy's ridge on the same arrays and checks that the chosen penalties match and the
 # predictions agree to 1e-4 relative. Run from the repository root (CI: .ci/run).

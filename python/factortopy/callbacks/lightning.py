@@ -35,7 +35,38 @@ from ._driver import MonitorDriver
 class FactortopyCallback(pl.Callback):
     """Arguments as ``MonitorDriver``: ``brain``, ``probe_images``, ``layers``, and keywords
     ``every_n_steps``, ``options`` (``MonitorOptions``), ``encoder_path``, ``stop_on_forgetting``,
-    ``history_file``, ``prefix``, ``collect_kwargs`` (for ``hooks.collect``), ``on_report``."""
+    ``history_file``, ``prefix``, ``collect_kwargs`` (for ``hooks.collect``), ``on_report``,
+    ``device``. It observes every ``every_n_steps`` training batches, logs to the trainer's
+    loggers, stops the fit on forgetting, and saves the monitor's state in Lightning checkpoints.
+
+    Parameters
+    ----------
+    brain : Brain
+        The brain the reference encoder is fitted to.
+    probe_images : torch.Tensor or iterable
+        The probe images (the brain's images), or batches of them.
+    layers : sequence of str, or mapping
+        The modules to watch, in depth order (as :func:`factortopy.hooks.collect` takes them).
+    every_n_steps : int
+        Observe every this many optimiser steps (default 50).
+    options : MonitorOptions, optional
+        Settings of the monitor and its reference fit.
+    encoder_path : str or os.PathLike, optional
+        A saved reference encoder to use instead of fitting one.
+    stop_on_forgetting : bool
+        Stop training when the monitor raises ``should_stop`` (default True).
+    history_file : str or os.PathLike, optional
+        Append every observation here as a JSON line.
+    prefix : str
+        Prefix of the logged metrics' names (default ``"factortopy/"``).
+    collect_kwargs : dict, optional
+        Keyword arguments for :func:`factortopy.hooks.collect`.
+    on_report : callable, optional
+        Called with ``(step, StepReport)`` after every observation.
+    device : str or torch.device, optional
+        Where the monitor runs; default: the model's device when the library can run there,
+        else the CPU.
+    """
 
     def __init__(self, brain, probe_images, layers, **kwargs):
         super().__init__()

@@ -9,13 +9,20 @@ use rayon::prelude::*;
 /// Elements per parallel work item.
 pub const CHUNK: usize = 1 << 14;
 
+/// The optimiser's settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Hyper {
+    /// Learning rate.
     pub lr: f64,
+    /// First-moment decay rate β1.
     pub beta1: f64,
+    /// Second-moment decay rate β2.
     pub beta2: f64,
+    /// ε added to the second moment's square root.
     pub eps: f64,
+    /// Decoupled weight decay.
     pub weight_decay: f64,
+    /// Gradient norm clip.
     pub max_norm: f64,
 }
 

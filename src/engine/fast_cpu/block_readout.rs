@@ -68,10 +68,15 @@ pub struct BlockReadout {
 /// readout weights `[V, D + 1]` and this step's taps.
 #[derive(Clone, Copy)]
 pub struct Inputs<'a> {
+    /// The sizes.
     pub d: Dims,
+    /// Aligned maps `[B, L, G·G + 1, D]`.
     pub maps: &'a [f32],
+    /// Selector outputs `[V, L + 3]`.
     pub sel: &'a [f32],
+    /// Readout weights and biases `[V, D + 1]`.
     pub wc: &'a [f32],
+    /// Every voxel's bilinear taps.
     pub taps: &'a [Taps],
 }
 

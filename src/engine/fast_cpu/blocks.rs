@@ -11,10 +11,12 @@ const TAP_CHUNK: usize = 64;
 
 /// Bilinear taps of every voxel, recomputed when the selectors change (every training step).
 pub struct TapTable {
+    /// One entry per voxel.
     pub taps: Vec<Taps>,
 }
 
 impl TapTable {
+    /// A table for `v` voxels (every voxel at the centre of a 1×1 grid until the first update).
     pub fn new(v: usize) -> Self {
         Self { taps: vec![taps(0.0, 0.0, 1); v] }
     }
@@ -33,7 +35,9 @@ impl TapTable {
 /// Voxels (consecutive rows of the sorted order) whose taps are the same cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Block {
+    /// First sorted row of the block.
     pub first: usize,
+    /// Rows in the block.
     pub len: usize,
     /// The four tap cells (`OUTSIDE` for zero padding), in the order of `Taps::idx`.
     pub cells: [usize; 4],
@@ -47,6 +51,7 @@ pub struct Grouping {
     pub order: Vec<usize>,
     /// Voxel → sorted row.
     pub rank: Vec<usize>,
+    /// The blocks, in sorted order.
     pub blocks: Vec<Block>,
 }
 

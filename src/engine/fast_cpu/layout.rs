@@ -19,24 +19,39 @@ pub type NamedValues = Vec<(String, Vec<f32>)>;
 /// The three selector MLPs in encoder order, with their output counts and head columns.
 pub const MLP_NAMES: [&str; 3] = ["space", "layer", "scale"];
 
+/// The offsets of every parameter block in the flat buffer (see the module docs).
 #[derive(Debug, Clone)]
 pub struct Layout {
+    /// Common channel width D.
     pub d: usize,
+    /// Layers L.
     pub l: usize,
+    /// Voxels V.
     pub v: usize,
+    /// Each layer's channel count C_l.
     pub widths: Vec<usize>,
+    /// Offset of each `P_l`.
     pub local: Vec<usize>,
+    /// Offset of each `Q_l`.
     pub global: Vec<usize>,
+    /// Offset of the stacked first layers `W1`.
     pub w1: usize,
+    /// Offset of `b1`.
     pub b1: usize,
+    /// Offset of the second layers `W3`.
     pub w3: usize,
+    /// Offset of `b3`.
     pub b3: usize,
+    /// Offset of the stacked last layers `W5`.
     pub w5: usize,
+    /// Offset of the readout operand `wc`.
     pub wc: usize,
+    /// Length of the buffer.
     pub total: usize,
 }
 
 impl Layout {
+    /// The layout of an encoder of `spec`.
     pub fn new(spec: &EncoderSpec) -> Self {
         let (d, l, v) = (spec.d, spec.n_layers(), spec.n_voxels);
         let mut at = 0usize;

@@ -63,6 +63,7 @@ pub fn gelu_and_grad(x: f32) -> (f32, f32) {
 
 /// Activations of the selector chain, kept for the backward; all `[V, 3·H]` except the heads.
 pub struct MlpWork {
+    /// Voxels V.
     pub v: usize,
     /// GELU outputs and derivatives of the first layers.
     h1: Vec<f32>,
@@ -72,7 +73,9 @@ pub struct MlpWork {
     g3: Vec<f32>,
     /// Head inputs `[V, L + 3]`, head outputs (the readout's `sel`), their gradients.
     raw: Vec<f32>,
+    /// Head outputs `[V, L + 3]`: the readout's `sel`.
     pub sel: Vec<f32>,
+    /// Gradient of the loss with respect to `sel`.
     pub dsel: Vec<f32>,
     draw: Vec<f32>,
     /// Per-voxel terms of R.
@@ -85,6 +88,7 @@ pub struct MlpWork {
 }
 
 impl MlpWork {
+    /// Buffers for an encoder of layout `lay`.
     pub fn new(lay: &Layout) -> Self {
         let (v, sw, h3) = (lay.v, lay.sw(), 3 * HIDDEN);
         Self {

@@ -14,6 +14,7 @@ use crate::model::prepared::PreparedFeatures;
 use candle_core::Tensor;
 use std::sync::{Mutex, PoisonError};
 
+/// A fixed encoder ready to predict on the CPU (see the module docs).
 pub struct FastPredictor {
     spec: EncoderSpec,
     lay: Layout,

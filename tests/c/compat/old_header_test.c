@@ -1,7 +1,7 @@
 /*
  * A program written against factortopy 0.1.0's header (tests/c/compat/factortopy_0_1.h, the
  * header before the engine's `_on` entry points existed), linked against today's library: the
- * option structs are frozen, so it works unchanged (issue 10's versioning rule).
+ * option structs are frozen, so it works unchanged (the versioning rule in the header).
  *
  * Usage: old_header_test WORKDIR
  */
