@@ -103,7 +103,7 @@ fn process_alive(pid: u32) -> bool {
 }
 
 /// Removes from `dir` the temporary files and staging folders of this library (see
-/// [`temporary_owner`]) whose process no longer exists: what a run killed between writing a
+/// `temporary_owner`) whose process no longer exists: what a run killed between writing a
 /// temporary and renaming it left behind. Names of live processes (this one included) are
 /// never touched, nor any name of another pattern. Best effort: a temporary that cannot be
 /// removed stays, and the write that triggered the sweep still succeeds.

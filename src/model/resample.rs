@@ -97,7 +97,7 @@ fn bilinear_tap(n_in: usize, n_out: usize, o: usize) -> (usize, usize, f32) {
 }
 
 /// Source taps along one axis: for each output index, (i0, i1, weight of i1) (see
-/// [`bilinear_tap`]).
+/// `bilinear_tap`).
 pub fn axis_taps(n_in: usize, n_out: usize) -> Vec<(usize, usize, f32)> {
     (0..n_out).map(|o| bilinear_tap(n_in, n_out, o)).collect()
 }
@@ -116,7 +116,7 @@ fn area_taps(n_in: usize, n_out: usize, o: usize, buf: &mut Vec<(usize, f32)>) {
     }));
 }
 
-/// Area weights along one axis, for every output index (see [`area_taps`]).
+/// Area weights along one axis, for every output index (see `area_taps`).
 pub fn area_weights(n_in: usize, n_out: usize) -> Vec<Vec<(usize, f32)>> {
     (0..n_out)
         .map(|o| {
@@ -142,7 +142,7 @@ fn taps_of(kernel: Kernel, n_in: usize, n_out: usize, o: usize, buf: &mut Vec<(u
     }
 }
 
-/// The taps of every output index of one axis under `kernel` (see [`taps_of`]). Tables are only
+/// The taps of every output index of one axis under `kernel` (see `taps_of`). Tables are only
 /// built for grids (at most [`crate::data::limits::MAX_GRID`] entries); an output of any size
 /// goes through [`resample_into`], which computes each index's taps as it needs them.
 pub fn axis_weights(kernel: Kernel, n_in: usize, n_out: usize) -> Vec<Vec<(usize, f32)>> {
