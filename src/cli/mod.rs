@@ -76,6 +76,9 @@ pub fn warn_undefined(what: &str, h: &crate::scores::HierarchyScores) {
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    if let Some(note) = crate::engine::memory::fit_thread_pool_to_address_space() {
+        eprintln!("{note}");
+    }
     let result = match cli.command {
         Command::Synth(a) => synth::run(a),
         Command::Fit(a) => fit::run(a),

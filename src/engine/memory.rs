@@ -179,6 +179,39 @@ fn read_cache_sizes(cpus: &std::path::Path) -> Option<CacheSizes> {
     (l2 > 0 || !l3.is_empty()).then(|| CacheSizes { l2, l3_total: l3.values().sum() })
 }
 
+/// Under an address-space limit (`ulimit -v`), how many threads may multiply matrices at once:
+/// as many as `requested` whose workspaces ([`matmul_workspace_per_thread`]) fit in half of the
+/// address space left (the other half is for the command's data), at least one. `None` without
+/// a limit or when all `requested` fit.
+pub fn threads_for_address_space(requested: usize) -> Option<usize> {
+    let limit = address_space_limit()?;
+    let mapped = status_kib("VmSize:").map_or(0, |k| k * 1024);
+    let room = limit.saturating_sub(mapped) / 2;
+    let fit = usize::try_from(room / matmul_workspace_per_thread().max(1)).unwrap_or(usize::MAX).max(1);
+    (fit < requested).then_some(fit)
+}
+
+/// Sizes the global worker pool to what an address-space limit allows, before any parallel
+/// work: the matrix-product kernels map their workspace per thread and abort when it cannot be
+/// mapped, so under `ulimit -v` (cluster schedulers set it to a job's memory) a command runs on
+/// the threads whose workspace fits instead of refusing to run. The thread count asked for is
+/// `RAYON_NUM_THREADS`, else every core. Returns a note for the user when it took fewer threads;
+/// `None` when nothing changed (no limit, everything fits, or the pool was already built).
+pub fn fit_thread_pool_to_address_space() -> Option<String> {
+    let requested = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let n = threads_for_address_space(requested)?;
+    rayon::ThreadPoolBuilder::new().num_threads(n).build_global().ok()?;
+    Some(format!(
+        "note: the address-space limit (ulimit -v) leaves room for the matrix-product workspace of {n} thread(s) \
+         ({} each); using {n} of {requested}",
+        gib(matmul_workspace_per_thread() as u128)
+    ))
+}
+
 /// Growth of the mapped address space since the first memory check: the workspace of threads
 /// that have already multiplied is part of it (their buffers live as long as the threads), so
 /// it is not reserved a second time.

@@ -156,6 +156,12 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Runs an entry point's body: clears the thread's last error on success, records it on
 /// failure, and turns a panic into `FT_ERR_PANIC`.
 pub(crate) fn guard(f: impl FnOnce() -> FfiResult<()>) -> ft_status {
+    // The first call sizes the worker pool to an address-space limit, as the CLI does at start
+    // (a host that built the pool itself keeps it).
+    static POOL: std::sync::Once = std::sync::Once::new();
+    POOL.call_once(|| {
+        let _ = crate::engine::memory::fit_thread_pool_to_address_space();
+    });
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => {
             set_last_error("");
