@@ -67,10 +67,14 @@
 
 pub mod baseline;
 pub mod cluster;
+// The command line and the C ABI are interfaces of their own (docs/cli.md, docs/c-abi.md and
+// include/factortopy.h); they are public for the `factortopy` binary and the tests, not as Rust API.
+#[doc(hidden)]
 pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod error;
+#[doc(hidden)]
 pub mod ffi;
 #[cfg(feature = "cuda")]
 pub mod cuda;
@@ -90,6 +94,7 @@ pub use error::{Error, Result};
 pub use model::{Encoder, FitConfig, Preset, Resample};
 pub use monitor::{Monitor, MonitorConfig, StepReport};
 pub use pipeline::write_fit_outputs;
-pub use rank::{RankConfig, RankRow};
+pub use rank::subjects::GridRanking;
+pub use rank::{RankConfig, RankRow, Ranking};
 pub use scores::Report;
 pub use synth::{Scenario, SynthConfig};
