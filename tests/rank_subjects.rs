@@ -234,3 +234,29 @@ fn subjects_with_other_images_are_refused() {
     let o = bin().arg("rank").arg("--brain").arg(&s.brains[0]).args(&s.nets).args(["--jobs", "0"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("--jobs must be between 1 and"));
 }
+
+/// `--with-layers` beside a FactorTopy fit: a ridge side fit on the same split gives every
+/// layer's held-out R² per ROI; with one subject the one-brain layout carries it per row.
+#[test]
+fn per_layer_scores_beside_a_factortopy_fit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = setup(tmp.path());
+    let o = bin()
+        .arg("rank")
+        .arg("--brain")
+        .arg(&s.brains[0])
+        .arg(&s.nets[0])
+        .args(["--preset", "fast", "--epochs", "2", "--dim", "16", "--grid", "4", "--bootstrap", "0"])
+        .args(["--permutations", "0", "--with-layers", "--quiet", "--format", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    assert!(v.get("subjects").is_none(), "one subject keeps the one-brain layout");
+    let layers = &v["rows"][0]["layers"];
+    let rois = layers["roi_names"].as_array().unwrap();
+    assert_eq!(layers["r2"].as_array().unwrap().len(), rois.len());
+    // V1 is planted on the first layer: a ridge fit on it explains V1 better than one on the last.
+    let v1: Vec<f64> = layers["r2"][0].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert_eq!(rois[0], "V1");
+    assert!(v1[0] > v1[3], "{v1:?}");
+}
