@@ -557,3 +557,72 @@ fn fit_under_an_address_space_limit_fits_or_says_why() {
         }
     }
 }
+
+// 5. A full filesystem. ------------------------------------------------------------------------
+
+/// A small filesystem mounted for one test and unmounted when dropped.
+struct SmallFs(PathBuf);
+
+impl SmallFs {
+    /// A tmpfs of `kib` KiB at `dir`, or `None` where this machine does not allow mounting one
+    /// (not root, or no tmpfs).
+    fn mount(dir: &Path, kib: u64) -> Option<SmallFs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs", s(dir)])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| SmallFs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+    }
+}
+
+/// `fit` and `synth` into a folder on a filesystem that fills up part-way: whatever the size,
+/// the command either writes its whole set or fails with one line and leaves the folder exactly
+/// as it found it (the user's own file untouched, no staged files, no temporaries).
+#[test]
+fn a_full_filesystem_leaves_the_folder_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut failed = 0;
+    for kib in [8u64, 48, 160, 600, 4096] {
+        let mount = tmp.path().join(format!("fs{kib}"));
+        let Some(_fs) = SmallFs::mount(&mount, kib) else {
+            eprintln!("not run: this machine does not allow mounting a small tmpfs (needs root)");
+            return;
+        };
+        for cmd in ["fit", "synth"] {
+            let out = mount.join(cmd);
+            std::fs::create_dir_all(&out).unwrap();
+            std::fs::write(out.join("notes.txt"), b"the user's own file").unwrap();
+            let mut c = Command::new(env!("CARGO_BIN_EXE_factortopy"));
+            match cmd {
+                "fit" => c.args(["fit", "--features", s(&features()), "--brain", s(&brain()), "--out", s(&out)]).args([
+                    "--preset", "fast", "--epochs", "1", "--dim", "4", "--grid", "2", "--bootstrap", "0",
+                    "--permutations", "0", "--quiet",
+                ]),
+                _ => c.args(["synth", "--out", s(&out), "--images", "200", "--voxels", "300", "--layers", "3"]),
+            };
+            let o = c.output().unwrap();
+            let mut names: Vec<String> =
+                std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            names.sort();
+            if o.status.success() {
+                let expected = if cmd == "fit" { "report.json" } else { "brain.safetensors" };
+                assert!(names.iter().any(|n| n == expected), "{cmd} on {kib} KiB: {names:?}");
+            } else {
+                failed += 1;
+                let line = fails_cleanly(&o, &[]);
+                assert!(line.to_lowercase().contains("space"), "{cmd} on {kib} KiB: {line}");
+                assert_eq!(names, ["notes.txt"], "{cmd} on {kib} KiB left files behind: {line}");
+            }
+            assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"the user's own file");
+        }
+    }
+    // The sizes reach from a filesystem too small for anything to one that holds everything.
+    assert!(failed >= 2, "no size made a command fail part-way");
+}
