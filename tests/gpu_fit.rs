@@ -4,16 +4,18 @@
 //! and prediction on the GPU equals prediction on the CPU. Device errors are errors, never panics.
 //!
 //! Needs a CUDA device; without one each GPU test prints `SKIPPED: <reason>` to stderr and
-//! returns. `FACTORTOPY_TEST_CUDA_DEVICE=N` picks the device.
+//! returns. `FACTORTOPY_TEST_CUDA_DEVICE=N` picks the device. On factortopy's CPU emulator of a
+//! CUDA device (scripts/cuda-emu, what CI runs) the recovery test runs at a reduced scale.
 #![cfg(feature = "cuda")]
 
 mod common;
 
-use common::{cuda_ordinal, flat, gpu_or_skip, planted, recovery_scenario, small_problem, Recovery};
+use common::{cuda_ordinal, flat, gpu_or_skip, on_emulator, planted, recovery_scenario, small_problem, Recovery};
 use factortopy::cuda::gpu;
 use factortopy::cuda::trainer::{FeatureDtype, GpuFitOptions, GpuTrainer};
 use factortopy::engine::{train_loop, Device, Estimator, FitEvent, Predictor};
-use factortopy::model::{BrainTensors, Encoder, FitConfig, PreparedFeatures, Split};
+use factortopy::model::{BrainTensors, Encoder, FitConfig, PreparedFeatures, Selections, Split};
+use factortopy::synth::{Scenario, SynthConfig};
 use factortopy::Error;
 
 macro_rules! gpu_or_return {
@@ -112,11 +114,85 @@ fn gpu_and_cpu_predictions_agree() {
     assert!(err < 1e-4, "GPU predictions differ from the CPU's by {err:.3e} (relative)");
 }
 
+/// The argmax layer of every voxel.
+fn layer_choices(sel: &Selections) -> Vec<usize> {
+    let l = sel.n_layers();
+    sel.layer_probs.data.chunks_exact(l).map(|r| (0..l).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap()).collect()
+}
+
+/// Fraction of voxels whose argmax layer is the same in both.
+fn same_choices(a: &Selections, b: &Selections) -> f64 {
+    let (x, y) = (layer_choices(a), layer_choices(b));
+    x.iter().zip(&y).filter(|(p, q)| p == q).count() as f64 / x.len() as f64
+}
+
+/// A whole fit through the engine (`Estimator::fit`: preparation, split, the training loop,
+/// prediction, scoring) on `cuda:0` gives the CPU's layer choices and held-out R²: the two paths
+/// differ only by float rounding, which a fit of a few dozen steps does not let grow.
+#[test]
+fn gpu_fit_gives_the_cpu_layer_choices_and_r2() {
+    let g = gpu_or_return!("gpu_fit_gives_the_cpu_layer_choices_and_r2");
+    let (syn, brain) = planted(&SynthConfig {
+        scenario: Scenario::Hierarchical,
+        n_images: 300,
+        n_voxels: 300,
+        n_layers: 4,
+        width: 16,
+        grid: 4,
+        noise_ceiling: 0.8,
+        seed: 3,
+        ..SynthConfig::default()
+    });
+    let fit = FitConfig { d: 16, grid: 4, max_epochs: 5, ..FitConfig::fast() };
+    let on = |device: Device| {
+        let est = Estimator { device, fit: fit.clone(), ..Estimator::default() };
+        est.fit(&syn.features, &brain, None).unwrap().into_encoder_fit().unwrap()
+    };
+    let t = std::time::Instant::now();
+    let gpu_job = on(Device::Cuda(g.ordinal));
+    eprintln!("GPU fit: {:.1} s", t.elapsed().as_secs_f64());
+    let cpu_job = on(Device::Cpu);
+    let same = same_choices(&gpu_job.selections, &cpu_job.selections);
+    let (rg, rc) = (gpu_job.report.r2.mean, cpu_job.report.r2.mean);
+    eprintln!("same layer choice for {same:.4} of voxels; held-out R² {rg:.5} (GPU) vs {rc:.5} (CPU)");
+    assert_eq!(gpu_job.outcome.summary.steps, cpu_job.outcome.summary.steps);
+    assert!(same >= 0.99, "the GPU's layer choice differs from the CPU's for {:.2}% of voxels", 100.0 * (1.0 - same));
+    assert!((rg - rc).abs() <= 1e-3, "held-out R² {rg} (GPU) vs {rc} (CPU)");
+    let (bg, bc) = (gpu_job.outcome.summary.best_val_r2, cpu_job.outcome.summary.best_val_r2);
+    assert!((bg - bc).abs() <= 1e-3, "best validation R² {bg} (GPU) vs {bc} (CPU)");
+}
+
 /// tests/recovery.rs on the GPU through the engine: same data, same thresholds, DESIGN's
-/// schedule (a GPU has the time for it).
+/// schedule (a GPU has the time for it). On the CPU emulator that schedule would take hours, so
+/// there the recovery scenario is reduced (400 images, 300 voxels, D 32, the fast preset for 4
+/// epochs), too small for recovery's absolute thresholds: the GPU fit must recover exactly what
+/// the CPU fit of the same settings recovers.
 #[test]
 fn gpu_fit_recovers_planted_hierarchy() {
     let g = gpu_or_return!("gpu_fit_recovers_planted_hierarchy");
+    if on_emulator(&g) {
+        let syn_cfg = SynthConfig { n_images: 400, n_voxels: 300, ..recovery_scenario() };
+        let (syn, brain) = planted(&syn_cfg);
+        let fit = FitConfig { d: 32, max_epochs: 4, ..FitConfig::fast() };
+        let on = |device: Device| {
+            let est = Estimator { device, fit: fit.clone(), ..Estimator::default() };
+            est.fit(&syn.features, &brain, None).unwrap().into_encoder_fit().unwrap()
+        };
+        let t = std::time::Instant::now();
+        let gpu_job = on(Device::Cuda(g.ordinal));
+        eprintln!("GPU fit (emulator, reduced scenario) took {:.1} s", t.elapsed().as_secs_f64());
+        let cpu_job = on(Device::Cpu);
+        let rg = Recovery::measure(&syn, &brain, syn_cfg.grid, &gpu_job.selections, &gpu_job.outcome.val_r2);
+        let rc = Recovery::measure(&syn, &brain, syn_cfg.grid, &cpu_job.selections, &cpu_job.outcome.val_r2);
+        eprintln!("GPU recovery: {rg:?}\nCPU recovery: {rc:?}");
+        let same = same_choices(&gpu_job.selections, &cpu_job.selections);
+        assert!(same >= 0.99, "the GPU's layer choice differs from the CPU's for {:.2}% of voxels", 100.0 * (1.0 - same));
+        assert!((rg.layer_acc - rc.layer_acc).abs() <= 0.01, "{rg:?} vs {rc:?}");
+        assert!((rg.space_acc - rc.space_acc).abs() <= 0.01, "{rg:?} vs {rc:?}");
+        assert!((rg.mean_r2 - rc.mean_r2).abs() <= 1e-3, "{rg:?} vs {rc:?}");
+        assert!((rg.slope - rc.slope).abs() <= 0.01 && (rg.spearman - rc.spearman).abs() <= 0.01, "{rg:?} vs {rc:?}");
+        return;
+    }
     let syn_cfg = recovery_scenario();
     let (syn, brain) = planted(&syn_cfg);
     let est = Estimator { device: Device::Cuda(g.ordinal), ..Estimator::default() };

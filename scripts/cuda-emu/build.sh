@@ -47,7 +47,7 @@ stubs cublas 15   # CUBLAS_STATUS_NOT_SUPPORTED
     "$SRC/driver.cpp" "$TMP/stubs_cuda.cpp" -ldl -lpthread
 "$CXX" "${FLAGS[@]}" -DCUDA_EMU_SRC_DIR="\"$SRC\"" -shared -o "$DIR/libnvrtc.so.13" -Wl,-soname,libnvrtc.so.13 \
     "$SRC/nvrtc.cpp" "$TMP/stubs_nvrtc.cpp" -lpthread
-"$CXX" "${FLAGS[@]}" -shared -o "$DIR/libcublas.so.13" -Wl,-soname,libcublas.so.13 \
+"$CXX" "${FLAGS[@]}" -O3 -shared -o "$DIR/libcublas.so.13" -Wl,-soname,libcublas.so.13 \
     "$SRC/cublas.cpp" "$TMP/stubs_cublas.cpp" -L"$DIR" -l:libcuda.so.1 -Wl,-rpath,'$ORIGIN'
 ln -sf libcuda.so.1 "$DIR/libcuda.so"
 ln -sf libnvrtc.so.13 "$DIR/libnvrtc.so"

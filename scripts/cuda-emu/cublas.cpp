@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@ const char* cuda_emu_internal_describe(const void* p);
 int cuda_emu_internal_valid_stream(void* s);
 int cuda_emu_internal_sticky(void);
 int cuda_emu_internal_parallel_for(const char* name, unsigned n, void (*body)(void*, unsigned), void* arg);
+void cuda_emu_internal_profile(const char* name, double seconds);
 }
 
 typedef int cublasStatus_t;
@@ -158,34 +160,43 @@ struct Gemm {
     bool f64;  // accumulate in double (f64 compute) or float
 };
 
-// Columns [j0, j1) of C.
-void gemm_columns(const Gemm& g, int j0, int j1) {
-    for (int j = j0; j < j1; ++j)
+// op(A) of a problem, converted to the accumulation type and stored column-major m x k
+// contiguously, so the inner loop below runs over consecutive rows.
+template <class Acc>
+void pack_a(const Gemm& g, std::vector<Acc>& out) {
+    out.resize((size_t)g.m * (size_t)g.k);
+    for (int p = 0; p < g.k; ++p)
+        for (int i = 0; i < g.m; ++i) {
+            const size_t ai = g.ta == OP_N ? (size_t)i + (size_t)p * g.lda : (size_t)p + (size_t)i * g.lda;
+            out[(size_t)i + (size_t)p * g.m] = (Acc)load(g.a, ai, g.at);
+        }
+}
+
+// Columns [j0, j1) of C. Each C(i, j) is the sum over p in increasing order of A(i, p)*B(p, j),
+// in the accumulation type, then alpha*sum + beta*C (C not read when beta == 0).
+template <class Acc>
+void gemm_columns(const Gemm& g, const Acc* ap, int j0, int j1) {
+    std::vector<Acc> bj((size_t)g.k), acc((size_t)g.m);
+    const Acc alpha = (Acc)g.alpha, beta = (Acc)g.beta;
+    for (int j = j0; j < j1; ++j) {
+        for (int i = 0; i < g.m; ++i) acc[(size_t)i] = 0;
+        if (g.alpha != 0.0) {
+            for (int p = 0; p < g.k; ++p)
+                bj[(size_t)p] = (Acc)load(g.b, g.tb == OP_N ? (size_t)p + (size_t)j * g.ldb : (size_t)j + (size_t)p * g.ldb, g.bt);
+            Acc* __restrict a_ = acc.data();
+            for (int p = 0; p < g.k; ++p) {
+                const Acc bp = bj[(size_t)p];
+                const Acc* __restrict col = ap + (size_t)p * g.m;
+                for (int i = 0; i < g.m; ++i) a_[i] += col[i] * bp;
+            }
+        }
         for (int i = 0; i < g.m; ++i) {
             const size_t ci = (size_t)i + (size_t)j * (size_t)g.ldc;
-            double s64 = 0.0;
-            float s32 = 0.0f;
-            if (g.alpha != 0.0)
-                for (int p = 0; p < g.k; ++p) {
-                    const size_t ai = g.ta == OP_N ? (size_t)i + (size_t)p * g.lda : (size_t)p + (size_t)i * g.lda;
-                    const size_t bi = g.tb == OP_N ? (size_t)p + (size_t)j * g.ldb : (size_t)j + (size_t)p * g.ldb;
-                    if (g.f64) {
-                        s64 += load(g.a, ai, g.at) * load(g.b, bi, g.bt);
-                    } else {
-                        s32 += (float)load(g.a, ai, g.at) * (float)load(g.b, bi, g.bt);
-                    }
-                }
-            double out;
-            if (g.f64) {
-                out = g.alpha * s64;
-                if (g.beta != 0.0) out += g.beta * load(g.c, ci, g.ct);
-            } else {
-                float o = (float)g.alpha * s32;
-                if (g.beta != 0.0) o += (float)g.beta * (float)load(g.c, ci, g.ct);
-                out = o;
-            }
-            store(g.c, ci, g.ct, out);
+            Acc o = alpha * acc[(size_t)i];
+            if (g.beta != 0.0) o += beta * (Acc)load(g.c, ci, g.ct);
+            store(g.c, ci, g.ct, (double)o);
         }
+    }
 }
 
 // Extent in elements of a column-major operand stored as rows x cols with leading dimension ld.
@@ -208,33 +219,45 @@ cublasStatus_t check_operand(const char* name, const char* what, const void* p, 
 
 struct Work {
     std::vector<Gemm> problems;
+    std::vector<std::vector<float>> a32;
+    std::vector<std::vector<double>> a64;
     int col_chunk;
     int chunks_per_problem;
 };
 
-void work_body(void* arg, unsigned idx) {
-    Work* w = static_cast<Work*>(arg);
-    const Gemm& g = w->problems[idx / (unsigned)w->chunks_per_problem];
-    const int c = (int)(idx % (unsigned)w->chunks_per_problem);
-    const int j0 = c * w->col_chunk, j1 = std::min(g.n, j0 + w->col_chunk);
-    if (j0 < j1) gemm_columns(g, j0, j1);
+void run_chunk(Work& w, size_t prob, int c) {
+    const Gemm& g = w.problems[prob];
+    const int j0 = c * w.col_chunk, j1 = std::min(g.n, j0 + w.col_chunk);
+    if (j0 >= j1) return;
+    if (g.f64)
+        gemm_columns<double>(g, w.a64[prob].data(), j0, j1);
+    else
+        gemm_columns<float>(g, w.a32[prob].data(), j0, j1);
 }
 
-cublasStatus_t run_problems(Handle* h, std::vector<Gemm>& ps) {
+void work_body(void* arg, unsigned idx) {
+    Work* w = static_cast<Work*>(arg);
+    run_chunk(*w, idx / (unsigned)w->chunks_per_problem, (int)(idx % (unsigned)w->chunks_per_problem));
+}
+
+cublasStatus_t run_problems(std::vector<Gemm>& ps) {
     if (ps.empty()) return CUBLAS_STATUS_SUCCESS;
-    const Gemm& g0 = ps[0];
-    const double flops = (double)g0.m * g0.n * std::max(g0.k, 1) * (double)ps.size();
-    if (flops < 2e5) {
-        for (const Gemm& g : ps) gemm_columns(g, 0, g.n);
-        return CUBLAS_STATUS_SUCCESS;
-    }
     Work w;
     w.problems.swap(ps);
-    w.col_chunk = std::max(1, (int)(2e4 / ((double)g0.m * std::max(g0.k, 1))));
+    const Gemm& g0 = w.problems[0];
+    const size_t np = w.problems.size();
+    (g0.f64 ? w.a64.resize(np) : w.a32.resize(np));
+    for (size_t i = 0; i < np; ++i)
+        if (w.problems[i].alpha != 0.0) (g0.f64 ? pack_a(w.problems[i], w.a64[i]) : pack_a(w.problems[i], w.a32[i]));
+    const double flops = (double)g0.m * g0.n * std::max(g0.k, 1) * (double)np;
+    w.col_chunk = std::max(1, (int)(3e4 / ((double)g0.m * std::max(g0.k, 1))));
     w.col_chunk = std::min(w.col_chunk, std::max(g0.n, 1));
     w.chunks_per_problem = (g0.n + w.col_chunk - 1) / w.col_chunk;
-    const unsigned total = (unsigned)(w.chunks_per_problem * w.problems.size());
-    (void)h;
+    const unsigned total = (unsigned)((size_t)w.chunks_per_problem * np);
+    if (flops < 1e6) {
+        for (unsigned i = 0; i < total; ++i) work_body(&w, i);
+        return CUBLAS_STATUS_SUCCESS;
+    }
     if (cuda_emu_internal_parallel_for(g0.name, total, &work_body, &w) != 0) return CUBLAS_STATUS_EXECUTION_FAILED;
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -314,7 +337,10 @@ cublasStatus_t gemm_call(void* handle, const char* name, int ta, int tb, int m, 
     if (!c_arr && batch > 1 && sc >= 0 && (size_t)sc < ec)
         return fail(CUBLAS_STATUS_INVALID_VALUE, "%s: batch members' C overlap (strideC %lld < extent %zu)", name, sc, ec);
     EMU_TRACE("%s m %d n %d k %d batch %d", name, m, n, k, batch);
-    return run_problems(h, ps);
+    const auto t0 = std::chrono::steady_clock::now();
+    const cublasStatus_t st = run_problems(ps);
+    cuda_emu_internal_profile(name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return st;
 }
 
 bool ex_types(int at, int bt, int ct, int compute, bool* f64, int* scalar_type) {

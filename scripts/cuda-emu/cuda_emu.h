@@ -115,7 +115,8 @@ enum : int { RUNNABLE = 0, AT_BARRIER = 1, AT_WARP = 2, EXITED = 3 };
 enum : int { OP_SHFL_IDX, OP_SHFL_UP, OP_SHFL_DOWN, OP_SHFL_XOR, OP_BALLOT, OP_ANY, OP_ALL, OP_SYNCWARP, OP_MATCH_ANY };
 
 struct Fiber {
-    void* sp;
+    void* sp;   // saved context; null until the fiber first runs
+    int stack;  // the fiber stack it runs on, -1 before it starts
     uint3 tid;
     unsigned linear;
     int state;
@@ -147,6 +148,8 @@ struct Block {
     unsigned exited[32];   // per warp: lanes that have returned
     unsigned waiting[32];  // per warp: lanes waiting in a collective
     void* sched_sp;
+    unsigned pos;          // position in the current pass of the scheduler (UINT_MAX: before the first)
+    Fiber* exiting;        // a fiber that has just returned; the scheduler frees its stack
     bool failed;
     char msg[1536];
     unsigned long long rng;
@@ -159,22 +162,27 @@ struct Rt {
     Fiber* fibers;
     unsigned fibers_cap;
     char* stacks;
-    size_t stack_size;
     unsigned stacks_n;
+    int* free_stacks;
+    unsigned n_free;
     unsigned* perm;
-    unsigned perm_cap;
     unsigned char* tls_lo;
     size_t tls_size;
     int tls_state;  // 0 unknown, 1 known, -1 not found
+    int order;
     bool in_block;
 };
 
+// (Not initial-exec: that would put the module's whole TLS segment, dynamic shared buffer
+// included, into the static TLS area, which is too small for it.)
 extern thread_local Rt* g_rt;
 
 inline Rt& rt() { return *g_rt; }
 
 [[noreturn]] void fail_and_leave(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-void yield_to_scheduler();
+void block_current(Rt& r);
+unsigned long long complete_collective(Block& b, unsigned w, int op, unsigned mask, unsigned lane, const char* name);
+[[noreturn]] void collective_misuse(int op, const char* name, unsigned mask, int width);
 
 inline const char* lane_state_name(int s) {
     switch (s) {
@@ -185,24 +193,21 @@ inline const char* lane_state_name(int s) {
     }
 }
 
+inline bool bad_width(int op, int width) {
+    return (op == OP_SHFL_IDX || op == OP_SHFL_UP || op == OP_SHFL_DOWN || op == OP_SHFL_XOR) &&
+           (width < 1 || width > 32 || (width & (width - 1)));
+}
+
+// A warp collective: record this lane's part; the last lane named by the mask to arrive does the
+// exchange for all of them, everyone else waits until then.
 inline unsigned long long collective(int op, const char* name, unsigned mask, unsigned long long value, int arg,
                                      int width) {
     Rt& r = rt();
     Block& b = r.blk;
     Fiber* me = r.cur;
     const unsigned lane = me->linear & 31u, w = me->linear >> 5;
-    if (!((mask >> lane) & 1u))
-        fail_and_leave("%s: lane %u of warp %u calls it with mask 0x%08x, which does not include the calling lane", name,
-                       lane, w, mask);
-    if (mask & ~b.exists[w])
-        fail_and_leave("%s: mask 0x%08x names lanes 0x%08x of warp %u that do not exist (blockDim %u x %u x %u)", name,
-                       mask, mask & ~b.exists[w], w, b.bdim.x, b.bdim.y, b.bdim.z);
-    if (mask & b.exited[w])
-        fail_and_leave("%s: lane %u of warp %u waits for lanes 0x%08x named in mask 0x%08x, which have already exited",
-                       name, lane, w, mask & b.exited[w], mask);
-    if ((op == OP_SHFL_IDX || op == OP_SHFL_UP || op == OP_SHFL_DOWN || op == OP_SHFL_XOR) &&
-        (width < 1 || width > 32 || (width & (width - 1))))
-        fail_and_leave("%s: width %d is not a power of two between 1 and 32", name, width);
+    if (__builtin_expect(!((mask >> lane) & 1u) || (mask & ~b.exists[w]) || (mask & b.exited[w]) || bad_width(op, width), 0))
+        collective_misuse(op, name, mask, width);
     me->op = op;
     me->opname = name;
     me->mask = mask;
@@ -211,51 +216,8 @@ inline unsigned long long collective(int op, const char* name, unsigned mask, un
     me->width = width;
     me->state = AT_WARP;
     b.waiting[w] |= 1u << lane;
-    if ((b.waiting[w] & mask) == mask) {
-        // Everyone named has arrived: check that they agree, then exchange.
-        Fiber* base = b.f + (size_t)w * 32;
-        for (unsigned m = mask; m; m &= m - 1) {
-            Fiber& o = base[__builtin_ctz(m)];
-            if (o.mask != mask || o.op != op)
-                fail_and_leave("warp %u: lane %u is in %s with mask 0x%08x while lane %u is in %s with mask 0x%08x", w, lane,
-                               name, mask, (unsigned)__builtin_ctz(m), o.opname, o.mask);
-        }
-        unsigned long long ballot = 0;
-        if (op == OP_BALLOT || op == OP_ANY || op == OP_ALL)
-            for (unsigned m = mask; m; m &= m - 1)
-                if (base[__builtin_ctz(m)].value) ballot |= 1ull << __builtin_ctz(m);
-        for (unsigned m = mask; m; m &= m - 1) {
-            const unsigned l = __builtin_ctz(m);
-            Fiber& o = base[l];
-            unsigned long long res = 0;
-            const int wd = o.width;
-            const int seg = (int)l & ~(wd - 1);
-            int src = -1;
-            switch (op) {
-                case OP_SHFL_IDX: src = seg + (o.arg & (wd - 1)); break;
-                case OP_SHFL_UP: src = (int)l - o.arg; if (src < seg) src = (int)l; break;
-                case OP_SHFL_DOWN: src = (int)l + o.arg; if (src >= seg + wd) src = (int)l; break;
-                case OP_SHFL_XOR: src = (int)l ^ o.arg; if (src >= seg + wd || src < 0 || src > 31) src = (int)l; break;
-                case OP_BALLOT: res = ballot; break;
-                case OP_ANY: res = ballot != 0; break;
-                case OP_ALL: res = ballot == mask; break;
-                case OP_MATCH_ANY: {
-                    unsigned long long same = 0;
-                    for (unsigned m2 = mask; m2; m2 &= m2 - 1)
-                        if (base[__builtin_ctz(m2)].value == o.value) same |= 1ull << __builtin_ctz(m2);
-                    res = same;
-                    break;
-                }
-                default: break;
-            }
-            if (src >= 0) res = ((mask >> src) & 1u) ? base[src].value : ~0ull;  // outside the mask: undefined
-            o.result = res;
-            o.state = RUNNABLE;
-        }
-        b.waiting[w] &= ~mask;
-        return me->result;
-    }
-    yield_to_scheduler();
+    if ((b.waiting[w] & mask) == mask) return complete_collective(b, w, op, mask, lane, name);
+    block_current(r);
     return me->result;
 }
 
@@ -275,7 +237,7 @@ inline int barrier(int pred) {
         b.bar_result = count;
         return count;
     }
-    yield_to_scheduler();
+    block_current(r);
     return b.bar_result;
 }
 

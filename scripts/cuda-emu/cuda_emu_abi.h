@@ -48,8 +48,8 @@ typedef struct cuda_emu_launch {
 
 // Exported by every kernel module:
 //   int  cuda_emu_module_abi(void);                  returns CUDA_EMU_ABI
-//   void cuda_emu_where(char* buf, size_t cap);      which block/thread the calling worker ran
-//                                                    last (for fault messages)
+//   void cuda_emu_where(const void* addr, char* buf, size_t cap);  which block/thread the calling
+//                                                    worker ran last, and whether addr is a stack guard page
 //   int  cuda_emu_kernel_<name>(cuda_emu_launch*);   runs a whole grid of kernel <name>
 //   int  cuda_emu_params_<name>(size_t* sizes, int cap);  number of parameters, their sizes
 #define CUDA_EMU_KERNEL_PREFIX "cuda_emu_kernel_"

@@ -22,8 +22,9 @@ extern "C" __attribute__((visibility("hidden"))) thread_local unsigned char
 #pragma GCC visibility push(hidden)
 
 #if defined(__x86_64__)
-// switch_to(save, to): saves the callee-saved registers, MXCSR and the x87 control word on the
-// current stack, stores the stack pointer in *save and resumes the context saved at `to`.
+// switch_to(save, to): saves the callee-saved registers on the current stack, stores the stack
+// pointer in *save and resumes the context saved at `to`. (Kernels cannot change the rounding
+// mode, so MXCSR and the x87 control word need no saving.)
 extern "C" void cuda_emu_switch(void** save, void* to);
 __asm__(
     ".text\n"
@@ -38,14 +39,8 @@ __asm__(
     "    pushq %r13\n"
     "    pushq %r14\n"
     "    pushq %r15\n"
-    "    subq $8, %rsp\n"
-    "    stmxcsr (%rsp)\n"
-    "    fnstcw 4(%rsp)\n"
     "    movq %rsp, (%rdi)\n"
     "    movq %rsi, %rsp\n"
-    "    ldmxcsr (%rsp)\n"
-    "    fldcw 4(%rsp)\n"
-    "    addq $8, %rsp\n"
     "    popq %r15\n"
     "    popq %r14\n"
     "    popq %r13\n"
@@ -78,23 +73,107 @@ static inline void switch_to(void** save, void* to) {
 }
 #endif
 
-[[noreturn]] static void fiber_exit();
+static void fiber_main();
 
-static void fiber_main() {
-    Rt& r = rt();
-    r.blk.S->invoke(r.blk.S->ctx);
-    fiber_exit();
+// Fiber stacks: one mapping per worker with room for a block's threads, each stack with a
+// PROT_NONE guard page below it. A fiber takes a stack when it first runs and gives it back
+// when it returns, so threads that never wait run one after another on the same warm stack.
+static bool ensure_stacks(Rt& r, unsigned n) {
+    if (r.stacks_n >= n) return true;
+    const size_t ps = page_size();
+    const size_t one = kStackSize + ps;
+    if (r.stacks) munmap(r.stacks, one * r.stacks_n);
+    free(r.free_stacks);
+    r.stacks = nullptr;
+    r.stacks_n = 0;
+    r.free_stacks = static_cast<int*>(malloc(sizeof(int) * n));
+    if (!r.free_stacks) return false;
+    void* p = mmap(nullptr, one * n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return false;
+    r.stacks = static_cast<char*>(p);
+    for (unsigned i = 0; i < n; ++i) mprotect(r.stacks + i * one, ps, PROT_NONE);
+    r.stacks_n = n;
+    return true;
 }
 
-void yield_to_scheduler() {
-    Rt& r = rt();
-    switch_to(&r.cur->sp, r.blk.sched_sp);
+static void init_fiber_stack(Rt& r, Fiber& f, int i) {
+    const size_t one = kStackSize + page_size();
+    char* lo = r.stacks + (size_t)i * one + page_size();
+    char* top = lo + kStackSize;
+    f.stack = i;
+#if defined(__x86_64__)
+    // The frame cuda_emu_switch pops: [r15 r14 r13 r12 rbx rbp][return address = fiber_main], so
+    // that fiber_main starts with the stack aligned as after a call.
+    uintptr_t t = (uintptr_t)top & ~(uintptr_t)15;
+    uint64_t* sp = reinterpret_cast<uint64_t*>(t - 64);
+    memset(sp, 0, 64);
+    sp[6] = (uint64_t)(uintptr_t)&fiber_main;
+    f.sp = sp;
+#else
+    ucontext_t* uc = reinterpret_cast<ucontext_t*>(((uintptr_t)top - sizeof(ucontext_t)) & ~(uintptr_t)63);
+    getcontext(uc);
+    uc->uc_stack.ss_sp = lo;
+    uc->uc_stack.ss_size = (size_t)((char*)uc - lo) - 64;
+    uc->uc_link = nullptr;
+    makecontext(uc, (void (*)())fiber_main, 0);
+    f.sp = uc;
+#endif
 }
 
-[[noreturn]] static void fiber_exit() {
-    Rt& r = rt();
+static unsigned long long splitmix(unsigned long long& s) {
+    unsigned long long z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// The scheduler works in passes: each pass visits every fiber once, in the launch's order
+// (forward, reverse, or a fresh random permutation per pass), and resumes the runnable ones, each
+// until it waits or returns. A waiting fiber hands over directly to the next runnable one.
+static void new_pass(Rt& r) {
     Block& b = r.blk;
+    if (r.order == CUDA_EMU_ORDER_RANDOM)
+        for (unsigned i = b.n; i > 1; --i) std::swap(r.perm[i - 1], r.perm[splitmix(b.rng) % i]);
+    b.pos = ~0u;
+}
+
+static Fiber* pick_next(Rt& r) {
+    Block& b = r.blk;
+    for (int round = 0; round < 2; ++round) {
+        for (unsigned k = b.pos + 1; k < b.n; ++k) {
+            Fiber* f = &r.fibers[r.perm[k]];
+            if (f->state == RUNNABLE) {
+                b.pos = k;
+                return f;
+            }
+        }
+        new_pass(r);
+    }
+    return nullptr;
+}
+
+// Saves the current context in *save and resumes `next`, starting it on a free stack if it has
+// not run yet.
+static void resume(Rt& r, void** save, Fiber* next) {
+    if (next->stack < 0) init_fiber_stack(r, *next, r.free_stacks[--r.n_free]);
+    r.cur = next;
+    switch_to(save, next->sp);
+}
+
+// The current fiber waits (barrier or collective): run the next runnable fiber, or go back to the
+// scheduler when there is none (a deadlock).
+void block_current(Rt& r) {
     Fiber* me = r.cur;
+    Fiber* next = pick_next(r);
+    if (next)
+        resume(r, &me->sp, next);
+    else
+        switch_to(&me->sp, r.blk.sched_sp);
+}
+
+// The current thread has returned: it no longer waits for anything and stops counting towards
+// barriers.
+static void mark_exited(Block& b, Fiber* me) {
     me->state = EXITED;
     b.exited[me->linear >> 5] |= 1u << (me->linear & 31u);
     --b.alive;
@@ -109,9 +188,41 @@ void yield_to_scheduler() {
         b.at_barrier = 0;
         b.bar_result = count;
     }
-    void* dead;
-    switch_to(&dead, b.sched_sp);
-    __builtin_unreachable();
+}
+
+// Every fiber starts here. When its thread returns, the next runnable thread that has not started
+// yet runs right here, on the same stack (no switch: threads that never wait cost a call each);
+// one that is already under way is resumed directly, this stack going back to the free list; and
+// when nothing can run, the scheduler decides (all done, or a deadlock).
+static void fiber_main() {
+    Rt& r = rt();
+    Block& b = r.blk;
+    for (;;) {
+        b.S->invoke(b.S->ctx);
+        Fiber* me = r.cur;
+        mark_exited(b, me);
+        Fiber* next = pick_next(r);
+        if (next && next->stack < 0) {
+            next->stack = me->stack;
+            me->stack = -1;
+            r.cur = next;
+            continue;
+        }
+        if (next) {
+            // Switching away for good: the stack may be reused by whoever starts next, after
+            // this switch has written its last bytes on it.
+            r.free_stacks[r.n_free++] = me->stack;
+            me->stack = -1;
+            r.cur = next;
+            void* dead;
+            switch_to(&dead, next->sp);
+        } else {
+            b.exiting = me;
+            void* dead;
+            switch_to(&dead, b.sched_sp);
+        }
+        __builtin_unreachable();
+    }
 }
 
 [[noreturn]] void fail_and_leave(const char* fmt, ...) {
@@ -131,48 +242,92 @@ void yield_to_scheduler() {
     __builtin_unreachable();
 }
 
-// Fiber stacks: one mapping per worker, each stack with a PROT_NONE guard page below it.
-static bool ensure_stacks(Rt& r, unsigned n) {
-    if (r.stacks_n >= n) return true;
-    const size_t ps = page_size();
-    const size_t one = kStackSize + ps;
-    if (r.stacks) munmap(r.stacks, one * r.stacks_n);
-    r.stacks = nullptr;
-    r.stacks_n = 0;
-    void* p = mmap(nullptr, one * n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) return false;
-    r.stacks = static_cast<char*>(p);
-    for (unsigned i = 0; i < n; ++i) mprotect(r.stacks + i * one, ps, PROT_NONE);
-    r.stacks_n = n;
-    r.stack_size = kStackSize;
-    return true;
+[[noreturn]] void collective_misuse(int op, const char* name, unsigned mask, int width) {
+    Rt& r = rt();
+    Block& b = r.blk;
+    const unsigned lane = r.cur->linear & 31u, w = r.cur->linear >> 5;
+    if (!((mask >> lane) & 1u))
+        fail_and_leave("%s: lane %u of warp %u calls it with mask 0x%08x, which does not include the calling lane", name,
+                       lane, w, mask);
+    if (mask & ~b.exists[w])
+        fail_and_leave("%s: mask 0x%08x names lanes 0x%08x of warp %u that do not exist (blockDim %u x %u x %u)", name,
+                       mask, mask & ~b.exists[w], w, b.bdim.x, b.bdim.y, b.bdim.z);
+    if (mask & b.exited[w])
+        fail_and_leave("%s: lane %u of warp %u waits for lanes 0x%08x named in mask 0x%08x, which have already exited",
+                       name, lane, w, mask & b.exited[w], mask);
+    (void)op;
+    fail_and_leave("%s: width %d is not a power of two between 1 and 32", name, width);
 }
 
-static void init_fiber_stack(Rt& r, Fiber& f, unsigned i) {
-    const size_t one = kStackSize + page_size();
-    char* lo = r.stacks + i * one + page_size();
-    char* top = lo + kStackSize;
-#if defined(__x86_64__)
-    // The frame cuda_emu_switch pops: [mxcsr, fpu cw][r15 r14 r13 r12 rbx rbp][return = fiber_main].
-    uintptr_t t = (uintptr_t)top & ~(uintptr_t)15;
-    uint64_t* sp = reinterpret_cast<uint64_t*>(t - 72);
-    const uint32_t mxcsr = 0x1F80;
-    const uint16_t fpucw = 0x037F;
-    memset(sp, 0, 72);
-    memcpy(sp, &mxcsr, 4);
-    memcpy(reinterpret_cast<char*>(sp) + 4, &fpucw, 2);
-    sp[7] = (uint64_t)(uintptr_t)&fiber_main;
-    f.sp = sp;
-#else
-    // Keep a ucontext_t at the top of the stack.
-    ucontext_t* uc = reinterpret_cast<ucontext_t*>(((uintptr_t)top - sizeof(ucontext_t)) & ~(uintptr_t)63);
-    getcontext(uc);
-    uc->uc_stack.ss_sp = lo;
-    uc->uc_stack.ss_size = (size_t)((char*)uc - lo) - 64;
-    uc->uc_link = nullptr;
-    makecontext(uc, (void (*)())fiber_main, 0);
-    f.sp = uc;
-#endif
+// Everyone named by `mask` has arrived: check that they agree, exchange, and make them runnable.
+unsigned long long complete_collective(Block& b, unsigned w, int op, unsigned mask, unsigned lane, const char* name) {
+    Fiber* base = b.f + (size_t)w * 32;
+    for (unsigned m = mask; m; m &= m - 1) {
+        const Fiber& o = base[__builtin_ctz(m)];
+        if (__builtin_expect(o.mask != mask || o.op != op, 0))
+            fail_and_leave("warp %u: lane %u is in %s with mask 0x%08x while lane %u is in %s with mask 0x%08x", w, lane,
+                           name, mask, (unsigned)__builtin_ctz(m), o.opname, o.mask);
+    }
+    // A lane outside the mask did not take part: what it "holds" is undefined (all-ones bits).
+#define CUDA_EMU_FROM(src) (((mask >> (src)) & 1u) ? base[(src)].value : ~0ull)
+    switch (op) {
+        case OP_SHFL_XOR:
+            for (unsigned m = mask; m; m &= m - 1) {
+                const int l = __builtin_ctz(m);
+                Fiber& o = base[l];
+                const int seg_end = (l & ~(o.width - 1)) + o.width;
+                int src = l ^ o.arg;
+                if (src < 0 || src > 31 || src >= seg_end) src = l;
+                o.result = CUDA_EMU_FROM(src);
+            }
+            break;
+        case OP_SHFL_IDX:
+            for (unsigned m = mask; m; m &= m - 1) {
+                const int l = __builtin_ctz(m);
+                Fiber& o = base[l];
+                o.result = CUDA_EMU_FROM((l & ~(o.width - 1)) + (o.arg & (o.width - 1)));
+            }
+            break;
+        case OP_SHFL_UP:
+            for (unsigned m = mask; m; m &= m - 1) {
+                const int l = __builtin_ctz(m);
+                Fiber& o = base[l];
+                int src = l - o.arg;
+                if (o.arg < 0 || src < (l & ~(o.width - 1))) src = l;
+                o.result = CUDA_EMU_FROM(src);
+            }
+            break;
+        case OP_SHFL_DOWN:
+            for (unsigned m = mask; m; m &= m - 1) {
+                const int l = __builtin_ctz(m);
+                Fiber& o = base[l];
+                int src = l + o.arg;
+                if (o.arg < 0 || src >= (l & ~(o.width - 1)) + o.width) src = l;
+                o.result = CUDA_EMU_FROM(src);
+            }
+            break;
+        case OP_MATCH_ANY:
+            for (unsigned m = mask; m; m &= m - 1) {
+                Fiber& o = base[__builtin_ctz(m)];
+                unsigned long long same = 0;
+                for (unsigned m2 = mask; m2; m2 &= m2 - 1)
+                    if (base[__builtin_ctz(m2)].value == o.value) same |= 1ull << __builtin_ctz(m2);
+                o.result = same;
+            }
+            break;
+        default: {  // ballot, any, all, syncwarp
+            unsigned long long ballot = 0;
+            for (unsigned m = mask; m; m &= m - 1)
+                if (base[__builtin_ctz(m)].value) ballot |= 1ull << __builtin_ctz(m);
+            const unsigned long long res = op == OP_BALLOT ? ballot : op == OP_ANY ? ballot != 0 : op == OP_ALL ? ballot == mask : 0;
+            for (unsigned m = mask; m; m &= m - 1) base[__builtin_ctz(m)].result = res;
+            break;
+        }
+    }
+#undef CUDA_EMU_FROM
+    for (unsigned m = mask; m; m &= m - 1) base[__builtin_ctz(m)].state = RUNNABLE;
+    b.waiting[w] &= ~mask;
+    return base[lane].result;
 }
 
 // Finds this module's thread-local block (its static __shared__ variables, the dynamic buffer
@@ -237,13 +392,6 @@ static bool canary_intact(size_t dynamic) {
     for (size_t i = 0; i < CUDA_EMU_SHARED_CANARY; ++i)
         if (c[i] != 0xA5) return false;
     return true;
-}
-
-static unsigned long long splitmix(unsigned long long& s) {
-    unsigned long long z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
 }
 
 void report(LaunchState* S, int status, const char* msg) {
@@ -328,48 +476,55 @@ void run_block(void* arg, unsigned index) {
     b.rng = L->seed * 0x9E3779B97F4A7C15ull + id + 1;
     for (unsigned i = 0; i < n; ++i) {
         Fiber& f = r.fibers[i];
-        memset(&f, 0, sizeof f);
+        f.sp = nullptr;
         f.linear = i;
+        f.stack = -1;
         f.tid = uint3{i % b.bdim.x, (i / b.bdim.x) % b.bdim.y, i / (b.bdim.x * b.bdim.y)};
         f.state = RUNNABLE;
-        init_fiber_stack(r, f, i);
         r.perm[i] = L->order == CUDA_EMU_ORDER_REVERSE ? n - 1 - i : i;
+        // Stacks are taken from the end of the list: stack 0 first, so the same few stay warm.
+        r.free_stacks[i] = (int)(n - 1 - i);
     }
+    r.n_free = n;
+    r.order = L->order;
+    b.exiting = nullptr;
+    new_pass(r);
     poison_shared(r, L->dynamic_shared);
     r.in_block = true;
-    r.cur = &r.fibers[0];
+    r.cur = nullptr;
 
-    while (b.alive > 0 && !b.failed) {
-        if (L->order == CUDA_EMU_ORDER_RANDOM)
-            for (unsigned i = n; i > 1; --i) std::swap(r.perm[i - 1], r.perm[splitmix(b.rng) % i]);
-        bool progressed = false;
-        for (unsigned k = 0; k < n && !b.failed; ++k) {
-            Fiber* f = &r.fibers[r.perm[k]];
-            if (f->state != RUNNABLE) continue;
-            r.cur = f;
-            switch_to(&b.sched_sp, f->sp);
-            progressed = true;
+    for (;;) {
+        if (b.exiting) {
+            r.free_stacks[r.n_free++] = b.exiting->stack;
+            b.exiting->stack = -1;
+            b.exiting = nullptr;
         }
-        if (!progressed && !b.failed) {
-            // Nobody can run and some threads have not finished: a deadlock. Say who waits where.
-            int m = snprintf(b.msg, sizeof b.msg, "block (%u,%u,%u) deadlocked:", b.bid.x, b.bid.y, b.bid.z);
-            unsigned shown = 0;
-            for (unsigned i = 0; i < n && m < (int)sizeof b.msg - 160; ++i) {
-                const Fiber& f = r.fibers[i];
-                if (f.state == EXITED) continue;
-                if (++shown > 6) {
-                    m += snprintf(b.msg + m, sizeof b.msg - (size_t)m, " ...");
-                    break;
-                }
-                if (f.state == AT_WARP)
-                    m += snprintf(b.msg + m, sizeof b.msg - (size_t)m,
-                                  " thread %u waits in %s(mask 0x%08x), lanes 0x%08x of its warp exited, 0x%08x wait;", i,
-                                  f.opname, f.mask, b.exited[i >> 5], b.waiting[i >> 5]);
-                else
-                    m += snprintf(b.msg + m, sizeof b.msg - (size_t)m, " thread %u is %s;", i, lane_state_name(f.state));
+        if (b.failed || b.alive == 0) break;
+        Fiber* next = pick_next(r);
+        if (next) {
+            resume(r, &b.sched_sp, next);
+            continue;
+        }
+        // Nobody can run and some threads have not finished: a deadlock. Say who waits where.
+        int m = snprintf(b.msg, sizeof b.msg, "block (%u,%u,%u) deadlocked:", b.bid.x, b.bid.y, b.bid.z);
+        unsigned shown = 0;
+        for (unsigned i = 0; i < n && m < (int)sizeof b.msg - 160; ++i) {
+            const Fiber& f = r.fibers[i];
+            if (f.state == EXITED) continue;
+            if (++shown > 6) {
+                m += snprintf(b.msg + m, sizeof b.msg - (size_t)m, " ...");
+                break;
             }
-            b.failed = true;
+            if (f.state == AT_WARP)
+                m += snprintf(b.msg + m, sizeof b.msg - (size_t)m,
+                              " thread %u waits in %s(mask 0x%08x) (lanes 0x%08x of its warp have exited, 0x%08x wait in a "
+                              "collective);",
+                              i, f.opname, f.mask, b.exited[i >> 5], b.waiting[i >> 5]);
+            else
+                m += snprintf(b.msg + m, sizeof b.msg - (size_t)m, " thread %u is %s;", i, lane_state_name(f.state));
         }
+        b.failed = true;
+        break;
     }
     r.in_block = false;
     if (!b.failed && !canary_intact(L->dynamic_shared)) {

@@ -267,6 +267,35 @@ CUresult check_host_range(const char* what, const void* p, size_t n) {
 
 std::atomic<unsigned long long> g_htod_bytes{0}, g_dtoh_bytes{0}, g_dtod_bytes{0}, g_launches{0};
 
+// FACTORTOPY_CUDA_EMU_PROFILE=1: time spent per kernel, printed at exit.
+struct Profile {
+    std::mutex mu;
+    std::map<std::string, std::pair<unsigned long long, double>> by_kernel;  // launches, seconds
+    ~Profile() {
+        if (by_kernel.empty()) return;
+        std::vector<std::pair<std::string, std::pair<unsigned long long, double>>> v(by_kernel.begin(), by_kernel.end());
+        std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.second > b.second.second; });
+        for (const auto& [k, c] : v) fprintf(stderr, "cuda-emu profile: %-28s %8llu launches %9.3f s\n", k.c_str(), c.first, c.second);
+    }
+};
+bool profiling() {
+    static const bool on = [] {
+        const char* p = getenv("FACTORTOPY_CUDA_EMU_PROFILE");
+        return p && *p && strcmp(p, "0") != 0;
+    }();
+    return on;
+}
+Profile& profile() {
+    static Profile p;
+    return p;
+}
+void profile_add(const std::string& name, double seconds) {
+    std::lock_guard<std::mutex> lk(profile().mu);
+    auto& e = profile().by_kernel[name];
+    e.first += 1;
+    e.second += seconds;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Worker threads and fault handling.
 thread_local sigjmp_buf t_jmp;
@@ -566,6 +595,9 @@ EXPORT int cuda_emu_internal_valid_stream(void* s) { return valid_stream(s) ? 1 
 EXPORT int cuda_emu_internal_sticky(void) { return g_sticky.load(); }
 // Runs body(arg, i) for i < n on the workers; returns 0, or CUDA_ERROR_ILLEGAL_ADDRESS after a
 // fault (with the message on stderr, and the context's error made sticky).
+EXPORT void cuda_emu_internal_profile(const char* name, double seconds) {
+    if (profiling()) profile_add(name, seconds);
+}
 EXPORT int cuda_emu_internal_parallel_for(const char* name, unsigned n, void (*body)(void*, unsigned), void* arg) {
     Job tmpl;
     tmpl.name = name;
@@ -1376,7 +1408,9 @@ EXPORT CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, u
     tmpl.name = k;
     tmpl.module = fn->module->handle;
     t_current_job_template = &tmpl;
+    const auto t0 = std::chrono::steady_clock::now();
     int status = fn->launch(&L);
+    if (profiling()) profile_add(fn->name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     t_current_job_template = nullptr;
     if (tmpl.fault.load()) {
         g_sticky.store(CUDA_ERROR_ILLEGAL_ADDRESS);
