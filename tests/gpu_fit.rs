@@ -100,6 +100,49 @@ fn gpu_fit_is_reproducible() {
     }
 }
 
+/// Features kept in 16 bits (`store` / `--store`, or a 16-bit features file) stay 16-bit on the
+/// device, halving its feature store, and predict exactly what the CPU predicts from them.
+#[test]
+fn sixteen_bit_stores_stay_sixteen_bit_on_the_gpu() {
+    use factortopy::data::Precision;
+    let g = gpu_or_return!("sixteen_bit_stores_stay_sixteen_bit_on_the_gpu");
+    let (syn, brain) = planted(&SynthConfig {
+        scenario: Scenario::Hierarchical,
+        n_images: 40,
+        n_voxels: 90,
+        n_layers: 3,
+        width: 16,
+        grid: 4,
+        seed: 8,
+        ..SynthConfig::default()
+    });
+    let bt = BrainTensors::new(&brain, None).unwrap();
+    for (store, want) in [(Precision::F32, FeatureDtype::F32), (Precision::F16, FeatureDtype::F16), (Precision::Bf16, FeatureDtype::Bf16)] {
+        let prepared = PreparedFeatures::new(&syn.features, 4, factortopy::model::Resample::Bilinear, Some(store)).unwrap();
+        let spec = factortopy::model::EncoderSpec {
+            widths: prepared.widths().to_vec(),
+            d: 16,
+            grid: 4,
+            resample: prepared.resample(),
+            n_voxels: brain.n_voxels(),
+            coord_norm: bt.coord_norm,
+            layer_names: syn.features.layer_names.clone(),
+            model: "synthetic".into(),
+            layer_units: None,
+        };
+        let enc = Encoder::new(spec, 1).unwrap();
+        let cfg = FitConfig { d: 16, grid: 4, ..FitConfig::fast() };
+        let mut tr = GpuTrainer::new(g.clone(), &enc, &prepared, &bt, &cfg, &GpuFitOptions::default()).unwrap();
+        assert_eq!(tr.feature_dtype(), want, "{store:?} features");
+        let idx: Vec<usize> = (0..prepared.n_images()).collect();
+        let want_pred = factortopy::engine::predict::predict_cpu(&enc, &prepared, &bt.pe, &idx).unwrap();
+        let got = tr.predict(&idx).unwrap();
+        let scale = want_pred.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
+        let err = got.iter().zip(&want_pred).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+        assert!(err < 1e-4, "{store:?}: GPU predictions differ from the CPU's by {err:.3e}");
+    }
+}
+
 /// Predictions of a fixed encoder on the GPU equal those on the CPU (the one predict path that
 /// `score`, `predict` and the monitor's retention use).
 #[test]
