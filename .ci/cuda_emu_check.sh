@@ -9,7 +9,8 @@
 #                  recovery (reduced on the emulator), and `factortopy fit/predict --device cuda:0`
 #                  against `--device cpu` on a `factortopy synth` set (same argmax layer for ≥ 99 %
 #                  of voxels, held-out R² within 2e-3);
-#   - gpu_monitor: the monitor on cuda:0 against the CPU.
+#   - gpu_monitor: the monitor on cuda:0 against the CPU;
+#   - gpu_ffi:     the C ABI on cuda:0 (CUDA DLPack tensors, fit and predict against the CPU);
 # then gpu_kernels and gpu_model again with the lanes and blocks run in a seeded random order, to
 # expose order-dependent races. Fails if any test fails or any output line says SKIPPED.
 #
@@ -52,7 +53,8 @@ run() {  # label, command...
 
 run "build (--features cuda)" cargo build --release --features cuda
 run "GPU tests on the emulator" \
-    cargo test --release --features cuda --test gpu_kernels --test gpu_model --test gpu_fit --test gpu_monitor -- --nocapture
+    cargo test --release --features cuda --test gpu_kernels --test gpu_model --test gpu_fit --test gpu_monitor \
+    --test gpu_ffi -- --nocapture
 ORDER="random:$(( T0 % 1000 ))"
 run "kernels in lane and block order $ORDER (FACTORTOPY_CUDA_EMU_ORDER=$ORDER reproduces it)" \
     env FACTORTOPY_CUDA_EMU_ORDER="$ORDER" cargo test --release --features cuda --test gpu_kernels --test gpu_model
