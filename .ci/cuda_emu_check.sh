@@ -12,7 +12,9 @@
 #   - gpu_monitor: the monitor on cuda:0 against the CPU;
 #   - gpu_ffi:     the C ABI on cuda:0 (CUDA DLPack tensors, fit and predict against the CPU);
 # then gpu_kernels and gpu_model again with the lanes and blocks run in a seeded random order, to
-# expose order-dependent races. Fails if any test fails or any output line says SKIPPED.
+# expose order-dependent races, and the Python package's device tests with device="cuda:0" on the
+# `--features cuda` libfactortopy.so (numpy and pytest in target/cuda-emu/venv, from PyPI). Fails
+# if any test fails or any output line says SKIPPED.
 #
 # Needs only g++ and readelf besides the Rust toolchain. Honours CARGO_TARGET_DIR.
 #   bash .ci/cuda_emu_check.sh
@@ -58,6 +60,17 @@ run "GPU tests on the emulator" \
 ORDER="random:$(( T0 % 1000 ))"
 run "kernels in lane and block order $ORDER (FACTORTOPY_CUDA_EMU_ORDER=$ORDER reproduces it)" \
     env FACTORTOPY_CUDA_EMU_ORDER="$ORDER" cargo test --release --features cuda --test gpu_kernels --test gpu_model
+
+# Python with device="cuda:0": fit, score and predict against the CPU through the C ABI.
+PYVENV="$EMU/venv"
+if ! [ -x "$PYVENV/bin/python" ] || ! "$PYVENV/bin/python" -c "import numpy, pytest" 2>/dev/null; then
+    python3 -m venv "$PYVENV"
+    "$PYVENV/bin/pip" install --quiet --disable-pip-version-check numpy pytest
+fi
+CUDA_LIB="${CARGO_TARGET_DIR:-$ROOT/target}/release/libfactortopy.so"
+[[ "$CUDA_LIB" = /* ]] || CUDA_LIB="$ROOT/$CUDA_LIB"
+run "Python on cuda:0" env FACTORTOPY_LIB="$CUDA_LIB" PYTHONPATH="$ROOT/python" \
+    "$PYVENV/bin/python" -m pytest -q -rs -p no:cacheprovider python/tests/test_cuda.py
 
 if grep -n "SKIPPED" "$LOG"; then
     echo "cuda_emu_check: a GPU test was skipped on the emulator (lines above)" >&2
