@@ -531,7 +531,6 @@ CUresult need_ctx(const char* name) {
         if (CUresult r_ = need_ctx(name)) return r_; \
     } while (0)
 
-std::string g_loaded_module_path;  // unused placeholder for messages
 
 const char* error_name(int e) {
     switch (e) {
