@@ -20,7 +20,13 @@ struct __align__(2) bf16_t { unsigned short bits; };
 __device__ __forceinline__ float to_f32(float x) { return x; }
 __device__ __forceinline__ float to_f32(f16_t h) {
     float f;
+#if defined(FACTORTOPY_CUDA_EMU)
+    // The CPU emulator (scripts/cuda-emu) cannot assemble PTX; its header widens the same bits
+    // exactly, as cvt.f32.f16 does.
+    f = __half2float(__ushort_as_half(h.bits));
+#else
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h.bits));
+#endif
     return f;
 }
 __device__ __forceinline__ float to_f32(bf16_t h) { return __uint_as_float(((unsigned)h.bits) << 16); }

@@ -15,7 +15,7 @@ export CARGO_TERM_COLOR=never
 
 # Test and bench executables: cargo prints their paths as JSON artifacts.
 list=$(cargo test --release --features cuda --no-run --message-format=json \
-        --test gpu_kernels --test gpu_fit --test gpu_monitor 2>/dev/null;
+        --test gpu_kernels --test gpu_model --test gpu_fit --test gpu_monitor 2>/dev/null;
        cargo bench --features cuda --no-run --message-format=json --bench gpu_step 2>/dev/null)
 printf '%s\n' "$list" | python3 -c '
 import json, shutil, sys
@@ -33,7 +33,7 @@ for line in sys.stdin:
 cargo build --release --features cuda
 cp target/release/factortopy target/release/libfactortopy.so "$OUT"/
 cp benches/torch_reference.py "$OUT"/
-strip "$OUT"/gpu_kernels "$OUT"/gpu_fit "$OUT"/gpu_monitor "$OUT"/gpu_step "$OUT"/factortopy "$OUT"/libfactortopy.so
+strip "$OUT"/gpu_kernels "$OUT"/gpu_model "$OUT"/gpu_fit "$OUT"/gpu_monitor "$OUT"/gpu_step "$OUT"/factortopy "$OUT"/libfactortopy.so
 git rev-parse HEAD > "$OUT"/COMMIT
 du -sh "$OUT"
 total=$(du -sm "$OUT" | cut -f1)

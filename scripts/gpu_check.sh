@@ -3,6 +3,7 @@
 # no Rust toolchain, runs the binaries that scripts/build_gpu_bins.sh built, and writes every
 # result into one folder:
 #   - kernel parity: every CUDA kernel against the CPU op it replaces (gpu_kernels);
+#   - the CUDA execution model the kernels rely on and f16/bf16 rounding (gpu_model);
 #   - the GPU fit through the engine: CPU/GPU step agreement, reproducibility, GPU vs CPU
 #     predictions, and recovery of the planted hierarchy (gpu_fit);
 #   - the monitor on the GPU: observe on cuda equals observe on cpu (gpu_monitor), and, when
@@ -28,6 +29,14 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
     exit 2
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
+# This check is about real GPUs: refuse to report results from the CPU emulator (scripts/cuda-emu)
+# if its libraries come first on LD_LIBRARY_PATH.
+for d in ${LD_LIBRARY_PATH//:/ }; do
+    if [ -f "$d/libcuda.so.1" ] && grep -q "factortopy CUDA emulator" "$d/libcuda.so.1" 2>/dev/null; then
+        log "gpu_check: LD_LIBRARY_PATH puts the factortopy CUDA emulator ($d) before the NVIDIA driver; unset it"
+        exit 2
+    fi
+done
 log "binaries from commit $(cat "$BIN/COMMIT" 2>/dev/null || echo unknown)"
 
 fail=0
@@ -37,7 +46,7 @@ run() {  # name, timeout seconds, command...
     timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
     local rc=$?
     local dt=$(( $(date +%s) - t0 ))
-    if [ $rc -eq 0 ] && ! grep -q "SKIPPED" "$OUT/$name.log"; then
+    if [ $rc -eq 0 ] && ! grep -q "SKIPPED" "$OUT/$name.log" && ! grep -q "factortopy CUDA emulator" "$OUT/$name.log"; then
         log "PASS $name (${dt} s)"
     else
         log "FAIL $name (exit $rc, ${dt} s): see $OUT/$name.log"; tail -5 "$OUT/$name.log" | sed 's/^/    /' | tee -a "$OUT/summary.txt"
@@ -46,6 +55,7 @@ run() {  # name, timeout seconds, command...
 }
 
 run kernels 240 "$BIN/gpu_kernels" --test-threads 1 --nocapture
+run model 120 "$BIN/gpu_model" --test-threads 1 --nocapture
 run fit 300 "$BIN/gpu_fit" --test-threads 1 --nocapture
 run monitor 180 "$BIN/gpu_monitor" --test-threads 1 --nocapture
 

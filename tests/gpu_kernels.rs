@@ -88,8 +88,10 @@ fn selectors(v: usize, l: usize, rng: &mut Rng) -> Vec<f32> {
 }
 
 /// (B, L, G, D, V): V not a multiple of the 8-voxel block or the 32-voxel chunk, D = 1, L = 1,
-/// G = 1, D = 40 (two warps, one partial), the paper's D and G, and several blocks of voxels.
-const SHAPES: [(usize, usize, usize, usize, usize); 8] = [
+/// G = 1, D = 40 (two warps, one partial), the paper's D and G, several blocks of voxels, one image
+/// and one voxel, and G = 24, whose d maps pass needs more than the 48 KiB of shared memory a
+/// block gets without opting in (cuFuncSetAttribute).
+const SHAPES: [(usize, usize, usize, usize, usize); 9] = [
     (3, 4, 5, 7, 67),
     (2, 1, 3, 1, 5),
     (1, 2, 1, 4, 9),
@@ -98,6 +100,7 @@ const SHAPES: [(usize, usize, usize, usize, usize); 8] = [
     (2, 3, 8, 128, 1001),
     (1, 1, 1, 1, 1),
     (8, 12, 8, 128, 257),
+    (1, 2, 24, 33, 70),
 ];
 
 #[test]

@@ -1,7 +1,8 @@
 //! The forgetting monitor on a CUDA device (DESIGN §5): the reference fit, `observe`
 //! (retention through the one predict path) and refits run on the GPU, and agree with the same
 //! monitor on the CPU. Without a GPU each test prints `SKIPPED: <reason>`; the device errors are
-//! checked everywhere.
+//! checked everywhere. On the CPU emulator of a CUDA device (scripts/cuda-emu) the scenario has
+//! fewer voxels.
 
 mod common;
 
@@ -53,10 +54,13 @@ mod on_gpu {
     #[test]
     fn observe_on_the_gpu_equals_observe_on_the_cpu() {
         let Some(g) = common::gpu_or_skip("observe_on_the_gpu_equals_observe_on_the_cpu") else { return };
+        // On the CPU emulator of a CUDA device (scripts/cuda-emu) the same test on fewer voxels,
+        // so that its fits take seconds, not minutes.
+        let (n_images, n_voxels) = if common::on_emulator(&g) { (300, 250) } else { (300, 400) };
         let (syn, brain) = planted(&SynthConfig {
             scenario: Scenario::Hierarchical,
-            n_images: 300,
-            n_voxels: 400,
+            n_images,
+            n_voxels,
             n_layers: 4,
             width: 16,
             grid: 4,

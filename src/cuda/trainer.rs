@@ -32,10 +32,26 @@ use std::sync::Arc;
 /// halves the memory of the resident feature store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FeatureDtype {
+    /// The precision the prepared features are kept in on the host (`store` / `--store`, or the
+    /// features file's): a 16-bit store stays 16-bit on the device, losslessly.
     #[default]
+    AsPrepared,
     F32,
     F16,
     Bf16,
+}
+
+impl FeatureDtype {
+    /// The storage type for features prepared in `precision`.
+    pub fn resolve(self, precision: crate::data::Precision) -> FeatureDtype {
+        use crate::data::Precision;
+        match (self, precision) {
+            (FeatureDtype::AsPrepared, Precision::F32) => FeatureDtype::F32,
+            (FeatureDtype::AsPrepared, Precision::F16) => FeatureDtype::F16,
+            (FeatureDtype::AsPrepared, Precision::Bf16) => FeatureDtype::Bf16,
+            (d, _) => d,
+        }
+    }
 }
 
 /// Settings of the GPU path that the CPU path does not have.
@@ -51,7 +67,7 @@ pub struct GpuFitOptions {
 
 impl Default for GpuFitOptions {
     fn default() -> Self {
-        Self { ordinal: 0, feature_dtype: FeatureDtype::F32, eval_chunk: 64 }
+        Self { ordinal: 0, feature_dtype: FeatureDtype::AsPrepared, eval_chunk: 64 }
     }
 }
 
@@ -198,10 +214,11 @@ enum Store {
 }
 
 impl Store {
+    /// `dtype` must be resolved (not `AsPrepared`).
     fn upload(g: &Gpu, v: &[f32], dtype: FeatureDtype) -> Result<Self> {
         let s = &g.stream;
         Ok(match dtype {
-            FeatureDtype::F32 => Store::F32(s.clone_htod(v).map_err(cuda("uploading features"))?),
+            FeatureDtype::F32 | FeatureDtype::AsPrepared => Store::F32(s.clone_htod(v).map_err(cuda("uploading features"))?),
             FeatureDtype::F16 => {
                 let bits: Vec<u16> = v.iter().map(|&x| half::f16::from_f32(x).to_bits()).collect();
                 Store::F16(s.clone_htod(&bits).map_err(cuda("uploading features"))?)
@@ -235,6 +252,7 @@ pub struct GpuTrainer {
     spec: EncoderSpec,
     cfg: FitConfig,
     lay: Layout,
+    feature_dtype: FeatureDtype,
     bmax: usize,
     n_images: usize,
     // Resident data.
@@ -331,10 +349,12 @@ impl GpuTrainer {
         let params = s.clone_htod(&host).map_err(cuda("uploading parameters"))?;
         let mut locals = Vec::with_capacity(l);
         let mut globals = Vec::with_capacity(l);
+        let feature_dtype = opts.feature_dtype.resolve(prepared.precision());
         for li in 0..l {
-            // 16-bit features are widened one layer at a time for the upload.
-            locals.push(Store::upload(&g, &prepared.local_f32(li)?, opts.feature_dtype)?);
-            globals.push(Store::upload(&g, &prepared.global_f32(li)?, opts.feature_dtype)?);
+            // 16-bit features are widened one layer at a time for the upload (and narrowed back
+            // exactly when the device store is 16-bit too).
+            locals.push(Store::upload(&g, &prepared.local_f32(li)?, feature_dtype)?);
+            globals.push(Store::upload(&g, &prepared.global_f32(li)?, feature_dtype)?);
         }
         let can_train = responses.is_some();
         let responses = match responses {
@@ -355,6 +375,7 @@ impl GpuTrainer {
         let tr = GpuTrainer {
             spec: spec.clone(),
             cfg: cfg.clone(),
+            feature_dtype,
             bmax,
             n_images: n,
             locals,
@@ -398,6 +419,11 @@ impl GpuTrainer {
     /// The device this trainer runs on.
     pub fn gpu(&self) -> &Arc<Gpu> {
         &self.g
+    }
+
+    /// How the features are stored on the device.
+    pub fn feature_dtype(&self) -> FeatureDtype {
+        self.feature_dtype
     }
 
     /// Uploads the image order that batches index into (`train_step(offset, ..)` reads

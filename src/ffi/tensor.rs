@@ -237,7 +237,7 @@ impl RawView {
     /// of the bytes between the lowest and the highest element, after synchronising the device
     /// (so work queued on any stream of the caller's is complete).
     #[cfg(feature = "cuda")]
-    fn staged_from_cuda(self, _device_type: i32, device_id: i32, what: &str) -> FfiResult<RawView> {
+    fn staged_from_cuda(self, device_type: i32, device_id: i32, what: &str) -> FfiResult<RawView> {
         let numel: usize = self.shape.iter().product();
         if numel == 0 {
             return Ok(self);
@@ -247,6 +247,18 @@ impl RawView {
         let (lo, hi) = self.span;
         let len = usize::try_from(hi - lo).map_err(|_| shape_err(format!("{what}: empty byte range")))?;
         let start = (self.base as isize).checked_add(lo).ok_or_else(|| shape_err(format!("{what}: address overflow")))?;
+        // A tensor whose label names a device its bytes are not on (or no usable device) is the
+        // caller's device error, said plainly, not a copy from wherever the pointer points.
+        crate::cuda::host_copy::check_device_range(ordinal, start as u64, len).map_err(|why| {
+            FfiError::new(
+                ft_status::FT_ERR_DEVICE,
+                format!(
+                    "{what} is labelled {} memory of device {device_id}, but {why}; pass a tensor that lives \
+                     there, or copy it to the CPU first (e.g. `tensor.cpu()` in PyTorch)",
+                    device_name(device_type)
+                ),
+            )
+        })?;
         let host = crate::cuda::host_copy::copy_to_host(ordinal, start as u64, len)?;
         // `base` is `-lo` bytes into the copy; the Vec's buffer does not move while it is owned
         // by the view.

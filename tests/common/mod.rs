@@ -131,14 +131,27 @@ pub fn cuda_ordinal() -> usize {
     std::env::var("FACTORTOPY_TEST_CUDA_DEVICE").ok().and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
-/// The test's GPU, or `None` after printing `SKIPPED: <test>: <reason>`.
+/// The test's GPU, or `None` after printing `SKIPPED: <test>: <reason>`. With
+/// `FACTORTOPY_TEST_REQUIRE_CUDA=1` (set by .ci/cuda_emu_check.sh) a missing device fails the
+/// test instead.
 #[cfg(feature = "cuda")]
 pub fn gpu_or_skip(test: &str) -> Option<std::sync::Arc<factortopy::cuda::Gpu>> {
     match factortopy::cuda::gpu(cuda_ordinal()) {
         Ok(g) => Some(g),
         Err(e) => {
+            if std::env::var("FACTORTOPY_TEST_REQUIRE_CUDA").is_ok_and(|v| v == "1") {
+                panic!("{test}: FACTORTOPY_TEST_REQUIRE_CUDA=1 but cuda:{} cannot be used: {e}", cuda_ordinal());
+            }
             eprintln!("SKIPPED: {test}: no usable CUDA device cuda:{}: {e}", cuda_ordinal());
             None
         }
     }
+}
+
+/// Whether the test's device is factortopy's CUDA emulator (scripts/cuda-emu), which runs the
+/// kernels on the CPU thousands of times slower than a GPU: tests that fit at DESIGN's scale use
+/// smaller problems there (and say so), everything else is the same.
+#[cfg(feature = "cuda")]
+pub fn on_emulator(g: &factortopy::cuda::Gpu) -> bool {
+    g.name.contains("emulator")
 }

@@ -1,0 +1,231 @@
+//! The C ABI on a CUDA device: DLPack tensors in CUDA memory are read from the device they name
+//! (and a tensor whose label does not match where its bytes are is a device error, not a copy
+//! from wherever its pointer points), and a fit and a prediction through the C ABI on `cuda:N`
+//! give the CPU's results.
+//!
+//! On factortopy's CPU emulator of a CUDA device (scripts/cuda-emu) the emulated driver counts the
+//! bytes it copies, which shows that a CUDA tensor is read with exactly one device-to-host copy
+//! of its bytes. Needs a CUDA device; without one each test prints `SKIPPED: <reason>`.
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use std::ffi::{c_void, CStr, CString};
+use std::ptr::{null, null_mut};
+
+use cudarc::driver::DevicePtr;
+use factortopy::ffi::*;
+
+macro_rules! gpu_or_return {
+    ($name:expr) => {
+        match common::gpu_or_skip($name) {
+            Some(g) => g,
+            None => return,
+        }
+    };
+}
+
+fn last_error() -> String {
+    // SAFETY: ft_last_error always returns a valid NUL-terminated string.
+    unsafe { CStr::from_ptr(ft_last_error()) }.to_string_lossy().into_owned()
+}
+
+fn new_features() -> *mut ft_features {
+    let mut f = null_mut();
+    // SAFETY: valid out-pointer.
+    assert_eq!(unsafe { ft_features_new(&mut f) }, ft_status::FT_OK);
+    f
+}
+
+/// Layer `l`'s local values as f32.
+fn local_values(f: *const ft_features, l: usize) -> Vec<f32> {
+    let mut v = ft_layer_view { local: null(), local_shape: [0; 4], global: null(), global_shape: [0; 2] };
+    // SAFETY: live handle, valid out-pointer; NULL buffers ask for the shapes.
+    let st = unsafe { ft_features_layer_copy(f, l, &mut v, null_mut(), 0, null_mut(), 0) };
+    assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+    let mut local = vec![0f32; v.local_shape.iter().product::<i64>() as usize];
+    // SAFETY: the buffer holds the capacity passed.
+    let st = unsafe { ft_features_layer_copy(f, l, &mut v, local.as_mut_ptr(), local.len(), null_mut(), 0) };
+    assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+    local
+}
+
+fn cuda_tensor(data: *mut c_void, device_id: i32, code: u8, bits: u8, shape: &mut [i64], strides: Option<&mut [i64]>) -> DLTensor {
+    DLTensor {
+        data,
+        device: DLDevice { device_type: 2, device_id },
+        ndim: shape.len() as i32,
+        dtype: DLDataType { code, bits, lanes: 1 },
+        shape: shape.as_mut_ptr(),
+        strides: strides.map_or(null_mut(), |s| s.as_mut_ptr()),
+        byte_offset: 0,
+    }
+}
+
+/// The emulated driver's counters (bytes host→device, device→host, device→device, launches), or
+/// None on a real driver.
+fn emulator_stats() -> Option<[u64; 4]> {
+    // SAFETY: dlopen with RTLD_NOLOAD only finds the libcuda cudarc already loaded; dlsym of a
+    // symbol the real driver lacks gives NULL; the emulator's cuda_emu_stats writes 4 u64s.
+    unsafe {
+        let name = CString::new("libcuda.so.1").unwrap();
+        let h = libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
+        if h.is_null() {
+            return None;
+        }
+        let sym = CString::new("cuda_emu_stats").unwrap();
+        let f = libc::dlsym(h, sym.as_ptr());
+        if f.is_null() {
+            return None;
+        }
+        let f: unsafe extern "C" fn(*mut u64) = std::mem::transmute(f);
+        let mut out = [0u64; 4];
+        f(out.as_mut_ptr());
+        Some(out)
+    }
+}
+
+#[test]
+fn cuda_dlpack_tensors_are_read_from_device_memory() {
+    let g = gpu_or_return!("cuda_dlpack_tensors_are_read_from_device_memory");
+    let dev = g.ordinal as i32;
+    let values: Vec<f32> = (0..2 * 3 * 4 * 4).map(|i| (i as f32 * 0.37).sin()).collect();
+    let f = new_features();
+
+    // f32, row-major, in device memory.
+    let buf = g.stream.clone_htod(&values).unwrap();
+    let (ptr, _sync) = buf.device_ptr(&g.stream);
+    let mut shape = [2i64, 3, 4, 4];
+    let t = cuda_tensor(ptr as *mut c_void, dev, 2, 32, &mut shape, None);
+    let before = emulator_stats();
+    // SAFETY: the tensor describes live device memory of cuda:dev.
+    assert_eq!(unsafe { ft_features_add_layer_dlpack(f, &t, null()) }, ft_status::FT_OK, "{}", last_error());
+    if let (Some(a), Some(b)) = (before, emulator_stats()) {
+        // One device-to-host copy of exactly the tensor's bytes, nothing else.
+        assert_eq!(b[1] - a[1], (values.len() * 4) as u64, "bytes copied device→host");
+        assert_eq!(b[0] - a[0], 0, "bytes copied host→device");
+    }
+    assert_eq!(local_values(f, 0), values);
+
+    // bf16 with transposed strides (channels last), a byte offset into the buffer.
+    let bits: Vec<u16> = values.iter().map(|&x| half::bf16::from_f32(x).to_bits()).collect();
+    // Lay the [2, 3, 4, 4] tensor out as [2, 4, 4, 3] in memory, after 5 padding elements.
+    let mut nhwc = vec![0u16; 5 + bits.len()];
+    for n in 0..2 {
+        for c in 0..3 {
+            for y in 0..4 {
+                for x in 0..4 {
+                    nhwc[5 + ((n * 4 + y) * 4 + x) * 3 + c] = bits[((n * 3 + c) * 4 + y) * 4 + x];
+                }
+            }
+        }
+    }
+    let buf16 = g.stream.clone_htod(&nhwc).unwrap();
+    let (ptr16, _sync16) = buf16.device_ptr(&g.stream);
+    let mut shape = [2i64, 3, 4, 4];
+    let mut strides = [48i64, 1, 12, 3];
+    let mut t = cuda_tensor(ptr16 as *mut c_void, dev, 4, 16, &mut shape, Some(&mut strides));
+    t.byte_offset = 10;
+    // SAFETY: as above.
+    assert_eq!(unsafe { ft_features_add_layer_dlpack(f, &t, null()) }, ft_status::FT_OK, "{}", last_error());
+    let want: Vec<f32> = bits.iter().map(|&b| half::bf16::from_bits(b).to_f32()).collect();
+    assert_eq!(local_values(f, 1), want);
+    // SAFETY: live handle.
+    unsafe { ft_features_free(f) };
+}
+
+#[test]
+fn mislabelled_cuda_tensors_are_device_errors() {
+    let g = gpu_or_return!("mislabelled_cuda_tensors_are_device_errors");
+    let dev = g.ordinal as i32;
+    let f = new_features();
+    let mut host = vec![1f32; 24];
+    let mut shape = [2i64, 3, 2, 2];
+    // Host memory labelled as CUDA memory.
+    let t = cuda_tensor(host.as_mut_ptr().cast(), dev, 2, 32, &mut shape, None);
+    // SAFETY: a valid description; the library must not read it as device memory.
+    assert_eq!(unsafe { ft_features_add_layer_dlpack(f, &t, null()) }, ft_status::FT_ERR_DEVICE);
+    let e = last_error();
+    assert!(e.contains("CUDA device") && e.contains("cpu()"), "{e}");
+
+    // Device memory, but fewer bytes than the shape says.
+    let small = g.stream.alloc_zeros::<f32>(20).unwrap();
+    let (ptr, _sync) = small.device_ptr(&g.stream);
+    let t = cuda_tensor(ptr as *mut c_void, dev, 2, 32, &mut shape, None);
+    // SAFETY: as above (rejected before the copy).
+    assert_eq!(unsafe { ft_features_add_layer_dlpack(f, &t, null()) }, ft_status::FT_ERR_DEVICE);
+    assert!(last_error().contains("run past"), "{}", last_error());
+
+    // The right memory, the wrong device.
+    let t = cuda_tensor(ptr as *mut c_void, dev + 1_000_000, 2, 32, &mut shape, None);
+    // SAFETY: as above.
+    assert_eq!(unsafe { ft_features_add_layer_dlpack(f, &t, null()) }, ft_status::FT_ERR_DEVICE);
+    assert!(last_error().contains("cannot be used"), "{}", last_error());
+    // SAFETY: live handle, nothing was added.
+    unsafe {
+        let (mut images, mut layers) = (99usize, 99usize);
+        assert_eq!(ft_features_shape(f, &mut images, &mut layers), ft_status::FT_OK);
+        assert_eq!(layers, 0);
+        ft_features_free(f);
+    }
+}
+
+/// A fit through the C ABI on the GPU against the same fit on the CPU (held-out R² to 1e-3), and
+/// `ft_fit_predict` on the GPU against the CPU.
+#[test]
+fn fit_and_predict_through_the_c_abi_on_cuda() {
+    let g = gpu_or_return!("fit_and_predict_through_the_c_abi_on_cuda");
+    let tmp = tempfile::tempdir().unwrap();
+    let d = CString::new(tmp.path().to_str().unwrap()).unwrap();
+    let path = |n: &str| CString::new(tmp.path().join(n).to_str().unwrap()).unwrap();
+    let cuda = CString::new(format!("cuda:{}", g.ordinal)).unwrap();
+    let cpu = CString::new("cpu").unwrap();
+    // SAFETY: every handle below is live until freed; out-pointers are valid.
+    unsafe {
+        assert_eq!(ft_device_check(cuda.as_ptr()), ft_status::FT_OK, "{}", last_error());
+        let mut so = std::mem::zeroed::<ft_synth_options>();
+        assert_eq!(ft_synth_options_default(&mut so), ft_status::FT_OK);
+        so.n_images = 160;
+        so.n_voxels = 120;
+        so.n_layers = 3;
+        so.width = 8;
+        so.grid = 3;
+        so.noise_ceiling = 0.9;
+        so.seed = 4;
+        assert_eq!(ft_synth_write(d.as_ptr(), &so), ft_status::FT_OK, "{}", last_error());
+        let (mut brain, mut feats) = (null_mut(), null_mut());
+        assert_eq!(ft_brain_load(path("brain.safetensors").as_ptr(), &mut brain), ft_status::FT_OK);
+        assert_eq!(ft_features_load(path("features.safetensors").as_ptr(), &mut feats), ft_status::FT_OK);
+        let mut fo = std::mem::zeroed::<ft_fit_options>();
+        ft_fit_options_default(&mut fo);
+        fo.d = 8;
+        fo.grid = 3;
+        fo.max_epochs = 8;
+        fo.batch_size = 16;
+        fo.lr = 3e-3;
+        fo.reg_steps = 30;
+        fo.val_fraction = 0.2;
+        let fit_on = |device: &CString| {
+            let mut fit = null_mut();
+            assert_eq!(ft_fit_new_on(feats, brain, &fo, device.as_ptr(), &mut fit), ft_status::FT_OK, "{}", last_error());
+            let mut sum = std::mem::zeroed::<ft_fit_summary>();
+            assert_eq!(ft_fit_report_summary(fit, &mut sum), ft_status::FT_OK);
+            (fit, sum)
+        };
+        let (fit_gpu, sg) = fit_on(&cuda);
+        let (fit_cpu, sc) = fit_on(&cpu);
+        assert!((sg.r2_mean - sc.r2_mean).abs() < 1e-3, "held-out R² {} (GPU) vs {} (CPU)", sg.r2_mean, sc.r2_mean);
+        assert!(sg.r2_mean > 0.0, "{}", sg.r2_mean);
+        let n = (160 * 120) as usize;
+        let (mut pg, mut pc) = (vec![0f32; n], vec![0f32; n]);
+        assert_eq!(ft_fit_predict(fit_cpu, feats, brain, cuda.as_ptr(), pg.as_mut_ptr(), n), ft_status::FT_OK, "{}", last_error());
+        assert_eq!(ft_fit_predict(fit_cpu, feats, brain, cpu.as_ptr(), pc.as_mut_ptr(), n), ft_status::FT_OK, "{}", last_error());
+        let scale = pc.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
+        let err = pg.iter().zip(&pc).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+        assert!(err < 1e-4, "predictions on {cuda:?} differ from the CPU's by {err:.3e}");
+        ft_fit_free(fit_gpu);
+        ft_fit_free(fit_cpu);
+        ft_features_free(feats);
+        ft_brain_free(brain);
+    }
+}
