@@ -106,6 +106,40 @@ unsafe fn grid_of(
     Ok(Grid { networks, brains, estimator, with_layers: with_layers != 0 })
 }
 
+/// The grid of `ft_rank_plan` and `ft_rank_grid`, and the store of `out_dir` (NULL: none).
+///
+/// # Safety
+/// As `ft_rank_plan`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn grid_and_store(
+    networks: *const *const c_char,
+    n_networks: usize,
+    brains: *const *const c_char,
+    n_brains: usize,
+    options: *const ft_fit_options,
+    method: i32,
+    device: *const c_char,
+    resample: *const c_char,
+    with_layers: i32,
+    out_dir: *const c_char,
+) -> FfiResult<(Grid, Option<PairStore>)> {
+    // SAFETY: forwarded caller's contract.
+    let grid = unsafe {
+        grid_of(
+            path_list(networks, n_networks, "networks")?,
+            path_list(brains, n_brains, "brains")?,
+            options,
+            method,
+            device,
+            resample,
+            with_layers,
+        )
+    }?;
+    // SAFETY: caller's contract.
+    let store = unsafe { opt_path(out_dir, "out_dir") }?.map(|d| PairStore::new(&d));
+    Ok((grid, store))
+}
+
 /// Plans a grid of `networks` (features files) × `brains` (brain files, one per subject, the
 /// same images): checks the files' headers and returns, as JSON in `*out` (free with
 /// `ft_string_free`), `subjects` (names) and `jobs`, one per pair: `network` and `subject`
@@ -134,19 +168,9 @@ pub unsafe extern "C" fn ft_rank_plan(
     guard(|| {
         let out = out_arg(out, "out")?;
         // SAFETY: forwarded caller's contract.
-        let grid = unsafe {
-            grid_of(
-                path_list(networks, n_networks, "networks")?,
-                path_list(brains, n_brains, "brains")?,
-                options,
-                method,
-                device,
-                resample,
-                with_layers,
-            )
+        let (grid, store) = unsafe {
+            grid_and_store(networks, n_networks, brains, n_brains, options, method, device, resample, with_layers, out_dir)
         }?;
-        // SAFETY: caller's contract.
-        let store = unsafe { opt_path(out_dir, "out_dir") }?.map(|d| PairStore::new(&d));
         let plan = grid.plan()?;
         let jobs: Vec<serde_json::Value> = plan
             .jobs
@@ -309,20 +333,10 @@ pub unsafe extern "C" fn ft_rank_grid(
     guard(|| {
         let out = out_arg(out, "out")?;
         // SAFETY: forwarded caller's contract.
-        let grid = unsafe {
-            grid_of(
-                path_list(networks, n_networks, "networks")?,
-                path_list(brains, n_brains, "brains")?,
-                options,
-                method,
-                device,
-                resample,
-                with_layers,
-            )
+        let (grid, store) = unsafe {
+            grid_and_store(networks, n_networks, brains, n_brains, options, method, device, resample, with_layers, out_dir)
         }?;
         grid.estimator.device.check_available()?;
-        // SAFETY: caller's contract.
-        let store = unsafe { opt_path(out_dir, "out_dir") }?.map(|d| PairStore::new(&d));
         let plan = grid.plan()?;
         let mut exec = Serial { on_start: None, on_event: None };
         let outcomes = grid.run(&plan, store.as_ref(), &mut exec, &mut |_| {})?;
