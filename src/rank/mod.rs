@@ -309,7 +309,7 @@ impl std::str::FromStr for RankFormat {
     }
 }
 
-fn interval_text(i: Option<Interval>) -> String {
+pub(crate) fn interval_text(i: Option<Interval>) -> String {
     i.map(|i| format!("[{:.3}, {:.3}]", i.lo, i.hi)).unwrap_or_else(|| "-".into())
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::Method;
 use crate::error::{Error, Result};
 use crate::rank::pair::{LayerScores, PairOutcome};
-use crate::rank::{opt, table_name, RankFormat, RankGate, RankRow, Ranking};
+use crate::rank::{interval_text, opt, table_name, RankFormat, RankGate, RankRow, Ranking};
 use crate::scores::seed_interval::{student_t_central, student_t_two_sided};
 use crate::scores::Interval;
 
@@ -226,10 +226,6 @@ pub fn combine(outcomes: &[PairOutcome]) -> Result<GridRanking> {
         }
     }
     Ok(GridRanking::Subjects(SubjectsRanking { method, level, n_resamples, subjects, rows, per_subject }))
-}
-
-fn interval_text(i: Option<Interval>) -> String {
-    i.map(|i| format!("[{:.3}, {:.3}]", i.lo, i.hi)).unwrap_or_else(|| "-".into())
 }
 
 fn mean_text(m: Option<MeanInterval>) -> String {
