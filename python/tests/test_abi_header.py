@@ -187,10 +187,11 @@ def parse_header(text: str) -> Header:
 
 def c_layout(header: Header, header_path: Path, workdir: Path) -> dict:
     """``{struct: (size, alignment, {field: offset})}`` and ``{enum: size}`` from a C program
-    generated for every struct and enum of ``header``, compiled with ``$CC`` (default ``cc``)."""
-    cc = os.environ.get("CC", "cc")
-    if shutil.which(cc) is None:
-        pytest.fail(f"no C compiler {cc!r} on PATH: the layout check needs one (set CC)")
+    generated for every struct and enum of ``header``, compiled with ``$CC`` (default ``cc``, else ``gcc``)."""
+    names = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc"]
+    cc = next((n for n in names if shutil.which(n)), None)
+    if cc is None:
+        pytest.fail(f"no C compiler ({' or '.join(names)}) on PATH: the layout check needs one (set CC)")
     lines = ["#include <stdio.h>", "#include <stddef.h>", f'#include "{header_path.name}"', "int main(void) {"]
     for name, fields in header.structs.items():
         lines.append(f'  printf("struct {name} %zu %zu\\n", sizeof(struct {name}), _Alignof(struct {name}));')
