@@ -3,6 +3,8 @@
 //! file uses part of it.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use factortopy::data::Brain;
 use factortopy::model::{BrainTensors, Encoder, EncoderSpec, PreparedFeatures, Selections, Split};
 use factortopy::scores::HierarchyScores;
