@@ -37,6 +37,17 @@ HEADER = Path(__file__).resolve().parents[2] / "include" / "factortopy.h"
 # C types, as parsed from the header
 
 
+def _spell(t) -> str:
+    """A C type as the header writes it."""
+    if isinstance(t, Base):
+        return ("const " if t.const else "") + t.name
+    if isinstance(t, Ptr):
+        return f"{t.to} *"
+    if isinstance(t, Arr):
+        return f"{t.of}[{t.n}]"
+    return f"{t.ret} (*)({', '.join(map(str, t.args))})"
+
+
 @dataclass(frozen=True)
 class Base:
     """A named type: ``int32_t``, ``double``, ``void``, a struct or enum tag (without the
@@ -44,35 +55,27 @@ class Base:
 
     name: str
     const: bool = False
-
-    def __str__(self) -> str:
-        return ("const " if self.const else "") + self.name
+    __str__ = _spell
 
 
 @dataclass(frozen=True)
 class Ptr:
     to: object
-
-    def __str__(self) -> str:
-        return f"{self.to} *"
+    __str__ = _spell
 
 
 @dataclass(frozen=True)
 class Arr:
     of: object
     n: int
-
-    def __str__(self) -> str:
-        return f"{self.of}[{self.n}]"
+    __str__ = _spell
 
 
 @dataclass(frozen=True)
 class FnPtr:
     ret: object
     args: tuple
-
-    def __str__(self) -> str:
-        return f"{self.ret} (*)({', '.join(map(str, self.args))})"
+    __str__ = _spell
 
 
 @dataclass
