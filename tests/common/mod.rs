@@ -1,6 +1,6 @@
 //! Set-up shared by the integration tests: planted-hierarchy data, small fitting problems, the
-//! recovery measures of DESIGN §8 and, with the `cuda` feature, the GPU skip logic. Each test
-//! file uses part of it.
+//! recovery measures of DESIGN §8, running the `factortopy` binary ([`cli`]) and, with the
+//! `cuda` feature, the GPU skip logic. Each test crate uses part of it.
 #![allow(dead_code)]
 
 pub mod cli;
