@@ -1,7 +1,9 @@
 //! Set-up shared by the integration tests: planted-hierarchy data, small fitting problems, the
-//! recovery measures of DESIGN §8 and, with the `cuda` feature, the GPU skip logic. Each test
-//! file uses part of it.
+//! recovery measures of DESIGN §8, running the `factortopy` binary ([`cli`]) and, with the
+//! `cuda` feature, the GPU skip logic. Each test crate uses part of it.
 #![allow(dead_code)]
+
+pub mod cli;
 
 use factortopy::data::Brain;
 use factortopy::model::{BrainTensors, Encoder, EncoderSpec, PreparedFeatures, Selections, Split};

@@ -5,12 +5,13 @@
 // reversed one last, and `--min-slope` must gate with exit status 3.
 
 use std::path::Path;
-use std::process::Command;
 
 use factortopy::data::Features;
 use factortopy::engine::{Estimator, Method};
 use factortopy::rank::{rank, RankConfig};
 use factortopy::synth::{generate, Scenario, SynthConfig};
+
+use crate::common::cli::bin;
 
 fn permuted(f: &Features, order: &[usize], name: &str) -> Features {
     Features {
@@ -53,7 +54,7 @@ fn setup_with(dir: &Path, signal_fraction: f64) -> (factortopy::data::Brain, Vec
 }
 
 fn rank_cmd(dir: &Path, extra: &[&str]) -> std::process::Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_factortopy"));
+    let mut c = bin();
     c.arg("rank").arg("--brain").arg(dir.join("brain.safetensors"));
     for n in ["net-rev", "net-hier", "net-shuf"] {
         c.arg(dir.join(format!("{n}.safetensors")));

@@ -4,23 +4,10 @@
 
 use std::ffi::{CStr, CString};
 use std::path::Path;
-use std::process::{Command, Output};
 
 use factortopy::ffi::{ft_brain, ft_brain_free, ft_brain_load, ft_plot, ft_status, ft_string_free};
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_factortopy")).args(args).output().expect("run factortopy")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(o.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use crate::common::cli::{ok, run, s};
 
 fn png_size(path: &Path) -> (u32, u32) {
     let file = std::io::BufReader::new(std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));

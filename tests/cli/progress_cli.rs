@@ -4,9 +4,10 @@
 //! (The bar drawn on a terminal is tested in `cli::progress`.)
 
 use std::path::Path;
-use std::process::Command;
 
 use factortopy::synth::{generate, Scenario, SynthConfig};
+
+use crate::common::cli::bin;
 
 fn setup(dir: &Path) {
     let data = generate(&SynthConfig {
@@ -26,7 +27,7 @@ fn setup(dir: &Path) {
 
 /// Runs the CLI; returns its stderr after checking it succeeded.
 fn stderr_of(args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_factortopy")).args(args).output().unwrap();
+    let o = bin().args(args).output().unwrap();
     let err = String::from_utf8(o.stderr).unwrap();
     assert!(o.status.success(), "{args:?}: {err}");
     assert!(!err.contains('\r') && !err.contains('\x1b'), "terminal control characters in piped progress: {err:?}");

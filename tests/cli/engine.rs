@@ -2,9 +2,8 @@
 //! device that cannot be used is a one-line error before any work, `--device cpu` changes
 //! nothing, and `predict` agrees with the engine's own validation predictions.
 
-mod common;
-
-use common::planted;
+use crate::common::cli::{run, s, stdout_ok};
+use crate::common::planted;
 use factortopy::data::safetensors_io::TensorFile;
 use factortopy::engine::{Device, Estimator, Method};
 use factortopy::model::encoder_file::load_encoder;
@@ -12,15 +11,6 @@ use factortopy::model::FitConfig;
 use factortopy::stats::r2_per_voxel;
 use factortopy::synth::{Scenario, SynthConfig};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_factortopy")).args(args).output().expect("run factortopy")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// A CUDA device that cannot be used here: any ordinal without the `cuda` feature, an absurd
 /// one with it.
@@ -57,14 +47,14 @@ fn fitted(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::Pat
         "synth", "--out", s(&data), "--images", "200", "--voxels", "120", "--layers", "3", "--width", "8", "--grid",
         "4", "--seed", "7",
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout_ok(&o);
     let (f, b) = (data.join("features.safetensors"), data.join("brain.safetensors"));
     let out = tmp.join("fit");
     let o = run(&[
         "fit", "--features", s(&f), "--brain", s(&b), "--out", s(&out), "--preset", "fast", "--grid", "4", "--dim",
         "16", "--epochs", "3", "--quiet",
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout_ok(&o);
     (f, b, out)
 }
 
@@ -109,7 +99,7 @@ fn device_cpu_is_the_default_byte_for_byte() {
         "fit", "--features", s(&f), "--brain", s(&b), "--out", s(&out), "--preset", "fast", "--grid", "4", "--dim",
         "16", "--epochs", "3", "--quiet", "--device", "cpu",
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout_ok(&o);
     for file in ["report.json", "encoder.safetensors", "selectors.safetensors"] {
         assert_eq!(std::fs::read(out.join(file)).unwrap(), std::fs::read(fit_dir.join(file)).unwrap(), "{file}");
     }
@@ -145,7 +135,7 @@ fn predict_agrees_with_the_fits_validation_predictions() {
     syn.features.save(&feats).unwrap();
     let out = tmp.path().join("pred.safetensors");
     let o = run(&["predict", "--encoder", s(&enc), "--features", s(&feats), "--out", s(&out)]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout_ok(&o);
     let file = TensorFile::open(&out).unwrap();
     let p = file.f32("predictions").unwrap();
     assert_eq!(p.shape, vec![200, 120]);

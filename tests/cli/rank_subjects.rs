@@ -6,14 +6,12 @@
 // pairs it finished.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use factortopy::data::Features;
 use factortopy::synth::{generate, Scenario, SynthConfig};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_factortopy"))
-}
+use crate::common::cli::{bin, stdout_ok};
 
 fn with_layers(f: &Features, order: &[usize], name: &str) -> Features {
     Features {
@@ -65,7 +63,7 @@ fn setup(dir: &Path) -> Setup {
         .arg(dir.join("s2"))
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout_ok(&o);
     let s2 = dir.join("s2").join("brain.safetensors");
     Setup { brains: [s1, s2], nets: paths }
 }
@@ -82,11 +80,6 @@ fn rank(s: &Setup, extra: &[&str]) -> Output {
     c.output().unwrap()
 }
 
-fn ok(o: &Output) -> String {
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
 /// How many pairs a run fitted (its progress prints one `[pairs k/n]` line per fitted pair).
 fn fitted(o: &Output) -> usize {
     String::from_utf8_lossy(&o.stderr).lines().filter(|l| l.starts_with("[pairs ")).count()
@@ -98,7 +91,7 @@ fn ranks_over_subjects_in_workers_and_resumes() {
     let s = setup(tmp.path());
     let out = tmp.path().join("grid");
 
-    let serial = ok(&rank(&s, &["--format", "json", "--quiet"]));
+    let serial = stdout_ok(&rank(&s, &["--format", "json", "--quiet"]));
     let v: serde_json::Value = serde_json::from_str(&serial).unwrap();
     eprintln!("{serial}");
     assert_eq!(v["subjects"], serde_json::json!(["S1", "synthetic"]));
@@ -126,7 +119,7 @@ fn ranks_over_subjects_in_workers_and_resumes() {
 
     // Two worker processes, with --out: the same JSON, byte for byte, and every pair kept.
     let o = rank(&s, &["--format", "json", "--jobs", "2", "--out", out.to_str().unwrap()]);
-    assert_eq!(ok(&o), serial);
+    assert_eq!(stdout_ok(&o), serial);
     assert_eq!(fitted(&o), 6, "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read_dir(out.join("pairs")).unwrap().count(), 6);
     assert_eq!(std::fs::read_to_string(out.join("rank.json")).unwrap(), serial);
@@ -140,13 +133,13 @@ fn ranks_over_subjects_in_workers_and_resumes() {
     std::fs::remove_file(&pairs[1]).unwrap();
     std::fs::remove_file(&pairs[4]).unwrap();
     let o = rank(&s, &["--format", "json", "--out", out.to_str().unwrap()]);
-    assert_eq!(ok(&o), serial);
+    assert_eq!(stdout_ok(&o), serial);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("resuming: 4 of 6 pairs already finished"), "{err}");
     assert_eq!(fitted(&o), 2, "{err}");
     // Changed settings change every digest: nothing is reused.
     let o = rank(&s, &["--format", "json", "--out", out.to_str().unwrap(), "--seed", "3", "--quiet"]);
-    ok(&o);
+    stdout_ok(&o);
     assert_eq!(std::fs::read_dir(out.join("pairs")).unwrap().count(), 12);
 
     // The gate over subjects compares the mean slope, or the lower bound of its interval.
@@ -159,7 +152,7 @@ fn ranks_over_subjects_in_workers_and_resumes() {
     let o = rank(&s, &["--quiet", "--out", out.to_str().unwrap(), "--min-slope", &mid, "--gate", "lower"]);
     assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
     let o = rank(&s, &["--quiet", "--out", out.to_str().unwrap(), "--min-slope", &mid, "--format", "markdown"]);
-    let md = ok(&o);
+    let md = stdout_ok(&o);
     assert!(md.contains("CI over subjects") && md.contains("S1 ") && md.contains("t-test"), "{md}");
 }
 
@@ -194,12 +187,12 @@ fn a_failed_pair_is_named_and_the_rest_resume() {
     assert_eq!(std::fs::read_dir(out.join("pairs")).unwrap().count(), 4);
     std::fs::write(&s.nets[1], good).unwrap();
     let o = rank(&s, &["--method", "ridge", "--out", out.to_str().unwrap(), "--with-layers"]);
-    let table = ok(&o);
+    let table = stdout_ok(&o);
     // --with-layers is a setting: every pair is refitted, with its per-layer scores.
     assert_eq!(fitted(&o), 6);
     assert!(table.contains("per-layer held-out R² of the layer-wise ridge baseline, original (mean over 2 subjects)"), "{table}");
     let o = rank(&s, &["--method", "ridge", "--quiet", "--format", "json", "--out", out.to_str().unwrap(), "--with-layers"]);
-    let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stdout_ok(&o)).unwrap();
     let layers = &v["rows"][0]["subjects"][0]["layers"];
     assert_eq!(layers["layer_names"].as_array().unwrap().len(), 4);
     // The planted early ROI (V1) is best explained by an early layer of the original network.
@@ -250,7 +243,7 @@ fn per_layer_scores_beside_a_factortopy_fit() {
         .args(["--permutations", "0", "--with-layers", "--quiet", "--format", "json"])
         .output()
         .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stdout_ok(&o)).unwrap();
     assert!(v.get("subjects").is_none(), "one subject keeps the one-brain layout");
     let layers = &v["rows"][0]["layers"];
     let rois = layers["roi_names"].as_array().unwrap();

@@ -1,34 +1,13 @@
 //! Bad input, class by class, through the `factortopy` binary as a user (or a hostile file) meets
 //! it: sizes checked before allocation, no output clobbered or left half-made, no undefined
 //! score reported as a number, one-line errors that name the thing. Each test failed on the code
-//! before the fix. The randomised counterpart is `tests/fuzz_inputs.rs`.
+//! before the fix. The randomised counterpart is `tests/cli/fuzz_inputs.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_factortopy")).args(args).output().expect("run factortopy")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// Exit status 1 and exactly one line on stderr, the error, mentioning every word.
-#[track_caller]
-fn fails_cleanly(o: &Output, words: &[&str]) -> String {
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(o.status.code(), Some(1), "expected exit 1, got {:?}; stderr:\n{err}", o.status);
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
-    assert_eq!(errors.len(), 1, "expected one error line:\n{err}");
-    assert_eq!(err.lines().last(), Some(errors[0]), "the error must be the last line:\n{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    for w in words {
-        assert!(errors[0].contains(w), "error {:?} does not mention {w:?}", errors[0]);
-    }
-    errors[0].to_string()
-}
+use crate::common::cli::{bin, fails_cleanly, run, s, stdout_ok};
 
 /// Small synthetic data and a fitted encoder, shared by the tests of this file.
 fn data() -> &'static PathBuf {
@@ -39,13 +18,13 @@ fn data() -> &'static PathBuf {
             "synth", "--out", s(&dir), "--images", "60", "--voxels", "40", "--layers", "2", "--width", "4", "--grid", "2",
             "--seed", "3",
         ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        stdout_ok(&o);
         let fit = dir.join("fit");
         let o = run(&[
             "fit", "--features", s(&dir.join("features.safetensors")), "--brain", s(&dir.join("brain.safetensors")),
             "--out", s(&fit), "--preset", "fast", "--epochs", "1", "--dim", "4", "--grid", "2", "--quiet",
         ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        stdout_ok(&o);
         dir
     })
 }
@@ -219,7 +198,7 @@ fn a_run_that_fails_after_validation_leaves_no_empty_folder() {
     let o = run(&[
         "synth", "--from-features", s(&features()), "--out", s(&noise), "--voxels", "40", "--signal-fraction", "0", "--seed", "5",
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout_ok(&o);
     let out = tmp.path().join("a/b");
     let o = run(&[
         "monitor", "--brain", s(&noise.join("brain.safetensors")), "--reference", s(&features()), "--encoder",
@@ -236,7 +215,7 @@ fn plot_that_fails_leaves_no_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let other = tmp.path().join("other");
     let o = run(&["synth", "--from-features", s(&features()), "--out", s(&other), "--voxels", "30", "--seed", "5"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout_ok(&o);
     let out = tmp.path().join("pics/new");
     let o = run(&["plot", s(&data().join("fit")), "--brain", s(&other.join("brain.safetensors")), "--out", s(&out)]);
     fails_cleanly(&o, &[]);
@@ -255,7 +234,7 @@ fn one_roi_level_gives_null_scores_and_a_warning() {
         h["__metadata__"]["roi_levels"] = serde_json::Value::String(serde_json::to_string(&vec![0; names.len()]).unwrap());
     });
     let o = run(&["score", "--encoder", s(&encoder()), "--features", s(&features()), "--brain", s(&flat)]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout_ok(&o);
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     for key in ["slope", "b0", "b1", "spearman"] {
         assert!(report["hierarchy"][key].is_null(), "hierarchy.{key} = {}", report["hierarchy"][key]);
@@ -451,7 +430,7 @@ fn plot_checks_the_whole_fit_before_replacing_any_picture() {
     let stale = dir.join(".layer_map.png.4194399.0.tmp");
     std::fs::write(&stale, b"half").unwrap();
     let o = run(&["plot", s(&dir), "--brain", s(&brain())]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout_ok(&o);
     assert!(!stale.exists(), "the stale temporary of a dead process is still there");
     assert!(!snapshot(&dir).iter().any(|(n, _)| n.starts_with(".factortopy")), "{:?}", snapshot(&dir));
 }
@@ -485,7 +464,7 @@ fn monitor_that_cannot_write_its_state_keeps_the_previous_history() {
         "fit", "--features", s(&features()), "--brain", s(&brain()), "--out", s(&fit), "--preset", "fast", "--epochs", "40",
         "--dim", "4", "--grid", "2", "--bootstrap", "0", "--permutations", "0", "--no-plots", "--quiet",
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout_ok(&o);
     let enc = fit.join("encoder.safetensors");
     let out = tmp.path().join("out");
     let args = |out: &Path, steps: &str| -> Output {
@@ -495,7 +474,7 @@ fn monitor_that_cannot_write_its_state_keeps_the_previous_history() {
         ])
     };
     let o = args(&out, "5");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout_ok(&o);
     std::fs::remove_file(out.join("monitor.safetensors")).unwrap();
     std::fs::create_dir_all(out.join("monitor.safetensors/x")).unwrap();
     let before = snapshot(&out);
@@ -599,7 +578,7 @@ fn a_full_filesystem_leaves_the_folder_as_it_was() {
             let out = mount.join(cmd);
             std::fs::create_dir_all(&out).unwrap();
             std::fs::write(out.join("notes.txt"), b"the user's own file").unwrap();
-            let mut c = Command::new(env!("CARGO_BIN_EXE_factortopy"));
+            let mut c = bin();
             match cmd {
                 "fit" => c.args(["fit", "--features", s(&features()), "--brain", s(&brain()), "--out", s(&out)]).args([
                     "--preset", "fast", "--epochs", "1", "--dim", "4", "--grid", "2", "--bootstrap", "0",

@@ -2,12 +2,14 @@
 //! growing noise, replayed by the CLI; history.jsonl has one object per observation with the
 //! required keys and rising forgetting, and the curves are written as PNG.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use factortopy::data::Features;
 use factortopy::rng::Rng;
 use factortopy::synth::{generate, SynthConfig};
+
+use crate::common::cli::bin;
 
 fn noisy(f: &Features, sigma: f32, seed: u64) -> Features {
     let mut out = f.clone();
@@ -19,6 +21,14 @@ fn noisy(f: &Features, sigma: f32, seed: u64) -> Features {
         }
     }
     out
+}
+
+/// `factortopy monitor` of `ckpts` against the brain and reference features in `dir`.
+fn monitor(dir: &Path, out: &Path, ckpts: &[PathBuf]) -> Command {
+    let mut c = bin();
+    c.arg("monitor").arg("--brain").arg(dir.join("brain.safetensors"));
+    c.arg("--reference").arg(dir.join("features.safetensors")).arg("--out").arg(out).args(ckpts);
+    c
 }
 
 fn is_png(p: &Path) -> bool {
@@ -47,15 +57,7 @@ fn monitor_replays_checkpoints_and_writes_history_and_curves() {
         ckpts.push(p);
     }
     let out = dir.path().join("out");
-    let res = Command::new(env!("CARGO_BIN_EXE_factortopy"))
-        .arg("monitor")
-        .arg("--brain")
-        .arg(dir.path().join("brain.safetensors"))
-        .arg("--reference")
-        .arg(dir.path().join("features.safetensors"))
-        .arg("--out")
-        .arg(&out)
-        .args(&ckpts)
+    let res = monitor(dir.path(), &out, &ckpts)
         .args(["--steps", "100,200,300", "--refit-every", "2", "--refit-steps", "5", "--threshold", "0.25"])
         .args(["--epochs", "10", "--batch-size", "8", "--lr", "0.01", "--dim", "8", "--grid", "3", "--val-fraction", "0.2"])
         .args(["--reg-steps", "50", "--quiet"])
@@ -87,14 +89,7 @@ fn monitor_replays_checkpoints_and_writes_history_and_curves() {
     assert!(log.contains("retention"), "{log}");
 
     // Wrong number of --steps is a one-line error with a non-zero status.
-    let res = Command::new(env!("CARGO_BIN_EXE_factortopy"))
-        .args(["monitor", "--brain"])
-        .arg(dir.path().join("brain.safetensors"))
-        .arg("--reference")
-        .arg(dir.path().join("features.safetensors"))
-        .arg("--out")
-        .arg(&out)
-        .args(&ckpts)
+    let res = monitor(dir.path(), &out, &ckpts)
         .args(["--steps", "1,2"])
         .output()
         .unwrap();

@@ -4,23 +4,21 @@
 //! allocating, with one line saying what it needs, what is available and what would help.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use factortopy::data::{Array, Brain};
 use half::f16;
 use safetensors::{serialize_to_file, tensor::TensorView, Dtype};
 
+use crate::common::cli::{bin, s, stdout_ok};
+
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_factortopy"));
+    let mut c = bin();
     c.args(args).env_remove(factortopy::engine::memory::LIMIT_VAR);
     for (k, v) in env {
         c.env(k, v);
     }
     c.output().expect("run factortopy")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A cheap deterministic value stream in [-1, 1).
@@ -114,7 +112,7 @@ fn sixteen_bit_features_are_fitted_in_about_their_file_size() {
     again[6] = s(&out16);
     again.extend(["--store", "f16", "--quiet"]);
     let o = run(&again, &[]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout_ok(&o);
     assert_eq!(std::fs::read(out.join("report.json")).unwrap(), std::fs::read(out16.join("report.json")).unwrap());
 }
 
@@ -145,7 +143,7 @@ fn commands_that_would_not_fit_stop_before_allocating() {
         &["fit", "--features", s(&features), "--brain", s(&brain), "--out", s(&out), "--epochs", "1", "--quiet", "--no-plots"],
         &[(factortopy::engine::memory::LIMIT_VAR, "8G")],
     );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout_ok(&o);
     let enc = out.join("encoder.safetensors");
     for args in [
         vec!["score", "--encoder", s(&enc), "--features", s(&features), "--brain", s(&brain)],

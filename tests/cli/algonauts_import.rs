@@ -2,10 +2,11 @@
 // and file names.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use factortopy::data::algonauts::{import_algonauts, AlgonautsOptions};
 use factortopy::data::{write_npy, Array, Brain};
+
+use crate::common::cli::{bin, stdout_ok};
 
 const N: usize = 12;
 const LH: usize = 10;
@@ -70,10 +71,6 @@ fn fabricate(root: &Path) -> PathBuf {
     dir
 }
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_factortopy"))
-}
-
 #[test]
 fn imports_the_fabricated_subject() {
     let tmp = tempfile::tempdir().unwrap();
@@ -88,7 +85,7 @@ fn imports_the_fabricated_subject() {
         .arg(tmp.path().join("sphere.npy"))
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    stdout_ok(&o);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("18 vertices (10 lh + 8 rh)"), "{stdout}");
 

@@ -5,20 +5,9 @@ use factortopy::data::safetensors_io::{write_tensors, OutTensor, TensorFile};
 use factortopy::data::Brain;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_factortopy")
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().expect("run factortopy")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use crate::common::cli::{run, s};
 
 /// A small synthetic data set shared by the tests of this file.
 fn synthetic() -> &'static PathBuf {

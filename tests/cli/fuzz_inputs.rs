@@ -9,12 +9,12 @@
 //! (default 400, about half a minute on two cores); more on demand:
 //!
 //! ```text
-//! FACTORTOPY_FUZZ_CASES=2000 FACTORTOPY_FUZZ_SEED=7 cargo test --release --test fuzz_inputs -- --nocapture
+//! FACTORTOPY_FUZZ_CASES=2000 FACTORTOPY_FUZZ_SEED=7 cargo test --release --test cli fuzz_inputs:: -- --nocapture
 //! ```
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use factortopy::data::{read_npy, read_npy_i64, write_npy, Array, Brain, Features};
@@ -22,16 +22,14 @@ use factortopy::model::encoder_file::load_encoder;
 use factortopy::monitor::Monitor;
 use factortopy::rng::Rng;
 
+use crate::common::cli::{bin, s};
+
 /// Wall-clock limit of one CLI run (the commands below take well under a second on the small
 /// inputs; a run this long is a hang).
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -76,7 +74,7 @@ impl Seeds {
 
 /// Runs the CLI with a time limit: (exit code or None for a signal, stderr, timed out).
 fn run_cli(args: &[&str]) -> (Option<i32>, String, bool) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_factortopy"))
+    let mut child = bin()
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
