@@ -404,15 +404,16 @@ unsafe fn add_layer_from<T>(
     let local = crate::ffi::arg_ref(local, "local")?;
     // SAFETY: forwarded contract.
     let view = unsafe { describe(local, "local")? };
+    // SAFETY: forwarded contract.
+    let global = unsafe { global.as_ref().map(|g| describe(g, "global")).transpose()? };
+    if crate::ffi::tensor::push_device_layer(f, &view, global.as_ref())? {
+        return Ok(());
+    }
     let precision = view.precision();
     // SAFETY: forwarded contract.
     let local = unsafe { view.to_array()? };
     // SAFETY: forwarded contract.
-    let global = match unsafe { global.as_ref() } {
-        None => None,
-        // SAFETY: forwarded contract.
-        Some(g) => Some(unsafe { describe(g, "global")?.to_array()? }),
-    };
+    let global = global.map(|g| unsafe { g.to_array() }).transpose()?;
     push_layer(f, local, global, precision)
 }
 
