@@ -392,7 +392,7 @@ fn device_name(t: i32) -> String {
     }
 }
 
-/// CUDA device and managed memory: copied to the host once (builds with the `cuda` feature).
+/// CUDA device and managed memory (readable by builds with the `cuda` feature).
 fn is_cuda_memory(device_type: i32) -> bool {
     device_type == kdl::CUDA || device_type == kdl::CUDA_MANAGED
 }
