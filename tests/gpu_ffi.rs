@@ -449,3 +449,18 @@ fn cuda_layers_stay_on_the_device_for_cuda_work() {
         ft_brain_free(brain);
     }
 }
+
+/// A device copy is checked against the device's free memory before anything is allocated: a
+/// subject-scale layer that does not fit is one line naming the tensor and the bytes.
+#[test]
+fn device_copies_are_checked_against_free_memory() {
+    let g = gpu_or_return!("device_copies_are_checked_against_free_memory");
+    // More than the whole device: it cannot fit whatever the other tests hold.
+    let (_free, total) = g.mem_info().unwrap();
+    let need = total as u128 + 1;
+    let what = "the library's f32 copy of the CUDA tensor local [10000, 768, 14, 14]";
+    factortopy::cuda::resident::check_room(&g, 1024, what).unwrap();
+    let e = factortopy::cuda::resident::check_room(&g, need, what).unwrap_err().to_string();
+    assert!(e.contains(what) && e.contains(&format!("needs {need} bytes")) && e.contains("free"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+}
