@@ -710,7 +710,12 @@ enum ft_status ft_features_add_layer(struct ft_features *features,
  * Appends a layer from DLPack tensors (`local` `[N, C, H, W]`, optional `global` `[N, C]`), as
  * `ft_features_add_layer`. Borrows: the data is copied during the call and the tensors' owners
  * keep them (this function never calls a deleter). Strides and `byte_offset` are honoured.
- * Host memory only (kDLCPU, kDLCUDAHost); device memory is `FT_ERR_DEVICE`.
+ * Host memory (kDLCPU, kDLCUDAHost) is copied to the host. CUDA memory (kDLCUDA,
+ * kDLCUDAManaged) needs a build with the `cuda` feature (else `FT_ERR_DEVICE`): when both
+ * tensors are on one device, the library synchronises it and copies them device-to-device into
+ * its own memory there (checked against the free device memory first), where monitor steps and
+ * predictions on that device read them; other work copies the layer to the host once, when it
+ * first needs it. Either way the caller may free or reuse its tensors when the call returns.
  *
  * # Safety
  * `features` is a live handle; `local` (and `global` when non-NULL) are valid `DLTensor`s whose
@@ -741,9 +746,9 @@ enum ft_status ft_features_add_layer_dlpack_managed(struct ft_features *features
  * before this returns, whatever the outcome. A major version other than
  * `FT_DLPACK_MAJOR_VERSION` is `FT_ERR_INVALID_ARGUMENT`; read-only tensors are fine (the
  * library only reads). CUDA memory (kDLCUDA, kDLCUDAManaged) is accepted by builds with the
- * `cuda` feature: the library synchronises the device (its primary context, so work on every
- * stream is done) and copies the tensor to the host once; without the feature it is
- * `FT_ERR_DEVICE`.
+ * `cuda` feature and kept on its device as `ft_features_add_layer_dlpack` says (the device's
+ * primary context is synchronised first, so work on every stream is done); without the feature
+ * it is `FT_ERR_DEVICE`.
  *
  * # Safety
  * `features` is NULL or a live handle; `local` and `global` are NULL or valid versioned managed

@@ -4,8 +4,8 @@
 //! give the CPU's results.
 //!
 //! On factortopy's CPU emulator of a CUDA device (scripts/cuda-emu) the emulated driver counts the
-//! bytes it copies, which shows that a CUDA tensor is read with exactly one device-to-host copy
-//! of its bytes. Needs a CUDA device; without one each test prints `SKIPPED: <reason>`.
+//! bytes it copies, which shows that a CUDA tensor stays on the device for work there and is
+//! copied to the host once, when host code first reads it. Needs a CUDA device; without one each test prints `SKIPPED: <reason>`.
 #![cfg(feature = "cuda")]
 
 mod common;
@@ -100,12 +100,22 @@ fn cuda_dlpack_tensors_are_read_from_device_memory() {
     let before = emulator_stats();
     // SAFETY: the tensor describes live device memory of cuda:dev.
     assert_eq!(unsafe { ft_features_add_layer_dlpack(f, &t, null()) }, ft_status::FT_OK, "{}", last_error());
-    if let (Some(a), Some(b)) = (before, emulator_stats()) {
-        // One device-to-host copy of exactly the tensor's bytes, nothing else.
-        assert_eq!(b[1] - a[1], (values.len() * 4) as u64, "bytes copied device→host");
+    let added = emulator_stats();
+    if let (Some(a), Some(b)) = (before, added) {
+        // The layer stays on the device: only the non-finite counters (8 bytes) come back.
+        assert!(b[1] - a[1] <= 8, "adding a CUDA layer copied {} bytes device→host", b[1] - a[1]);
         assert_eq!(b[0] - a[0], 0, "bytes copied host→device");
     }
     assert_eq!(local_values(f, 0), values);
+    if let (Some(a), Some(b)) = (added, emulator_stats()) {
+        // Host code reading it gets one device-to-host copy of the layer, made once.
+        assert_eq!(b[1] - a[1], (values.len() * 4) as u64, "bytes copied device→host by the first host read");
+    }
+    let read = emulator_stats();
+    assert_eq!(local_values(f, 0), values);
+    if let (Some(a), Some(b)) = (read, emulator_stats()) {
+        assert_eq!(b[1] - a[1], 0, "a second host read copied the layer again");
+    }
 
     // bf16 with transposed strides (channels last), a byte offset into the buffer.
     let bits: Vec<u16> = values.iter().map(|&x| half::bf16::from_f32(x).to_bits()).collect();
@@ -228,4 +238,229 @@ fn fit_and_predict_through_the_c_abi_on_cuda() {
         ft_features_free(feats);
         ft_brain_free(brain);
     }
+}
+
+/// Layer `l`'s shape, local values and global values (if any) as f32.
+fn layer_values(f: *const ft_features, l: usize) -> ([usize; 4], Vec<f32>, Option<Vec<f32>>) {
+    let mut v = ft_layer_view { local: null(), local_shape: [0; 4], global: null(), global_shape: [0; 2] };
+    // SAFETY: live handle, valid out-pointer; NULL buffers ask for the shapes.
+    let st = unsafe { ft_features_layer_copy(f, l, &mut v, null_mut(), 0, null_mut(), 0) };
+    assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+    let shape = v.local_shape.map(|d| d as usize);
+    let mut local = vec![0f32; shape.iter().product()];
+    let mut global = vec![0f32; shape[0] * shape[1]];
+    // SAFETY: the buffers hold the capacities passed.
+    let st = unsafe {
+        ft_features_layer_copy(f, l, &mut v, local.as_mut_ptr(), local.len(), global.as_mut_ptr(), global.len())
+    };
+    assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+    let has_global = v.global_shape[0] > 0;
+    (shape, local, has_global.then_some(global))
+}
+
+/// `[N, C, H, W]` values laid out channels-last (`[N, H, W, C]` in memory) as bf16 bits, with
+/// the strides that describe them as `[N, C, H, W]`.
+fn channels_last_bf16(values: &[f32], [n, c, h, w]: [usize; 4]) -> (Vec<u16>, [i64; 4]) {
+    let mut out = vec![0u16; values.len()];
+    for i in 0..n {
+        for ch in 0..c {
+            for y in 0..h {
+                for x in 0..w {
+                    out[((i * h + y) * w + x) * c + ch] =
+                        half::bf16::from_f32(values[((i * c + ch) * h + y) * w + x]).to_bits();
+                }
+            }
+        }
+    }
+    (out, [(h * w * c) as i64, 1, (w * c) as i64, c as i64])
+}
+
+/// Layers given as CUDA DLPack tensors stay on the device for work on that device: a monitor
+/// step and a prediction on cuda:0 read them without copying the features to the host (the
+/// emulated driver counts every device→host byte), and give what the same layers given as host
+/// tensors give. One layer comes without its global token (its spatial mean is taken on the
+/// device), one as a strided channels-last bf16 tensor; the grid differs from every layer's size,
+/// so each layer is resampled (down and up), in common units (the encoder's units are applied on
+/// the device).
+#[test]
+fn cuda_layers_stay_on_the_device_for_cuda_work() {
+    let g = gpu_or_return!("cuda_layers_stay_on_the_device_for_cuda_work");
+    let dev = g.ordinal as i32;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = CString::new(tmp.path().to_str().unwrap()).unwrap();
+    let path = |n: &str| CString::new(tmp.path().join(n).to_str().unwrap()).unwrap();
+    let cuda = CString::new(format!("cuda:{}", g.ordinal)).unwrap();
+    let n_images = 160usize;
+    let n_voxels = 120usize;
+    // SAFETY: every handle below is live until freed; out-pointers and buffers are valid; the
+    // device buffers outlive the calls that read them.
+    unsafe {
+        let mut so = std::mem::zeroed::<ft_synth_options>();
+        assert_eq!(ft_synth_options_default(&mut so), ft_status::FT_OK);
+        so.n_images = n_images;
+        so.n_voxels = n_voxels;
+        so.n_layers = 3;
+        so.width = 8;
+        so.grid = 3;
+        so.noise_ceiling = 0.9;
+        so.seed = 4;
+        assert_eq!(ft_synth_write(d.as_ptr(), &so), ft_status::FT_OK, "{}", last_error());
+        let (mut brain, mut file) = (null_mut(), null_mut());
+        assert_eq!(ft_brain_load(path("brain.safetensors").as_ptr(), &mut brain), ft_status::FT_OK);
+        assert_eq!(ft_features_load(path("features.safetensors").as_ptr(), &mut file), ft_status::FT_OK);
+
+        // The same layers twice: as host tensors and as CUDA tensors.
+        let (host, on_device) = (new_features(), new_features());
+        let (mut wide_buffers, mut half_buffers) = (Vec::new(), Vec::new());
+        let mut local_bytes = 0u64;
+        let before_add = emulator_stats();
+        for l in 0..3 {
+            let (shape, local, global) = layer_values(file, l);
+            let global = if l == 1 { None } else { global };
+            let mut dims = shape.map(|x| x as i64);
+            let mut gdims = [shape[0] as i64, shape[1] as i64];
+            local_bytes += (local.len() * 4) as u64;
+            if l == 2 {
+                // bf16, channels last, on both paths (the host one compact).
+                let (nhwc, strides) = channels_last_bf16(&local, shape);
+                let compact: Vec<u16> = local.iter().map(|&x| half::bf16::from_f32(x).to_bits()).collect();
+                let ht = ft_tensor { data: compact.as_ptr().cast(), dtype: 2, ndim: 4, shape: dims.as_ptr(), strides: null() };
+                let gbits: Vec<u16> = global.as_ref().unwrap().iter().map(|&x| half::bf16::from_f32(x).to_bits()).collect();
+                let hg = ft_tensor { data: gbits.as_ptr().cast(), dtype: 2, ndim: 2, shape: gdims.as_ptr(), strides: null() };
+                assert_eq!(ft_features_add_layer(host, &ht, &hg), ft_status::FT_OK, "{}", last_error());
+                let buf = g.stream.clone_htod(&nhwc).unwrap();
+                let gbuf = g.stream.clone_htod(&gbits).unwrap();
+                let mut strides = strides;
+                {
+                    let (p, _s) = buf.device_ptr(&g.stream);
+                    let (gp, _gs) = gbuf.device_ptr(&g.stream);
+                    let t = cuda_tensor(p as *mut c_void, dev, 4, 16, &mut dims, Some(&mut strides));
+                    let gt = cuda_tensor(gp as *mut c_void, dev, 4, 16, &mut gdims, None);
+                    assert_eq!(ft_features_add_layer_dlpack(on_device, &t, &gt), ft_status::FT_OK, "{}", last_error());
+                }
+                half_buffers.push(buf);
+                half_buffers.push(gbuf);
+                continue;
+            }
+            let ht = ft_tensor { data: local.as_ptr().cast(), dtype: 0, ndim: 4, shape: dims.as_ptr(), strides: null() };
+            let hg = global.as_ref().map(|gv| ft_tensor { data: gv.as_ptr().cast(), dtype: 0, ndim: 2, shape: gdims.as_ptr(), strides: null() });
+            assert_eq!(
+                ft_features_add_layer(host, &ht, hg.as_ref().map_or(null(), |t| t as *const ft_tensor)),
+                ft_status::FT_OK,
+                "{}",
+                last_error()
+            );
+            let buf = g.stream.clone_htod(&local).unwrap();
+            let gbuf = global.as_ref().map(|gv| g.stream.clone_htod(gv).unwrap());
+            {
+                let (p, _s) = buf.device_ptr(&g.stream);
+                let t = cuda_tensor(p as *mut c_void, dev, 2, 32, &mut dims, None);
+                let gt = gbuf.as_ref().map(|gb| {
+                    let (gp, _gs) = gb.device_ptr(&g.stream);
+                    cuda_tensor(gp as *mut c_void, dev, 2, 32, &mut gdims, None)
+                });
+                let gptr = gt.as_ref().map_or(null(), |t| t as *const DLTensor);
+                assert_eq!(ft_features_add_layer_dlpack(on_device, &t, gptr), ft_status::FT_OK, "{}", last_error());
+            }
+            wide_buffers.push(buf);
+            wide_buffers.extend(gbuf);
+        }
+        // The library keeps its own copies: the caller's buffers can go.
+        drop((wide_buffers, half_buffers));
+        let copied_back = |a: Option<[u64; 4]>, b: Option<[u64; 4]>| a.zip(b).map(|(a, b)| b[1] - a[1]);
+        if let Some(back) = copied_back(before_add, emulator_stats()) {
+            assert!(back <= 3 * 8, "adding CUDA layers copied {back} bytes to the host");
+        }
+
+        // A monitor on cuda:0, in common units and bilinear to a 4×4 grid (6×6 and 3×3 layers).
+        let mut mo = std::mem::zeroed::<ft_monitor_options>();
+        assert_eq!(ft_monitor_options_for_images(n_images, &mut mo), ft_status::FT_OK);
+        mo.fit.d = 8;
+        mo.fit.grid = 4;
+        mo.fit.max_epochs = 8;
+        mo.fit.batch_size = 16;
+        mo.fit.lr = 3e-3;
+        mo.fit.reg_steps = 30;
+        mo.refit_every = 0;
+        let method = CString::new("bilinear,common").unwrap();
+        let mut mon = null_mut();
+        let st = ft_monitor_new_resampled(brain, host, &mo, cuda.as_ptr(), method.as_ptr(), &mut mon);
+        assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+        let observe = |step: u64, f: *mut ft_features| {
+            let mut rep = null_mut();
+            assert_eq!(ft_monitor_observe(mon, step, f, &mut rep), ft_status::FT_OK, "{}", last_error());
+            let mut s = std::mem::zeroed::<ft_step_summary>();
+            assert_eq!(ft_step_report_summary(rep, &mut s), ft_status::FT_OK);
+            let mut cka = [0f64; 3];
+            assert_eq!(ft_step_report_cka(rep, cka.as_mut_ptr(), 3), ft_status::FT_OK, "{}", last_error());
+            ft_step_report_free(rep);
+            (s, cka)
+        };
+        let (want, want_cka) = observe(1, host);
+        let before = emulator_stats();
+        let (got, got_cka) = observe(2, on_device);
+        if let Some(back) = copied_back(before, emulator_stats()) {
+            // The held-out predictions and the layers' global tokens come back; the local maps
+            // (which these are a small part of) do not.
+            assert!(back < local_bytes / 4, "a monitor step on CUDA layers copied {back} bytes to the host (local maps: {local_bytes})");
+        }
+        assert!((got.r2 - want.r2).abs() < 1e-4, "held-out R² {} (CUDA layers) vs {} (host layers)", got.r2, want.r2);
+        assert!((got.retention - want.retention).abs() < 1e-4, "retention {} vs {}", got.retention, want.retention);
+        for l in 0..3 {
+            assert!((got_cka[l] - want_cka[l]).abs() < 1e-5, "layer {l} CKA {} vs {}", got_cka[l], want_cka[l]);
+        }
+        assert!(want.r2 > 0.0, "{}", want.r2);
+        ft_monitor_free(mon);
+
+        // A prediction on cuda:0 of an encoder fitted with area resampling in common units.
+        let mut fo = std::mem::zeroed::<ft_fit_options>();
+        ft_fit_options_default(&mut fo);
+        fo.d = 8;
+        fo.grid = 2;
+        fo.max_epochs = 2;
+        fo.batch_size = 16;
+        fo.reg_steps = 10;
+        fo.val_fraction = 0.2;
+        let area = CString::new("area,common").unwrap();
+        let mut fit = null_mut();
+        let st = ft_fit_new_resampled(host, brain, &fo, cuda.as_ptr(), area.as_ptr(), &mut fit);
+        assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+        let n = n_images * n_voxels;
+        let (mut from_device, mut from_host) = (vec![0f32; n], vec![0f32; n]);
+        assert_eq!(ft_fit_predict(fit, host, brain, cuda.as_ptr(), from_host.as_mut_ptr(), n), ft_status::FT_OK, "{}", last_error());
+        let before = emulator_stats();
+        assert_eq!(ft_fit_predict(fit, on_device, brain, cuda.as_ptr(), from_device.as_mut_ptr(), n), ft_status::FT_OK, "{}", last_error());
+        if let Some(back) = copied_back(before, emulator_stats()) {
+            // The predictions come back, and nothing else of any size.
+            assert!(back <= (n * 4) as u64 + 4096, "a prediction on CUDA layers copied {back} bytes to the host");
+        }
+        let scale = from_host.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
+        let err = from_device.iter().zip(&from_host).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+        assert!(err < 1e-5, "predictions from CUDA layers differ from the host layers' by {err:.3e}");
+
+        // Host work on the CUDA layers copies each to the host once, and sees the same values.
+        for l in 0..3 {
+            assert_eq!(layer_values(on_device, l), layer_values(host, l), "layer {l}");
+        }
+        ft_fit_free(fit);
+        ft_features_free(on_device);
+        ft_features_free(host);
+        ft_features_free(file);
+        ft_brain_free(brain);
+    }
+}
+
+/// A device copy is checked against the device's free memory before anything is allocated: a
+/// subject-scale layer that does not fit is one line naming the tensor and the bytes.
+#[test]
+fn device_copies_are_checked_against_free_memory() {
+    let g = gpu_or_return!("device_copies_are_checked_against_free_memory");
+    // More than the whole device: it cannot fit whatever the other tests hold.
+    let (_free, total) = g.mem_info().unwrap();
+    let need = total as u128 + 1;
+    let what = "the library's f32 copy of the CUDA tensor local [10000, 768, 14, 14]";
+    factortopy::cuda::resident::check_room(&g, 1024, what).unwrap();
+    let e = factortopy::cuda::resident::check_room(&g, need, what).unwrap_err().to_string();
+    assert!(e.contains(what) && e.contains(&format!("needs {need} bytes")) && e.contains("free"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
 }

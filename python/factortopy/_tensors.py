@@ -68,8 +68,8 @@ _VERSIONED_TENSOR_OFFSET = 8 + 3 * 8
 def _capsule_dl(x) -> Borrowed:
     """Borrows ``x``'s DLPack export: DLPack 1.x (``max_version=(1, 0)``, a
     ``dltensor_versioned`` capsule) where the producer supports it, else the 0.x ``dltensor``.
-    CUDA tensors are exported as they are; the library copies them to the host itself (builds
-    with the ``cuda`` feature) or refuses them with ``DeviceError``."""
+    CUDA tensors are exported as they are; the library keeps its own copy on their device (builds
+    with the ``cuda`` feature; see docs/gpu.md) or refuses them with ``DeviceError``."""
     try:
         capsule = x.__dlpack__(max_version=(1, 0))
     except TypeError:

@@ -34,3 +34,92 @@ def test_a_monitor_fits_and_observes_on_cuda(features, brain, fast):
     on_gpu = ft.Monitor(brain, features, ft.MonitorOptions(fast), device=CUDA)
     report = on_gpu.observe(0, features)
     assert report.summary["retention"] == 1.0
+
+
+class _DeviceArray:
+    """A float32 array in CUDA memory, allocated and filled through the driver the library uses
+    (the emulated one in CI), exported with ``__dlpack__`` as a CUDA tensor: what a framework's
+    CUDA activations look like to the library."""
+
+    def __init__(self, driver, host: np.ndarray):
+        import ctypes
+
+        from factortopy._lib import DLDataType, DLDevice, DLTensor
+
+        host = np.ascontiguousarray(host, dtype=np.float32)
+        self._driver = driver
+        self._ptr = ctypes.c_uint64()
+        assert driver.cuMemAlloc_v2(ctypes.byref(self._ptr), ctypes.c_size_t(host.nbytes)) == 0
+        assert driver.cuMemcpyHtoD_v2(self._ptr, host.ctypes.data_as(ctypes.c_void_p), ctypes.c_size_t(host.nbytes)) == 0
+        self._shape = (ctypes.c_int64 * host.ndim)(*host.shape)
+
+        class Managed(ctypes.Structure):
+            _fields_ = [("dl_tensor", DLTensor), ("manager_ctx", ctypes.c_void_p), ("deleter", ctypes.c_void_p)]
+
+        self._managed = Managed(
+            DLTensor(ctypes.c_void_p(self._ptr.value), DLDevice(2, 0), host.ndim, DLDataType(2, 32, 1), self._shape, None, 0),
+            None,
+            None,
+        )
+
+    def __dlpack__(self, **_kwargs):
+        import ctypes
+
+        new = ctypes.pythonapi.PyCapsule_New
+        new.restype = ctypes.py_object
+        new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        return new(ctypes.addressof(self._managed), b"dltensor", None)
+
+    def __del__(self):
+        self._driver.cuMemFree_v2(self._ptr)
+
+
+def _driver():
+    """The CUDA driver already loaded by the library, with the device's primary context current."""
+    import ctypes
+
+    driver = ctypes.CDLL("libcuda.so.1")
+    dev, ctx = ctypes.c_int(), ctypes.c_void_p()
+    assert driver.cuInit(0) == 0
+    assert driver.cuDeviceGet(ctypes.byref(dev), 0) == 0
+    assert driver.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
+    assert driver.cuCtxSetCurrent(ctx) == 0
+    driver.cuMemcpyHtoD_v2.argtypes = [ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t]
+    driver.cuMemFree_v2.argtypes = [ctypes.c_uint64]
+    return driver
+
+
+def _device_to_host_bytes(driver):
+    """Bytes the emulated driver has copied device to host so far (None on a real driver)."""
+    import ctypes
+
+    try:
+        stats = driver.cuda_emu_stats
+    except AttributeError:
+        return None
+    out = (ctypes.c_uint64 * 4)()
+    stats(out)
+    return out[1]
+
+
+def test_a_monitor_step_on_cuda_tensors_stays_on_the_device(features, brain, fast):
+    # A training framework's CUDA activations given as the features of a monitor step on the same
+    # device: the same report as the host arrays, and the local maps never come to the host.
+    monitor = ft.Monitor(brain, features, ft.MonitorOptions(fast), device=CUDA)
+    driver = _driver()
+    layers = [features.layer(i) for i in range(features.n_layers)]
+    on_device = ft.Features()
+    for local, glob in layers:
+        tensors = [_DeviceArray(driver, local), None if glob is None else _DeviceArray(driver, glob)]
+        on_device.add_layer(*tensors)
+        # The library keeps its own copy: the caller's device memory is freed now.
+        del tensors
+    want = monitor.observe(1, features)
+    before = _device_to_host_bytes(driver)
+    got = monitor.observe(2, on_device)
+    after = _device_to_host_bytes(driver)
+    if before is not None:
+        local_bytes = sum(np.asarray(local).size * 4 for local, _ in layers)
+        assert after - before < local_bytes // 4, (after - before, local_bytes)
+    assert abs(got.summary["retention"] - want.summary["retention"]) < 1e-4, (got.summary, want.summary)
+    np.testing.assert_allclose(got.cka, want.cka, rtol=0, atol=1e-5)

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 pub const READOUT_SRC: &str = include_str!("../../kernels/readout.cu");
 pub const SELECTORS_SRC: &str = include_str!("../../kernels/selectors.cu");
 pub const ELEMENTWISE_SRC: &str = include_str!("../../kernels/elementwise.cu");
+pub const FEATURES_SRC: &str = include_str!("../../kernels/features.cu");
 
 /// NVRTC options besides the architecture; `.ci/ptx_check.sh` compiles with the same ones.
 /// No fast-math: erf, exp and log must match the CPU oracle to 1e-4.
@@ -41,7 +42,7 @@ pub(crate) fn no_panic<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T
     }
 }
 
-/// Every kernel function of the three modules.
+/// Every kernel function of the four modules.
 pub struct Kernels {
     pub readout_fwd_f32: CudaFunction,
     pub readout_fwd_f16: CudaFunction,
@@ -61,6 +62,12 @@ pub struct Kernels {
     pub gather_rows_f32: CudaFunction,
     pub gather_rows_f16: CudaFunction,
     pub gather_rows_bf16: CudaFunction,
+    pub copy_layer_f32: CudaFunction,
+    pub copy_layer_f16: CudaFunction,
+    pub copy_layer_bf16: CudaFunction,
+    pub resample_cells: CudaFunction,
+    pub spatial_means: CudaFunction,
+    pub finish_prepared: CudaFunction,
     _modules: Vec<Arc<CudaModule>>,
 }
 
@@ -128,6 +135,7 @@ fn init(ordinal: usize) -> Result<Gpu> {
     let readout = load(READOUT_SRC, "readout.cu")?;
     let selectors = load(SELECTORS_SRC, "selectors.cu")?;
     let elementwise = load(ELEMENTWISE_SRC, "elementwise.cu")?;
+    let features = load(FEATURES_SRC, "features.cu")?;
     let f = |m: &Arc<CudaModule>, name: &str| -> Result<CudaFunction> {
         m.load_function(name).map_err(|e| Error::Cuda(format!("kernel {name} not found: {e:?}")))
     };
@@ -150,7 +158,13 @@ fn init(ordinal: usize) -> Result<Gpu> {
         gather_rows_f32: f(&elementwise, "gather_rows_f32")?,
         gather_rows_f16: f(&elementwise, "gather_rows_f16")?,
         gather_rows_bf16: f(&elementwise, "gather_rows_bf16")?,
-        _modules: vec![readout, selectors, elementwise],
+        copy_layer_f32: f(&features, "copy_layer_f32")?,
+        copy_layer_f16: f(&features, "copy_layer_f16")?,
+        copy_layer_bf16: f(&features, "copy_layer_bf16")?,
+        resample_cells: f(&features, "resample_cells")?,
+        spatial_means: f(&features, "spatial_means")?,
+        finish_prepared: f(&features, "finish_prepared")?,
+        _modules: vec![readout, selectors, elementwise, features],
     };
     Ok(Gpu { ordinal, ctx, stream, blas, kernels, max_shared_optin, name, compute_capability: cc })
 }

@@ -87,6 +87,41 @@ pub fn gpu_predict(
     tr.predict(idx)
 }
 
+/// Predictions `[n, V]` for every image of features prepared on the device
+/// (`crate::cuda::prepare`): their buffers become the trainer's feature store, nothing is
+/// copied.
+pub fn gpu_predict_prepared(
+    g: Arc<Gpu>,
+    encoder: &Encoder,
+    prepared: super::prepare::DevicePrepared,
+    pe: &Tensor,
+) -> Result<Vec<f32>> {
+    if prepared.widths != encoder.spec.widths {
+        return Err(Error::mismatch(format!(
+            "features (widths {:?}) do not match the encoder (widths {:?})",
+            prepared.widths, encoder.spec.widths
+        )));
+    }
+    let cfg = FitConfig::default();
+    let opts = GpuFitOptions { ordinal: g.ordinal, ..Default::default() };
+    let n = prepared.n_images;
+    let stores = FeatureStores {
+        locals: prepared.locals.into_iter().map(Store::F32).collect(),
+        globals: prepared.globals.into_iter().map(Store::F32).collect(),
+        dtype: FeatureDtype::F32,
+    };
+    let mut tr = GpuTrainer::assemble(g, encoder, n, stores, None, pe, &cfg, &opts)?;
+    let all: Vec<usize> = (0..n).collect();
+    tr.predict(&all)
+}
+
+/// The device-resident feature store of every layer, and its element type.
+struct FeatureStores {
+    locals: Vec<Store>,
+    globals: Vec<Store>,
+    dtype: FeatureDtype,
+}
+
 /// `(parameter name, values)` in `Encoder::named_vars` order.
 pub type NamedValues = Vec<(String, Vec<f32>)>;
 
@@ -316,9 +351,33 @@ impl GpuTrainer {
         cfg: &FitConfig,
         opts: &GpuFitOptions,
     ) -> Result<Self> {
+        prepared.check_matches(&encoder.spec)?;
+        let dtype = opts.feature_dtype.resolve(prepared.precision());
+        let mut locals = Vec::with_capacity(prepared.widths().len());
+        let mut globals = Vec::with_capacity(prepared.widths().len());
+        for li in 0..prepared.widths().len() {
+            // 16-bit features are widened one layer at a time for the upload (and narrowed back
+            // exactly when the device store is 16-bit too).
+            locals.push(Store::upload(&g, &prepared.local_f32(li)?, dtype)?);
+            globals.push(Store::upload(&g, &prepared.global_f32(li)?, dtype)?);
+        }
+        let stores = FeatureStores { locals, globals, dtype };
+        Self::assemble(g, encoder, prepared.n_images(), stores, responses, pe, cfg, opts)
+    }
+
+    /// The trainer over feature stores already on the device, for `n` images.
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        g: Arc<Gpu>,
+        encoder: &Encoder,
+        n: usize,
+        stores: FeatureStores,
+        responses: Option<&crate::data::Array>,
+        pe: &Tensor,
+        cfg: &FitConfig,
+        opts: &GpuFitOptions,
+    ) -> Result<Self> {
         let spec = encoder.spec.clone();
-        prepared.check_matches(&spec)?;
-        let n = prepared.n_images();
         if let Some(r) = responses {
             let (n_resp, v_resp) = match r.shape[..] {
                 [a, b] => (a, b),
@@ -347,15 +406,7 @@ impl GpuTrainer {
         let zeros = |n: usize| s.alloc_zeros::<f32>(n.max(1)).map_err(cuda("allocating GPU work buffers"));
         let host = pack(encoder, &lay)?;
         let params = s.clone_htod(&host).map_err(cuda("uploading parameters"))?;
-        let mut locals = Vec::with_capacity(l);
-        let mut globals = Vec::with_capacity(l);
-        let feature_dtype = opts.feature_dtype.resolve(prepared.precision());
-        for li in 0..l {
-            // 16-bit features are widened one layer at a time for the upload (and narrowed back
-            // exactly when the device store is 16-bit too).
-            locals.push(Store::upload(&g, &prepared.local_f32(li)?, feature_dtype)?);
-            globals.push(Store::upload(&g, &prepared.global_f32(li)?, feature_dtype)?);
-        }
+        let FeatureStores { locals, globals, dtype: feature_dtype } = stores;
         let can_train = responses.is_some();
         let responses = match responses {
             Some(r) => s.clone_htod(&r.data).map_err(cuda("uploading responses"))?,

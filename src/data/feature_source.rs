@@ -50,6 +50,13 @@ pub trait FeatureSource: Sync {
     /// Layer `l`'s stored global token `[N, C]` (checked finite), or `None` when it has none.
     fn stored_global(&self, l: usize) -> Result<Option<Cow<'_, [f32]>>>;
 
+    /// Layer `l` when it is held in device memory (given as CUDA tensors through the C ABI), so
+    /// work on the same device can prepare it there instead of reading it through the host.
+    #[cfg(feature = "cuda")]
+    fn device_layer(&self, _l: usize) -> Option<&crate::cuda::resident::DeviceLayer> {
+        None
+    }
+
     /// Images N.
     fn n_images(&self) -> usize {
         if self.n_layers() == 0 {

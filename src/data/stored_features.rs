@@ -5,9 +5,13 @@
 use std::borrow::Cow;
 use std::ops::Range;
 use std::path::Path;
+#[cfg(feature = "cuda")]
+use std::sync::{Arc, OnceLock};
 
+#[cfg(feature = "cuda")]
+use crate::cuda::resident::DeviceLayer;
 use crate::data::array::Array;
-use crate::data::feature_source::FeatureSource;
+use crate::data::feature_source::{image_blocks, spatial_means, FeatureSource};
 use crate::data::features::{Features, LayerFeatures};
 use crate::data::precision::{Precision, Store};
 use crate::data::FeatureFile;
@@ -17,6 +21,20 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct StoredLayer {
     shape: [usize; 4],
+    values: Values,
+}
+
+/// Where a layer's values are: host memory, or (a layer given as CUDA tensors) the library's own
+/// copy in device memory, copied to the host once, the first time host code reads it.
+#[derive(Debug, Clone)]
+enum Values {
+    Host(HostValues),
+    #[cfg(feature = "cuda")]
+    Device { layer: Arc<DeviceLayer>, host: Arc<OnceLock<HostValues>> },
+}
+
+#[derive(Debug, Clone)]
+struct HostValues {
     local: Store,
     global: Option<Store>,
 }
@@ -38,7 +56,48 @@ impl StoredLayer {
                 return Err(Error::invalid(format!("a global token [{n}, {c}] needs {} values, got {}", n * c, g.len())));
             }
         }
-        Ok(Self { shape, local, global })
+        Ok(Self { shape, values: Values::Host(HostValues { local, global }) })
+    }
+
+    /// A layer held in device memory (checked finite when it was copied there).
+    #[cfg(feature = "cuda")]
+    pub fn on_device(layer: DeviceLayer) -> Self {
+        Self { shape: layer.shape(), values: Values::Device { layer: Arc::new(layer), host: Arc::default() } }
+    }
+
+    /// The layer's device copy, when it is held in device memory.
+    #[cfg(feature = "cuda")]
+    pub fn device(&self) -> Option<&DeviceLayer> {
+        match &self.values {
+            Values::Host(_) => None,
+            Values::Device { layer, .. } => Some(layer),
+        }
+    }
+
+    /// The values in host memory: a device layer is copied to the host on first use, once.
+    fn host(&self) -> Result<&HostValues> {
+        match &self.values {
+            Values::Host(h) => Ok(h),
+            #[cfg(feature = "cuda")]
+            Values::Device { layer, host } => {
+                if let Some(h) = host.get() {
+                    return Ok(h);
+                }
+                let (local, global) = layer.to_host()?;
+                let keep = |v: Vec<f32>| -> Result<Store> {
+                    Ok(match layer.precision() {
+                        Precision::F32 => Store::F32(v),
+                        p => {
+                            let mut s = Store::zeroed("a 16-bit layer copied from the device", p, v.len())?;
+                            s.write(0, &v);
+                            s
+                        }
+                    })
+                };
+                let values = HostValues { local: keep(local)?, global: global.map(keep).transpose()? };
+                Ok(host.get_or_init(|| values))
+            }
+        }
     }
 
     /// `[N, C, H, W]` of the local map.
@@ -48,22 +107,30 @@ impl StoredLayer {
 
     /// The local map's values when they are kept as f32.
     pub fn local_f32(&self) -> Option<&[f32]> {
-        self.local.as_f32()
+        self.host().ok()?.local.as_f32()
     }
 
     /// The global token's values when there is one and it is kept as f32.
     pub fn global_f32(&self) -> Option<&[f32]> {
-        self.global.as_ref().and_then(Store::as_f32)
+        self.host().ok()?.global.as_ref().and_then(Store::as_f32)
     }
 
     /// Whether the layer has a global token (else the local map's spatial mean stands in).
     pub fn has_global(&self) -> bool {
-        self.global.is_some()
+        match &self.values {
+            Values::Host(h) => h.global.is_some(),
+            #[cfg(feature = "cuda")]
+            Values::Device { layer, .. } => layer.has_global(),
+        }
     }
 
     /// The precision the layer is kept in.
     pub fn precision(&self) -> Precision {
-        self.local.precision()
+        match &self.values {
+            Values::Host(h) => h.local.precision(),
+            #[cfg(feature = "cuda")]
+            Values::Device { layer, .. } => layer.precision(),
+        }
     }
 }
 
@@ -133,8 +200,9 @@ impl StoredFeatures {
             .layers
             .iter()
             .map(|l| {
-                let local = Array::new(l.shape.to_vec(), l.local.to_f32()?)?;
-                let global = match &l.global {
+                let h = l.host()?;
+                let local = Array::new(l.shape.to_vec(), h.local.to_f32()?)?;
+                let global = match &h.global {
                     Some(g) => Some(Array::new(vec![l.shape[0], l.shape[1]], g.to_f32()?)?),
                     None => None,
                 };
@@ -170,7 +238,7 @@ impl FeatureSource for StoredFeatures {
         self.layers[l].shape
     }
     fn has_global(&self, l: usize) -> bool {
-        self.layers[l].global.is_some()
+        self.layers[l].has_global()
     }
     fn precision(&self) -> Precision {
         let mut it = self.layers.iter().map(StoredLayer::precision);
@@ -195,7 +263,7 @@ impl FeatureSource for StoredFeatures {
         Ok(())
     }
     fn local_in_memory(&self, l: usize) -> Option<&[f32]> {
-        self.layers[l].local.as_f32()
+        self.layers[l].local_f32()
     }
     fn local_rows(&self, l: usize, images: Range<usize>) -> Result<Cow<'_, [f32]>> {
         let layer = &self.layers[l];
@@ -204,17 +272,43 @@ impl FeatureSource for StoredFeatures {
             return Err(Error::invalid(format!("images {images:?} of layer {l} with {n} images")));
         }
         let row = c * h * w;
-        Ok(match layer.local.as_f32() {
+        let local = &layer.host()?.local;
+        Ok(match local.as_f32() {
             Some(v) => Cow::Borrowed(&v[images.start * row..images.end * row]),
             None => {
                 let mut out = crate::data::limits::try_zeroed("widened features", images.len() * row)?;
-                layer.local.read(images.start * row, &mut out);
+                local.read(images.start * row, &mut out);
                 Cow::Owned(out)
             }
         })
     }
+    #[cfg(feature = "cuda")]
+    fn device_layer(&self, l: usize) -> Option<&DeviceLayer> {
+        self.layers[l].device()
+    }
+    fn global_tokens(&self, l: usize) -> Result<Array> {
+        let [n, c, h, w] = self.layers[l].shape;
+        #[cfg(feature = "cuda")]
+        if let Some(d) = self.layers[l].device() {
+            // On the device: the global tokens are H·W times smaller than the local map, and
+            // only they come to the host.
+            return Array::new(vec![n, c], d.global_tokens()?);
+        }
+        if let Some(g) = self.stored_global(l)? {
+            return Array::new(vec![n, c], g.into_owned());
+        }
+        let mut data = crate::data::limits::try_with_capacity("global tokens", n * c)?;
+        for images in image_blocks(n, c * h * w) {
+            data.extend(spatial_means(&self.local_rows(l, images)?, h * w));
+        }
+        Array::new(vec![n, c], data)
+    }
     fn stored_global(&self, l: usize) -> Result<Option<Cow<'_, [f32]>>> {
-        Ok(match &self.layers[l].global {
+        let layer = &self.layers[l];
+        if !layer.has_global() {
+            return Ok(None);
+        }
+        Ok(match &layer.host()?.global {
             None => None,
             Some(g) => Some(match g.as_f32() {
                 Some(v) => Cow::Borrowed(v),
@@ -246,7 +340,7 @@ mod tests {
         );
         let s = StoredFeatures::load(&p).unwrap();
         assert_eq!(s.precision(), Precision::Bf16);
-        assert_eq!(s.layers()[0].local.bytes(), 48);
+        assert_eq!(s.layers()[0].host().unwrap().local.bytes(), 48);
         let file = FeatureFile::open(&p).unwrap();
         assert_eq!(s.local_rows(0, 0..2).unwrap(), file.local_rows(0, 0..2).unwrap());
         assert_eq!(s.global_tokens(0).unwrap(), file.global_tokens(0).unwrap());

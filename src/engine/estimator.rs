@@ -505,8 +505,14 @@ impl Estimator {
         // the predictions are the only thing that grows with the probe set.
         for block in (0..n).step_by(PREDICT_BLOCK) {
             let idx: Vec<usize> = (block..(block + PREDICT_BLOCK).min(n)).collect();
-            let prepared = PreparedFeatures::for_images_in(features, &idx, &enc.spec, self.fit.store)?;
-            out.extend(predictor.predict_all(&prepared)?);
+            // Layers held on the predictor's device are prepared there; others on the host.
+            match predictor.predict_resident(features, &idx, self.fit.store)? {
+                Some(pred) => out.extend(pred),
+                None => {
+                    let prepared = PreparedFeatures::for_images_in(features, &idx, &enc.spec, self.fit.store)?;
+                    out.extend(predictor.predict_all(&prepared)?);
+                }
+            }
         }
         Array::new(vec![n, v], out)
     }

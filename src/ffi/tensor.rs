@@ -1,6 +1,8 @@
 //! Tensors coming in through the C ABI: the plain `ft_tensor` view and DLPack's `DLTensor`,
 //! both reduced to one checked description (`RawView`) and copied into the library's own f32
-//! arrays. The library never keeps a pointer into caller memory after a call returns.
+//! arrays, or, for a layer whose tensors are all in memory of one CUDA device, into the
+//! library's own device memory ([`push_device_layer`]). The library never keeps a pointer into
+//! caller memory after a call returns.
 
 use std::ffi::c_void;
 
@@ -78,6 +80,9 @@ pub(crate) struct RawView {
     /// read through this field).
     #[allow(dead_code)]
     staging: Option<Vec<u8>>,
+    /// CUDA memory (checked with the driver) of this device ordinal, not yet copied anywhere.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    cuda: Option<(usize, i32)>,
 }
 
 fn shape_err(msg: String) -> FfiError {
@@ -171,7 +176,7 @@ impl RawView {
             return Err(FfiError::null(&format!("{what}.data")));
         }
         let base = (data as usize).checked_add(offset).ok_or_else(overflow)? as *const u8;
-        Ok(RawView { base, elem, shape: shape_u, strides, span: (lo, hi), staging: None })
+        Ok(RawView { base, elem, shape: shape_u, strides, span: (lo, hi), staging: None, cuda: None })
     }
 
     /// A plain `ft_tensor` view.
@@ -228,16 +233,15 @@ impl RawView {
         // SAFETY: forwarded contract (shape and strides are host arrays even for device data).
         let view = unsafe { Self::checked(t.data as *const u8, t.byte_offset, elem, ndim, t.shape, t.strides, what) }?;
         if on_device {
-            return view.staged_from_cuda(t.device.device_type, t.device.device_id, what);
+            return view.on_cuda(t.device.device_type, t.device.device_id, what);
         }
         Ok(view)
     }
 
-    /// The same view over a host copy of the CUDA memory it describes: one device-to-host copy
-    /// of the bytes between the lowest and the highest element, after synchronising the device
-    /// (so work queued on any stream of the caller's is complete).
+    /// The view of CUDA memory, checked with the driver to lie in one allocation of the device
+    /// its label names; nothing is copied yet.
     #[cfg(feature = "cuda")]
-    fn staged_from_cuda(self, device_type: i32, device_id: i32, what: &str) -> FfiResult<RawView> {
+    fn on_cuda(self, device_type: i32, device_id: i32, what: &str) -> FfiResult<RawView> {
         let numel: usize = self.shape.iter().product();
         if numel == 0 {
             return Ok(self);
@@ -259,15 +263,34 @@ impl RawView {
                 ),
             )
         })?;
+        Ok(RawView { cuda: Some((ordinal, device_type)), ..self })
+    }
+
+    /// The same view over a host copy of the CUDA memory it describes: one device-to-host copy
+    /// of the bytes between the lowest and the highest element, after synchronising the device
+    /// (so work queued on any stream of the caller's is complete).
+    #[cfg(feature = "cuda")]
+    fn staged(&self, ordinal: usize) -> FfiResult<RawView> {
+        let (lo, hi) = self.span;
+        let len = usize::try_from(hi - lo).map_err(|_| shape_err("empty byte range".into()))?;
+        let start = (self.base as isize).wrapping_add(lo);
         let host = crate::cuda::host_copy::copy_to_host(ordinal, start as u64, len)?;
         // `base` is `-lo` bytes into the copy; the Vec's buffer does not move while it is owned
         // by the view.
         let base = host.as_ptr().wrapping_offset(-lo);
-        Ok(RawView { base, staging: Some(host), ..self })
+        Ok(RawView {
+            base,
+            elem: self.elem,
+            shape: self.shape.clone(),
+            strides: self.strides.clone(),
+            span: self.span,
+            staging: Some(host),
+            cuda: None,
+        })
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn staged_from_cuda(self, device_type: i32, device_id: i32, what: &str) -> FfiResult<RawView> {
+    fn on_cuda(self, device_type: i32, device_id: i32, what: &str) -> FfiResult<RawView> {
         Err(FfiError::new(
             ft_status::FT_ERR_DEVICE,
             format!(
@@ -288,6 +311,11 @@ impl RawView {
     /// # Safety
     /// The memory described is valid for reads (the constructors' contracts).
     pub unsafe fn to_array(&self) -> FfiResult<Array> {
+        #[cfg(feature = "cuda")]
+        if let Some((ordinal, _)) = self.cuda {
+            // SAFETY: the staged view describes its own host copy.
+            return unsafe { self.staged(ordinal)?.to_array() };
+        }
         let numel: usize = self.shape.iter().product();
         let mut out = crate::data::limits::try_with_capacity("tensor copy", numel)?;
         let esz = self.elem.size();
@@ -364,7 +392,7 @@ fn device_name(t: i32) -> String {
     }
 }
 
-/// CUDA device and managed memory: copied to the host once (builds with the `cuda` feature).
+/// CUDA device and managed memory (readable by builds with the `cuda` feature).
 fn is_cuda_memory(device_type: i32) -> bool {
     device_type == kdl::CUDA || device_type == kdl::CUDA_MANAGED
 }
@@ -384,4 +412,78 @@ pub(crate) fn check_device(device_type: i32, device_id: i32, what: &str) -> FfiR
             device_name(device_type)
         ),
     ))
+}
+
+/// Appends a layer whose tensors (`local`, and `global` when given) are all in memory of one
+/// CUDA device, keeping it on that device: the library copies them device-to-device into memory
+/// it owns (checked against the device's free memory first), so the caller may free or reuse
+/// its tensors once the call returns, and work on that device prepares the layer there. Returns
+/// `false`, appending nothing, when the tensors are not all on one CUDA device (the caller then
+/// copies them to the host); the set is unchanged on error.
+pub(crate) fn push_device_layer(
+    f: &mut crate::data::StoredFeatures,
+    local: &RawView,
+    global: Option<&RawView>,
+) -> FfiResult<bool> {
+    #[cfg(feature = "cuda")]
+    {
+        let Some((ordinal, _)) = local.cuda else { return Ok(false) };
+        if global.is_some_and(|g| g.cuda.map(|(o, _)| o) != Some(ordinal)) {
+            return Ok(false);
+        }
+        let l = f.layers().len();
+        let shape: [usize; 4] = match local.shape[..] {
+            [n, c, h, w] if n > 0 && c > 0 && h > 0 && w > 0 => [n, c, h, w],
+            _ => {
+                return Err(shape_err(format!(
+                    "layer {l}: the local map has shape {:?}; expected 4 dimensions [N, C, H, W], all > 0",
+                    local.shape
+                )))
+            }
+        };
+        let [n, c, _, _] = shape;
+        if let Some(first) = f.layers().first() {
+            let n0 = first.shape()[0];
+            if n != n0 {
+                return Err(shape_err(format!("layer {l}: the local map has {n} images but layer 0 has {n0}")));
+            }
+        }
+        if let Some(g) = global {
+            if g.shape != [n, c] {
+                return Err(shape_err(format!(
+                    "layer {l}: the global token has shape {:?}; expected [{n}, {c}] (images × channels of the local map)",
+                    g.shape
+                )));
+            }
+        }
+        let caller = |v: &RawView, shape: [usize; 4]| {
+            let strides = match &v.strides {
+                Some(s) => s.iter().map(|&x| x as i64).collect(),
+                None => row_major_strides(&v.shape).iter().map(|&x| x as i64).collect::<Vec<_>>(),
+            };
+            let mut padded = [0i64; 4];
+            padded[..strides.len()].copy_from_slice(&strides);
+            crate::cuda::resident::CallerTensor { address: v.base as u64, precision: v.elem.precision(), shape, strides: padded }
+        };
+        let local_t = caller(local, shape);
+        let global_t = global.map(|g| caller(g, [n, c, 1, 1]));
+        use crate::cuda::resident::{CopyError, DeviceLayer};
+        let layer = DeviceLayer::copy(ordinal, &local_t, global_t.as_ref()).map_err(|e| match e {
+            CopyError::NonFinite(which, k) => FfiError::new(
+                ft_status::FT_ERR_DATA,
+                format!(
+                    "layer {l}: the {} has {k} non-finite value(s)",
+                    if which == "local" { "local map" } else { "global token" }
+                ),
+            ),
+            CopyError::Other(e) => e.into(),
+        })?;
+        f.push(crate::data::StoredLayer::on_device(layer))?;
+        Ok(true)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (f, local, global);
+        Ok(false)
+    }
 }

@@ -376,6 +376,10 @@ impl Monitor {
 
     /// Per-voxel R² of the reference encoder on the held-out images of `f`.
     fn held_out_r2(&mut self, f: &dyn FeatureSource) -> Result<Vec<f32>> {
+        // Layers held on the predictor's device are prepared and read there.
+        if let Some(pred) = self.predictor.predict_resident(f, &self.split.val, None)? {
+            return Ok(r2_per_voxel(&pred, &self.val_target, self.split.val.len(), self.brain.n_voxels()));
+        }
         // Into the previous observation's buffers when there are some; after an error they
         // are dropped (half refilled), and the next observation allocates afresh.
         let prepared = match self.held_out.take() {
