@@ -27,14 +27,14 @@ pub const GATE_FAILED: i32 = 3;
 
 fn parse_format(s: &str) -> std::result::Result<RankFormat, String> {
     s.parse::<RankFormat>().map_err(|e| match e {
-        Error::InvalidArgument(m) => m,
+        Error::InvalidArgument { msg, .. } => msg,
         other => other.to_string(),
     })
 }
 
 fn parse_gate(s: &str) -> std::result::Result<RankGate, String> {
     s.parse::<RankGate>().map_err(|e| match e {
-        Error::InvalidArgument(m) => m,
+        Error::InvalidArgument { msg, .. } => msg,
         other => other.to_string(),
     })
 }
@@ -135,7 +135,7 @@ pub fn run(a: RankArgs) -> Result<i32> {
         return worker(&grid, spec, out).map(|_| 0);
     }
     if a.method == Method::Factortopy && !a.quiet {
-        eprintln!("{}", describe_schedule(a.train.preset, &grid.estimator.fit));
+        eprintln!("{}", describe_schedule(a.train.preset(), &grid.estimator.fit));
     }
     let plan = grid.plan()?;
     // Inputs checked; the destination before the fits (a failure before any pair is kept
