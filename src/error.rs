@@ -122,7 +122,17 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[doc(hidden)]
 impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {
-        Error::Backend(e.to_string())
+        Error::Backend(backend_message(e))
+    }
+}
+
+/// The backend's message on one line: without the stack trace it attaches when `RUST_BACKTRACE`
+/// is set (many lines a user cannot act on), its context before the error it explains.
+fn backend_message(e: candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => backend_message(*inner),
+        candle_core::Error::Context { inner, context } => format!("{context}: {}", backend_message(*inner)),
+        other => other.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; "),
     }
 }
 
@@ -266,6 +276,14 @@ mod tests {
         let text = backend.to_string();
         let e = Error::from(backend);
         assert!(matches!(&e, Error::Backend(m) if *m == text), "{e:?}");
+        // A stack trace is dropped and a context kept, on one line.
+        let traced = candle_core::Error::WithBacktrace {
+            inner: Box::new(candle_core::Error::Msg("bad op".into())),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        assert_eq!(Error::from(traced).to_string(), "tensor backend: bad op");
+        let explained = candle_core::Error::Msg("bad op".into()).context("loading `w`");
+        assert_eq!(Error::from(explained).to_string(), "tensor backend: loading `w`: bad op");
     }
 
     #[test]

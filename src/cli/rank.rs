@@ -115,11 +115,11 @@ pub const MAX_JOBS: usize = 256;
 pub fn run(a: RankArgs) -> Result<i32> {
     if let Some(m) = a.min_slope {
         if !m.is_finite() {
-            return Err(Error::invalid(format!("--min-slope must be finite, got {m}")));
+            return Err(Error::invalid_arg("--min-slope", format!("--min-slope must be finite, got {m}")));
         }
     }
     if a.jobs == 0 || a.jobs > MAX_JOBS {
-        return Err(Error::invalid(format!("--jobs must be between 1 and {MAX_JOBS}, got {}", a.jobs)));
+        return Err(Error::invalid_arg("--jobs", format!("--jobs must be between 1 and {MAX_JOBS}, got {}", a.jobs)));
     }
     let mut estimator = check_flags(a.method, &a.device, &a.train, a.weighted, &a.uncertainty)?;
     if a.gate == RankGate::Lower && a.min_slope.is_some() && estimator.uncertainty.bootstrap.n_resamples == 0 && a.brain.len() < 2 {
