@@ -273,9 +273,10 @@ mod tests {
             .unwrap()
             .reshape(3)
             .unwrap_err();
+        // Its message, without the stack trace candle appends when RUST_BACKTRACE is set.
         let text = backend.to_string();
         let e = Error::from(backend);
-        assert!(matches!(&e, Error::Backend(m) if *m == text), "{e:?}");
+        assert!(matches!(&e, Error::Backend(m) if text.starts_with(m.as_str()) && m.contains("shape") && !m.contains('\n')), "{e:?}");
         // A stack trace is dropped and a context kept, on one line.
         let traced = candle_core::Error::WithBacktrace {
             inner: Box::new(candle_core::Error::Msg("bad op".into())),

@@ -17,8 +17,10 @@ use candle_core::{Device, Tensor};
 ///
 /// It serialises (serde) as a report's `settings.fit` (docs/formats.md): `normalise_layers` as
 /// `layer_units` (`"common"` or `"raw"`), an unbounded or non-finite `max_seconds` as `null`,
-/// `store` only when set. Reading settings written before `resample` and `layer_units` existed
-/// gives what those fits used: `bilinear` and `raw`.
+/// without `store` (how the features are held in memory, so that a 16-bit file fitted with and
+/// without `--store f16` gives the same report; it reads back as `None`). Reading settings
+/// written before `resample` and `layer_units` existed gives what those fits used: `bilinear`
+/// and `raw`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FitConfig {
     /// Seed of the split, the initialisation and the order of the batches: the same inputs and
@@ -64,7 +66,7 @@ pub struct FitConfig {
     /// The precision the resampled features are kept in while fitting (`None`: the precision
     /// they arrive in, so 16-bit features stay 16-bit); they are widened to f32 an image at a
     /// time where they are multiplied.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip)]
     pub store: Option<Precision>,
     /// Put every layer's features in common units before fitting
     /// ([`PreparedFeatures::normalise`]; the factors are saved in the encoder): a layer's units
