@@ -27,7 +27,8 @@ macro_rules! gpu_or_return {
     };
 }
 
-/// Runs everywhere: with or without a GPU, asking for one answers Ok or `Error::Cuda`.
+/// Runs everywhere: with or without a GPU, asking for one answers Ok or an error: the device
+/// cannot be used, or (a GPU that could be) initialising it failed.
 #[test]
 fn missing_or_bad_devices_are_errors_not_panics() {
     match gpu(cuda_ordinal()) {
@@ -36,16 +37,16 @@ fn missing_or_bad_devices_are_errors_not_panics() {
             g.ordinal, g.name, g.compute_capability.0, g.compute_capability.1
         ),
         Err(e) => {
-            assert!(matches!(e, Error::Cuda(_)), "{e}");
+            assert!(matches!(e, Error::DeviceUnavailable { .. } | Error::Cuda(_)), "{e}");
             eprintln!("no GPU here, as the error says: {e}");
         }
     }
     let e = gpu(1_000_000).err().expect("no machine has a millionth GPU");
-    assert!(matches!(e, Error::Cuda(_)), "{e}");
+    assert!(matches!(e, Error::DeviceUnavailable { .. }), "{e}");
     assert!(Device::Cuda(1_000_000).check_available().is_err());
     assert_eq!("cuda:1".parse::<Device>().unwrap(), Device::Cuda(1));
     let est = Estimator { device: Device::Cuda(1_000_000), ..Estimator::default() };
-    assert!(matches!(est.validate(), Err(Error::Cuda(_))));
+    assert!(matches!(est.validate(), Err(Error::DeviceUnavailable { .. })));
 }
 
 /// The engine's loop driving the GPU trainer with explicit GPU options.

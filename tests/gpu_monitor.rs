@@ -22,12 +22,13 @@ fn config(device: Device) -> MonitorConfig {
     }
 }
 
-/// Runs everywhere: a monitor on a device that cannot be used is refused with `Error::Cuda`
+/// Runs everywhere: a monitor on a device that cannot be used is refused with
+/// `Error::DeviceUnavailable`
 /// before any fitting, whether the build lacks CUDA or the machine lacks the device.
 #[test]
 fn unusable_devices_are_refused_up_front() {
     let e = config(Device::Cuda(1_000_000)).validate().unwrap_err();
-    assert!(matches!(e, Error::Cuda(_)), "{e}");
+    assert!(matches!(e, Error::DeviceUnavailable { .. }), "{e}");
 }
 
 #[cfg(feature = "cuda")]

@@ -115,5 +115,5 @@ fn design_settings_fit_raw_units() {
     assert!(!design.normalise_layers);
     let job = fit(&design, &syn.features, &brain);
     assert_eq!(job.outcome.encoder.spec.layer_units, None);
-    assert_eq!(job.report.settings.fit.as_ref().map(|s| s.layer_units.as_str()), Some("raw"));
+    assert_eq!(job.report.settings.fit.as_ref().map(|s| s.normalise_layers), Some(false));
 }

@@ -22,58 +22,18 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::ridge::{logspace, ridge_cv, shuffled_kfold, Folds, RidgeCv};
+use crate::baseline::config::RidgeBaselineConfig;
+use crate::baseline::ridge::{ridge_cv, shuffled_kfold, Folds, RidgeCv};
 use crate::data::safetensors_io::{write_tensors, OutTensor};
 use crate::data::{Array, Brain, FeatureSource};
 use crate::error::{Error, Result};
-use crate::model::{FitConfig, Selections, Split};
+use crate::model::{Selections, Split};
 use crate::scores::hierarchy;
 use crate::scores::stats::{self, pearson_per_voxel, r2_per_voxel};
-use crate::scores::{HeldOut, Report, RidgeSettings, UncertaintyConfig};
+use crate::scores::{HeldOut, Report};
 
 /// The `method` field of a ridge baseline report.
 pub const METHOD: &str = "ridge";
-
-/// Settings of the layer-wise ridge baseline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RidgeBaselineConfig {
-    /// Penalty grid; default `10^-1 … 10^8`, 19 values (features are z-scored).
-    pub alphas: Vec<f64>,
-    /// Cross-validation folds inside the training images.
-    pub n_folds: usize,
-    /// Seed of the train/validation split (as FactorTopy's) and of the folds.
-    pub seed: u64,
-    /// Fraction of images held out for validation (as FactorTopy's).
-    pub val_fraction: f64,
-    /// Z-score each feature with training statistics.
-    pub standardize: bool,
-    /// Voxels processed together (memory bound); 0 = automatic.
-    pub n_targets_batch: usize,
-    /// Bootstrap and permutation settings of the report's uncertainty block.
-    #[serde(default)]
-    pub uncertainty: UncertaintyConfig,
-}
-
-impl Default for RidgeBaselineConfig {
-    fn default() -> Self {
-        Self {
-            alphas: logspace(-1.0, 8.0, 19),
-            n_folds: 5,
-            seed: 0,
-            val_fraction: FitConfig::default().val_fraction,
-            standardize: true,
-            n_targets_batch: 0,
-            uncertainty: UncertaintyConfig::default(),
-        }
-    }
-}
-
-impl RidgeBaselineConfig {
-    /// The defaults with the split of a FactorTopy configuration (seed, validation fraction).
-    pub fn from_fit_config(cfg: &FitConfig) -> Self {
-        Self { seed: cfg.seed, val_fraction: cfg.val_fraction, ..Self::default() }
-    }
-}
 
 /// What one layer's ridge achieved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -294,13 +254,7 @@ pub fn fit_ridge_baseline(
         None,
     )?
     .with_uncertainty(&selections, brain, Some(heldout), &r2, &cfg.uncertainty)?;
-    report.settings.ridge = Some(RidgeSettings {
-        seed: cfg.seed,
-        val_fraction: cfg.val_fraction,
-        alphas: cfg.alphas.clone(),
-        n_folds: cfg.n_folds,
-        standardize: cfg.standardize,
-    });
+    report.settings.ridge = Some(cfg.clone());
     Ok(RidgeBaseline {
         config: cfg.clone(),
         split,
@@ -550,10 +504,12 @@ pub struct RidgeOutputs {
     pub summary: PathBuf,
     /// `selectors.safetensors`.
     pub selectors: PathBuf,
-    /// `layer_map.png`.
+    /// `layer_map.png` (written only with pictures: see `pictures`).
     pub layer_map: PathBuf,
-    /// `roi_depth.png`.
+    /// `roi_depth.png` (written only with pictures: see `pictures`).
     pub roi_depth: PathBuf,
+    /// The pictures written: `layer_map` and `roi_depth`, or none.
+    pub pictures: Vec<PathBuf>,
 }
 
 /// Per-ROI mean depth chart: one line per named report, x = ROI index in the brain's order.
@@ -595,13 +551,29 @@ pub fn write_ridge_outputs(
     brain: &Brain,
     reference: Option<(&Report, &Agreement)>,
 ) -> Result<RidgeOutputs> {
+    write_ridge_outputs_with(dir, fit, brain, reference, true)
+}
+
+/// [`write_ridge_outputs`] with a choice of pictures (`false`: neither `layer_map.png` nor
+/// `roi_depth.png`; `factortopy plot` draws them later from the files written).
+pub fn write_ridge_outputs_with(
+    dir: &Path,
+    fit: &RidgeBaseline,
+    brain: &Brain,
+    reference: Option<(&Report, &Agreement)>,
+    pictures: bool,
+) -> Result<RidgeOutputs> {
     crate::data::write_into(dir, |stage| {
-        let in_dir = |d: &Path| RidgeOutputs {
-            report: d.join("report.json"),
-            summary: d.join("ridge.json"),
-            selectors: d.join("selectors.safetensors"),
-            layer_map: d.join("layer_map.png"),
-            roi_depth: d.join("roi_depth.png"),
+        let in_dir = |d: &Path| {
+            let (layer_map, roi_depth) = (d.join("layer_map.png"), d.join("roi_depth.png"));
+            RidgeOutputs {
+                report: d.join("report.json"),
+                summary: d.join("ridge.json"),
+                selectors: d.join("selectors.safetensors"),
+                pictures: if pictures { vec![layer_map.clone(), roi_depth.clone()] } else { Vec::new() },
+                layer_map,
+                roi_depth,
+            }
         };
         let (final_paths, out) = (in_dir(dir), in_dir(stage));
         let v = fit.best_layer.len();
@@ -622,13 +594,15 @@ pub fn write_ridge_outputs(
         meta.insert("method".to_string(), METHOD.to_string());
         meta.insert("model".to_string(), fit.report.model.clone());
         write_tensors(&out.selectors, &tensors, &meta)?;
-        let title = format!("{}: best ridge layer per voxel", fit.report.model);
-        crate::plot::layer_map(&out.layer_map, brain, &fit.selections, &title)?;
-        let mut charts = vec![(format!("ridge ({})", fit.report.model), &fit.report)];
-        if let Some((r, _)) = reference {
-            charts.push((format!("{} ({})", r.method, r.model), r));
+        if pictures {
+            let title = format!("{}: best ridge layer per voxel", fit.report.model);
+            crate::plot::layer_map(&out.layer_map, brain, &fit.selections, &title)?;
+            let mut charts = vec![(format!("ridge ({})", fit.report.model), &fit.report)];
+            if let Some((r, _)) = reference {
+                charts.push((format!("{} ({})", r.method, r.model), r));
+            }
+            roi_depth_chart(&out.roi_depth, "mean depth per ROI", &charts)?;
         }
-        roi_depth_chart(&out.roi_depth, "mean depth per ROI", &charts)?;
         let summary = fit.summary(reference.map(|(_, a)| a));
         let mut s = serde_json::to_string_pretty(&summary)
             .map_err(|e| Error::invalid(format!("cannot serialise the ridge summary: {e}")))?;

@@ -8,13 +8,15 @@
 
 #![warn(missing_docs)]
 
+pub mod config;
 pub(crate) mod linalg;
 pub mod ridge;
 
 pub use ridge::{kfold, logspace, ridge_cv, shuffled_kfold, Folds, RidgeCv, RidgeCvFit};
 pub mod layerwise;
 
+pub use config::RidgeBaselineConfig;
 pub use layerwise::{
-    agreement, fit_ridge_baseline, one_hot_selections, write_ridge_outputs, Agreement, LayerSummary,
-    RidgeBaseline, RidgeBaselineConfig, RidgeOutputs, RidgeSummary, RoiAgreement,
+    agreement, fit_ridge_baseline, one_hot_selections, write_ridge_outputs, write_ridge_outputs_with, Agreement, LayerSummary,
+    RidgeBaseline, RidgeOutputs, RidgeSummary, RoiAgreement,
 };

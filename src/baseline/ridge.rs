@@ -295,7 +295,7 @@ struct FoldPlan {
 
 fn validate(x: &Array, y: &Array, cfg: &RidgeCv) -> Result<(usize, usize, usize)> {
     if x.shape.len() != 2 || y.shape.len() != 2 {
-        return Err(Error::invalid(format!(
+        return Err(Error::shape("X, Y", format!(
             "ridge: X and Y must be 2-D, got shapes {:?} and {:?}",
             x.shape, y.shape
         )));

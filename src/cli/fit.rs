@@ -71,21 +71,26 @@ pub fn parse_method(s: &str) -> std::result::Result<Method, String> {
 pub fn run(a: FitArgs) -> Result<i32> {
     crate::data::limits::positive_at_most("--seeds", a.seeds, crate::data::limits::MAX_SEEDS)?;
     if a.seeds > 1 && a.method == Method::Ridge {
-        return Err(Error::invalid(
+        return Err(Error::invalid_arg(
+            "--seeds",
             "--seeds applies to the factortopy method (the ridge baseline has no random initialisation)",
         ));
     }
     // The fit settings are named as the flags that set them.
     if a.bias_correct != BiasCorrection::None && a.seeds < 2 {
-        return Err(Error::invalid(format!(
+        return Err(Error::invalid_arg("--bias-correct", format!(
             "--bias-correct {} extrapolates over refits: it needs --seeds K with K ≥ 2 (3 or more recommended)",
             a.bias_correct.name()
         )));
     }
     let mut est = check_flags(a.method, &a.device, &a.train, a.weighted, &a.uncertainty)?;
     est.uncertainty.bias_correction = a.bias_correct;
-    if a.method == Method::Ridge {
-        est.ridge = a.ridge.config()?;
+    match (a.method, a.ridge.given_flag()) {
+        (Method::Ridge, _) => est.ridge = a.ridge.config()?,
+        (Method::Factortopy, Some(flag)) => {
+            return Err(Error::invalid_arg(flag, format!("{flag} applies to --method ridge only; the factortopy fit does not use it")))
+        }
+        (Method::Factortopy, None) => {}
     }
     // Read a comparison first so a bad path fails before the fit.
     let compare = match (a.method, &a.ridge.compare) {
@@ -110,7 +115,7 @@ pub fn run(a: FitArgs) -> Result<i32> {
         est.device
     );
     if a.method == Method::Factortopy && !a.quiet {
-        eprintln!("{}", describe_schedule(a.train.preset, &est.fit));
+        eprintln!("{}", describe_schedule(a.train.preset(), &est.fit));
     }
     // The bar (a terminal), plain lines (a file or pipe) or nothing (--quiet), on stderr.
     let progress = std::cell::RefCell::new(FitProgress::stderr(a.quiet));
@@ -129,7 +134,7 @@ pub fn run(a: FitArgs) -> Result<i32> {
     progress.borrow_mut().end_line();
     match fitted {
         Fitted::Ridge(fit) => {
-            let code = crate::cli::fit_ridge::finish(&a.out, &fit, &brain, compare)?;
+            let code = crate::cli::fit_ridge::finish(&a.out, &fit, &brain, compare, !a.no_plots)?;
             out_dir.keep();
             if !a.quiet {
                 crate::cli::report_peak_memory(&[&a.features, &a.brain]);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::baseline::{agreement, write_ridge_outputs, RidgeBaseline, RidgeBaselineConfig};
+use crate::baseline::{agreement, write_ridge_outputs_with, RidgeBaseline, RidgeBaselineConfig};
 use crate::data::Brain;
 use crate::error::{Error, Result};
 use crate::scores::Report;
@@ -14,12 +14,14 @@ use crate::scores::Report;
 /// Settings that only `--method ridge` uses.
 #[derive(Args, Debug, Clone)]
 pub struct RidgeArgs {
-    /// Ridge penalty grid: `LO:HI:N` (N values from 10^LO to 10^HI) or a comma-separated list.
-    #[arg(long, value_name = "GRID", default_value = "-1:8:19")]
-    pub alphas: String,
-    /// Cross-validation folds (inside the training images) for choosing each voxel's penalty.
-    #[arg(long, value_name = "K", default_value_t = 5)]
-    pub folds: usize,
+    /// Ridge penalty grid: `LO:HI:N` (N values from 10^LO to 10^HI) or a comma-separated list
+    /// (default `-1:8:19`).
+    #[arg(long, value_name = "GRID")]
+    pub alphas: Option<String>,
+    /// Cross-validation folds (inside the training images) for choosing each voxel's penalty
+    /// (default 5).
+    #[arg(long, value_name = "K")]
+    pub folds: Option<usize>,
     /// A FactorTopy output directory of the same brain (report.json, and selectors.safetensors
     /// if present) to compare the ridge layer map with, ROI by ROI.
     #[arg(long, value_name = "DIR")]
@@ -58,7 +60,20 @@ impl RidgeArgs {
     /// The ridge settings these flags name (the split's seed and fraction come from the
     /// estimator's training flags).
     pub fn config(&self) -> Result<RidgeBaselineConfig> {
-        Ok(RidgeBaselineConfig { alphas: parse_alphas(&self.alphas)?, n_folds: self.folds, ..RidgeBaselineConfig::default() })
+        let base = RidgeBaselineConfig::default();
+        let alphas = match &self.alphas {
+            Some(s) => parse_alphas(s)?,
+            None => base.alphas.clone(),
+        };
+        Ok(RidgeBaselineConfig { alphas, n_folds: self.folds.unwrap_or(base.n_folds), ..base })
+    }
+
+    /// The first ridge-only flag given, if any (refused with `--method factortopy`, where it
+    /// would change nothing).
+    pub fn given_flag(&self) -> Option<&'static str> {
+        [("--alphas", self.alphas.is_some()), ("--folds", self.folds.is_some()), ("--compare", self.compare.is_some())]
+            .into_iter()
+            .find_map(|(flag, given)| given.then_some(flag))
     }
 }
 
@@ -73,8 +88,9 @@ pub fn read_compare(dir: &Path) -> Result<Comparison> {
     Ok((report, sel))
 }
 
-/// Writes the ridge baseline's outputs (and the comparison) and prints where they are.
-pub fn finish(out: &Path, fit: &RidgeBaseline, brain: &Brain, reference: Option<Comparison>) -> Result<i32> {
+/// Writes the ridge baseline's outputs (and the comparison; the pictures unless `pictures` is
+/// false) and prints where they are.
+pub fn finish(out: &Path, fit: &RidgeBaseline, brain: &Brain, reference: Option<Comparison>, pictures: bool) -> Result<i32> {
     let ag = match &reference {
         None => None,
         Some((rep, sel)) => {
@@ -83,15 +99,16 @@ pub fn finish(out: &Path, fit: &RidgeBaseline, brain: &Brain, reference: Option<
         }
     };
     crate::cli::warn_undefined(&fit.report.model, &fit.report.hierarchy);
-    let outputs = write_ridge_outputs(out, fit, brain, reference.as_ref().map(|(r, _)| r).zip(ag.as_ref()))?;
+    let outputs = write_ridge_outputs_with(out, fit, brain, reference.as_ref().map(|(r, _)| r).zip(ag.as_ref()), pictures)?;
     println!("{}", fit.report.headline());
     if let Some(a) = &ag {
         println!("{}", a.table());
     }
     println!("report:    {}", outputs.report.display());
     println!("ridge:     {}", outputs.summary.display());
-    println!("layer map: {}", outputs.layer_map.display());
-    println!("ROI depth: {}", outputs.roi_depth.display());
+    for p in &outputs.pictures {
+        println!("picture:   {}", p.display());
+    }
     println!("selectors: {}", outputs.selectors.display());
     Ok(0)
 }

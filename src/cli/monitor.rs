@@ -119,7 +119,7 @@ pub fn run(a: MonitorArgs) -> Result<i32> {
                 brain.n_images()
             );
             if !a.quiet {
-                eprintln!("{}", describe_schedule(a.train.preset, &config.fit));
+                eprintln!("{}", describe_schedule(a.train.preset(), &config.fit));
             }
             let mut progress = FitProgress::stderr(a.quiet);
             let mut cb = |p: &crate::model::Progress| progress.epoch(p);

@@ -27,14 +27,14 @@ pub const GATE_FAILED: i32 = 3;
 
 fn parse_format(s: &str) -> std::result::Result<RankFormat, String> {
     s.parse::<RankFormat>().map_err(|e| match e {
-        Error::InvalidArgument(m) => m,
+        Error::InvalidArgument { msg, .. } => msg,
         other => other.to_string(),
     })
 }
 
 fn parse_gate(s: &str) -> std::result::Result<RankGate, String> {
     s.parse::<RankGate>().map_err(|e| match e {
-        Error::InvalidArgument(m) => m,
+        Error::InvalidArgument { msg, .. } => msg,
         other => other.to_string(),
     })
 }
@@ -115,11 +115,11 @@ pub const MAX_JOBS: usize = 256;
 pub fn run(a: RankArgs) -> Result<i32> {
     if let Some(m) = a.min_slope {
         if !m.is_finite() {
-            return Err(Error::invalid(format!("--min-slope must be finite, got {m}")));
+            return Err(Error::invalid_arg("--min-slope", format!("--min-slope must be finite, got {m}")));
         }
     }
     if a.jobs == 0 || a.jobs > MAX_JOBS {
-        return Err(Error::invalid(format!("--jobs must be between 1 and {MAX_JOBS}, got {}", a.jobs)));
+        return Err(Error::invalid_arg("--jobs", format!("--jobs must be between 1 and {MAX_JOBS}, got {}", a.jobs)));
     }
     let mut estimator = check_flags(a.method, &a.device, &a.train, a.weighted, &a.uncertainty)?;
     if a.gate == RankGate::Lower && a.min_slope.is_some() && estimator.uncertainty.bootstrap.n_resamples == 0 && a.brain.len() < 2 {
@@ -135,7 +135,7 @@ pub fn run(a: RankArgs) -> Result<i32> {
         return worker(&grid, spec, out).map(|_| 0);
     }
     if a.method == Method::Factortopy && !a.quiet {
-        eprintln!("{}", describe_schedule(a.train.preset, &grid.estimator.fit));
+        eprintln!("{}", describe_schedule(a.train.preset(), &grid.estimator.fit));
     }
     let plan = grid.plan()?;
     // Inputs checked; the destination before the fits (a failure before any pair is kept

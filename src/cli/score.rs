@@ -5,7 +5,7 @@ use crate::cli::load_inputs;
 use crate::cli::train_args::DeviceArgs;
 use crate::cli::uncertainty::UncertaintyArgs;
 use crate::engine::{Estimator, Method};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::encoder_file::load_encoder;
 use crate::model::FitConfig;
 use crate::pipeline::write_score_outputs;
@@ -40,6 +40,10 @@ pub struct ScoreArgs {
 }
 
 pub fn run(a: ScoreArgs) -> Result<i32> {
+    if a.no_plots && a.fit_dir.is_none() {
+        // Without --fit-dir there are no pictures to leave out: the flag would do nothing.
+        return Err(Error::invalid_arg("--no-plots", "--no-plots applies with --fit-dir only (score writes no pictures without it)"));
+    }
     let est = Estimator {
         weighted: a.weighted,
         uncertainty: a.uncertainty.config(),

@@ -10,7 +10,7 @@ use crate::synth::{self, Scenario, SynthConfig};
 
 fn parse_scenario(s: &str) -> std::result::Result<Scenario, String> {
     s.parse::<Scenario>().map_err(|e| match e {
-        Error::InvalidArgument(m) => m,
+        Error::InvalidArgument { msg, .. } => msg,
         other => other.to_string(),
     })
 }

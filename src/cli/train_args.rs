@@ -4,7 +4,7 @@
 use crate::cli::uncertainty::UncertaintyArgs;
 use crate::data::Precision;
 use crate::engine::{Device, Estimator, Method};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{FieldNames, FitConfig, Preset, Resample};
 use clap::Args;
 
@@ -42,8 +42,8 @@ pub struct TrainArgs {
     /// 150 steps; patience and epochs follow the number of probe images), design (DESIGN §3.5 exactly: lr
     /// 1e-3, batch 8, warm-up over 2000 steps, for ~10 000 images) or fast (lr 1e-2, batch 32,
     /// warm-up over 300 steps).
-    #[arg(long, value_name = "PRESET", default_value = "auto", value_parser = parse_preset)]
-    pub preset: Preset,
+    #[arg(long, value_name = "PRESET", value_parser = parse_preset)]
+    pub preset: Option<Preset>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Maximum number of epochs.
@@ -85,7 +85,7 @@ pub struct TrainArgs {
 
 fn parse_resample(s: &str) -> std::result::Result<Resample, String> {
     Resample::parse(s).map_err(|e| match e {
-        crate::error::Error::InvalidArgument(m) => m,
+        crate::error::Error::InvalidArgument { msg, .. } => msg,
         other => other.to_string(),
     })
 }
@@ -95,10 +95,36 @@ fn parse_resample(s: &str) -> std::result::Result<Resample, String> {
 pub const FLAG_CHECK_IMAGES: usize = 1000;
 
 impl TrainArgs {
+    /// The preset the settings start from (`auto` unless `--preset` names another).
+    pub fn preset(&self) -> Preset {
+        self.preset.unwrap_or_default()
+    }
+
+    /// The first flag given that only the FactorTopy fit uses (its schedule, its model and how
+    /// it prepares the features), if any: the ridge baseline takes only `--seed` and
+    /// `--val-fraction` (its split) from these flags.
+    pub fn factortopy_only_flag(&self) -> Option<&'static str> {
+        [
+            ("--preset", self.preset.is_some()),
+            ("--epochs", self.epochs.is_some()),
+            ("--batch-size", self.batch_size.is_some()),
+            ("--lr", self.lr.is_some()),
+            ("--weight-decay", self.weight_decay.is_some()),
+            ("--dim", self.d.is_some()),
+            ("--grid", self.grid.is_some()),
+            ("--patience", self.patience.is_some()),
+            ("--reg-steps", self.reg_steps.is_some()),
+            ("--resample", self.resample.is_some()),
+            ("--layer-units", self.layer_units.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(flag, given)| given.then_some(flag))
+    }
+
     /// The settings for a probe set of `n_images` images: the preset's schedule for that size
     /// (`Preset::config`, the one place defaults are resolved), then the flags given.
     pub fn config(&self, n_images: usize) -> FitConfig {
-        let base = self.preset.config(n_images);
+        let base = self.preset().config(n_images);
         FitConfig {
             seed: self.seed,
             max_epochs: self.epochs.unwrap_or(base.max_epochs),
@@ -149,6 +175,16 @@ pub fn check_flags(
     weighted: bool,
     uncertainty: &UncertaintyArgs,
 ) -> Result<Estimator> {
+    if method == Method::Ridge {
+        // A flag that would change nothing is refused rather than ignored.
+        let store = device.store.is_some().then_some("--store");
+        if let Some(flag) = train.factortopy_only_flag().or(store) {
+            return Err(Error::invalid_arg(
+                flag,
+                format!("{flag} applies to the factortopy method only; the ridge baseline does not use it"),
+            ));
+        }
+    }
     let est = estimator(method, device, train, FLAG_CHECK_IMAGES, weighted, uncertainty);
     est.fit.validate_as(&FieldNames::CLI)?;
     est.validate()?;

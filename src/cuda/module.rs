@@ -88,8 +88,9 @@ pub struct Gpu {
 static GPUS: Lazy<Mutex<HashMap<usize, Arc<Gpu>>>> = Lazy::new(|| Mutex::new(HashMap::new()));
 
 /// The device `cuda:ordinal`, initialised and with its kernels compiled on first use, cached for
-/// the life of the process. Fails with `Error::Cuda` (never panics) when the driver, NVRTC or
-/// cuBLAS is missing, the ordinal does not exist or a kernel does not compile.
+/// the life of the process. Fails (never panics) with `Error::DeviceUnavailable` when the driver,
+/// NVRTC or cuBLAS is missing, the ordinal does not exist or the GPU is too old, and with
+/// `Error::Cuda` when a kernel does not compile.
 pub fn gpu(ordinal: usize) -> Result<Arc<Gpu>> {
     check_ordinal(ordinal)?;
     let mut cache =
@@ -107,7 +108,7 @@ fn init(ordinal: usize) -> Result<Gpu> {
     let ctx = CudaContext::new(ordinal).map_err(cuda("creating the CUDA context"))?;
     let cc = ctx.compute_capability().map_err(cuda("reading the compute capability"))?;
     if cc < (7, 5) {
-        return Err(Error::Cuda(format!(
+        return Err(Error::device_unavailable(format!("cuda:{ordinal}"), format!(
             "cuda:{ordinal} has compute capability {}.{}; NVRTC {}.{} needs 7.5 or newer",
             cc.0, cc.1, info.nvrtc_version.0, info.nvrtc_version.1
         )));

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 pub fn check_ordinal(ordinal: usize) -> Result<()> {
     let info = probe()?;
     if ordinal >= info.device_count {
-        return Err(Error::Cuda(format!(
+        return Err(Error::device_unavailable(format!("cuda:{ordinal}"), format!(
             "cuda:{ordinal} does not exist: the driver reports {} CUDA device(s)",
             info.device_count
         )));
@@ -35,11 +35,12 @@ pub struct CudaInfo {
 pub const MIN_DRIVER_VERSION: i32 = 13000;
 
 /// Checks, once per process, that libcuda, libnvrtc and libcublas load, that the driver is new
-/// enough and how many devices it sees. Every failure is an `Error::Cuda` that says what to fix.
+/// enough and how many devices it sees. Every failure is an `Error::DeviceUnavailable` that says
+/// what to fix.
 pub fn probe() -> Result<CudaInfo> {
     use once_cell::sync::OnceCell;
     static PROBE: OnceCell<std::result::Result<CudaInfo, String>> = OnceCell::new();
-    PROBE.get_or_init(dl::probe_uncached).clone().map_err(Error::Cuda)
+    PROBE.get_or_init(dl::probe_uncached).clone().map_err(|reason| Error::device_unavailable("cuda", reason))
 }
 
 mod dl {

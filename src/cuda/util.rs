@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 /// A device buffer must hold exactly the elements its shape says (kernels do not bounds-check).
 pub(crate) fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
     if got != want {
-        return Err(Error::invalid(format!("{what}: buffer holds {got} elements, the shape needs {want}")));
+        return Err(Error::shape(what, format!("{what}: buffer holds {got} elements, the shape needs {want}")));
     }
     Ok(())
 }

@@ -94,7 +94,7 @@ fn read_matrix(path: &Path) -> Result<Array> {
     need(path)?;
     let a = read_npy(path)?;
     if a.shape.len() != 2 || a.shape.contains(&0) {
-        return Err(Error::data(path, format!("expected a 2-D [images, vertices] array, got shape {:?}", a.shape)));
+        return Err(Error::shape_in(path, "array", format!("expected a 2-D [images, vertices] array, got shape {:?}", a.shape)));
     }
     Ok(a)
 }
@@ -102,7 +102,7 @@ fn read_matrix(path: &Path) -> Result<Array> {
 fn read_labels(path: &Path, n: usize, n_classes: usize) -> Result<Vec<i64>> {
     let (shape, v) = read_npy_i64(path)?;
     if shape.iter().product::<usize>() != n || shape.iter().filter(|&&d| d != 1).count() > 1 {
-        return Err(Error::data(path, format!("expected {n} labels (one per vertex), got shape {shape:?}")));
+        return Err(Error::shape_in(path, "array", format!("expected {n} labels (one per vertex), got shape {shape:?}")));
     }
     if let Some((i, &x)) = v.iter().enumerate().find(|(_, &x)| x < 0 || x as usize >= n_classes) {
         return Err(Error::data(
@@ -219,7 +219,7 @@ pub fn import_algonauts(dir: &Path, opts: &AlgonautsOptions) -> Result<Algonauts
         Some(path) => {
             let a = read_npy(path)?;
             if a.data.len() != v {
-                return Err(Error::data(path, format!("expected {v} noise-ceiling values (lh then rh), got shape {:?}", a.shape)));
+                return Err(Error::shape_in(path, "array", format!("expected {v} noise-ceiling values (lh then rh), got shape {:?}", a.shape)));
             }
             if let Some((i, &x)) = a.data.iter().enumerate().find(|(_, &x)| !(0.0..=1.0).contains(&x)) {
                 return Err(Error::data(
@@ -267,7 +267,7 @@ fn read_coords(path: &Path, masks: &Path, n_lh: usize, n_rh: usize) -> Result<Ar
     let a = read_npy(path)?;
     let v = n_lh + n_rh;
     if a.shape.len() != 2 || a.shape[1] != 3 {
-        return Err(Error::data(path, format!("expected vertex positions of shape [vertices, 3], got {:?}", a.shape)));
+        return Err(Error::shape_in(path, "array", format!("expected vertex positions of shape [vertices, 3], got {:?}", a.shape)));
     }
     if let Some(i) = a.first_non_finite() {
         return Err(Error::data(path, format!("non-finite coordinate at {:?}", a.unravel(i))));

@@ -32,7 +32,7 @@ impl Array {
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
         let n: usize = shape.iter().product();
         if n != data.len() {
-            return Err(Error::invalid(format!(
+            return Err(Error::shape("array", format!(
                 "array of shape {shape:?} needs {n} values, got {}",
                 data.len()
             )));

@@ -58,7 +58,7 @@ impl BrainHeader {
         let index = crate::data::tensor_index::TensorIndex::open(path)?;
         let shape = index.shape("responses")?;
         if shape.len() != 2 {
-            return Err(Error::data(path, format!("tensor `responses` has shape {shape:?}; expected [N, V]")));
+            return Err(Error::shape_in(path, "responses", format!("tensor `responses` has shape {shape:?}; expected [N, V]")));
         }
         Ok(BrainHeader {
             n_images: shape[0],
@@ -107,15 +107,19 @@ impl Brain {
     /// Checks the contract of DESIGN §2; `origin` names the source in error messages.
     pub fn validate(&self, origin: &str) -> Result<()> {
         let err = |msg: String| Error::data(origin, msg);
+        let shape_err = |tensor: &str, msg: String| Error::shape_in(origin, tensor, msg);
         let r = &self.responses;
         if r.shape.len() != 2
             || r.shape.contains(&0)
             || r.data.len() != r.shape.iter().product::<usize>()
         {
-            return Err(err(format!(
-                "tensor `responses` has shape {:?}; expected [N images, V voxels] with N, V > 0",
-                r.shape
-            )));
+            return Err(shape_err(
+                "responses",
+                format!(
+                    "tensor `responses` has shape {:?}; expected [N images, V voxels] with N, V > 0",
+                    r.shape
+                ),
+            ));
         }
         let (n, v) = (r.shape[0], r.shape[1]);
         if let Some(i) = r.first_non_finite() {
@@ -128,17 +132,20 @@ impl Brain {
         }
         let c = &self.coords;
         if c.shape != [v, 3] || c.data.len() != 3 * v {
-            return Err(err(format!(
-                "tensor `coords` has shape {:?}; expected [{v}, 3] (one position per voxel of \
-                 `responses`)",
-                c.shape
-            )));
+            return Err(shape_err(
+                "coords",
+                format!(
+                    "tensor `coords` has shape {:?}; expected [{v}, 3] (one position per voxel of \
+                     `responses`)",
+                    c.shape
+                ),
+            ));
         }
         if let Some(m) = non_finite_msg(c, "coords") {
             return Err(err(m));
         }
         if self.roi.len() != v {
-            return Err(err(format!(
+            return Err(shape_err("roi", format!(
                 "tensor `roi` has {} entries; expected {v} (one per voxel)",
                 self.roi.len()
             )));
@@ -189,10 +196,13 @@ impl Brain {
         }
         if let Some(f) = &self.flat {
             if f.shape != [v, 2] || f.data.len() != 2 * v {
-                return Err(err(format!(
-                    "tensor `flat` has shape {:?}; expected [{v}, 2]",
-                    f.shape
-                )));
+                return Err(shape_err(
+                    "flat",
+                    format!(
+                        "tensor `flat` has shape {:?}; expected [{v}, 2]",
+                        f.shape
+                    ),
+                ));
             }
             if let Some(m) = non_finite_msg(f, "flat") {
                 return Err(err(m));
@@ -231,19 +241,23 @@ impl Brain {
     pub fn load_with(path: &Path, zscore: bool) -> Result<Brain> {
         let file = TensorFile::open(path)?;
         let err = |msg: String| Error::data(path, msg);
+        let shape_err = |tensor: &str, msg: String| Error::shape_in(path, tensor, msg);
         let responses = file.f32("responses")?;
         let coords = file.f32("coords")?;
         let (roi_shape, roi) = file.i32("roi")?;
         if roi_shape.len() != 1 {
-            return Err(err(format!("tensor `roi` has shape {roi_shape:?}; expected [V]")));
+            return Err(shape_err("roi", format!("tensor `roi` has shape {roi_shape:?}; expected [V]")));
         }
         let noise_ceiling = if file.has("noise_ceiling") {
             let a = file.f32("noise_ceiling")?;
             if a.shape.len() != 1 {
-                return Err(err(format!(
-                    "tensor `noise_ceiling` has shape {:?}; expected [V]",
-                    a.shape
-                )));
+                return Err(shape_err(
+                    "noise_ceiling",
+                    format!(
+                        "tensor `noise_ceiling` has shape {:?}; expected [V]",
+                        a.shape
+                    ),
+                ));
             }
             Some(a.data)
         } else {
@@ -253,7 +267,7 @@ impl Brain {
         let hemisphere = if file.has("hemisphere") {
             let (shape, h) = file.i32("hemisphere")?;
             if shape.len() != 1 {
-                return Err(err(format!("tensor `hemisphere` has shape {shape:?}; expected [V]")));
+                return Err(shape_err("hemisphere", format!("tensor `hemisphere` has shape {shape:?}; expected [V]")));
             }
             if let Some((i, &x)) = h.iter().enumerate().find(|(_, &x)| x != 0 && x != 1) {
                 return Err(err(format!(
@@ -314,8 +328,9 @@ impl Brain {
     pub fn zscore(&mut self, origin: &str) -> Result<()> {
         let r = std::sync::Arc::make_mut(&mut self.responses);
         if r.shape.len() != 2 || r.data.len() != r.shape.iter().product::<usize>() {
-            return Err(Error::data(
+            return Err(Error::shape_in(
                 origin,
+                "responses",
                 format!("tensor `responses` has shape {:?}; expected [N, V]", r.shape),
             ));
         }
@@ -447,7 +462,11 @@ mod tests {
 
     fn data_err(r: Result<impl std::fmt::Debug>) -> String {
         let e = r.unwrap_err();
-        assert!(matches!(e, Error::Data { .. }), "{e}");
+        // A file's content: its data, or a tensor's shape or dtype in it.
+        assert!(
+            matches!(e, Error::Data { .. } | Error::Shape { file: Some(_), .. } | Error::Dtype { file: Some(_), .. }),
+            "{e}"
+        );
         let s = e.to_string();
         assert!(!s.contains('\n'), "{s}");
         s

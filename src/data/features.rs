@@ -175,6 +175,7 @@ impl Features {
     /// read cannot make a result undefined.
     pub fn validate_images(&self, origin: &str, images: Option<&[usize]>) -> Result<()> {
         let err = |msg: String| Error::data(origin, msg);
+        let shape_err = |tensor: &str, msg: String| Error::shape_in(origin, tensor, msg);
         if self.layers.is_empty() {
             return Err(err(
                 "no layers: expected tensors `layers.0.local`, `layers.1.local`, ...".into()
@@ -185,12 +186,12 @@ impl Features {
             let name = format!("layers.{i}.local");
             let s = &layer.local.shape;
             if s.len() != 4 || s.contains(&0) {
-                return Err(err(format!(
+                return Err(shape_err(&name, format!(
                     "tensor `{name}` has shape {s:?}; expected [N, C, H, W] with every dimension > 0"
                 )));
             }
             if layer.local.data.len() != s.iter().product::<usize>() {
-                return Err(err(format!(
+                return Err(shape_err(&name, format!(
                     "tensor `{name}` has {} values for shape {s:?}",
                     layer.local.data.len()
                 )));
@@ -198,7 +199,7 @@ impl Features {
             match n0 {
                 None => n0 = Some(s[0]),
                 Some(n) if n != s[0] => {
-                    return Err(err(format!(
+                    return Err(shape_err(&name, format!(
                         "tensor `{name}` has {} images but `layers.0.local` has {n}",
                         s[0]
                     )))
@@ -216,7 +217,7 @@ impl Features {
                 let gname = format!("layers.{i}.global");
                 let want = vec![s[0], s[1]];
                 if g.shape != want || g.data.len() != s[0] * s[1] {
-                    return Err(err(format!(
+                    return Err(shape_err(&gname, format!(
                         "tensor `{gname}` has shape {:?}; expected {want:?} (images × channels of \
                          `{name}`)",
                         g.shape
@@ -321,7 +322,11 @@ pub(crate) mod tests {
 
     fn data_err(r: Result<impl std::fmt::Debug>) -> String {
         let e = r.unwrap_err();
-        assert!(matches!(e, Error::Data { .. }), "{e}");
+        // A file's content: its data, or a tensor's shape or dtype in it.
+        assert!(
+            matches!(e, Error::Data { .. } | Error::Shape { file: Some(_), .. } | Error::Dtype { file: Some(_), .. }),
+            "{e}"
+        );
         let s = e.to_string();
         assert!(!s.contains('\n'), "{s}");
         s

@@ -409,7 +409,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("no/such/dir/file.bin");
         let err = atomic_write(&p, b"data").unwrap_err();
-        assert!(matches!(err, Error::Io { .. }));
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
         assert!(err.to_string().contains("file.bin"));
     }
 

@@ -57,7 +57,7 @@ pub const MIN_TRAIN: usize = 2;
 pub fn elements(what: &str, shape: &[usize]) -> Result<usize> {
     match shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) {
         Some(n) if n <= MAX_ELEMENTS => Ok(n),
-        _ => Err(Error::invalid(format!(
+        _ => Err(Error::invalid_arg(what, format!(
             "{what} of shape {shape:?} has more than {MAX_ELEMENTS} elements (the limit on one array)"
         ))),
     }
@@ -67,7 +67,7 @@ pub fn elements(what: &str, shape: &[usize]) -> Result<usize> {
 /// field as the user wrote it.
 pub fn positive_at_most(what: &str, value: usize, max: usize) -> Result<usize> {
     if value == 0 || value > max {
-        return Err(Error::invalid(format!("{what} must be between 1 and {max}, got {value}")));
+        return Err(Error::invalid_arg(what, format!("{what} must be between 1 and {max}, got {value}")));
     }
     Ok(value)
 }
@@ -75,7 +75,7 @@ pub fn positive_at_most(what: &str, value: usize, max: usize) -> Result<usize> {
 /// A count the user chose where 0 is allowed (it switches something off): refused above `max`.
 pub fn at_most(what: &str, value: usize, max: usize) -> Result<usize> {
     if value > max {
-        return Err(Error::invalid(format!("{what} must be at most {max}, got {value}")));
+        return Err(Error::invalid_arg(what, format!("{what} must be at most {max}, got {value}")));
     }
     Ok(value)
 }
@@ -85,7 +85,7 @@ pub fn fraction(what: &str, x: f64) -> Result<f64> {
     if x.is_finite() && x > 0.0 && x < 1.0 {
         Ok(x)
     } else {
-        Err(Error::invalid(format!("{what} must be in (0, 1), got {x}")))
+        Err(Error::invalid_arg(what, format!("{what} must be in (0, 1), got {x}")))
     }
 }
 
@@ -95,13 +95,13 @@ pub fn held_out(what: &str, n: usize, frac: f64) -> Result<usize> {
     fraction(what, frac)?;
     let n_val = (n as f64 * frac).round() as usize;
     if n_val < MIN_HELD_OUT {
-        return Err(Error::invalid(format!(
+        return Err(Error::invalid_arg(what, format!(
             "{what} {frac} of {n} images holds out {n_val}; at least {MIN_HELD_OUT} held-out images are needed \
              (raise {what} or add images)"
         )));
     }
     if n - n_val.min(n) < MIN_TRAIN {
-        return Err(Error::invalid(format!(
+        return Err(Error::invalid_arg(what, format!(
             "{what} {frac} of {n} images leaves {} to train on; at least {MIN_TRAIN} are needed",
             n - n_val.min(n)
         )));
@@ -177,6 +177,6 @@ mod tests {
     fn fallible_allocation() {
         assert_eq!(try_zeroed::<f32>("x", 3).unwrap(), vec![0.0; 3]);
         // Over the element limit: refused before asking the allocator.
-        assert!(matches!(try_zeroed::<u8>("x", MAX_ELEMENTS + 1), Err(Error::InvalidArgument(_))));
+        assert!(matches!(try_zeroed::<u8>("x", MAX_ELEMENTS + 1), Err(Error::InvalidArgument { .. })));
     }
 }

@@ -423,7 +423,7 @@ fn shape_literal(shape: &[usize]) -> String {
 pub fn npy_bytes(a: &Array) -> Result<Vec<u8>> {
     let n = a.shape.iter().try_fold(1usize, |x, &d| x.checked_mul(d));
     if n != Some(a.data.len()) {
-        return Err(Error::invalid(format!(
+        return Err(Error::shape("array", format!(
             "array of shape {:?} does not match its {} values",
             a.shape,
             a.data.len()

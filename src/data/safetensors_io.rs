@@ -190,8 +190,9 @@ pub(crate) fn decode_f32(dtype: Dtype, raw: &[u8], out: &mut Vec<f32>) -> Option
 }
 
 pub(crate) fn not_float(path: &Path, name: &str, dtype: Dtype) -> Error {
-    Error::data(
+    Error::dtype_in(
         path,
+        name,
         format!("tensor `{name}` has dtype {dtype}; expected a floating-point dtype (F32, F16, BF16 or F64)"),
     )
 }
@@ -312,8 +313,9 @@ impl TensorFile {
             Dtype::I8 => raw.iter().map(|&b| b as i8 as i64).collect(),
             Dtype::U8 | Dtype::BOOL => raw.iter().map(|&b| b as i64).collect(),
             other => {
-                return Err(Error::data(
+                return Err(Error::dtype_in(
                     &self.path,
+                    name,
                     format!(
                         "tensor `{name}` has dtype {other}; expected an integer dtype \
                          (I32, I64, I16, I8, U8, U16, U32 or BOOL)"
@@ -342,8 +344,9 @@ impl TensorFile {
         let e = self.entry(name)?;
         match e.dtype {
             Dtype::U8 | Dtype::BOOL => Ok((e.shape.clone(), self.raw(e).to_vec())),
-            other => Err(Error::data(
+            other => Err(Error::dtype_in(
                 &self.path,
+                name,
                 format!("tensor `{name}` has dtype {other}; expected U8 or BOOL"),
             )),
         }
@@ -438,9 +441,10 @@ pub fn serialize_tensors(
         let (dtype, shape, len) = t.parts();
         let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if n != Some(len) {
-            return Err(Error::invalid(format!(
-                "tensor `{name}`: shape {shape:?} does not match its {len} values"
-            )));
+            return Err(Error::shape(
+                name.as_str(),
+                format!("tensor `{name}`: shape {shape:?} does not match its {len} values"),
+            ));
         }
         prepared
             .push((name.clone(), Prepared { dtype, shape: shape.to_vec(), bytes: t.le_bytes() }));
@@ -714,10 +718,10 @@ pub(crate) mod tests {
             let s = one_line(&TensorFile::open(&q).unwrap_err());
             assert!(s.contains(want) && s.contains("dup.safetensors"), "{s}");
         }
-        // Missing file is an I/O error naming the path.
+        // A missing file is `NotFound`, naming the path.
         let q = d.path().join("absent.safetensors");
         let e = TensorFile::open(&q).unwrap_err();
-        assert!(matches!(e, Error::Io { .. }));
+        assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
         assert!(e.to_string().contains("absent.safetensors"));
     }
 }

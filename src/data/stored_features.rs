@@ -45,7 +45,7 @@ impl StoredLayer {
     pub fn new(shape: [usize; 4], local: Store, global: Option<Store>) -> Result<Self> {
         let [n, c, h, w] = shape;
         if shape.contains(&0) || local.len() != n * c * h * w {
-            return Err(Error::invalid(format!(
+            return Err(Error::shape("local", format!(
                 "a local map of shape {shape:?} (every dimension > 0) needs {} values, got {}",
                 n * c * h * w,
                 local.len()

@@ -67,7 +67,7 @@ impl FromStr for Device {
     fn from_str(s: &str) -> Result<Self> {
         let d = Device::parse_syntax(s)?;
         if d.is_cuda() && !cfg!(feature = "cuda") {
-            return Err(Error::Cuda(NO_CUDA_BUILD.to_string()));
+            return Err(Error::device_unavailable(d, NO_CUDA_BUILD));
         }
         Ok(d)
     }
@@ -83,8 +83,8 @@ impl fmt::Display for Device {
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_available(_ordinal: usize) -> Result<()> {
-    Err(Error::Cuda(NO_CUDA_BUILD.to_string()))
+fn cuda_available(ordinal: usize) -> Result<()> {
+    Err(Error::device_unavailable(Device::Cuda(ordinal), NO_CUDA_BUILD))
 }
 
 #[cfg(feature = "cuda")]
@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn cuda_without_the_feature_is_a_clear_error() {
         let e = "cuda:0".parse::<Device>().unwrap_err();
-        assert!(matches!(e, Error::Cuda(_)));
+        assert!(matches!(&e, Error::DeviceUnavailable { device, .. } if device == "cuda:0"), "{e:?}");
         assert!(e.to_string().contains("rebuild with --features cuda"), "{e}");
         let e = Device::Cuda(0).check_available().unwrap_err();
         assert!(e.to_string().contains("rebuild with --features cuda"), "{e}");
@@ -126,7 +126,7 @@ mod tests {
     fn probe_never_panics() {
         match crate::cuda::probe::probe() {
             Ok(info) => assert!(info.device_count > 0),
-            Err(e) => assert!(matches!(e, Error::Cuda(_)), "{e}"),
+            Err(e) => assert!(matches!(e, Error::DeviceUnavailable { .. }), "{e}"),
         }
         let _ = Device::Cuda(usize::MAX).check_available().unwrap_err();
     }

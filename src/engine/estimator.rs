@@ -20,7 +20,7 @@ use crate::model::encoder_file::FitRecord;
 use crate::model::{BrainTensors, Encoder, FitConfig, FitStart, FitSummary, PreparedFeatures, Progress, Selections, Split};
 use crate::scores::seed_interval::split_resamples;
 use crate::scores::simex::{self, BiasCorrection};
-use crate::scores::{BootstrapConfig, FitSettings, HeldOut, PermutationConfig, Report, SeedSpread, Uncertainty, UncertaintyConfig};
+use crate::scores::{BootstrapConfig, HeldOut, PermutationConfig, Report, SeedSpread, Uncertainty, UncertaintyConfig};
 
 /// How brain and features are related: the FactorTopy encoder or the layer-wise ridge baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
@@ -245,7 +245,7 @@ impl Estimator {
         self.fit.validate()?;
         self.uncertainty.validate()?;
         if self.method == Method::Ridge && self.device != Device::Cpu {
-            return Err(Error::invalid(format!(
+            return Err(Error::invalid_arg("device", format!(
                 "the ridge baseline runs on the CPU only; use --device cpu (got {})",
                 self.device
             )));
@@ -322,7 +322,7 @@ impl Estimator {
                 self.add_layer_margins(&mut report, &outcome.encoder, &outcome.split, brain, &selections, |images| {
                     Ok((Cow::Borrowed(&start.prepared), images.to_vec()))
                 })?;
-                report.settings.fit = Some(FitSettings::from(&self.fit));
+                report.settings.fit = Some(self.fit.clone());
                 Ok(Fitted::Encoder(Box::new(EncoderFit {
                     outcome,
                     selections,
@@ -463,7 +463,7 @@ impl Estimator {
                 Ok(Box::new(crate::cuda::trainer::GpuTrainer::new(g, encoder, prepared, bt, &self.fit, &opts)?))
             }
             #[cfg(not(feature = "cuda"))]
-            Device::Cuda(_) => Err(Error::Cuda(crate::engine::device::NO_CUDA_BUILD.to_string())),
+            Device::Cuda(n) => Err(Error::device_unavailable(Device::Cuda(n), crate::engine::device::NO_CUDA_BUILD)),
         }
     }
 

@@ -103,7 +103,7 @@ impl Predictor {
                 crate::cuda::trainer::gpu_predict(ordinal, &self.encoder, prepared, &self.pe, idx)
             }
             #[cfg(not(feature = "cuda"))]
-            Device::Cuda(_) => Err(Error::Cuda(crate::engine::device::NO_CUDA_BUILD.to_string())),
+            Device::Cuda(n) => Err(Error::device_unavailable(Device::Cuda(n), crate::engine::device::NO_CUDA_BUILD)),
         }
     }
 

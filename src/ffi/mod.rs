@@ -118,13 +118,20 @@ impl FfiError {
 impl From<Error> for FfiError {
     fn from(e: Error) -> Self {
         use ft_status::*;
+        // The one place a status is named for a kind of error. A shape or dtype read from a
+        // file is the file's content (`FT_ERR_DATA`); `FT_ERR_SHAPE` and `FT_ERR_DTYPE` are the
+        // caller's own tensors. A device that cannot be used is `FT_ERR_BACKEND` with the
+        // reason, as the header documents.
         let status = match &e {
-            Error::Data { .. } => FT_ERR_DATA,
-            Error::Io { .. } => FT_ERR_IO,
+            Error::Data { .. } | Error::Shape { file: Some(_), .. } | Error::Dtype { file: Some(_), .. } => FT_ERR_DATA,
+            Error::Shape { file: None, .. } => FT_ERR_SHAPE,
+            Error::Dtype { file: None, .. } => FT_ERR_DTYPE,
+            Error::Device { .. } => FT_ERR_DEVICE,
+            Error::NotFound { .. } | Error::Io { .. } => FT_ERR_IO,
             Error::Mismatch(_) => FT_ERR_MISMATCH,
-            Error::InvalidArgument(_) => FT_ERR_INVALID_ARGUMENT,
+            Error::InvalidArgument { .. } => FT_ERR_INVALID_ARGUMENT,
             Error::Numeric(_) => FT_ERR_NUMERIC,
-            Error::Backend(_) | Error::Cuda(_) => FT_ERR_BACKEND,
+            Error::DeviceUnavailable { .. } | Error::Backend(_) | Error::Cuda(_) => FT_ERR_BACKEND,
             Error::Memory(_) => FT_ERR_MEMORY,
         };
         Self::new(status, e.to_string())

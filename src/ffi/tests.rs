@@ -50,16 +50,31 @@ fn last_error_is_per_thread() {
 #[test]
 fn error_kinds_map_to_statuses() {
     use crate::error::Error;
+    // Every variant: a shape or dtype problem in a file is the file's content (FT_ERR_DATA),
+    // in a tensor the caller passed FT_ERR_SHAPE / FT_ERR_DTYPE; a device that cannot be used
+    // is FT_ERR_BACKEND, as the header says; the message is the error's, unchanged.
     let cases = [
         (Error::data("f", "x"), ft_status::FT_ERR_DATA),
+        (Error::shape_in("f", "t", "x"), ft_status::FT_ERR_DATA),
+        (Error::dtype_in("f", "t", "x"), ft_status::FT_ERR_DATA),
+        (Error::shape("t", "x"), ft_status::FT_ERR_SHAPE),
+        (Error::dtype("t", "x"), ft_status::FT_ERR_DTYPE),
+        (Error::Device { tensor: "t".into(), msg: "x".into() }, ft_status::FT_ERR_DEVICE),
+        (Error::device_unavailable("cuda:0", "x"), ft_status::FT_ERR_BACKEND),
         (Error::io("f", std::io::Error::other("x")), ft_status::FT_ERR_IO),
+        (Error::io("f", std::io::Error::from(std::io::ErrorKind::NotFound)), ft_status::FT_ERR_IO),
         (Error::mismatch("x"), ft_status::FT_ERR_MISMATCH),
         (Error::invalid("x"), ft_status::FT_ERR_INVALID_ARGUMENT),
+        (Error::invalid_arg("lr", "x"), ft_status::FT_ERR_INVALID_ARGUMENT),
         (Error::Numeric("x".into()), ft_status::FT_ERR_NUMERIC),
+        (Error::Backend("x".into()), ft_status::FT_ERR_BACKEND),
         (Error::Cuda("x".into()), ft_status::FT_ERR_BACKEND),
+        (Error::Memory("x".into()), ft_status::FT_ERR_MEMORY),
     ];
     for (e, s) in cases {
-        assert_eq!(FfiError::from(e).status, s);
+        let msg = e.to_string();
+        let f = FfiError::from(e);
+        assert_eq!((f.status, f.msg.as_str()), (s, msg.as_str()));
     }
     for k in 0..12 {
         // SAFETY: static NUL-terminated strings.

@@ -12,7 +12,8 @@ use candle_core::{DType, Device, Tensor, Var, D};
 
 /// Which implementation of the §3.4 readout a fit uses. Both give the same numbers; the
 /// unfused one materialises `[B, L, V, D]` and exists as the benchmark baseline and test oracle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Readout {
     /// The fused op of DESIGN §3.8: nothing `[B, V, L, D]`-sized is stored.
     #[default]

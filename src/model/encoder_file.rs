@@ -181,8 +181,9 @@ fn encoder_from_file(file: TensorFile) -> Result<(Encoder, FitRecord)> {
     for (name, want) in &sized {
         let have = file.shape(name)?;
         if have != want.as_slice() {
-            return Err(Error::data(
+            return Err(Error::shape_in(
                 path,
+                name.as_str(),
                 format!("tensor `{name}` has shape {have:?}, but the metadata (d, n_voxels, widths) says {want:?}"),
             ));
         }
@@ -199,7 +200,7 @@ fn encoder_from_file(file: TensorFile) -> Result<(Encoder, FitRecord)> {
             var.as_tensor().dims().to_vec()
         };
         if arr.shape != want {
-            return Err(Error::data(path, format!("tensor `{name}` has shape {:?}, expected {want:?}", arr.shape)));
+            return Err(Error::shape_in(path, name.as_str(), format!("tensor `{name}` has shape {:?}, expected {want:?}", arr.shape)));
         }
         if let Some(i) = arr.first_non_finite() {
             return Err(Error::data(path, format!("tensor `{name}` has a non-finite value at {:?}", arr.unravel(i))));
@@ -209,7 +210,7 @@ fn encoder_from_file(file: TensorFile) -> Result<(Encoder, FitRecord)> {
     let coords = if file.has(COORDS) {
         let c = file.f32(COORDS)?;
         if c.shape != [spec.n_voxels, 3] {
-            return Err(Error::data(path, format!("tensor `{COORDS}` has shape {:?}, expected [{}, 3]", c.shape, spec.n_voxels)));
+            return Err(Error::shape_in(path, COORDS, format!("tensor `{COORDS}` has shape {:?}, expected [{}, 3]", c.shape, spec.n_voxels)));
         }
         if let Some(i) = c.first_non_finite() {
             return Err(Error::data(path, format!("tensor `{COORDS}` has a non-finite value at {:?}", c.unravel(i))));

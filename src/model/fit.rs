@@ -14,7 +14,14 @@ use candle_core::{Device, Tensor};
 /// Settings of a fit. Defaults follow DESIGN §3, except the grid resampling: `auto` (area
 /// averaging where a map shrinks) rather than §3.1's plain bilinear, which [`FitConfig::design`]
 /// keeps.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// It serialises (serde) as a report's `settings.fit` (docs/formats.md): `normalise_layers` as
+/// `layer_units` (`"common"` or `"raw"`), an unbounded or non-finite `max_seconds` as `null`,
+/// without `store` (how the features are held in memory, so that a 16-bit file fitted with and
+/// without `--store f16` gives the same report; it reads back as `None`). Reading settings
+/// written before `resample` and `layer_units` existed gives what those fits used: `bilinear`
+/// and `raw`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FitConfig {
     /// Seed of the split, the initialisation and the order of the batches: the same inputs and
     /// seed give the same fit on the same backend.
@@ -49,19 +56,50 @@ pub struct FitConfig {
     /// Hard limit on optimiser steps, used by warm-started refits in the monitor.
     pub max_steps: Option<usize>,
     /// Hard limit on wall-clock seconds (makes a fit depend on the machine's speed).
+    #[serde(serialize_with = "finite_or_null")]
     pub max_seconds: Option<f64>,
     /// Which implementation of the readout of DESIGN §3.4 prediction uses.
     pub readout: Readout,
     /// How each layer's map is resized to the grid (§3.1 is `Bilinear`; see `model::resample`).
+    #[serde(default = "design_resample")]
     pub resample: Resample,
     /// The precision the resampled features are kept in while fitting (`None`: the precision
     /// they arrive in, so 16-bit features stay 16-bit); they are widened to f32 an image at a
     /// time where they are multiplied.
+    #[serde(skip)]
     pub store: Option<Precision>,
     /// Put every layer's features in common units before fitting
     /// ([`PreparedFeatures::normalise`]; the factors are saved in the encoder): a layer's units
     /// then cannot decide the fit. DESIGN §3 fits the features as they come.
+    #[serde(rename = "layer_units", default, with = "layer_units")]
     pub normalise_layers: bool,
+}
+
+/// What settings from before the resampling became a setting were fitted with (DESIGN §3.1).
+fn design_resample() -> Resample {
+    Resample::Bilinear
+}
+
+/// A limit that is not a finite number is no limit: written as `null`, never as a non-number.
+fn finite_or_null<S: serde::Serializer>(x: &Option<f64>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&x.filter(|v| v.is_finite()), s)
+}
+
+/// `normalise_layers` as the units the layers were fitted in, the name reports use.
+mod layer_units {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(common: &bool, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if *common { "common" } else { "raw" })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "common" => Ok(true),
+            "raw" => Ok(false),
+            other => Err(D::Error::custom(format!("unknown layer_units `{other}`; expected `common` or `raw`"))),
+        }
+    }
 }
 
 impl Default for FitConfig {
@@ -131,7 +169,7 @@ impl FitConfig {
             if x.is_finite() && ok {
                 Ok(())
             } else {
-                Err(Error::invalid(format!("{what} must be {want}, got {x}")))
+                Err(Error::invalid_arg(what, format!("{what} must be {want}, got {x}")))
             }
         };
         finite(names.lr, self.lr, self.lr > 0.0, "positive and finite")?;
@@ -340,6 +378,26 @@ impl FitStart {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A refused setting is an `InvalidArgument` naming it as the front end does.
+    #[test]
+    fn refused_settings_are_named() {
+        let cases: [(FitConfig, &str, &str); 6] = [
+            (FitConfig { lr: -1.0, ..FitConfig::default() }, "lr", "--lr"),
+            (FitConfig { val_fraction: f64::NAN, ..FitConfig::default() }, "val_fraction", "--val-fraction"),
+            (FitConfig { d: 0, ..FitConfig::default() }, "d", "--dim"),
+            (FitConfig { max_epochs: 0, ..FitConfig::default() }, "max_epochs", "--epochs"),
+            (FitConfig { beta: 0.0, ..FitConfig::default() }, "beta", "beta"),
+            (FitConfig { max_steps: Some(0), ..FitConfig::default() }, "max_steps", "max_steps"),
+        ];
+        for (cfg, library, cli) in cases {
+            let e = cfg.validate().unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
+            assert_eq!(e.argument(), Some(library), "{e}");
+            assert!(e.to_string().contains(library), "{e}");
+            assert_eq!(cfg.validate_as(&FieldNames::CLI).unwrap_err().argument(), Some(cli));
+        }
+    }
 
     #[test]
     fn split_is_seeded_disjoint_and_complete() {

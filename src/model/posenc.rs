@@ -65,7 +65,7 @@ impl CoordNorm {
 
 fn check_coords(coords: &Array) -> Result<()> {
     if coords.ndim() != 2 || coords.shape[1] != 3 || coords.shape[0] == 0 {
-        return Err(Error::invalid(format!("coords must be [V, 3] with V > 0, got {:?}", coords.shape)));
+        return Err(Error::shape("coords", format!("coords must be [V, 3] with V > 0, got {:?}", coords.shape)));
     }
     if let Some(i) = coords.first_non_finite() {
         return Err(Error::invalid(format!("coords has a non-finite value at {:?}", coords.unravel(i))));

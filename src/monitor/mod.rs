@@ -105,16 +105,16 @@ impl MonitorConfig {
     pub fn validate_as(&self, names: &FieldNames) -> Result<()> {
         crate::data::limits::fraction(names.val_fraction, self.held_out_fraction)?;
         if self.refit_every > 0 && self.refit_max_steps == 0 {
-            return Err(Error::invalid("refits need a step budget of at least 1 (refit_max_steps)"));
+            return Err(Error::invalid_arg("refit_max_steps", "refits need a step budget of at least 1 (refit_max_steps)"));
         }
         crate::data::limits::at_most("refit_max_steps", self.refit_max_steps, crate::data::limits::MAX_STEPS)?;
         if let Some(s) = self.refit_max_seconds {
             if !(s.is_finite() && s > 0.0) {
-                return Err(Error::invalid(format!("refit time budget must be positive and finite, got {s} s")));
+                return Err(Error::invalid_arg("refit_max_seconds", format!("refit time budget must be positive and finite, got {s} s")));
             }
         }
         if self.forgetting_threshold.is_nan() {
-            return Err(Error::invalid("forgetting threshold is NaN"));
+            return Err(Error::invalid_arg("forgetting_threshold", "forgetting threshold is NaN"));
         }
         let fit = FitConfig { val_fraction: self.held_out_fraction, ..self.fit.clone() };
         fit.validate_as(names)?;

@@ -276,10 +276,10 @@ impl BootstrapConfig {
     /// Checks that the level is in (0, 1) and that there are no resamples or at least 2.
     pub fn validate(&self) -> Result<()> {
         if !(self.level > 0.0 && self.level < 1.0) {
-            return Err(Error::invalid(format!("the confidence level must be in (0, 1), got {}", self.level)));
+            return Err(Error::invalid_arg("level", format!("the confidence level must be in (0, 1), got {}", self.level)));
         }
         if self.n_resamples == 1 {
-            return Err(Error::invalid("a bootstrap needs at least 2 resamples (or 0 for none)"));
+            return Err(Error::invalid_arg("n_resamples", "a bootstrap needs at least 2 resamples (or 0 for none)"));
         }
         crate::data::limits::at_most("bootstrap resamples (--bootstrap)", self.n_resamples, crate::data::limits::MAX_BOOTSTRAP)?;
         Ok(())

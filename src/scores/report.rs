@@ -103,101 +103,12 @@ pub struct Ambiguity {
 
 pub use crate::model::FitSummary;
 
-/// The FactorTopy fit settings behind a report (DESIGN §3.5–§3.6), as `FitConfig` holds them.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct FitSettings {
-    /// Seed of the split, the initialisation and the batches.
-    pub seed: u64,
-    /// Fraction of images held out for validation and scoring.
-    pub val_fraction: f64,
-    /// Maximum number of epochs.
-    pub max_epochs: usize,
-    /// Images per optimiser step.
-    pub batch_size: usize,
-    /// AdamW learning rate.
-    pub lr: f64,
-    /// AdamW weight decay.
-    pub weight_decay: f64,
-    /// Gradient norm clip.
-    pub clip_norm: f64,
-    /// Smooth-L1 β.
-    pub beta: f64,
-    /// Weight λ of the warm-up regulariser.
-    pub reg_lambda: f64,
-    /// Optimiser steps T over which the regulariser fades.
-    pub reg_steps: usize,
-    /// Epochs without improvement before stopping.
-    pub patience: usize,
-    /// Smallest improvement of mean validation R² that counts.
-    pub min_delta: f64,
-    /// Common channel width D.
-    pub d: usize,
-    /// Sampling grid G.
-    pub grid: usize,
-    /// Hard limit on optimiser steps, if any.
-    pub max_steps: Option<usize>,
-    /// Hard limit on wall-clock seconds, if any.
-    pub max_seconds: Option<f64>,
-    /// The readout implementation (`fused`, ...), as `FitConfig::readout` names it.
-    pub readout: String,
-    /// How the layers' maps were resized to the grid (`bilinear`, `area` or `auto`); reports
-    /// written before the setting existed were fitted with `bilinear`.
-    #[serde(default = "bilinear")]
-    pub resample: String,
-    /// Whether each layer's features were put in common units before the fit (`common`) or
-    /// fitted as they came (`raw`, DESIGN §3; reports written before the setting existed).
-    #[serde(default = "raw_units")]
-    pub layer_units: String,
-}
+/// The FactorTopy fit settings behind a report: the configuration itself, which serialises as
+/// `settings.fit` (see [`FitConfig`]).
+pub type FitSettings = FitConfig;
 
-fn raw_units() -> String {
-    "raw".to_string()
-}
-
-fn bilinear() -> String {
-    crate::model::Resample::Bilinear.name().to_string()
-}
-
-impl From<&FitConfig> for FitSettings {
-    fn from(c: &FitConfig) -> Self {
-        Self {
-            seed: c.seed,
-            val_fraction: c.val_fraction,
-            max_epochs: c.max_epochs,
-            batch_size: c.batch_size,
-            lr: c.lr,
-            weight_decay: c.weight_decay,
-            clip_norm: c.clip_norm,
-            beta: c.beta,
-            reg_lambda: c.reg_lambda,
-            reg_steps: c.reg_steps,
-            patience: c.patience,
-            min_delta: c.min_delta,
-            d: c.d,
-            grid: c.grid,
-            max_steps: c.max_steps,
-            max_seconds: c.max_seconds.filter(|s| s.is_finite()),
-            readout: format!("{:?}", c.readout).to_lowercase(),
-            resample: c.resample.name().to_string(),
-            layer_units: if c.normalise_layers { "common" } else { "raw" }.to_string(),
-        }
-    }
-}
-
-/// The layer-wise ridge baseline's settings behind a report.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct RidgeSettings {
-    /// Seed of the split and the folds.
-    pub seed: u64,
-    /// Fraction of images held out for scoring.
-    pub val_fraction: f64,
-    /// The penalty grid each voxel's penalty is chosen from.
-    pub alphas: Vec<f64>,
-    /// Cross-validation folds inside the training images.
-    pub n_folds: usize,
-    /// Whether each feature was standardised on the training images before the ridge.
-    pub standardize: bool,
-}
+/// The layer-wise ridge baseline's settings behind a report: its configuration itself.
+pub type RidgeSettings = crate::baseline::config::RidgeBaselineConfig;
 
 /// Everything that produced the numbers of a report, besides the input files.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
@@ -205,7 +116,7 @@ pub struct Settings {
     /// The hierarchy line was weighted by max(R², 0).
     pub weighted: bool,
     /// The FactorTopy fit (method `factortopy`).
-    pub fit: Option<FitSettings>,
+    pub fit: Option<FitConfig>,
     /// The ridge baseline (method `ridge`).
     pub ridge: Option<RidgeSettings>,
     /// Bootstrap and permutation settings (`null` when no uncertainty was estimated).
@@ -916,7 +827,7 @@ mod tests {
         // ridge baseline's closed form) does not.
         assert!(head.contains("(refit-free)") && !head.contains("--seeds"), "{head}");
         let mut fitted = rep.clone();
-        fitted.settings.fit = Some(FitSettings::from(&FitConfig::default()));
+        fitted.settings.fit = Some(FitConfig::default());
         let head = fitted.headline();
         assert!(head.contains("another fit of the same data can land outside them: `--seeds 3`"), "{head}");
     }
@@ -972,6 +883,75 @@ mod tests {
         v.as_object_mut().unwrap().remove("schema_version");
         let e = Report::from_json(&v.to_string()).unwrap_err().to_string();
         assert!(e.contains("before versioning"), "{e}");
+    }
+
+    /// `settings.fit` is the configuration itself, written with the keys and values the
+    /// report has always had: the string below is what the former field-by-field copy wrote for
+    /// the default settings without a time limit (an infinite `max_seconds` is no number).
+    #[test]
+    fn fit_settings_keep_their_keys_and_values() {
+        let cfg = FitConfig { max_seconds: Some(f64::INFINITY), ..FitConfig::default() };
+        let want = concat!(
+            r#"{"seed":0,"val_fraction":0.1,"max_epochs":40,"batch_size":8,"lr":0.001,"weight_decay":0.01,"#,
+            r#""clip_norm":0.5,"beta":0.1,"reg_lambda":0.1,"reg_steps":2000,"patience":5,"min_delta":0.0001,"#,
+            r#""d":128,"grid":8,"max_steps":null,"max_seconds":null,"readout":"fused","resample":"auto","#,
+            r#""layer_units":"common"}"#
+        );
+        assert_eq!(serde_json::to_string(&cfg).unwrap(), want);
+        let design = FitConfig { readout: crate::model::Readout::Unfused, ..FitConfig::design() };
+        let json = serde_json::to_string(&design).unwrap();
+        assert!(json.contains(r#""readout":"unfused","resample":"bilinear","layer_units":"raw"}"#), "{json}");
+    }
+
+    /// Every setting survives a report's round trip, but `store`, which is not written.
+    #[test]
+    fn fit_settings_round_trip_through_a_report() {
+        let cfg = FitConfig {
+            seed: 7,
+            max_steps: Some(300),
+            max_seconds: Some(12.5),
+            readout: crate::model::Readout::Unfused,
+            resample: crate::model::Resample::Area,
+            store: Some(crate::data::Precision::Bf16),
+            normalise_layers: false,
+            ..FitConfig::fast()
+        };
+        let mut rep = report();
+        rep.settings.fit = Some(cfg.clone());
+        let back = Report::from_json(&rep.to_json()).unwrap();
+        assert_eq!(back.settings.fit, Some(FitConfig { store: None, ..cfg }));
+        let json = serde_json::to_value(FitConfig { store: Some(crate::data::Precision::F16), ..FitConfig::default() }).unwrap();
+        assert!(json.get("store").is_none(), "{json}");
+    }
+
+    /// Settings written before `resample` and `layer_units` existed (the golden report of the
+    /// `design` preset) read as what those fits used: bilinear resampling in raw units.
+    #[test]
+    fn old_fit_settings_still_load() {
+        let golden: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/golden/design_preset_report.json")).unwrap();
+        let old = golden.pointer("/settings/fit").unwrap();
+        assert!(old.get("resample").is_none() && old.get("layer_units").is_none(), "{old}");
+        let cfg: FitConfig = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(cfg, FitConfig { max_epochs: 2, d: 16, grid: 3, ..FitConfig::design() });
+        let mut bad = old.clone();
+        bad["layer_units"] = serde_json::json!("metres");
+        let e = serde_json::from_value::<FitConfig>(bad).unwrap_err().to_string();
+        assert!(e.contains("unknown layer_units `metres`"), "{e}");
+    }
+
+    /// `settings.ridge` is the ridge configuration itself; settings written before it recorded
+    /// the batch size and uncertainty read with their defaults.
+    #[test]
+    fn ridge_settings_round_trip_and_old_ones_load() {
+        let cfg = RidgeSettings { alphas: vec![1.0, 10.0], n_folds: 3, seed: 4, n_targets_batch: 64, ..RidgeSettings::default() };
+        let mut rep = report();
+        rep.settings.ridge = Some(cfg.clone());
+        assert_eq!(Report::from_json(&rep.to_json()).unwrap().settings.ridge, Some(cfg));
+        let old = r#"{"seed":0,"val_fraction":0.1,"alphas":[0.1,1.0],"n_folds":5,"standardize":true}"#;
+        let back: RidgeSettings = serde_json::from_str(old).unwrap();
+        let want = RidgeSettings { alphas: vec![0.1, 1.0], ..RidgeSettings::default() };
+        assert_eq!(back, want);
     }
 
     #[test]

@@ -75,7 +75,11 @@ fn rank(s: &Setup, extra: &[&str]) -> Output {
         c.arg("--brain").arg(b);
     }
     c.args(&s.nets);
-    c.args(["--preset", "fast", "--epochs", "4", "--dim", "16", "--grid", "4", "--reg-steps", "40", "--bootstrap", "200"]);
+    // The FactorTopy schedule; the ridge baseline refuses its flags.
+    if !extra.windows(2).any(|w| w == ["--method", "ridge"]) {
+        c.args(["--preset", "fast", "--epochs", "4", "--dim", "16", "--grid", "4", "--reg-steps", "40"]);
+    }
+    c.args(["--bootstrap", "200"]);
     c.args(extra);
     c.output().unwrap()
 }

@@ -347,3 +347,69 @@ fn design_preset_reproduces_the_reports_from_before_resampling_was_a_setting() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("expected bilinear, area or auto"));
 }
+
+/// Every `fit` flag does what it says for the method it is given with: `--no-plots` writes no
+/// picture with either method, `--seed` and `--val-fraction` set the ridge baseline's split, and
+/// a flag the method does not use is refused with one line naming it, before anything is read
+/// or written.
+#[test]
+fn fit_flags_act_for_every_method_or_are_refused() {
+    let syn = synthetic();
+    let tmp = tempfile::tempdir().unwrap();
+    let (f, b) = (syn.join("features.safetensors"), syn.join("brain.safetensors"));
+    let pictures = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "png")).collect()
+    };
+    let ridge = tmp.path().join("ridge");
+    let o = run(&[
+        "fit", "--method", "ridge", "--features", s(&f), "--brain", s(&b), "--out", s(&ridge), "--alphas", "0:2:3", "--folds",
+        "2", "--seed", "3", "--val-fraction", "0.2", "--no-plots", "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(pictures(&ridge).is_empty(), "{:?}", pictures(&ridge));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("picture"));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(ridge.join("report.json")).unwrap()).unwrap();
+    assert_eq!((report["settings"]["ridge"]["seed"].as_u64(), report["settings"]["ridge"]["val_fraction"].as_f64()), (Some(3), Some(0.2)));
+    assert_eq!(report["settings"]["ridge"]["n_folds"], 2);
+    assert!(ridge.join("ridge.json").is_file() && ridge.join("selectors.safetensors").is_file());
+
+    let ft = tmp.path().join("ft");
+    let mut args = fit_args(s(&f), s(&b), s(&ft));
+    args.push("--no-plots");
+    let o = run(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(pictures(&ft).is_empty());
+    let o = run(&["score", "--encoder", s(&ft.join("encoder.safetensors")), "--features", s(&f), "--brain", s(&b), "--no-plots"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--no-plots applies with --fit-dir only"), "{err}");
+
+    let bad = tmp.path().join("bad");
+    let refused = [
+        ("ridge", "--epochs", "3"),
+        ("ridge", "--batch-size", "4"),
+        ("ridge", "--lr", "0.1"),
+        ("ridge", "--weight-decay", "0"),
+        ("ridge", "--dim", "8"),
+        ("ridge", "--grid", "2"),
+        ("ridge", "--patience", "2"),
+        ("ridge", "--reg-steps", "10"),
+        ("ridge", "--preset", "fast"),
+        ("ridge", "--resample", "area"),
+        ("ridge", "--layer-units", "raw"),
+        ("ridge", "--store", "f16"),
+        ("factortopy", "--alphas", "0:1:2"),
+        ("factortopy", "--folds", "3"),
+        ("factortopy", "--compare", s(&ridge)),
+    ];
+    for (method, flag, value) in refused {
+        let o = run(&["fit", "--method", method, "--features", s(&f), "--brain", s(&b), "--out", s(&bad), flag, value]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{method} {flag}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(&format!("{flag} applies to")), "{method} {flag}: {err}");
+        assert!(!bad.exists(), "{method} {flag}");
+    }
+    let o = run(&["rank", "--method", "ridge", "--brain", s(&b), s(&f), "--epochs", "3", "--quiet"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--epochs applies to the factortopy method only"), "{err}");
+}
