@@ -4,7 +4,7 @@
 
 use std::ffi::c_char;
 
-use crate::ffi::engine::resample_arg;
+use crate::ffi::config::resample_arg;
 use crate::ffi::{ft_status, guard, FfiError};
 use crate::model::resample::resample_into;
 
