@@ -5,10 +5,12 @@ use std::path::Path;
 
 use crate::engine::estimator::prediction_coords;
 use crate::engine::{Device, Estimator, Method};
-use crate::ffi::config::device_arg;
-use crate::ffi::features::ft_features;
 use crate::ffi::brain::ft_brain;
-use crate::ffi::{c_string, free_box, ft_status, guard, handle, out_arg, shared, str_arg, FfiError, FfiResult, Immutable};
+use crate::ffi::config::{config_arg, device_arg, ft_fit_config, Use};
+use crate::ffi::features::ft_features;
+use crate::ffi::{
+    boxed, c_string, free_box, ft_status, guard, handle, out_arg, shared, str_arg, FfiError, FfiResult, Immutable,
+};
 use crate::model::encoder_file::{load_encoder, save_encoder, FitRecord};
 use crate::model::{Encoder, FitConfig};
 use crate::scores::Report;
@@ -44,6 +46,103 @@ pub struct ft_fit_summary {
     pub r2_median: f64,
     /// Held-out Pearson r over voxels.
     pub pearson_mean: f64,
+}
+
+/// Fits an encoder of `features` to `brain` and scores it, with the settings of `cfg` (NULL:
+/// `ft_fit_config_new(NULL, 0)`'s, the default schedule for the brain's number of images).
+/// Long: runs the whole fit on the calling thread (using the library's worker threads). A
+/// device that cannot be used now is `FT_ERR_BACKEND` before any work; a setting a fit does not
+/// use (the monitor's, the generator's, method `ridge`) is `FT_ERR_INVALID_ARGUMENT` naming it.
+///
+/// # Safety
+/// `cfg` is NULL or a live config; `features` and `brain` are live handles; `out` is valid for
+/// writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_fit_with(
+    cfg: *const ft_fit_config,
+    features: *const ft_features,
+    brain: *const ft_brain,
+    out: *mut *mut ft_fit,
+) -> ft_status {
+    guard(|| {
+        let s = config_arg(cfg, Use::Fit, "ft_fit_with")?;
+        // SAFETY: forwarded caller's contract.
+        unsafe { fit_new(features, brain, |n| Ok(s.estimator_for(n)), out) }
+    })
+}
+
+/// Scores a saved encoder (`factortopy fit`'s encoder.safetensors) on `features` and `brain`, on
+/// the held-out images it was validated on, with `cfg`'s device, weighting and uncertainty
+/// settings (NULL: defaults). The encoder is trained already: a training setting in `cfg` is
+/// `FT_ERR_INVALID_ARGUMENT` naming it.
+///
+/// # Safety
+/// `cfg` is NULL or a live config; `encoder_path` is a NUL-terminated string; handles are live;
+/// `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_fit_load_with(
+    cfg: *const ft_fit_config,
+    encoder_path: *const c_char,
+    features: *const ft_features,
+    brain: *const ft_brain,
+    out: *mut *mut ft_fit,
+) -> ft_status {
+    guard(|| {
+        let s = config_arg(cfg, Use::Score, "ft_fit_load_with")?;
+        let est = Estimator { fit: FitConfig::default(), ..s.estimator.clone() };
+        // SAFETY: forwarded caller's contract.
+        unsafe { fit_load(encoder_path, features, brain, || Ok(est), out) }
+    })
+}
+
+/// The body of every fitting entry point: `estimator` resolves the settings for the brain's
+/// number of images once the handles are checked.
+///
+/// # Safety
+/// As `ft_fit_with`.
+pub(crate) unsafe fn fit_new(
+    features: *const ft_features,
+    brain: *const ft_brain,
+    estimator: impl FnOnce(usize) -> FfiResult<Estimator>,
+    out: *mut *mut ft_fit,
+) -> FfiResult<()> {
+    let f = shared(features, "features")?;
+    let b = handle(brain, "brain")?;
+    let out = out_arg(out, "out")?;
+    let est = estimator(b.inner.n_images())?;
+    if est.method != Method::Factortopy {
+        return Err(FfiError::invalid("a fit handle holds a FactorTopy encoder; rank with the ridge baseline instead"));
+    }
+    f.source().check_images("features", None)?;
+    let job = est.fit(f.source(), &b.inner, None)?.into_encoder_fit()?;
+    let record = job.record();
+    *out = boxed(ft_fit { report: job.report, encoder: job.outcome.encoder, record });
+    Ok(())
+}
+
+/// The body of every entry point that scores a saved encoder.
+///
+/// # Safety
+/// As `ft_fit_load_with`.
+pub(crate) unsafe fn fit_load(
+    encoder_path: *const c_char,
+    features: *const ft_features,
+    brain: *const ft_brain,
+    estimator: impl FnOnce() -> FfiResult<Estimator>,
+    out: *mut *mut ft_fit,
+) -> FfiResult<()> {
+    // SAFETY: caller's contract.
+    let path = unsafe { str_arg(encoder_path, "encoder_path") }?;
+    let f = shared(features, "features")?;
+    let b = handle(brain, "brain")?;
+    let out = out_arg(out, "out")?;
+    let est = estimator()?;
+    est.validate()?;
+    f.source().check_images("features", None)?;
+    let (encoder, record) = load_encoder(Path::new(path))?;
+    let report = est.score(&encoder, &record, f.source(), &b.inner)?.report;
+    *out = boxed(ft_fit { report, encoder, record });
+    Ok(())
 }
 
 /// Frees a fit (NULL is a no-op).

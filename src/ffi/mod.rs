@@ -21,6 +21,7 @@
 pub mod brain;
 pub mod compat;
 pub mod config;
+pub mod config_set;
 pub mod dlpack;
 pub mod features;
 pub mod fit;
@@ -43,6 +44,7 @@ use crate::error::Error;
 pub use brain::*;
 pub use compat::*;
 pub use config::*;
+pub use config_set::*;
 pub use features::*;
 pub use fit::*;
 pub use monitor::*;

@@ -4,13 +4,13 @@ use std::ffi::c_char;
 use std::path::{Path, PathBuf};
 
 use crate::ffi::brain::ft_brain;
-use crate::ffi::config::device_arg;
+use crate::ffi::config::{config_arg, device_arg, ft_fit_config, Use};
 use crate::ffi::features::ft_features;
 use crate::ffi::{
     boxed, c_string, exclusive, free_box, ft_status, guard, guard_value, handle, out_arg, shared, str_arg, Busy,
-    FfiError, Immutable, Policed,
+    FfiError, FfiResult, Immutable, Policed,
 };
-use crate::monitor::{Monitor, StepReport};
+use crate::monitor::{Monitor, MonitorConfig, StepReport};
 
 /// The forgetting monitor. Not thread-safe: calls on one monitor must not overlap (serialise
 /// them, e.g. call from the training loop's thread); it may move between threads.
@@ -43,6 +43,93 @@ impl Immutable for ft_step_report {}
 /// One observation's report. Immutable: safe to share between threads.
 pub struct ft_step_report {
     inner: StepReport,
+}
+
+/// Creates a monitor: fits the reference encoder on `reference` (the network before
+/// fine-tuning) with the settings of `cfg` (NULL: defaults, the schedule for the brain's number
+/// of images) and caches the reference statistics. The fit settings' held-out images are
+/// `held_out_fraction`'s (setting `val_fraction` is refused, as are the bootstrap and
+/// permutations: a monitor reports no intervals). The brain and features are copied; the
+/// handles can be freed afterwards.
+///
+/// # Safety
+/// `cfg` is NULL or a live config; handles are live; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_monitor_with(
+    cfg: *const ft_fit_config,
+    brain: *const ft_brain,
+    reference: *const ft_features,
+    out: *mut *mut ft_monitor,
+) -> ft_status {
+    guard(|| {
+        let s = config_arg(cfg, Use::Monitor, "ft_monitor_with")?;
+        // SAFETY: forwarded caller's contract.
+        unsafe { monitor_new(brain, reference, |n| Ok(s.monitor_for(n)), out) }
+    })
+}
+
+/// Creates a monitor around a saved reference encoder instead of fitting one, with the settings
+/// of `cfg` (NULL: defaults) for its refits. Retention is measured on the images the encoder was
+/// validated on; the encoder's own preparation is used (setting `resample` or `layer_units` is
+/// refused).
+///
+/// # Safety
+/// As `ft_monitor_with`; `encoder_path` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ft_monitor_from_encoder_with(
+    cfg: *const ft_fit_config,
+    brain: *const ft_brain,
+    reference: *const ft_features,
+    encoder_path: *const c_char,
+    out: *mut *mut ft_monitor,
+) -> ft_status {
+    guard(|| {
+        let s = config_arg(cfg, Use::MonitorFromEncoder, "ft_monitor_from_encoder_with")?;
+        // SAFETY: forwarded caller's contract.
+        unsafe { monitor_from_encoder(brain, reference, encoder_path, |n| Ok(s.monitor_for(n)), out) }
+    })
+}
+
+/// The body of every entry point that fits a monitor: `config` resolves the settings for the
+/// brain's number of images once the handles are checked.
+///
+/// # Safety
+/// As `ft_monitor_with`.
+pub(crate) unsafe fn monitor_new(
+    brain: *const ft_brain,
+    reference: *const ft_features,
+    config: impl FnOnce(usize) -> FfiResult<MonitorConfig>,
+    out: *mut *mut ft_monitor,
+) -> FfiResult<()> {
+    let b = handle(brain, "brain")?;
+    let f = shared(reference, "reference")?;
+    let out = out_arg(out, "out")?;
+    let cfg = config(b.inner.n_images())?;
+    let m = Monitor::new(&b.inner, f.source(), cfg, None)?;
+    *out = boxed(ft_monitor::new(m));
+    Ok(())
+}
+
+/// The body of every entry point that makes a monitor from a saved encoder.
+///
+/// # Safety
+/// As `ft_monitor_from_encoder_with`.
+pub(crate) unsafe fn monitor_from_encoder(
+    brain: *const ft_brain,
+    reference: *const ft_features,
+    encoder_path: *const c_char,
+    config: impl FnOnce(usize) -> FfiResult<MonitorConfig>,
+    out: *mut *mut ft_monitor,
+) -> FfiResult<()> {
+    let b = handle(brain, "brain")?;
+    let f = shared(reference, "reference")?;
+    // SAFETY: caller's contract.
+    let path = unsafe { str_arg(encoder_path, "encoder_path") }?;
+    let out = out_arg(out, "out")?;
+    let cfg = config(b.inner.n_images())?;
+    let m = Monitor::from_encoder_file(&b.inner, f.source(), Path::new(path), cfg)?;
+    *out = boxed(ft_monitor::new(m));
+    Ok(())
 }
 
 /// Moves a monitor (e.g. one restored by `ft_monitor_load`, which starts on the CPU) to
