@@ -124,7 +124,10 @@ impl Settings {
         self.estimator.uncertainty.validate()?;
         // The monitor's checks without the device (a device is checked where it is used).
         MonitorConfig { fit: self.estimator.fit.clone(), device: Device::Cpu, ..self.monitor.clone() }.validate()?;
-        self.synth_config().validate()
+        // A probe-set size of one image is a fine config for a fit (which refuses it with its
+        // data); the generator refuses it when it runs.
+        let synth = self.synth_config();
+        SynthConfig { n_images: synth.n_images.max(2), ..synth }.validate()
     }
 
     pub(crate) fn is_set(&self, name: &str) -> bool {
