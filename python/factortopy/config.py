@@ -35,7 +35,7 @@ class Config(_Handle):
     def __init__(self, preset: str = "auto", n_images: int = 0):
         super().__init__(_new_handle("ft_fit_config_new", preset.encode(), c_int(c_size_t, n_images, "n_images")))
 
-    def set(self, name: str, value) -> "Config":
+    def set(self, name: str, value, what: str | None = None) -> "Config":
         """Changes one setting through its setter, ``ft_fit_config_set_<name>``.
 
         Parameters
@@ -44,6 +44,8 @@ class Config(_Handle):
             A key of ``CONFIG_SETTERS``.
         value
             The value; strings for the named settings, ``None`` where the header allows NULL.
+        what : str, optional
+            The caller's name of the setting, for range errors found before the call.
 
         Returns
         -------
@@ -67,7 +69,7 @@ class Config(_Handle):
         elif ctype is c_double:
             arg = float(value)
         else:
-            arg = c_int(ctype, value, name)
+            arg = c_int(ctype, value, what or name)
         call(f"ft_fit_config_set_{name}", self.handle, arg)
         return self
 

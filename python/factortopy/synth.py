@@ -36,7 +36,7 @@ def _config(scenario: str, overrides: dict, prf_size: float | None) -> Config:
     c.set("scenario", SCENARIOS[scenario])
     for k, v in overrides.items():
         if k != "n_images":
-            c.set(_SETTERS[k], v)
+            c.set(_SETTERS[k], v, what=k)
     # None is one grid cell (the setter's negative value); the library checks the rest.
     if prf_size is not None and not float(prf_size) >= 0.0:
         raise ValueError(f"prf_size must be a fraction of the image in [0, 1], got {prf_size}")
