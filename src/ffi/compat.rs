@@ -408,7 +408,7 @@ unsafe fn old_estimator(
     fit_estimator(method, device, &o, prep)
 }
 
-/// The monitor settings an older monitor entry point resolves. Safety: as [`old_estimator`].
+/// The monitor settings an older monitor entry point resolves. Safety: as `old_estimator`.
 unsafe fn old_monitor(
     options: *const ft_monitor_options, device: *const c_char, prep: Preparation, n_images: usize,
 ) -> FfiResult<MonitorConfig> {
@@ -425,7 +425,7 @@ unsafe fn old_monitor(
 /// can be planned where its pairs will not run).
 ///
 /// # Safety
-/// As [`old_estimator`]; `resample` is NULL or NUL-terminated.
+/// As `old_estimator`; `resample` is NULL or NUL-terminated.
 unsafe fn old_grid_estimator(
     options: *const ft_fit_options, method: i32, device: *const c_char, resample: *const c_char, n: usize,
 ) -> FfiResult<Estimator> {

@@ -7,7 +7,7 @@
 //!
 //! A setting an entry point cannot honour is refused, not ignored: the handle remembers which
 //! settings were set, and an entry point that would ignore one of them returns
-//! `FT_ERR_INVALID_ARGUMENT` naming it ([`Settings::check_for`]).
+//! `FT_ERR_INVALID_ARGUMENT` naming it (`Settings::check_for`).
 
 use std::ffi::c_char;
 
