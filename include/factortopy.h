@@ -34,16 +34,24 @@
  *   outcome.
  * - DLPack structs are defined below unless dlpack.h was included first (its include guard
  *   DLPACK_DLPACK_H_); when using both headers, include dlpack.h (1.0 or newer) before this one.
- * - Devices: the computations of a fit, score, prediction, ranking or monitor run where the
- *   `device` argument of the `_on` entry points says: "cpu", "cuda" or "cuda:N" (NULL: "cpu").
- *   A device this build or machine cannot use is FT_ERR_BACKEND with the reason, before any
+ * - Settings: an ft_fit_config holds every setting of fits, rankings, monitors and synthetic
+ *   data. ft_fit_config_new(preset, n_images, &cfg) starts from a preset; one setter per setting,
+ *   ft_fit_config_set_<setting>(cfg, value), checks the value when it is set (a refused value
+ *   leaves the config unchanged; ft_last_error() names the setter); ft_fit_config_free frees it.
+ *   The current entry points take it first: ft_fit_with, ft_fit_load_with, ft_rank_with,
+ *   ft_rank_plan_with, ft_rank_pair_with, ft_rank_grid_with, ft_monitor_with,
+ *   ft_monitor_from_encoder_with, ft_synth_write_with and ft_synth_plant_with (NULL: the
+ *   defaults). A setting an entry point would not use is refused with FT_ERR_INVALID_ARGUMENT
+ *   naming it, never ignored.
+ * - Devices: "cpu", "cuda" or "cuda:N" (ft_fit_config_set_device; the default is "cpu"). A
+ *   device this build or machine cannot use is FT_ERR_BACKEND with the reason, before any
  *   work; ft_device_check() asks in advance.
- * - Versioning of options: an options struct is frozen once released. A new setting never
- *   changes an existing struct's layout; it arrives as an argument of a new entry point (the
- *   device, for example, through the `_on` variants of ft_fit_new, ft_fit_load, ft_rank and
- *   ft_monitor_new*, the grid resampling through ft_fit_new_resampled, ft_rank_resampled and
- *   ft_monitor_new_resampled), so a program compiled against an older header keeps working
- *   unchanged, with the same results.
+ * - Versioning: the option structs (ft_fit_options, ft_monitor_options, ft_synth_options) are
+ *   frozen, and the entry points that take them or a setting as an argument (ft_fit_new*,
+ *   ft_fit_load*, ft_rank, ft_rank_on, ft_rank_resampled, ft_rank_plan, ft_rank_pair,
+ *   ft_rank_grid, ft_monitor_new*, ft_synth_write*, ft_synth_plant*, ft_*_options_*) are
+ *   deprecated but kept: a program compiled against an older header keeps working unchanged,
+ *   with the same results. A new setting arrives only as a new ft_fit_config_set_* setter.
  *
  * THREAD SAFETY (per handle)
  *
@@ -223,6 +231,13 @@ typedef struct ft_features ft_features;
 typedef struct ft_fit ft_fit;
 
 /**
+ * Settings of fits, rankings, monitors and synthetic data, built one setting at a time
+ * (`ft_fit_config_new`, `ft_fit_config_set_*`, `ft_fit_config_free`). Setters need exclusive
+ * access; entry points that read a config may share it (`FT_ERR_BUSY` otherwise).
+ */
+typedef struct ft_fit_config ft_fit_config;
+
+/**
  * The forgetting monitor. Not thread-safe: calls on one monitor must not overlap (serialise
  * them, e.g. call from the training loop's thread); it may move between threads.
  */
@@ -253,6 +268,156 @@ typedef struct ft_tensor {
    */
   const int64_t *strides;
 } ft_tensor;
+
+/**
+ * The arrays of a brain (DESIGN §2), for `ft_brain_new`. Optional members are NULL when absent.
+ */
+typedef struct ft_brain_arrays {
+  /**
+   * `[N, V]` responses to the probe images (f32, f16 or bf16).
+   */
+  const struct ft_tensor *responses;
+  /**
+   * `[V, 3]` voxel positions.
+   */
+  const struct ft_tensor *coords;
+  /**
+   * `[V]` index into the ROI names, -1 for voxels outside every ROI.
+   */
+  const int32_t *roi;
+  /**
+   * Length of `roi`; must equal V.
+   */
+  size_t roi_len;
+  /**
+   * `[V]` noise ceiling in R² units, or NULL.
+   */
+  const struct ft_tensor *noise_ceiling;
+  /**
+   * `[V, 2]` flatmap positions for pictures, or NULL.
+   */
+  const struct ft_tensor *flat;
+  /**
+   * A JSON object: `roi_names` (list of strings, required when any voxel is in an ROI),
+   * `roi_levels` (list of integers; default from the names as in DESIGN §2), `subject`
+   * (string), `stimulus_ids` (list of N strings). NULL: `{}`.
+   */
+  const char *metadata_json;
+  /**
+   * Non-zero: z-score each voxel over images, as `ft_brain_load` does (recommended).
+   */
+  int32_t zscore;
+} ft_brain_arrays;
+
+/**
+ * Settings of the synthetic data generator (fill with `ft_synth_options_default`).
+ *
+ * Deprecated: use `ft_fit_config` and its `synth_*` setters.
+ */
+typedef struct ft_synth_options {
+  /**
+   * An `ft_scenario` value.
+   */
+  int32_t scenario;
+  size_t n_images;
+  size_t n_voxels;
+  size_t n_layers;
+  /**
+   * Channels per layer.
+   */
+  size_t width;
+  /**
+   * Planting grid G (early layers 2G×2G, the rest G×G).
+   */
+  size_t grid;
+  /**
+   * Explainable fraction of a signal voxel's variance, in (0, 1].
+   */
+  double noise_ceiling;
+  /**
+   * Fraction of voxels carrying signal, in [0, 1].
+   */
+  double signal_fraction;
+  uint64_t seed;
+} ft_synth_options;
+
+/**
+ * Settings of a fit (DESIGN §3); fill with `ft_fit_options_default` and change what you need.
+ *
+ * Deprecated: use `ft_fit_config` and its setters.
+ */
+typedef struct ft_fit_options {
+  uint64_t seed;
+  /**
+   * Fraction of images held out for validation, in (0, 1).
+   */
+  double val_fraction;
+  uint32_t max_epochs;
+  uint32_t batch_size;
+  double lr;
+  double weight_decay;
+  /**
+   * Bottleneck width D.
+   */
+  uint32_t d;
+  /**
+   * Local grid G.
+   */
+  uint32_t grid;
+  /**
+   * Epochs without improvement before stopping.
+   */
+  uint32_t patience;
+  /**
+   * Optimiser steps over which the warm-up regulariser fades.
+   */
+  uint32_t reg_steps;
+  /**
+   * Hard limit on optimiser steps (0: none).
+   */
+  uint64_t max_steps;
+  /**
+   * Hard limit on seconds (<= 0: none).
+   */
+  double max_seconds;
+  /**
+   * Non-zero: weight the hierarchy line by max(R², 0).
+   */
+  int32_t weighted;
+} ft_fit_options;
+
+/**
+ * Settings of a monitor (DESIGN §5); fill with `ft_monitor_options_default`.
+ *
+ * Deprecated: use `ft_fit_config` and its monitor setters.
+ */
+typedef struct ft_monitor_options {
+  /**
+   * Settings of the reference fit and of refits. `fit.val_fraction` is ignored:
+   * `held_out_fraction` sets the held-out images.
+   */
+  struct ft_fit_options fit;
+  /**
+   * Fraction of probe images held out of the reference fit; retention is measured on them.
+   */
+  double held_out_fraction;
+  /**
+   * Refit every this many observations (0: never).
+   */
+  uint32_t refit_every;
+  /**
+   * Optimiser steps of one refit.
+   */
+  uint32_t refit_max_steps;
+  /**
+   * Seconds of one refit (<= 0: no time limit).
+   */
+  double refit_max_seconds;
+  /**
+   * `should_stop` is set when forgetting exceeds this (INFINITY: never).
+   */
+  double forgetting_threshold;
+} ft_monitor_options;
 
 #if !defined(DLPACK_DLPACK_H_)
 /**
@@ -349,79 +514,6 @@ typedef struct ft_layer_view {
 } ft_layer_view;
 
 /**
- * Settings of the synthetic data generator (fill with `ft_synth_options_default`).
- */
-typedef struct ft_synth_options {
-  /**
-   * An `ft_scenario` value.
-   */
-  int32_t scenario;
-  size_t n_images;
-  size_t n_voxels;
-  size_t n_layers;
-  /**
-   * Channels per layer.
-   */
-  size_t width;
-  /**
-   * Planting grid G (early layers 2G×2G, the rest G×G).
-   */
-  size_t grid;
-  /**
-   * Explainable fraction of a signal voxel's variance, in (0, 1].
-   */
-  double noise_ceiling;
-  /**
-   * Fraction of voxels carrying signal, in [0, 1].
-   */
-  double signal_fraction;
-  uint64_t seed;
-} ft_synth_options;
-
-/**
- * Settings of a fit (DESIGN §3); fill with `ft_fit_options_default` and change what you need.
- */
-typedef struct ft_fit_options {
-  uint64_t seed;
-  /**
-   * Fraction of images held out for validation, in (0, 1).
-   */
-  double val_fraction;
-  uint32_t max_epochs;
-  uint32_t batch_size;
-  double lr;
-  double weight_decay;
-  /**
-   * Bottleneck width D.
-   */
-  uint32_t d;
-  /**
-   * Local grid G.
-   */
-  uint32_t grid;
-  /**
-   * Epochs without improvement before stopping.
-   */
-  uint32_t patience;
-  /**
-   * Optimiser steps over which the warm-up regulariser fades.
-   */
-  uint32_t reg_steps;
-  /**
-   * Hard limit on optimiser steps (0: none).
-   */
-  uint64_t max_steps;
-  /**
-   * Hard limit on seconds (<= 0: none).
-   */
-  double max_seconds;
-  /**
-   * Non-zero: weight the hierarchy line by max(R², 0).
-   */
-  int32_t weighted;
-} ft_fit_options;
-
-/**
  * Headline numbers of a fit's report (DESIGN §4).
  */
 typedef struct ft_fit_summary {
@@ -456,37 +548,6 @@ typedef struct ft_fit_summary {
    */
   double pearson_mean;
 } ft_fit_summary;
-
-/**
- * Settings of a monitor (DESIGN §5); fill with `ft_monitor_options_default`.
- */
-typedef struct ft_monitor_options {
-  /**
-   * Settings of the reference fit and of refits. `fit.val_fraction` is ignored:
-   * `held_out_fraction` sets the held-out images.
-   */
-  struct ft_fit_options fit;
-  /**
-   * Fraction of probe images held out of the reference fit; retention is measured on them.
-   */
-  double held_out_fraction;
-  /**
-   * Refit every this many observations (0: never).
-   */
-  uint32_t refit_every;
-  /**
-   * Optimiser steps of one refit.
-   */
-  uint32_t refit_max_steps;
-  /**
-   * Seconds of one refit (<= 0: no time limit).
-   */
-  double refit_max_seconds;
-  /**
-   * `should_stop` is set when forgetting exceeds this (INFINITY: never).
-   */
-  double forgetting_threshold;
-} ft_monitor_options;
 
 /**
  * Headline numbers of one observation. Refit fields are NaN unless `refitted`.
@@ -551,46 +612,6 @@ typedef struct ft_step_summary {
   double refit_r2;
 } ft_step_summary;
 
-/**
- * The arrays of a brain (DESIGN §2), for `ft_brain_new`. Optional members are NULL when absent.
- */
-typedef struct ft_brain_arrays {
-  /**
-   * `[N, V]` responses to the probe images (f32, f16 or bf16).
-   */
-  const struct ft_tensor *responses;
-  /**
-   * `[V, 3]` voxel positions.
-   */
-  const struct ft_tensor *coords;
-  /**
-   * `[V]` index into the ROI names, -1 for voxels outside every ROI.
-   */
-  const int32_t *roi;
-  /**
-   * Length of `roi`; must equal V.
-   */
-  size_t roi_len;
-  /**
-   * `[V]` noise ceiling in R² units, or NULL.
-   */
-  const struct ft_tensor *noise_ceiling;
-  /**
-   * `[V, 2]` flatmap positions for pictures, or NULL.
-   */
-  const struct ft_tensor *flat;
-  /**
-   * A JSON object: `roi_names` (list of strings, required when any voxel is in an ROI),
-   * `roi_levels` (list of integers; default from the names as in DESIGN §2), `subject`
-   * (string), `stimulus_ids` (list of N strings). NULL: `{}`.
-   */
-  const char *metadata_json;
-  /**
-   * Non-zero: z-score each voxel over images, as `ft_brain_load` does (recommended).
-   */
-  int32_t zscore;
-} ft_brain_arrays;
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -644,6 +665,741 @@ void ft_brain_free(struct ft_brain *brain);
  * `brain` is a live handle; the out-pointers are valid for writes.
  */
 enum ft_status ft_brain_shape(const struct ft_brain *brain, size_t *n_images, size_t *n_voxels);
+
+/**
+ * Builds a brain from arrays (copied; nothing is kept) and validates it as `ft_brain_load`
+ * validates a file: shapes, finiteness, ROI indices, and with `zscore` no constant voxel.
+ *
+ * # Safety
+ * `arrays` is valid for reads; its non-NULL tensors satisfy the `ft_tensor` contract, `roi` is
+ * valid for `roi_len` reads and `metadata_json` is NULL or a NUL-terminated string; `out` is
+ * valid for writes.
+ */
+enum ft_status ft_brain_new(const struct ft_brain_arrays *arrays, struct ft_brain **out);
+
+/**
+ * Writes a brain file (atomically) that `ft_brain_load` and the CLI read. The responses are
+ * written as held, i.e. z-scored when the brain was.
+ *
+ * # Safety
+ * `brain` is a live handle; `path` is a NUL-terminated string.
+ */
+enum ft_status ft_brain_save(const struct ft_brain *brain, const char *path);
+
+/**
+ * A JSON object describing a brain: `n_images`, `n_voxels`, `roi_names`, `roi_levels`,
+ * `roi_sizes` (voxels per ROI), `subject` (or null), `has_noise_ceiling`. Free `*out` with
+ * `ft_string_free`.
+ *
+ * # Safety
+ * `brain` is a live handle; `out` is valid for writes.
+ */
+enum ft_status ft_brain_info_json(const struct ft_brain *brain, char **out);
+
+/**
+ * What a brain file's header says, without reading its values: `*out` is JSON with
+ * `n_images`, `n_voxels` and `subject` (`null` when the file names none); free it with
+ * `ft_string_free`. For planning a grid (the schedule follows the number of images).
+ *
+ * # Safety
+ * `path` is NUL-terminated; `out` is valid for writes.
+ */
+enum ft_status ft_brain_file_header(const char *path, char **out);
+
+/**
+ * Writes the generator's defaults into `*out`.
+ * Deprecated: use `ft_fit_config_new`.
+ * # Safety
+ * `out` is valid for writes.
+ */
+enum ft_status ft_synth_options_default(struct ft_synth_options *out);
+
+/**
+ * Generates planted-hierarchy data and writes `features.safetensors`, `brain.safetensors` and
+ * `truth.safetensors` into `dir` (created if needed). `options` NULL: defaults.
+ * Deprecated: use `ft_synth_write_with`.
+ * # Safety
+ * `dir` is a NUL-terminated string; `options` is NULL or valid for reads.
+ */
+enum ft_status ft_synth_write(const char *dir, const struct ft_synth_options *options);
+
+/**
+ * `ft_synth_write` with receptive fields of side `prf_size` (a fraction of the image in
+ * [0, 1]; 0: point sampling; negative: one grid cell). Above 1 or NaN: `FT_ERR_INVALID_ARGUMENT`.
+ * Deprecated: use `ft_synth_write_with` and `ft_fit_config_set_prf_size`.
+ * # Safety
+ * As `ft_synth_write`.
+ */
+enum ft_status ft_synth_write_rf(const char *dir,
+                                 const struct ft_synth_options *options,
+                                 double prf_size);
+
+/**
+ * `ft_synth_plant` with receptive fields (`prf_size` as in `ft_synth_write_rf`).
+ * Deprecated: use `ft_synth_plant_with` and `ft_fit_config_set_prf_size`.
+ * # Safety
+ * As `ft_synth_plant`.
+ */
+enum ft_status ft_synth_plant_rf(const struct ft_features *features,
+                                 const struct ft_synth_options *options,
+                                 double prf_size,
+                                 const char *dir,
+                                 struct ft_brain **out);
+
+/**
+ * Plants a brain on a network's own features (see `ft_synth_plant_with`); the options'
+ * `n_images`, `n_layers` and `width` are ignored (the features fix them). `options` NULL:
+ * defaults.
+ * Deprecated: use `ft_synth_plant_with`.
+ * # Safety
+ * `features` is a live handle; `options` is NULL or valid for reads; `dir` is NULL or a
+ * NUL-terminated string; `out` is NULL or valid for writes.
+ */
+enum ft_status ft_synth_plant(const struct ft_features *features,
+                              const struct ft_synth_options *options,
+                              const char *dir,
+                              struct ft_brain **out);
+
+/**
+ * Writes DESIGN §3.5's fit settings (the `"design"` preset) into `*out`, as every release has.
+ * Deprecated: use `ft_fit_config_new("design", 0)`.
+ * # Safety
+ * `out` is valid for writes.
+ */
+enum ft_status ft_fit_options_default(struct ft_fit_options *out);
+
+/**
+ * Writes the default schedule for `n_images` probe images (what NULL options mean) into `*out`.
+ * Deprecated: use `ft_fit_config_new("auto", n_images)`.
+ * # Safety
+ * `out` is valid for writes.
+ */
+enum ft_status ft_fit_options_for_images(size_t n_images, struct ft_fit_options *out);
+
+/**
+ * Writes the `"design"` or `"fast"` preset's fit settings into `*out`.
+ * Deprecated: use `ft_fit_config_new`.
+ * # Safety
+ * `name` is a NUL-terminated string; `out` is valid for writes.
+ */
+enum ft_status ft_fit_options_preset(const char *name, struct ft_fit_options *out);
+
+/**
+ * Writes a named preset's grid resampling into `*out` (a static string, never freed).
+ * Deprecated: use `ft_fit_config_new` (a config holds its preset's resampling).
+ * # Safety
+ * `name` is a NUL-terminated string; `out` is valid for writes.
+ */
+enum ft_status ft_fit_options_preset_resample(const char *name, const char **out);
+
+/**
+ * Writes a named preset's layer units into `*out` (a static string, never freed).
+ * Deprecated: use `ft_fit_config_new` (a config holds its preset's layer units).
+ * # Safety
+ * `name` is a NUL-terminated string; `out` is valid for writes.
+ */
+enum ft_status ft_fit_options_preset_layer_units(const char *name, const char **out);
+
+/**
+ * Writes the default monitor settings, with `ft_fit_options_default`'s fit, into `*out`.
+ * Deprecated: use `ft_fit_config_new("design", 0)`.
+ * # Safety
+ * `out` is valid for writes.
+ */
+enum ft_status ft_monitor_options_default(struct ft_monitor_options *out);
+
+/**
+ * Writes the default monitor settings for `n_images` probe images into `*out`.
+ * Deprecated: use `ft_fit_config_new("auto", n_images)`.
+ * # Safety
+ * `out` is valid for writes.
+ */
+enum ft_status ft_monitor_options_for_images(size_t n_images, struct ft_monitor_options *out);
+
+/**
+ * A fit on the CPU with DESIGN §3's preparation. Deprecated: use `ft_fit_with`.
+ *
+ * # Safety
+ * Handles are live; `options` is NULL or valid for reads; `out` is valid for writes.
+ */
+enum ft_status ft_fit_new(const struct ft_features *features,
+                          const struct ft_brain *brain,
+                          const struct ft_fit_options *options,
+                          struct ft_fit **out);
+
+/**
+ * `ft_fit_new` on `device` (NULL: the CPU). Deprecated: use `ft_fit_with` and
+ * `ft_fit_config_set_device`.
+ *
+ * # Safety
+ * As `ft_fit_new`; `device` is NULL or a NUL-terminated string.
+ */
+enum ft_status ft_fit_new_on(const struct ft_features *features,
+                             const struct ft_brain *brain,
+                             const struct ft_fit_options *options,
+                             const char *device,
+                             struct ft_fit **out);
+
+/**
+ * `ft_fit_new_on` with the features' preparation `resample`, `METHOD[,UNITS]` (NULL:
+ * `"auto,common"`). Deprecated: use `ft_fit_with` and `ft_fit_config_set_resample` /
+ * `ft_fit_config_set_layer_units`.
+ *
+ * # Safety
+ * As `ft_fit_new_on`; `resample` is NULL or a NUL-terminated string.
+ */
+enum ft_status ft_fit_new_resampled(const struct ft_features *features,
+                                    const struct ft_brain *brain,
+                                    const struct ft_fit_options *options,
+                                    const char *device,
+                                    const char *resample,
+                                    struct ft_fit **out);
+
+/**
+ * Scores a saved encoder on the CPU. Deprecated: use `ft_fit_load_with`.
+ *
+ * # Safety
+ * `encoder_path` is a NUL-terminated string; handles are live; `out` is valid for writes.
+ */
+enum ft_status ft_fit_load(const char *encoder_path,
+                           const struct ft_features *features,
+                           const struct ft_brain *brain,
+                           int32_t weighted,
+                           struct ft_fit **out);
+
+/**
+ * `ft_fit_load` on `device`. Deprecated: use `ft_fit_load_with`.
+ *
+ * # Safety
+ * As `ft_fit_load`; `device` is NULL or a NUL-terminated string.
+ */
+enum ft_status ft_fit_load_on(const char *encoder_path,
+                              const struct ft_features *features,
+                              const struct ft_brain *brain,
+                              int32_t weighted,
+                              const char *device,
+                              struct ft_fit **out);
+
+/**
+ * A monitor on the CPU. Deprecated: use `ft_monitor_with`.
+ *
+ * # Safety
+ * Handles are live; `options` is NULL or valid for reads; `out` is valid for writes.
+ */
+enum ft_status ft_monitor_new(const struct ft_brain *brain,
+                              const struct ft_features *reference,
+                              const struct ft_monitor_options *options,
+                              struct ft_monitor **out);
+
+/**
+ * `ft_monitor_new` on `device`. Deprecated: use `ft_monitor_with`.
+ *
+ * # Safety
+ * As `ft_monitor_new`; `device` is NULL or a NUL-terminated string.
+ */
+enum ft_status ft_monitor_new_on(const struct ft_brain *brain,
+                                 const struct ft_features *reference,
+                                 const struct ft_monitor_options *options,
+                                 const char *device,
+                                 struct ft_monitor **out);
+
+/**
+ * `ft_monitor_new_on` with the reference fit's preparation (as `ft_fit_new_resampled`).
+ * Deprecated: use `ft_monitor_with`.
+ *
+ * # Safety
+ * As `ft_monitor_new_on`; `resample` is NULL or a NUL-terminated string.
+ */
+enum ft_status ft_monitor_new_resampled(const struct ft_brain *brain,
+                                        const struct ft_features *reference,
+                                        const struct ft_monitor_options *options,
+                                        const char *device,
+                                        const char *resample,
+                                        struct ft_monitor **out);
+
+/**
+ * A monitor around a saved encoder, on the CPU. Deprecated: use `ft_monitor_from_encoder_with`.
+ *
+ * # Safety
+ * As `ft_monitor_new`; `encoder_path` is a NUL-terminated string.
+ */
+enum ft_status ft_monitor_new_from_encoder(const struct ft_brain *brain,
+                                           const struct ft_features *reference,
+                                           const char *encoder_path,
+                                           const struct ft_monitor_options *options,
+                                           struct ft_monitor **out);
+
+/**
+ * `ft_monitor_new_from_encoder` on `device`. Deprecated: use `ft_monitor_from_encoder_with`.
+ *
+ * # Safety
+ * As `ft_monitor_new_from_encoder`; `device` is NULL or a NUL-terminated string.
+ */
+enum ft_status ft_monitor_new_from_encoder_on(const struct ft_brain *brain,
+                                              const struct ft_features *reference,
+                                              const char *encoder_path,
+                                              const struct ft_monitor_options *options,
+                                              const char *device,
+                                              struct ft_monitor **out);
+
+/**
+ * A ranking on the CPU; `method` is an `ft_rank_method` value. Deprecated: use `ft_rank_with`.
+ *
+ * # Safety
+ * `networks` is valid for `n_networks` reads of live handles; `brain` is live; `options` is
+ * NULL or valid for reads; `out` is valid for writes.
+ */
+enum ft_status ft_rank(const struct ft_features *const *networks,
+                       size_t n_networks,
+                       const struct ft_brain *brain,
+                       const struct ft_fit_options *options,
+                       int32_t method,
+                       char **out);
+
+/**
+ * `ft_rank` on `device`. Deprecated: use `ft_rank_with`.
+ *
+ * # Safety
+ * As `ft_rank`; `device` is NULL or a NUL-terminated string.
+ */
+enum ft_status ft_rank_on(const struct ft_features *const *networks,
+                          size_t n_networks,
+                          const struct ft_brain *brain,
+                          const struct ft_fit_options *options,
+                          int32_t method,
+                          const char *device,
+                          char **out);
+
+/**
+ * `ft_rank_on` with the features' preparation (as `ft_fit_new_resampled`). Deprecated: use
+ * `ft_rank_with`.
+ *
+ * # Safety
+ * As `ft_rank_on`; `resample` is NULL or a NUL-terminated string.
+ */
+enum ft_status ft_rank_resampled(const struct ft_features *const *networks,
+                                 size_t n_networks,
+                                 const struct ft_brain *brain,
+                                 const struct ft_fit_options *options,
+                                 int32_t method,
+                                 const char *device,
+                                 const char *resample,
+                                 char **out);
+
+/**
+ * Plans a grid; settings as `ft_rank_resampled`. Deprecated: use `ft_rank_plan_with`.
+ *
+ * # Safety
+ * `networks` and `brains` are valid for `n_networks` / `n_brains` reads of NUL-terminated
+ * strings; `options` is NULL or valid for reads; `device`, `resample`, `out_dir` are NULL or
+ * NUL-terminated; `out` is valid for writes.
+ */
+enum ft_status ft_rank_plan(const char *const *networks,
+                            size_t n_networks,
+                            const char *const *brains,
+                            size_t n_brains,
+                            const struct ft_fit_options *options,
+                            int32_t method,
+                            const char *device,
+                            const char *resample,
+                            int32_t with_layers,
+                            const char *out_dir,
+                            char **out);
+
+/**
+ * Fits one pair of a grid; settings as `ft_rank_plan`. Deprecated: use `ft_rank_pair_with`.
+ *
+ * # Safety
+ * `network_path`, `brain_path` are NUL-terminated; `options` NULL or valid for reads; `device`,
+ * `resample` NULL or NUL-terminated; `out` valid for writes.
+ */
+enum ft_status ft_rank_pair(const char *network_path,
+                            const char *brain_path,
+                            size_t network,
+                            size_t subject,
+                            const struct ft_fit_options *options,
+                            int32_t method,
+                            const char *device,
+                            const char *resample,
+                            int32_t with_layers,
+                            char **out);
+
+/**
+ * Runs a whole grid; settings as `ft_rank_plan`. Deprecated: use `ft_rank_grid_with`.
+ *
+ * # Safety
+ * As `ft_rank_plan`; `device` must name a usable device.
+ */
+enum ft_status ft_rank_grid(const char *const *networks,
+                            size_t n_networks,
+                            const char *const *brains,
+                            size_t n_brains,
+                            const struct ft_fit_options *options,
+                            int32_t method,
+                            const char *device,
+                            const char *resample,
+                            int32_t with_layers,
+                            const char *out_dir,
+                            char **out);
+
+/**
+ * Makes a config with the settings of the preset `preset` (`"auto"`, `"design"` or `"fast"`;
+ * NULL: `"auto"`) for a probe set of `n_images` images. With `"auto"` and `n_images` 0 the
+ * schedule (max_epochs, batch_size, lr, patience, reg_steps) follows the number of images of
+ * the data each entry point receives, as NULL options did; fields set explicitly are kept.
+ * Change settings with `ft_fit_config_set_*`; free with `ft_fit_config_free`.
+ *
+ * # Safety
+ * `preset` is NULL or a NUL-terminated string; `out` is valid for writes.
+ */
+enum ft_status ft_fit_config_new(const char *preset, size_t n_images, struct ft_fit_config **out);
+
+/**
+ * Frees a config (NULL is a no-op). Handles made with it do not keep it.
+ *
+ * # Safety
+ * `cfg` is NULL or a live handle; it is not used afterwards.
+ */
+void ft_fit_config_free(struct ft_fit_config *cfg);
+
+/**
+ * Every setting of a config as a JSON object (one member per setter, named as the setter,
+ * plus `preset`, `n_images` and `set`, the settings changed by a setter); free `*out` with
+ * `ft_string_free`. Before a schedule that follows the data is resolved, its fields hold the
+ * schedule for `n_images`.
+ *
+ * # Safety
+ * `cfg` is a live handle; `out` is valid for writes.
+ */
+enum ft_status ft_fit_config_json(const struct ft_fit_config *cfg, char **out);
+
+/**
+ * Checks that `device` (`"cpu"`, `"cuda"`, `"cuda:N"`) can be used now: `FT_OK`, or
+ * `FT_ERR_BACKEND` with the reason (no CUDA in this build, no driver, NVRTC or cuBLAS, a bad
+ * ordinal) in `ft_last_error()`; a name that is not a device is `FT_ERR_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `device` is a NUL-terminated string.
+ */
+enum ft_status ft_device_check(const char *device);
+
+/**
+ * Seed of the split, the initialisation, the batches' order and the synthetic generator.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_seed(struct ft_fit_config *cfg, uint64_t value);
+
+/**
+ * Fraction of images held out for validation, in (0, 1).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_val_fraction(struct ft_fit_config *cfg, double value);
+
+/**
+ * Maximum number of epochs.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_max_epochs(struct ft_fit_config *cfg, size_t value);
+
+/**
+ * Images per optimiser step.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_batch_size(struct ft_fit_config *cfg, size_t value);
+
+/**
+ * AdamW learning rate (positive).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_lr(struct ft_fit_config *cfg, double value);
+
+/**
+ * AdamW weight decay (non-negative).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_weight_decay(struct ft_fit_config *cfg, double value);
+
+/**
+ * Bottleneck width D.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_d(struct ft_fit_config *cfg, size_t value);
+
+/**
+ * Local grid G of the encoder.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_grid(struct ft_fit_config *cfg, size_t value);
+
+/**
+ * Epochs without improvement before stopping.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_patience(struct ft_fit_config *cfg, size_t value);
+
+/**
+ * Optimiser steps over which the warm-up regulariser fades.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_reg_steps(struct ft_fit_config *cfg, size_t value);
+
+/**
+ * Hard limit on optimiser steps (0: none).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_max_steps(struct ft_fit_config *cfg, uint64_t value);
+
+/**
+ * Hard limit on seconds (0: none; makes a fit depend on the machine's speed).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_max_seconds(struct ft_fit_config *cfg, double value);
+
+/**
+ * Global gradient-norm clip (positive).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_clip_norm(struct ft_fit_config *cfg, double value);
+
+/**
+ * Smooth-L1 threshold β (positive).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_beta(struct ft_fit_config *cfg, double value);
+
+/**
+ * Weight λ of the warm-up regulariser (non-negative).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_reg_lambda(struct ft_fit_config *cfg, double value);
+
+/**
+ * Smallest improvement of mean validation R² that counts.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_min_delta(struct ft_fit_config *cfg, double value);
+
+/**
+ * How each layer's map is resized to the grid: `"bilinear"` (DESIGN §3.1), `"area"` (each cell the exact average of the pixels it covers) or `"auto"` (area where a map shrinks, bilinear where it grows). Saved with the encoder.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile; `value` is a NUL-terminated string.
+ */
+enum ft_status ft_fit_config_set_resample(struct ft_fit_config *cfg,
+                                          const char *value);
+
+/**
+ * The layers' units: `"common"` (every layer scaled to a root mean square of 1 over the probe set, so a layer's units cannot decide the fit) or `"raw"` (as they come, DESIGN §3). Saved with the encoder.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile; `value` is a NUL-terminated string.
+ */
+enum ft_status ft_fit_config_set_layer_units(struct ft_fit_config *cfg,
+                                             const char *value);
+
+/**
+ * The precision the resampled features are kept in while fitting: `"f32"`, `"f16"` or `"bf16"`; NULL: the precision they arrive in.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile; `value` is NULL or a NUL-terminated string.
+ */
+enum ft_status ft_fit_config_set_store(struct ft_fit_config *cfg,
+                                       const char *value);
+
+/**
+ * The method: `"factortopy"` (the encoder, DESIGN §3) or `"ridge"` (the layer-wise ridge baseline; rankings only, on the CPU).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile; `value` is a NUL-terminated string.
+ */
+enum ft_status ft_fit_config_set_method(struct ft_fit_config *cfg,
+                                        const char *value);
+
+/**
+ * Where computations run: `"cpu"`, `"cuda"` or `"cuda:N"`. The name is checked here; whether the device can be used is checked by each entry point before any work (`FT_ERR_BACKEND`; `ft_device_check` asks in advance).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile; `value` is a NUL-terminated string.
+ */
+enum ft_status ft_fit_config_set_device(struct ft_fit_config *cfg,
+                                        const char *value);
+
+/**
+ * Weight the hierarchy line by max(R², 0).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_weighted(struct ft_fit_config *cfg, bool value);
+
+/**
+ * Bootstrap resamples behind every interval of a report or ranking (0: none).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_bootstrap(struct ft_fit_config *cfg, size_t value);
+
+/**
+ * Confidence level of the bootstrap intervals, in (0, 1).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_bootstrap_level(struct ft_fit_config *cfg, double value);
+
+/**
+ * Random permutations of the hierarchy's permutation test (0: no test).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_permutations(struct ft_fit_config *cfg, size_t value);
+
+/**
+ * Monitors: fraction of probe images held out of the reference fit; retention is measured on them.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_held_out_fraction(struct ft_fit_config *cfg, double value);
+
+/**
+ * Monitors: refit every this many observations (0: never).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_refit_every(struct ft_fit_config *cfg, size_t value);
+
+/**
+ * Monitors: optimiser steps of one refit.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_refit_max_steps(struct ft_fit_config *cfg, size_t value);
+
+/**
+ * Monitors: seconds of one refit (0: no time limit).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_refit_max_seconds(struct ft_fit_config *cfg, double value);
+
+/**
+ * Monitors: `should_stop` is set when forgetting exceeds this (INFINITY: never).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_forgetting_threshold(struct ft_fit_config *cfg, double value);
+
+/**
+ * Synthetic data: the planted pattern, an `ft_scenario` value.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_scenario(struct ft_fit_config *cfg, int32_t value);
+
+/**
+ * Synthetic data: number of voxels.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_synth_voxels(struct ft_fit_config *cfg, size_t value);
+
+/**
+ * Synthetic data: number of network layers.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_synth_layers(struct ft_fit_config *cfg, size_t value);
+
+/**
+ * Synthetic data: channels per layer.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_synth_width(struct ft_fit_config *cfg, size_t value);
+
+/**
+ * Synthetic data: planting grid G (early layers 2G×2G, the rest G×G).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_synth_grid(struct ft_fit_config *cfg, size_t value);
+
+/**
+ * Synthetic data: explainable fraction of a signal voxel's variance, in (0, 1].
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_noise_ceiling(struct ft_fit_config *cfg, double value);
+
+/**
+ * Synthetic data: fraction of voxels carrying signal, in [0, 1].
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_signal_fraction(struct ft_fit_config *cfg, double value);
+
+/**
+ * Synthetic data: side of a signal voxel's receptive field as a fraction of the image, in [0, 1] (0: point sampling); any negative value: one grid cell (the default).
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_prf_size(struct ft_fit_config *cfg,
+                                          double value);
+
+/**
+ * Grids: also score every layer with the ridge baseline.
+ *
+ * # Safety
+ * `cfg` is a live handle not used by another call meanwhile.
+ */
+enum ft_status ft_fit_config_set_score_layers(struct ft_fit_config *cfg, bool value);
 
 /**
  * A new, empty feature set; add layers in depth order with `ft_features_add_layer*`.
@@ -811,118 +1567,36 @@ enum ft_status ft_features_layer(const struct ft_features *features,
                                  struct ft_layer_view *out);
 
 /**
- * Writes the generator's defaults into `*out`.
+ * Fits an encoder of `features` to `brain` and scores it, with the settings of `cfg` (NULL:
+ * `ft_fit_config_new(NULL, 0)`'s, the default schedule for the brain's number of images).
+ * Long: runs the whole fit on the calling thread (using the library's worker threads). A
+ * device that cannot be used now is `FT_ERR_BACKEND` before any work; a setting a fit does not
+ * use (the monitor's, the generator's, method `ridge`) is `FT_ERR_INVALID_ARGUMENT` naming it.
  *
  * # Safety
+ * `cfg` is NULL or a live config; `features` and `brain` are live handles; `out` is valid for
+ * writes.
+ */
+enum ft_status ft_fit_with(const struct ft_fit_config *cfg,
+                           const struct ft_features *features,
+                           const struct ft_brain *brain,
+                           struct ft_fit **out);
+
+/**
+ * Scores a saved encoder (`factortopy fit`'s encoder.safetensors) on `features` and `brain`, on
+ * the held-out images it was validated on, with `cfg`'s device, weighting and uncertainty
+ * settings (NULL: defaults). The encoder is trained already: a training setting in `cfg` is
+ * `FT_ERR_INVALID_ARGUMENT` naming it.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config; `encoder_path` is a NUL-terminated string; handles are live;
  * `out` is valid for writes.
  */
-enum ft_status ft_synth_options_default(struct ft_synth_options *out);
-
-/**
- * Generates planted-hierarchy data and writes `features.safetensors`, `brain.safetensors` and
- * `truth.safetensors` into `dir` (created if needed). `options` NULL: defaults.
- *
- * # Safety
- * `dir` is a NUL-terminated string; `options` is NULL or valid for reads.
- */
-enum ft_status ft_synth_write(const char *dir, const struct ft_synth_options *options);
-
-/**
- * `ft_synth_write` with receptive fields: every signal voxel reads its layer's map averaged
- * over a square window of side `prf_size` (a fraction of the image, in [0, 1]) at the layer's
- * own resolution; 0 is `ft_synth_write`'s point sampling, a negative value one grid cell (the
- * CLI's default). A value above 1 (or NaN) is `FT_ERR_INVALID_ARGUMENT`.
- *
- * # Safety
- * As `ft_synth_write`.
- */
-enum ft_status ft_synth_write_rf(const char *dir,
-                                 const struct ft_synth_options *options,
-                                 double prf_size);
-
-/**
- * `ft_synth_plant` with receptive fields (`prf_size` as in `ft_synth_write_rf`).
- *
- * # Safety
- * As `ft_synth_plant`.
- */
-enum ft_status ft_synth_plant_rf(const struct ft_features *features,
-                                 const struct ft_synth_options *options,
-                                 double prf_size,
-                                 const char *dir,
-                                 struct ft_brain **out);
-
-/**
- * Plants a brain on a network's own features (the CLI's `synth --from-features`): each ROI reads
- * from the layer, location and scale its scenario plants, with noise at the noise ceiling. The
- * brain comes back z-scored, as `ft_brain_load` would give it; `dir` non-NULL also writes
- * `brain.safetensors` and `truth.safetensors` there. The options' `n_images`, `n_layers` and
- * `width` are ignored (the features fix them). `options` NULL: defaults. `out` may be NULL when
- * only the files are wanted.
- *
- * # Safety
- * `features` is a live handle; `options` is NULL or valid for reads; `dir` is NULL or a
- * NUL-terminated string; `out` is NULL or valid for writes.
- */
-enum ft_status ft_synth_plant(const struct ft_features *features,
-                              const struct ft_synth_options *options,
-                              const char *dir,
-                              struct ft_brain **out);
-
-/**
- * Writes DESIGN §3.5's fit settings into `*out` (lr 1e-3, batch 8, warm-up over 2000 steps,
- * patience 5, at most 40 epochs; the `"design"` preset), as every release has: a program that
- * fills its options with this keeps its results. The default schedule, which follows the
- * probe-set size and is what NULL options mean in `ft_fit_new`, `ft_rank` and `ft_monitor_new`,
- * is `ft_fit_options_for_images`.
- *
- * # Safety
- * `out` is valid for writes.
- */
-enum ft_status ft_fit_options_default(struct ft_fit_options *out);
-
-/**
- * Writes the default fit settings for a probe set of `n_images` images into `*out` (the CLI's
- * `--preset auto`; what NULL options mean): lr 1e-2, batch 32, the warm-up over 150 optimiser
- * steps, patience about 60 steps (at least 2 epochs) and at most about 1200 steps (3 to 40
- * epochs). Pass the `n_images` of `ft_brain_shape`.
- *
- * # Safety
- * `out` is valid for writes.
- */
-enum ft_status ft_fit_options_for_images(size_t n_images, struct ft_fit_options *out);
-
-/**
- * Writes a named preset of fit settings into `*out`: `"design"` (DESIGN §3.5: lr 1e-3, batch
- * 8; the same as `ft_fit_options_default`) or `"fast"` (lr 1e-2, batch 32, regulariser over 300
- * steps, patience 3: the CLI's `--preset fast`). The `"auto"` preset depends on the probe-set
- * size: `ft_fit_options_for_images`.
- *
- * # Safety
- * `name` is a NUL-terminated string; `out` is valid for writes.
- */
-enum ft_status ft_fit_options_preset(const char *name, struct ft_fit_options *out);
-
-/**
- * Writes the grid resampling of a named preset into `*out` (a static string, never freed):
- * `"bilinear"` for `"design"` (DESIGN §3.1), `"auto"` for `"fast"` and `"auto"`.
- * `ft_fit_options` has no field for it (the struct is frozen); pass it to
- * `ft_fit_new_resampled` and the other `_resampled` entry points.
- *
- * # Safety
- * `name` is a NUL-terminated string; `out` is valid for writes.
- */
-enum ft_status ft_fit_options_preset_resample(const char *name, const char **out);
-
-/**
- * Writes the layers' units of a named preset into `*out` (a static string, never freed):
- * `"raw"` for `"design"` (DESIGN §3), `"common"` for `"fast"` and `"auto"`. Append it to the
- * resampling, after a comma, in `ft_fit_new_resampled` and the other `_resampled` entry points.
- *
- * # Safety
- * `name` is a NUL-terminated string; `out` is valid for writes.
- */
-enum ft_status ft_fit_options_preset_layer_units(const char *name, const char **out);
+enum ft_status ft_fit_load_with(const struct ft_fit_config *cfg,
+                                const char *encoder_path,
+                                const struct ft_features *features,
+                                const struct ft_brain *brain,
+                                struct ft_fit **out);
 
 /**
  * Frees a fit (NULL is a no-op).
@@ -958,22 +1632,91 @@ enum ft_status ft_fit_report_json(const struct ft_fit *fit, char **out);
 enum ft_status ft_fit_save_encoder(const struct ft_fit *fit, const char *path);
 
 /**
- * Writes the default monitor settings into `*out`, with `ft_fit_options_default`'s fit settings
- * (DESIGN §3.5). NULL options in `ft_monitor_new` mean `ft_monitor_options_for_images` instead.
+ * Predicted responses of the fit's voxels to the images of `features` (same network layers as
+ * the fit), written row-major into `out[0 .. n_images·n_voxels)` as f32 (`n_voxels` from
+ * `ft_fit_report_summary`, `n_images` from `ft_features_shape`). `capacity` is the number of
+ * floats `out` holds; a smaller one is `FT_ERR_SHAPE` and nothing is written. `brain` may be
+ * NULL when the fit carries its voxels' coordinates (fits made by this library do; encoders
+ * converted from other implementations need the brain they were fitted to). `device` NULL:
+ * `"cpu"`.
  *
  * # Safety
- * `out` is valid for writes.
+ * `fit` and `features` are live handles; `brain` is NULL or live; `device` is NULL or a
+ * NUL-terminated string; `out` is valid for `capacity` writes.
  */
-enum ft_status ft_monitor_options_default(struct ft_monitor_options *out);
+enum ft_status ft_fit_predict(const struct ft_fit *fit,
+                              const struct ft_features *features,
+                              const struct ft_brain *brain,
+                              const char *device,
+                              float *out,
+                              size_t capacity);
 
 /**
- * Writes the default monitor settings for a probe set of `n_images` images into `*out`: the
- * reference fit and refits run `ft_fit_options_for_images`'s schedule (what NULL options mean).
+ * The number of voxels a saved encoder predicts (the row length of `ft_predict_encoder`'s
+ * output).
  *
  * # Safety
- * `out` is valid for writes.
+ * `encoder_path` is a NUL-terminated string; `out` is valid for writes.
  */
-enum ft_status ft_monitor_options_for_images(size_t n_images, struct ft_monitor_options *out);
+enum ft_status ft_encoder_n_voxels(const char *encoder_path, size_t *out);
+
+/**
+ * Predicted responses of a saved encoder (`factortopy fit`'s encoder.safetensors) to the images
+ * of `features`, as `ft_fit_predict` (row-major f32 into `out[0 .. n_images·n_voxels)`,
+ * `capacity` floats available; `brain` NULL unless the encoder carries no voxel coordinates;
+ * `device` NULL: `"cpu"`).
+ *
+ * # Safety
+ * `encoder_path` is a NUL-terminated string; `features` is live; `brain` is NULL or live;
+ * `device` is NULL or a NUL-terminated string; `out` is valid for `capacity` writes.
+ */
+enum ft_status ft_predict_encoder(const char *encoder_path,
+                                  const struct ft_features *features,
+                                  const struct ft_brain *brain,
+                                  const char *device,
+                                  float *out,
+                                  size_t capacity);
+
+/**
+ * Creates a monitor: fits the reference encoder on `reference` (the network before
+ * fine-tuning) with the settings of `cfg` (NULL: defaults, the schedule for the brain's number
+ * of images) and caches the reference statistics. The fit settings' held-out images are
+ * `held_out_fraction`'s (setting `val_fraction` is refused, as are the bootstrap and
+ * permutations: a monitor reports no intervals). The brain and features are copied; the
+ * handles can be freed afterwards.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config; handles are live; `out` is valid for writes.
+ */
+enum ft_status ft_monitor_with(const struct ft_fit_config *cfg,
+                               const struct ft_brain *brain,
+                               const struct ft_features *reference,
+                               struct ft_monitor **out);
+
+/**
+ * Creates a monitor around a saved reference encoder instead of fitting one, with the settings
+ * of `cfg` (NULL: defaults) for its refits. Retention is measured on the images the encoder was
+ * validated on; the encoder's own preparation is used (setting `resample` or `layer_units` is
+ * refused).
+ *
+ * # Safety
+ * As `ft_monitor_with`; `encoder_path` is a NUL-terminated string.
+ */
+enum ft_status ft_monitor_from_encoder_with(const struct ft_fit_config *cfg,
+                                            const struct ft_brain *brain,
+                                            const struct ft_features *reference,
+                                            const char *encoder_path,
+                                            struct ft_monitor **out);
+
+/**
+ * Moves a monitor (e.g. one restored by `ft_monitor_load`, which starts on the CPU) to
+ * `device`. On error the monitor is unchanged.
+ *
+ * # Safety
+ * `monitor` is a live handle not used by another call meanwhile; `device` is a NUL-terminated
+ * string.
+ */
+enum ft_status ft_monitor_set_device(struct ft_monitor *monitor, const char *device);
 
 /**
  * Observes the network at training step `step` through its probe-set features. On success
@@ -1112,304 +1855,6 @@ enum ft_status ft_step_report_json(const struct ft_step_report *report, char **o
 void ft_step_report_free(struct ft_step_report *report);
 
 /**
- * Builds a brain from arrays (copied; nothing is kept) and validates it as `ft_brain_load`
- * validates a file: shapes, finiteness, ROI indices, and with `zscore` no constant voxel.
- *
- * # Safety
- * `arrays` is valid for reads; its non-NULL tensors satisfy the `ft_tensor` contract, `roi` is
- * valid for `roi_len` reads and `metadata_json` is NULL or a NUL-terminated string; `out` is
- * valid for writes.
- */
-enum ft_status ft_brain_new(const struct ft_brain_arrays *arrays, struct ft_brain **out);
-
-/**
- * Writes a brain file (atomically) that `ft_brain_load` and the CLI read. The responses are
- * written as held, i.e. z-scored when the brain was.
- *
- * # Safety
- * `brain` is a live handle; `path` is a NUL-terminated string.
- */
-enum ft_status ft_brain_save(const struct ft_brain *brain, const char *path);
-
-/**
- * A JSON object describing a brain: `n_images`, `n_voxels`, `roi_names`, `roi_levels`,
- * `roi_sizes` (voxels per ROI), `subject` (or null), `has_noise_ceiling`. Free `*out` with
- * `ft_string_free`.
- *
- * # Safety
- * `brain` is a live handle; `out` is valid for writes.
- */
-enum ft_status ft_brain_info_json(const struct ft_brain *brain, char **out);
-
-/**
- * `ft_fit_new` on a device: `device` is `"cpu"`, `"cuda"` or `"cuda:N"` (NULL: `"cpu"`). A
- * device that cannot be used now (a build without CUDA, no driver, NVRTC or cuBLAS, a bad
- * ordinal) is `FT_ERR_BACKEND` with the reason in `ft_last_error()`, before any work.
- *
- * # Safety
- * Handles are live; `options` is NULL or valid for reads; `device` is NULL or a NUL-terminated
- * string; `out` is valid for writes.
- */
-enum ft_status ft_fit_new_on(const struct ft_features *features,
-                             const struct ft_brain *brain,
-                             const struct ft_fit_options *options,
-                             const char *device,
-                             struct ft_fit **out);
-
-/**
- * `ft_fit_load` on a device (see `ft_fit_new_on`).
- *
- * # Safety
- * As `ft_fit_load`; `device` is NULL or a NUL-terminated string.
- */
-enum ft_status ft_fit_load_on(const char *encoder_path,
-                              const struct ft_features *features,
-                              const struct ft_brain *brain,
-                              int32_t weighted,
-                              const char *device,
-                              struct ft_fit **out);
-
-/**
- * Predicted responses of the fit's voxels to the images of `features` (same network layers as
- * the fit), written row-major into `out[0 .. n_images·n_voxels)` as f32 (`n_voxels` from
- * `ft_fit_report_summary`, `n_images` from `ft_features_shape`). `capacity` is the number of
- * floats `out` holds; a smaller one is `FT_ERR_SHAPE` and nothing is written. `brain` may be
- * NULL when the fit carries its voxels' coordinates (fits made by this library do; encoders
- * converted from other implementations need the brain they were fitted to). `device` NULL:
- * `"cpu"`.
- *
- * # Safety
- * `fit` and `features` are live handles; `brain` is NULL or live; `device` is NULL or a
- * NUL-terminated string; `out` is valid for `capacity` writes.
- */
-enum ft_status ft_fit_predict(const struct ft_fit *fit,
-                              const struct ft_features *features,
-                              const struct ft_brain *brain,
-                              const char *device,
-                              float *out,
-                              size_t capacity);
-
-/**
- * `ft_monitor_new` on a device: the reference fit, retention and refits run there.
- *
- * # Safety
- * As `ft_monitor_new`; `device` is NULL or a NUL-terminated string.
- */
-enum ft_status ft_monitor_new_on(const struct ft_brain *brain,
-                                 const struct ft_features *reference,
-                                 const struct ft_monitor_options *options,
-                                 const char *device,
-                                 struct ft_monitor **out);
-
-/**
- * `ft_monitor_new_from_encoder` on a device.
- *
- * # Safety
- * As `ft_monitor_new_from_encoder`; `device` is NULL or a NUL-terminated string.
- */
-enum ft_status ft_monitor_new_from_encoder_on(const struct ft_brain *brain,
-                                              const struct ft_features *reference,
-                                              const char *encoder_path,
-                                              const struct ft_monitor_options *options,
-                                              const char *device,
-                                              struct ft_monitor **out);
-
-/**
- * Moves a monitor (e.g. one restored by `ft_monitor_load`, which starts on the CPU) to
- * `device`. On error the monitor is unchanged.
- *
- * # Safety
- * `monitor` is a live handle not used by another call meanwhile; `device` is a NUL-terminated
- * string.
- */
-enum ft_status ft_monitor_set_device(struct ft_monitor *monitor, const char *device);
-
-/**
- * `ft_rank` on a device (the ridge method runs on the CPU only).
- *
- * # Safety
- * As `ft_rank`; `device` is NULL or a NUL-terminated string.
- */
-enum ft_status ft_rank_on(const struct ft_features *const *networks,
-                          size_t n_networks,
-                          const struct ft_brain *brain,
-                          const struct ft_fit_options *options,
-                          int32_t method,
-                          const char *device,
-                          char **out);
-
-/**
- * Checks that `device` (`"cpu"`, `"cuda"`, `"cuda:N"`) can be used now: `FT_OK`, or
- * `FT_ERR_BACKEND` with the reason (no CUDA in this build, no driver, NVRTC or cuBLAS, a bad
- * ordinal) in `ft_last_error()`; a name that is not a device is `FT_ERR_INVALID_ARGUMENT`.
- *
- * # Safety
- * `device` is a NUL-terminated string.
- */
-enum ft_status ft_device_check(const char *device);
-
-/**
- * The number of voxels a saved encoder predicts (the row length of `ft_predict_encoder`'s
- * output).
- *
- * # Safety
- * `encoder_path` is a NUL-terminated string; `out` is valid for writes.
- */
-enum ft_status ft_encoder_n_voxels(const char *encoder_path, size_t *out);
-
-/**
- * Predicted responses of a saved encoder (`factortopy fit`'s encoder.safetensors) to the images
- * of `features`, as `ft_fit_predict` (row-major f32 into `out[0 .. n_images·n_voxels)`,
- * `capacity` floats available; `brain` NULL unless the encoder carries no voxel coordinates;
- * `device` NULL: `"cpu"`).
- *
- * # Safety
- * `encoder_path` is a NUL-terminated string; `features` is live; `brain` is NULL or live;
- * `device` is NULL or a NUL-terminated string; `out` is valid for `capacity` writes.
- */
-enum ft_status ft_predict_encoder(const char *encoder_path,
-                                  const struct ft_features *features,
-                                  const struct ft_brain *brain,
-                                  const char *device,
-                                  float *out,
-                                  size_t capacity);
-
-/**
- * Fits an encoder of `features` to `brain` and scores it. `options` NULL: the default schedule
- * for the brain's number of images (`ft_fit_options_for_images`). Long: runs
- * the whole fit on the calling thread (using the library's worker threads).
- *
- * Runs on the CPU: the `_on` variant with `device` NULL.
- *
- * # Safety
- * Handles are live; `options` is NULL or valid for reads; `out` is valid for writes.
- */
-enum ft_status ft_fit_new(const struct ft_features *features,
-                          const struct ft_brain *brain,
-                          const struct ft_fit_options *options,
-                          struct ft_fit **out);
-
-/**
- * Scores a saved encoder (`factortopy fit`'s encoder.safetensors) on `features` and `brain`,
- * on the held-out images it was validated on.
- *
- * Runs on the CPU: the `_on` variant with `device` NULL.
- *
- * # Safety
- * `encoder_path` is a NUL-terminated string; handles are live; `out` is valid for writes.
- */
-enum ft_status ft_fit_load(const char *encoder_path,
-                           const struct ft_features *features,
-                           const struct ft_brain *brain,
-                           int32_t weighted,
-                           struct ft_fit **out);
-
-/**
- * Creates a monitor: fits the reference encoder on `reference` (the network before
- * fine-tuning) and caches the reference statistics. `options` NULL: the defaults for the
- * brain's number of images (`ft_monitor_options_for_images`). The brain and
- * features are copied; the handles can be freed afterwards.
- *
- * Runs on the CPU: the `_on` variant with `device` NULL.
- *
- * # Safety
- * Handles are live; `options` is NULL or valid for reads; `out` is valid for writes.
- */
-enum ft_status ft_monitor_new(const struct ft_brain *brain,
-                              const struct ft_features *reference,
-                              const struct ft_monitor_options *options,
-                              struct ft_monitor **out);
-
-/**
- * Creates a monitor around a saved reference encoder instead of fitting one. Retention is
- * measured on the images the encoder was validated on.
- *
- * Runs on the CPU: the `_on` variant with `device` NULL.
- *
- * # Safety
- * As `ft_monitor_new`; `encoder_path` is a NUL-terminated string.
- */
-enum ft_status ft_monitor_new_from_encoder(const struct ft_brain *brain,
-                                           const struct ft_features *reference,
-                                           const char *encoder_path,
-                                           const struct ft_monitor_options *options,
-                                           struct ft_monitor **out);
-
-/**
- * Fits every network in `networks[0 .. n_networks)` against `brain` with the same split and
- * seed and ranks them by hierarchy slope (ties: Spearman ρ, then input order). `*out` is the
- * ranking as JSON: `method`, `level`, `n_resamples`, `subject`, `roi_names` and `rows` (best
- * first; each with `rank`, `index` into `networks`, `name`, `slope`, `b0`, `b1`, `spearman`,
- * `r2_mean`, `r2_median`, `fit_seconds`, `roi_depth`, `slope_interval` (95 % bootstrap
- * interval, 1000 resamples), `p_slope` (permutation p-value) and `vs_next` (paired bootstrap
- * test of the slope difference with the next row)); `slope`, `b0`, `b1` and `spearman` are
- * `null` when undefined, and such rows rank last. Free it with `ft_string_free`. `options`
- * NULL: the default schedule for the brain's number of images (`ft_fit_options_for_images`);
- * `weighted` is honoured; `method` is an `ft_rank_method` value.
- *
- * Runs on the CPU: the `_on` variant with `device` NULL.
- *
- * # Safety
- * `networks` is valid for `n_networks` reads of live handles; `brain` is live; `options` is
- * NULL or valid for reads; `out` is valid for writes.
- */
-enum ft_status ft_rank(const struct ft_features *const *networks,
-                       size_t n_networks,
-                       const struct ft_brain *brain,
-                       const struct ft_fit_options *options,
-                       int32_t method,
-                       char **out);
-
-/**
- * `ft_fit_new_on` with the features' preparation chosen: `resample` is `"bilinear"`, `"area"`
- * or `"auto"` (NULL: `"auto"`, area averaging where a layer's map is larger than the grid and
- * bilinear where it is smaller), optionally followed by the layers' units, `",common"` (every
- * layer scaled to a root mean square of 1 over the probe set, so a layer's units cannot decide
- * the fit; the default) or `",raw"` (as they come, DESIGN §3): `"bilinear,raw"` is DESIGN §3.
- * The choice is saved with the encoder (`ft_fit_save_encoder`) and used again wherever that
- * encoder reads features. `ft_fit_new` and `ft_fit_new_on` prepare features as DESIGN §3
- * does, as they did before this entry point existed.
- *
- * # Safety
- * As `ft_fit_new_on`; `resample` is NULL or a NUL-terminated string.
- */
-enum ft_status ft_fit_new_resampled(const struct ft_features *features,
-                                    const struct ft_brain *brain,
-                                    const struct ft_fit_options *options,
-                                    const char *device,
-                                    const char *resample,
-                                    struct ft_fit **out);
-
-/**
- * `ft_rank_on` with the grid resampling chosen (see `ft_fit_new_resampled`).
- *
- * # Safety
- * As `ft_rank_on`; `resample` is NULL or a NUL-terminated string.
- */
-enum ft_status ft_rank_resampled(const struct ft_features *const *networks,
-                                 size_t n_networks,
-                                 const struct ft_brain *brain,
-                                 const struct ft_fit_options *options,
-                                 int32_t method,
-                                 const char *device,
-                                 const char *resample,
-                                 char **out);
-
-/**
- * `ft_monitor_new_on` with the reference fit's grid resampling chosen (see
- * `ft_fit_new_resampled`). A monitor made from a saved encoder uses the encoder's.
- *
- * # Safety
- * As `ft_monitor_new_on`; `resample` is NULL or a NUL-terminated string.
- */
-enum ft_status ft_monitor_new_resampled(const struct ft_brain *brain,
-                                        const struct ft_features *reference,
-                                        const struct ft_monitor_options *options,
-                                        const char *device,
-                                        const char *resample,
-                                        struct ft_monitor **out);
-
-/**
  * Draws the pictures of a fit saved by `factortopy fit` in `fit_dir` (report.json,
  * selectors.safetensors, and encoder.safetensors for the channel map) on `brain`, the brain
  * it was fitted on. `maps`: comma-separated names among layer, space, scale, r2, channels,
@@ -1448,50 +1893,84 @@ enum ft_status ft_score_write_dir(const char *encoder_path,
                                   const char *out_dir);
 
 /**
- * Plans a grid of `networks` (features files) × `brains` (brain files, one per subject, the
- * same images): checks the files' headers and returns, as JSON in `*out` (free with
- * `ft_string_free`), `subjects` (names) and `jobs`, one per pair: `network` and `subject`
- * (indices into the lists), `digest` (of both files' contents and the settings) and `done`
- * (whether `out_dir`, NULL for none, already holds that pair's outcome). Settings as
- * `ft_rank_resampled`; `with_layers` non-zero also scores every layer with the ridge baseline.
+ * Fits every network in `networks[0 .. n_networks)` against `brain` with the settings of
+ * `cfg` (NULL: defaults; method `factortopy` or `ridge`, the same split and seed for every
+ * network) and ranks them by hierarchy slope (ties: Spearman ρ, then input order). `*out` is
+ * the ranking as JSON: `method`, `level`, `n_resamples`, `subject`, `roi_names` and `rows`
+ * (best first; each with `rank`, `index` into `networks`, `name`, `slope`, `b0`, `b1`,
+ * `spearman`, `r2_mean`, `r2_median`, `fit_seconds`, `roi_depth`, `slope_interval` (bootstrap
+ * interval), `p_slope` (permutation p-value) and `vs_next` (paired bootstrap test of the slope
+ * difference with the next row)); `slope`, `b0`, `b1` and `spearman` are `null` when
+ * undefined, and such rows rank last. Free it with `ft_string_free`. With method `ridge`, a
+ * FactorTopy training setting in `cfg` is `FT_ERR_INVALID_ARGUMENT` naming it.
  *
  * # Safety
- * `networks` and `brains` are valid for `n_networks` / `n_brains` reads of NUL-terminated
- * strings; `options` is NULL or valid for reads; `device`, `resample`, `out_dir` are NULL or
- * NUL-terminated; `out` is valid for writes.
+ * `cfg` is NULL or a live config; `networks` is valid for `n_networks` reads of live handles;
+ * `brain` is live; `out` is valid for writes.
  */
-enum ft_status ft_rank_plan(const char *const *networks,
+enum ft_status ft_rank_with(const struct ft_fit_config *cfg,
+                            const struct ft_features *const *networks,
                             size_t n_networks,
-                            const char *const *brains,
-                            size_t n_brains,
-                            const struct ft_fit_options *options,
-                            int32_t method,
-                            const char *device,
-                            const char *resample,
-                            int32_t with_layers,
-                            const char *out_dir,
+                            const struct ft_brain *brain,
                             char **out);
+
+/**
+ * Plans a grid of `networks` (features files) × `brains` (brain files, one per subject, the
+ * same images) with the settings of `cfg` (NULL: defaults; the schedule follows the first
+ * brain's number of images): checks the files' headers and returns, as JSON in `*out` (free
+ * with `ft_string_free`), `subjects` (names) and `jobs`, one per pair: `network` and `subject`
+ * (indices into the lists), `digest` (of both files' contents and the settings) and `done`
+ * (whether `out_dir`, NULL for none, already holds that pair's outcome). The device is checked
+ * by name only. `ft_fit_config_set_score_layers` also scores every layer with the ridge
+ * baseline.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config; `networks` and `brains` are valid for `n_networks` /
+ * `n_brains` reads of NUL-terminated strings; `out_dir` is NULL or NUL-terminated; `out` is
+ * valid for writes.
+ */
+enum ft_status ft_rank_plan_with(const struct ft_fit_config *cfg,
+                                 const char *const *networks,
+                                 size_t n_networks,
+                                 const char *const *brains,
+                                 size_t n_brains,
+                                 const char *out_dir,
+                                 char **out);
 
 /**
  * Fits one pair of a grid: the features file `network_path` against the brain file
  * `brain_path`, recorded as network `network` × subject `subject` of the grid. `*out` is the
  * pair's outcome as JSON (free with `ft_string_free`), for `ft_rank_store` and
- * `ft_rank_combine`. Settings as `ft_rank_plan` (the same settings give the same digest).
+ * `ft_rank_combine`. Settings as `ft_rank_plan_with` (the same settings give the same digest).
  *
  * # Safety
- * `network_path`, `brain_path` are NUL-terminated; `options` NULL or valid for reads; `device`,
- * `resample` NULL or NUL-terminated; `out` valid for writes.
+ * `cfg` is NULL or a live config; `network_path`, `brain_path` are NUL-terminated; `out` is
+ * valid for writes.
  */
-enum ft_status ft_rank_pair(const char *network_path,
-                            const char *brain_path,
-                            size_t network,
-                            size_t subject,
-                            const struct ft_fit_options *options,
-                            int32_t method,
-                            const char *device,
-                            const char *resample,
-                            int32_t with_layers,
-                            char **out);
+enum ft_status ft_rank_pair_with(const struct ft_fit_config *cfg,
+                                 const char *network_path,
+                                 const char *brain_path,
+                                 size_t network,
+                                 size_t subject,
+                                 char **out);
+
+/**
+ * Runs a whole grid in this process (pairs one after another, each brain loaded once) and
+ * returns the ranking as `ft_rank_combine` does. With `out_dir` (NULL: none), each finished
+ * pair is stored there as it finishes and pairs already stored are not fitted again. When
+ * pairs fail, the others still run (and are stored); the status is the failure's and
+ * `ft_last_error()` names every failed pair.
+ *
+ * # Safety
+ * As `ft_rank_plan_with`; the config's device must be usable.
+ */
+enum ft_status ft_rank_grid_with(const struct ft_fit_config *cfg,
+                                 const char *const *networks,
+                                 size_t n_networks,
+                                 const char *const *brains,
+                                 size_t n_brains,
+                                 const char *out_dir,
+                                 char **out);
 
 /**
  * Saves a pair's outcome (JSON from `ft_rank_pair`) into `out_dir`'s store, atomically, so a
@@ -1530,38 +2009,6 @@ enum ft_status ft_rank_load(const char *out_dir,
 enum ft_status ft_rank_combine(const char *const *outcomes, size_t n, char **out);
 
 /**
- * Runs a whole grid in this process (pairs one after another, each brain loaded once) and
- * returns the ranking as `ft_rank_combine` does. With `out_dir` (NULL: none), each finished
- * pair is stored there as it finishes and pairs already stored are not fitted again. When
- * pairs fail, the others still run (and are stored); the status is the failure's and
- * `ft_last_error()` names every failed pair.
- *
- * # Safety
- * As `ft_rank_plan`; `device` must name a usable device.
- */
-enum ft_status ft_rank_grid(const char *const *networks,
-                            size_t n_networks,
-                            const char *const *brains,
-                            size_t n_brains,
-                            const struct ft_fit_options *options,
-                            int32_t method,
-                            const char *device,
-                            const char *resample,
-                            int32_t with_layers,
-                            const char *out_dir,
-                            char **out);
-
-/**
- * What a brain file's header says, without reading its values: `*out` is JSON with
- * `n_images`, `n_voxels` and `subject` (`null` when the file names none); free it with
- * `ft_string_free`. For planning a grid (the schedule follows the number of images).
- *
- * # Safety
- * `path` is NUL-terminated; `out` is valid for writes.
- */
-enum ft_status ft_brain_file_header(const char *path, char **out);
-
-/**
  * Resizes `n · channels` maps of `height × width` f32 values (row-major `[N, C, H, W]`, `input`
  * holding `input_len` floats, which must be `n · channels · height · width`) to
  * `out_height × out_width` with the grid resampling the encoders use: `resample` is
@@ -1597,6 +2044,36 @@ enum ft_status ft_resample(const float *input,
                            const char *resample,
                            float *out,
                            size_t capacity);
+
+/**
+ * Generates planted-hierarchy data with the settings of `cfg` (NULL: defaults; the images are
+ * `ft_fit_config_new`'s `n_images`, the seed `ft_fit_config_set_seed`'s, the rest the
+ * `synth_*`, `scenario`, `noise_ceiling`, `signal_fraction` and `prf_size` setters') and writes
+ * `features.safetensors`, `brain.safetensors` and `truth.safetensors` into `dir` (created if
+ * needed). A fit setting in `cfg` is `FT_ERR_INVALID_ARGUMENT` naming it.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config; `dir` is a NUL-terminated string.
+ */
+enum ft_status ft_synth_write_with(const struct ft_fit_config *cfg, const char *dir);
+
+/**
+ * Plants a brain on a network's own features (the CLI's `synth --from-features`) with the
+ * settings of `cfg` (as `ft_synth_write_with`; the features fix the images, layers and width,
+ * so setting `synth_layers` or `synth_width` is refused): each ROI reads from the layer,
+ * location and scale its scenario plants, with noise at the noise ceiling. The brain comes
+ * back z-scored, as `ft_brain_load` would give it; `dir` non-NULL also writes
+ * `brain.safetensors` and `truth.safetensors` there. `out` may be NULL when only the files are
+ * wanted.
+ *
+ * # Safety
+ * `cfg` is NULL or a live config; `features` is a live handle; `dir` is NULL or a
+ * NUL-terminated string; `out` is NULL or valid for writes.
+ */
+enum ft_status ft_synth_plant_with(const struct ft_fit_config *cfg,
+                                   const struct ft_features *features,
+                                   const char *dir,
+                                   struct ft_brain **out);
 
 #ifdef __cplusplus
 }  // extern "C"

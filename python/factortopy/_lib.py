@@ -349,6 +349,71 @@ _SIGNATURES = {
     ),
 }
 
+#: The setters of ``ft_fit_config`` (``ft_fit_config_set_<name>``), each with the C type of its
+#: value (``c_char_p``: a string, or NULL where the header allows it).
+CONFIG_SETTERS = {
+    "seed": c_uint64,
+    "val_fraction": c_double,
+    "max_epochs": c_size_t,
+    "batch_size": c_size_t,
+    "lr": c_double,
+    "weight_decay": c_double,
+    "d": c_size_t,
+    "grid": c_size_t,
+    "patience": c_size_t,
+    "reg_steps": c_size_t,
+    "max_steps": c_uint64,
+    "max_seconds": c_double,
+    "clip_norm": c_double,
+    "beta": c_double,
+    "reg_lambda": c_double,
+    "min_delta": c_double,
+    "resample": c_char_p,
+    "layer_units": c_char_p,
+    "store": c_char_p,
+    "method": c_char_p,
+    "device": c_char_p,
+    "weighted": c_bool,
+    "bootstrap": c_size_t,
+    "bootstrap_level": c_double,
+    "permutations": c_size_t,
+    "held_out_fraction": c_double,
+    "refit_every": c_size_t,
+    "refit_max_steps": c_size_t,
+    "refit_max_seconds": c_double,
+    "forgetting_threshold": c_double,
+    "scenario": c_int32,
+    "synth_voxels": c_size_t,
+    "synth_layers": c_size_t,
+    "synth_width": c_size_t,
+    "synth_grid": c_size_t,
+    "noise_ceiling": c_double,
+    "signal_fraction": c_double,
+    "prf_size": c_double,
+    "score_layers": c_bool,
+}
+
+_SIGNATURES.update(
+    {
+        "ft_fit_config_new": ([c_char_p, c_size_t, _P(_handle)], _status),
+        "ft_fit_config_free": ([_handle], None),
+        "ft_fit_config_json": ([_handle, _P(c_void_p)], _status),
+        "ft_fit_with": ([_handle, _handle, _handle, _P(_handle)], _status),
+        "ft_fit_load_with": ([_handle, c_char_p, _handle, _handle, _P(_handle)], _status),
+        "ft_monitor_with": ([_handle, _handle, _handle, _P(_handle)], _status),
+        "ft_monitor_from_encoder_with": ([_handle, _handle, _handle, c_char_p, _P(_handle)], _status),
+        "ft_rank_with": ([_handle, _P(_handle), c_size_t, _handle, _P(c_void_p)], _status),
+        # cfg, networks, n_networks, brains, n_brains, out_dir, out
+        "ft_rank_plan_with": ([_handle, _P(c_char_p), c_size_t, _P(c_char_p), c_size_t, c_char_p, _P(c_void_p)], _status),
+        "ft_rank_grid_with": ([_handle, _P(c_char_p), c_size_t, _P(c_char_p), c_size_t, c_char_p, _P(c_void_p)], _status),
+        # cfg, network_path, brain_path, network, subject, out
+        "ft_rank_pair_with": ([_handle, c_char_p, c_char_p, c_size_t, c_size_t, _P(c_void_p)], _status),
+        "ft_synth_write_with": ([_handle, c_char_p], _status),
+        "ft_synth_plant_with": ([_handle, _handle, c_char_p, _P(_handle)], _status),
+    }
+)
+_SIGNATURES.update({f"ft_fit_config_set_{name}": ([_handle, ctype], _status) for name, ctype in CONFIG_SETTERS.items()})
+
 _LIB = None
 #: True in a child forked from a process that had loaded the library: the library's worker
 #: threads did not come along, so a parallel fit in the child would wait for them forever.

@@ -9,6 +9,7 @@ from ctypes import c_size_t, c_void_p
 from typing import Mapping, Sequence
 
 from ._lib import FtFitOptions, FtFitSummary, call, encode_path, set_field, struct_dict, take_string
+from .config import Config
 from .data import Brain, Features, _Handle, _new_handle
 from .resampling import RULES
 
@@ -52,6 +53,8 @@ class FitOptions:
     #: The fields that are not in the C struct.
     PREPARATION = ("device", "resample", "layer_units")
     RESAMPLE = RULES
+    #: The fields the ridge baseline reads (rankings with ``method="ridge"``).
+    RIDGE_FIELDS = ("seed", "val_fraction", "weighted", "device")
     #: The fields the ``auto`` preset sets from the number of probe images.
     SCHEDULE = ("max_epochs", "batch_size", "lr", "patience", "reg_steps")
 
@@ -59,13 +62,10 @@ class FitOptions:
         self.preset_name = preset
         self.device = "cpu"
         self._overrides: dict = {}
-        self._base(1)  # an unknown preset fails here
-        method = ctypes.c_char_p()
-        call("ft_fit_options_preset_resample", preset.encode(), ctypes.byref(method))
-        self.resample = method.value.decode()
-        units = ctypes.c_char_p()
-        call("ft_fit_options_preset_layer_units", preset.encode(), ctypes.byref(units))
-        self.layer_units = units.value.decode()
+        base = Config(preset, 1).settings()  # an unknown preset fails here
+        self.resample = base["resample"]
+        self.layer_units = base["layer_units"]
+        self._preset_preparation = (self.resample, self.layer_units)
         self.update(**overrides)
 
     @classmethod
@@ -85,16 +85,59 @@ class FitOptions:
         """
         return cls(name, **overrides)
 
-    def _base(self, n_images: int) -> FtFitOptions:
-        c = FtFitOptions()
-        if self.preset_name == "auto":
-            call("ft_fit_options_for_images", c_size_t(n_images), ctypes.byref(c))
-        else:
-            call("ft_fit_options_preset", self.preset_name.encode(), ctypes.byref(c))
+    def config(self, n_images: int = 0, *, skip: tuple = ()) -> Config:
+        """The library's settings (an ``ft_fit_config``) for ``n_images`` probe images: the
+        preset's, then one setter per field set here (the device, resampling and layer units
+        only where they differ from the preset's).
+
+        Parameters
+        ----------
+        n_images : int
+            Number of probe images (only the ``auto`` preset depends on it; 0: the data's).
+        skip : tuple of str
+            Fields left out (a monitor's held-out images replace ``val_fraction``).
+
+        Returns
+        -------
+        Config
+        """
+        c = Config(self.preset_name, n_images)
+        for k, v in self._overrides.items():
+            if k not in skip:
+                c.set(k, v)
+        if self.device != "cpu" and "device" not in skip:
+            c.set("device", self.device)
+        if self.resample != self._preset_preparation[0] and "resample" not in skip:
+            c.set("resample", self.resample)
+        if self.layer_units != self._preset_preparation[1] and "layer_units" not in skip:
+            c.set("layer_units", self.layer_units)
+        return c
+
+    def method_config(self, n_images: int, method: str) -> Config:
+        """:meth:`config` for a ranking by ``method``: the ridge baseline reads only the split
+        (``seed``, ``val_fraction``), ``weighted`` and ``device`` of these options (the library
+        refuses the FactorTopy trainer's settings with it, so they are not handed over).
+
+        Parameters
+        ----------
+        n_images : int
+            Number of probe images.
+        method : str
+            ``"factortopy"`` or ``"ridge"``.
+
+        Returns
+        -------
+        Config
+        """
+        if method == "factortopy":
+            return self.config(n_images)
+        c = self.config(n_images, skip=tuple(f for f in self.FIELDS if f not in self.RIDGE_FIELDS))
+        c.set("method", method)
         return c
 
     def struct(self, n_images: int) -> FtFitOptions:
-        """The C settings for a probe set of ``n_images`` images: the preset's, then the overrides.
+        """The settings as the frozen ``ft_fit_options`` struct of older versions of the C ABI
+        (the preset's, then the overrides). The calls of this package use :meth:`config`.
 
         Parameters
         ----------
@@ -104,11 +147,14 @@ class FitOptions:
         Returns
         -------
         FtFitOptions
-            The ``ft_fit_options`` struct of ``include/factortopy.h``.
         """
-        c = self._base(n_images)
+        c = FtFitOptions()
+        if self.preset_name == "auto":
+            call("ft_fit_options_for_images", c_size_t(n_images), ctypes.byref(c))
+        else:
+            call("ft_fit_options_preset", self.preset_name.encode(), ctypes.byref(c))
         for k, v in self._overrides.items():
-            set_field(c, k, v)
+            set_field(c, k, int(bool(v)) if k == "weighted" else v)
         return c
 
     def update(self, **overrides) -> "FitOptions":
@@ -117,30 +163,27 @@ class FitOptions:
         Parameters
         ----------
         **overrides
-            Any of :attr:`FIELDS`, by name; each value is range-checked now.
+            Any of :attr:`FIELDS`, by name; each value is checked now by the library's setter.
 
         Returns
         -------
         FitOptions
             ``self``, for chaining.
         """
-        scratch = self.struct(1)
+        scratch = Config(self.preset_name, 1)
         for k, v in overrides.items():
             if k not in self.FIELDS:
                 raise TypeError(f"unknown fit option {k!r}; expected one of {', '.join(self.FIELDS)}")
             if k == "device":
-                self.device = device_name(v)
-            elif k == "resample":
-                if v not in self.RESAMPLE:
-                    raise ValueError(f"unknown resample {v!r}; expected one of {', '.join(self.RESAMPLE)}")
-                self.resample = v
-            elif k == "layer_units":
-                if v not in self.LAYER_UNITS:
-                    raise ValueError(f"unknown layer_units {v!r}; expected one of {', '.join(self.LAYER_UNITS)}")
-                self.layer_units = v
+                v = device_name(v)
+            elif k == "weighted":
+                v = bool(v)
+            elif k == "max_seconds" and v is not None and float(v) < 0:
+                v = 0.0  # as the C struct read it: a negative time limit is none
+            scratch.set(k, v)  # checked now, not at fit time
+            if k in self.PREPARATION:
+                setattr(self, k, v)
             else:
-                v = int(bool(v)) if k == "weighted" else v
-                set_field(scratch, k, v)  # range-checked now, not at fit time
                 self._overrides[k] = v
         return self
 
@@ -155,13 +198,14 @@ class FitOptions:
         c.preset_name, c.device, c._overrides = self.preset_name, self.device, dict(self._overrides)
         c.resample = self.resample
         c.layer_units = self.layer_units
+        c._preset_preparation = self._preset_preparation
         return c
 
     def __getattr__(self, name):
         if name in FitOptions.FIELDS and name not in FitOptions.PREPARATION:
             if self.preset_name == "auto" and name in FitOptions.SCHEDULE and name not in self._overrides:
                 return None
-            return getattr(self.struct(1), name)
+            return self.config(1).settings()[name]
         raise AttributeError(name)
 
     def preparation(self) -> bytes:
@@ -291,16 +335,8 @@ def fit(features: Features, brain: Brain, options: FitOptions | None = None, **o
         use, too little memory, ...
     """
     o = _options(options, overrides)
-    return _wrap_fit(
-        _new_handle(
-            "ft_fit_new_resampled",
-            features.handle,
-            brain.handle,
-            ctypes.byref(o.struct(brain.n_images)),
-            o.device.encode(),
-            o.preparation(),
-        )
-    )
+    cfg = o.config(brain.n_images)  # held until the call returns: the handle is freed with it
+    return _wrap_fit(_new_handle("ft_fit_with", cfg.handle, features.handle, brain.handle))
 
 
 def score(
@@ -326,16 +362,12 @@ def score(
     Fit
         The report of the saved encoder (the same numbers ``fit`` reported).
     """
-    return _wrap_fit(
-        _new_handle(
-            "ft_fit_load_on",
-            encode_path(encoder_path),
-            features.handle,
-            brain.handle,
-            int(bool(weighted)),
-            device_name(device).encode(),
-        )
-    )
+    cfg = Config()
+    if weighted:
+        cfg.set("weighted", True)
+    if device_name(device) != "cpu":
+        cfg.set("device", device_name(device))
+    return _wrap_fit(_new_handle("ft_fit_load_with", cfg.handle, encode_path(encoder_path), features.handle, brain.handle))
 
 
 def predict(encoder_path: str | os.PathLike, features: Features, *, brain: Brain | None = None, device="cpu"):
@@ -448,7 +480,8 @@ def rank(
     options : FitOptions, optional
         Settings shared by every fit; keyword ``overrides`` update them.
     method : {"factortopy", "ridge"}
-        ``"ridge"`` is a fast layer-wise estimate.
+        ``"ridge"`` is a fast layer-wise estimate; it reads only ``seed``, ``val_fraction``,
+        ``weighted`` and ``device`` of the options.
     executor : concurrent.futures.Executor, optional
         Files only: where the pairs run (a process pool, a dask or Ray executor).
     with_layers : bool
@@ -493,17 +526,8 @@ def rank(
     o = _options(options, overrides)
     arr = (c_void_p * len(nets))(*[n.handle.value for n in nets])
     out_json = c_void_p()
-    call(
-        "ft_rank_resampled",
-        arr,
-        len(nets),
-        brain.handle,
-        ctypes.byref(o.struct(brain.n_images)),
-        _METHODS[method],
-        o.device.encode(),
-        o.preparation(),
-        ctypes.byref(out_json),
-    )
+    cfg = o.method_config(brain.n_images, method)
+    call("ft_rank_with", cfg.handle, arr, len(nets), brain.handle, ctypes.byref(out_json))
     return json.loads(take_string(out_json))
 
 

@@ -23,6 +23,14 @@ from .errors import FactortopyError
 _METHODS = {"factortopy": 0, "ridge": 1}
 
 
+def _config(options, method: str, with_layers: bool, n_images: int):
+    """The library's settings of a grid: the fit options', the method and the layer scores."""
+    c = options.method_config(n_images, method)
+    if with_layers:
+        c.set("score_layers", True)
+    return c
+
+
 class RankGridError(FactortopyError, RuntimeError):
     """Some pairs of a grid failed. ``failures`` lists ``(network_path, subject, message)`` for
     each; the other pairs finished (and were stored when ``out`` was given, so a rerun fits only
@@ -102,19 +110,8 @@ def fit_pair(network, brain, network_index: int, subject_index: int, options=Non
     o = options if options is not None else FitOptions()
     n_images = brain_file_header(brain)["n_images"]
     out = c_void_p()
-    call(
-        "ft_rank_pair",
-        encode_path(network),
-        encode_path(brain),
-        network_index,
-        subject_index,
-        ctypes.byref(o.struct(n_images)),
-        _METHODS[method],
-        o.device.encode(),
-        o.preparation(),
-        int(bool(with_layers)),
-        ctypes.byref(out),
-    )
+    cfg = _config(o, method, with_layers, n_images)
+    call("ft_rank_pair_with", cfg.handle, encode_path(network), encode_path(brain), network_index, subject_index, ctypes.byref(out))
     return take_string(out)
 
 
@@ -172,16 +169,15 @@ def rank_grid(
     o = options if options is not None else FitOptions()
     nets, brs = _paths(networks, "network"), _paths(brains, "brain")
     n_images = brain_file_header(brs[0])["n_images"]
-    struct = o.struct(n_images)
+    cfg = _config(o, method, with_layers, n_images)
     out_dir = encode_path(out) if out is not None else None
-    common = (ctypes.byref(struct), _METHODS[method], o.device.encode(), o.preparation(), int(bool(with_layers)))
     if executor is None:
         result = c_void_p()
-        call("ft_rank_grid", _array(nets), len(nets), _array(brs), len(brs), *common, out_dir, ctypes.byref(result))
+        call("ft_rank_grid_with", cfg.handle, _array(nets), len(nets), _array(brs), len(brs), out_dir, ctypes.byref(result))
         return json.loads(take_string(result))
 
     plan_out = c_void_p()
-    call("ft_rank_plan", _array(nets), len(nets), _array(brs), len(brs), *common, out_dir, ctypes.byref(plan_out))
+    call("ft_rank_plan_with", cfg.handle, _array(nets), len(nets), _array(brs), len(brs), out_dir, ctypes.byref(plan_out))
     plan = json.loads(take_string(plan_out))
     subjects, jobs = plan["subjects"], plan["jobs"]
     total = len(jobs)

@@ -10,6 +10,7 @@ import os
 from ctypes import c_double, c_size_t, c_void_p
 
 from ._lib import FtMonitorOptions, FtStepSummary, c_int, call, encode_path, lib, set_field, struct_dict, take_string
+from .config import Config
 from .data import Brain, Features, _Handle, _new_handle, serialised
 from .fitting import FitOptions, device_name
 
@@ -39,18 +40,40 @@ class MonitorOptions:
     FIELDS = ("held_out_fraction", "refit_every", "refit_max_steps", "refit_max_seconds", "forgetting_threshold")
 
     def __init__(self, fit: FitOptions | None = None, **overrides):
-        self._c = FtMonitorOptions()
-        call("ft_monitor_options_default", ctypes.byref(self._c))
         self.fit = fit if fit is not None else FitOptions()
+        self._overrides: dict = {}
+        scratch = Config()
         for k, v in overrides.items():
             if k not in self.FIELDS:
                 raise TypeError(f"unknown monitor option {k!r}; expected one of {', '.join(self.FIELDS)} or fit=")
             if k == "forgetting_threshold" and v is None:
                 v = math.inf
-            set_field(self._c, k, v)
+            if k == "refit_max_seconds" and float(v) < 0:
+                v = 0.0  # as the C struct read it: a negative time limit is none
+            scratch.set(k, v)  # checked now by the library's setter
+            self._overrides[k] = v
+
+    def config(self, n_images: int = 0) -> Config:
+        """The library's settings (an ``ft_fit_config``): the fit's (without ``val_fraction``:
+        ``held_out_fraction`` sets the held-out images), then one setter per field set here.
+
+        Parameters
+        ----------
+        n_images : int
+            Number of probe images (the ``auto`` schedule follows it; 0: the brain's).
+
+        Returns
+        -------
+        Config
+        """
+        c = self.fit.config(n_images, skip=("val_fraction",))
+        for k, v in self._overrides.items():
+            c.set(k, v)
+        return c
 
     def struct(self, n_images: int) -> FtMonitorOptions:
-        """The C settings for a probe set of ``n_images`` images (the fit's schedule follows it).
+        """The settings as the frozen ``ft_monitor_options`` struct of older versions of the C
+        ABI. The calls of this package use :meth:`config`.
 
         Parameters
         ----------
@@ -60,14 +83,20 @@ class MonitorOptions:
         Returns
         -------
         FtMonitorOptions
-            The ``ft_monitor_options`` struct of ``include/factortopy.h``.
         """
-        self._c.fit = self.fit.struct(n_images)
-        return self._c
+        c = FtMonitorOptions()
+        call("ft_monitor_options_default", ctypes.byref(c))
+        for k, v in self._overrides.items():
+            set_field(c, k, v)
+        c.fit = self.fit.struct(n_images)
+        return c
 
     def __getattr__(self, name):
         if name in MonitorOptions.FIELDS:
-            return getattr(self._c, name)
+            if name in self._overrides:
+                return self._overrides[name]
+            v = Config().settings()[name]
+            return math.inf if v is None else v  # JSON has no infinity: null is "never"
         raise AttributeError(name)
 
 
@@ -153,21 +182,13 @@ class Monitor(_Handle):
             the options' ``fit.device`` (``"cpu"``).
         """
         o = options if options is not None else MonitorOptions()
-        c = o.struct(brain.n_images)
-        dev = device_name(device if device is not None else o.fit.device).encode()
+        c = o.config(brain.n_images)
+        if device is not None:
+            c.set("device", device_name(device))
         if encoder_path is None:
-            ptr = _new_handle(
-                "ft_monitor_new_resampled", brain.handle, reference.handle, ctypes.byref(c), dev, o.fit.preparation()
-            )
+            ptr = _new_handle("ft_monitor_with", c.handle, brain.handle, reference.handle)
         else:
-            ptr = _new_handle(
-                "ft_monitor_new_from_encoder_on",
-                brain.handle,
-                reference.handle,
-                encode_path(encoder_path),
-                ctypes.byref(c),
-                dev,
-            )
+            ptr = _new_handle("ft_monitor_from_encoder_with", c.handle, brain.handle, reference.handle, encode_path(encoder_path))
         super().__init__(ptr)
 
     @serialised

@@ -3,37 +3,45 @@ planted on a real network's own features, where the right answer is known."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 
-from ._lib import FtSynthOptions, call, encode_path, set_field
+from ._lib import call, encode_path
+from .config import Config
 from .data import Brain, Features, _Handle, _new_handle
 
 SCENARIOS = {"hierarchical": 0, "reversed": 1, "flat-early": 2, "flat-late": 3, "shuffled": 4}
 _FIELDS = ("n_images", "n_voxels", "n_layers", "width", "grid", "noise_ceiling", "signal_fraction", "seed")
 
 
-def _options(scenario: str, overrides: dict) -> FtSynthOptions:
-    o = FtSynthOptions()
-    call("ft_synth_options_default", ctypes.byref(o))
+#: The setter of ``ft_fit_config`` behind each option.
+_SETTERS = {
+    "n_voxels": "synth_voxels",
+    "n_layers": "synth_layers",
+    "width": "synth_width",
+    "grid": "synth_grid",
+    "noise_ceiling": "noise_ceiling",
+    "signal_fraction": "signal_fraction",
+    "seed": "seed",
+}
+
+
+def _config(scenario: str, overrides: dict, prf_size: float | None) -> Config:
+    """The generator's settings: one setter per option, each checked by the library."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
-    o.scenario = SCENARIOS[scenario]
-    for k, v in overrides.items():
+    for k in overrides:
         if k not in _FIELDS:
             raise TypeError(f"unknown synth option {k!r}; expected one of {', '.join(_FIELDS)}")
-        set_field(o, k, v)
-    return o
-
-
-def _prf(prf_size: float | None) -> float:
-    """The C ABI's receptive-field argument: a negative value means one grid cell."""
-    if prf_size is None:
-        return -1.0
-    prf_size = float(prf_size)
-    if not 0.0 <= prf_size <= 1.0:
+    c = Config("auto", overrides.get("n_images", 0))
+    c.set("scenario", SCENARIOS[scenario])
+    for k, v in overrides.items():
+        if k != "n_images":
+            c.set(_SETTERS[k], v, what=k)
+    # None is one grid cell (the setter's negative value); the library checks the rest.
+    if prf_size is not None and not float(prf_size) >= 0.0:
         raise ValueError(f"prf_size must be a fraction of the image in [0, 1], got {prf_size}")
-    return prf_size
+    c.set("prf_size", -1.0 if prf_size is None else float(prf_size))
+    return c
 
 
 def write(
@@ -57,8 +65,8 @@ def write(
         ``n_images``, ``n_voxels``, ``n_layers``, ``width``, ``grid``, ``noise_ceiling``,
         ``signal_fraction``, ``seed`` (the defaults of ``factortopy synth``).
     """
-    o = _options(scenario, options)
-    call("ft_synth_write_rf", encode_path(directory), ctypes.byref(o), _prf(prf_size))
+    c = _config(scenario, options, prf_size)
+    call("ft_synth_write_with", c.handle, encode_path(directory))
 
 
 def plant(
@@ -92,15 +100,9 @@ def plant(
     Brain
         The planted brain, z-scored.
     """
-    o = _options(scenario, options)
+    c = _config(scenario, options, prf_size)
     b = Brain.__new__(Brain)
-    ptr = _new_handle(
-        "ft_synth_plant_rf",
-        features.handle,
-        ctypes.byref(o),
-        _prf(prf_size),
-        None if directory is None else encode_path(directory),
-    )
+    ptr = _new_handle("ft_synth_plant_with", c.handle, features.handle, None if directory is None else encode_path(directory))
     _Handle.__init__(b, ptr)
     return b
 

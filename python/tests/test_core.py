@@ -167,7 +167,7 @@ def test_grid_resampling_is_an_option_saved_with_the_encoder(tmp_path, features,
     assert ft.FitOptions.preset("design").resample == "bilinear"
     assert ft.FitOptions().resample == "auto" and fast.resample == "auto"
     assert ft.FitOptions.preset("fast", resample="area").as_dict()["resample"] == "area"
-    with pytest.raises(ValueError, match="unknown resample"):
+    with pytest.raises(ValueError, match="unknown resampling"):
         ft.FitOptions(resample="nearest")
     # grid 4 on the generator's 6×6 and 3×3 maps: area and bilinear give different fits, and
     # scoring the saved encoder uses the method it was fitted with.

@@ -18,13 +18,18 @@
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
 
-pub mod api;
-pub mod brain_arrays;
+pub mod brain;
+pub mod compat;
+pub mod config;
+pub mod config_set;
 pub mod dlpack;
-pub mod engine;
+pub mod features;
+pub mod fit;
+pub mod monitor;
 pub mod plot;
 pub mod rank;
 pub mod resample;
+pub mod synth;
 pub mod tensor;
 
 #[cfg(test)]
@@ -36,12 +41,17 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::error::Error;
 
-pub use api::*;
-pub use brain_arrays::*;
-pub use engine::*;
+pub use brain::*;
+pub use compat::*;
+pub use config::*;
+pub use config_set::*;
+pub use features::*;
+pub use fit::*;
+pub use monitor::*;
 pub use plot::*;
 pub use rank::*;
 pub use resample::*;
+pub use synth::*;
 pub use dlpack::{
     DLDataType, DLDevice, DLManagedTensor, DLManagedTensorVersioned, DLPackVersion, DLTensor, FT_DLPACK_MAJOR_VERSION,
 };
@@ -388,6 +398,42 @@ pub(crate) fn exclusive<'a, H: Policed>(p: *mut H, name: &str) -> FfiResult<Excl
     let busy = unsafe { &*H::busy_of(p) };
     busy.write(name)?;
     Ok(Exclusive(Shared { p, exclusive: true, _life: std::marker::PhantomData }))
+}
+
+// The thread-safety promises of the header, checked at compile time: every handle may move
+// between threads, and the immutable ones may be shared.
+const _: () = {
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    #[allow(dead_code)]
+    fn promises() {
+        send::<ft_brain>();
+        send::<ft_features>();
+        send::<ft_fit>();
+        send::<ft_monitor>();
+        send::<ft_step_report>();
+        sync::<ft_brain>();
+        sync::<ft_features>();
+        sync::<ft_fit>();
+        sync::<ft_step_report>();
+    }
+};
+
+pub(crate) fn boxed<T>(value: T) -> *mut T {
+    Box::into_raw(Box::new(value))
+}
+
+/// Frees a boxed handle (NULL is a no-op).
+///
+/// # Safety
+/// `p` is NULL or came from `boxed` and is freed once.
+pub(crate) unsafe fn free_box<T>(p: *mut T) {
+    guard_value((), || {
+        if !p.is_null() {
+            // SAFETY: by the caller's contract, `p` came from `Box::into_raw` and is freed once.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    })
 }
 
 /// The library version, e.g. "0.1.0" (the same as `FT_VERSION_STRING`). Static; never free it.

@@ -4,7 +4,7 @@ use std::ffi::c_char;
 use std::path::Path;
 
 use crate::cluster::DEFAULT_K;
-use crate::ffi::api::ft_brain;
+use crate::ffi::brain::ft_brain;
 use crate::ffi::{c_string, ft_status, guard, handle, out_arg, shared, str_arg, FfiError};
 use crate::plot::figures::{plot_fit_dir, Picture, PlotOptions};
 
@@ -86,7 +86,7 @@ pub unsafe extern "C" fn ft_plot(
 #[no_mangle]
 pub unsafe extern "C" fn ft_score_write_dir(
     encoder_path: *const c_char,
-    features: *const crate::ffi::api::ft_features,
+    features: *const crate::ffi::features::ft_features,
     brain: *const ft_brain,
     weighted: i32,
     plots: i32,

@@ -2,9 +2,10 @@
 //! feature maps before handing them over (Python's `hooks.to_grid`, to keep host memory small)
 //! computes exactly what the encoder would: one implementation, `model::resample`.
 
+use crate::error::Error;
 use std::ffi::c_char;
 
-use crate::ffi::engine::resample_arg;
+use crate::ffi::config::resample_arg;
 use crate::ffi::{ft_status, guard, FfiError};
 use crate::model::resample::resample_into;
 
@@ -55,7 +56,7 @@ pub unsafe extern "C" fn ft_resample(
         }
         // SAFETY: caller's contract.
         let method = unsafe { resample_arg(resample) }?;
-        let shape = |msg: String| FfiError::new(ft_status::FT_ERR_SHAPE, msg);
+        let shape = |msg: String| FfiError::from(Error::shape("input", msg));
         if height == 0 || width == 0 || out_height == 0 || out_width == 0 {
             return Err(shape(format!(
                 "ft_resample: every map size must be positive, got {height}×{width} to {out_height}×{out_width}"

@@ -4,11 +4,12 @@
 //! library's own device memory ([`push_device_layer`]). The library never keeps a pointer into
 //! caller memory after a call returns.
 
+use crate::error::Error;
 use std::ffi::c_void;
 
 use crate::data::Array;
 use crate::ffi::dlpack::{kdl, DLTensor};
-use crate::ffi::{ft_status, FfiError, FfiResult};
+use crate::ffi::{FfiError, FfiResult};
 
 /// Element types accepted for features (the `dtype` field of `ft_tensor`).
 #[repr(C)]
@@ -86,7 +87,12 @@ pub(crate) struct RawView {
 }
 
 fn shape_err(msg: String) -> FfiError {
-    FfiError::new(ft_status::FT_ERR_SHAPE, msg)
+    Error::shape("tensor", msg).into()
+}
+
+/// A tensor in memory the library cannot read here.
+fn device_err(what: &str, msg: String) -> FfiError {
+    Error::Device { tensor: what.to_string(), msg }.into()
 }
 
 /// Reads `ndim` i64 values from `p` as a shape, rejecting negative extents.
@@ -189,10 +195,11 @@ impl RawView {
             1 => Elem::F16,
             2 => Elem::BF16,
             other => {
-                return Err(FfiError::new(
-                    ft_status::FT_ERR_DTYPE,
+                return Err(Error::dtype(
+                    what,
                     format!("{what} has dtype {other}; expected FT_F32 (0), FT_F16 (1) or FT_BF16 (2)"),
-                ))
+                )
+                .into())
             }
         };
         // SAFETY: forwarded contract.
@@ -222,10 +229,10 @@ impl RawView {
                     c => format!("type code {c} with {bits} bits"),
                 };
                 let lanes = if lanes != 1 { format!(" x{lanes} lanes") } else { String::new() };
-                return Err(FfiError::new(
-                    ft_status::FT_ERR_DTYPE,
-                    format!("{what} has dtype {name}{lanes}; expected float32, float16 or bfloat16"),
-                ));
+                return Err(
+                    Error::dtype(what, format!("{what} has dtype {name}{lanes}; expected float32, float16 or bfloat16"))
+                        .into(),
+                );
             }
         };
         let ndim = usize::try_from(t.ndim)
@@ -247,15 +254,15 @@ impl RawView {
             return Ok(self);
         }
         let ordinal = usize::try_from(device_id)
-            .map_err(|_| FfiError::new(ft_status::FT_ERR_DEVICE, format!("{what} is on CUDA device {device_id}")))?;
+            .map_err(|_| device_err(what, format!("{what} is on CUDA device {device_id}")))?;
         let (lo, hi) = self.span;
         let len = usize::try_from(hi - lo).map_err(|_| shape_err(format!("{what}: empty byte range")))?;
         let start = (self.base as isize).checked_add(lo).ok_or_else(|| shape_err(format!("{what}: address overflow")))?;
         // A tensor whose label names a device its bytes are not on (or no usable device) is the
         // caller's device error, said plainly, not a copy from wherever the pointer points.
         crate::cuda::host_copy::check_device_range(ordinal, start as u64, len).map_err(|why| {
-            FfiError::new(
-                ft_status::FT_ERR_DEVICE,
+            device_err(
+                what,
                 format!(
                     "{what} is labelled {} memory of device {device_id}, but {why}; pass a tensor that lives \
                      there, or copy it to the CPU first (e.g. `tensor.cpu()` in PyTorch)",
@@ -291,8 +298,8 @@ impl RawView {
 
     #[cfg(not(feature = "cuda"))]
     fn on_cuda(self, device_type: i32, device_id: i32, what: &str) -> FfiResult<RawView> {
-        Err(FfiError::new(
-            ft_status::FT_ERR_DEVICE,
+        Err(device_err(
+            what,
             format!(
                 "{what} is in {} memory (device {device_id}); this build reads host memory only \
                  (rebuild with --features cuda, or copy the tensor to the CPU first, e.g. `tensor.cpu()`)",
@@ -404,8 +411,8 @@ pub(crate) fn check_device(device_type: i32, device_id: i32, what: &str) -> FfiR
         return Ok(());
     }
     let why = "the library reads host and CUDA memory only";
-    Err(FfiError::new(
-        ft_status::FT_ERR_DEVICE,
+    Err(device_err(
+        what,
         format!(
             "{what} is in {} memory (device {device_id}); {why}: copy the tensor to the CPU \
              first (e.g. `tensor.cpu()` in PyTorch)",
@@ -470,7 +477,7 @@ pub(crate) fn push_device_layer(
         use crate::cuda::resident::{CopyError, DeviceLayer};
         let layer = DeviceLayer::copy(ordinal, &local_t, global_t.as_ref()).map_err(|e| match e {
             CopyError::NonFinite(which, k) => FfiError::new(
-                ft_status::FT_ERR_DATA,
+                crate::ffi::ft_status::FT_ERR_DATA,
                 format!(
                     "layer {l}: the {} has {k} non-finite value(s)",
                     if which == "local" { "local map" } else { "global token" }

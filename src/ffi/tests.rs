@@ -136,3 +136,61 @@ fn overlapping_calls_on_a_handle_are_busy_not_raced() {
     // SAFETY: freed once.
     unsafe { ft_features_free(f) };
 }
+
+#[test]
+fn a_config_that_follows_the_data_resolves_the_auto_schedule_for_it() {
+    use crate::ffi::config::Settings;
+    use crate::model::Preset;
+    let s = Settings::new(Preset::Auto, 0).unwrap();
+    for n in [200, 1_000, 10_000] {
+        assert_eq!(s.fit_for(n), Preset::Auto.config(n), "{n} images");
+    }
+    // A config made for a size keeps that size's schedule whatever the data.
+    let fixed = Settings::new(Preset::Auto, 1_000).unwrap();
+    assert_eq!(fixed.fit_for(10_000), Preset::Auto.config(1_000));
+    // A schedule field set explicitly is kept; the others follow the data.
+    let mut cfg = std::ptr::null_mut();
+    // SAFETY: a valid out-pointer; the handle is freed below.
+    assert_eq!(unsafe { ft_fit_config_new(std::ptr::null(), 0, &mut cfg) }, ft_status::FT_OK);
+    // SAFETY: `cfg` is a live handle.
+    assert_eq!(unsafe { ft_fit_config_set_lr(cfg, 0.5) }, ft_status::FT_OK);
+    // SAFETY: `cfg` is a live handle; nothing else uses it.
+    let settings = unsafe { &*<ft_fit_config as Policed>::inner_of(cfg) };
+    let fit = settings.fit_for(10_000);
+    assert_eq!(fit.lr, 0.5);
+    assert_eq!(fit.max_epochs, Preset::Auto.config(10_000).max_epochs);
+    // SAFETY: `cfg` came from `ft_fit_config_new` and is freed once.
+    unsafe { ft_fit_config_free(cfg) };
+}
+
+#[test]
+fn a_refused_setting_leaves_the_config_unchanged_and_names_the_setter() {
+    let mut cfg = std::ptr::null_mut();
+    // SAFETY: a valid out-pointer; the handle is freed below.
+    assert_eq!(unsafe { ft_fit_config_new(c"design".as_ptr(), 0, &mut cfg) }, ft_status::FT_OK);
+    let json = |cfg| {
+        let mut out = std::ptr::null_mut();
+        // SAFETY: `cfg` is live; `out` is a valid out-pointer; the string is freed below.
+        assert_eq!(unsafe { ft_fit_config_json(cfg, &mut out) }, ft_status::FT_OK);
+        // SAFETY: a string from the library, freed once.
+        let s = unsafe { std::ffi::CStr::from_ptr(out) }.to_str().unwrap().to_string();
+        // SAFETY: as above.
+        unsafe { ft_string_free(out) };
+        s
+    };
+    let before = json(cfg);
+    // SAFETY: `cfg` is a live handle.
+    assert_eq!(unsafe { ft_fit_config_set_batch_size(cfg, 0) }, ft_status::FT_ERR_INVALID_ARGUMENT);
+    assert!(last_error().contains("ft_fit_config_set_batch_size"), "{}", last_error());
+    // SAFETY: `cfg` is a live handle.
+    assert_eq!(unsafe { ft_fit_config_set_device(cfg, c"tpu".as_ptr()) }, ft_status::FT_ERR_INVALID_ARGUMENT);
+    assert_eq!(json(cfg), before);
+    // SAFETY: `cfg` is a live handle.
+    assert_eq!(unsafe { ft_fit_config_set_batch_size(cfg, 16) }, ft_status::FT_OK);
+    let after: serde_json::Value = serde_json::from_str(&json(cfg)).unwrap();
+    assert_eq!(after["batch_size"], 16);
+    assert_eq!(after["set"], serde_json::json!(["batch_size"]));
+    assert_eq!(after["resample"], "bilinear");
+    // SAFETY: `cfg` came from `ft_fit_config_new` and is freed once.
+    unsafe { ft_fit_config_free(cfg) };
+}

@@ -1,15 +1,72 @@
-//! Brains built from in-memory arrays (a host that already holds the fMRI data in numpy or
-//! torch should not have to write a file first), and saving and describing brains.
+//! Brains: loaded from a file or built from in-memory arrays (a host that already holds the fMRI
+//! data in numpy or torch should not have to write a file first), saved and described.
 
+use crate::error::Error;
 use std::ffi::c_char;
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::data::{Array, Brain};
-use crate::ffi::api::ft_brain;
+use crate::data::{Array, Brain, BrainHeader};
 use crate::ffi::tensor::{ft_tensor, RawView};
-use crate::ffi::{c_string, copy_arg, ft_status, guard, handle, out_arg, str_arg, FfiError, FfiResult};
+use crate::ffi::{boxed, c_string, copy_arg, free_box, ft_status, guard, handle, out_arg, str_arg, FfiError, FfiResult, Immutable};
+
+// ---------------------------------------------------------------------------------------------
+// Handles
+
+/// A subject's brain data (responses z-scored per voxel on load). Immutable once loaded: every
+/// function taking `const ft_brain *` may be called from several threads at once.
+pub struct ft_brain {
+    pub(crate) inner: Brain,
+}
+
+impl Immutable for ft_brain {}
+
+// ---------------------------------------------------------------------------------------------
+// Brains
+
+/// Loads and validates a brain file (DESIGN §2) and z-scores each voxel. On success `*out` is a
+/// new handle to free with `ft_brain_free`.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_brain_load(path: *const c_char, out: *mut *mut ft_brain) -> ft_status {
+    guard(|| {
+        let out = out_arg(out, "out")?;
+        // SAFETY: caller's contract.
+        let path = unsafe { str_arg(path, "path") }?;
+        let brain = Brain::load(Path::new(path))?;
+        *out = boxed(ft_brain { inner: brain });
+        Ok(())
+    })
+}
+
+/// Frees a brain (NULL is a no-op).
+///
+/// # Safety
+/// `brain` is NULL or a live handle; it is not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn ft_brain_free(brain: *mut ft_brain) {
+    // SAFETY: caller's contract.
+    unsafe { free_box(brain) }
+}
+
+/// Number of probe images and voxels of a brain.
+///
+/// # Safety
+/// `brain` is a live handle; the out-pointers are valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_brain_shape(brain: *const ft_brain, n_images: *mut usize, n_voxels: *mut usize) -> ft_status {
+    guard(|| {
+        let b = handle(brain, "brain")?;
+        let n = out_arg(n_images, "n_images")?;
+        let v = out_arg(n_voxels, "n_voxels")?;
+        *n = b.inner.n_images();
+        *v = b.inner.n_voxels();
+        Ok(())
+    })
+}
 
 /// The arrays of a brain (DESIGN §2), for `ft_brain_new`. Optional members are NULL when absent.
 #[repr(C)]
@@ -87,10 +144,7 @@ fn brain_from_arrays(a: &ft_brain_arrays) -> FfiResult<Brain> {
     };
     if let Some(nc) = &noise_ceiling {
         if nc.shape.len() != 1 {
-            return Err(FfiError::new(
-                ft_status::FT_ERR_SHAPE,
-                format!("noise_ceiling has shape {:?}; expected [V]", nc.shape),
-            ));
+            return Err(Error::shape("noise_ceiling", format!("noise_ceiling has shape {:?}; expected [V]", nc.shape)).into());
         }
     }
     let roi_names = match meta.roi_names {
@@ -183,6 +237,26 @@ pub unsafe extern "C" fn ft_brain_info_json(brain: *const ft_brain, out: *mut *m
             "has_noise_ceiling": b.noise_ceiling.is_some(),
         });
         *out = c_string(info.to_string());
+        Ok(())
+    })
+}
+
+/// What a brain file's header says, without reading its values: `*out` is JSON with
+/// `n_images`, `n_voxels` and `subject` (`null` when the file names none); free it with
+/// `ft_string_free`. For planning a grid (the schedule follows the number of images).
+///
+/// # Safety
+/// `path` is NUL-terminated; `out` is valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn ft_brain_file_header(path: *const c_char, out: *mut *mut c_char) -> ft_status {
+    guard(|| {
+        let out = out_arg(out, "out")?;
+        // SAFETY: caller's contract.
+        let path = unsafe { str_arg(path, "path") }?;
+        let h = BrainHeader::read(std::path::Path::new(path))?;
+        *out = c_string(
+            serde_json::json!({ "n_images": h.n_images, "n_voxels": h.n_voxels, "subject": h.subject }).to_string(),
+        );
         Ok(())
     })
 }
