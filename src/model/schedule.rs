@@ -2,7 +2,7 @@
 //! shorter warm-up than DESIGN's ten thousand): the optimiser step, how long the regulariser's
 //! warm-up lasts, how patient early stopping is and how long a fit may run. The one
 //! place where a front end's default settings are resolved ([`Preset::config`]): the CLI (`fit`,
-//! `rank`, `monitor`), the C ABI (NULL options, `ft_fit_options_for_images`) and Python go
+//! `rank`, `monitor`), the C ABI (`ft_fit_config_new`, and NULL options in the older forms) and Python go
 //! through it.
 //!
 //! DESIGN §3.5 counts the warm-up in optimiser steps (2000 at lr 1e-3, batch 8) and patience in
