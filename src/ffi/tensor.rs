@@ -1,7 +1,7 @@
 //! Tensors coming in through the C ABI: the plain `ft_tensor` view and DLPack's `DLTensor`,
 //! both reduced to one checked description (`RawView`) and copied into the library's own f32
 //! arrays, or, for a layer whose tensors are all in memory of one CUDA device, into the
-//! library's own device memory ([`push_device_layer`]). The library never keeps a pointer into
+//! library's own device memory (`push_device_layer`). The library never keeps a pointer into
 //! caller memory after a call returns.
 
 use crate::error::Error;
