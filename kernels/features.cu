@@ -9,6 +9,8 @@
 //                     sum starting from its first product
 //   spatial_means     src/data/feature_source.rs (spatial_means): f64 sum, one division
 //   finish_prepared   src/data/precision.rs (Store::write, Store::affine)
+//   channel_moments,  src/data/precision.rs (Store::channel_moments): f64 sums per channel,
+//   sum_moment_chunks   partial sums per block of rows added in block order
 //
 // Self-contained on purpose: compiled by NVRTC at run time with no CUDA headers.
 
@@ -155,5 +157,40 @@ extern "C" __global__ void finish_prepared(float* __restrict__ x, long long n, i
         float v = round_to(x[i], round);
         if (affine) v = round_to((v - mean[i % C]) * k, round);
         x[i] = v;
+    }
+}
+
+// sums[b, c] = Σ x[r, c] and squares[b, c] = Σ x[r, c]² (f64) over the rows r of block b,
+// [b·chunk, min((b + 1)·chunk, rows)), of x [rows, C]: the first pass of a layer's units
+// (PreparedFeatures::normalise). Launch: one block per chunk of rows; threads stride over
+// channels, so neighbouring threads read neighbouring values.
+extern "C" __global__ void channel_moments(const float* __restrict__ x, long long rows, int C, long long chunk,
+                                           double* __restrict__ sums, double* __restrict__ squares) {
+    const long long r0 = (long long)blockIdx.x * chunk;
+    const long long r1 = r0 + chunk < rows ? r0 + chunk : rows;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        double s = 0.0, q = 0.0;
+        for (long long r = r0; r < r1; ++r) {
+            const double v = (double)x[r * C + c];
+            s += v;
+            q += v * v;
+        }
+        sums[(long long)blockIdx.x * C + c] = s;
+        squares[(long long)blockIdx.x * C + c] = q;
+    }
+}
+
+// totals[c] = Σ_b sums[b, c] and totals[C + c] = Σ_b squares[b, c], summed in block order (the
+// same numbers on every run). Launch: 1-D grid-stride over C.
+extern "C" __global__ void sum_moment_chunks(const double* __restrict__ sums, const double* __restrict__ squares,
+                                             int chunks, int C, double* __restrict__ totals) {
+    for (long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x; c < C; c += (long long)gridDim.x * blockDim.x) {
+        double s = 0.0, q = 0.0;
+        for (int b = 0; b < chunks; ++b) {
+            s += sums[(long long)b * C + c];
+            q += squares[(long long)b * C + c];
+        }
+        totals[c] = s;
+        totals[C + c] = q;
     }
 }

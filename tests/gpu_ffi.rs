@@ -438,6 +438,82 @@ fn cuda_layers_stay_on_the_device_for_cuda_work() {
         let err = from_device.iter().zip(&from_host).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
         assert!(err < 1e-5, "predictions from CUDA layers differ from the host layers' by {err:.3e}");
 
+        // A fit on cuda:0 from the CUDA layers, in common units: prepared, put in units and
+        // trained on the device. Without the layer margins it copies to the host what the same
+        // fit from host layers copies (losses, validation predictions, parameters) and none of
+        // the features; the margins read their sample of images' prepared values, no more.
+        let set = |st: ft_status| assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+        let mut cfg = null_mut();
+        set(ft_fit_config_new(null(), n_images, &mut cfg));
+        set(ft_fit_config_set_d(cfg, 8));
+        set(ft_fit_config_set_grid(cfg, 2));
+        set(ft_fit_config_set_max_epochs(cfg, 4));
+        set(ft_fit_config_set_batch_size(cfg, 16));
+        set(ft_fit_config_set_reg_steps(cfg, 10));
+        set(ft_fit_config_set_val_fraction(cfg, 0.2));
+        set(ft_fit_config_set_resample(cfg, c"area".as_ptr()));
+        set(ft_fit_config_set_layer_units(cfg, c"common".as_ptr()));
+        set(ft_fit_config_set_device(cfg, cuda.as_ptr()));
+        let fit_from = |f: *mut ft_features| {
+            let mut fit = null_mut();
+            let before = emulator_stats();
+            assert_eq!(ft_fit_with(cfg, f, brain, &mut fit), ft_status::FT_OK, "{}", last_error());
+            let back = copied_back(before, emulator_stats());
+            let mut sum = std::mem::zeroed::<ft_fit_summary>();
+            assert_eq!(ft_fit_report_summary(fit, &mut sum), ft_status::FT_OK);
+            let mut pred = vec![0f32; n];
+            assert_eq!(ft_fit_predict(fit, host, brain, cuda.as_ptr(), pred.as_mut_ptr(), n), ft_status::FT_OK, "{}", last_error());
+            ft_fit_free(fit);
+            (sum, pred, back)
+        };
+        // The prepared values of every image: 3 layers of 8 channels on a 2×2 grid, plus tokens.
+        let prepared_bytes = (n_images * 3 * 8 * (4 + 1) * 4) as u64;
+        for margins in [false, true] {
+            set(ft_fit_config_set_bootstrap(cfg, if margins { 50 } else { 0 }));
+            let (want, want_pred, host_back) = fit_from(host);
+            let (got, got_pred, device_back) = fit_from(on_device);
+            if let (Some(h), Some(d)) = (host_back, device_back) {
+                // The layer units' channel sums (2·C f64 per layer part) are all a fit adds; the
+                // margins' sample here is every image.
+                let allowed = h + 4096 + if margins { prepared_bytes } else { 0 };
+                assert!(d <= allowed, "a fit on CUDA layers (margins: {margins}) copied {d} bytes to the host, the same fit on host layers {h}");
+            }
+            assert!((got.r2_mean - want.r2_mean).abs() < 1e-4, "held-out R² {} (CUDA layers) vs {} (host layers)", got.r2_mean, want.r2_mean);
+            let scale = want_pred.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
+            let err = got_pred.iter().zip(&want_pred).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+            assert!(err < 1e-4, "a fit from CUDA layers predicts {err:.3e} away from the same fit from host layers");
+        }
+        ft_fit_config_free(cfg);
+
+        // A monitor whose reference fit and refit read the CUDA layers on cuda:0.
+        mo.refit_every = 1;
+        mo.refit_max_steps = 5;
+        let monitor_on = |f: *mut ft_features| {
+            let before = emulator_stats();
+            let mut mon = null_mut();
+            let st = ft_monitor_new_resampled(brain, f, &mo, cuda.as_ptr(), method.as_ptr(), &mut mon);
+            assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+            let mut rep = null_mut();
+            assert_eq!(ft_monitor_observe(mon, 1, f, &mut rep), ft_status::FT_OK, "{}", last_error());
+            let back = copied_back(before, emulator_stats());
+            let mut s = std::mem::zeroed::<ft_step_summary>();
+            assert_eq!(ft_step_report_summary(rep, &mut s), ft_status::FT_OK);
+            ft_step_report_free(rep);
+            ft_monitor_free(mon);
+            (s, back)
+        };
+        let (want, host_back) = monitor_on(host);
+        let (got, device_back) = monitor_on(on_device);
+        assert!(want.refitted && got.refitted);
+        if let (Some(h), Some(d)) = (host_back, device_back) {
+            // The CKA reads the global tokens [N, C] of the reference and of the observed
+            // features on the host; the layer units' sums add 2·C f64 per layer part.
+            let tokens = (n_images * 3 * 8 * 4) as u64;
+            assert!(d <= h + 2 * tokens + 4096, "a monitor with a refit on CUDA layers copied {d} bytes to the host, on host layers {h}");
+        }
+        assert!((got.reference_r2 - want.reference_r2).abs() < 1e-4, "reference R² {} vs {}", got.reference_r2, want.reference_r2);
+        assert!((got.refit_r2 - want.refit_r2).abs() < 1e-4, "refit R² {} vs {}", got.refit_r2, want.refit_r2);
+
         // Host work on the CUDA layers copies each to the host once, and sees the same values.
         for l in 0..3 {
             assert_eq!(layer_values(on_device, l), layer_values(host, l), "layer {l}");

@@ -68,6 +68,8 @@ pub struct Kernels {
     pub resample_cells: CudaFunction,
     pub spatial_means: CudaFunction,
     pub finish_prepared: CudaFunction,
+    pub channel_moments: CudaFunction,
+    pub sum_moment_chunks: CudaFunction,
     _modules: Vec<Arc<CudaModule>>,
 }
 
@@ -165,6 +167,8 @@ fn init(ordinal: usize) -> Result<Gpu> {
         resample_cells: f(&features, "resample_cells")?,
         spatial_means: f(&features, "spatial_means")?,
         finish_prepared: f(&features, "finish_prepared")?,
+        channel_moments: f(&features, "channel_moments")?,
+        sum_moment_chunks: f(&features, "sum_moment_chunks")?,
         _modules: vec![readout, selectors, elementwise, features],
     };
     Ok(Gpu { ordinal, ctx, stream, blas, kernels, max_shared_optin, name, compute_capability: cc })

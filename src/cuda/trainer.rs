@@ -87,34 +87,6 @@ pub fn gpu_predict(
     tr.predict(idx)
 }
 
-/// Predictions `[n, V]` for every image of features prepared on the device
-/// (`crate::cuda::prepare`): their buffers become the trainer's feature store, nothing is
-/// copied.
-pub fn gpu_predict_prepared(
-    g: Arc<Gpu>,
-    encoder: &Encoder,
-    prepared: super::prepare::DevicePrepared,
-    pe: &Tensor,
-) -> Result<Vec<f32>> {
-    if prepared.widths != encoder.spec.widths {
-        return Err(Error::mismatch(format!(
-            "features (widths {:?}) do not match the encoder (widths {:?})",
-            prepared.widths, encoder.spec.widths
-        )));
-    }
-    let cfg = FitConfig::default();
-    let opts = GpuFitOptions { ordinal: g.ordinal, ..Default::default() };
-    let n = prepared.n_images;
-    let stores = FeatureStores {
-        locals: prepared.locals.into_iter().map(Store::F32).collect(),
-        globals: prepared.globals.into_iter().map(Store::F32).collect(),
-        dtype: FeatureDtype::F32,
-    };
-    let mut tr = GpuTrainer::assemble(g, encoder, n, stores, None, pe, &cfg, &opts)?;
-    let all: Vec<usize> = (0..n).collect();
-    tr.predict(&all)
-}
-
 /// The device-resident feature store of every layer, and its element type.
 struct FeatureStores {
     locals: Vec<Store>,
@@ -242,10 +214,11 @@ fn unpack(spec: &EncoderSpec, lay: &Layout, flat: &[f32]) -> NamedValues {
 }
 
 /// A device-resident feature store of one layer part.
+/// Shared with the prepared features when they were prepared on this device.
 enum Store {
-    F32(CudaSlice<f32>),
-    F16(CudaSlice<u16>),
-    Bf16(CudaSlice<u16>),
+    F32(Arc<CudaSlice<f32>>),
+    F16(Arc<CudaSlice<u16>>),
+    Bf16(Arc<CudaSlice<u16>>),
 }
 
 impl Store {
@@ -253,14 +226,14 @@ impl Store {
     fn upload(g: &Gpu, v: &[f32], dtype: FeatureDtype) -> Result<Self> {
         let s = &g.stream;
         Ok(match dtype {
-            FeatureDtype::F32 | FeatureDtype::AsPrepared => Store::F32(s.clone_htod(v).map_err(cuda("uploading features"))?),
+            FeatureDtype::F32 | FeatureDtype::AsPrepared => Store::F32(Arc::new(s.clone_htod(v).map_err(cuda("uploading features"))?)),
             FeatureDtype::F16 => {
                 let bits: Vec<u16> = v.iter().map(|&x| half::f16::from_f32(x).to_bits()).collect();
-                Store::F16(s.clone_htod(&bits).map_err(cuda("uploading features"))?)
+                Store::F16(Arc::new(s.clone_htod(&bits).map_err(cuda("uploading features"))?))
             }
             FeatureDtype::Bf16 => {
                 let bits: Vec<u16> = v.iter().map(|&x| half::bf16::from_f32(x).to_bits()).collect();
-                Store::Bf16(s.clone_htod(&bits).map_err(cuda("uploading features"))?)
+                Store::Bf16(Arc::new(s.clone_htod(&bits).map_err(cuda("uploading features"))?))
             }
         })
     }
@@ -352,6 +325,20 @@ impl GpuTrainer {
         opts: &GpuFitOptions,
     ) -> Result<Self> {
         prepared.check_matches(&encoder.spec)?;
+        let on_this_device = prepared
+            .device_values()
+            .and_then(|d| d.as_any().downcast_ref::<super::prepare::DevicePrepared>())
+            .filter(|d| d.gpu().ordinal == g.ordinal);
+        if let Some(d) = on_this_device {
+            // Prepared on this device: its buffers are the feature store (f32 holding values of
+            // the prepared precision, so the arithmetic is that of a 16-bit store), no copy.
+            let stores = FeatureStores {
+                locals: d.locals.iter().cloned().map(Store::F32).collect(),
+                globals: d.globals.iter().cloned().map(Store::F32).collect(),
+                dtype: FeatureDtype::F32,
+            };
+            return Self::assemble(g, encoder, prepared.n_images(), stores, responses, pe, cfg, opts);
+        }
         let dtype = opts.feature_dtype.resolve(prepared.precision());
         let mut locals = Vec::with_capacity(prepared.widths().len());
         let mut globals = Vec::with_capacity(prepared.widths().len());

@@ -14,6 +14,7 @@ use crate::engine::fast_cpu::FastCpuTrainer;
 use crate::engine::device::Device;
 use crate::engine::outcome::FitOutcome;
 use crate::engine::predict::Predictor;
+use crate::engine::prepare::{prepare, Recipe};
 use crate::engine::trainer::{train_loop, Trainer};
 use crate::error::{Error, Result};
 use crate::model::encoder_file::FitRecord;
@@ -290,7 +291,8 @@ impl Estimator {
                 Ok(Fitted::Ridge(Box::new(fit)))
             }
             Method::Factortopy => {
-                let start = FitStart::new(features, brain, &self.fit)?;
+                let how = Recipe { grid: self.fit.grid, resample: self.fit.resample, precision: self.fit.store, units: None };
+                let start = FitStart::with_prepared(features, brain, &self.fit, prepare(self.device, features, None, how)?)?;
                 let mut epoch_cb = |p: &Progress| {
                     if let Some(cb) = on_event.as_mut() {
                         cb(FitEvent::Epoch(p))
@@ -506,13 +508,8 @@ impl Estimator {
         for block in (0..n).step_by(PREDICT_BLOCK) {
             let idx: Vec<usize> = (block..(block + PREDICT_BLOCK).min(n)).collect();
             // Layers held on the predictor's device are prepared there; others on the host.
-            match predictor.predict_resident(features, &idx, self.fit.store)? {
-                Some(pred) => out.extend(pred),
-                None => {
-                    let prepared = PreparedFeatures::for_images_in(features, &idx, &enc.spec, self.fit.store)?;
-                    out.extend(predictor.predict_all(&prepared)?);
-                }
-            }
+            let prepared = prepare(self.device, features, Some(&idx), Recipe::for_encoder(&enc.spec, self.fit.store))?;
+            out.extend(predictor.predict_all(&prepared)?);
         }
         Array::new(vec![n, v], out)
     }

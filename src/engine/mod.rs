@@ -9,6 +9,7 @@
 //!   default on the CPU).
 //! - [`candle_cpu`]: the CPU trainer written as the plain formula on candle (the oracle).
 //! - [`predict`]: [`Predictor`], fixed-encoder predictions on any device.
+//! - [`prepare`]: where a feature set is prepared (the host, or the CUDA device holding it).
 //!
 //! The CUDA trainer is `crate::cuda::trainer` (feature `cuda`).
 
@@ -22,6 +23,7 @@ pub mod fast_cpu;
 pub mod memory;
 pub mod outcome;
 pub mod predict;
+pub mod prepare;
 pub mod trainer;
 
 pub use device::Device;

@@ -107,33 +107,6 @@ impl Predictor {
         }
     }
 
-    /// Predictions `[idx.len(), V]` for the images `idx` of `features`, prepared on the device,
-    /// when this predictor runs on a CUDA device that holds every layer of `features` (layers
-    /// given as CUDA tensors): nothing goes through the host. `None` otherwise: the caller
-    /// prepares the features on the host ([`PreparedFeatures`]) and calls [`Predictor::predict`].
-    /// `precision` is the one the prepared values are kept in (`None`: the features').
-    pub fn predict_resident(
-        &self,
-        features: &dyn crate::data::FeatureSource,
-        idx: &[usize],
-        precision: Option<crate::data::Precision>,
-    ) -> Result<Option<Vec<f32>>> {
-        match self.device {
-            #[cfg(feature = "cuda")]
-            Device::Cuda(ordinal) => {
-                let g = crate::cuda::gpu(ordinal)?;
-                let Some(layers) = crate::cuda::prepare::resident_layers(features, &g) else { return Ok(None) };
-                let precision = precision.unwrap_or_else(|| features.precision());
-                let prepared = crate::cuda::prepare::prepare(&g, &layers, idx, &self.encoder.spec, precision)?;
-                crate::cuda::trainer::gpu_predict_prepared(g, &self.encoder, prepared, &self.pe).map(Some)
-            }
-            _ => {
-                let _ = (features, idx, precision);
-                Ok(None)
-            }
-        }
-    }
-
     /// Predictions for every image of `prepared`.
     pub fn predict_all(&self, prepared: &PreparedFeatures) -> Result<Vec<f32>> {
         let all: Vec<usize> = (0..prepared.n_images()).collect();

@@ -353,10 +353,30 @@ pub struct FitStart {
 }
 
 impl FitStart {
-    /// Prepares the features, the brain, the encoder and the split for `cfg`.
+    /// Prepares the features (on the host), the brain, the encoder and the split for `cfg`.
     pub fn new(features: &dyn FeatureSource, brain: &Brain, cfg: &FitConfig) -> Result<Self> {
-        let mut prepared = PreparedFeatures::new(features, cfg.grid, cfg.resample, cfg.store)?;
-        let layer_units = cfg.normalise_layers.then(|| prepared.normalise());
+        let prepared = PreparedFeatures::new(features, cfg.grid, cfg.resample, cfg.store)?;
+        Self::with_prepared(features, brain, cfg, prepared)
+    }
+
+    /// [`FitStart::new`] with the features already resampled to `cfg`'s grid (on the host or on
+    /// the device the fit runs on: `crate::engine::prepare`), in the units they arrive in.
+    pub fn with_prepared(features: &dyn FeatureSource, brain: &Brain, cfg: &FitConfig, mut prepared: PreparedFeatures) -> Result<Self> {
+        if prepared.grid() != cfg.grid || prepared.resample() != cfg.resample || prepared.n_images() != features.n_images() {
+            return Err(Error::mismatch(format!(
+                "prepared features ({} images, grid {}, {} resampling) are not the fit's ({} images, grid {}, {} resampling)",
+                prepared.n_images(),
+                prepared.grid(),
+                prepared.resample(),
+                features.n_images(),
+                cfg.grid,
+                cfg.resample
+            )));
+        }
+        if prepared.units().iter().any(|u| !u.is_identity()) {
+            return Err(Error::invalid("a fit starts from features in the units they arrive in"));
+        }
+        let layer_units = if cfg.normalise_layers { Some(prepared.normalise()?) } else { None };
         let bt = BrainTensors::new(brain, None)?;
         let spec = EncoderSpec {
             widths: prepared.widths().to_vec(),

@@ -4,6 +4,9 @@
 //! its settings or its encoder name; `resample::Resample::kernel` decides what that means.
 
 use std::borrow::Cow;
+use std::sync::Arc;
+
+use once_cell::sync::OnceCell;
 
 use crate::data::feature_source::{image_blocks, spatial_means};
 use crate::data::{FeatureSource, Precision, Store};
@@ -21,6 +24,11 @@ use candle_core::{Device, Tensor};
 /// stay 16-bit) and widened to f32 an image at a time where they are multiplied
 /// ([`PreparedFeatures::local_image`]), so a subject-scale set takes the bytes of its file and
 /// no more.
+///
+/// Features prepared on a CUDA device (layers given as CUDA tensors, prepared for work on that
+/// device: `crate::engine::prepare`) keep their values there ([`DeviceValues`]); the CUDA
+/// trainer and predictor read them in place, and host code that reads them gets one
+/// device-to-host copy, made the first time it asks ([`PreparedFeatures::load_host`]).
 #[derive(Debug, Clone)]
 pub struct PreparedFeatures {
     n_images: usize,
@@ -28,14 +36,46 @@ pub struct PreparedFeatures {
     /// How the layers were resized to the grid.
     resample: Resample,
     widths: Vec<usize>,
+    /// The precision the values are kept in.
+    precision: Precision,
+    /// The values in host memory: set when the features were prepared on the host, filled from
+    /// the device the first time host code reads device-prepared features.
+    host: OnceCell<HostValues>,
+    /// The values in device memory, for features prepared on a device.
+    device: Option<Arc<dyn DeviceValues>>,
+    /// Per layer, the units the values were put in after resampling (the identity unless the
+    /// features are put in common units: [`PreparedFeatures::normalise`]).
+    units: Vec<LayerUnits>,
+}
+
+/// Prepared values in host memory.
+#[derive(Debug, Clone)]
+struct HostValues {
     /// Per layer `[N, G·G, C_l]`, row-major. Plain buffers, not tensors, so that
     /// [`PreparedFeatures::refill`] can write the next checkpoint's images into them.
     locals: Vec<Store>,
     /// Per layer `[N, C_l]`.
     globals: Vec<Store>,
-    /// Per layer, the units the values were put in after resampling (the identity unless the
-    /// features are put in common units: [`PreparedFeatures::normalise`]).
-    units: Vec<LayerUnits>,
+}
+
+/// The values of a prepared feature set held in a device's memory: per layer the local maps
+/// `[N, G·G, C_l]` and global tokens `[N, C_l]` as f32 holding values of the set's precision.
+/// Implemented by the CUDA path (`crate::cuda::prepare`), which reads its own buffers through
+/// [`DeviceValues::as_any`].
+pub trait DeviceValues: std::fmt::Debug + Send + Sync {
+    /// The concrete values, for the device code that made them.
+    fn as_any(&self) -> &dyn std::any::Any;
+    /// Copies the values to host memory: per layer `(local, global)` as f32.
+    fn to_host(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>>;
+    /// Copies only the images `idx` of layer `l`'s local maps (`global`: tokens) to host memory,
+    /// in that order, as f32.
+    fn images_to_host(&self, l: usize, global: bool, idx: &[usize]) -> Result<Vec<f32>>;
+    /// Per-channel sums and the sum of squares of layer `l`'s local maps (`global`: tokens), in
+    /// f64: what [`PreparedFeatures::normalise`] needs, without copying the values to the host.
+    fn channel_moments(&self, l: usize, global: bool) -> Result<(Vec<f64>, f64)>;
+    /// `x ← round((x − mean[c])·k)` on layer `l`'s local maps (`global`: tokens), rounding to
+    /// `precision`.
+    fn affine(&mut self, l: usize, global: bool, mean: &[f32], k: f32, precision: Precision) -> Result<()>;
 }
 
 /// Bytes a prepared feature set of `n` images takes for layers of `widths` at grid `g` in
@@ -96,12 +136,69 @@ impl PreparedFeatures {
 
     /// The precision the values are kept in.
     pub fn precision(&self) -> Precision {
-        self.locals.first().map_or(Precision::F32, Store::precision)
+        self.precision
     }
 
-    /// Bytes the values take.
+    /// Bytes the values take (in host or device memory, where they are kept).
     pub fn bytes(&self) -> usize {
-        self.locals.iter().chain(&self.globals).map(Store::bytes).sum()
+        prepared_bytes(self.n_images, &self.widths, self.grid, self.precision) as usize
+    }
+
+    /// The values in device memory, for features prepared on a device.
+    pub fn device_values(&self) -> Option<&dyn DeviceValues> {
+        self.device.as_deref()
+    }
+
+    /// Features prepared on a device: the values stay there, the host gets them only when it
+    /// reads them ([`PreparedFeatures::load_host`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_device(
+        values: Arc<dyn DeviceValues>,
+        n_images: usize,
+        grid: usize,
+        resample: Resample,
+        widths: Vec<usize>,
+        precision: Precision,
+        units: Vec<LayerUnits>,
+    ) -> Result<Self> {
+        if units.len() != widths.len() || widths.is_empty() {
+            return Err(Error::mismatch(format!("device features: {} layers of units for {} layers", units.len(), widths.len())));
+        }
+        Ok(Self { n_images, grid, resample, widths, precision, host: OnceCell::new(), device: Some(values), units })
+    }
+
+    /// Makes the values readable by host code: a no-op for features prepared on the host; for
+    /// features prepared on a device, the one device-to-host copy. Every CPU trainer and
+    /// predictor calls this before it reads [`PreparedFeatures::local_image`].
+    pub fn load_host(&self) -> Result<()> {
+        self.host_values().map(|_| ())
+    }
+
+    fn host_values(&self) -> Result<&HostValues> {
+        self.host.get_or_try_init(|| {
+            let device = self.device.as_ref().ok_or_else(|| Error::invalid("prepared features hold no values"))?;
+            let layers = device.to_host()?;
+            let gg = self.grid * self.grid;
+            let (mut locals, mut globals) = (Vec::with_capacity(layers.len()), Vec::with_capacity(layers.len()));
+            for ((local, global), &c) in layers.into_iter().zip(&self.widths) {
+                if local.len() != self.n_images * gg * c || global.len() != self.n_images * c {
+                    return Err(Error::mismatch("device features: a layer's values do not have its size"));
+                }
+                let mut l = Store::zeroed("resampled local map", self.precision, local.len())?;
+                l.write(0, &local);
+                let mut g = Store::zeroed("global tokens", self.precision, global.len())?;
+                g.write(0, &global);
+                locals.push(l);
+                globals.push(g);
+            }
+            Ok(HostValues { locals, globals })
+        })
+    }
+
+    /// The host values, after [`PreparedFeatures::load_host`] (always there for features
+    /// prepared on the host).
+    fn loaded(&self) -> &HostValues {
+        self.host.get().expect("host code calls PreparedFeatures::load_host before reading device-prepared features")
     }
 
     /// Per layer, the units the resampled values were put in.
@@ -117,39 +214,53 @@ impl PreparedFeatures {
     /// to a channel, then changes nothing the trainer sees but rounding: the learning rate,
     /// weight decay and initialisation act on every layer alike, and a layer's units cannot
     /// decide whether voxels choose it. A layer without spread keeps scale 1.
-    pub fn normalise(&mut self) -> Vec<LayerUnits> {
-        for (l, (local, global)) in self.locals.iter_mut().zip(self.globals.iter_mut()).enumerate() {
+    pub fn normalise(&mut self) -> Result<Vec<LayerUnits>> {
+        let gg = self.grid * self.grid;
+        for l in 0..self.widths.len() {
             let c = self.widths[l];
-            let fit = |store: &mut Store| -> (Vec<f32>, f32) {
-                let (sums, sq) = store.channel_moments(c);
-                let rows = (store.len() / c.max(1)).max(1) as f64;
-                let mean: Vec<f64> = sums.iter().map(|s| s / rows).collect();
-                // Mean square about the channel means, pooled over channels.
-                let var = (sq / rows - mean.iter().map(|m| m * m).sum::<f64>()) / c.max(1) as f64;
-                let sd = var.max(0.0).sqrt();
-                let k = if sd > 0.0 && (1.0 / sd).is_finite() { (1.0 / sd) as f32 } else { 1.0 };
-                let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-                store.affine(&mean, k);
-                (mean, k)
-            };
-            let (local_mean, local_scale) = fit(local);
-            let (global_mean, global_scale) = fit(global);
+            let mut fitted = [(Vec::new(), 1.0f32), (Vec::new(), 1.0f32)];
+            for (slot, global) in [false, true].into_iter().enumerate() {
+                let rows = if global { self.n_images } else { self.n_images * gg };
+                fitted[slot] = match self.device.as_mut() {
+                    Some(device) => {
+                        let device = Arc::get_mut(device)
+                            .ok_or_else(|| Error::invalid("device-prepared features are shared; put them in common units before sharing them"))?;
+                        let (sums, sq) = device.channel_moments(l, global)?;
+                        let (mean, k) = units_from_moments(&sums, sq, rows, c);
+                        device.affine(l, global, &mean, k, self.precision)?;
+                        (mean, k)
+                    }
+                    None => {
+                        let values = self.host.get_mut().ok_or_else(|| Error::invalid("prepared features hold no values"))?;
+                        let store = if global { &mut values.globals[l] } else { &mut values.locals[l] };
+                        let (sums, sq) = store.channel_moments(c);
+                        let (mean, k) = units_from_moments(&sums, sq, rows, c);
+                        store.affine(&mean, k);
+                        (mean, k)
+                    }
+                };
+            }
+            let [(local_mean, local_scale), (global_mean, global_scale)] = fitted;
             self.units[l] = LayerUnits { local_mean, local_scale, global_mean, global_scale };
         }
-        self.units.clone()
+        if self.device.is_some() {
+            // A host copy made before would hold the old units.
+            self.host = OnceCell::new();
+        }
+        Ok(self.units.clone())
     }
 
     /// Image `img`'s layer `l` local map `[G·G, C_l]` as f32: the stored values when they are
     /// f32, otherwise widened into `scratch`.
     pub fn local_image<'s>(&'s self, l: usize, img: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
         let row = self.grid * self.grid * self.widths[l];
-        Self::row(&self.locals[l], img * row, row, scratch)
+        Self::row(&self.loaded().locals[l], img * row, row, scratch)
     }
 
     /// Image `img`'s layer `l` global token `[C_l]` as f32 (see [`PreparedFeatures::local_image`]).
     pub fn global_image<'s>(&'s self, l: usize, img: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
         let row = self.widths[l];
-        Self::row(&self.globals[l], img * row, row, scratch)
+        Self::row(&self.loaded().globals[l], img * row, row, scratch)
     }
 
     fn row<'s>(store: &'s Store, at: usize, len: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
@@ -164,21 +275,25 @@ impl PreparedFeatures {
     /// Layer `l`'s resampled local maps `[N, G·G, C_l]` as f32 (borrowed when stored as f32, a
     /// widened copy otherwise: the GPU upload).
     pub fn local_f32(&self, l: usize) -> Result<Cow<'_, [f32]>> {
-        Ok(match self.locals[l].as_f32() {
+        let store = &self.host_values()?.locals[l];
+        Ok(match store.as_f32() {
             Some(v) => Cow::Borrowed(v),
-            None => Cow::Owned(self.locals[l].to_f32()?),
+            None => Cow::Owned(store.to_f32()?),
         })
     }
 
     /// Layer `l`'s global tokens `[N, C_l]` as f32 (see [`PreparedFeatures::local_f32`]).
     pub fn global_f32(&self, l: usize) -> Result<Cow<'_, [f32]>> {
-        Ok(match self.globals[l].as_f32() {
+        let store = &self.host_values()?.globals[l];
+        Ok(match store.as_f32() {
             Some(v) => Cow::Borrowed(v),
-            None => Cow::Owned(self.globals[l].to_f32()?),
+            None => Cow::Owned(store.to_f32()?),
         })
     }
 
-    fn build(
+    /// The images `idx` (all when `None`) of `features` prepared on the host; the engine's
+    /// `prepare` decides between this and a device.
+    pub(crate) fn build(
         features: &dyn FeatureSource,
         idx: Option<&[usize]>,
         grid: usize,
@@ -214,7 +329,8 @@ impl PreparedFeatures {
             globals.push(Store::zeroed("global tokens", precision, n * c)?);
             widths.push(c);
         }
-        let mut p = Self { n_images: n, grid, resample: method, widths, locals, globals, units };
+        let host = OnceCell::with_value(HostValues { locals, globals });
+        let mut p = Self { n_images: n, grid, resample: method, widths, precision, host, device: None, units };
         p.fill(features, idx)?;
         Ok(p)
     }
@@ -254,12 +370,17 @@ impl PreparedFeatures {
             return Err(Error::invalid(format!("image index {i} out of range for {n_all} images")));
         }
         let (grid, method) = (self.grid, self.resample);
+        let values = self
+            .host
+            .get_mut()
+            .filter(|_| self.device.is_none())
+            .ok_or_else(|| Error::invalid("features prepared on a device are prepared again there, not refilled"))?;
         let mut cells: Vec<f32> = Vec::new();
         for l in 0..features.n_layers() {
             let shape @ [_, c, h, w] = features.local_shape(l);
             let stored = features.stored_global(l)?;
-            let local = &mut self.locals[l];
-            let global = &mut self.globals[l];
+            let local = &mut values.locals[l];
+            let global = &mut values.globals[l];
             match (features.local_in_memory(l), idx) {
                 (Some(all), _) if local.as_f32().is_some() => {
                     // The in-memory fast path: straight into the buffer, in parallel over images.
@@ -350,8 +471,31 @@ impl PreparedFeatures {
         };
         let gg = self.grid * self.grid;
         let c = *self.widths.get(l).ok_or_else(|| Error::invalid(format!("layer {l} out of range for {} layers", self.widths.len())))?;
-        Ok((gather(&self.locals[l], gg * c, &[idx.len(), gg, c])?, gather(&self.globals[l], c, &[idx.len(), c])?))
+        if let (None, Some(device)) = (self.host.get(), &self.device) {
+            // Only these images come from the device (the layer margins read a sample of them).
+            let local = device.images_to_host(l, false, idx)?;
+            let global = device.images_to_host(l, true, idx)?;
+            return Ok((
+                Tensor::from_vec(local, &[idx.len(), gg, c], &Device::Cpu)?,
+                Tensor::from_vec(global, &[idx.len(), c], &Device::Cpu)?,
+            ));
+        }
+        let values = self.host_values()?;
+        Ok((gather(&values.locals[l], gg * c, &[idx.len(), gg, c])?, gather(&values.globals[l], c, &[idx.len(), c])?))
     }
+}
+
+/// A layer's units from the per-channel sums `sums` and the sum of squares `sq` of its values
+/// over `rows` rows of `c` channels: the channel means, and the scale that brings the mean square
+/// about them, pooled over channels, to 1 (1 for a layer without spread).
+pub fn units_from_moments(sums: &[f64], sq: f64, rows: usize, c: usize) -> (Vec<f32>, f32) {
+    let rows = rows.max(1) as f64;
+    let mean: Vec<f64> = sums.iter().map(|s| s / rows).collect();
+    // Mean square about the channel means, pooled over channels.
+    let var = (sq / rows - mean.iter().map(|m| m * m).sum::<f64>()) / c.max(1) as f64;
+    let sd = var.max(0.0).sqrt();
+    let k = if sd > 0.0 && (1.0 / sd).is_finite() { (1.0 / sd) as f32 } else { 1.0 };
+    (mean.iter().map(|&m| m as f32).collect(), k)
 }
 
 /// Resamples a block of `k` source images (`[k, C, H, W]`) into `local` from output image

@@ -47,6 +47,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::data::{Array, Brain, FeatureSource};
+use crate::engine::prepare::{on_device, prepare, Recipe};
 use crate::engine::{Device, Estimator, FitEvent, Method, Predictor};
 use crate::error::{Error, Result};
 use crate::model::encoder_file::{load_encoder, FitRecord};
@@ -377,7 +378,9 @@ impl Monitor {
     /// Per-voxel R² of the reference encoder on the held-out images of `f`.
     fn held_out_r2(&mut self, f: &dyn FeatureSource) -> Result<Vec<f32>> {
         // Layers held on the predictor's device are prepared and read there.
-        if let Some(pred) = self.predictor.predict_resident(f, &self.split.val, None)? {
+        let how = Recipe::for_encoder(&self.encoder.spec, None);
+        if let Some(prepared) = on_device(self.predictor.device(), f, Some(&self.split.val), how)? {
+            let pred = self.predictor.predict_all(&prepared)?;
             return Ok(r2_per_voxel(&pred, &self.val_target, self.split.val.len(), self.brain.n_voxels()));
         }
         // Into the previous observation's buffers when there are some; after an error they
@@ -409,7 +412,7 @@ impl Monitor {
     }
 
     fn refit(&self, f: &dyn FeatureSource) -> Result<RefitReport> {
-        let prepared = PreparedFeatures::for_encoder(f, &self.encoder.spec)?;
+        let prepared = prepare(self.config.device, f, None, Recipe::for_encoder(&self.encoder.spec, None))?;
         let cfg = FitConfig {
             val_fraction: self.record.val_fraction,
             max_steps: Some(self.config.refit_max_steps),

@@ -52,6 +52,8 @@ pub const EVAL_CHUNK: usize = 64;
 /// Checks that the features, the brain and the encoder belong together.
 fn check_inputs(spec: &EncoderSpec, prepared: &PreparedFeatures, n: usize, v: usize, pe_len: usize) -> Result<()> {
     prepared.check_matches(spec)?;
+    // The alignment reads the values image by image on the host.
+    prepared.load_host()?;
     if n != prepared.n_images() || v != spec.n_voxels {
         return Err(Error::mismatch(format!(
             "responses are [{n}, {v}] but the features have {} images and the encoder {} voxels",

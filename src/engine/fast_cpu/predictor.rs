@@ -56,6 +56,7 @@ impl FastPredictor {
     /// Predictions `[idx.len(), V]`, row-major, for the images `idx` of `prepared`.
     pub fn predict(&self, prepared: &PreparedFeatures, idx: &[usize]) -> Result<Vec<f32>> {
         prepared.check_matches(&self.spec)?;
+        prepared.load_host()?;
         check_indices(idx, prepared.n_images())?;
         let (l, d, gg) = (self.lay.l, self.lay.d, self.spec.grid * self.spec.grid);
         let shape = [super::EVAL_CHUNK.min(idx.len().max(1)), gg + 1, l, d];
