@@ -416,3 +416,65 @@ fn whole_objective_gradients_match_candle_autograd() {
         assert_close(&format!("predictions ({ctx})"), &tr.predict(&idx).unwrap(), &want_pred, TOL);
     }
 }
+
+/// Features prepared on the device (the resampling, the spatial means standing in for a missing
+/// global token, and common units from the channel-moment kernels) hold the values the host
+/// path computes, and the host reads of them (every value, or a few images) agree.
+#[test]
+fn device_preparation_and_layer_units_match_the_host() {
+    use cudarc::driver::DevicePtr;
+    use factortopy::cuda::resident::{CallerTensor, DeviceLayer};
+    use factortopy::data::{Precision, Store, StoredFeatures, StoredLayer};
+    use factortopy::engine::prepare::{prepare, Recipe};
+    use factortopy::model::{PreparedFeatures, Resample};
+
+    let g = gpu_or_skip!("device_preparation_and_layer_units_match_the_host");
+    let mut rng = Rng::new(11);
+    // Channels above and below a warp, a map smaller than the grid, images not a multiple of 32.
+    let shapes = [[37usize, 5, 7, 6], [37, 33, 3, 3], [37, 1, 1, 1]];
+    let (mut host, mut on_device) = (StoredFeatures::new("m"), StoredFeatures::new("m"));
+    for shape in shapes {
+        let count: usize = shape.iter().product();
+        // An offset mean, so the centring matters.
+        let values: Vec<f32> = randn(count, 2.0, &mut rng).iter().map(|x| x + 3.0).collect();
+        host.push(StoredLayer::new(shape, Store::F32(values.clone()), None).unwrap()).unwrap();
+        let buf = up(&g, &values);
+        let layer = {
+            let (address, _sync) = buf.device_ptr(&g.stream);
+            let [_, c, h, w] = shape.map(|d| d as i64);
+            let t = CallerTensor { address, precision: Precision::F32, shape, strides: [c * h * w, h * w, w, 1] };
+            DeviceLayer::copy(g.ordinal, &t, None).map_err(|e| format!("{e:?}")).unwrap()
+        };
+        on_device.push(StoredLayer::on_device(layer)).unwrap();
+    }
+    for precision in [Precision::F32, Precision::Bf16] {
+        let how = Recipe { grid: 4, resample: Resample::Bilinear, precision: Some(precision), units: None };
+        let mut want = PreparedFeatures::new(&host, 4, Resample::Bilinear, Some(precision)).unwrap();
+        let mut got = prepare(factortopy::engine::Device::Cuda(g.ordinal), &on_device, None, how).unwrap();
+        assert!(got.device_values().is_some(), "CUDA layers were not prepared on the device");
+        let want_units = want.normalise().unwrap();
+        let got_units = got.normalise().unwrap();
+        for (l, (a, b)) in got_units.iter().zip(&want_units).enumerate() {
+            assert_close(&format!("layer {l} local means"), &a.local_mean, &b.local_mean, 1e-6);
+            assert_close(&format!("layer {l} global means"), &a.global_mean, &b.global_mean, 1e-6);
+            assert!((a.local_scale / b.local_scale - 1.0).abs() < 1e-6, "layer {l}: scale {} vs {}", a.local_scale, b.local_scale);
+            assert!((a.global_scale / b.global_scale - 1.0).abs() < 1e-6, "layer {l}: scale {} vs {}", a.global_scale, b.global_scale);
+        }
+        // A few images straight from the device, then everything through the one host copy.
+        let some = [36usize, 0, 17, 17];
+        for l in 0..shapes.len() {
+            let (gl, gg) = got.layer_batch(l, &some).unwrap();
+            let (wl, wg) = want.layer_batch(l, &some).unwrap();
+            let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            // bf16: a rounding step apart at most where the f32 sums differ in the last bit.
+            let tol = if precision == Precision::Bf16 { 1e-2 } else { 1e-5 };
+            assert_close(&format!("{precision} layer {l} local maps of some images"), &flat(gl), &flat(wl), tol);
+            assert_close(&format!("{precision} layer {l} global tokens of some images"), &flat(gg), &flat(wg), tol);
+        }
+        got.load_host().unwrap();
+        for l in 0..shapes.len() {
+            let tol = if precision == Precision::Bf16 { 1e-2 } else { 1e-5 };
+            assert_close(&format!("{precision} layer {l} local maps"), &got.local_f32(l).unwrap(), &want.local_f32(l).unwrap(), tol);
+        }
+    }
+}
