@@ -162,11 +162,11 @@ fn channel_moments(g: &Gpu, x: &CudaSlice<f32>, rows: usize, c: usize) -> Result
     })
 }
 
-/// The device layers of `features` when every layer is held on the device `g`, else `None` (the
+/// The device layers of `features` when every layer is held on `cuda:ordinal`, else `None` (the
 /// host path prepares them).
-pub fn resident_layers<'a>(features: &'a dyn FeatureSource, g: &Gpu) -> Option<Vec<&'a DeviceLayer>> {
+pub fn resident_layers(features: &dyn FeatureSource, ordinal: usize) -> Option<Vec<&DeviceLayer>> {
     (0..features.n_layers())
-        .map(|l| features.device_layer(l).filter(|d| d.gpu().ordinal == g.ordinal))
+        .map(|l| features.device_layer(l).filter(|d| d.gpu().ordinal == ordinal))
         .collect::<Option<Vec<_>>>()
         .filter(|v| !v.is_empty())
 }

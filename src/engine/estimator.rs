@@ -277,7 +277,12 @@ impl Estimator {
         // Before anything is allocated from the inputs' sizes.
         match self.method {
             Method::Ridge => crate::engine::memory::ridge_need(features, brain.n_voxels(), self.fit.val_fraction),
-            Method::Factortopy => crate::engine::memory::fit_need(features, brain.n_voxels(), &self.fit),
+            Method::Factortopy => crate::engine::memory::fit_need(
+                features,
+                brain.n_voxels(),
+                &self.fit,
+                crate::engine::prepare::prepares_on_device(self.device, features),
+            ),
         }
         .check()?;
         match self.method {

@@ -316,21 +316,22 @@ fn stream_bytes(features: &dyn FeatureSource) -> u128 {
     3 * largest.min(64 << 20)
 }
 
-/// What a FactorTopy fit of `features` to `n_voxels` voxels will allocate.
-pub fn fit_need(features: &dyn FeatureSource, n_voxels: usize, cfg: &FitConfig) -> Need {
+/// What a FactorTopy fit of `features` to `n_voxels` voxels will allocate in host memory
+/// (`prepared_on_device`: the features are prepared on the CUDA device that holds them).
+pub fn fit_need(features: &dyn FeatureSource, n_voxels: usize, cfg: &FitConfig, prepared_on_device: bool) -> Need {
     let precision = cfg.store.unwrap_or_else(|| features.precision());
     let widths = features.widths();
     let n = features.n_images();
     let n_val = (n as f64 * cfg.val_fraction).round() as usize;
-    Need {
-        what: "fit".into(),
-        items: vec![
-            (format!("prepared features in {precision}"), prepared_bytes(n, &widths, cfg.grid, precision) + stream_bytes(features)),
-            ("responses".into(), 4 * n as u128 * n_voxels as u128),
-            ("trainer".into(), trainer_bytes(&widths, n_voxels, n_val, cfg)),
-        ],
-        hints: feature_hints(precision),
+    let mut items = vec![
+        ("responses".into(), 4 * n as u128 * n_voxels as u128),
+        ("trainer".into(), trainer_bytes(&widths, n_voxels, n_val, cfg)),
+    ];
+    // Features prepared on a device take its memory, checked there before it is allocated.
+    if !prepared_on_device {
+        items.insert(0, (format!("prepared features in {precision}"), prepared_bytes(n, &widths, cfg.grid, precision) + stream_bytes(features)));
     }
+    Need { what: "fit".into(), items, hints: feature_hints(precision) }
 }
 
 /// What the ridge baseline will allocate: the training and held-out responses, one layer's

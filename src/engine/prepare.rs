@@ -39,14 +39,26 @@ pub fn prepare(device: Device, features: &dyn FeatureSource, idx: Option<&[usize
     }
 }
 
+/// Whether work on `device` prepares `features` there: a CUDA device that holds every layer.
+pub fn prepares_on_device(device: Device, features: &dyn FeatureSource) -> bool {
+    match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(ordinal) => crate::cuda::prepare::resident_layers(features, ordinal).is_some(),
+        _ => {
+            let _ = features;
+            false
+        }
+    }
+}
+
 /// [`prepare`] when `device` is a CUDA device that holds every layer of `features`; `None`
 /// otherwise.
 pub fn on_device(device: Device, features: &dyn FeatureSource, idx: Option<&[usize]>, how: Recipe<'_>) -> Result<Option<PreparedFeatures>> {
     match device {
         #[cfg(feature = "cuda")]
         Device::Cuda(ordinal) => {
+            let Some(layers) = crate::cuda::prepare::resident_layers(features, ordinal) else { return Ok(None) };
             let g = crate::cuda::gpu(ordinal)?;
-            let Some(layers) = crate::cuda::prepare::resident_layers(features, &g) else { return Ok(None) };
             let all: Vec<usize>;
             let idx = match idx {
                 Some(idx) => idx,
