@@ -41,10 +41,9 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from ._lib import last_error_message
+from ._collected import to_features
 from .data import Features
-from .errors import DeviceError, FactortopyMemoryError
-from .fitting import device_available, device_name
+from .errors import FactortopyMemoryError
 from .resampling import check_rule, resample as _library_resample
 
 LayerSpec = Sequence[str] | Mapping[str, "str | torch.nn.Module"]
@@ -453,85 +452,6 @@ def collect_features(
     Features
     """
     return to_features(collect(model, images, layers, **kwargs), model_name or type(model).__name__)
-
-
-def _device_of(x) -> str:
-    """The library's name of the device holding ``x``: ``"cpu"``, ``"cuda:N"``, or another name
-    (torch's, or the DLPack device type) for memory the library cannot read."""
-    dev = getattr(x, "device", None)
-    if isinstance(dev, torch.device):
-        return device_name(dev)
-    if hasattr(x, "__dlpack_device__"):
-        kind, index = x.__dlpack_device__()
-        # kDLCPU; kDLCUDA and kDLCUDAManaged, which the library reads as that CUDA device.
-        return {1: "cpu", 2: f"cuda:{index}", 13: f"cuda:{index}"}.get(int(kind), f"DLPack device type {kind}")
-    return "cpu"
-
-
-def _check_devices(collected: list) -> list[str]:
-    """Each layer's device (its local map's), after checking that the library can read every
-    tensor of every layer; raises ``DeviceError`` naming the first layer it cannot."""
-    usable = {"cpu": True}
-    out = []
-    for name, local, glob in collected:
-        for t in (local, glob):
-            if t is None:
-                continue
-            dev = _device_of(t)
-            if dev not in usable:
-                if not dev.startswith("cuda:"):
-                    usable[dev] = "it reads host and CUDA memory only"
-                else:
-                    usable[dev] = True if device_available(dev) else last_error_message()
-            if usable[dev] is not True:
-                raise DeviceError(
-                    f"layer {name!r} is on {dev}, which this library cannot use ({usable[dev]}); "
-                    "collect it with keep_on_device=False"
-                )
-        out.append(_device_of(local))
-    return out
-
-
-def _return_to_driver(device: str) -> None:
-    """Hands the CUDA memory torch's caching allocator keeps after a layer was released back to
-    the driver, from which the library allocates its copy of the next layer."""
-    if device.startswith("cuda:") and torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
-
-
-def to_features(collected: list, model_name: str) -> Features:
-    """``collect``'s output into a library ``Features``, emptying ``collected``: each layer's tensors
-    are released once the library has its copy, so the peak is not both copies of everything.
-
-    Layers on the host and, from ``collect(keep_on_device=True)``, on a CUDA device the library
-    can use are read where they are (CUDA layers through DLPack, copied device to device; f32,
-    f16, bf16, strided or not). Every layer's device is checked before any is copied: a layer on
-    a device the library cannot use (CUDA with a build without it, or not CUDA at all) is a
-    one-line ``DeviceError`` naming the layer. After each CUDA layer is released, torch's cached
-    CUDA memory is handed back to the driver (``torch.cuda.empty_cache``), since the library
-    allocates from the driver, not from torch's cache.
-
-    Parameters
-    ----------
-    collected : list
-        :func:`collect`'s output; emptied.
-    model_name : str
-        Stored as the features' ``model``.
-
-    Returns
-    -------
-    Features
-    """
-    names = [name for name, _, _ in collected]
-    devices = _check_devices(collected)
-    feats = Features()
-    for device in devices:
-        _name, local, glob = collected.pop(0)
-        feats.add_layer(local, glob)
-        del local, glob
-        _return_to_driver(device)
-    feats.set_metadata(model=model_name, layer_names=names)
-    return feats
 
 
 __all__ = ["collect", "collect_features", "to_features", "to_layer", "to_grid", "prefix_token_count", "eval_mode"]

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import factortopy as ft
-from factortopy import hooks
+from factortopy import _collected, hooks
 from factortopy.callbacks import _driver
 from factortopy.callbacks._dist import Group
 from factortopy.callbacks._driver import MonitorDriver
@@ -130,10 +130,11 @@ def test_to_features_hands_cuda_layers_over_as_they_are_and_releases_each(monkey
 
     monkeypatch.setattr(ft.Features, "add_layer", add_layer)
     monkeypatch.setattr(ft.Features, "set_metadata", lambda self, **kw: self)
-    monkeypatch.setattr(hooks, "device_available", lambda d: d == "cuda:0")
+    monkeypatch.setattr(_collected, "device_available", lambda d: d == "cuda:0")
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(len(added)))
     feats = to_features(collected, "net")
+    assert hooks.to_features is _collected.to_features  # what test_cuda.py runs without torch
     assert collected == [] and isinstance(feats, ft.Features)
     # The library gets the collected objects themselves (no host copy on the way) ...
     assert [same for same, _ in added] == [[True, False, False], [False, True, False], [False, False, True]]
@@ -146,7 +147,7 @@ def test_to_features_hands_cuda_layers_over_as_they_are_and_releases_each(monkey
 def test_to_features_refuses_a_layer_on_a_device_the_library_cannot_use(monkeypatch):
     calls = []
     monkeypatch.setattr(ft.Features, "add_layer", lambda self, *a: calls.append(a) or self)
-    monkeypatch.setattr(hooks, "device_available", lambda d: d == "cuda:0")
+    monkeypatch.setattr(_collected, "device_available", lambda d: d == "cuda:0")
     good = ("a", CudaStandIn(torch.zeros(2, 1, 2, 2)), None)
     for bad, where in (
         (("b", torch.zeros(2, 1, 2, 2), CudaStandIn(torch.zeros(2, 1), index=1)), "cuda:1"),
