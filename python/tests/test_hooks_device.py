@@ -239,7 +239,7 @@ def test_start_takes_the_device_from_the_device_option(monkeypatch):
         raise Stop
 
     monkeypatch.setattr(MonitorDriver, "features", features)
-    for given, want in (("cuda", "cuda:0"), (torch.device("cuda", 2), "cuda:2"), ("cpu", "cpu")):
+    for given, want in (("cuda", "cuda:0"), (torch.device("cuda", 2), "cuda:2"), ("cpu", "cpu"), ("gpu0", "gpu0")):
         d = driver(device=given)
         with pytest.raises(Stop):
             d.start(Placed("cuda:0"))

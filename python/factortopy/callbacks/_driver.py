@@ -199,8 +199,12 @@ class MonitorDriver:
         return self._run_device_ok
 
     def _set_run_device(self, device) -> None:
-        d = torch.device(device) if isinstance(device, str) else device
-        self._run_device, self._run_device_ok = device_name(d), None
+        if isinstance(device, str):
+            try:
+                device = torch.device(device)  # "cuda" is cuda:0
+            except RuntimeError:  # not torch's name: the library's error says what it takes
+                pass
+        self._run_device, self._run_device_ok = device_name(device), None
 
     def features(self, model, group: Group | None = None) -> Features | None:
         """The probe features of ``model`` as it is now: on rank 0 a ``Features`` of the whole
