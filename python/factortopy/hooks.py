@@ -28,6 +28,7 @@ stay on the device that computed them (a CUDA device, where the library keeps it
 monitor step or prediction on that device runs without a host round trip; docs/gpu.md); maps
 resized by ``grid``/``max_grid`` still make that round trip batch by batch, and the resized maps
 go back to the device.
+
 Module names may be given as in the unwrapped model: wrappers' path components (DDP's
 ``module``, FSDP's ``_fsdp_wrapped_module``, activation checkpointing, ``torch.compile``) are
 ignored when a name does not match as it is.
@@ -281,10 +282,10 @@ def collect(
     its map; a layer whose buffers do not fit in that device's memory is a one-line
     ``FactortopyMemoryError`` naming the layer. Maps resized by ``grid`` or ``max_grid`` are
     resized on the host batch by batch, as without this option, and the resized map is put back
-    on the device; pass ``grid=None`` (the library then resizes on the device, at the cost of
-    device memory for the full maps) to keep every map off the host. ``to_features`` refuses, in
-    one line naming the layer, a layer on a device the library cannot use (a build without
-    CUDA, or a device that is not CUDA).
+    on the device; without ``grid`` and ``max_grid`` no map leaves the device (the library then
+    resizes them on the device, at the cost of device memory for the full maps). ``to_features``
+    refuses, in one line naming the layer, a layer on a device the library cannot use (a build
+    without CUDA, or a device that is not CUDA).
 
     Parameters
     ----------
