@@ -22,6 +22,13 @@ of f32 tokens. The global token of a map without one is then the spatial mean of
 full-resolution map (what the library would compute from the map it was given), so nothing
 depends on where resizing ran. Resizing runs on the host in f32: a batch's maps on a GPU are
 copied to the host first, one batch at a time.
+
+The collected maps are kept on the host by default. With ``keep_on_device=True`` each layer's maps
+stay on the device that computed them (a CUDA device, where the library keeps its own copy and a
+monitor step or prediction on that device runs without a host round trip; docs/gpu.md); maps
+resized by ``grid``/``max_grid`` still make that round trip batch by batch, and the resized maps
+go back to the device.
+
 Module names may be given as in the unwrapped model: wrappers' path components (DDP's
 ``module``, FSDP's ``_fsdp_wrapped_module``, activation checkpointing, ``torch.compile``) are
 ignored when a name does not match as it is.
@@ -35,7 +42,9 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from ._collected import to_features
 from .data import Features
+from .errors import FactortopyMemoryError
 from .resampling import check_rule, resample as _library_resample
 
 LayerSpec = Sequence[str] | Mapping[str, "str | torch.nn.Module"]
@@ -238,9 +247,11 @@ def collect(
     dtype: torch.dtype | None = None,
     forward: Callable[[torch.nn.Module, torch.Tensor], object] | None = None,
     transform: Callable[[str, object], tuple] | None = None,
+    keep_on_device: bool = False,
 ) -> list[tuple[str, torch.Tensor, torch.Tensor | None]]:
     """Runs the probe images through ``model`` and returns ``(name, local, global)`` per watched
-    layer, as CPU tensors in the dtype the model produced.
+    layer, as CPU tensors (or, with ``keep_on_device``, tensors on the activations' device) in the
+    dtype the model produced.
 
     ``images``: a tensor ``[N, 3, H, W]`` (split into ``batch_size`` batches) or an iterable of
     batches (tensors, ``(x, y)`` tuples or dicts with ``pixel_values``). ``layers``: module names
@@ -261,6 +272,21 @@ def collect(
     replaces ``model(batch)``; ``transform(name, output)`` replaces the default conversion and
     returns ``(local, global_or_None)``.
 
+    ``keep_on_device``: keep each layer's maps and global token on the device its activations
+    were computed on instead of copying them to the host (default False: CPU tensors). Meant for
+    a CUDA model whose features go to the library on that CUDA device (``to_features``,
+    ``Monitor(device="cuda:N")``, ``predict(device=...)``): the library copies them device to
+    device and never brings the local maps to the host. Each layer's buffers (``dtype`` rules as
+    on the host) are allocated on the device of its first batch's local map, so a model spread
+    over several devices keeps each layer where it ran, and a layer's global token is kept beside
+    its map; a layer whose buffers do not fit in that device's memory is a one-line
+    ``FactortopyMemoryError`` naming the layer. Maps resized by ``grid`` or ``max_grid`` are
+    resized on the host batch by batch, as without this option, and the resized map is put back
+    on the device; without ``grid`` and ``max_grid`` no map leaves the device (the library then
+    resizes them on the device, at the cost of device memory for the full maps). ``to_features``
+    refuses, in one line naming the layer, a layer on a device the library cannot use (a build
+    without CUDA, or a device that is not CUDA).
+
     Parameters
     ----------
     model : torch.nn.Module
@@ -269,7 +295,7 @@ def collect(
         The probe images or batches of them.
     layers : sequence of str, or mapping
         The modules to watch, in depth order.
-    batch_size, device, prefix_tokens, max_grid, grid, resample, dtype, forward, transform
+    batch_size, device, prefix_tokens, max_grid, grid, resample, dtype, forward, transform, keep_on_device
         As described above.
 
     Returns
@@ -290,7 +316,7 @@ def collect(
     if len(set(names)) != len(names):
         raise ValueError("layer names must be unique")
     n_images = images.shape[0] if isinstance(images, torch.Tensor) else None
-    stores = {name: _LayerStore(name, n_images, dtype) for name in names}
+    stores = {name: _LayerStore(name, n_images, dtype, keep_on_device) for name in names}
 
     def make_hook(name):
         def hook(_module, _inputs, output):
@@ -300,12 +326,13 @@ def collect(
                 local, glob = to_layer(_first_tensor(output), prefix_tokens)
             local = local.detach()
             glob = None if glob is None else glob.detach()
+            where = local.device  # before resizing, which returns host tensors
             if max_grid is not None and max(local.shape[-2:]) > max_grid:
                 size = (min(local.shape[-2], max_grid), min(local.shape[-1], max_grid))
                 local = _resized(local, size, resample).to(local.dtype)
             if grid is not None:  # after shrinking: what the library would do with the shrunk map
                 local, glob = to_grid(local, glob, grid, resample)
-            stores[name].add(local, glob)
+            stores[name].add(local, glob, where)
 
         return hook
 
@@ -328,25 +355,45 @@ def collect(
     return [(name, *stores.pop(name).result()) for name in names]
 
 
+_OutOfMemory = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+
+
 class _LayerStore:
-    """One watched layer's collected maps and global tokens, on the host. When the number of
+    """One watched layer's collected maps and global tokens, on the host, or with
+    ``keep_on_device`` on the device of the layer's first activations. When the number of
     images is known (a tensor of probe images) each tensor is written into one buffer allocated
     at the first batch: no join copy at the end, and no small blocks left between each batch's
     large temporaries, which would keep the allocator from reusing their memory (measured: with
     per-batch parts the peak grew with the number of images at several times the kept size)."""
 
-    def __init__(self, name: str, n_images: int | None, dtype: torch.dtype | None):
+    def __init__(self, name: str, n_images: int | None, dtype: torch.dtype | None, keep_on_device: bool = False):
         self.name, self.n, self.dtype = name, n_images, dtype
+        self.keep_on_device = keep_on_device
+        self.device: torch.device | None = None  # where the buffers live, set by the first batch
         self.filled = 0
         self.buffers: tuple | None = None
         self.parts: list = []
 
-    def _host(self, t: torch.Tensor) -> torch.Tensor:
-        return torch.empty((self.n, *t.shape[1:]), dtype=self.dtype or t.dtype)
+    def _place(self, where: torch.device) -> torch.device:
+        if self.device is None:
+            self.device = where if self.keep_on_device else torch.device("cpu")
+        return self.device
 
-    def add(self, local: torch.Tensor, glob: torch.Tensor | None) -> None:
+    def _buffer(self, t: torch.Tensor) -> torch.Tensor:
+        shape, dtype = (self.n, *t.shape[1:]), self.dtype or t.dtype
+        try:
+            return torch.empty(shape, dtype=dtype, device=self.device)
+        except _OutOfMemory:
+            nbytes = math.prod(shape) * dtype.itemsize
+            raise FactortopyMemoryError(
+                f"layer {self.name!r}: its {list(shape)} {dtype} buffer ({nbytes} bytes) does not fit in the memory "
+                f"of {self.device}; collect with keep_on_device=False, a smaller grid= or a 16-bit dtype="
+            ) from None
+
+    def add(self, local: torch.Tensor, glob: torch.Tensor | None, where: torch.device | None = None) -> None:
+        self._place(local.device if where is None else where)
         if self.n is None:
-            self.parts.append(tuple(None if t is None else t.to("cpu", self.dtype or t.dtype) for t in (local, glob)))
+            self.parts.append(tuple(None if t is None else t.to(self.device, self.dtype or t.dtype) for t in (local, glob)))
             return
         rows = local.shape[0]
         if self.filled + rows > self.n:
@@ -355,7 +402,7 @@ class _LayerStore:
                 "more than once per forward pass?"
             )
         if self.buffers is None:
-            self.buffers = (self._host(local), None if glob is None else self._host(glob))
+            self.buffers = (self._buffer(local), None if glob is None else self._buffer(glob))
         at = slice(self.filled, self.filled + rows)
         self.buffers[0][at].copy_(local)
         if glob is not None:
@@ -406,31 +453,6 @@ def collect_features(
     Features
     """
     return to_features(collect(model, images, layers, **kwargs), model_name or type(model).__name__)
-
-
-def to_features(collected: list, model_name: str) -> Features:
-    """``collect``'s output into a library ``Features``, emptying ``collected``: each layer's tensors
-    are released once the library has its copy, so the peak is not both copies of everything.
-
-    Parameters
-    ----------
-    collected : list
-        :func:`collect`'s output; emptied.
-    model_name : str
-        Stored as the features' ``model``.
-
-    Returns
-    -------
-    Features
-    """
-    names = [name for name, _, _ in collected]
-    feats = Features()
-    while collected:
-        _name, local, glob = collected.pop(0)
-        feats.add_layer(local, glob)
-        del local, glob
-    feats.set_metadata(model=model_name, layer_names=names)
-    return feats
 
 
 __all__ = ["collect", "collect_features", "to_features", "to_layer", "to_grid", "prefix_token_count", "eval_mode"]

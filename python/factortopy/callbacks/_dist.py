@@ -58,7 +58,10 @@ class Group:
 
     def gather_rows(self, t: torch.Tensor) -> torch.Tensor | None:
         """Every rank's ``t`` (same shape and dtype on all ranks) joined along dim 0 in rank order,
-        on rank 0 (None elsewhere). Sent as raw bytes, so any dtype travels on any backend."""
+        on rank 0 (None elsewhere), on the device of rank 0's ``t``: host tensors stay on the host,
+        and CUDA tensors (``collect(keep_on_device=True)``) on their device, where NCCL gathers
+        them without a host copy (gloo goes through the host and puts the result back). Sent as
+        raw bytes, so any dtype travels on any backend."""
         if not self.active:
             return t
         raw = t.contiguous().view(torch.uint8).to(self.device)
@@ -66,7 +69,7 @@ class Group:
         torch.distributed.gather(raw, parts, dst=0)
         if not self.is_root:
             return None
-        return torch.cat([p.to("cpu").view(t.dtype) for p in parts])
+        return torch.cat([p.to(t.device).view(t.dtype) for p in parts])
 
 
 def shard(images, group: Group):

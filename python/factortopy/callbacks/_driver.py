@@ -78,7 +78,11 @@ class MonitorDriver:
         Called with ``(step, StepReport)`` after every observation.
     device : str or torch.device, optional
         Where the monitor runs; default: the model's device when the library can run there,
-        else the CPU.
+        else the CPU. When it is a CUDA device the library can use and every parameter of the
+        model is on it, the probe features are collected with ``keep_on_device=True``: they stay
+        on that device (maps larger than the fit grid are still resized on the host batch by
+        batch) and the library copies them device to device; otherwise they are collected on the
+        host. ``collect_kwargs={"keep_on_device": ...}`` overrides the choice.
     """
 
     def __init__(
@@ -113,6 +117,9 @@ class MonitorDriver:
         # Rank 0 only (None on the other ranks).
         # None: the model's device when this library can run there, else the CPU (see start).
         self.device = device
+        # The library's name of the device the monitor runs on, once started (on every rank).
+        self._run_device: str | None = None
+        self._run_device_ok: bool | None = None
         self.monitor: Monitor | None = None
         # Display names of the watched layers, as hooks.collect names them.
         self.layer_names: list[str] = [str(k) for k in layers]
@@ -170,6 +177,35 @@ class MonitorDriver:
             return encoder_resample(self.encoder_path)
         return (self.options if self.options is not None else MonitorOptions()).fit.resample
 
+    def keep_on_device(self, model) -> bool:
+        """Whether the probe features are collected on the model's device (``collect``'s
+        ``keep_on_device``): when the monitor runs on a CUDA device the library can use and every
+        parameter of ``model`` is on that device, so its activations are there too. A model on
+        the CPU, a monitor on the CPU, a model on another device or spread over several, or a
+        library that cannot use the device: the features go to the host, as they always did."""
+        dev = self._run_device
+        if dev is None or not dev.startswith("cuda:"):
+            return False
+        params = model.parameters() if hasattr(model, "parameters") else ()
+        seen = False
+        for p in params:
+            if device_name(p.device) != dev:
+                return False
+            seen = True
+        if not seen:
+            return False
+        if self._run_device_ok is None:
+            self._run_device_ok = device_available(dev)
+        return self._run_device_ok
+
+    def _set_run_device(self, device) -> None:
+        if isinstance(device, str):
+            try:
+                device = torch.device(device)  # "cuda" is cuda:0
+            except RuntimeError:  # not torch's name: the library's error says what it takes
+                pass
+        self._run_device, self._run_device_ok = device_name(device), None
+
     def features(self, model, group: Group | None = None) -> Features | None:
         """The probe features of ``model`` as it is now: on rank 0 a ``Features`` of the whole
         probe set in order, on the other ranks None (they ran their shard and sent it)."""
@@ -177,7 +213,9 @@ class MonitorDriver:
         images, keep, gather = shard(self.probe_images, g)
         error = None
         try:
-            collected = collect(model, images, self.layers, **self.collect_options())
+            kw = self.collect_options()
+            kw.setdefault("keep_on_device", self.keep_on_device(model))
+            collected = collect(model, images, self.layers, **kw)
         except Exception as e:  # agreed on below, so that no rank waits for one that failed
             error, collected = e, None
         if not g.all_ok(error is None):
@@ -203,6 +241,7 @@ class MonitorDriver:
             return False
         g = Group()
         device = self.device if self.device is not None else monitor_device(model)
+        self._set_run_device(device)
         last = _on_root(g, lambda: self._restore(saved, device) if saved is not None else False)
         if last is not False:
             self._last_step = last
@@ -274,6 +313,7 @@ class MonitorDriver:
         self._started = True
 
     def _restore(self, data: bytes, device: str = "cpu") -> int | None:
+        self._set_run_device(device)
         self.monitor = Monitor.from_bytes(data, self.brain, device=device)
         if self.history_file is not None:
             self.monitor.set_history_file(self.history_file)

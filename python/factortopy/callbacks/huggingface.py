@@ -67,7 +67,8 @@ class FactortopyTrainerCallback(TrainerCallback):
         Called with ``(step, StepReport)`` after every observation.
     device : str or torch.device, optional
         Where the monitor runs; default: the model's device when the library can run there,
-        else the CPU.
+        else the CPU. On a CUDA device holding the model, the probe features stay on it
+        (``collect(keep_on_device=True)``; as ``MonitorDriver`` decides).
     """
 
     def __init__(self, brain, probe_images, layers, **kwargs):
