@@ -483,6 +483,36 @@ fn cuda_layers_stay_on_the_device_for_cuda_work() {
             let err = got_pred.iter().zip(&want_pred).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
             assert!(err < 1e-4, "a fit from CUDA layers predicts {err:.3e} away from the same fit from host layers");
         }
+        // A saved encoder scored on cuda:0 from the CUDA layers: the held-out images and the
+        // margins' sample are prepared on the device, and the margins read only that sample.
+        let mut trained = null_mut();
+        assert_eq!(ft_fit_with(cfg, host, brain, &mut trained), ft_status::FT_OK, "{}", last_error());
+        let saved = path("encoder.safetensors");
+        assert_eq!(ft_fit_save_encoder(trained, saved.as_ptr()), ft_status::FT_OK, "{}", last_error());
+        ft_fit_free(trained);
+        let mut score_cfg = null_mut();
+        set(ft_fit_config_new(null(), 0, &mut score_cfg));
+        set(ft_fit_config_set_device(score_cfg, cuda.as_ptr()));
+        set(ft_fit_config_set_bootstrap(score_cfg, 50));
+        let score_from = |f: *mut ft_features| {
+            let mut scored = null_mut();
+            let before = emulator_stats();
+            let st = ft_fit_load_with(score_cfg, saved.as_ptr(), f, brain, &mut scored);
+            assert_eq!(st, ft_status::FT_OK, "{}", last_error());
+            let back = copied_back(before, emulator_stats());
+            let mut sum = std::mem::zeroed::<ft_fit_summary>();
+            assert_eq!(ft_fit_report_summary(scored, &mut sum), ft_status::FT_OK);
+            ft_fit_free(scored);
+            (sum, back)
+        };
+        let (want, host_back) = score_from(host);
+        let (got, device_back) = score_from(on_device);
+        if let (Some(h), Some(d)) = (host_back, device_back) {
+            assert!(d <= h + prepared_bytes + 4096, "scoring CUDA layers copied {d} bytes to the host, host layers {h}");
+        }
+        assert!((got.r2_mean - want.r2_mean).abs() < 1e-5, "scored R² {} (CUDA layers) vs {} (host layers)", got.r2_mean, want.r2_mean);
+        assert!((got.slope - want.slope).abs() < 1e-4 || (got.slope.is_nan() && want.slope.is_nan()), "slope {} vs {}", got.slope, want.slope);
+        ft_fit_config_free(score_cfg);
         ft_fit_config_free(cfg);
 
         // A monitor whose reference fit and refit read the CUDA layers on cuda:0.

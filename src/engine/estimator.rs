@@ -548,7 +548,8 @@ impl Estimator {
         }
         need.check()?;
         // Only the held-out images are read and resampled: they are all the score uses.
-        let prepared = PreparedFeatures::for_images_in(features, &split.val, &enc.spec, self.fit.store)?;
+        let how = Recipe::for_encoder(&enc.spec, self.fit.store);
+        let prepared = prepare(self.device, features, Some(&split.val), how)?;
         let pe = enc.spec.coord_norm.encode(&brain.coords)?;
         let pe = candle_core::Tensor::from_vec(pe.data, pe.shape.as_slice(), &candle_core::Device::Cpu)?;
         let predictor = self.predictor(enc, &pe)?;
@@ -573,10 +574,10 @@ impl Estimator {
         .with_uncertainty(&selections, brain, Some(heldout), &r2, &self.uncertainty)?;
         let mut report = report;
         drop(prepared);
-        // The margins' images, training ones included, read now and only them.
+        // The margins' images, training ones included, read now and only them (prepared on the
+        // device for layers held there; the margins read them from it).
         self.add_layer_margins(&mut report, enc, &split, brain, &selections, |images| {
-            let p = PreparedFeatures::for_images_in(features, images, &enc.spec, self.fit.store)?;
-            Ok((Cow::Owned(p), (0..images.len()).collect()))
+            Ok((Cow::Owned(prepare(self.device, features, Some(images), how)?), (0..images.len()).collect()))
         })?;
         Ok(Scored { selections, r2, pearson, report })
     }
