@@ -10,24 +10,8 @@
 //   spatial_means     src/data/feature_source.rs (spatial_means): f64 sum, one division
 //   finish_prepared   src/data/precision.rs (Store::write, Store::affine)
 //
-// Self-contained on purpose: compiled by NVRTC at run time with no CUDA headers.
-
-struct __align__(2) f16_t { unsigned short bits; };
-struct __align__(2) bf16_t { unsigned short bits; };
-
-__device__ __forceinline__ float to_f32(float x) { return x; }
-__device__ __forceinline__ float to_f32(f16_t h) {
-    float f;
-#if defined(FACTORTOPY_CUDA_EMU)
-    // The CPU emulator (scripts/cuda-emu) cannot assemble PTX; its header widens the same bits
-    // exactly, as cvt.f32.f16 does.
-    f = __half2float(__ushort_as_half(h.bits));
-#else
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h.bits));
-#endif
-    return f;
-}
-__device__ __forceinline__ float to_f32(bf16_t h) { return __uint_as_float(((unsigned)h.bits) << 16); }
+// Compiled by NVRTC at run time after kernels/prelude.cuh (f16_t, bf16_t, to_f32), with no CUDA
+// headers.
 
 __device__ __forceinline__ bool finite(float x) { return (__float_as_uint(x) & 0x7f800000u) != 0x7f800000u; }
 
