@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Compiles every kernels/*.cu to PTX with NVRTC exactly as the crate does at run time (DESIGN
-# §3.9), then assembles each PTX with `ptxas -arch=sm_90 -v` and fails on any compile error or on
-# register spills above the bound below. Needs only python3 with venv/pip and PyPI: the CUDA
-# compiler pieces come from NVIDIA's wheels, so no CUDA toolkit or GPU is required.
+# §3.9): the text kernel_source in src/cuda/module.rs builds (kernels/prelude.cuh, then the file)
+# with the same options. Then assembles each PTX with `ptxas -arch=sm_90 -v` and fails on any
+# compile error or on register spills above the bound below. Needs only python3 with venv/pip and
+# PyPI: the CUDA compiler pieces come from NVIDIA's wheels, so no CUDA toolkit or GPU is required.
 #
 # Bounds (per kernel):
 MAX_SPILL_BYTES=0     # spill stores + spill loads; any spill in these small kernels is a bug
@@ -14,7 +15,7 @@ MAX_STACK_BYTES=0     # local-memory arrays cost like spills; the kernels keep e
 # Pinned wheels (CUDA 13.0): nvidia-cuda-nvrtc ships libnvrtc, nvidia-cuda-nvcc ships ptxas,
 # nvidia-cuda-runtime ships the CUDA headers. The kernels include no header (at run time the crate
 # cannot count on any being installed, and NVRTC has no built-in cuda_fp16.h), so the headers are
-# only put on the include path; the options otherwise match src/kernels/module.rs.
+# only put on the include path; the options otherwise match src/cuda/module.rs.
 NVRTC_WHEEL="nvidia-cuda-nvrtc==13.0.88"
 RUNTIME_WHEEL="nvidia-cuda-runtime==13.0.96"
 NVCC_WHEEL="nvidia-cuda-nvcc==13.0.88"
@@ -54,12 +55,13 @@ INCLUDE=$(find "$SITE/nvidia" -name cuda_runtime.h -path '*include*' | head -n 1
 # libnvrtc dlopens libnvrtc-builtins by name.
 export LD_LIBRARY_PATH="$CUDA_DIR/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
-"$VENV/bin/python" - "$CUDA_DIR/lib" "$INCLUDE" "$OUT" "$ROOT"/kernels/*.cu <<'PY'
+"$VENV/bin/python" - "$CUDA_DIR/lib" "$INCLUDE" "$OUT" "$ROOT/kernels/prelude.cuh" "$ROOT"/kernels/*.cu <<'PY'
 # A tiny ctypes driver of libnvrtc: nvrtcCreateProgram / CompileProgram / GetPTX.
 import ctypes, glob, os, sys
 
-libdir, include, out = sys.argv[1], sys.argv[2], sys.argv[3]
-sources = sys.argv[4:]
+libdir, include, out, prelude_path = sys.argv[1:5]
+sources = sys.argv[5:]
+prelude = open(prelude_path, "rb").read()
 libs = sorted(glob.glob(os.path.join(libdir, "libnvrtc.so*")))
 libs = [p for p in libs if "builtins" not in p and ".alt." not in p]
 nvrtc = ctypes.CDLL(libs[0])
@@ -68,7 +70,7 @@ major, minor = ctypes.c_int(), ctypes.c_int()
 nvrtc.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
 print(f"nvrtc {major.value}.{minor.value} ({libs[0]})")
 
-# Keep in step with COMPILE_OPTIONS in src/kernels/module.rs (plus the architecture).
+# Keep in step with COMPILE_OPTIONS in src/cuda/module.rs (plus the architecture).
 options = [b"--gpu-architecture=compute_90", b"--std=c++17"]
 if include:
     options.append(b"--include-path=" + include.encode())
@@ -88,7 +90,8 @@ def check(code, what, prog=None):
 failed = False
 for path in sources:
     name = os.path.basename(path)
-    src = open(path, "rb").read()
+    # Keep in step with kernel_source in src/cuda/module.rs.
+    src = b'#line 1 "prelude.cuh"\n' + prelude + b'\n#line 1 "' + name.encode() + b'"\n' + open(path, "rb").read()
     prog = ctypes.c_void_p()
     check(nvrtc.nvrtcCreateProgram(ctypes.byref(prog), src, name.encode(), 0, None, None), f"{name}: create")
     arr = (ctypes.c_char_p * len(options))(*options)

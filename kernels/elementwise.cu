@@ -5,37 +5,13 @@
 // Reductions are two-stage with a fixed grid (REDUCE_BLOCKS partials, then one block), never
 // atomics, so a fit is bitwise reproducible on the same device (DESIGN §3.6).
 //
-// Self-contained on purpose: compiled by NVRTC at run time with no CUDA headers, so the 16-bit
-// loads convert raw bit patterns instead of using cuda_fp16.h / cuda_bf16.h.
+// Compiled by NVRTC at run time after kernels/prelude.cuh (f16_t, bf16_t, to_f32, warp_sum), with
+// no CUDA headers.
 
-#define FULL_MASK 0xffffffffu
-// Must equal REDUCE_BLOCKS in src/kernels/elementwise.rs; the block size of every reduction
+// Must equal REDUCE_BLOCKS in src/cuda/elementwise.rs; the block size of every reduction
 // kernel must be REDUCE_THREADS.
 #define REDUCE_BLOCKS 256
 #define REDUCE_THREADS 256
-
-struct __align__(2) f16_t { unsigned short bits; };
-struct __align__(2) bf16_t { unsigned short bits; };
-
-__device__ __forceinline__ float to_f32(float x) { return x; }
-__device__ __forceinline__ float to_f32(f16_t h) {
-    float f;
-#if defined(FACTORTOPY_CUDA_EMU)
-    // The CPU emulator (scripts/cuda-emu) cannot assemble PTX; its header widens the same bits
-    // exactly, as cvt.f32.f16 does.
-    f = __half2float(__ushort_as_half(h.bits));
-#else
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h.bits));
-#endif
-    return f;
-}
-__device__ __forceinline__ float to_f32(bf16_t h) { return __uint_as_float(((unsigned)h.bits) << 16); }
-
-__device__ __forceinline__ float warp_sum(float x) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(FULL_MASK, x, o);
-    return x;
-}
 
 // Sum of one value per thread over a REDUCE_THREADS block, in a fixed order; valid in thread 0.
 __device__ __forceinline__ float block_sum(float x) {

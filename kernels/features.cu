@@ -12,24 +12,8 @@
 //   channel_moments,  src/data/precision.rs (Store::channel_moments): f64 sums per channel,
 //   sum_moment_chunks   partial sums per block of rows added in block order
 //
-// Self-contained on purpose: compiled by NVRTC at run time with no CUDA headers.
-
-struct __align__(2) f16_t { unsigned short bits; };
-struct __align__(2) bf16_t { unsigned short bits; };
-
-__device__ __forceinline__ float to_f32(float x) { return x; }
-__device__ __forceinline__ float to_f32(f16_t h) {
-    float f;
-#if defined(FACTORTOPY_CUDA_EMU)
-    // The CPU emulator (scripts/cuda-emu) cannot assemble PTX; its header widens the same bits
-    // exactly, as cvt.f32.f16 does.
-    f = __half2float(__ushort_as_half(h.bits));
-#else
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h.bits));
-#endif
-    return f;
-}
-__device__ __forceinline__ float to_f32(bf16_t h) { return __uint_as_float(((unsigned)h.bits) << 16); }
+// Compiled by NVRTC at run time after kernels/prelude.cuh (f16_t, bf16_t, to_f32), with no CUDA
+// headers.
 
 __device__ __forceinline__ bool finite(float x) { return (__float_as_uint(x) & 0x7f800000u) != 0x7f800000u; }
 
@@ -61,12 +45,15 @@ __device__ __forceinline__ float round_to(float x, int round) {
 // ---------------------------------------------------------------------------------------------
 // dst[n, c, y, x] = f32(src[n·s0 + c·s1 + y·s2 + x·s3]) over [N, C, H, W] (strides in elements,
 // any sign; the host checked that every element lies in the caller's allocation), and
-// bad[0] += the number of non-finite values. Launch: 1-D grid-stride.
+// first_bad[0] lowered to the flat index ((n·C + c)·H + y)·W + x of each non-finite value: the
+// host sets it to ~0 (none), so it ends as the first non-finite value in row-major order, the one
+// the host path's check names, whatever the strides. Launch: 1-D grid-stride.
 template <typename T>
 __device__ __forceinline__ void copy_layer_impl(const T* __restrict__ src, long long s0, long long s1, long long s2,
                                                 long long s3, long long C, long long H, long long W, long long total,
-                                                float* __restrict__ dst, unsigned* __restrict__ bad) {
-    unsigned local_bad = 0;
+                                                float* __restrict__ dst, unsigned long long* __restrict__ first_bad) {
+    const unsigned long long none = ~0ull;
+    unsigned long long first = none;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         const long long x = i % W;
@@ -75,25 +62,27 @@ __device__ __forceinline__ void copy_layer_impl(const T* __restrict__ src, long 
         const long long n = i / (W * H * C);
         const float v = to_f32(src[n * s0 + c * s1 + y * s2 + x * s3]);
         dst[i] = v;
-        local_bad += finite(v) ? 0u : 1u;
+        // A thread's i only grows, so its first non-finite value has its smallest index.
+        if (!finite(v) && first == none) first = (unsigned long long)i;
     }
-    if (local_bad) atomicAdd(bad, local_bad);
+    // One atomic per thread that saw a bad value, none otherwise.
+    if (first != none) atomicMin(first_bad, first);
 }
 
 extern "C" __global__ void copy_layer_f32(const float* src, long long s0, long long s1, long long s2, long long s3,
                                           long long C, long long H, long long W, long long total, float* dst,
-                                          unsigned* bad) {
-    copy_layer_impl<float>(src, s0, s1, s2, s3, C, H, W, total, dst, bad);
+                                          unsigned long long* first_bad) {
+    copy_layer_impl<float>(src, s0, s1, s2, s3, C, H, W, total, dst, first_bad);
 }
 extern "C" __global__ void copy_layer_f16(const f16_t* src, long long s0, long long s1, long long s2, long long s3,
                                           long long C, long long H, long long W, long long total, float* dst,
-                                          unsigned* bad) {
-    copy_layer_impl<f16_t>(src, s0, s1, s2, s3, C, H, W, total, dst, bad);
+                                          unsigned long long* first_bad) {
+    copy_layer_impl<f16_t>(src, s0, s1, s2, s3, C, H, W, total, dst, first_bad);
 }
 extern "C" __global__ void copy_layer_bf16(const bf16_t* src, long long s0, long long s1, long long s2, long long s3,
                                            long long C, long long H, long long W, long long total, float* dst,
-                                           unsigned* bad) {
-    copy_layer_impl<bf16_t>(src, s0, s1, s2, s3, C, H, W, total, dst, bad);
+                                           unsigned long long* first_bad) {
+    copy_layer_impl<bf16_t>(src, s0, s1, s2, s3, C, H, W, total, dst, first_bad);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,36 +7,8 @@
 // Nothing of size [B, V, L, D] is ever stored: every pass samples the four bilinear taps of every
 // layer on the fly. Accumulation is f32 whatever the storage type of the maps.
 //
-// The file is compiled at run time by NVRTC from a string embedded in the crate, where no CUDA
-// headers can be assumed (NVRTC does not ship cuda_fp16.h / cuda_bf16.h as built-ins), so it is
-// self-contained: the half and bfloat16 loads below convert raw 16-bit patterns themselves.
-
-#define FULL_MASK 0xffffffffu
-
-// 16-bit storage types with the same layout as __half / __nv_bfloat16.
-struct __align__(2) f16_t { unsigned short bits; };
-struct __align__(2) bf16_t { unsigned short bits; };
-
-__device__ __forceinline__ float to_f32(float x) { return x; }
-__device__ __forceinline__ float to_f32(f16_t h) {
-    float f;
-#if defined(FACTORTOPY_CUDA_EMU)
-    // The CPU emulator (scripts/cuda-emu) cannot assemble PTX; its header widens the same bits
-    // exactly, as cvt.f32.f16 does.
-    f = __half2float(__ushort_as_half(h.bits));
-#else
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h.bits));
-#endif
-    return f;
-}
-// bfloat16 is the top half of an f32, so widening is exact.
-__device__ __forceinline__ float to_f32(bf16_t h) { return __uint_as_float(((unsigned)h.bits) << 16); }
-
-__device__ __forceinline__ float warp_sum(float x) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(FULL_MASK, x, o);
-    return x;
-}
+// The file is compiled at run time by NVRTC from a string embedded in the crate, after
+// kernels/prelude.cuh (f16_t, bf16_t, to_f32, warp_sum), with no CUDA headers.
 
 // The bilinear taps of `taps()` in readout.rs: half-pixel convention ix = ((x + 1)*G - 1)/2,
 // zero padding outside the map (idx = -1). The coordinate arithmetic uses the _rn intrinsics so

@@ -9,7 +9,7 @@
 // as src/model/loss.rs. The forward writes each voxel's term; the mean is a deterministic
 // reduction done by elementwise.cu.
 //
-// Self-contained on purpose: compiled by NVRTC at run time with no CUDA headers.
+// Compiled by NVRTC at run time after kernels/prelude.cuh, with no CUDA headers.
 
 // One thread per voxel: L is small (tens) and the rows are short, so a per-voxel loop beats any
 // cross-thread scheme. Launch: block 256, grid ceil(V/256).

@@ -102,8 +102,8 @@ fn cuda_dlpack_tensors_are_read_from_device_memory() {
     assert_eq!(unsafe { ft_features_add_layer_dlpack(f, &t, null()) }, ft_status::FT_OK, "{}", last_error());
     let added = emulator_stats();
     if let (Some(a), Some(b)) = (before, added) {
-        // The layer stays on the device: only the non-finite counters (8 bytes) come back.
-        assert!(b[1] - a[1] <= 8, "adding a CUDA layer copied {} bytes device→host", b[1] - a[1]);
+        // The layer stays on the device: only the first-non-finite slots (16 bytes) come back.
+        assert!(b[1] - a[1] <= 16, "adding a CUDA layer copied {} bytes device→host", b[1] - a[1]);
         assert_eq!(b[0] - a[0], 0, "bytes copied host→device");
     }
     assert_eq!(local_values(f, 0), values);
@@ -178,6 +178,88 @@ fn mislabelled_cuda_tensors_are_device_errors() {
         assert_eq!(layers, 0);
         ft_features_free(f);
     }
+}
+
+/// A non-finite value in a CUDA tensor is refused with the error the same values get as a host
+/// tensor: the first bad element in row-major order, by its index in the caller's shape and its
+/// value, whatever the strides, wherever it lies in memory and in whichever block it is found.
+#[test]
+fn non_finite_cuda_tensors_name_their_first_bad_element() {
+    let g = gpu_or_return!("non_finite_cuda_tensors_name_their_first_bad_element");
+    let dev = g.ordinal as i32;
+    // Adds the layer (local, global) to a fresh set; returns the FT_ERR_DATA message.
+    let refused = |local: &DLTensor, global: Option<&DLTensor>| -> String {
+        let f = new_features();
+        // SAFETY: the tensors describe live memory of the device they name; live handle.
+        let st = unsafe { ft_features_add_layer_dlpack(f, local, global.map_or(null(), |t| t as *const DLTensor)) };
+        let e = last_error();
+        // SAFETY: live handle.
+        unsafe { ft_features_free(f) };
+        assert_eq!(st, ft_status::FT_ERR_DATA, "{e}");
+        e
+    };
+    let on_host = |mut t: DLTensor| {
+        t.device = DLDevice { device_type: 1, device_id: 0 };
+        t
+    };
+
+    // f32, contiguous, over many blocks: bad values in several blocks, the first one in none of
+    // the first blocks nor at the start of a block's range.
+    let mut shape = [4i64, 8, 32, 32];
+    let mut values: Vec<f32> = (0..4 * 8 * 32 * 32).map(|i| (i as f32 * 0.37).sin()).collect();
+    values[30_000] = f32::NAN;
+    values[20_001] = f32::NEG_INFINITY;
+    values[5_003] = f32::INFINITY; // [0, 4, 28, 11]
+    values[5_004] = f32::NAN;
+    let buf = g.stream.clone_htod(&values).unwrap();
+    let (ptr, _sync) = buf.device_ptr(&g.stream);
+    let t = cuda_tensor(ptr as *mut c_void, dev, 2, 32, &mut shape, None);
+    let e = refused(&t, None);
+    assert_eq!(e, "layer 0: the local map has a non-finite value (inf) at index [0, 4, 28, 11]");
+    let mut host_shape = shape;
+    assert_eq!(e, refused(&on_host(cuda_tensor(values.as_mut_ptr().cast(), 0, 2, 32, &mut host_shape, None)), None));
+
+    // bf16 channels-last: memory order is not row-major order. (0, 2, 0, 0) sits at memory
+    // offset 2, before (0, 0, 0, 1) at offset 3, but comes after it in row-major order.
+    let dims = [2usize, 3, 4, 4];
+    let mut small: Vec<f32> = (0..2 * 3 * 4 * 4).map(|i| (i as f32 * 0.37).cos()).collect();
+    small[2 * 16] = f32::NAN; // (0, 2, 0, 0)
+    small[1] = f32::INFINITY; // (0, 0, 0, 1)
+    small[48] = f32::NEG_INFINITY; // (1, 0, 0, 0)
+    let (mut bits, strides) = channels_last_bf16(&small, dims);
+    let buf16 = g.stream.clone_htod(&bits).unwrap();
+    let (ptr16, _sync16) = buf16.device_ptr(&g.stream);
+    let mut shape = [2i64, 3, 4, 4];
+    let mut s = strides;
+    let t = cuda_tensor(ptr16 as *mut c_void, dev, 4, 16, &mut shape, Some(&mut s));
+    let e = refused(&t, None);
+    assert_eq!(e, "layer 0: the local map has a non-finite value (inf) at index [0, 0, 0, 1]");
+    let (mut host_shape, mut host_strides) = (shape, strides);
+    let host = cuda_tensor(bits.as_mut_ptr().cast(), 0, 4, 16, &mut host_shape, Some(&mut host_strides));
+    assert_eq!(e, refused(&on_host(host), None));
+
+    // A finite local map and a column-major global token [2, 3]: [1, 0] is at memory offset 1,
+    // [0, 2] at 4, and [0, 2] comes first in row-major order.
+    let finite: Vec<f32> = small.iter().map(|v| if v.is_finite() { *v } else { 0.5 }).collect();
+    let buf_local = g.stream.clone_htod(&finite).unwrap();
+    let (ptr_local, _sync_local) = buf_local.device_ptr(&g.stream);
+    let mut global = vec![0.25f32; 6];
+    global[1] = f32::INFINITY; // [1, 0]
+    global[4] = f32::NAN; // [0, 2]
+    let buf_global = g.stream.clone_htod(&global).unwrap();
+    let (ptr_global, _sync_global) = buf_global.device_ptr(&g.stream);
+    let mut shape = [2i64, 3, 4, 4];
+    let (mut gshape, mut gstrides) = ([2i64, 3], [1i64, 2]);
+    let local_t = cuda_tensor(ptr_local as *mut c_void, dev, 2, 32, &mut shape, None);
+    let global_t = cuda_tensor(ptr_global as *mut c_void, dev, 2, 32, &mut gshape, Some(&mut gstrides));
+    let e = refused(&local_t, Some(&global_t));
+    assert_eq!(e, "layer 0: the global token has a non-finite value (NaN) at index [0, 2]");
+    let mut finite_host = finite.clone();
+    let (mut host_shape, mut host_gshape, mut host_gstrides) = (shape, gshape, gstrides);
+    let host_local = on_host(cuda_tensor(finite_host.as_mut_ptr().cast(), 0, 2, 32, &mut host_shape, None));
+    let host_global =
+        on_host(cuda_tensor(global.as_mut_ptr().cast(), 0, 2, 32, &mut host_gshape, Some(&mut host_gstrides)));
+    assert_eq!(e, refused(&host_local, Some(&host_global)));
 }
 
 /// A fit through the C ABI on the GPU against the same fit on the CPU (held-out R² to 1e-3), and
@@ -369,7 +451,8 @@ fn cuda_layers_stay_on_the_device_for_cuda_work() {
         drop((wide_buffers, half_buffers));
         let copied_back = |a: Option<[u64; 4]>, b: Option<[u64; 4]>| a.zip(b).map(|(a, b)| b[1] - a[1]);
         if let Some(back) = copied_back(before_add, emulator_stats()) {
-            assert!(back <= 3 * 8, "adding CUDA layers copied {back} bytes to the host");
+            // Per layer only its two first-non-finite slots (16 bytes) come back.
+            assert!(back <= 3 * 16, "adding CUDA layers copied {back} bytes to the host");
         }
 
         // A monitor on cuda:0, in common units and bilinear to a 4×4 grid (6×6 and 3×3 layers).

@@ -31,13 +31,14 @@ macro_rules! gpu_or_return {
     };
 }
 
-/// Compiles `src` as the crate compiles kernels/*.cu and returns its function `name`.
+/// Compiles `src` as the crate compiles kernels/*.cu (after kernels/prelude.cuh, with the same
+/// options) and returns its function `name`.
 fn kernel(g: &Arc<Gpu>, src: &str, name: &str) -> CudaFunction {
     let (major, minor) = g.compute_capability;
     let mut options: Vec<String> = factortopy::cuda::module::COMPILE_OPTIONS.iter().map(|s| s.to_string()).collect();
     options.push(format!("--gpu-architecture=compute_{major}{minor}"));
     let opts = CompileOptions { options, name: Some("model_test.cu".into()), ..Default::default() };
-    let ptx = compile_ptx_with_opts(src, opts).unwrap_or_else(|e| panic!("compiling the test kernel: {e:?}"));
+    let ptx = compile_ptx_with_opts(factortopy::cuda::module::kernel_source("model_test.cu", src), opts).unwrap_or_else(|e| panic!("compiling the test kernel: {e:?}"));
     let module = g.ctx.load_module(ptx).expect("loading the test module");
     module.load_function(name).expect("the test kernel")
 }
@@ -203,16 +204,11 @@ extern "C" __global__ void to_half(const float* x, unsigned short* h, unsigned s
         b[i] = bb;
     }
 }
+// Widening with the kernels' own to_f32 (kernels/prelude.cuh).
 extern "C" __global__ void from_half(const unsigned short* h, float* f16, float* bf16, int n) {
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        float a;
-#if defined(FACTORTOPY_CUDA_EMU)
-        a = __half2float(__ushort_as_half(h[i]));
-#else
-        asm("cvt.f32.f16 %0, %1;" : "=f"(a) : "h"(h[i]));
-#endif
-        f16[i] = a;
-        bf16[i] = __uint_as_float(((unsigned)h[i]) << 16);
+        f16[i] = to_f32(f16_t{h[i]});
+        bf16[i] = to_f32(bf16_t{h[i]});
     }
 }
 "#;

@@ -1,5 +1,6 @@
-//! Run-time compilation of `kernels/*.cu` with NVRTC (sources embedded with `include_str!`) and
-//! a per-device cache of the loaded modules, the stream and the cuBLAS handle.
+//! Run-time compilation of `kernels/*.cu` with NVRTC (sources embedded with `include_str!`, each
+//! compiled after the shared `kernels/prelude.cuh`) and a per-device cache of the loaded modules,
+//! the stream and the cuBLAS handle.
 
 use super::probe::{check_ordinal, probe};
 use crate::error::{Error, Result};
@@ -16,6 +17,16 @@ pub const READOUT_SRC: &str = include_str!("../../kernels/readout.cu");
 pub const SELECTORS_SRC: &str = include_str!("../../kernels/selectors.cu");
 pub const ELEMENTWISE_SRC: &str = include_str!("../../kernels/elementwise.cu");
 pub const FEATURES_SRC: &str = include_str!("../../kernels/features.cu");
+/// Helpers every kernel file uses (the 16-bit storage types and their widening, warp sums),
+/// written once and compiled in front of each file by [`kernel_source`].
+pub const PRELUDE_SRC: &str = include_str!("../../kernels/prelude.cuh");
+
+/// The text NVRTC compiles for `kernels/{file}` (whose contents are `body`): the prelude, then the
+/// file. The `#line` markers make compile errors name the file and line they are in.
+/// `.ci/ptx_check.sh` builds the same text.
+pub fn kernel_source(file: &str, body: &str) -> String {
+    format!("#line 1 \"prelude.cuh\"\n{PRELUDE_SRC}\n#line 1 \"{file}\"\n{body}")
+}
 
 /// NVRTC options besides the architecture; `.ci/ptx_check.sh` compiles with the same ones.
 /// No fast-math: erf, exp and log must match the CPU oracle to 1e-4.
@@ -127,7 +138,7 @@ fn init(ordinal: usize) -> Result<Gpu> {
         let mut options: Vec<String> = COMPILE_OPTIONS.iter().map(|s| s.to_string()).collect();
         options.push(arch.clone());
         let opts = CompileOptions { options, name: Some(file.to_string()), ..Default::default() };
-        let ptx = compile_ptx_with_opts(src, opts).map_err(|e| match e {
+        let ptx = compile_ptx_with_opts(kernel_source(file, src), opts).map_err(|e| match e {
             cudarc::nvrtc::CompileError::CompileError { log, .. } => {
                 Error::Cuda(format!("NVRTC failed on kernels/{file}:\n{}", log.to_string_lossy()))
             }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, DevicePtrMut, LaunchConfig, PushKernelArg};
 
 use super::module::{cuda, gpu, no_panic, Gpu};
 use super::util::{launch_err, stride_blocks};
@@ -51,10 +51,14 @@ impl std::fmt::Debug for DeviceLayer {
 /// Why a tensor cannot become a device layer. `NonFinite` is the caller's data, not the device.
 #[derive(Debug)]
 pub enum CopyError {
-    /// `(tensor name, how many values)`.
-    NonFinite(&'static str, u64),
+    /// The first non-finite value of a tensor in row-major order, as the host path's check names
+    /// it: `tensor` is `"local"` or `"global"`, `index` the flat row-major index into its shape.
+    NonFinite { tensor: &'static str, index: usize, value: f32 },
     Other(Error),
 }
+
+/// The kernels' "no non-finite value" in a first-bad slot: every bit set, so any index lowers it.
+const NO_BAD: u64 = u64::MAX;
 
 impl From<Error> for CopyError {
     fn from(e: Error) -> Self {
@@ -81,17 +85,37 @@ impl DeviceLayer {
             if rc != cudarc::driver::sys::CUresult::CUDA_SUCCESS {
                 return Err(Error::Cuda(format!("synchronising the device before reading a CUDA tensor: {rc:?}")));
             }
-            let mut bad = g.stream.alloc_zeros::<u32>(2).map_err(cuda("allocating a counter"))?;
-            let local_copy = copy_tensor(&g, local, &mut bad, 0)?;
-            let global_copy = global.map(|t| copy_tensor(&g, t, &mut bad, 1)).transpose()?;
-            let counts = g.stream.clone_dtoh(&bad).map_err(cuda("reading the non-finite count"))?;
-            Ok((local_copy, global_copy, counts))
-        })?;
-        let (local_copy, global_copy, counts) = copied;
-        for (k, name) in [(0, "local"), (1, "global")] {
-            if counts[k] > 0 {
-                return Err(CopyError::NonFinite(name, counts[k] as u64));
+            // Set on the device rather than copied there: adding a layer moves no bytes host→device.
+            let mut first_bad = g.stream.alloc_zeros::<u64>(2).map_err(cuda("allocating the first-bad slots"))?;
+            {
+                let (ptr, _record) = first_bad.device_ptr_mut(&g.stream);
+                // SAFETY: `ptr` addresses the 16 bytes of `first_bad`, allocated just above in this
+                // context (current on this thread) and alive until the end of the closure; the
+                // memset is queued on `g.stream`, before the kernels that read the slots.
+                unsafe { cudarc::driver::result::memset_d8_async(ptr, 0xff, 16, g.stream.cu_stream()) }
+                    .map_err(cuda("setting the first-bad slots"))?;
             }
+            let local_copy = copy_tensor(&g, local, &mut first_bad, 0)?;
+            let global_copy = global.map(|t| copy_tensor(&g, t, &mut first_bad, 1)).transpose()?;
+            let first = g.stream.clone_dtoh(&first_bad).map_err(cuda("reading the first non-finite index"))?;
+            let mut bad = None;
+            for (k, tensor, copy) in [(0, "local", Some(&local_copy)), (1, "global", global_copy.as_ref())] {
+                if let (Some(copy), true) = (copy, first[k] != NO_BAD) {
+                    // The value as copied, widened to f32: what the host path prints.
+                    let index = first[k] as usize;
+                    let at = copy
+                        .try_slice(index..index + 1)
+                        .ok_or_else(|| Error::Cuda(format!("the first non-finite index {index} is past the copy")))?;
+                    let value = g.stream.clone_dtoh(&at).map_err(cuda("reading the first non-finite value"))?[0];
+                    bad = Some(CopyError::NonFinite { tensor, index, value });
+                    break;
+                }
+            }
+            Ok((local_copy, global_copy, bad))
+        })?;
+        let (local_copy, global_copy, bad) = copied;
+        if let Some(e) = bad {
+            return Err(e);
         }
         Ok(Self { g, shape: local.shape, precision: local.precision, local: local_copy, global: global_copy })
     }
@@ -161,8 +185,9 @@ pub fn check_room(g: &Gpu, bytes: u128, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// A compact f32 copy of `t`; `bad[slot]` counts its non-finite values.
-fn copy_tensor(g: &Gpu, t: &CallerTensor, bad: &mut CudaSlice<u32>, slot: usize) -> Result<CudaSlice<f32>> {
+/// A compact f32 copy of `t`; `first_bad[slot]` is lowered to the row-major index of each of its
+/// non-finite values.
+fn copy_tensor(g: &Gpu, t: &CallerTensor, first_bad: &mut CudaSlice<u64>, slot: usize) -> Result<CudaSlice<f32>> {
     let total = t.elements();
     let mut dst = g.stream.alloc_zeros::<f32>(total.max(1)).map_err(cuda("allocating a device layer"))?;
     let [_, c, h, w] = t.shape.map(|d| d as i64);
@@ -173,7 +198,7 @@ fn copy_tensor(g: &Gpu, t: &CallerTensor, bad: &mut CudaSlice<u32>, slot: usize)
         Precision::F16 => &g.kernels.copy_layer_f16,
         Precision::Bf16 => &g.kernels.copy_layer_bf16,
     };
-    let mut counter = bad.slice_mut(slot..slot + 1);
+    let mut first_bad = first_bad.slice_mut(slot..slot + 1);
     let mut launch = g.stream.launch_builder(kernel);
     launch
         .arg(&t.address)
@@ -186,12 +211,12 @@ fn copy_tensor(g: &Gpu, t: &CallerTensor, bad: &mut CudaSlice<u32>, slot: usize)
         .arg(&w)
         .arg(&total_i)
         .arg(&mut dst)
-        .arg(&mut counter);
+        .arg(&mut first_bad);
     let cfg = LaunchConfig { grid_dim: (stride_blocks(total, BLOCK), 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
     // SAFETY: arguments match copy_layer_*: `address` is the caller's element (0, ..., 0), and
     // every element the shape and strides reach lies in one allocation of this device (checked
     // with the driver by the caller of `DeviceLayer::copy`); `dst` holds `total` f32 values and
-    // the counter one u32.
+    // `first_bad` one u64.
     unsafe { launch.launch(cfg) }.map_err(launch_err("copy_layer"))?;
     g.sync()?;
     Ok(dst)

@@ -18,6 +18,18 @@ pub fn first_non_finite(data: &[f32]) -> Option<usize> {
     data[start..].iter().position(|v| !v.is_finite()).map(|i| start + i)
 }
 
+/// Row-major multi-index of the flat index `flat` into `shape`, for error messages.
+pub fn unravel(shape: &[usize], mut flat: usize) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    for (k, &d) in shape.iter().enumerate().rev() {
+        if d > 0 {
+            idx[k] = flat % d;
+            flat /= d;
+        }
+    }
+    idx
+}
+
 /// A dense row-major f32 array: the library's plain host tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Array {
@@ -57,21 +69,23 @@ impl Array {
         first_non_finite(&self.data)
     }
     /// Row-major multi-index of a flat index, for error messages.
-    pub fn unravel(&self, mut flat: usize) -> Vec<usize> {
-        let mut idx = vec![0; self.shape.len()];
-        for (k, &d) in self.shape.iter().enumerate().rev() {
-            if d > 0 {
-                idx[k] = flat % d;
-                flat /= d;
-            }
-        }
-        idx
+    pub fn unravel(&self, flat: usize) -> Vec<usize> {
+        unravel(&self.shape, flat)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unravel_is_row_major() {
+        assert_eq!(unravel(&[4, 8, 32, 32], 5003), vec![0, 4, 28, 11]);
+        assert_eq!(unravel(&[2, 3], 5), vec![1, 2]);
+        assert_eq!(unravel(&[2, 3], 0), vec![0, 0]);
+        let a = Array::zeros(vec![2, 3, 4]);
+        assert_eq!(a.unravel(23), vec![1, 2, 3]);
+    }
 
     #[test]
     fn first_non_finite_finds_the_first_across_blocks() {

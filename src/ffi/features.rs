@@ -175,6 +175,13 @@ pub unsafe extern "C" fn ft_features_shape(
     })
 }
 
+/// The error for the first non-finite value of a layer's tensor (`what`: "local map" or "global
+/// token"), at multi-index `at`: one text for host tensors and for CUDA tensors checked on the
+/// device.
+pub(crate) fn non_finite_error(l: usize, what: &str, value: f32, at: &[usize]) -> FfiError {
+    FfiError::new(ft_status::FT_ERR_DATA, format!("layer {l}: the {what} has a non-finite value ({value}) at index {at:?}"))
+}
+
 /// Checks a converted layer against the feature set and appends it, kept in `precision` (the
 /// precision the caller's tensor was in); the set is unchanged on error.
 fn push_layer(f: &mut StoredFeatures, local: Array, global: Option<Array>, precision: Precision) -> FfiResult<()> {
@@ -204,10 +211,7 @@ fn push_layer(f: &mut StoredFeatures, local: Array, global: Option<Array>, preci
     for (a, what) in [(Some(&local), "local map"), (global.as_ref(), "global token")] {
         if let Some(a) = a {
             if let Some(i) = a.first_non_finite() {
-                return Err(FfiError::new(
-                    ft_status::FT_ERR_DATA,
-                    format!("layer {l}: the {what} has a non-finite value ({}) at index {:?}", a.data[i], a.unravel(i)),
-                ));
+                return Err(non_finite_error(l, what, a.data[i], &a.unravel(i)));
             }
         }
     }

@@ -476,13 +476,15 @@ pub(crate) fn push_device_layer(
         let global_t = global.map(|g| caller(g, [n, c, 1, 1]));
         use crate::cuda::resident::{CopyError, DeviceLayer};
         let layer = DeviceLayer::copy(ordinal, &local_t, global_t.as_ref()).map_err(|e| match e {
-            CopyError::NonFinite(which, k) => FfiError::new(
-                crate::ffi::ft_status::FT_ERR_DATA,
-                format!(
-                    "layer {l}: the {} has {k} non-finite value(s)",
-                    if which == "local" { "local map" } else { "global token" }
-                ),
-            ),
+            CopyError::NonFinite { tensor, index, value } => {
+                // Unravelled in the shape the caller gave ([N, C] for a global token, not the
+                // padded [N, C, 1, 1]), as for a host tensor.
+                let (what, shape) = match (tensor, global) {
+                    ("global", Some(g)) => ("global token", &g.shape[..]),
+                    _ => ("local map", &local.shape[..]),
+                };
+                crate::ffi::features::non_finite_error(l, what, value, &crate::data::array::unravel(shape, index))
+            }
             CopyError::Other(e) => e.into(),
         })?;
         f.push(crate::data::StoredLayer::on_device(layer))?;
