@@ -224,7 +224,7 @@ fn rounding_cases() -> Vec<f32> {
         for k in 0..64u32 {
             // Bit patterns right at and around the f16 (13 dropped bits) and bf16 (16 dropped bits)
             // rounding points.
-            let m = f32::from_bits((base.to_bits() & 0xff80_0000) | (k * 0x1000) | (k & 1) * 0x800);
+            let m = f32::from_bits((base.to_bits() & 0xff80_0000) | (k * 0x1000) | ((k & 1) * 0x800));
             v.extend([m, -m, f32::from_bits(m.to_bits() + 1), f32::from_bits(m.to_bits() - 1)]);
             let b = f32::from_bits((base.to_bits() & 0xff80_0000) | (k << 16) | 0x8000);
             v.extend([b, f32::from_bits(b.to_bits() + 1), f32::from_bits(b.to_bits() - 1)]);

@@ -293,12 +293,15 @@ pub fn unique(names: impl IntoIterator<Item = String>) -> Vec<String> {
     out
 }
 
+/// Called before each pair with the pair and its subject's name.
+pub type OnPairStart<'a> = &'a mut dyn FnMut(&PairJob, &str);
+
 /// Runs pairs in this process, one after another, each brain loaded once for all its networks
 /// (the plan is subject-major). `on_event` receives each fit's epochs (or ridge layers);
 /// `on_start` is called before each pair.
 pub struct Serial<'a> {
     /// Called before each pair with the pair and its subject's name.
-    pub on_start: Option<&'a mut dyn FnMut(&PairJob, &str)>,
+    pub on_start: Option<OnPairStart<'a>>,
     /// Receives each fit's epochs (or ridge layers).
     pub on_event: Option<&'a mut dyn FnMut(crate::engine::FitEvent<'_>)>,
 }

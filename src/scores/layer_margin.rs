@@ -347,15 +347,12 @@ mod tests {
             }).collect();
             for col in 0..d {
                 let piv = a[col][col];
-                for j in col..=d {
-                    a[col][j] /= piv;
-                }
-                for row in 0..d {
+                a[col][col..=d].iter_mut().for_each(|x| *x /= piv);
+                let pivot = a[col].clone();
+                for (row, r) in a.iter_mut().enumerate().take(d) {
                     if row != col {
-                        let f = a[row][col];
-                        for j in col..=d {
-                            a[row][j] -= f * a[col][j];
-                        }
+                        let f = r[col];
+                        r[col..=d].iter_mut().zip(&pivot[col..=d]).for_each(|(x, p)| *x -= f * p);
                     }
                 }
             }
