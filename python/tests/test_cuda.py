@@ -135,6 +135,21 @@ def _device_to_host_bytes(driver):
     return out[1]
 
 
+def _step_stays_on_the_device(monitor, driver, on_host, on_device, layers):
+    """A monitor step on the CUDA features ``on_device`` gives the report of one on the host
+    features ``on_host``, and copies less than a quarter of the ``layers``' local maps' bytes to
+    the host (counted by the emulated driver)."""
+    want = monitor.observe(1, on_host)
+    before = _device_to_host_bytes(driver)
+    got = monitor.observe(2, on_device)
+    after = _device_to_host_bytes(driver)
+    if before is not None:
+        local_bytes = sum(np.asarray(local).size * 4 for local, _ in layers)
+        assert after - before < local_bytes // 4, (after - before, local_bytes)
+    assert abs(got.summary["retention"] - want.summary["retention"]) < 1e-4, (got.summary, want.summary)
+    np.testing.assert_allclose(got.cka, want.cka, rtol=0, atol=1e-5)
+
+
 def test_a_monitor_step_on_cuda_tensors_stays_on_the_device(features, brain, fast):
     # A training framework's CUDA activations given as the features of a monitor step on the same
     # device: the same report as the host arrays, and the local maps never come to the host.
@@ -147,15 +162,7 @@ def test_a_monitor_step_on_cuda_tensors_stays_on_the_device(features, brain, fas
         on_device.add_layer(*tensors)
         # The library keeps its own copy: the caller's device memory is freed now.
         del tensors
-    want = monitor.observe(1, features)
-    before = _device_to_host_bytes(driver)
-    got = monitor.observe(2, on_device)
-    after = _device_to_host_bytes(driver)
-    if before is not None:
-        local_bytes = sum(np.asarray(local).size * 4 for local, _ in layers)
-        assert after - before < local_bytes // 4, (after - before, local_bytes)
-    assert abs(got.summary["retention"] - want.summary["retention"]) < 1e-4, (got.summary, want.summary)
-    np.testing.assert_allclose(got.cka, want.cka, rtol=0, atol=1e-5)
+    _step_stays_on_the_device(monitor, driver, features, on_device, layers)
 
 
 
@@ -193,15 +200,7 @@ def test_collected_cuda_layers_go_to_the_library_as_cuda_tensors(features, brain
     assert collected == [] and alive == [[True, True, True], [False, True, True], [False, False, True]]
     assert not any(r() is not None for layer in refs for r in layer)
 
-    want = monitor.observe(1, ft.Features(rounded))
-    before = _device_to_host_bytes(driver)
-    got = monitor.observe(2, on_device)
-    after = _device_to_host_bytes(driver)
-    if before is not None:
-        local_bytes = sum(np.asarray(local).size * 4 for local, _ in layers)
-        assert after - before < local_bytes // 4, (after - before, local_bytes)
-    assert abs(got.summary["retention"] - want.summary["retention"]) < 1e-4, (got.summary, want.summary)
-    np.testing.assert_allclose(got.cka, want.cka, rtol=0, atol=1e-5)
+    _step_stays_on_the_device(monitor, driver, ft.Features(rounded), on_device, layers)
     for i, (local, glob) in enumerate(rounded):
         got_local, got_glob = on_device.layer(i)
         np.testing.assert_array_equal(got_local, local)
